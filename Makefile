@@ -1,0 +1,42 @@
+# redis-ratelimit: `make run` starts Redis with the module, `make test` runs every test.
+# `make help` lists the targets.
+
+PORT ?= 6379
+CARGO ?= cargo
+MODULE := target/release/libredis_ratelimit.so
+TEST_MODULE := target/debug/libredis_ratelimit.so
+
+.DEFAULT_GOAL := help
+.PHONY: help deps build run test test-unit bench lint clean
+
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
+
+deps: ## Install missing Debian packages (redis-server, redis-tools, libclang-dev)
+	@./scripts/deps.sh
+
+build: deps ## Build the release module: target/release/libredis_ratelimit.so
+	$(CARGO) build --release --lib
+
+run: build ## Start redis-server on 127.0.0.1:$(PORT) with the module loaded (foreground)
+	@echo "Starting redis-server on 127.0.0.1:$(PORT) with $(MODULE)"
+	@echo "Connect with:  redis-cli -p $(PORT)    then try:  RL.TOKENBUCKET user:42 10 1 1"
+	redis-server --port $(PORT) --bind 127.0.0.1 --save "" --appendonly no --loadmodule $(CURDIR)/$(MODULE)
+
+test: deps ## Build and run every test: unit, property, integration against real servers
+	$(CARGO) build --release --lib
+	$(CARGO) build --lib --features test-hooks
+	$(CARGO) test --workspace --features test-hooks
+
+test-unit: ## Unit and property tests only (no server)
+	$(CARGO) test --lib
+
+bench: ## Criterion benches of the pure algorithms
+	$(CARGO) bench --bench algorithms
+
+lint: ## rustfmt and clippy
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --features test-hooks -- -D warnings
+
+clean: ## Remove build output
+	$(CARGO) clean

@@ -1,0 +1,327 @@
+//! The token bucket, kept as one absolute time: GCRA.
+//!
+//! A bucket of `limit` tokens refills one token every `interval`. Instead of
+//! storing (tokens, last refill) it stores the instant `tat` at which the
+//! bucket will be full again (the "theoretical arrival time" of GCRA): at
+//! `now` it holds `(tolerance - (tat - now)) / interval` tokens, where
+//! `tolerance = limit * interval` is the time a full refill takes. Taking
+//! `cost` tokens moves `tat` forward by `cost * interval`. All of it is
+//! integer nanoseconds, so waiting exactly the reported `retry_after` gets in
+//! and a clock that steps back can only lower the tokens, never mint them.
+
+use super::{Decision, RetryAfter};
+use crate::time::Nanos;
+
+/// The longest refill a bucket may have: about 100 years.
+pub const MAX_TOLERANCE: Nanos = Nanos::from_secs(100 * 365 * 24 * 3600);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BucketError {
+    /// `limit` is zero.
+    ZeroLimit,
+    /// `interval` is zero: more than one token per nanosecond.
+    ZeroInterval,
+    /// `limit * interval` is longer than [`MAX_TOLERANCE`].
+    TooLong,
+}
+
+/// The parameters of one bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bucket {
+    limit: u64,
+    interval: Nanos,
+    tolerance: Nanos,
+}
+
+impl Bucket {
+    /// `limit` tokens, one more every `interval`.
+    pub fn new(limit: u64, interval: Nanos) -> Result<Bucket, BucketError> {
+        if limit == 0 {
+            return Err(BucketError::ZeroLimit);
+        }
+        if interval == Nanos::ZERO {
+            return Err(BucketError::ZeroInterval);
+        }
+        let tolerance = limit
+            .checked_mul(interval.as_u64())
+            .map(Nanos::new)
+            .filter(|t| *t <= MAX_TOLERANCE)
+            .ok_or(BucketError::TooLong)?;
+        Ok(Bucket {
+            limit,
+            interval,
+            tolerance,
+        })
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    pub fn interval(&self) -> Nanos {
+        self.interval
+    }
+
+    /// Whole tokens in the bucket when it is `used` short of full.
+    fn tokens(&self, used: Nanos) -> u64 {
+        self.tolerance.saturating_sub(used).as_u64() / self.interval.as_u64()
+    }
+
+    /// Decide on a request of `cost` tokens at `now`, given the stored `tat`
+    /// (`None` for a fresh key). Returns the decision and, when the state
+    /// changes, the new `tat` (the key then expires at that instant).
+    pub fn decide(&self, tat: Option<Nanos>, now: Nanos, cost: u64) -> (Decision, Option<Nanos>) {
+        // How far the bucket is from full, as time.
+        let used = tat.unwrap_or(Nanos::ZERO).saturating_sub(now);
+        if cost > self.limit {
+            let decision = Decision {
+                allowed: false,
+                limit: self.limit,
+                remaining: self.tokens(used),
+                retry_after: RetryAfter::Never,
+                reset_after: used,
+            };
+            return (decision, None);
+        }
+        // cost <= limit, so this is at most `tolerance`.
+        let increment = Nanos::new(cost.saturating_mul(self.interval.as_u64()));
+        let new_used = used.saturating_add(increment);
+        if new_used <= self.tolerance {
+            let decision = Decision {
+                allowed: true,
+                limit: self.limit,
+                remaining: self.tokens(new_used),
+                retry_after: RetryAfter::Now,
+                reset_after: new_used,
+            };
+            let new_tat = (cost > 0).then(|| now.saturating_add(new_used));
+            (decision, new_tat)
+        } else {
+            let decision = Decision {
+                allowed: false,
+                limit: self.limit,
+                remaining: self.tokens(used),
+                retry_after: RetryAfter::After(new_used.saturating_sub(self.tolerance)),
+                reset_after: used,
+            };
+            (decision, None)
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SEC: u64 = 1_000_000_000;
+    const MS: u64 = 1_000_000;
+    const T0: u64 = 1_700_000_000 * SEC;
+
+    /// Replays rows of `(at_ms, cost, allowed, remaining, retry_ms, reset_ms)`
+    /// against one bucket, carrying the state from row to row.
+    fn replay(bucket: Bucket, rows: &[(u64, u64, i64, i64, i64, i64)]) {
+        let mut tat = None;
+        for (i, &(at_ms, cost, allowed, remaining, retry, reset)) in rows.iter().enumerate() {
+            let now = Nanos::new(T0 + at_ms * MS);
+            let (d, new) = bucket.decide(tat, now, cost);
+            let f = d.reply_fields();
+            assert_eq!(
+                (f[0], f[2], f[3], f[4]),
+                (allowed, remaining, retry, reset),
+                "row {i}: at {at_ms} ms cost {cost}"
+            );
+            assert_eq!(f[1], bucket.limit as i64);
+            if let Some(t) = new {
+                tat = Some(t);
+            }
+        }
+    }
+
+    #[rustfmt::skip]
+    #[test]
+    fn ten_per_second_burst_of_ten() {
+        // capacity 10, rate 10/s: one token every 100 ms.
+        let b = Bucket::new(10, Nanos::new(100 * MS)).unwrap();
+        replay(b, &[
+            // at   cost ok rem retry reset
+            (0,     1,   1, 9,  0,    100),
+            (0,     9,   1, 0,  0,    1000),
+            (0,     1,   0, 0,  100,  1000),
+            (99,    1,   0, 0,  1,    901),
+            (100,   1,   1, 0,  0,    1000),
+            (100,   0,   1, 0,  0,    1000),   // a peek
+            (150,   2,   0, 0,  150,  950),
+            (1100,  0,   1, 10, 0,    0),      // full again
+            (1100,  11,  0, 10, -1,   0),      // can never fit
+            (1100,  10,  1, 0,  0,    1000),
+        ]);
+    }
+
+    #[rustfmt::skip]
+    #[test]
+    fn slow_rates_and_sub_millisecond_intervals() {
+        // capacity 1, one token every 2 s (rate 0.5/s).
+        replay(Bucket::new(1, Nanos::new(2 * SEC)).unwrap(), &[
+            (0,    1, 1, 0, 0,    2000),
+            (1,    1, 0, 0, 1999, 1999),
+            (2000, 1, 1, 0, 0,    2000),
+        ]);
+        // capacity 3, 3000/s: 333,334 ns per token.
+        replay(Bucket::new(3, Nanos::new(333_334)).unwrap(), &[
+            (0, 3, 1, 0, 0, 2),   // reset 1,000,002 ns -> 2 ms
+            (0, 1, 0, 0, 1, 2),   // 333,334 ns -> 1 ms
+            (1, 2, 1, 0, 0, 1),   // 666,670 ns still to refill
+        ]);
+    }
+
+    #[test]
+    fn clock_stepping_back_mints_nothing() {
+        let b = Bucket::new(5, Nanos::new(SEC)).unwrap();
+        let now = Nanos::new(T0);
+        let (_, tat) = b.decide(None, now, 5);
+        // The clock jumps back an hour: the bucket reads as emptier, not fuller.
+        let back = Nanos::new(T0 - 3600 * SEC);
+        let (d, new) = b.decide(tat, back, 1);
+        assert!(!d.allowed);
+        assert_eq!(new, None);
+        assert_eq!(d.remaining, 0);
+        let (peek, _) = b.decide(tat, back, 0);
+        assert_eq!(peek.remaining, 0);
+    }
+
+    #[test]
+    fn rejects_impossible_buckets() {
+        assert_eq!(Bucket::new(0, Nanos::new(1)), Err(BucketError::ZeroLimit));
+        assert_eq!(Bucket::new(1, Nanos::ZERO), Err(BucketError::ZeroInterval));
+        assert_eq!(
+            Bucket::new(u64::MAX, Nanos::new(2)),
+            Err(BucketError::TooLong)
+        );
+        assert!(Bucket::new(1, MAX_TOLERANCE).is_ok());
+    }
+
+    #[test]
+    fn far_future_state_does_not_overflow() {
+        let b = Bucket::new(10, Nanos::new(SEC)).unwrap();
+        let (d, new) = b.decide(Some(Nanos::MAX), Nanos::new(T0), 1);
+        assert!(!d.allowed);
+        assert_eq!(new, None);
+        assert!(d.reply_fields()[3] > 0);
+    }
+
+    /// The brute-force oracle: the whole admission history, and the token
+    /// count it implies, in units of `interval`-nanoseconds. A bucket that
+    /// starts full has, at `t`, `min(L*T, min over admissions s <= t of
+    /// (L*T + (t - s) - T * admitted in [s, t]))` tokens-times-T.
+    struct Oracle {
+        limit: u64,
+        interval: u64,
+        admitted: Vec<(u64, u64)>,
+    }
+
+    impl Oracle {
+        fn tokens_times_interval(&self, t: u64) -> i128 {
+            let full = i128::from(self.limit) * i128::from(self.interval);
+            let mut best = full;
+            for (i, &(s, _)) in self.admitted.iter().enumerate() {
+                let units: u64 = self.admitted[i..].iter().map(|&(_, c)| c).sum();
+                let v = full + i128::from(t - s) - i128::from(units) * i128::from(self.interval);
+                best = best.min(v);
+            }
+            best
+        }
+
+        fn allows(&self, t: u64, cost: u64) -> bool {
+            self.tokens_times_interval(t) >= i128::from(cost) * i128::from(self.interval)
+        }
+    }
+
+    fn steps() -> impl Strategy<Value = Vec<(u64, u64)>> {
+        // (gap in ns, cost): gaps from "same instant" to several intervals.
+        prop::collection::vec(
+            (prop_oneof![Just(0u64), 0u64..3_000_000_000], 0u64..6),
+            1..60,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        /// Every decision equals the oracle's, and the admitted total over
+        /// every interval stays within limit + elapsed / interval.
+        #[test]
+        fn matches_brute_force_oracle(
+            limit in 1u64..8,
+            interval in prop_oneof![Just(1u64), 1u64..2_000, 1_000_000u64..1_000_000_000],
+            steps in steps(),
+        ) {
+            let bucket = Bucket::new(limit, Nanos::new(interval)).unwrap();
+            let mut oracle = Oracle { limit, interval, admitted: vec![] };
+            let mut tat = None;
+            let mut t = T0;
+            for (gap, cost) in steps {
+                t += gap;
+                let (d, new) = bucket.decide(tat, Nanos::new(t), cost);
+                let expect = cost <= limit && oracle.allows(t, cost);
+                prop_assert_eq!(d.allowed, expect, "at {} cost {}", t, cost);
+                // remaining: whole tokens left after this call
+                let left = oracle.tokens_times_interval(t) - if d.allowed { i128::from(cost * interval) } else { 0 };
+                prop_assert_eq!(d.remaining as i128, left.max(0) / i128::from(interval));
+                if d.allowed && cost > 0 {
+                    oracle.admitted.push((t, cost));
+                    tat = new;
+                } else {
+                    prop_assert_eq!(new, None);
+                }
+                // The (sigma, rho) bound over every interval [a, b] of admissions.
+                for (i, &(a, _)) in oracle.admitted.iter().enumerate() {
+                    let total: u64 = oracle.admitted[i..].iter().map(|&(_, c)| c).sum();
+                    let elapsed = t - a;
+                    prop_assert!(u128::from(total) * u128::from(interval) <= u128::from(limit) * u128::from(interval) + u128::from(elapsed));
+                }
+            }
+        }
+
+        /// retry_after is exact: waiting that long gets in, 1 ms less does not.
+        #[test]
+        fn retry_after_is_exact(
+            limit in 1u64..10,
+            interval in prop_oneof![1u64..5_000_000, 5_000_000u64..5_000_000_000],
+            pre in prop::collection::vec((0u64..2_000_000_000, 1u64..10), 0..20),
+            cost in 1u64..10,
+        ) {
+            let bucket = Bucket::new(limit, Nanos::new(interval)).unwrap();
+            let mut tat = None;
+            let mut t = T0;
+            for (gap, c) in pre {
+                t += gap;
+                if let (_, Some(n)) = bucket.decide(tat, Nanos::new(t), c) { tat = Some(n); }
+            }
+            let now = Nanos::new(t);
+            let (d, _) = bucket.decide(tat, now, cost);
+            match d.retry_after {
+                RetryAfter::Now => prop_assert!(d.allowed),
+                RetryAfter::Never => prop_assert!(cost > limit),
+                RetryAfter::After(_) => {
+                    let ms = d.reply_fields()[3] as u64;
+                    prop_assert!(ms >= 1);
+                    let (later, _) = bucket.decide(tat, Nanos::new(t + ms * MS), cost);
+                    prop_assert!(later.allowed);
+                    let (earlier, _) = bucket.decide(tat, Nanos::new(t + (ms - 1) * MS), cost);
+                    prop_assert!(!earlier.allowed);
+                }
+            }
+            // reset_after: after that long the bucket is full.
+            let reset = d.reply_fields()[4] as u64;
+            let (full, _) = bucket.decide(tat, Nanos::new(t + reset * MS), 0);
+            prop_assert_eq!(full.remaining, limit);
+        }
+    }
+}

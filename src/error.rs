@@ -1,0 +1,79 @@
+//! Every error a command can answer, with its Redis error code first.
+
+use std::ffi::CStr;
+
+/// A command's error reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmdError {
+    /// Redis's standard "wrong number of arguments" error.
+    WrongArity,
+    /// A fixed message, starting with its error code.
+    Msg(&'static CStr),
+}
+
+pub type CmdResult = Result<(), CmdError>;
+
+macro_rules! errors {
+    ($($name:ident = $text:literal;)*) => {
+        $(pub const $name: CmdError = CmdError::Msg($text);)*
+    };
+}
+
+errors! {
+    SYNTAX = c"ERR syntax error";
+    WRONGTYPE = c"WRONGTYPE Operation against a key holding the wrong kind of value";
+    INTERNAL = c"ERR internal error";
+
+    CAPACITY = c"ERR capacity must be an integer between 1 and 9223372036854775807";
+    RATE = c"ERR rate must be a positive number (such as 0.5, 100 or 1e4)";
+    RATE_TOO_HIGH = c"ERR rate must be at most one token per nanosecond of PERIOD";
+    BUCKET_TOO_LONG = c"ERR capacity / rate must refill within 100 years";
+    COST = c"ERR cost must be an integer between 0 and 9223372036854775807";
+    PERIOD = c"ERR PERIOD must be a positive number of seconds";
+
+    LIMIT = c"ERR limit must be an integer between 1 and 9223372036854775807";
+    WINDOW = c"ERR window must be a positive number of seconds with at most 3 decimals, at most 10 years";
+    COST_OPTION = c"ERR COST must be an integer between 0 and 9223372036854775807";
+
+    STATE_KIND = c"ERR kind must be bucket or window";
+    STATE_PAYLOAD = c"ERR payload is not a valid state of that kind";
+    PXAT = c"ERR PXAT must be a non-negative integer of Unix milliseconds";
+    UPDATE = c"ERR invalid window update";
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_starts_with_its_code() {
+        for e in [
+            SYNTAX,
+            WRONGTYPE,
+            INTERNAL,
+            CAPACITY,
+            RATE,
+            RATE_TOO_HIGH,
+            BUCKET_TOO_LONG,
+            COST,
+            PERIOD,
+            LIMIT,
+            WINDOW,
+            COST_OPTION,
+            STATE_KIND,
+            STATE_PAYLOAD,
+            PXAT,
+            UPDATE,
+        ] {
+            let CmdError::Msg(m) = e else { continue };
+            let s = m.to_str().unwrap();
+            assert!(s.starts_with("ERR ") || s.starts_with("WRONGTYPE "), "{s}");
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! The real-server harness: starts `redis-server` (or `valkey-server`)
+//! processes with the module loaded, on free loopback ports, each in its own
+//! temporary directory, and stops them when the handle drops.
+//!
+//! Environment:
+//! - `RL_SERVER`: the server binary (default `redis-server`).
+//! - `RL_MODULE`: the module to load (default: the debug build with test hooks).
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub use redis::Value;
+
+static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
+
+pub fn server_binary() -> String {
+    std::env::var("RL_SERVER").unwrap_or_else(|_| "redis-server".to_string())
+}
+
+pub fn module_path() -> PathBuf {
+    if let Ok(p) = std::env::var("RL_MODULE") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let p = root.join("target/debug/libredis_ratelimit.so");
+    assert!(
+        p.exists(),
+        "{} is missing: run `make test` (it builds the module first)",
+        p.display()
+    );
+    p
+}
+
+/// A fresh directory for one server's files.
+pub fn temp_dir() -> PathBuf {
+    let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("rl-test-{}-{}", std::process::id(), n));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A running server; killed (and its directory removed) on drop.
+pub struct Server {
+    child: Option<Child>,
+    pub port: u16,
+    pub dir: PathBuf,
+    extra: Vec<String>,
+    keep_dir: bool,
+}
+
+impl Server {
+    /// A server with the module and test-friendly defaults.
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Extra `--option value` pairs, e.g. `&["--appendonly", "yes"]`.
+    pub fn start_with(extra: &[&str]) -> Server {
+        Server::start_in(temp_dir(), extra)
+    }
+
+    /// Starts in an existing directory (to restart from its RDB/AOF).
+    pub fn start_in(dir: PathBuf, extra: &[&str]) -> Server {
+        Server::start_full(dir, module_path(), extra)
+    }
+
+    /// Starts with a given module file.
+    pub fn start_full(dir: PathBuf, module: PathBuf, extra: &[&str]) -> Server {
+        let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        extra.insert(0, module.display().to_string());
+        extra.insert(0, "--loadmodule".to_string());
+        Server::start_raw(dir, extra)
+    }
+
+    /// Starts with exactly these options (the module line included).
+    fn start_raw(dir: PathBuf, extra: Vec<String>) -> Server {
+        let mut last_err = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            match Server::spawn(&dir, port, &extra) {
+                Ok(child) => {
+                    return Server {
+                        child: Some(child),
+                        port,
+                        dir,
+                        extra,
+                        keep_dir: false,
+                    };
+                }
+                Err(e) => last_err = e,
+            }
+        }
+        panic!("could not start {}: {last_err}", server_binary());
+    }
+
+    fn spawn(dir: &Path, port: u16, extra: &[String]) -> Result<Child, String> {
+        let log = dir.join("server.log");
+        let mut cmd = Command::new(server_binary());
+        cmd.arg("--port")
+            .arg(port.to_string())
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--protected-mode",
+                "no",
+                "--daemonize",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .arg("--logfile")
+            .arg(&log)
+            .args(["--save", "", "--appendonly", "no"])
+            .args([
+                "--enable-debug-command",
+                "yes",
+                "--enable-module-command",
+                "yes",
+            ])
+            .args(["--repl-diskless-sync-delay", "0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(format!("exited with {status}; log:\n{text}"));
+            }
+            if let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}/")) {
+                if let Ok(mut con) = client.get_connection_with_timeout(Duration::from_millis(200))
+                {
+                    // LOADING while replaying an AOF: keep waiting.
+                    if let Ok(Value::Okay | Value::SimpleString(_)) =
+                        redis::cmd("PING").query::<Value>(&mut con)
+                    {
+                        return Ok(child);
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("did not answer PING within 20 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn connect(&self) -> redis::Connection {
+        let client = redis::Client::open(self.url()).unwrap();
+        client
+            .get_connection_with_timeout(Duration::from_secs(5))
+            .unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// Is the process still running?
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// SIGKILL, keeping the directory: for crash-recovery tests.
+    pub fn kill(mut self) -> PathBuf {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.keep_dir = true;
+        self.dir.clone()
+    }
+
+    /// `SHUTDOWN` (saving per the server's config), keeping the directory.
+    pub fn shutdown(mut self, save: bool) -> PathBuf {
+        let mut con = self.connect();
+        let _ = redis::cmd("SHUTDOWN")
+            .arg(if save { "SAVE" } else { "NOSAVE" })
+            .query::<Value>(&mut con);
+        if let Some(mut c) = self.child.take() {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.keep_dir = true;
+        self.dir.clone()
+    }
+
+    /// The same options again, in the same directory.
+    pub fn restart(self, save: bool) -> Server {
+        let extra = self.extra.clone();
+        let dir = self.shutdown(save);
+        Server::start_raw(dir, extra)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if !self.keep_dir && !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Runs a command; a server error comes back as its full text.
+pub fn call(con: &mut redis::Connection, args: &[&str]) -> Result<Value, String> {
+    let mut c = redis::cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    c.query::<Value>(con).map_err(error_text)
+}
+
+pub fn error_text(e: redis::RedisError) -> String {
+    match (e.code(), e.detail()) {
+        (Some(code), Some(detail)) => format!("{code} {detail}"),
+        (Some(code), None) => code.to_string(),
+        _ => e.to_string(),
+    }
+}
+
+/// Runs a limiter command and returns its five integers.
+pub fn rl(con: &mut redis::Connection, args: &[&str]) -> [i64; 5] {
+    match call(con, args) {
+        Ok(Value::Array(items)) => {
+            let v: Vec<i64> = items
+                .iter()
+                .map(|x| match x {
+                    Value::Int(i) => *i,
+                    other => panic!("non-integer in reply to {args:?}: {other:?}"),
+                })
+                .collect();
+            v.try_into().unwrap_or_else(|v: Vec<i64>| {
+                panic!("expected 5 integers from {args:?}, got {v:?}")
+            })
+        }
+        other => panic!("unexpected reply to {args:?}: {other:?}"),
+    }
+}
+
+/// Runs a command that must fail, returning the error text.
+pub fn err(con: &mut redis::Connection, args: &[&str]) -> String {
+    match call(con, args) {
+        Err(e) => e,
+        Ok(v) => panic!("{args:?} should fail, got {v:?}"),
+    }
+}
+
+pub fn int(con: &mut redis::Connection, args: &[&str]) -> i64 {
+    match call(con, args) {
+        Ok(Value::Int(i)) => i,
+        other => panic!("expected an integer from {args:?}, got {other:?}"),
+    }
+}
+
+pub fn bytes(con: &mut redis::Connection, args: &[&str]) -> Option<Vec<u8>> {
+    match call(con, args) {
+        Ok(Value::BulkString(b)) => Some(b),
+        Ok(Value::Nil) => None,
+        other => panic!("expected a bulk string from {args:?}, got {other:?}"),
+    }
+}
+
+pub fn ok(con: &mut redis::Connection, args: &[&str]) {
+    match call(con, args) {
+        Ok(Value::Okay) => {}
+        Ok(Value::SimpleString(s)) if s == "OK" => {}
+        other => panic!("expected OK from {args:?}, got {other:?}"),
+    }
+}
+
+/// Wall-clock nanoseconds now, rounded to a whole second (a tidy fake clock).
+pub fn now_ns_rounded() -> u64 {
+    let s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    s * 1_000_000_000
+}
+
+/// Sets the module's test clock (needs the test-hooks build).
+pub fn set_clock(con: &mut redis::Connection, ns: u64) {
+    ok(con, &["RL.TEST.CLOCK", "SET", &ns.to_string()]);
+}
+
+/// Every key and its DUMP, sorted by key.
+pub fn dump_all(con: &mut redis::Connection) -> Vec<(String, Option<Vec<u8>>)> {
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(con).unwrap();
+    keys.sort();
+    keys.into_iter()
+        .map(|k| {
+            let d = bytes(con, &["DUMP", &k]);
+            (k, d)
+        })
+        .collect()
+}
+
+/// Polls `f` until it returns true or `secs` pass.
+pub fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+/// Wall-clock nanoseconds now.
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// `rdb_changes_since_last_save` from INFO: moves on every write.
+pub fn dirty(con: &mut redis::Connection) -> i64 {
+    let info: String = redis::cmd("INFO").arg("persistence").query(con).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("rdb_changes_since_last_save:"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap()
+}
+
+pub const SEC: u64 = 1_000_000_000;
+pub const MS: u64 = 1_000_000;
+
+/// Starts a replica of `master` and waits until its link is up.
+pub fn start_replica(master: &Server, extra: &[&str]) -> Server {
+    let port = master.port.to_string();
+    let mut args = vec!["--replicaof", "127.0.0.1", port.as_str()];
+    args.extend_from_slice(extra);
+    let replica = Server::start_with(&args);
+    let mut rc = replica.connect();
+    assert!(
+        wait_until(30, || {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut rc)
+                .unwrap();
+            info.contains("master_link_status:up")
+        }),
+        "replica did not sync; log:\n{}",
+        replica.log()
+    );
+    replica
+}
+
+/// Waits until `n` replicas acknowledged everything written so far.
+pub fn wait_replicas(master: &mut redis::Connection, n: i64) {
+    assert!(wait_until(30, || int(
+        master,
+        &["WAIT", &n.to_string(), "1000"]
+    ) >= n));
+}
+
+/// Every key with its DUMP and absolute expiry (DUMP does not carry the TTL).
+pub fn state_of(con: &mut redis::Connection) -> Vec<(String, Option<Vec<u8>>, i64)> {
+    dump_all(con)
+        .into_iter()
+        .map(|(k, d)| {
+            let e = int(con, &["PEXPIRETIME", &k]);
+            (k, d, e)
+        })
+        .collect()
+}
+
+/// Asserts master and replica hold the same keys, bytes and expiries,
+/// ignoring keys that expire within two seconds (they may be gone on one
+/// side and not yet on the other while the comparison runs).
+pub fn assert_same_state(master: &mut redis::Connection, replica: &mut redis::Connection) -> usize {
+    let horizon = (now_ns() / MS) as i64 + 2000;
+    let lasting = |v: Vec<(String, Option<Vec<u8>>, i64)>| -> Vec<(String, Option<Vec<u8>>, i64)> {
+        v.into_iter()
+            .filter(|(_, _, e)| *e == -1 || *e > horizon)
+            .collect()
+    };
+    let m = lasting(state_of(master));
+    let r = lasting(state_of(replica));
+    let mk: Vec<&String> = m.iter().map(|x| &x.0).collect();
+    let rk: Vec<&String> = r.iter().map(|x| &x.0).collect();
+    assert_eq!(mk, rk, "different keys");
+    for (a, b) in m.iter().zip(&r) {
+        assert_eq!(a, b, "key {} differs", a.0);
+    }
+    m.len()
+}
+
+/// A start time for the module's test clock, an hour ahead of the real one:
+/// keys then expire (on Redis's real clock) only long after the test ends,
+/// however slowly it runs.
+pub fn fake_start() -> u64 {
+    now_ns() + 3600 * SEC
+}

@@ -1,0 +1,122 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+//! Bad input on a real server: the exact error text, and nothing written.
+
+mod common;
+use common::*;
+
+const ARITY_TB: &str = "ERR wrong number of arguments for 'RL.TOKENBUCKET' command";
+const ARITY_SW: &str = "ERR wrong number of arguments for 'RL.SLIDING' command";
+
+#[rustfmt::skip]
+const CASES: &[(&[&str], &str)] = &[
+    // arity
+    (&["RL.TOKENBUCKET"], ARITY_TB),
+    (&["RL.TOKENBUCKET", "k"], ARITY_TB),
+    (&["RL.TOKENBUCKET", "k", "10", "1"], ARITY_TB),
+    (&["RL.SLIDING", "k", "10"], ARITY_SW),
+    // capacity
+    (&["RL.TOKENBUCKET", "k", "0", "1", "1"], "ERR capacity must be an integer between 1 and 9223372036854775807"),
+    (&["RL.TOKENBUCKET", "k", "-1", "1", "1"], "ERR capacity must be an integer between 1 and 9223372036854775807"),
+    (&["RL.TOKENBUCKET", "k", "1.5", "1", "1"], "ERR capacity must be an integer between 1 and 9223372036854775807"),
+    (&["RL.TOKENBUCKET", "k", "10x", "1", "1"], "ERR capacity must be an integer between 1 and 9223372036854775807"),
+    (&["RL.TOKENBUCKET", "k", "", "1", "1"], "ERR capacity must be an integer between 1 and 9223372036854775807"),
+    (&["RL.TOKENBUCKET", "k", "9223372036854775808", "1", "1"], "ERR capacity must be an integer between 1 and 9223372036854775807"),
+    (&["RL.TOKENBUCKET", "k", "99999999999999999999999", "1", "1"], "ERR capacity must be an integer between 1 and 9223372036854775807"),
+    // rate
+    (&["RL.TOKENBUCKET", "k", "10", "0", "1"], "ERR rate must be a positive number (such as 0.5, 100 or 1e4)"),
+    (&["RL.TOKENBUCKET", "k", "10", "-1", "1"], "ERR rate must be a positive number (such as 0.5, 100 or 1e4)"),
+    (&["RL.TOKENBUCKET", "k", "10", "nan", "1"], "ERR rate must be a positive number (such as 0.5, 100 or 1e4)"),
+    (&["RL.TOKENBUCKET", "k", "10", "inf", "1"], "ERR rate must be a positive number (such as 0.5, 100 or 1e4)"),
+    (&["RL.TOKENBUCKET", "k", "10", "1e999", "1"], "ERR rate must be a positive number (such as 0.5, 100 or 1e4)"),
+    (&["RL.TOKENBUCKET", "k", "10", "1.5.", "1"], "ERR rate must be a positive number (such as 0.5, 100 or 1e4)"),
+    (&["RL.TOKENBUCKET", "k", "10", "2e9", "1"], "ERR rate must be at most one token per nanosecond of PERIOD"),
+    (&["RL.TOKENBUCKET", "k", "10", "1e-20", "1"], "ERR capacity / rate must refill within 100 years"),
+    (&["RL.TOKENBUCKET", "k", "9223372036854775807", "1", "1"], "ERR capacity / rate must refill within 100 years"),
+    // cost
+    (&["RL.TOKENBUCKET", "k", "10", "1", "-1"], "ERR cost must be an integer between 0 and 9223372036854775807"),
+    (&["RL.TOKENBUCKET", "k", "10", "1", "1.0"], "ERR cost must be an integer between 0 and 9223372036854775807"),
+    // options
+    (&["RL.TOKENBUCKET", "k", "10", "1", "1", "PERIOD"], "ERR syntax error"),
+    (&["RL.TOKENBUCKET", "k", "10", "1", "1", "PERIOD", "0"], "ERR PERIOD must be a positive number of seconds"),
+    (&["RL.TOKENBUCKET", "k", "10", "1", "1", "PERIOD", "-5"], "ERR PERIOD must be a positive number of seconds"),
+    (&["RL.TOKENBUCKET", "k", "10", "1", "1", "PERIOD", "60", "PERIOD", "60"], "ERR syntax error"),
+    (&["RL.TOKENBUCKET", "k", "10", "1", "1", "BURST", "60"], "ERR syntax error"),
+    (&["RL.TOKENBUCKET", "k", "10", "1", "1", "extra"], "ERR syntax error"),
+    // sliding
+    (&["RL.SLIDING", "k", "0", "60"], "ERR limit must be an integer between 1 and 9223372036854775807"),
+    (&["RL.SLIDING", "k", "ten", "60"], "ERR limit must be an integer between 1 and 9223372036854775807"),
+    (&["RL.SLIDING", "k", "10", "0"], "ERR window must be a positive number of seconds with at most 3 decimals, at most 10 years"),
+    (&["RL.SLIDING", "k", "10", "0.0005"], "ERR window must be a positive number of seconds with at most 3 decimals, at most 10 years"),
+    (&["RL.SLIDING", "k", "10", "-60"], "ERR window must be a positive number of seconds with at most 3 decimals, at most 10 years"),
+    (&["RL.SLIDING", "k", "10", "1e10"], "ERR window must be a positive number of seconds with at most 3 decimals, at most 10 years"),
+    (&["RL.SLIDING", "k", "10", "60s"], "ERR window must be a positive number of seconds with at most 3 decimals, at most 10 years"),
+    (&["RL.SLIDING", "k", "10", "60", "COST"], "ERR syntax error"),
+    (&["RL.SLIDING", "k", "10", "60", "COST", "-1"], "ERR COST must be an integer between 0 and 9223372036854775807"),
+    (&["RL.SLIDING", "k", "10", "60", "COST", "1", "COST", "1"], "ERR syntax error"),
+    (&["RL.SLIDING", "k", "10", "60", "WEIGHT", "1"], "ERR syntax error"),
+    // the internal state commands validate too
+    (&["RL.SETSTATE", "k", "bucket", "0"], "ERR payload is not a valid state of that kind"),
+    (&["RL.SETSTATE", "k", "bucket", "abc"], "ERR payload is not a valid state of that kind"),
+    (&["RL.SETSTATE", "k", "window", "\x01garbage"], "ERR payload is not a valid state of that kind"),
+    (&["RL.SETSTATE", "k", "hash", "1"], "ERR kind must be bucket or window"),
+    (&["RL.SETSTATE", "k", "bucket", "1", "PXAT", "x"], "ERR PXAT must be a non-negative integer of Unix milliseconds"),
+    (&["RL.WINDOWADD", "k", "1", "0", "1", "1", "0"], "ERR invalid window update"),
+    (&["RL.WINDOWADD", "k", "1", "1000", "1", "0", "0"], "ERR invalid window update"),
+    (&["RL.WINDOWADD", "k", "1", "1000", "1", "1", "2"], "ERR invalid window update"),
+];
+
+#[test]
+fn every_bad_input_gets_its_error_and_writes_nothing() {
+    let s = Server::start();
+    let mut c = s.connect();
+    let before = dirty(&mut c);
+    for (args, expected) in CASES {
+        assert_eq!(&err(&mut c, args), expected, "{args:?}");
+        assert_eq!(int(&mut c, &["EXISTS", "k"]), 0, "{args:?} created the key");
+    }
+    assert_eq!(dirty(&mut c), before);
+    // Errors are counted under the ERR code in INFO errorstats.
+    let stats: String = redis::cmd("INFO").arg("errorstats").query(&mut c).unwrap();
+    assert!(stats.contains("errorstat_ERR:"), "{stats}");
+    assert!(
+        !stats
+            .lines()
+            .any(|l| l.starts_with("errorstat_") && !l.starts_with("errorstat_ERR:")),
+        "{stats}"
+    );
+}
+
+#[test]
+fn errors_on_an_existing_key_leave_it_as_it_was() {
+    let s = Server::start();
+    let mut c = s.connect();
+    rl(&mut c, &["RL.TOKENBUCKET", "k", "10", "1", "3"]);
+    let dump = bytes(&mut c, &["DUMP", "k"]);
+    let before = dirty(&mut c);
+    for (args, _) in CASES
+        .iter()
+        .filter(|(a, _)| a.len() > 2 && a[0] == "RL.TOKENBUCKET")
+    {
+        let _ = err(&mut c, args);
+    }
+    assert_eq!(bytes(&mut c, &["DUMP", "k"]), dump);
+    assert_eq!(dirty(&mut c), before);
+}
+
+#[test]
+fn a_panic_inside_a_handler_is_an_error_not_a_crash() {
+    let mut s = Server::start();
+    let mut c = s.connect();
+    assert_eq!(err(&mut c, &["RL.TEST.PANIC"]), "ERR internal error");
+    assert!(s.alive());
+    assert_eq!(
+        call(&mut c, &["PING"]),
+        Ok(Value::SimpleString("PONG".into()))
+    );
+    assert_eq!(rl(&mut c, &["RL.TOKENBUCKET", "k", "1", "1", "1"])[0], 1);
+}
