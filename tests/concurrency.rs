@@ -7,8 +7,7 @@
 //! 32 connections hammering one key: the total admitted stays within the
 //! theoretical bound, never above it.
 
-mod common;
-use common::*;
+use redis_ratelimit_testkit::*;
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};

@@ -6,8 +6,7 @@
 )]
 //! Bad input on a real server: the exact error text, and nothing written.
 
-mod common;
-use common::*;
+use redis_ratelimit_testkit::*;
 
 const ARITY_TB: &str = "ERR wrong number of arguments for 'RL.TOKENBUCKET' command";
 const ARITY_SW: &str = "ERR wrong number of arguments for 'RL.SLIDING' command";

@@ -7,8 +7,7 @@
 //! State survives DEBUG RELOAD, a restart from RDB and a restart from AOF
 //! (replayed commands and rewritten files) byte for byte, expiry included.
 
-mod common;
-use common::*;
+use redis_ratelimit_testkit::*;
 
 /// A mix of states: full and partial buckets, logs with run-length counts,
 /// a log whose oldest entries were trimmed.

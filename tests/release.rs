@@ -7,14 +7,11 @@
 //! The release module (what `make run` loads): it loads, answers, and
 //! carries none of the test hooks.
 
-mod common;
-use common::*;
-
-use std::path::Path;
+use redis_ratelimit_testkit::*;
 
 #[test]
 fn release_module_loads_without_test_hooks() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/libredis_ratelimit.so");
+    let path = workspace_root().join("target/release/libredis_ratelimit.so");
     if !path.exists() {
         eprintln!(
             "skipped: {} not built (make test builds it)",

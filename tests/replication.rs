@@ -7,8 +7,7 @@
 //! Replication of effects: a replica (even one whose clock is an hour off)
 //! holds byte-identical state, with identical absolute expiries.
 
-mod common;
-use common::*;
+use redis_ratelimit_testkit::*;
 
 fn traffic(c: &mut redis::Connection, rounds: u64) {
     for i in 0..rounds {

@@ -7,8 +7,7 @@
 //! RL.SLIDING on a real server: reply fields, exactness at the window edge,
 //! TTL, peek, memory per key.
 
-mod common;
-use common::*;
+use redis_ratelimit_testkit::*;
 
 #[test]
 fn ten_per_minute_lets_ten_through_in_any_minute() {

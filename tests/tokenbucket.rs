@@ -7,8 +7,7 @@
 //! RL.TOKENBUCKET on a real server: every reply field, TTL, peek, denial,
 //! WRONGTYPE, registration.
 
-mod common;
-use common::*;
+use redis_ratelimit_testkit::*;
 
 #[test]
 fn a_new_key_starts_full() {

@@ -31,8 +31,7 @@ pub fn module_path() -> PathBuf {
     if let Ok(p) = std::env::var("RL_MODULE") {
         return PathBuf::from(p);
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let p = root.join("target/debug/libredis_ratelimit.so");
+    let p = workspace_root().join("target/debug/libredis_ratelimit.so");
     assert!(
         p.exists(),
         "{} is missing: run `make test` (it builds the module first)",
@@ -48,6 +47,12 @@ pub fn temp_dir() -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// The repository root (this crate lives in `testkit/`).
+pub fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().unwrap_or(here).to_path_buf()
 }
 
 fn free_port() -> u16 {

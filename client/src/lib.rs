@@ -1,0 +1,1 @@
+//! Typed Rust client for the redis-ratelimit module (work in progress).
