@@ -10,7 +10,7 @@ use std::ptr::NonNull;
 
 use redis_module::raw;
 
-use crate::algo::sliding::Update;
+use crate::algo::sliding::{Refund, Update};
 use crate::algo::Decision;
 use crate::error::CmdError;
 
@@ -64,6 +64,10 @@ pub fn check_api() -> Result<(), &'static str> {
         RedisModule_SignalModifiedKey,
         RedisModule_NotifyKeyspaceEvent,
         RedisModule_GetContextFlags,
+        RedisModule_IsKeysPositionRequest,
+        RedisModule_KeyAtPos,
+        RedisModule_GetExpire,
+        RedisModule_StringDMA,
         RedisModule_Milliseconds,
         RedisModule_CreateDataType,
         RedisModule_CreateCommand,
@@ -110,9 +114,13 @@ impl Ctx {
     }
 
     pub fn reply_decision(&self, d: &Decision) {
-        let fields = d.reply_fields();
-        rm!(RedisModule_ReplyWithArray(self.0, 5) else 0);
-        for v in fields {
+        self.reply_ints(&d.reply_fields());
+    }
+
+    /// An array of integers.
+    pub fn reply_ints(&self, values: &[i64]) {
+        rm!(RedisModule_ReplyWithArray(self.0, values.len() as std::ffi::c_long) else 0);
+        for &v in values {
             rm!(RedisModule_ReplyWithLongLong(self.0, v) else 0);
         }
     }
@@ -130,6 +138,11 @@ impl Ctx {
                 rm!(RedisModule_ReplyWithError(self.0, m.as_ptr()) else 0);
             }
         }
+    }
+
+    /// True when Redis only asks where the keys are (getkeys-api commands).
+    pub fn is_keys_position_request(&self) -> bool {
+        rm!(RedisModule_IsKeysPositionRequest(self.0) else 0) != 0
     }
 
     /// True while loading an AOF/RDB or when this server is a replica.
@@ -179,6 +192,20 @@ impl Ctx {
             int(u.at_us),
             int(u.units),
             std::ffi::c_longlong::from(u.coalesce),
+        ) else 0);
+    }
+
+    /// Propagates a sliding-window refund as `RL.WINDOWREFUND key now_us span_us units`.
+    pub fn replicate_windowrefund(&self, key: RawString, r: &Refund) {
+        let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX) as std::ffi::c_longlong;
+        rm!(RedisModule_Replicate(
+            self.0,
+            c"RL.WINDOWREFUND".as_ptr(),
+            c"slll".as_ptr(),
+            key,
+            int(r.now_us),
+            int(r.span_us),
+            int(r.units),
         ) else 0);
     }
 
@@ -281,6 +308,35 @@ impl Key {
                 rm!(RedisModule_SetExpire(self.raw(), ttl) else 0);
             }
         }
+    }
+
+    /// The key's expiry in Unix milliseconds, or `None` if it has none.
+    pub fn expire_at_ms(&self) -> Option<u64> {
+        // SAFETY: reading a pointer-sized static set by RedisModule_Init.
+        let abs = match unsafe { raw::RedisModule_GetAbsExpire } {
+            // SAFETY: an open key.
+            Some(f) => unsafe { f(self.raw()) },
+            None => {
+                let ttl = rm!(RedisModule_GetExpire(self.raw()) else -1);
+                if ttl < 0 {
+                    ttl
+                } else {
+                    rm!(RedisModule_Milliseconds() else 0).saturating_add(ttl)
+                }
+            }
+        };
+        u64::try_from(abs).ok()
+    }
+
+    /// The bytes of a string value (for reading redis-cell's state).
+    pub fn string_bytes(&self) -> Option<Vec<u8>> {
+        let mut len: usize = 0;
+        let p = rm!(RedisModule_StringDMA(self.raw(), &mut len, raw::REDISMODULE_READ as c_int) else std::ptr::null_mut());
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: Redis returned `len` readable bytes at `p`; copied at once.
+        Some(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) }.to_vec())
     }
 
     /// Removes any expiry.

@@ -35,7 +35,25 @@ errors! {
     WINDOW = c"ERR window must be a positive number of seconds with at most 3 decimals, at most 10 years";
     COST_OPTION = c"ERR COST must be an integer between 0 and 9223372036854775807";
 
-    STATE_KIND = c"ERR kind must be bucket or window";
+    BURST = c"ERR burst must be an integer between 1 and 9223372036854775807";
+    GCRA_PERIOD = c"ERR period must be a positive number of seconds";
+    GCRA_RATE_TOO_HIGH = c"ERR rate must be at most one per nanosecond of period";
+    GCRA_TOO_LONG = c"ERR burst / rate must refill within 100 years";
+
+    FIXED_WINDOW = c"ERR window must be MINUTE, HOUR, DAY, WEEK, MONTH or a positive number of seconds with at most 3 decimals, at most 10 years";
+    TZ_UNKNOWN = c"ERR TZ must be an IANA time zone name such as America/New_York";
+    TZ_NEEDS_UNIT = c"ERR TZ needs a calendar window: MINUTE, HOUR, DAY, WEEK or MONTH";
+
+    CELL_MAX_BURST = c"ERR max_burst must be an integer between 0 and 9223372036854775806";
+    CELL_COUNT = c"ERR count_per_period must be an integer between 1 and 9223372036854775807";
+    CELL_PERIOD = c"ERR period must be an integer number of seconds between 1 and 9223372036854775807";
+    CELL_QUANTITY = c"ERR quantity must be an integer between 0 and 9223372036854775807";
+    CELL_TOO_LONG = c"ERR (max_burst + 1) * period / count_per_period must be at most 100 years";
+
+    ALGORITHM = c"ERR LIMIT takes a key and TOKENBUCKET, SLIDING, GCRA or FIXED";
+    ALL_DISTINCT = c"ERR RL.ALL needs a different key for each LIMIT";
+
+    STATE_KIND = c"ERR kind must be bucket, window or fixed";
     STATE_PAYLOAD = c"ERR payload is not a valid state of that kind";
     PXAT = c"ERR PXAT must be a non-negative integer of Unix milliseconds";
     UPDATE = c"ERR invalid window update";

@@ -1,8 +1,9 @@
 //! redis-ratelimit: native rate-limiting commands for Redis.
 //!
 //! Loaded as a module (`loadmodule .../libredis_ratelimit.so`), it adds
-//! `RL.TOKENBUCKET` and `RL.SLIDING`, which decide and update a limiter in
-//! one atomic step inside the server. Decisions use the server's clock;
+//! `RL.TOKENBUCKET`, `RL.SLIDING`, `RL.GCRA`, `RL.FIXED`, `RL.ALL` and
+//! `CL.THROTTLE`, which decide and update limiters in one atomic step inside
+//! the server. Decisions use the server's clock;
 //! state holds absolute times and is replicated as its effect, so replicas,
 //! restarts and AOF replays hold exactly the master's state.
 //!

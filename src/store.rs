@@ -5,6 +5,8 @@
 //!   nanoseconds, kept in the module value's pointer field itself. No heap
 //!   allocation: a key costs what any module-typed key costs, and a user's
 //!   own string or counter key is never mistaken for state (WRONGTYPE).
+//! - `rl-fixwin` (fixed window): the count, kept the same way; the window's
+//!   end is the key's expiry, written in the same step.
 //! - `rl-window` (exact sliding window): a boxed [`Log`].
 //!
 //! The same bytes serve RDB, `DUMP`/`RESTORE`, AOF rewrite and replication
@@ -18,6 +20,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 
 use redis_module::raw;
 
+use crate::algo::fixed::Counter;
 use crate::algo::sliding::Log;
 use crate::api::{rm, Ctx, Holds, Key, RawString};
 use crate::error::{CmdError, INTERNAL, WRONGTYPE};
@@ -25,11 +28,13 @@ use crate::time::Nanos;
 
 static BUCKET: AtomicPtr<raw::RedisModuleType> = AtomicPtr::new(std::ptr::null_mut());
 static WINDOW: AtomicPtr<raw::RedisModuleType> = AtomicPtr::new(std::ptr::null_mut());
+static FIXED: AtomicPtr<raw::RedisModuleType> = AtomicPtr::new(std::ptr::null_mut());
 
 const ENCODING_VERSION: c_int = 1;
 
 pub const KIND_BUCKET: &CStr = c"bucket";
 pub const KIND_WINDOW: &CStr = c"window";
+pub const KIND_FIXED: &CStr = c"fixed";
 pub const SETSTATE: &CStr = c"RL.SETSTATE";
 
 fn bucket_type() -> *mut raw::RedisModuleType {
@@ -40,21 +45,27 @@ fn window_type() -> *mut raw::RedisModuleType {
     WINDOW.load(Ordering::Relaxed)
 }
 
+fn fixed_type() -> *mut raw::RedisModuleType {
+    FIXED.load(Ordering::Relaxed)
+}
+
 /// Creates both module types. Called once from `RedisModule_OnLoad`.
 pub fn register_types(ctx: *mut raw::RedisModuleCtx) -> Result<(), &'static str> {
-    let mut bucket = methods();
-    bucket.rdb_load = Some(bucket_rdb_load);
-    bucket.rdb_save = Some(bucket_rdb_save);
+    let mut bucket = inline_methods();
     bucket.aof_rewrite = Some(bucket_aof_rewrite);
-    bucket.mem_usage = Some(bucket_mem_usage);
-    bucket.digest = Some(bucket_digest);
-    bucket.free = Some(bucket_free);
-    bucket.copy = Some(bucket_copy);
     let t = rm!(RedisModule_CreateDataType(ctx, c"rl-bucket".as_ptr(), ENCODING_VERSION, &mut bucket) else std::ptr::null_mut());
     if t.is_null() {
         return Err("cannot create type rl-bucket");
     }
     BUCKET.store(t, Ordering::Relaxed);
+
+    let mut fixed = inline_methods();
+    fixed.aof_rewrite = Some(fixed_aof_rewrite);
+    let t = rm!(RedisModule_CreateDataType(ctx, c"rl-fixwin".as_ptr(), ENCODING_VERSION, &mut fixed) else std::ptr::null_mut());
+    if t.is_null() {
+        return Err("cannot create type rl-fixwin");
+    }
+    FIXED.store(t, Ordering::Relaxed);
 
     let mut window = methods();
     window.rdb_load = Some(window_rdb_load);
@@ -70,6 +81,19 @@ pub fn register_types(ctx: *mut raw::RedisModuleCtx) -> Result<(), &'static str>
     }
     WINDOW.store(t, Ordering::Relaxed);
     Ok(())
+}
+
+/// Callbacks of a type whose state is one non-zero u64 kept in the value
+/// pointer itself.
+fn inline_methods() -> raw::RedisModuleTypeMethods {
+    let mut m = methods();
+    m.rdb_load = Some(inline_rdb_load);
+    m.rdb_save = Some(inline_rdb_save);
+    m.mem_usage = Some(inline_mem_usage);
+    m.digest = Some(inline_digest);
+    m.free = Some(inline_free);
+    m.copy = Some(inline_copy);
+    m
 }
 
 fn methods() -> raw::RedisModuleTypeMethods {
@@ -117,6 +141,28 @@ pub fn set_bucket(key: &mut Key, tat: Nanos) -> Result<(), CmdError> {
         .map_err(|_| INTERNAL)
 }
 
+/// The stored fixed-window counter: its count, and its window's end (the
+/// key's expiry). A counter without an expiry (someone ran PERSIST) is
+/// treated as fresh and overwritten on the next write.
+pub fn fixed_state(key: &Key) -> Result<Option<Counter>, CmdError> {
+    match key.holds() {
+        Holds::Nothing => Ok(None),
+        Holds::Module(t) if t == fixed_type() => {
+            let count = key.value() as usize as u64;
+            Ok(key.expire_at_ms().map(|end_ms| Counter { count, end_ms }))
+        }
+        _ => Err(WRONGTYPE),
+    }
+}
+
+/// Stores a fixed-window count (never zero: a zero count is a deleted key).
+pub fn set_fixed(key: &mut Key, count: u64) -> Result<(), CmdError> {
+    let v = count.max(1) as usize as *mut c_void;
+    key.set_value(fixed_type(), v)
+        .map(|_| ())
+        .map_err(|_| INTERNAL)
+}
+
 /// The stored log, borrowed from the key's value, or `None` for an empty key.
 pub fn window_state(key: &mut Key) -> Result<Option<&mut Log>, CmdError> {
     match key.holds() {
@@ -155,7 +201,7 @@ pub fn set_window(key: &mut Key, log: Log) -> Result<(), CmdError> {
 pub fn holds_ours_or_nothing(key: &Key) -> bool {
     match key.holds() {
         Holds::Nothing => true,
-        Holds::Module(t) => t == bucket_type() || t == window_type(),
+        Holds::Module(t) => t == bucket_type() || t == window_type() || t == fixed_type(),
         Holds::Other => false,
     }
 }
@@ -182,11 +228,11 @@ pub fn format_u64(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
     buf.get(i..).unwrap_or(&[])
 }
 
-/// Replicates a bucket's new state as `RL.SETSTATE key bucket <tat> PXAT <ms>`.
-pub fn replicate_bucket(ctx: Ctx, key: RawString, tat: Nanos, pxat: u64) {
+/// Replicates an inline state as `RL.SETSTATE key <kind> <value> PXAT <ms>`.
+pub fn replicate_inline(ctx: Ctx, key: RawString, kind: &CStr, value: u64, pxat: u64) {
     let mut buf = [0u8; 20];
-    let digits = format_u64(tat.as_u64(), &mut buf);
-    ctx.replicate_setstate(key, KIND_BUCKET, digits, pxat);
+    let digits = format_u64(value, &mut buf);
+    ctx.replicate_setstate(key, kind, digits, pxat);
 }
 
 // ---------------------------------------------------------------- callbacks
@@ -195,7 +241,7 @@ fn io_error(io: *mut raw::RedisModuleIO) -> bool {
     rm!(RedisModule_IsIOError(io) else 1) != 0
 }
 
-extern "C" fn bucket_rdb_load(io: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
+extern "C" fn inline_rdb_load(io: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
     if encver != ENCODING_VERSION {
         return std::ptr::null_mut();
     }
@@ -206,7 +252,7 @@ extern "C" fn bucket_rdb_load(io: *mut raw::RedisModuleIO, encver: c_int) -> *mu
     v as usize as *mut c_void
 }
 
-extern "C" fn bucket_rdb_save(io: *mut raw::RedisModuleIO, value: *mut c_void) {
+extern "C" fn inline_rdb_save(io: *mut raw::RedisModuleIO, value: *mut c_void) {
     rm!(RedisModule_SaveUnsigned(io, value as usize as u64) else ());
 }
 
@@ -216,20 +262,26 @@ extern "C" fn bucket_aof_rewrite(aof: *mut raw::RedisModuleIO, key: RawString, v
     emit_setstate(aof, key, KIND_BUCKET, digits);
 }
 
-extern "C" fn bucket_mem_usage(_value: *const c_void) -> usize {
+extern "C" fn fixed_aof_rewrite(aof: *mut raw::RedisModuleIO, key: RawString, value: *mut c_void) {
+    let mut buf = [0u8; 20];
+    let digits = format_u64(value as usize as u64, &mut buf);
+    emit_setstate(aof, key, KIND_FIXED, digits);
+}
+
+extern "C" fn inline_mem_usage(_value: *const c_void) -> usize {
     // The state lives in the module value's own pointer field.
     0
 }
 
-extern "C" fn bucket_digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
+extern "C" fn inline_digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
     let bytes = (value as usize as u64).to_le_bytes();
     rm!(RedisModule_DigestAddStringBuffer(md, bytes.as_ptr().cast::<c_char>(), bytes.len()) else ());
     rm!(RedisModule_DigestEndSequence(md) else ());
 }
 
-extern "C" fn bucket_free(_value: *mut c_void) {}
+extern "C" fn inline_free(_value: *mut c_void) {}
 
-extern "C" fn bucket_copy(_from: RawString, _to: RawString, value: *const c_void) -> *mut c_void {
+extern "C" fn inline_copy(_from: RawString, _to: RawString, value: *const c_void) -> *mut c_void {
     value.cast_mut()
 }
 

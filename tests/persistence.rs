@@ -40,6 +40,66 @@ fn make_traffic(c: &mut redis::Connection) {
             ],
         );
         rl(c, &["RL.SLIDING", "w:trimmed", "5", "0.03"]);
+        rl(
+            c,
+            &[
+                "RL.GCRA",
+                &format!("g:{}", i % 3),
+                "20",
+                "5",
+                "60",
+                "COST",
+                &(1 + i % 2).to_string(),
+            ],
+        );
+        rl(
+            c,
+            &[
+                "RL.FIXED",
+                &format!("f:{}", i % 3),
+                "100",
+                "DAY",
+                "TZ",
+                "America/New_York",
+                "COST",
+                &(i % 4).to_string(),
+            ],
+        );
+        rl(c, &["CL.THROTTLE", "cell", "15", "30", "60"]);
+        call(
+            c,
+            &[
+                "RL.ALL", "LIMIT", "all:a", "SLIDING", "9", "300", "LIMIT", "all:b", "FIXED", "30",
+                "HOUR",
+            ],
+        )
+        .unwrap();
+        if i % 5 == 0 {
+            rl(
+                c,
+                &[
+                    "RL.SLIDING",
+                    &format!("w:{}", i % 4),
+                    "50",
+                    "300",
+                    "COST",
+                    "1",
+                    "REFUND",
+                ],
+            );
+            rl(
+                c,
+                &[
+                    "RL.FIXED",
+                    &format!("f:{}", i % 3),
+                    "100",
+                    "DAY",
+                    "TZ",
+                    "America/New_York",
+                    "REFUND",
+                ],
+            );
+        }
     }
     ok(c, &["RL.TEST.CLOCK", "REAL"]);
 }

@@ -34,6 +34,63 @@ fn traffic(c: &mut redis::Connection, rounds: u64) {
             ],
         );
         rl(c, &["RL.SLIDING", "w:hot", "4", "0.05"]);
+        rl(
+            c,
+            &[
+                "RL.GCRA",
+                &format!("g:{}", i % 3),
+                "10",
+                "1",
+                "2",
+                "COST",
+                &(i % 3).to_string(),
+            ],
+        );
+        rl(
+            c,
+            &[
+                "RL.FIXED",
+                &format!("f:{}", i % 3),
+                "50",
+                "HOUR",
+                "COST",
+                &(i % 3).to_string(),
+            ],
+        );
+        rl(c, &["CL.THROTTLE", "cell", "15", "30", "60"]);
+        call(
+            c,
+            &[
+                "RL.ALL", "LIMIT", "{a}:1", "SLIDING", "9", "30", "LIMIT", "{a}:2", "GCRA", "5",
+                "1", "3",
+            ],
+        )
+        .unwrap();
+        if i % 7 == 0 {
+            rl(
+                c,
+                &[
+                    "RL.SLIDING",
+                    &format!("w:{}", i % 5),
+                    "20",
+                    "20",
+                    "COST",
+                    "2",
+                    "REFUND",
+                ],
+            );
+            rl(
+                c,
+                &[
+                    "RL.TOKENBUCKET",
+                    &format!("b:{}", i % 7),
+                    "5",
+                    "0.5",
+                    "1",
+                    "REFUND",
+                ],
+            );
+        }
         if i % 50 == 0 {
             std::thread::sleep(std::time::Duration::from_millis(7));
         }

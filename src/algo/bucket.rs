@@ -9,7 +9,7 @@
 //! integer nanoseconds, so waiting exactly the reported `retry_after` gets in
 //! and a clock that steps back can only lower the tokens, never mint them.
 
-use super::{Decision, RetryAfter};
+use super::{Change, Decision, RetryAfter};
 use crate::time::Nanos;
 
 /// The longest refill a bucket may have: about 100 years.
@@ -109,6 +109,31 @@ impl Bucket {
     }
 }
 
+impl Bucket {
+    /// Gives `units` tokens back (the work they paid for did not happen),
+    /// never beyond a full bucket: a refund that fills it clears the state.
+    pub fn refund(&self, tat: Option<Nanos>, now: Nanos, units: u64) -> (Decision, Change<Nanos>) {
+        let used = tat.unwrap_or(Nanos::ZERO).saturating_sub(now);
+        let back = Nanos::new(units.saturating_mul(self.interval.as_u64()));
+        let new_used = used.saturating_sub(back);
+        let decision = Decision {
+            allowed: true,
+            limit: self.limit,
+            remaining: self.tokens(new_used),
+            retry_after: RetryAfter::Now,
+            reset_after: new_used,
+        };
+        let change = if used == Nanos::ZERO || units == 0 {
+            Change::None
+        } else if new_used == Nanos::ZERO {
+            Change::Clear
+        } else {
+            Change::Set(now.saturating_add(new_used))
+        };
+        (decision, change)
+    }
+}
+
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,
@@ -194,6 +219,22 @@ mod tests {
         assert_eq!(d.remaining, 0);
         let (peek, _) = b.decide(tat, back, 0);
         assert_eq!(peek.remaining, 0);
+    }
+
+    #[test]
+    fn refunds_give_tokens_back_up_to_full() {
+        let b = Bucket::new(10, Nanos::new(SEC)).unwrap();
+        let now = Nanos::new(T0);
+        let (_, tat) = b.decide(None, now, 4);
+        let (d, ch) = b.refund(tat, now, 1);
+        assert_eq!(d.reply_fields(), [1, 10, 7, 0, 3000]);
+        assert_eq!(ch, Change::Set(Nanos::new(T0 + 3 * SEC)));
+        // Too much back: full, and the key goes.
+        let (d, ch) = b.refund(tat, now, 1_000);
+        assert_eq!(d.reply_fields(), [1, 10, 10, 0, 0]);
+        assert_eq!(ch, Change::Clear);
+        // Nothing to give back to a full bucket.
+        assert_eq!(b.refund(None, now, 3).1, Change::None);
     }
 
     #[test]

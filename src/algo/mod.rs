@@ -2,10 +2,24 @@
 //! new state)`. Nothing here reads a clock or knows about Redis; command
 //! handlers pass `now` in and store what comes out.
 
+pub mod all;
 pub mod bucket;
+pub mod calendar;
+pub mod fixed;
 pub mod sliding;
 
 use crate::time::{reply_millis, Nanos};
+
+/// What a decision does to the stored state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change<S> {
+    /// Nothing to write.
+    None,
+    /// Store this new state.
+    Set(S),
+    /// The limiter is fresh again: delete the key.
+    Clear,
+}
 
 /// When a denied request could be allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

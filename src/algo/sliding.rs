@@ -55,6 +55,15 @@ pub struct Update {
     pub coalesce: bool,
 }
 
+/// A refund, replicated as it is: drop what expired by `now_us`, then take
+/// `units` back from the newest entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refund {
+    pub now_us: u64,
+    pub span_us: u64,
+    pub units: u64,
+}
+
 /// The admission log. An empty log is never stored: the key is deleted.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Log {
@@ -347,6 +356,61 @@ impl Log {
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+
+    /// Entries oldest first, as (instant, count).
+    fn entry_list(&self) -> Vec<(u64, u64)> {
+        let mut out = Vec::with_capacity(self.entries as usize);
+        self.walk(|t, c| {
+            out.push((t, c));
+            true
+        });
+        out
+    }
+
+    /// Replaces the contents with `list` (instants ascending, counts >= 1).
+    fn rebuild(&mut self, list: &[(u64, u64)]) {
+        self.bytes.clear();
+        self.head = 0;
+        self.last_off = 0;
+        self.total = 0;
+        self.entries = 0;
+        let mut prev = None;
+        for &(t, c) in list {
+            self.last_off = self.bytes.len() as u32;
+            put_entry(&mut self.bytes, prev.map_or(0, |p| t - p), c);
+            if prev.is_none() {
+                self.first = t;
+            }
+            prev = Some(t);
+            self.last = t;
+            self.total = self.total.saturating_add(c);
+            self.entries += 1;
+        }
+        self.shrink();
+    }
+
+    /// Applies a refund (deterministic, like [`Log::apply`]). Afterwards the
+    /// log may be empty: the key is then deleted.
+    pub fn apply_refund(&mut self, r: &Refund) {
+        self.trim(r.now_us, r.span_us);
+        let mut list = self.entry_list();
+        let mut left = r.units;
+        while left > 0 {
+            let Some(last) = list.last_mut() else { break };
+            if last.1 > left {
+                last.1 -= left;
+                left = 0;
+            } else {
+                left -= last.1;
+                list.pop();
+            }
+        }
+        self.rebuild(&list);
+    }
+
     /// The canonical encoding: version, oldest instant, live entry bytes.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.push(FORMAT_V1);
@@ -507,6 +571,47 @@ pub fn decide(log: Option<&Log>, w: &Window, now_us: u64, cost: u64) -> (Decisio
     (d, None)
 }
 
+/// Gives `units` back to the window (the work did not happen), taking them
+/// from the newest admissions; never beyond an empty window.
+pub fn refund(
+    log: Option<&Log>,
+    w: &Window,
+    now_us: u64,
+    units: u64,
+) -> (Decision, Option<Refund>) {
+    let span = w.span_us;
+    let mut list = log.map(|l| l.entry_list()).unwrap_or_default();
+    list.retain(|&(t, _)| t.saturating_add(span) > now_us);
+    let live: u64 = list.iter().map(|&(_, c)| c).sum();
+    let mut left = units.min(live);
+    let back = left;
+    while left > 0 {
+        let Some(last) = list.last_mut() else { break };
+        let take = last.1.min(left);
+        last.1 -= take;
+        left -= take;
+        if last.1 == 0 {
+            list.pop();
+        }
+    }
+    let reset_us = list
+        .last()
+        .map_or(0, |&(t, _)| t.saturating_add(span).saturating_sub(now_us));
+    let d = Decision {
+        allowed: true,
+        limit: w.limit,
+        remaining: w.limit.saturating_sub(live - back),
+        retry_after: RetryAfter::Now,
+        reset_after: Nanos::from_micros(reset_us),
+    };
+    let r = (back > 0).then_some(Refund {
+        now_us,
+        span_us: span,
+        units,
+    });
+    (d, r)
+}
+
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,
@@ -625,6 +730,24 @@ mod tests {
         // The merged units expire with the newest instant: later, never earlier.
         let (d, _) = decide(Some(&log), &w, T0 + 12 * SEC, 0);
         assert_eq!(d.remaining, 100 - 4);
+    }
+
+    #[test]
+    fn refunds_take_back_the_newest_units() {
+        let w = window(10, 10 * SEC);
+        let mut log = Log::from_update(&decide(None, &w, T0, 2).1.unwrap());
+        log.apply(&decide(Some(&log), &w, T0 + SEC, 3).1.unwrap());
+        let (d, r) = refund(Some(&log), &w, T0 + 2 * SEC, 4);
+        // 1 unit left, from the oldest admission: the window empties at T0 + 10 s.
+        assert_eq!(d.reply_fields(), [1, 10, 9, 0, 8_000]);
+        log.apply_refund(&r.unwrap());
+        assert_eq!((log.total, log.entries, log.last), (1, 1, T0));
+        // Over-refunding empties the log, never below.
+        let (d, r) = refund(Some(&log), &w, T0 + 2 * SEC, 50);
+        assert_eq!(d.reply_fields(), [1, 10, 10, 0, 0]);
+        log.apply_refund(&r.unwrap());
+        assert!(log.is_empty());
+        assert_eq!(refund(None, &w, T0, 1).1, None);
     }
 
     #[test]

@@ -7,7 +7,10 @@
 //! the server for every user. Handlers do everything fallible before their
 //! first write, so an error or a panic never leaves half a change behind.
 
+mod all;
 mod bucket;
+mod fixed;
+mod limit;
 mod sliding;
 mod state;
 #[cfg(feature = "test-hooks")]
@@ -54,10 +57,15 @@ macro_rules! entry {
 }
 
 entry! {
+    all_entry => all::all;
     tokenbucket_entry => bucket::tokenbucket;
+    gcra_entry => bucket::gcra;
+    throttle_entry => bucket::throttle;
     sliding_entry => sliding::sliding;
+    fixed_entry => fixed::fixed;
     setstate_entry => state::setstate;
     windowadd_entry => state::windowadd;
+    windowrefund_entry => state::windowrefund;
 }
 
 struct Command {
@@ -70,40 +78,18 @@ struct Command {
 }
 
 /// Every command this module adds.
+#[rustfmt::skip]
 const COMMANDS: &[Command] = &[
-    Command {
-        name: c"RL.TOKENBUCKET",
-        entry: tokenbucket_entry,
-        flags: c"write deny-oom fast",
-        first_key: 1,
-        last_key: 1,
-        key_step: 1,
-    },
-    Command {
-        name: c"RL.SLIDING",
-        entry: sliding_entry,
-        flags: c"write deny-oom fast",
-        first_key: 1,
-        last_key: 1,
-        key_step: 1,
-    },
+    Command { name: c"RL.TOKENBUCKET", entry: tokenbucket_entry, flags: c"write deny-oom fast", first_key: 1, last_key: 1, key_step: 1 },
+    Command { name: c"RL.SLIDING", entry: sliding_entry, flags: c"write deny-oom fast", first_key: 1, last_key: 1, key_step: 1 },
+    Command { name: c"RL.GCRA", entry: gcra_entry, flags: c"write deny-oom fast", first_key: 1, last_key: 1, key_step: 1 },
+    Command { name: c"RL.FIXED", entry: fixed_entry, flags: c"write deny-oom fast", first_key: 1, last_key: 1, key_step: 1 },
+    Command { name: c"RL.ALL", entry: all_entry, flags: c"write deny-oom getkeys-api", first_key: 0, last_key: 0, key_step: 0 },
+    Command { name: c"CL.THROTTLE", entry: throttle_entry, flags: c"write deny-oom fast", first_key: 1, last_key: 1, key_step: 1 },
     // Internal: how replicas and the AOF receive state. Not for applications.
-    Command {
-        name: c"RL.SETSTATE",
-        entry: setstate_entry,
-        flags: c"write deny-oom",
-        first_key: 1,
-        last_key: 1,
-        key_step: 1,
-    },
-    Command {
-        name: c"RL.WINDOWADD",
-        entry: windowadd_entry,
-        flags: c"write deny-oom",
-        first_key: 1,
-        last_key: 1,
-        key_step: 1,
-    },
+    Command { name: c"RL.SETSTATE", entry: setstate_entry, flags: c"write deny-oom", first_key: 1, last_key: 1, key_step: 1 },
+    Command { name: c"RL.WINDOWADD", entry: windowadd_entry, flags: c"write deny-oom", first_key: 1, last_key: 1, key_step: 1 },
+    Command { name: c"RL.WINDOWREFUND", entry: windowrefund_entry, flags: c"write deny-oom", first_key: 1, last_key: 1, key_step: 1 },
 ];
 
 pub fn register(ctx: RawCtx) -> Result<(), &'static CStr> {
@@ -150,6 +136,11 @@ impl<'a> Args<'a> {
             return Err(CmdError::WrongArity);
         }
         Ok(Args { args, pos: 1 })
+    }
+
+    /// The next argument without consuming it (empty at the end).
+    pub fn peek_bytes(&self) -> &'a [u8] {
+        self.args.get(self.pos).map(|a| bytes(*a)).unwrap_or(&[])
     }
 
     pub fn done(&self) -> bool {

@@ -1,13 +1,15 @@
-//! RL.SETSTATE and RL.WINDOWADD: how replicas and the AOF receive state.
+//! RL.SETSTATE, RL.WINDOWADD and RL.WINDOWREFUND: how replicas and the AOF
+//! receive state.
 //!
 //! Limiter commands never replicate themselves (a replica would decide again
 //! on its own clock). They replicate their effect, with absolute times:
-//! a bucket's new state with its expiry, or a sliding window's
-//! deterministic update. Both are valid commands a user can also send, to
-//! restore state, but applications have no reason to.
+//! a bucket's or fixed window's new state with its expiry, or a sliding
+//! window's deterministic update. These are valid commands a user can also
+//! send, to restore state, but applications have no reason to.
 
+use super::limit::{apply_window_refund, window_expiry_ms};
 use super::{is, Args};
-use crate::algo::sliding::{Log, Update, MAX_INSTANT_US, MAX_SPAN_US};
+use crate::algo::sliding::{Log, Refund, Update, MAX_INSTANT_US, MAX_SPAN_US};
 use crate::api::{Ctx, Holds, Key, RawString};
 use crate::error::{
     CmdResult, INTERNAL, PXAT, STATE_KIND, STATE_PAYLOAD, SYNTAX, UPDATE, WRONGTYPE,
@@ -16,10 +18,9 @@ use crate::num::parse_u64;
 use crate::store;
 use crate::time::{self, Nanos};
 
-use super::sliding::window_expiry_ms;
-
 enum State {
     Bucket(Nanos),
+    Fixed(u64),
     Window(Log),
 }
 
@@ -39,9 +40,11 @@ pub fn setstate(ctx: Ctx, argv: &[RawString]) -> CmdResult {
             return Err(SYNTAX);
         }
     }
+    let nonzero = |p: &[u8]| parse_u64(p).filter(|v| *v > 0).ok_or(STATE_PAYLOAD);
     let state = if is(kind, store::KIND_BUCKET.to_bytes()) {
-        let tat = parse_u64(payload).filter(|v| *v > 0).ok_or(STATE_PAYLOAD)?;
-        State::Bucket(Nanos::new(tat))
+        State::Bucket(Nanos::new(nonzero(payload)?))
+    } else if is(kind, store::KIND_FIXED.to_bytes()) {
+        State::Fixed(nonzero(payload)?)
     } else if is(kind, store::KIND_WINDOW.to_bytes()) {
         State::Window(Log::decode(payload).map_err(|_| STATE_PAYLOAD)?)
     } else {
@@ -69,6 +72,7 @@ pub fn setstate(ctx: Ctx, argv: &[RawString]) -> CmdResult {
     }
     match state {
         State::Bucket(tat) => store::set_bucket(&mut key, tat)?,
+        State::Fixed(count) => store::set_fixed(&mut key, count)?,
         State::Window(log) => store::set_window(&mut key, log)?,
     }
     match pxat {
@@ -82,19 +86,28 @@ pub fn setstate(ctx: Ctx, argv: &[RawString]) -> CmdResult {
     Ok(())
 }
 
+/// Reads `now_us span_us`, the first two arguments of both window updates.
+fn now_and_span(args: &mut Args) -> Result<(u64, u64), crate::error::CmdError> {
+    let now_us = args.next_int(0, UPDATE)?;
+    let span_us = args.next_int(1, UPDATE)?;
+    if now_us > MAX_INSTANT_US || span_us > MAX_SPAN_US {
+        return Err(UPDATE);
+    }
+    Ok((now_us, span_us))
+}
+
 /// RL.WINDOWADD key now_us span_us at_us units coalesce
 pub fn windowadd(ctx: Ctx, argv: &[RawString]) -> CmdResult {
     let mut args = Args::new(argv, 6)?;
     let key_name = args.next_raw()?;
-    let now_us = args.next_int(0, UPDATE)?;
-    let span_us = args.next_int(1, UPDATE)?;
+    let (now_us, span_us) = now_and_span(&mut args)?;
     let at_us = args.next_int(0, UPDATE)?;
     let units = args.next_int(1, UPDATE)?;
     let coalesce = args.next_int(0, UPDATE)?;
     if !args.done() {
         return Err(SYNTAX);
     }
-    if now_us > MAX_INSTANT_US || at_us > MAX_INSTANT_US || span_us > MAX_SPAN_US || coalesce > 1 {
+    if at_us > MAX_INSTANT_US || coalesce > 1 {
         return Err(UPDATE);
     }
     let u = Update {
@@ -120,6 +133,31 @@ pub fn windowadd(ctx: Ctx, argv: &[RawString]) -> CmdResult {
     key.expire_at(window_expiry_ms(last, span_us));
     ctx.replicate_verbatim();
     ctx.signal_modified(key_name);
+    drop(key);
+    ctx.reply_ok();
+    Ok(())
+}
+
+/// RL.WINDOWREFUND key now_us span_us units
+pub fn windowrefund(ctx: Ctx, argv: &[RawString]) -> CmdResult {
+    let mut args = Args::new(argv, 4)?;
+    let key_name = args.next_raw()?;
+    let (now_us, span_us) = now_and_span(&mut args)?;
+    let units = args.next_int(1, UPDATE)?;
+    if !args.done() {
+        return Err(SYNTAX);
+    }
+    let r = Refund {
+        now_us,
+        span_us,
+        units,
+    };
+    let mut key = Key::open(ctx, key_name).ok_or(INTERNAL)?;
+    if store::window_state(&mut key)?.is_some() {
+        apply_window_refund(&mut key, &r)?;
+        ctx.replicate_verbatim();
+        ctx.signal_modified(key_name);
+    }
     drop(key);
     ctx.reply_ok();
     Ok(())

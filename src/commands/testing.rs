@@ -44,6 +44,7 @@ extern "C" fn clock_entry(ctx: RawCtx, argv: *mut RawString, argc: c_int) -> c_i
     dispatch(ctx, argv, argc, clock)
 }
 
+#[rustfmt::skip]
 pub const COMMANDS: &[Command] = &[
     Command {
         name: c"RL.TEST.PANIC",
