@@ -21,7 +21,9 @@ pub mod time;
 mod alloc;
 mod api;
 mod commands;
+mod config;
 mod error;
+mod stats;
 mod store;
 
 use redis_module::{redis_module, Context, RedisString, Status};
@@ -56,6 +58,12 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
         ));
         return Status::Err;
     }
+    if let Err(e) = config::register(ctx.ctx) {
+        ctx.log_warning(&format!("ratelimit: {e}"));
+        return Status::Err;
+    }
+    // Replaces the crate's default INFO callback with ours.
+    api::rm!(RedisModule_RegisterInfoFunc(ctx.ctx, Some(stats::info)) else 0);
     Status::Ok
 }
 

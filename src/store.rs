@@ -16,7 +16,7 @@
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::catch_unwind;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicPtr, Ordering};
 
 use redis_module::raw;
 
@@ -24,6 +24,7 @@ use crate::algo::fixed::Counter;
 use crate::algo::sliding::Log;
 use crate::api::{rm, Ctx, Holds, Key, RawString};
 use crate::error::{CmdError, INTERNAL, WRONGTYPE};
+use crate::stats::{KEYS_BUCKET, KEYS_FIXED, KEYS_WINDOW};
 use crate::time::Nanos;
 
 static BUCKET: AtomicPtr<raw::RedisModuleType> = AtomicPtr::new(std::ptr::null_mut());
@@ -51,16 +52,14 @@ fn fixed_type() -> *mut raw::RedisModuleType {
 
 /// Creates both module types. Called once from `RedisModule_OnLoad`.
 pub fn register_types(ctx: *mut raw::RedisModuleCtx) -> Result<(), &'static str> {
-    let mut bucket = inline_methods();
-    bucket.aof_rewrite = Some(bucket_aof_rewrite);
+    let mut bucket = inline_methods::<INLINE_BUCKET>();
     let t = rm!(RedisModule_CreateDataType(ctx, c"rl-bucket".as_ptr(), ENCODING_VERSION, &mut bucket) else std::ptr::null_mut());
     if t.is_null() {
         return Err("cannot create type rl-bucket");
     }
     BUCKET.store(t, Ordering::Relaxed);
 
-    let mut fixed = inline_methods();
-    fixed.aof_rewrite = Some(fixed_aof_rewrite);
+    let mut fixed = inline_methods::<INLINE_FIXED>();
     let t = rm!(RedisModule_CreateDataType(ctx, c"rl-fixwin".as_ptr(), ENCODING_VERSION, &mut fixed) else std::ptr::null_mut());
     if t.is_null() {
         return Err("cannot create type rl-fixwin");
@@ -83,16 +82,28 @@ pub fn register_types(ctx: *mut raw::RedisModuleCtx) -> Result<(), &'static str>
     Ok(())
 }
 
-/// Callbacks of a type whose state is one non-zero u64 kept in the value
-/// pointer itself.
-fn inline_methods() -> raw::RedisModuleTypeMethods {
+/// The two types whose state is one non-zero u64 kept in the value pointer
+/// itself: their callbacks are the same code, told apart by this constant.
+const INLINE_BUCKET: u8 = 0;
+const INLINE_FIXED: u8 = 1;
+
+fn inline_kind(k: u8) -> (&'static CStr, &'static AtomicI64) {
+    if k == INLINE_BUCKET {
+        (KIND_BUCKET, &KEYS_BUCKET)
+    } else {
+        (KIND_FIXED, &KEYS_FIXED)
+    }
+}
+
+fn inline_methods<const K: u8>() -> raw::RedisModuleTypeMethods {
     let mut m = methods();
-    m.rdb_load = Some(inline_rdb_load);
+    m.rdb_load = Some(inline_rdb_load::<K>);
     m.rdb_save = Some(inline_rdb_save);
+    m.aof_rewrite = Some(inline_aof_rewrite::<K>);
     m.mem_usage = Some(inline_mem_usage);
     m.digest = Some(inline_digest);
-    m.free = Some(inline_free);
-    m.copy = Some(inline_copy);
+    m.free = Some(inline_free::<K>);
+    m.copy = Some(inline_copy::<K>);
     m
 }
 
@@ -136,9 +147,24 @@ pub fn bucket_state(key: &Key) -> Result<Option<Nanos>, CmdError> {
 /// strictly after the epoch).
 pub fn set_bucket(key: &mut Key, tat: Nanos) -> Result<(), CmdError> {
     let v = tat.as_u64().max(1) as usize as *mut c_void;
-    key.set_value(bucket_type(), v)
-        .map(|_| ())
-        .map_err(|_| INTERNAL)
+    set_inline(key, bucket_type(), v, &KEYS_BUCKET)
+}
+
+/// Stores an inline value; a newly created one is counted.
+fn set_inline(
+    key: &mut Key,
+    t: *mut raw::RedisModuleType,
+    v: *mut c_void,
+    count: &AtomicI64,
+) -> Result<(), CmdError> {
+    match key.set_value(t, v) {
+        Ok(None) => {
+            count.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        Ok(Some(_)) => Ok(()),
+        Err(()) => Err(INTERNAL),
+    }
 }
 
 /// The stored fixed-window counter: its count, and its window's end (the
@@ -158,9 +184,7 @@ pub fn fixed_state(key: &Key) -> Result<Option<Counter>, CmdError> {
 /// Stores a fixed-window count (never zero: a zero count is a deleted key).
 pub fn set_fixed(key: &mut Key, count: u64) -> Result<(), CmdError> {
     let v = count.max(1) as usize as *mut c_void;
-    key.set_value(fixed_type(), v)
-        .map(|_| ())
-        .map_err(|_| INTERNAL)
+    set_inline(key, fixed_type(), v, &KEYS_FIXED)
 }
 
 /// The stored log, borrowed from the key's value, or `None` for an empty key.
@@ -188,7 +212,10 @@ pub fn set_window(key: &mut Key, log: Log) -> Result<(), CmdError> {
             drop(unsafe { Box::from_raw(old.cast::<Log>()) });
             Ok(())
         }
-        Ok(None) => Ok(()),
+        Ok(None) => {
+            KEYS_WINDOW.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
         Err(()) => {
             // SAFETY: Redis did not take the pointer.
             drop(unsafe { Box::from_raw(p) });
@@ -241,7 +268,10 @@ fn io_error(io: *mut raw::RedisModuleIO) -> bool {
     rm!(RedisModule_IsIOError(io) else 1) != 0
 }
 
-extern "C" fn inline_rdb_load(io: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
+extern "C" fn inline_rdb_load<const K: u8>(
+    io: *mut raw::RedisModuleIO,
+    encver: c_int,
+) -> *mut c_void {
     if encver != ENCODING_VERSION {
         return std::ptr::null_mut();
     }
@@ -249,6 +279,7 @@ extern "C" fn inline_rdb_load(io: *mut raw::RedisModuleIO, encver: c_int) -> *mu
     if io_error(io) || v == 0 {
         return std::ptr::null_mut();
     }
+    inline_kind(K).1.fetch_add(1, Ordering::Relaxed);
     v as usize as *mut c_void
 }
 
@@ -256,16 +287,14 @@ extern "C" fn inline_rdb_save(io: *mut raw::RedisModuleIO, value: *mut c_void) {
     rm!(RedisModule_SaveUnsigned(io, value as usize as u64) else ());
 }
 
-extern "C" fn bucket_aof_rewrite(aof: *mut raw::RedisModuleIO, key: RawString, value: *mut c_void) {
+extern "C" fn inline_aof_rewrite<const K: u8>(
+    aof: *mut raw::RedisModuleIO,
+    key: RawString,
+    value: *mut c_void,
+) {
     let mut buf = [0u8; 20];
     let digits = format_u64(value as usize as u64, &mut buf);
-    emit_setstate(aof, key, KIND_BUCKET, digits);
-}
-
-extern "C" fn fixed_aof_rewrite(aof: *mut raw::RedisModuleIO, key: RawString, value: *mut c_void) {
-    let mut buf = [0u8; 20];
-    let digits = format_u64(value as usize as u64, &mut buf);
-    emit_setstate(aof, key, KIND_FIXED, digits);
+    emit_setstate(aof, key, inline_kind(K).0, digits);
 }
 
 extern "C" fn inline_mem_usage(_value: *const c_void) -> usize {
@@ -279,9 +308,16 @@ extern "C" fn inline_digest(md: *mut raw::RedisModuleDigest, value: *mut c_void)
     rm!(RedisModule_DigestEndSequence(md) else ());
 }
 
-extern "C" fn inline_free(_value: *mut c_void) {}
+extern "C" fn inline_free<const K: u8>(_value: *mut c_void) {
+    inline_kind(K).1.fetch_sub(1, Ordering::Relaxed);
+}
 
-extern "C" fn inline_copy(_from: RawString, _to: RawString, value: *const c_void) -> *mut c_void {
+extern "C" fn inline_copy<const K: u8>(
+    _from: RawString,
+    _to: RawString,
+    value: *const c_void,
+) -> *mut c_void {
+    inline_kind(K).1.fetch_add(1, Ordering::Relaxed);
     value.cast_mut()
 }
 
@@ -328,7 +364,10 @@ extern "C" fn window_rdb_load(io: *mut raw::RedisModuleIO, encver: c_int) -> *mu
     };
     rm!(RedisModule_Free(buf.cast()) else ());
     match decoded {
-        Some(log) => Box::into_raw(Box::new(log)).cast(),
+        Some(log) => {
+            KEYS_WINDOW.fetch_add(1, Ordering::Relaxed);
+            Box::into_raw(Box::new(log)).cast()
+        }
         None => std::ptr::null_mut(),
     }
 }
@@ -367,6 +406,7 @@ extern "C" fn window_digest(md: *mut raw::RedisModuleDigest, value: *mut c_void)
 
 extern "C" fn window_free(value: *mut c_void) {
     if !value.is_null() {
+        KEYS_WINDOW.fetch_sub(1, Ordering::Relaxed);
         // SAFETY: rl-window values are Box<Log>, freed exactly once here.
         drop(unsafe { Box::from_raw(value.cast::<Log>()) });
     }
@@ -375,7 +415,10 @@ extern "C" fn window_free(value: *mut c_void) {
 extern "C" fn window_copy(_from: RawString, _to: RawString, value: *const c_void) -> *mut c_void {
     // SAFETY: rl-window values are Box<Log>.
     match unsafe { log_ref(value) } {
-        Some(log) => Box::into_raw(Box::new(log.clone())).cast(),
+        Some(log) => {
+            KEYS_WINDOW.fetch_add(1, Ordering::Relaxed);
+            Box::into_raw(Box::new(log.clone())).cast()
+        }
         None => std::ptr::null_mut(),
     }
 }

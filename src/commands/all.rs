@@ -9,7 +9,7 @@ use std::ffi::c_int;
 
 use super::bucket::{bucket, GCRA_ERRORS, TOKENBUCKET_ERRORS};
 use super::fixed::{calendar, time_zone, window_arg};
-use super::limit::{apply, evaluate, Flags, Spec};
+use super::limit::{apply, evaluate, event, Flags, Spec};
 use super::sliding::{window, window_span_us};
 use super::{is, Args};
 use crate::algo::all::combine;
@@ -19,6 +19,7 @@ use crate::error::{
     INTERNAL, LIMIT, PERIOD, RATE, SYNTAX, WINDOW,
 };
 use crate::num::Decimal;
+use crate::stats::{self, Cmd};
 
 /// One `LIMIT key <algorithm> ...` clause.
 struct Clause {
@@ -80,10 +81,11 @@ pub fn all(ctx: Ctx, argv: &[RawString]) -> CmdResult {
     if !flags.dry_run {
         // Empty unless every limit allowed.
         for ((c, key), effect) in clauses.iter().zip(keys.iter_mut()).zip(&effects) {
-            apply(ctx, key, c.key, effect, c"rl.all")?;
+            apply(ctx, key, c.key, effect, event(Cmd::All))?;
         }
     }
     drop(keys);
+    stats::decided(Cmd::All, decision.allowed, flags.dry_run, flags.refund);
     let f = decision.reply_fields();
     let position = i64::try_from(index + 1).unwrap_or(i64::MAX);
     ctx.reply_ints(&[f[0], f[1], f[2], f[3], f[4], position]);

@@ -12,6 +12,7 @@ use crate::error::{
     GCRA_TOO_LONG, INTERNAL, PERIOD, RATE, RATE_TOO_HIGH, SYNTAX, WRONGTYPE,
 };
 use crate::num::{parse_u64, Decimal, Scaled};
+use crate::stats::{self, Cmd};
 use crate::store;
 use crate::time::{self, Nanos};
 
@@ -73,7 +74,7 @@ pub fn tokenbucket(ctx: Ctx, argv: &[RawString]) -> CmdResult {
     }
     let period = period.unwrap_or(Decimal::from_int(1));
     let spec = Spec::Bucket(bucket(capacity, &rate, &period, &TOKENBUCKET_ERRORS)?);
-    let decision = limit::run(ctx, key, &spec, cost, flags, c"rl.tokenbucket")?;
+    let decision = limit::run(ctx, key, &spec, cost, flags, Cmd::TokenBucket)?;
     ctx.reply_decision(&decision);
     Ok(())
 }
@@ -97,7 +98,7 @@ pub fn gcra(ctx: Ctx, argv: &[RawString]) -> CmdResult {
         }
     }
     let spec = Spec::Bucket(bucket(burst, &rate, &period, &GCRA_ERRORS)?);
-    let decision = limit::run(ctx, key, &spec, cost.unwrap_or(1), flags, c"rl.gcra")?;
+    let decision = limit::run(ctx, key, &spec, cost.unwrap_or(1), flags, Cmd::Gcra)?;
     ctx.reply_decision(&decision);
     Ok(())
 }
@@ -138,9 +139,16 @@ pub fn throttle(ctx: Ctx, argv: &[RawString]) -> CmdResult {
     let tat = cell_state(&key)?;
     let (d, effect) = limit::decide_bucket(&b, tat, now, quantity, Mode::Take);
     if effect != Effect::None {
-        limit::apply(ctx, &mut key, key_name, &effect, c"cl.throttle")?;
+        limit::apply(
+            ctx,
+            &mut key,
+            key_name,
+            &effect,
+            limit::event(Cmd::Throttle),
+        )?;
     }
     drop(key);
+    stats::decided(Cmd::Throttle, d.allowed, false, false);
     let retry = match d.retry_after {
         RetryAfter::After(span) => cell_seconds(span),
         RetryAfter::Now | RetryAfter::Never => -1,

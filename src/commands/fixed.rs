@@ -11,6 +11,7 @@ use crate::error::{
     CmdError, CmdResult, COST_OPTION, FIXED_WINDOW, LIMIT, SYNTAX, TZ_NEEDS_UNIT, TZ_UNKNOWN,
 };
 use crate::num::Decimal;
+use crate::stats::Cmd;
 
 use super::sliding::window_span_us;
 
@@ -71,7 +72,7 @@ pub fn fixed(ctx: Ctx, argv: &[RawString]) -> CmdResult {
         limit,
         calendar: calendar(window, tz)?,
     };
-    let decision = limit::run(ctx, key, &spec, cost.unwrap_or(1), flags, c"rl.fixed")?;
+    let decision = limit::run(ctx, key, &spec, cost.unwrap_or(1), flags, Cmd::Fixed)?;
     ctx.reply_decision(&decision);
     Ok(())
 }

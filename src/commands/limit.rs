@@ -15,6 +15,7 @@ use crate::algo::sliding::{self, Log, Refund, Update, Window};
 use crate::algo::{Change, Decision};
 use crate::api::{Ctx, Key, RawString};
 use crate::error::{CmdError, CmdResult, INTERNAL};
+use crate::stats::{self, Cmd};
 use crate::store;
 use crate::time::Nanos;
 
@@ -231,13 +232,26 @@ pub fn run(
     spec: &Spec,
     cost: u64,
     flags: Flags,
-    event: &CStr,
+    cmd: Cmd,
 ) -> Result<Decision, CmdError> {
     let now = crate::time::now();
     let mut key = Key::open(ctx, key_name).ok_or(INTERNAL)?;
     let (decision, effect) = evaluate(&mut key, spec, now, cost, flags.mode())?;
     if !flags.dry_run {
-        apply(ctx, &mut key, key_name, &effect, event)?;
+        apply(ctx, &mut key, key_name, &effect, event(cmd))?;
     }
+    stats::decided(cmd, decision.allowed, flags.dry_run, flags.refund);
     Ok(decision)
+}
+
+/// The keyspace notification a command's writes raise (class `d`, module).
+pub fn event(cmd: Cmd) -> &'static CStr {
+    match cmd {
+        Cmd::TokenBucket => c"rl.tokenbucket",
+        Cmd::Sliding => c"rl.sliding",
+        Cmd::Gcra => c"rl.gcra",
+        Cmd::Fixed => c"rl.fixed",
+        Cmd::All => c"rl.all",
+        Cmd::Throttle => c"cl.throttle",
+    }
 }

@@ -9,6 +9,7 @@
 
 mod all;
 mod bucket;
+mod docs;
 mod fixed;
 mod limit;
 mod sliding;
@@ -24,12 +25,20 @@ use redis_module::raw;
 use crate::api::{bytes, rm, Ctx, RawCtx, RawString};
 use crate::error::{CmdError, CmdResult, INTERNAL, SYNTAX};
 use crate::num::{parse_u64, Decimal};
+use crate::stats::{self, Cmd};
 
 type Handler = fn(Ctx, &[RawString]) -> CmdResult;
 
-/// Runs a handler under `catch_unwind` and answers its error, if any.
+/// Runs a handler under `catch_unwind` and answers its error, if any,
+/// counting the call for `INFO ratelimit` when `counted` names a limiter.
 #[inline]
-fn dispatch(ctx: RawCtx, argv: *mut RawString, argc: c_int, handler: Handler) -> c_int {
+fn dispatch(
+    ctx: RawCtx,
+    argv: *mut RawString,
+    argc: c_int,
+    handler: Handler,
+    counted: Option<Cmd>,
+) -> c_int {
     // SAFETY: Redis hands us the context of this very call.
     let ctx = unsafe { Ctx::from_raw(ctx) };
     let args: &[RawString] = match usize::try_from(argc) {
@@ -37,35 +46,43 @@ fn dispatch(ctx: RawCtx, argv: *mut RawString, argc: c_int, handler: Handler) ->
         Ok(n) if !argv.is_null() => unsafe { std::slice::from_raw_parts(argv, n) },
         _ => &[],
     };
-    match catch_unwind(AssertUnwindSafe(|| handler(ctx, args))) {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => ctx.reply_error(&e),
-        Err(_) => ctx.reply_error(&INTERNAL),
+    if let Some(cmd) = counted {
+        stats::call(cmd);
+    }
+    let result = match catch_unwind(AssertUnwindSafe(|| handler(ctx, args))) {
+        Ok(r) => r,
+        Err(_) => Err(INTERNAL),
+    };
+    if let Err(e) = result {
+        ctx.reply_error(&e);
+        if let Some(cmd) = counted {
+            stats::error(cmd);
+        }
     }
     raw::REDISMODULE_OK as c_int
 }
 
 /// Defines the `extern "C"` entry point Redis calls for a handler.
 macro_rules! entry {
-    ($($entry:ident => $handler:path;)*) => {
+    ($($entry:ident => $handler:path, $counted:expr;)*) => {
         $(
             extern "C" fn $entry(ctx: RawCtx, argv: *mut RawString, argc: c_int) -> c_int {
-                dispatch(ctx, argv, argc, $handler)
+                dispatch(ctx, argv, argc, $handler, $counted)
             }
         )*
     };
 }
 
 entry! {
-    all_entry => all::all;
-    tokenbucket_entry => bucket::tokenbucket;
-    gcra_entry => bucket::gcra;
-    throttle_entry => bucket::throttle;
-    sliding_entry => sliding::sliding;
-    fixed_entry => fixed::fixed;
-    setstate_entry => state::setstate;
-    windowadd_entry => state::windowadd;
-    windowrefund_entry => state::windowrefund;
+    tokenbucket_entry => bucket::tokenbucket, Some(Cmd::TokenBucket);
+    sliding_entry => sliding::sliding, Some(Cmd::Sliding);
+    gcra_entry => bucket::gcra, Some(Cmd::Gcra);
+    fixed_entry => fixed::fixed, Some(Cmd::Fixed);
+    all_entry => all::all, Some(Cmd::All);
+    throttle_entry => bucket::throttle, Some(Cmd::Throttle);
+    setstate_entry => state::setstate, None;
+    windowadd_entry => state::windowadd, None;
+    windowrefund_entry => state::windowrefund, None;
 }
 
 struct Command {
@@ -100,7 +117,7 @@ pub fn register(ctx: RawCtx) -> Result<(), &'static CStr> {
     for c in testing::COMMANDS {
         create(ctx, c)?;
     }
-    Ok(())
+    docs::register(ctx)
 }
 
 fn create(ctx: RawCtx, c: &Command) -> Result<(), &'static CStr> {

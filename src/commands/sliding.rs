@@ -6,9 +6,7 @@ use crate::algo::sliding::{Window, MAX_SPAN_US};
 use crate::api::{Ctx, RawString};
 use crate::error::{CmdError, CmdResult, COST_OPTION, LIMIT, SYNTAX, WINDOW};
 use crate::num::{Decimal, Scaled};
-
-/// Entries a log keeps before merging new admissions into the newest one.
-pub const MAX_ENTRIES: u32 = 100_000;
+use crate::stats::Cmd;
 
 /// A window length: positive seconds with at most millisecond precision,
 /// at most 10 years. Returns microseconds.
@@ -23,7 +21,7 @@ pub fn window(limit: u64, span_us: u64) -> Spec {
     Spec::Window(Window {
         limit,
         span_us,
-        max_entries: MAX_ENTRIES,
+        max_entries: crate::config::sliding_max_entries(),
     })
 }
 
@@ -45,7 +43,7 @@ pub fn sliding(ctx: Ctx, argv: &[RawString]) -> CmdResult {
         }
     }
     let spec = window(limit, span_us);
-    let decision = limit::run(ctx, key, &spec, cost.unwrap_or(1), flags, c"rl.sliding")?;
+    let decision = limit::run(ctx, key, &spec, cost.unwrap_or(1), flags, Cmd::Sliding)?;
     ctx.reply_decision(&decision);
     Ok(())
 }

@@ -37,11 +37,11 @@ fn clock(ctx: Ctx, argv: &[RawString]) -> CmdResult {
 }
 
 extern "C" fn panic_entry(ctx: RawCtx, argv: *mut RawString, argc: c_int) -> c_int {
-    dispatch(ctx, argv, argc, panic_now)
+    dispatch(ctx, argv, argc, panic_now, None)
 }
 
 extern "C" fn clock_entry(ctx: RawCtx, argv: *mut RawString, argc: c_int) -> c_int {
-    dispatch(ctx, argv, argc, clock)
+    dispatch(ctx, argv, argc, clock, None)
 }
 
 #[rustfmt::skip]
