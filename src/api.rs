@@ -10,7 +10,6 @@ use std::ptr::NonNull;
 
 use redis_module::raw;
 
-use crate::algo::sliding::{Refund, Update};
 use crate::algo::Decision;
 use crate::error::CmdError;
 
@@ -168,49 +167,16 @@ impl Ctx {
         rm!(RedisModule_NotifyKeyspaceEvent(self.0, raw::REDISMODULE_NOTIFY_MODULE as c_int, event.as_ptr(), key) else 0);
     }
 
-    /// Propagates `RL.SETSTATE key kind payload PXAT ms` to replicas and the AOF.
-    pub fn replicate_setstate(&self, key: RawString, kind: &CStr, payload: &[u8], pxat: u64) {
+    /// Propagates `name key payload` (an internal command with one binary
+    /// argument) to replicas and the AOF.
+    pub fn replicate_blob(&self, name: &CStr, key: RawString, payload: &[u8]) {
         rm!(RedisModule_Replicate(
             self.0,
-            c"RL.SETSTATE".as_ptr(),
-            c"scbcl".as_ptr(),
+            name.as_ptr(),
+            c"sb".as_ptr(),
             key,
-            kind.as_ptr(),
             payload.as_ptr().cast::<c_char>(),
             payload.len(),
-            c"PXAT".as_ptr(),
-            i64::try_from(pxat).unwrap_or(i64::MAX) as std::ffi::c_longlong,
-        ) else 0);
-    }
-
-    /// Propagates a sliding-window update as
-    /// `RL.WINDOWADD key now_us span_us at_us units coalesce`.
-    pub fn replicate_windowadd(&self, key: RawString, u: &Update) {
-        let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX) as std::ffi::c_longlong;
-        rm!(RedisModule_Replicate(
-            self.0,
-            c"RL.WINDOWADD".as_ptr(),
-            c"slllll".as_ptr(),
-            key,
-            int(u.now_us),
-            int(u.span_us),
-            int(u.at_us),
-            int(u.units),
-            std::ffi::c_longlong::from(u.coalesce),
-        ) else 0);
-    }
-
-    /// Propagates a sliding-window refund as `RL.WINDOWREFUND key now_us span_us units`.
-    pub fn replicate_windowrefund(&self, key: RawString, r: &Refund) {
-        let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX) as std::ffi::c_longlong;
-        rm!(RedisModule_Replicate(
-            self.0,
-            c"RL.WINDOWREFUND".as_ptr(),
-            c"slll".as_ptr(),
-            key,
-            int(r.now_us),
-            int(r.span_us),
-            int(r.units),
         ) else 0);
     }
 

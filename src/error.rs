@@ -53,10 +53,8 @@ errors! {
     ALGORITHM = c"ERR LIMIT takes a key and TOKENBUCKET, SLIDING, GCRA or FIXED";
     ALL_DISTINCT = c"ERR RL.ALL needs a different key for each LIMIT";
 
-    STATE_KIND = c"ERR kind must be bucket, window or fixed";
-    STATE_PAYLOAD = c"ERR payload is not a valid state of that kind";
-    PXAT = c"ERR PXAT must be a non-negative integer of Unix milliseconds";
-    UPDATE = c"ERR invalid window update";
+    STATE_PAYLOAD = c"ERR state is not a valid limiter state";
+    UPDATE = c"ERR not a valid window update";
 }
 
 #[cfg(test)]
@@ -84,9 +82,7 @@ mod tests {
             LIMIT,
             WINDOW,
             COST_OPTION,
-            STATE_KIND,
             STATE_PAYLOAD,
-            PXAT,
             UPDATE,
         ] {
             let CmdError::Msg(m) = e else { continue };

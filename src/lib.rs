@@ -25,6 +25,7 @@ mod config;
 mod error;
 mod stats;
 mod store;
+mod wire;
 
 use redis_module::{redis_module, Context, RedisString, Status};
 

@@ -148,32 +148,32 @@ impl Decimal {
         }
         // value = self.digits * 10^k / div.digits
         let k = i64::from(self.exp) + i64::from(scale) - i64::from(div.exp);
-        let mut num = u128::from(self.digits);
-        let mut den = u128::from(div.digits);
-        if den == 0 {
+        if div.digits == 0 {
             return Scaled::TooLarge;
         }
-        // Both mantissas are below 2^64: once a side needs more than 2^128
-        // the quotient is surely out of u64 range (or below 1).
-        if k >= 0 {
-            for _ in 0..k {
-                match num.checked_mul(10) {
-                    Some(v) => num = v,
-                    None => return Scaled::TooLarge,
-                }
-            }
-        } else {
-            for _ in 0..(-k) {
-                match den.checked_mul(10) {
-                    Some(v) => den = v,
-                    None => return Scaled::TooSmall,
-                }
-            }
-        }
-        let q = if round_up {
-            num.div_ceil(den)
-        } else {
-            num / den
+        // Both mantissas are below 2^64 and 10^38 < 2^128 < 10^39: past
+        // that, one side exceeds 2^128 and the quotient is surely out of
+        // u64 range (or below 1).
+        let (num, den) = match u32::try_from(k.unsigned_abs())
+            .ok()
+            .and_then(|e| 10u128.checked_pow(e))
+        {
+            Some(p) if k >= 0 => match u128::from(self.digits).checked_mul(p) {
+                Some(n) => (n, u128::from(div.digits)),
+                None => return Scaled::TooLarge,
+            },
+            Some(p) => match u128::from(div.digits).checked_mul(p) {
+                Some(d) => (u128::from(self.digits), d),
+                None => return Scaled::TooSmall,
+            },
+            None if k >= 0 => return Scaled::TooLarge,
+            None => return Scaled::TooSmall,
+        };
+        // The common case fits 64 bits: a far cheaper division.
+        let q = match (u64::try_from(num), u64::try_from(den)) {
+            (Ok(n), Ok(d)) => u128::from(if round_up { n.div_ceil(d) } else { n / d }),
+            _ if round_up => num.div_ceil(den),
+            _ => num / den,
         };
         if num < den {
             // 0 < value < 1
@@ -285,6 +285,38 @@ mod tests {
         assert_eq!(one.ratio_ceil(9, &d("1e-11").unwrap()), Scaled::TooLarge);
         assert_eq!(one.ratio_ceil(9, &d("1e-300").unwrap()), Scaled::TooLarge);
         assert_eq!(one.ratio_ceil(9, &d("1e300").unwrap()), Scaled::TooSmall);
+    }
+
+    /// The plain reference: multiply by 10 one step at a time, in u128.
+    fn reference(a: Decimal, scale: i32, b: Decimal) -> Scaled {
+        let k = i64::from(a.exp) + i64::from(scale) - i64::from(b.exp);
+        let (mut n, mut d) = (u128::from(a.digits), u128::from(b.digits));
+        for _ in 0..k.max(0) {
+            match n.checked_mul(10) {
+                Some(v) => n = v,
+                None => return Scaled::TooLarge,
+            }
+        }
+        for _ in 0..(-k).max(0) {
+            match d.checked_mul(10) {
+                Some(v) => d = v,
+                None => return Scaled::TooSmall,
+            }
+        }
+        if n < d {
+            return Scaled::TooSmall;
+        }
+        u64::try_from(n.div_ceil(d)).map_or(Scaled::TooLarge, Scaled::Value)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ratio_matches_the_reference(
+            ad in 1u64.., ae in -40i32..40, bd in 1u64.., be in -40i32..40, scale in 0i32..10,
+        ) {
+            let (a, b) = (Decimal { digits: ad, exp: ae }, Decimal { digits: bd, exp: be });
+            proptest::prop_assert_eq!(a.ratio_ceil(scale, &b), reference(a, scale, b));
+        }
     }
 
     #[test]

@@ -22,10 +22,11 @@ use redis_module::raw;
 
 use crate::algo::fixed::Counter;
 use crate::algo::sliding::Log;
-use crate::api::{rm, Ctx, Holds, Key, RawString};
+use crate::api::{rm, Holds, Key, RawString};
 use crate::error::{CmdError, INTERNAL, WRONGTYPE};
 use crate::stats::{KEYS_BUCKET, KEYS_FIXED, KEYS_WINDOW};
 use crate::time::Nanos;
+use crate::wire;
 
 static BUCKET: AtomicPtr<raw::RedisModuleType> = AtomicPtr::new(std::ptr::null_mut());
 static WINDOW: AtomicPtr<raw::RedisModuleType> = AtomicPtr::new(std::ptr::null_mut());
@@ -33,10 +34,10 @@ static FIXED: AtomicPtr<raw::RedisModuleType> = AtomicPtr::new(std::ptr::null_mu
 
 const ENCODING_VERSION: c_int = 1;
 
-pub const KIND_BUCKET: &CStr = c"bucket";
-pub const KIND_WINDOW: &CStr = c"window";
-pub const KIND_FIXED: &CStr = c"fixed";
+/// The internal commands effects travel as (see `wire`).
 pub const SETSTATE: &CStr = c"RL.SETSTATE";
+pub const WINDOWADD: &CStr = c"RL.WINDOWADD";
+pub const WINDOWREFUND: &CStr = c"RL.WINDOWREFUND";
 
 fn bucket_type() -> *mut raw::RedisModuleType {
     BUCKET.load(Ordering::Relaxed)
@@ -87,11 +88,11 @@ pub fn register_types(ctx: *mut raw::RedisModuleCtx) -> Result<(), &'static str>
 const INLINE_BUCKET: u8 = 0;
 const INLINE_FIXED: u8 = 1;
 
-fn inline_kind(k: u8) -> (&'static CStr, &'static AtomicI64) {
+fn inline_count(k: u8) -> &'static AtomicI64 {
     if k == INLINE_BUCKET {
-        (KIND_BUCKET, &KEYS_BUCKET)
+        &KEYS_BUCKET
     } else {
-        (KIND_FIXED, &KEYS_FIXED)
+        &KEYS_FIXED
     }
 }
 
@@ -239,29 +240,6 @@ pub fn expiry_ms(at: Nanos) -> u64 {
     at.ceil_millis()
 }
 
-/// Formats an integer into `buf`, returning the digits.
-pub fn format_u64(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        if let Some(b) = buf.get_mut(i) {
-            *b = b'0' + (v % 10) as u8;
-        }
-        v /= 10;
-        if v == 0 || i == 0 {
-            break;
-        }
-    }
-    buf.get(i..).unwrap_or(&[])
-}
-
-/// Replicates an inline state as `RL.SETSTATE key <kind> <value> PXAT <ms>`.
-pub fn replicate_inline(ctx: Ctx, key: RawString, kind: &CStr, value: u64, pxat: u64) {
-    let mut buf = [0u8; 20];
-    let digits = format_u64(value, &mut buf);
-    ctx.replicate_setstate(key, kind, digits, pxat);
-}
-
 // ---------------------------------------------------------------- callbacks
 
 fn io_error(io: *mut raw::RedisModuleIO) -> bool {
@@ -279,7 +257,7 @@ extern "C" fn inline_rdb_load<const K: u8>(
     if io_error(io) || v == 0 {
         return std::ptr::null_mut();
     }
-    inline_kind(K).1.fetch_add(1, Ordering::Relaxed);
+    inline_count(K).fetch_add(1, Ordering::Relaxed);
     v as usize as *mut c_void
 }
 
@@ -292,9 +270,13 @@ extern "C" fn inline_aof_rewrite<const K: u8>(
     key: RawString,
     value: *mut c_void,
 ) {
-    let mut buf = [0u8; 20];
-    let digits = format_u64(value as usize as u64, &mut buf);
-    emit_setstate(aof, key, inline_kind(K).0, digits);
+    let v = value as usize as u64;
+    if K == INLINE_BUCKET {
+        emit_setstate(aof, key, &wire::bucket(v));
+    } else {
+        // The window's end is the key's expiry: the PEXPIREAT Redis writes next.
+        emit_setstate(aof, key, &wire::fixed(v, 0));
+    }
 }
 
 extern "C" fn inline_mem_usage(_value: *const c_void) -> usize {
@@ -309,7 +291,7 @@ extern "C" fn inline_digest(md: *mut raw::RedisModuleDigest, value: *mut c_void)
 }
 
 extern "C" fn inline_free<const K: u8>(_value: *mut c_void) {
-    inline_kind(K).1.fetch_sub(1, Ordering::Relaxed);
+    inline_count(K).fetch_sub(1, Ordering::Relaxed);
 }
 
 extern "C" fn inline_copy<const K: u8>(
@@ -317,17 +299,16 @@ extern "C" fn inline_copy<const K: u8>(
     _to: RawString,
     value: *const c_void,
 ) -> *mut c_void {
-    inline_kind(K).1.fetch_add(1, Ordering::Relaxed);
+    inline_count(K).fetch_add(1, Ordering::Relaxed);
     value.cast_mut()
 }
 
-fn emit_setstate(aof: *mut raw::RedisModuleIO, key: RawString, kind: &CStr, payload: &[u8]) {
+fn emit_setstate(aof: *mut raw::RedisModuleIO, key: RawString, payload: &[u8]) {
     rm!(RedisModule_EmitAOF(
         aof,
         SETSTATE.as_ptr(),
-        c"scb".as_ptr(),
+        c"sb".as_ptr(),
         key,
-        kind.as_ptr(),
         payload.as_ptr().cast::<c_char>(),
         payload.len(),
     ) else ());
@@ -383,7 +364,7 @@ extern "C" fn window_rdb_save(io: *mut raw::RedisModuleIO, value: *mut c_void) {
 extern "C" fn window_aof_rewrite(aof: *mut raw::RedisModuleIO, key: RawString, value: *mut c_void) {
     // SAFETY: rl-window values are Box<Log>.
     if let Some(log) = unsafe { log_ref(value) } {
-        emit_setstate(aof, key, KIND_WINDOW, &encode_log(log));
+        emit_setstate(aof, key, &wire::window(0, log));
     }
 }
 
@@ -420,27 +401,5 @@ extern "C" fn window_copy(_from: RawString, _to: RawString, value: *const c_void
             Box::into_raw(Box::new(log.clone())).cast()
         }
         None => std::ptr::null_mut(),
-    }
-}
-
-#[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_integers() {
-        let mut b = [0u8; 20];
-        assert_eq!(format_u64(0, &mut b), b"0");
-        assert_eq!(
-            format_u64(1_795_372_800_123_456_789, &mut b),
-            b"1795372800123456789"
-        );
-        assert_eq!(format_u64(u64::MAX, &mut b), b"18446744073709551615");
     }
 }

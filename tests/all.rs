@@ -191,6 +191,42 @@ fn per_limit_costs_dry_runs_and_refunds() {
 }
 
 #[test]
+fn flags_may_close_the_command() {
+    let s = Server::start();
+    let mut c = s.connect();
+    let r = all(
+        &mut c,
+        &[
+            "LIMIT", "a", "SLIDING", "5", "60", "LIMIT", "b", "GCRA", "5", "1", "1", "COST", "2",
+            "DRYRUN",
+        ],
+    );
+    assert_eq!(r[0..3], [1, 5, 3]);
+    assert_eq!(int(&mut c, &["EXISTS", "a", "b"]), 0);
+    assert_eq!(
+        err(
+            &mut c,
+            &["RL.ALL", "LIMIT", "a", "SLIDING", "5", "60", "DRYRUN", "DRYRUN"]
+        ),
+        "ERR syntax error"
+    );
+    let keys = call(
+        &mut c,
+        &[
+            "COMMAND", "GETKEYS", "RL.ALL", "LIMIT", "a", "SLIDING", "5", "60", "DRYRUN", "LIMIT",
+            "b", "GCRA", "5", "1", "1", "REFUND", "COST", "2",
+        ],
+    );
+    assert_eq!(
+        keys,
+        Ok(Value::Array(vec![
+            Value::BulkString(b"a".to_vec()),
+            Value::BulkString(b"b".to_vec())
+        ]))
+    );
+}
+
+#[test]
 fn getkeys_lists_every_key() {
     let s = Server::start();
     let mut c = s.connect();

@@ -153,9 +153,9 @@ fn command_info_and_docs_describe_every_command() {
         ("RL.FIXED", -4),
         ("CL.THROTTLE", -5),
         ("RL.ALL", -6),
-        ("RL.SETSTATE", -4),
-        ("RL.WINDOWADD", 7),
-        ("RL.WINDOWREFUND", 5),
+        ("RL.SETSTATE", 3),
+        ("RL.WINDOWADD", 3),
+        ("RL.WINDOWREFUND", 3),
     ];
     for (name, arity) in commands {
         let info = call(&mut c, &["COMMAND", "INFO", name]).unwrap();

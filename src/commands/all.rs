@@ -55,7 +55,7 @@ pub fn all(ctx: Ctx, argv: &[RawString]) -> CmdResult {
     }
     let mut clauses: Vec<Clause> = Vec::new();
     while !args.done() {
-        clauses.push(clause(&mut args)?);
+        clauses.push(clause(&mut args, &mut flags)?);
     }
     if clauses.is_empty() {
         return Err(SYNTAX);
@@ -92,8 +92,9 @@ pub fn all(ctx: Ctx, argv: &[RawString]) -> CmdResult {
     Ok(())
 }
 
-/// Parses `LIMIT key <algorithm> args... [options]`.
-fn clause(args: &mut Args) -> Result<Clause, CmdError> {
+/// Parses `LIMIT key <algorithm> args... [options]`; the command's
+/// DRYRUN and REFUND flags may stand among the options too.
+fn clause(args: &mut Args, flags: &mut Flags) -> Result<Clause, CmdError> {
     if !is(args.next_bytes()?, b"LIMIT") {
         return Err(SYNTAX);
     }
@@ -137,7 +138,8 @@ fn clause(args: &mut Args) -> Result<Clause, CmdError> {
         } else if is(opt, b"TZ") && tz.is_none() && matches!(kind, Kind::Fixed(..)) {
             args.option_value()?;
             tz = Some(time_zone(args.next_bytes()?)?);
-        } else {
+        } else if !flags.read(opt) {
+            // DRYRUN and REFUND are the command's, wherever they stand.
             return Err(SYNTAX);
         }
     }
@@ -182,7 +184,11 @@ fn key_positions(argv: &[RawString]) -> Vec<usize> {
         };
         i += 3 + positional;
         while i < argv.len() && !is(word(i), b"LIMIT") {
-            i += 2;
+            i += if is(word(i), b"DRYRUN") || is(word(i), b"REFUND") {
+                1
+            } else {
+                2
+            };
         }
     }
     out

@@ -196,24 +196,24 @@ const DOCS: &[Doc] = &[
     },
     Doc {
         name: c"RL.SETSTATE",
-        summary: c"Internal: sets a limiter state with an absolute expiry (replication, AOF).",
-        complexity: c"O(1) for bucket and fixed, O(n) in the payload for window",
-        arity: -4, key_flags: OW | UPDATE, keys: Keys::First,
-        args: &[KEY, arg(c"kind", Str), arg(c"payload", Str), opt(c"unix-time-milliseconds", Int, c"PXAT")],
+        summary: c"Internal: sets a limiter state with its absolute expiry (replication, AOF).",
+        complexity: c"O(1) for bucket and fixed, O(n) in the state for window",
+        arity: 3, key_flags: OW | UPDATE, keys: Keys::First,
+        args: &[KEY, arg(c"state", Str)],
     },
     Doc {
         name: c"RL.WINDOWADD",
         summary: c"Internal: applies one allowed sliding-window request (replication, AOF).",
         complexity: c"O(1) amortized",
-        arity: 7, key_flags: RW | UPDATE, keys: Keys::First,
-        args: &[KEY, arg(c"now_us", Int), arg(c"span_us", Int), arg(c"at_us", Int), arg(c"units", Int), arg(c"coalesce", Int)],
+        arity: 3, key_flags: RW | UPDATE, keys: Keys::First,
+        args: &[KEY, arg(c"update", Str)],
     },
     Doc {
         name: c"RL.WINDOWREFUND",
         summary: c"Internal: applies a sliding-window refund (replication, AOF).",
         complexity: c"O(n) in the log's entries",
-        arity: 5, key_flags: RW | UPDATE, keys: Keys::First,
-        args: &[KEY, arg(c"now_us", Int), arg(c"span_us", Int), arg(c"units", Int)],
+        arity: 3, key_flags: RW | UPDATE, keys: Keys::First,
+        args: &[KEY, arg(c"refund", Str)],
     },
 ];
 

@@ -18,6 +18,7 @@ use crate::error::{CmdError, CmdResult, INTERNAL};
 use crate::stats::{self, Cmd};
 use crate::store;
 use crate::time::Nanos;
+use crate::wire;
 
 /// What to do with a limit.
 #[derive(Debug, Clone)]
@@ -135,34 +136,21 @@ pub fn apply(
         Effect::None => return Ok(()),
         Effect::Bucket(tat) => {
             store::set_bucket(key, *tat)?;
-            let pxat = store::expiry_ms(*tat);
-            key.expire_at(pxat);
-            store::replicate_inline(ctx, key_name, store::KIND_BUCKET, tat.as_u64(), pxat);
+            key.expire_at(store::expiry_ms(*tat));
+            ctx.replicate_blob(store::SETSTATE, key_name, &wire::bucket(tat.as_u64()));
         }
         Effect::Fixed(c) => {
             store::set_fixed(key, c.count)?;
             key.expire_at(c.end_ms);
-            store::replicate_inline(ctx, key_name, store::KIND_FIXED, c.count, c.end_ms);
+            ctx.replicate_blob(store::SETSTATE, key_name, &wire::fixed(c.count, c.end_ms));
         }
         Effect::WindowAdd(u) => {
-            let last = match store::window_state(key)? {
-                Some(log) => {
-                    log.apply(u);
-                    log.last_us()
-                }
-                None => {
-                    let log = Log::from_update(u);
-                    let last = log.last_us();
-                    store::set_window(key, log)?;
-                    last
-                }
-            };
-            key.expire_at(window_expiry_ms(last, u.span_us));
-            ctx.replicate_windowadd(key_name, u);
+            apply_window_add(key, u)?;
+            ctx.replicate_blob(store::WINDOWADD, key_name, &wire::update(u));
         }
         Effect::WindowRefund(r) => {
             apply_window_refund(key, r)?;
-            ctx.replicate_windowrefund(key_name, r);
+            ctx.replicate_blob(store::WINDOWREFUND, key_name, &wire::refund(r));
         }
         Effect::Clear => {
             key.delete();
@@ -171,6 +159,25 @@ pub fn apply(
     }
     ctx.signal_modified(key_name);
     ctx.notify(event, key_name);
+    Ok(())
+}
+
+/// Applies an allowed window request to the key (creating its log if
+/// needed) and sets the expiry to when the log empties.
+pub fn apply_window_add(key: &mut Key, u: &Update) -> CmdResult {
+    let last = match store::window_state(key)? {
+        Some(log) => {
+            log.apply(u);
+            log.last_us()
+        }
+        None => {
+            let log = Log::from_update(u);
+            let last = log.last_us();
+            store::set_window(key, log)?;
+            last
+        }
+    };
+    key.expire_at(window_expiry_ms(last, u.span_us));
     Ok(())
 }
 

@@ -2,82 +2,60 @@
 //! receive state.
 //!
 //! Limiter commands never replicate themselves (a replica would decide again
-//! on its own clock). They replicate their effect, with absolute times:
-//! a bucket's or fixed window's new state with its expiry, or a sliding
-//! window's deterministic update. These are valid commands a user can also
-//! send, to restore state, but applications have no reason to.
+//! on its own clock). They replicate their effect, with absolute times, as
+//! one of these commands with a single binary argument (see `wire`): a
+//! bucket's or fixed window's new state, a sliding window's deterministic
+//! update or refund. Applications have no reason to call them.
 
-use super::limit::{apply_window_refund, window_expiry_ms};
-use super::{is, Args};
-use crate::algo::sliding::{Log, Refund, Update, MAX_INSTANT_US, MAX_SPAN_US};
+use super::limit::{apply_window_add, apply_window_refund};
+use super::Args;
 use crate::api::{Ctx, Holds, Key, RawString};
-use crate::error::{
-    CmdResult, INTERNAL, PXAT, STATE_KIND, STATE_PAYLOAD, SYNTAX, UPDATE, WRONGTYPE,
-};
-use crate::num::parse_u64;
+use crate::error::{CmdResult, INTERNAL, STATE_PAYLOAD, SYNTAX, UPDATE, WRONGTYPE};
 use crate::store;
 use crate::time::{self, Nanos};
+use crate::wire::{self, State};
 
-enum State {
-    Bucket(Nanos),
-    Fixed(u64),
-    Window(Log),
-}
-
-/// RL.SETSTATE key kind payload [PXAT unix-ms]
+/// RL.SETSTATE key state
 pub fn setstate(ctx: Ctx, argv: &[RawString]) -> CmdResult {
-    let mut args = Args::new(argv, 3)?;
+    let mut args = Args::new(argv, 2)?;
     let key_name = args.next_raw()?;
-    let kind = args.next_bytes()?;
-    let payload = args.next_bytes()?;
-    let mut pxat = None;
-    while !args.done() {
-        let opt = args.next_bytes()?;
-        if is(opt, b"PXAT") && pxat.is_none() {
-            args.option_value()?;
-            pxat = Some(args.next_int(0, PXAT)?);
-        } else {
-            return Err(SYNTAX);
-        }
+    let state = wire::decode_state(args.next_bytes()?).ok_or(STATE_PAYLOAD)?;
+    if !args.done() {
+        return Err(SYNTAX);
     }
-    let nonzero = |p: &[u8]| parse_u64(p).filter(|v| *v > 0).ok_or(STATE_PAYLOAD);
-    let state = if is(kind, store::KIND_BUCKET.to_bytes()) {
-        State::Bucket(Nanos::new(nonzero(payload)?))
-    } else if is(kind, store::KIND_FIXED.to_bytes()) {
-        State::Fixed(nonzero(payload)?)
-    } else if is(kind, store::KIND_WINDOW.to_bytes()) {
-        State::Window(Log::decode(payload).map_err(|_| STATE_PAYLOAD)?)
-    } else {
-        return Err(STATE_KIND);
+    // The expiry each state implies; 0: none here (a PEXPIREAT follows).
+    let expire_ms = match &state {
+        State::Bucket { tat_ns } => store::expiry_ms(Nanos::new(*tat_ns)),
+        State::Fixed { end_ms, .. } => *end_ms,
+        State::Window { expire_ms, .. } => *expire_ms,
     };
     let mut key = Key::open(ctx, key_name).ok_or(INTERNAL)?;
     if !store::holds_ours_or_nothing(&key) {
         return Err(WRONGTYPE);
     }
-    if let Some(ms) = pxat {
-        // As SET .. PXAT does: a master not loading drops an already expired
-        // state instead of storing it; replicas and loads keep it and let
-        // the expiry run its course.
-        let now_ms = time::now().as_u64() / 1_000_000;
-        if ms <= now_ms && !ctx.is_loading_or_replica() {
-            if key.holds() != Holds::Nothing {
-                key.delete();
-                ctx.replicate_del(key_name);
-                ctx.signal_modified(key_name);
-            }
-            drop(key);
-            ctx.reply_ok();
-            return Ok(());
+    // As SET .. PXAT does: a master not loading drops an already expired
+    // state instead of storing it; replicas and loads keep it and let the
+    // expiry run its course.
+    let now_ms = time::now().as_u64() / 1_000_000;
+    if expire_ms != 0 && expire_ms <= now_ms && !ctx.is_loading_or_replica() {
+        if key.holds() != Holds::Nothing {
+            key.delete();
+            ctx.replicate_del(key_name);
+            ctx.signal_modified(key_name);
         }
+        drop(key);
+        ctx.reply_ok();
+        return Ok(());
     }
     match state {
-        State::Bucket(tat) => store::set_bucket(&mut key, tat)?,
-        State::Fixed(count) => store::set_fixed(&mut key, count)?,
-        State::Window(log) => store::set_window(&mut key, log)?,
+        State::Bucket { tat_ns } => store::set_bucket(&mut key, Nanos::new(tat_ns))?,
+        State::Fixed { count, .. } => store::set_fixed(&mut key, count)?,
+        State::Window { log, .. } => store::set_window(&mut key, log)?,
     }
-    match pxat {
-        Some(ms) => key.expire_at(ms),
-        None => key.persist(),
+    if expire_ms == 0 {
+        key.persist();
+    } else {
+        key.expire_at(expire_ms);
     }
     ctx.replicate_verbatim();
     ctx.signal_modified(key_name);
@@ -86,51 +64,16 @@ pub fn setstate(ctx: Ctx, argv: &[RawString]) -> CmdResult {
     Ok(())
 }
 
-/// Reads `now_us span_us`, the first two arguments of both window updates.
-fn now_and_span(args: &mut Args) -> Result<(u64, u64), crate::error::CmdError> {
-    let now_us = args.next_int(0, UPDATE)?;
-    let span_us = args.next_int(1, UPDATE)?;
-    if now_us > MAX_INSTANT_US || span_us > MAX_SPAN_US {
-        return Err(UPDATE);
-    }
-    Ok((now_us, span_us))
-}
-
-/// RL.WINDOWADD key now_us span_us at_us units coalesce
+/// RL.WINDOWADD key update
 pub fn windowadd(ctx: Ctx, argv: &[RawString]) -> CmdResult {
-    let mut args = Args::new(argv, 6)?;
+    let mut args = Args::new(argv, 2)?;
     let key_name = args.next_raw()?;
-    let (now_us, span_us) = now_and_span(&mut args)?;
-    let at_us = args.next_int(0, UPDATE)?;
-    let units = args.next_int(1, UPDATE)?;
-    let coalesce = args.next_int(0, UPDATE)?;
+    let u = wire::decode_update(args.next_bytes()?).ok_or(UPDATE)?;
     if !args.done() {
         return Err(SYNTAX);
     }
-    if at_us > MAX_INSTANT_US || coalesce > 1 {
-        return Err(UPDATE);
-    }
-    let u = Update {
-        now_us,
-        span_us,
-        at_us,
-        units,
-        coalesce: coalesce == 1,
-    };
     let mut key = Key::open(ctx, key_name).ok_or(INTERNAL)?;
-    let last = match store::window_state(&mut key)? {
-        Some(l) => {
-            l.apply(&u);
-            l.last_us()
-        }
-        None => {
-            let l = Log::from_update(&u);
-            let last = l.last_us();
-            store::set_window(&mut key, l)?;
-            last
-        }
-    };
-    key.expire_at(window_expiry_ms(last, span_us));
+    apply_window_add(&mut key, &u)?;
     ctx.replicate_verbatim();
     ctx.signal_modified(key_name);
     drop(key);
@@ -138,20 +81,14 @@ pub fn windowadd(ctx: Ctx, argv: &[RawString]) -> CmdResult {
     Ok(())
 }
 
-/// RL.WINDOWREFUND key now_us span_us units
+/// RL.WINDOWREFUND key refund
 pub fn windowrefund(ctx: Ctx, argv: &[RawString]) -> CmdResult {
-    let mut args = Args::new(argv, 4)?;
+    let mut args = Args::new(argv, 2)?;
     let key_name = args.next_raw()?;
-    let (now_us, span_us) = now_and_span(&mut args)?;
-    let units = args.next_int(1, UPDATE)?;
+    let r = wire::decode_refund(args.next_bytes()?).ok_or(UPDATE)?;
     if !args.done() {
         return Err(SYNTAX);
     }
-    let r = Refund {
-        now_us,
-        span_us,
-        units,
-    };
     let mut key = Key::open(ctx, key_name).ok_or(INTERNAL)?;
     if store::window_state(&mut key)?.is_some() {
         apply_window_refund(&mut key, &r)?;

@@ -1,0 +1,202 @@
+//! How effects travel: the binary payloads of the internal commands that
+//! replicas and the AOF receive (`RL.SETSTATE key <state>`,
+//! `RL.WINDOWADD key <update>`, `RL.WINDOWREFUND key <refund>`).
+//!
+//! One compact argument instead of several formatted ones: propagation is a
+//! large share of a limiter command's cost, and every argument Redis builds,
+//! copies and frees counts. Integers are little-endian; every decoder checks
+//! lengths and ranges and refuses anything else.
+
+use crate::algo::sliding::{Log, Refund, Update, MAX_INSTANT_US, MAX_SPAN_US};
+
+const BUCKET: u8 = b'B';
+const FIXED: u8 = b'F';
+const WINDOW: u8 = b'W';
+
+/// A limiter state with what its expiry should be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// The full-again instant (ns); the key expires then (rounded up to ms).
+    Bucket { tat_ns: u64 },
+    /// A count and its window's end (ms), which is the key's expiry; an end
+    /// of 0 leaves the expiry to a following PEXPIREAT (AOF rewrite).
+    Fixed { count: u64, end_ms: u64 },
+    /// A log and the key's expiry (ms; 0 as for `Fixed`).
+    Window { expire_ms: u64, log: Log },
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    let bytes: [u8; 8] = b.get(at..at + 8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(bytes))
+}
+
+pub fn bucket(tat_ns: u64) -> [u8; 9] {
+    let mut out = [BUCKET; 9];
+    out[1..].copy_from_slice(&tat_ns.to_le_bytes());
+    out
+}
+
+pub fn fixed(count: u64, end_ms: u64) -> [u8; 17] {
+    let mut out = [FIXED; 17];
+    out[1..9].copy_from_slice(&count.to_le_bytes());
+    out[9..].copy_from_slice(&end_ms.to_le_bytes());
+    out
+}
+
+pub fn window(expire_ms: u64, log: &Log) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + log.encoded_len());
+    out.push(WINDOW);
+    out.extend_from_slice(&expire_ms.to_le_bytes());
+    log.encode(&mut out);
+    out
+}
+
+pub fn decode_state(b: &[u8]) -> Option<State> {
+    match (b.first()?, b.len()) {
+        (&BUCKET, 9) => Some(State::Bucket {
+            tat_ns: u64_at(b, 1).filter(|t| *t > 0)?,
+        }),
+        (&FIXED, 17) => Some(State::Fixed {
+            count: u64_at(b, 1).filter(|c| *c > 0)?,
+            end_ms: u64_at(b, 9)?,
+        }),
+        (&WINDOW, n) if n > 9 => Some(State::Window {
+            expire_ms: u64_at(b, 1)?,
+            log: Log::decode(b.get(9..)?).ok()?,
+        }),
+        _ => None,
+    }
+}
+
+pub fn update(u: &Update) -> [u8; 33] {
+    let mut out = [0u8; 33];
+    out[..8].copy_from_slice(&u.now_us.to_le_bytes());
+    out[8..16].copy_from_slice(&u.span_us.to_le_bytes());
+    out[16..24].copy_from_slice(&u.at_us.to_le_bytes());
+    out[24..32].copy_from_slice(&u.units.to_le_bytes());
+    out[32] = u8::from(u.coalesce);
+    out
+}
+
+pub fn decode_update(b: &[u8]) -> Option<Update> {
+    if b.len() != 33 {
+        return None;
+    }
+    let u = Update {
+        now_us: u64_at(b, 0).filter(|v| *v <= MAX_INSTANT_US)?,
+        span_us: u64_at(b, 8).filter(|v| (1..=MAX_SPAN_US).contains(v))?,
+        at_us: u64_at(b, 16).filter(|v| *v <= MAX_INSTANT_US)?,
+        units: u64_at(b, 24).filter(|v| *v > 0)?,
+        coalesce: match b.get(32)? {
+            0 => false,
+            1 => true,
+            _ => return None,
+        },
+    };
+    Some(u)
+}
+
+pub fn refund(r: &Refund) -> [u8; 24] {
+    let mut out = [0u8; 24];
+    out[..8].copy_from_slice(&r.now_us.to_le_bytes());
+    out[8..16].copy_from_slice(&r.span_us.to_le_bytes());
+    out[16..].copy_from_slice(&r.units.to_le_bytes());
+    out
+}
+
+pub fn decode_refund(b: &[u8]) -> Option<Refund> {
+    if b.len() != 24 {
+        return None;
+    }
+    Some(Refund {
+        now_us: u64_at(b, 0).filter(|v| *v <= MAX_INSTANT_US)?,
+        span_us: u64_at(b, 8).filter(|v| (1..=MAX_SPAN_US).contains(v))?,
+        units: u64_at(b, 16).filter(|v| *v > 0)?,
+    })
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn states_round_trip() {
+        assert_eq!(
+            decode_state(&bucket(42)),
+            Some(State::Bucket { tat_ns: 42 })
+        );
+        assert_eq!(
+            decode_state(&fixed(3, 99)),
+            Some(State::Fixed {
+                count: 3,
+                end_ms: 99
+            })
+        );
+        let log = Log::from_update(&Update {
+            now_us: 10,
+            span_us: 5,
+            at_us: 10,
+            units: 2,
+            coalesce: false,
+        });
+        assert_eq!(
+            decode_state(&window(7, &log)),
+            Some(State::Window { expire_ms: 7, log })
+        );
+    }
+
+    #[test]
+    fn malformed_states_are_refused() {
+        for bad in [
+            &[][..],
+            b"B",
+            &bucket(0)[..],
+            &bucket(1)[..8],
+            &fixed(0, 1)[..],
+            &[b'X'; 9],
+            &[b'W'; 9],
+        ] {
+            assert_eq!(decode_state(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn updates_and_refunds_round_trip_and_check_ranges() {
+        let u = Update {
+            now_us: 1,
+            span_us: 2,
+            at_us: 3,
+            units: 4,
+            coalesce: true,
+        };
+        assert_eq!(decode_update(&update(&u)), Some(u));
+        assert_eq!(decode_update(&update(&Update { units: 0, ..u })), None);
+        assert_eq!(decode_update(&update(&Update { span_us: 0, ..u })), None);
+        let mut b = update(&u);
+        b[32] = 2;
+        assert_eq!(decode_update(&b), None);
+        let r = Refund {
+            now_us: 5,
+            span_us: 6,
+            units: 7,
+        };
+        assert_eq!(decode_refund(&refund(&r)), Some(r));
+        assert_eq!(decode_refund(&refund(&Refund { units: 0, ..r })), None);
+    }
+
+    proptest! {
+        #[test]
+        fn decoders_never_panic(b in prop::collection::vec(any::<u8>(), 0..80)) {
+            let _ = decode_state(&b);
+            let _ = decode_update(&b);
+            let _ = decode_refund(&b);
+        }
+    }
+}
