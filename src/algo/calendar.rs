@@ -45,8 +45,9 @@ impl Unit {
 pub enum Calendar {
     /// Multiples of this many milliseconds since the epoch.
     Millis(u64),
-    /// A calendar unit in a time zone (UTC when none is given).
-    Unit(Unit, TimeZone),
+    /// A calendar unit in a time zone, or in UTC (`None`: plain
+    /// arithmetic, no time zone database).
+    Unit(Unit, Option<TimeZone>),
 }
 
 /// The window holding `now_ms`: `(start_ms, end_ms)`, end exclusive.
@@ -58,7 +59,8 @@ pub fn bounds(cal: &Calendar, now_ms: i64) -> Option<(i64, i64)> {
             let start = now_ms.checked_sub(now_ms.rem_euclid(len))?;
             Some((start, start.checked_add(len)?))
         }
-        Calendar::Unit(unit @ (Unit::Minute | Unit::Hour), tz) => {
+        Calendar::Unit(unit, None) => utc_bounds(*unit, now_ms),
+        Calendar::Unit(unit @ (Unit::Minute | Unit::Hour), Some(tz)) => {
             let len = if *unit == Unit::Minute {
                 MINUTE_MS
             } else {
@@ -72,7 +74,7 @@ pub fn bounds(cal: &Calendar, now_ms: i64) -> Option<(i64, i64)> {
                 .checked_sub(offset_ms)?;
             Some((start, start.checked_add(len)?))
         }
-        Calendar::Unit(unit, tz) => {
+        Calendar::Unit(unit, Some(tz)) => {
             let ts = Timestamp::from_millisecond(now_ms).ok()?;
             let today = ts.to_zoned(tz.clone()).date();
             let (first, next) = match unit {
@@ -91,6 +93,60 @@ pub fn bounds(cal: &Calendar, now_ms: i64) -> Option<(i64, i64)> {
             Some((midnight(first, tz)?, midnight(next, tz)?))
         }
     }
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Calendar units in UTC by arithmetic alone.
+fn utc_bounds(unit: Unit, now_ms: i64) -> Option<(i64, i64)> {
+    let floor = |len: i64| -> Option<(i64, i64)> {
+        let start = now_ms.checked_sub(now_ms.rem_euclid(len))?;
+        Some((start, start.checked_add(len)?))
+    };
+    match unit {
+        Unit::Minute => floor(MINUTE_MS),
+        Unit::Hour => floor(HOUR_MS),
+        Unit::Day => floor(DAY_MS),
+        Unit::Week => {
+            // 1970-01-01 was a Thursday: Monday is 3 days before it.
+            let day = now_ms.div_euclid(DAY_MS);
+            let monday = day.checked_sub((day + 3).rem_euclid(7))?;
+            let start = monday.checked_mul(DAY_MS)?;
+            Some((start, start.checked_add(7 * DAY_MS)?))
+        }
+        Unit::Month => {
+            let (y, m, _) = civil_from_days(now_ms.div_euclid(DAY_MS));
+            let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+            let start = days_from_civil(y, m, 1).checked_mul(DAY_MS)?;
+            let end = days_from_civil(ny, nm, 1).checked_mul(DAY_MS)?;
+            Some((start, end))
+        }
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a day count since 1970-01-01: (year, month, day).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// The first instant of `date` in `tz` (midnight, or the end of a gap that
@@ -130,9 +186,8 @@ mod tests {
     #[rustfmt::skip]
     #[test]
     fn calendar_units_in_utc() {
-        let utc = TimeZone::UTC;
         let now = ms("2026-11-22T15:04:05.678Z"); // a Sunday
-        let b = |u| bounds(&Calendar::Unit(u, utc.clone()), now).unwrap();
+        let b = |u| bounds(&Calendar::Unit(u, None), now).unwrap();
         assert_eq!(b(Unit::Minute), (ms("2026-11-22T15:04:00Z"), ms("2026-11-22T15:05:00Z")));
         assert_eq!(b(Unit::Hour), (ms("2026-11-22T15:00:00Z"), ms("2026-11-22T16:00:00Z")));
         assert_eq!(b(Unit::Day), (ms("2026-11-22T00:00:00Z"), ms("2026-11-23T00:00:00Z")));
@@ -144,7 +199,7 @@ mod tests {
     #[test]
     fn new_york_days_follow_daylight_saving() {
         let ny = tz("America/New_York");
-        let day = |now| bounds(&Calendar::Unit(Unit::Day, ny.clone()), ms(now)).unwrap();
+        let day = |now| bounds(&Calendar::Unit(Unit::Day, Some(ny.clone())), ms(now)).unwrap();
         // 2026-03-08: clocks spring forward, a 23-hour day.
         let (s, e) = day("2026-03-08T12:00:00Z");
         assert_eq!((s, e), (ms("2026-03-08T05:00:00Z"), ms("2026-03-09T04:00:00Z")));
@@ -162,12 +217,12 @@ mod tests {
     fn weeks_start_monday_and_months_the_first_local_midnight() {
         let ny = tz("America/New_York");
         let now = ms("2026-03-10T12:00:00Z");
-        let week = bounds(&Calendar::Unit(Unit::Week, ny.clone()), now).unwrap();
+        let week = bounds(&Calendar::Unit(Unit::Week, Some(ny.clone())), now).unwrap();
         assert_eq!(
             week,
             (ms("2026-03-09T04:00:00Z"), ms("2026-03-16T04:00:00Z"))
         );
-        let month = bounds(&Calendar::Unit(Unit::Month, ny), now).unwrap();
+        let month = bounds(&Calendar::Unit(Unit::Month, Some(ny)), now).unwrap();
         // March starts in EST and ends in EDT.
         assert_eq!(
             month,
@@ -179,11 +234,25 @@ mod tests {
     fn hours_follow_half_hour_offsets() {
         let kolkata = tz("Asia/Kolkata"); // UTC+5:30
         let b = bounds(
-            &Calendar::Unit(Unit::Hour, kolkata),
+            &Calendar::Unit(Unit::Hour, Some(kolkata)),
             ms("2026-11-22T15:04:05Z"),
         )
         .unwrap();
         assert_eq!(b, (ms("2026-11-22T14:30:00Z"), ms("2026-11-22T15:30:00Z")));
+    }
+
+    proptest::proptest! {
+        /// UTC arithmetic agrees with the time zone database's UTC.
+        #[test]
+        fn utc_arithmetic_matches_jiff(now in -62_000_000_000_000i64..250_000_000_000_000) {
+            for u in [Unit::Minute, Unit::Hour, Unit::Day, Unit::Week, Unit::Month] {
+                proptest::prop_assert_eq!(
+                    bounds(&Calendar::Unit(u, None), now),
+                    bounds(&Calendar::Unit(u, Some(TimeZone::UTC)), now),
+                    "{:?}", u
+                );
+            }
+        }
     }
 
     #[test]

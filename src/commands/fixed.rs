@@ -43,7 +43,7 @@ pub fn calendar(window: WindowArg, tz: Option<TimeZone>) -> Result<Calendar, Cmd
     match (window, tz) {
         (WindowArg::Millis(ms), None) => Ok(Calendar::Millis(ms)),
         (WindowArg::Millis(_), Some(_)) => Err(TZ_NEEDS_UNIT),
-        (WindowArg::Unit(u), tz) => Ok(Calendar::Unit(u, tz.unwrap_or(TimeZone::UTC))),
+        (WindowArg::Unit(u), tz) => Ok(Calendar::Unit(u, tz)),
     }
 }
 

@@ -40,7 +40,12 @@ pub enum Mode {
 pub enum Effect {
     None,
     Bucket(Nanos),
-    Fixed(Counter),
+    /// A fixed window's new count; `new_end` when its window's end (the
+    /// key's expiry) changes too.
+    Fixed {
+        counter: Counter,
+        new_end: bool,
+    },
     WindowAdd(Update),
     WindowRefund(Refund),
     /// The limiter is fresh again: delete the key.
@@ -83,11 +88,20 @@ pub fn evaluate(
                     let (_, end) = calendar::bounds(calendar, now_ms).ok_or(INTERNAL)?;
                     let end = u64::try_from(end).map_err(|_| INTERNAL)?;
                     let (d, c) = fixed::decide(*limit, stored, end, now, cost);
-                    (d, c.map_or(Effect::None, Effect::Fixed))
+                    let old_end = stored.map(|s| s.end_ms);
+                    let effect = c.map_or(Effect::None, |counter| Effect::Fixed {
+                        counter,
+                        new_end: old_end != Some(counter.end_ms),
+                    });
+                    (d, effect)
                 }
                 Mode::Refund => {
                     let (d, ch) = fixed::refund(*limit, stored, now, cost);
-                    (d, effect_of(ch, Effect::Fixed))
+                    let set = |counter| Effect::Fixed {
+                        counter,
+                        new_end: false,
+                    };
+                    (d, effect_of(ch, set))
                 }
             })
         }
@@ -139,9 +153,15 @@ pub fn apply(
             key.expire_at(store::expiry_ms(*tat));
             ctx.replicate_blob(store::SETSTATE, key_name, &wire::bucket(tat.as_u64()));
         }
-        Effect::Fixed(c) => {
+        Effect::Fixed {
+            counter: c,
+            new_end,
+        } => {
             store::set_fixed(key, c.count)?;
-            key.expire_at(c.end_ms);
+            // Within a window the expiry stays what it was: no need to write it.
+            if *new_end {
+                key.expire_at(c.end_ms);
+            }
             ctx.replicate_blob(store::SETSTATE, key_name, &wire::fixed(c.count, c.end_ms));
         }
         Effect::WindowAdd(u) => {
