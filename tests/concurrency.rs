@@ -4,32 +4,52 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
-//! 32 connections hammering one key: the total admitted stays within the
-//! theoretical bound, never above it.
+//! 32 connections hammering one key: the total admitted equals the
+//! theoretical count for the elapsed time, within one refill, never above.
+//! Elapsed time is read from the server's own clock (TIME) just before the
+//! first request can leave and just after the last reply.
 
 use redis_ratelimit_testkit::*;
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-/// Runs `args` from `conns` connections for `run` and returns (admitted units, elapsed).
+/// The server's clock, in seconds.
+fn server_time(c: &mut redis::Connection) -> f64 {
+    let (s, us): (u64, u64) = redis::cmd("TIME").query(c).unwrap();
+    s as f64 + us as f64 / 1e6
+}
+
+/// Runs `args` from `conns` connections for `run`; returns (admitted, elapsed
+/// seconds on the server's clock).
 fn hammer(
     server: &Server,
     conns: usize,
     run: Duration,
-    args: &'static [&'static str],
-) -> (i64, Duration) {
+    args: &[&str],
+    allowed: (usize, i64),
+) -> (i64, f64) {
     let barrier = Arc::new(Barrier::new(conns + 1));
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let handles: Vec<_> = (0..conns)
         .map(|_| {
             let mut c = server.connect();
             let barrier = barrier.clone();
+            let args = args.clone();
             std::thread::spawn(move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
                 barrier.wait();
                 let deadline = Instant::now() + run;
                 let mut admitted = 0i64;
                 while Instant::now() < deadline {
-                    if rl(&mut c, args)[0] == 1 {
+                    let reply: Vec<i64> = {
+                        let mut cmd = redis::cmd(args[0]);
+                        for a in &args[1..] {
+                            cmd.arg(*a);
+                        }
+                        cmd.query(&mut c).unwrap()
+                    };
+                    if reply[allowed.0] == allowed.1 {
                         admitted += 1;
                     }
                 }
@@ -37,29 +57,60 @@ fn hammer(
             })
         })
         .collect();
-    // Timed from before the first request can leave to after the last reply.
-    let start = Instant::now();
+    let mut c = server.connect();
+    let start = server_time(&mut c);
     barrier.wait();
     let total = handles.into_iter().map(|h| h.join().unwrap()).sum();
-    (total, start.elapsed())
+    (total, server_time(&mut c) - start)
 }
 
 #[test]
-fn token_bucket_admits_capacity_plus_rate_times_elapsed_at_most() {
+fn token_bucket_admits_the_theoretical_count_within_one_refill() {
     let s = Server::start();
+    // 10 tokens, 20 a second: one refill every 50 ms.
     let (admitted, elapsed) = hammer(
         &s,
         32,
         Duration::from_millis(1500),
-        &["RL.TOKENBUCKET", "hot", "50", "400", "1"],
+        &["RL.TOKENBUCKET", "hot", "10", "20", "1"],
+        (0, 1),
     );
-    let bound = 50.0 + 400.0 * elapsed.as_secs_f64();
-    println!("token bucket: {admitted} admitted in {elapsed:?}, bound {bound:.1}");
-    assert!(admitted as f64 <= bound, "{admitted} > {bound}");
-    // Demand never stopped, so nearly every token was taken.
+    let theory = 10.0 + 20.0 * elapsed;
+    println!("token bucket: {admitted} admitted in {elapsed:.4} s, theory {theory:.2}");
+    assert!(admitted as f64 <= theory, "{admitted} > {theory}");
     assert!(
-        admitted as f64 >= 50.0 + 400.0 * (elapsed.as_secs_f64() - 0.3),
-        "{admitted} too low"
+        admitted as f64 >= theory - 1.0,
+        "{admitted} more than one refill below {theory}"
+    );
+}
+
+#[test]
+fn gcra_and_throttle_admit_the_theoretical_count_within_one_refill() {
+    let s = Server::start();
+    let (admitted, elapsed) = hammer(
+        &s,
+        32,
+        Duration::from_millis(1200),
+        &["RL.GCRA", "g", "5", "25", "1"],
+        (0, 1),
+    );
+    let theory = 5.0 + 25.0 * elapsed;
+    assert!(
+        admitted as f64 <= theory && admitted as f64 >= theory - 1.0,
+        "gcra {admitted} vs {theory}"
+    );
+    // CL.THROTTLE answers 0 when allowed: max_burst 4 (limit 5), 25 per second.
+    let (admitted, elapsed) = hammer(
+        &s,
+        32,
+        Duration::from_millis(1200),
+        &["CL.THROTTLE", "t", "4", "25", "1"],
+        (0, 0),
+    );
+    let theory = 5.0 + 25.0 * elapsed;
+    assert!(
+        admitted as f64 <= theory && admitted as f64 >= theory - 1.0,
+        "throttle {admitted} vs {theory}"
     );
 }
 
@@ -71,12 +122,56 @@ fn sliding_window_never_admits_more_than_limit_per_window() {
         32,
         Duration::from_millis(1500),
         &["RL.SLIDING", "hot", "100", "0.5"],
+        (0, 1),
     );
-    let windows = (elapsed.as_secs_f64() / 0.5).floor() + 1.0;
+    // Demand never stops: each window admits exactly its limit.
+    let windows = (elapsed / 0.5).floor() + 1.0;
     println!(
-        "sliding window: {admitted} admitted in {elapsed:?}, bound {}",
+        "sliding window: {admitted} admitted in {elapsed:.4} s, at most {}",
         100.0 * windows
     );
     assert!(admitted as f64 <= 100.0 * windows);
-    assert!(admitted >= 300, "{admitted} too low");
+    assert!(
+        admitted as f64 >= 100.0 * (elapsed / 0.5).floor(),
+        "{admitted} too low"
+    );
+}
+
+#[test]
+fn rl_all_consumes_from_every_key_alike_and_within_every_bound() {
+    let s = Server::start();
+    let args = [
+        "RL.ALL",
+        "LIMIT",
+        "{h}:tb",
+        "TOKENBUCKET",
+        "10",
+        "20",
+        "LIMIT",
+        "{h}:sw",
+        "SLIDING",
+        "1000",
+        "60",
+        "LIMIT",
+        "{h}:fw",
+        "FIXED",
+        "1000",
+        "HOUR",
+    ];
+    let (admitted, elapsed) = hammer(&s, 32, Duration::from_millis(1500), &args, (0, 1));
+    let theory = 10.0 + 20.0 * elapsed;
+    println!("RL.ALL: {admitted} admitted in {elapsed:.4} s, theory {theory:.2}");
+    assert!(
+        admitted as f64 <= theory && admitted as f64 >= theory - 1.0,
+        "{admitted} vs {theory}"
+    );
+    // Every key spent exactly what RL.ALL admitted: none spent on denials.
+    let mut c = s.connect();
+    let sw = rl(&mut c, &["RL.SLIDING", "{h}:sw", "1000", "60", "COST", "0"]);
+    let fw = rl(&mut c, &["RL.FIXED", "{h}:fw", "1000", "HOUR", "COST", "0"]);
+    assert_eq!(1000 - sw[2], admitted);
+    assert!(
+        1000 - fw[2] <= admitted,
+        "fixed window may have rolled over the hour"
+    );
 }
