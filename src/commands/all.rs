@@ -46,10 +46,9 @@ pub fn all(ctx: Ctx, argv: &[RawString]) -> CmdResult {
             break;
         }
         args.next_raw()?;
-        if is(opt, b"COST") && cost.is_none() {
-            args.option_value()?;
-            cost = Some(args.next_int(0, COST_OPTION)?);
-        } else if !flags.read(opt) {
+        let known = args.option(opt, b"COST", &mut cost, |a| a.next_int(0, COST_OPTION))?
+            || flags.read(opt);
+        if !known {
             return Err(SYNTAX);
         }
     }
@@ -129,17 +128,15 @@ fn clause(args: &mut Args, flags: &mut Flags) -> Result<Clause, CmdError> {
     };
     while !args.done() && !is(args.peek_bytes(), b"LIMIT") {
         let opt = args.next_bytes()?;
-        if is(opt, b"COST") && cost.is_none() {
-            args.option_value()?;
-            cost = Some(args.next_int(0, COST_OPTION)?);
-        } else if is(opt, b"PERIOD") && period.is_none() && matches!(kind, Kind::TokenBucket(..)) {
-            args.option_value()?;
-            period = Some(args.next_positive(PERIOD)?);
-        } else if is(opt, b"TZ") && tz.is_none() && matches!(kind, Kind::Fixed(..)) {
-            args.option_value()?;
-            tz = Some(time_zone(args.next_bytes()?)?);
-        } else if !flags.read(opt) {
-            // DRYRUN and REFUND are the command's, wherever they stand.
+        let bucket_kind = matches!(kind, Kind::TokenBucket(..));
+        let fixed_kind = matches!(kind, Kind::Fixed(..));
+        // DRYRUN and REFUND are the command's, wherever they stand.
+        let known = args.option(opt, b"COST", &mut cost, |a| a.next_int(0, COST_OPTION))?
+            || (bucket_kind
+                && args.option(opt, b"PERIOD", &mut period, |a| a.next_positive(PERIOD))?)
+            || (fixed_kind && args.option(opt, b"TZ", &mut tz, |a| time_zone(a.next_bytes()?))?)
+            || flags.read(opt);
+        if !known {
             return Err(SYNTAX);
         }
     }

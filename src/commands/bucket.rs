@@ -2,7 +2,7 @@
 //! RL.TOKENBUCKET, RL.GCRA, and CL.THROTTLE (a drop-in for redis-cell).
 
 use super::limit::{self, Effect, Flags, Mode, Spec};
-use super::{is, Args};
+use super::Args;
 use crate::algo::bucket::{Bucket, BucketError};
 use crate::algo::RetryAfter;
 use crate::api::{Ctx, Holds, Key, RawString};
@@ -65,10 +65,9 @@ pub fn tokenbucket(ctx: Ctx, argv: &[RawString]) -> CmdResult {
     let mut flags = Flags::default();
     while !args.done() {
         let opt = args.next_bytes()?;
-        if is(opt, b"PERIOD") && period.is_none() {
-            args.option_value()?;
-            period = Some(args.next_positive(PERIOD)?);
-        } else if !flags.read(opt) {
+        let known = args.option(opt, b"PERIOD", &mut period, |a| a.next_positive(PERIOD))?
+            || flags.read(opt);
+        if !known {
             return Err(SYNTAX);
         }
     }
@@ -90,10 +89,9 @@ pub fn gcra(ctx: Ctx, argv: &[RawString]) -> CmdResult {
     let mut flags = Flags::default();
     while !args.done() {
         let opt = args.next_bytes()?;
-        if is(opt, b"COST") && cost.is_none() {
-            args.option_value()?;
-            cost = Some(args.next_int(0, COST_OPTION)?);
-        } else if !flags.read(opt) {
+        let known = args.option(opt, b"COST", &mut cost, |a| a.next_int(0, COST_OPTION))?
+            || flags.read(opt);
+        if !known {
             return Err(SYNTAX);
         }
     }

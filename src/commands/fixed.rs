@@ -4,7 +4,7 @@
 use jiff::tz::TimeZone;
 
 use super::limit::{self, Flags, Spec};
-use super::{is, Args};
+use super::Args;
 use crate::algo::calendar::{Calendar, Unit};
 use crate::api::{bytes, Ctx, RawString};
 use crate::error::{
@@ -58,13 +58,10 @@ pub fn fixed(ctx: Ctx, argv: &[RawString]) -> CmdResult {
     let mut flags = Flags::default();
     while !args.done() {
         let opt = args.next_bytes()?;
-        if is(opt, b"COST") && cost.is_none() {
-            args.option_value()?;
-            cost = Some(args.next_int(0, COST_OPTION)?);
-        } else if is(opt, b"TZ") && tz.is_none() {
-            args.option_value()?;
-            tz = Some(time_zone(args.next_bytes()?)?);
-        } else if !flags.read(opt) {
+        let known = args.option(opt, b"COST", &mut cost, |a| a.next_int(0, COST_OPTION))?
+            || args.option(opt, b"TZ", &mut tz, |a| time_zone(a.next_bytes()?))?
+            || flags.read(opt);
+        if !known {
             return Err(SYNTAX);
         }
     }

@@ -197,6 +197,24 @@ impl<'a> Args<'a> {
             Ok(())
         }
     }
+
+    /// If `opt` is `keyword` and `slot` is still empty, reads the option's
+    /// value with `parse` into `slot` and answers true. A repeated option is
+    /// not read (the caller then answers `ERR syntax error`).
+    pub fn option<T>(
+        &mut self,
+        opt: &[u8],
+        keyword: &[u8],
+        slot: &mut Option<T>,
+        parse: impl FnOnce(&mut Self) -> Result<T, CmdError>,
+    ) -> Result<bool, CmdError> {
+        if !is(opt, keyword) || slot.is_some() {
+            return Ok(false);
+        }
+        self.option_value()?;
+        *slot = Some(parse(self)?);
+        Ok(true)
+    }
 }
 
 /// Case-insensitive keyword comparison.

@@ -1,7 +1,7 @@
 //! RL.SLIDING: the exact sliding window of `algo::sliding`.
 
 use super::limit::{self, Flags, Spec};
-use super::{is, Args};
+use super::Args;
 use crate::algo::sliding::{Window, MAX_SPAN_US};
 use crate::api::{Ctx, RawString};
 use crate::error::{CmdError, CmdResult, COST_OPTION, LIMIT, SYNTAX, WINDOW};
@@ -35,10 +35,9 @@ pub fn sliding(ctx: Ctx, argv: &[RawString]) -> CmdResult {
     let mut flags = Flags::default();
     while !args.done() {
         let opt = args.next_bytes()?;
-        if is(opt, b"COST") && cost.is_none() {
-            args.option_value()?;
-            cost = Some(args.next_int(0, COST_OPTION)?);
-        } else if !flags.read(opt) {
+        let known = args.option(opt, b"COST", &mut cost, |a| a.next_int(0, COST_OPTION))?
+            || flags.read(opt);
+        if !known {
             return Err(SYNTAX);
         }
     }
