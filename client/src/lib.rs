@@ -1,1 +1,162 @@
-//! Typed Rust client for the redis-ratelimit module (work in progress).
+//! Typed Rust client for the redis-ratelimit module: native, atomic rate
+//! limiting commands (`RL.TOKENBUCKET`, `RL.SLIDING`, `RL.GCRA`,
+//! `RL.FIXED`, `RL.ALL`, `CL.THROTTLE`) on any redis-rs connection, plus a
+//! [`Limiter`] with a stated behaviour when Redis is down, a helper that
+//! waits in line, the draft IETF `RateLimit` HTTP headers, and (feature
+//! `tower`) a middleware that answers `429`.
+//!
+//! # The pieces
+//!
+//! - **Policies** ([`TokenBucket`], [`SlidingWindow`], [`Gcra`],
+//!   [`FixedWindow`], [`Throttle`]): small values checked at construction;
+//!   a policy that exists is one the server accepts. Rates are exact
+//!   [`Decimal`]s, never floats on the wire.
+//! - **Commands**: [`RateLimitCommands`] (sync) and
+//!   [`AsyncRateLimitCommands`] (async: multiplexed connection,
+//!   `ConnectionManager`, cluster) add `token_bucket`, `sliding`, `gcra`,
+//!   `fixed`, `limit`, `all` and `throttle` to every connection, returning a
+//!   [`Decision`] (`allowed`, `limit`, `remaining`, `retry_after`,
+//!   `reset_after`). A [`Request`] carries the cost and `DRYRUN`/`REFUND`.
+//!   The `cmd_*` functions build the same commands for pipelines.
+//! - **[`Limiter`]**: a connection, a named set of [`Limits`] (several are
+//!   checked all or nothing with `RL.ALL`), a per-call timeout and a
+//!   [`FailurePolicy`] (fail open, fail closed, or an in-process fallback
+//!   sharing the quota as [`Share`] says).
+//! - **Waiting**: [`Limiter::wait`] and [`wait::Wait`] sleep for
+//!   `retry_after` plus jitter until allowed or the deadline.
+//! - **HTTP**: [`headers`] formats `RateLimit-Policy`, `RateLimit` and
+//!   `Retry-After`; `middleware` (feature `tower`) applies them.
+//! - **Cluster**: single-key commands route as usual; wrap a cluster
+//!   connection in [`ClusterRouted`] so `RL.ALL` goes straight to its
+//!   keys' node. Keys of one `RL.ALL` must share a slot: the limiter's keys
+//!   (`rl:{user42}:minute`, `rl:{user42}:day`) do, by their hash tag.
+//!
+//! # Protect my API: a per-user limit on an HTTP API
+//!
+//! Every app server shares the limit through Redis. If Redis is down, this
+//! API chooses to stay up (fail open); a request is denied with `429`, its
+//! `Retry-After` and the `RateLimit` headers. With the `tower` feature,
+//! `middleware::RateLimitLayer` does exactly this for a whole router
+//! (see `examples/axum_api.rs`).
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use redis_ratelimit_client::{
+//!     headers::RateLimitHeaders, FailurePolicy, Limiter, Limits, SlidingWindow, TokenBucket,
+//! };
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let redis = redis::Client::open("redis://127.0.0.1:6379/")?;
+//! let con = redis.get_connection_manager().await?; // reconnects on its own
+//! let limits = Limits::builder()
+//!     // Bursts of 20, then 5 a second.
+//!     .limit("burst", TokenBucket::new(20, 5, Duration::from_secs(1))?)
+//!     // And never more than 1000 in any hour.
+//!     .limit("hour", SlidingWindow::new(1000, Duration::from_secs(3600))?)
+//!     .build()?;
+//! let limiter = Limiter::new(con, limits, FailurePolicy::FailOpen)
+//!     .with_timeout(Duration::from_millis(50));
+//!
+//! // In the request handler:
+//! let user = "user42";
+//! let verdict = limiter.check(user).await?;
+//! let headers = RateLimitHeaders::new(limiter.limits(), &verdict);
+//! if verdict.decision.allowed {
+//!     // ... serve, adding headers.pairs() to the response
+//! } else {
+//!     // ... answer 429 Too Many Requests with headers.pairs()
+//!     // (RateLimit-Policy, RateLimit, Retry-After)
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Throttle my calls to someone else's API
+//!
+//! The partner allows 10 calls a minute and 500 a day, the day starting at
+//! midnight New York time. Every worker waits in line for both limits at
+//! once (`RL.ALL`: either both take the call or neither does), so no call
+//! is made that would be refused. If Redis is down the workers stop
+//! calling (fail closed): going over a partner's quota is worse than
+//! waiting.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use redis_ratelimit_client::{
+//!     CalendarUnit, Error, FailurePolicy, FixedWindow, Limiter, Limits, SlidingWindow,
+//! };
+//!
+//! # async fn call_partner() {}
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let redis = redis::Client::open("redis://127.0.0.1:6379/")?;
+//! let con = redis.get_multiplexed_async_connection().await?;
+//! let limits = Limits::builder()
+//!     .limit("minute", SlidingWindow::new(10, Duration::from_secs(60))?)
+//!     .limit(
+//!         "day",
+//!         FixedWindow::calendar(500, CalendarUnit::Day)?.in_time_zone("America/New_York")?,
+//!     )
+//!     .build()?;
+//! let limiter = Limiter::new(con, limits, FailurePolicy::FailClosed);
+//!
+//! // Keys rl:{partner-api}:minute and rl:{partner-api}:day: one hash slot.
+//! match limiter.wait("partner-api", Duration::from_secs(120)).await {
+//!     Ok(_) => call_partner().await,
+//!     Err(Error::TimedOut { last }) => {
+//!         // The daily quota is spent (or two minutes were not enough).
+//!         println!("no slot before the deadline; retry in {:?}", last.decision.retry_after);
+//!     }
+//!     Err(e) => return Err(e.into()),
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! The same call without a [`Limiter`], on any connection:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use redis_ratelimit_client::{
+//!     wait::Wait, All, AsyncRateLimitCommands, CalendarUnit, FixedWindow, SlidingWindow,
+//! };
+//!
+//! # async fn run(con: redis::aio::MultiplexedConnection) -> Result<(), Box<dyn std::error::Error>> {
+//! let all = All::new("{partner}:minute", SlidingWindow::new(10, Duration::from_secs(60))?).and(
+//!     "{partner}:day",
+//!     FixedWindow::calendar(500, CalendarUnit::Day)?.in_time_zone("America/New_York")?,
+//! );
+//! let verdict = Wait::up_to(Duration::from_secs(120))
+//!     .until_allowed(|| {
+//!         let mut con = con.clone();
+//!         let all = all.clone();
+//!         async move { con.all(&all).await }
+//!     })
+//!     .await?;
+//! # Ok(()) }
+//! ```
+
+mod cluster;
+mod commands;
+mod decimal;
+mod error;
+pub mod headers;
+mod limiter;
+mod local;
+#[cfg(feature = "tower")]
+pub mod middleware;
+mod policy;
+mod reply;
+pub mod wait;
+
+pub use cluster::{slot, ClusterRouted};
+pub use commands::{
+    cmd_all, cmd_fixed, cmd_gcra, cmd_limit, cmd_sliding, cmd_throttle, cmd_token_bucket, All,
+    AsyncRateLimitCommands, Mode, RateLimitCommands, Request,
+};
+pub use decimal::Decimal;
+pub use error::{Error, PolicyError};
+pub use limiter::{FailurePolicy, Limiter, DEFAULT_COOLDOWN, DEFAULT_PREFIX, DEFAULT_TIMEOUT};
+pub use local::Share;
+pub use policy::{
+    CalendarUnit, FixedSpan, FixedWindow, Gcra, Limit, Limits, LimitsBuilder, Policy,
+    SlidingWindow, Throttle, TokenBucket, MAX_INT,
+};
+pub use reply::{AllDecision, Decision, Source};

@@ -1,0 +1,61 @@
+//! An axum API limited per caller through Redis: each API key (or, without
+//! one, each client IP) gets bursts of 10, then 1 request a second. Over the limit: `429` with `Retry-After` and the
+//! `RateLimit` / `RateLimit-Policy` headers; within it, the same headers
+//! on the `200`. If Redis is down the API stays up (fail open).
+//!
+//! ```sh
+//! make run    # Redis with the module on 127.0.0.1:6379
+//! cargo run -p redis-ratelimit-client --features tower --example axum_api
+//! curl -i -H 'x-api-key: alice' http://127.0.0.1:3000/
+//! ```
+//!
+//! `REDIS_URL` (default `redis://127.0.0.1:6379/`) and `LISTEN` (default
+//! `127.0.0.1:3000`) change the addresses.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use axum::routing::get;
+use axum::Router;
+use redis_ratelimit_client::middleware::RateLimitLayer;
+use redis_ratelimit_client::{FailurePolicy, Limiter, Limits, TokenBucket};
+
+/// The caller: its API key if it sent one, else its IP address.
+fn caller<B>(req: &Request<B>) -> Option<String> {
+    if let Some(key) = req.headers().get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(format!("key:{key}"));
+    }
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| format!("ip:{}", addr.ip()))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+    let listen = std::env::var("LISTEN").unwrap_or_else(|_| "127.0.0.1:3000".into());
+
+    let redis = redis::Client::open(url)?;
+    let con = redis.get_connection_manager().await?;
+    // One limit is one RL.TOKENBUCKET per request. Add more with
+    // `Limits::builder().limit(..).limit(..)` (one RL.ALL per request), say
+    // `.limit("hour", SlidingWindow::new(300, Duration::from_secs(3600))?)`.
+    let limits = Limits::single("burst", TokenBucket::new(10, 1, Duration::from_secs(1))?)?;
+    let limiter =
+        Limiter::new(con, limits, FailurePolicy::FailOpen).with_timeout(Duration::from_millis(50));
+
+    let app = Router::new()
+        .route("/", get(|| async { "hello\n" }))
+        .layer(RateLimitLayer::new(limiter, caller::<axum::body::Body>));
+
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    println!("listening on http://{listen}/");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await?;
+    Ok(())
+}

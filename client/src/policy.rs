@@ -1,0 +1,757 @@
+//! Policies as small validated values. Every constructor checks what the
+//! module would refuse (a limit of 0, a rate above one unit per nanosecond,
+//! a window finer than a millisecond, ...) and returns a [`PolicyError`]
+//! naming the argument, so a policy that exists is one the server accepts.
+//! Durations are [`std::time::Duration`]; rates are exact [`Decimal`]s.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::decimal::Decimal;
+use crate::error::PolicyError;
+
+/// The largest integer the module accepts (`i64::MAX`).
+pub const MAX_INT: u64 = i64::MAX as u64;
+
+const YEAR: u64 = 365 * 24 * 3600;
+/// A bucket must refill within 100 years (the module's bound).
+const MAX_REFILL_NS: u128 = 100 * YEAR as u128 * 1_000_000_000;
+/// A sliding or fixed window is at most 10 years (the module's bound).
+const MAX_WINDOW: Duration = Duration::from_secs(10 * YEAR);
+
+/// A window of whole milliseconds, 1 ms to 10 years.
+fn window(d: Duration) -> Result<Decimal, PolicyError> {
+    let secs = whole_ms(d, "window")?;
+    if d > MAX_WINDOW {
+        return Err(PolicyError::TooLong {
+            what: "window",
+            max: "10 years",
+        });
+    }
+    Ok(secs)
+}
+
+fn int(v: u64, min: u64, what: &'static str) -> Result<u64, PolicyError> {
+    if v < min || v > MAX_INT {
+        return Err(PolicyError::OutOfRange { what, min });
+    }
+    Ok(v)
+}
+
+/// `limit` units of `period / rate` each, as the module checks it.
+fn refill_interval(
+    limit: u64,
+    rate: Decimal,
+    period: Duration,
+    period_name: &'static str,
+) -> Result<u64, PolicyError> {
+    if period.is_zero() {
+        return Err(PolicyError::NotPositive { what: period_name });
+    }
+    let (ns, below_one) = rate
+        .interval_ns(period)
+        .ok_or(PolicyError::NotPositive { what: "rate" })?;
+    if below_one {
+        return Err(PolicyError::RateTooHigh);
+    }
+    if ns.saturating_mul(u128::from(limit)) > MAX_REFILL_NS {
+        return Err(PolicyError::RefillTooLong);
+    }
+    u64::try_from(ns).map_err(|_| PolicyError::RefillTooLong)
+}
+
+/// Seconds as the module reads them; `None` past 584 years.
+fn secs(d: Duration, what: &'static str) -> Result<Decimal, PolicyError> {
+    Decimal::from_duration_secs(d).ok_or(PolicyError::TooLong {
+        what,
+        max: "584 years",
+    })
+}
+
+/// A duration in whole milliseconds, at least one.
+fn whole_ms(d: Duration, what: &'static str) -> Result<Decimal, PolicyError> {
+    if d.is_zero() {
+        return Err(PolicyError::NotPositive { what });
+    }
+    if d.subsec_nanos() % 1_000_000 != 0 {
+        return Err(PolicyError::Precision {
+            what,
+            unit: "millisecond",
+        });
+    }
+    secs(d, what)
+}
+
+/// `RL.TOKENBUCKET`: `capacity` tokens, refilled continuously at `rate`
+/// tokens per `period`. A new key starts full.
+///
+/// ```
+/// # use redis_ratelimit_client::{TokenBucket, Decimal};
+/// # use std::time::Duration;
+/// // 10 a minute, bursts of 10.
+/// let b = TokenBucket::new(10, 10, Duration::from_secs(60))?;
+/// // One every 2 s.
+/// let slow = TokenBucket::new(1, "0.5".parse::<Decimal>()?, Duration::from_secs(1))?;
+/// assert_eq!(slow.refill_interval(), Duration::from_secs(2));
+/// # Ok::<(), redis_ratelimit_client::PolicyError>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct TokenBucket {
+    capacity: u64,
+    rate: Decimal,
+    period: Duration,
+    pub(crate) period_secs: Decimal,
+    interval_ns: u64,
+}
+
+impl TokenBucket {
+    pub fn new(
+        capacity: u64,
+        rate: impl Into<Decimal>,
+        period: Duration,
+    ) -> Result<TokenBucket, PolicyError> {
+        let capacity = int(capacity, 1, "capacity")?;
+        let rate = rate.into();
+        let interval_ns = refill_interval(capacity, rate, period, "period")?;
+        Ok(TokenBucket {
+            capacity,
+            rate,
+            period,
+            period_secs: secs(period, "period")?,
+            interval_ns,
+        })
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+    pub fn rate(&self) -> Decimal {
+        self.rate
+    }
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+    /// The time one token takes to come back (rounded up to the
+    /// nanosecond, as the module does).
+    pub fn refill_interval(&self) -> Duration {
+        Duration::from_nanos(self.interval_ns)
+    }
+}
+
+/// `RL.SLIDING`: at most `limit` units in any interval of length `window`
+/// (millisecond precision, at most 10 years).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct SlidingWindow {
+    limit: u64,
+    window: Duration,
+    pub(crate) window_secs: Decimal,
+}
+
+impl SlidingWindow {
+    pub fn new(limit: u64, window: Duration) -> Result<SlidingWindow, PolicyError> {
+        Ok(SlidingWindow {
+            limit: int(limit, 1, "limit")?,
+            window_secs: self::window(window)?,
+            window,
+        })
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+}
+
+/// `RL.GCRA`: the generic cell rate algorithm, `rate` units per `period`
+/// with bursts of up to `burst` (the reply's `limit` is `burst`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Gcra {
+    burst: u64,
+    rate: Decimal,
+    period: Duration,
+    pub(crate) period_secs: Decimal,
+    interval_ns: u64,
+}
+
+impl Gcra {
+    pub fn new(
+        burst: u64,
+        rate: impl Into<Decimal>,
+        period: Duration,
+    ) -> Result<Gcra, PolicyError> {
+        let burst = int(burst, 1, "burst")?;
+        let rate = rate.into();
+        let interval_ns = refill_interval(burst, rate, period, "period")?;
+        Ok(Gcra {
+            burst,
+            rate,
+            period,
+            period_secs: secs(period, "period")?,
+            interval_ns,
+        })
+    }
+
+    pub fn burst(&self) -> u64 {
+        self.burst
+    }
+    pub fn rate(&self) -> Decimal {
+        self.rate
+    }
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+    /// The emission interval: `period / rate`, rounded up to the nanosecond.
+    pub fn emission_interval(&self) -> Duration {
+        Duration::from_nanos(self.interval_ns)
+    }
+}
+
+/// A calendar unit for [`FixedWindow::calendar`]: windows start on whole
+/// minutes, hours, midnights, Mondays or the 1st of the month (UTC, or in
+/// a time zone).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[non_exhaustive]
+pub enum CalendarUnit {
+    Minute,
+    Hour,
+    Day,
+    Week,
+    Month,
+}
+
+impl CalendarUnit {
+    /// The keyword the module reads.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            CalendarUnit::Minute => "MINUTE",
+            CalendarUnit::Hour => "HOUR",
+            CalendarUnit::Day => "DAY",
+            CalendarUnit::Week => "WEEK",
+            CalendarUnit::Month => "MONTH",
+        }
+    }
+
+    /// The unit's nominal length, used where one number is needed (the
+    /// `w` of the `RateLimit-Policy` header, the in-process fallback): a
+    /// day is 24 h even on DST days, a month is 31 days (the longest, so
+    /// estimates err on the strict side).
+    pub fn nominal(&self) -> Duration {
+        Duration::from_secs(match self {
+            CalendarUnit::Minute => 60,
+            CalendarUnit::Hour => 3600,
+            CalendarUnit::Day => 86_400,
+            CalendarUnit::Week => 7 * 86_400,
+            CalendarUnit::Month => 31 * 86_400,
+        })
+    }
+}
+
+/// A fixed window's span: a length, or a calendar unit in an optional
+/// IANA time zone.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+#[non_exhaustive]
+pub enum FixedSpan {
+    /// Windows start at multiples of this length since the Unix epoch.
+    Length(Duration),
+    /// Windows start at calendar boundaries, in UTC or in `time_zone`.
+    Calendar {
+        unit: CalendarUnit,
+        time_zone: Option<String>,
+    },
+}
+
+/// `RL.FIXED`: at most `limit` units per window; windows start at fixed
+/// instants (multiples of the length since the epoch, or calendar
+/// boundaries, DST-aware in a time zone).
+///
+/// ```
+/// # use redis_ratelimit_client::{FixedWindow, CalendarUnit};
+/// # use std::time::Duration;
+/// let per_minute = FixedWindow::new(10, Duration::from_secs(60))?;
+/// // 500 a day, the day starting at midnight in New York.
+/// let daily = FixedWindow::calendar(500, CalendarUnit::Day)?.in_time_zone("America/New_York")?;
+/// # Ok::<(), redis_ratelimit_client::PolicyError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct FixedWindow {
+    limit: u64,
+    span: FixedSpan,
+    length_secs: Option<Decimal>,
+}
+
+impl FixedWindow {
+    /// Windows of `window` (whole milliseconds, at most 10 years) aligned
+    /// to the Unix epoch.
+    pub fn new(limit: u64, window: Duration) -> Result<FixedWindow, PolicyError> {
+        Ok(FixedWindow {
+            limit: int(limit, 1, "limit")?,
+            length_secs: Some(self::window(window)?),
+            span: FixedSpan::Length(window),
+        })
+    }
+
+    /// Calendar windows in UTC; see [`in_time_zone`](Self::in_time_zone).
+    pub fn calendar(limit: u64, unit: CalendarUnit) -> Result<FixedWindow, PolicyError> {
+        Ok(FixedWindow {
+            limit: int(limit, 1, "limit")?,
+            span: FixedSpan::Calendar {
+                unit,
+                time_zone: None,
+            },
+            length_secs: None,
+        })
+    }
+
+    /// Calendar windows start at local boundaries of this IANA zone
+    /// (`America/New_York`, `Europe/Paris`, `UTC`). Only the name's shape
+    /// is checked here; the server answers `ERR TZ ...` for a zone it does
+    /// not know. Refused for windows given as a length.
+    pub fn in_time_zone(mut self, zone: &str) -> Result<FixedWindow, PolicyError> {
+        let invalid = || PolicyError::InvalidTimeZone {
+            zone: zone.to_string(),
+        };
+        let shape_ok = !zone.is_empty()
+            && zone.len() <= 64
+            && !zone.starts_with('/')
+            && !zone.contains("..")
+            && zone
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/_+-".contains(&b));
+        if !shape_ok {
+            return Err(invalid());
+        }
+        match &mut self.span {
+            FixedSpan::Calendar { time_zone, .. } => {
+                *time_zone = Some(zone.to_string());
+                Ok(self)
+            }
+            FixedSpan::Length(_) => Err(invalid()),
+        }
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+    pub fn span(&self) -> &FixedSpan {
+        &self.span
+    }
+    /// The time zone of a calendar window, if any.
+    pub fn time_zone(&self) -> Option<&str> {
+        match &self.span {
+            FixedSpan::Calendar { time_zone, .. } => time_zone.as_deref(),
+            FixedSpan::Length(_) => None,
+        }
+    }
+
+    /// The window as the module reads it: seconds or a calendar keyword.
+    pub(crate) fn window_arg(&self) -> String {
+        match (&self.span, self.length_secs) {
+            (FixedSpan::Calendar { unit, .. }, _) => unit.keyword().to_string(),
+            (FixedSpan::Length(_), Some(secs)) => secs.to_string(),
+            // Not built by the constructors: a length always has its seconds.
+            (FixedSpan::Length(d), None) => d.as_secs().to_string(),
+        }
+    }
+
+    /// The window's length (calendar units: their nominal length).
+    pub fn nominal_length(&self) -> Duration {
+        match &self.span {
+            FixedSpan::Length(d) => *d,
+            FixedSpan::Calendar { unit, .. } => unit.nominal(),
+        }
+    }
+}
+
+/// `CL.THROTTLE`, the redis-cell drop-in: `count` per `period` (whole
+/// seconds) with bursts of `max_burst + 1` (redis-cell counts the burst
+/// beyond the first request, so the reply's `limit` is `max_burst + 1`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Throttle {
+    max_burst: u64,
+    count: u64,
+    period_secs: u64,
+}
+
+impl Throttle {
+    pub fn new(max_burst: u64, count: u64, period: Duration) -> Result<Throttle, PolicyError> {
+        if max_burst >= MAX_INT {
+            return Err(PolicyError::OutOfRange {
+                what: "max_burst",
+                min: 0,
+            });
+        }
+        let count = int(count, 1, "count_per_period")?;
+        if period.subsec_nanos() != 0 {
+            return Err(PolicyError::Precision {
+                what: "period",
+                unit: "second",
+            });
+        }
+        let period_secs = int(period.as_secs(), 1, "period")?;
+        // As the module checks it: redis-cell's emission interval,
+        // period / count truncated to whole nanoseconds, must be at least
+        // 1 ns, and a full burst must come back within 100 years.
+        let interval = period_secs
+            .checked_mul(1_000_000_000)
+            .map(|ns| ns / count)
+            .filter(|ns| *ns > 0);
+        let burst_ns = interval.map(|ns| u128::from(ns) * u128::from(max_burst + 1));
+        if !burst_ns.is_some_and(|t| t <= MAX_REFILL_NS) {
+            return Err(PolicyError::TooLong {
+                what: "(max_burst + 1) * period / count_per_period",
+                max: "100 years",
+            });
+        }
+        Ok(Throttle {
+            max_burst,
+            count,
+            period_secs,
+        })
+    }
+
+    pub fn max_burst(&self) -> u64 {
+        self.max_burst
+    }
+    pub fn count_per_period(&self) -> u64 {
+        self.count
+    }
+    pub fn period(&self) -> Duration {
+        Duration::from_secs(self.period_secs)
+    }
+    /// What the reply calls the limit: `max_burst + 1`.
+    pub fn limit(&self) -> u64 {
+        self.max_burst + 1
+    }
+}
+
+/// Any limiter the `RL.*` commands (and `RL.ALL`) know.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+#[non_exhaustive]
+pub enum Policy {
+    TokenBucket(TokenBucket),
+    Sliding(SlidingWindow),
+    Gcra(Gcra),
+    Fixed(FixedWindow),
+}
+
+impl Policy {
+    /// The reply's `limit`: capacity, limit or burst.
+    pub fn limit(&self) -> u64 {
+        match self {
+            Policy::TokenBucket(p) => p.capacity,
+            Policy::Sliding(p) => p.limit,
+            Policy::Gcra(p) => p.burst,
+            Policy::Fixed(p) => p.limit,
+        }
+    }
+
+    /// The time over which `limit` units are granted: a bucket's time to
+    /// fill from empty, a window's length (calendar units: nominal).
+    pub fn window(&self) -> Duration {
+        match self {
+            Policy::TokenBucket(p) => nanos_times(p.interval_ns, p.capacity),
+            Policy::Gcra(p) => nanos_times(p.interval_ns, p.burst),
+            Policy::Sliding(p) => p.window,
+            Policy::Fixed(p) => p.nominal_length(),
+        }
+    }
+
+    /// The steady time per unit: a bucket's refill interval, a window's
+    /// length divided by its limit (rounded up).
+    pub fn unit_interval(&self) -> Duration {
+        match self {
+            Policy::TokenBucket(p) => Duration::from_nanos(p.interval_ns),
+            Policy::Gcra(p) => Duration::from_nanos(p.interval_ns),
+            Policy::Sliding(_) | Policy::Fixed(_) => {
+                let ns = self.window().as_nanos().div_ceil(u128::from(self.limit()));
+                Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+            }
+        }
+    }
+}
+
+fn nanos_times(ns: u64, n: u64) -> Duration {
+    let total = u128::from(ns).saturating_mul(u128::from(n));
+    Duration::from_nanos(u64::try_from(total).unwrap_or(u64::MAX))
+}
+
+impl From<TokenBucket> for Policy {
+    fn from(p: TokenBucket) -> Policy {
+        Policy::TokenBucket(p)
+    }
+}
+impl From<SlidingWindow> for Policy {
+    fn from(p: SlidingWindow) -> Policy {
+        Policy::Sliding(p)
+    }
+}
+impl From<Gcra> for Policy {
+    fn from(p: Gcra) -> Policy {
+        Policy::Gcra(p)
+    }
+}
+impl From<FixedWindow> for Policy {
+    fn from(p: FixedWindow) -> Policy {
+        Policy::Fixed(p)
+    }
+}
+
+/// One named limit of a [`Limits`] set. The name appears in Redis keys
+/// (`rl:{user42}:minute`) and in HTTP headers (`"minute";q=10;w=60`).
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct Limit {
+    name: String,
+    policy: Policy,
+}
+
+impl Limit {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+}
+
+/// A non-empty set of named limits checked together, all or nothing (one
+/// limit: its own command; several: `RL.ALL`).
+///
+/// ```
+/// # use redis_ratelimit_client::{Limits, FixedWindow, CalendarUnit};
+/// # use std::time::Duration;
+/// let limits = Limits::builder()
+///     .limit("minute", FixedWindow::new(10, Duration::from_secs(60))?)
+///     .limit("day", FixedWindow::calendar(500, CalendarUnit::Day)?.in_time_zone("America/New_York")?)
+///     .build()?;
+/// assert_eq!(limits.len(), 2);
+/// # Ok::<(), redis_ratelimit_client::PolicyError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct Limits {
+    items: Vec<Limit>,
+}
+
+impl Limits {
+    pub fn builder() -> LimitsBuilder {
+        LimitsBuilder { items: Vec::new() }
+    }
+
+    /// A set of one limit.
+    pub fn single(
+        name: impl Into<String>,
+        policy: impl Into<Policy>,
+    ) -> Result<Limits, PolicyError> {
+        Limits::builder().limit(name, policy).build()
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Limit> {
+        self.items.iter()
+    }
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+    /// Never true: a set holds at least one limit.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+    pub fn get(&self, index: usize) -> Option<&Limit> {
+        self.items.get(index)
+    }
+}
+
+impl<'a> IntoIterator for &'a Limits {
+    type Item = &'a Limit;
+    type IntoIter = std::slice::Iter<'a, Limit>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.iter()
+    }
+}
+
+/// Builds a [`Limits`]; names are checked by [`build`](Self::build).
+#[derive(Clone, Debug)]
+pub struct LimitsBuilder {
+    items: Vec<Limit>,
+}
+
+impl LimitsBuilder {
+    pub fn limit(mut self, name: impl Into<String>, policy: impl Into<Policy>) -> LimitsBuilder {
+        self.items.push(Limit {
+            name: name.into(),
+            policy: policy.into(),
+        });
+        self
+    }
+
+    pub fn build(self) -> Result<Limits, PolicyError> {
+        if self.items.is_empty() {
+            return Err(PolicyError::NoLimits);
+        }
+        for (i, l) in self.items.iter().enumerate() {
+            if !valid_name(&l.name) {
+                return Err(PolicyError::InvalidName {
+                    name: l.name.clone(),
+                });
+            }
+            if self.items.iter().take(i).any(|o| o.name == l.name) {
+                return Err(PolicyError::DuplicateName {
+                    name: l.name.clone(),
+                });
+            }
+        }
+        Ok(Limits { items: self.items })
+    }
+}
+
+/// Safe in a Redis key (no hash-tag braces) and in a Structured Fields
+/// string without escapes.
+pub(crate) fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
+}
+
+impl fmt::Display for CalendarUnit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.keyword())
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use super::*;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    #[test]
+    fn token_bucket_checks_what_the_module_checks() {
+        assert!(TokenBucket::new(10, 1, S(1)).is_ok());
+        assert_eq!(
+            TokenBucket::new(0, 1, S(1)),
+            Err(PolicyError::OutOfRange {
+                what: "capacity",
+                min: 1
+            })
+        );
+        assert!(TokenBucket::new(MAX_INT + 1, 1, S(1)).is_err());
+        assert_eq!(
+            TokenBucket::new(10, 0, S(1)),
+            Err(PolicyError::NotPositive { what: "rate" })
+        );
+        assert_eq!(
+            TokenBucket::new(10, 1, Duration::ZERO),
+            Err(PolicyError::NotPositive { what: "period" })
+        );
+        let r = |s: &str| s.parse::<Decimal>().unwrap();
+        assert_eq!(
+            TokenBucket::new(10, r("2e9"), S(1)),
+            Err(PolicyError::RateTooHigh)
+        );
+        assert!(TokenBucket::new(10, r("1e9"), S(1)).is_ok());
+        assert_eq!(
+            TokenBucket::new(10, r("1e-20"), S(1)),
+            Err(PolicyError::RefillTooLong)
+        );
+        assert_eq!(
+            TokenBucket::new(MAX_INT, 1, S(1)),
+            Err(PolicyError::RefillTooLong)
+        );
+        let b = TokenBucket::new(3, 3, S(1)).unwrap();
+        assert_eq!(b.refill_interval(), Duration::from_nanos(333_333_334));
+    }
+
+    #[test]
+    fn sliding_window_needs_whole_milliseconds() {
+        assert!(SlidingWindow::new(10, MS(250)).is_ok());
+        assert_eq!(
+            SlidingWindow::new(10, Duration::from_micros(500)),
+            Err(PolicyError::Precision {
+                what: "window",
+                unit: "millisecond"
+            })
+        );
+        assert!(SlidingWindow::new(10, Duration::ZERO).is_err());
+        assert!(SlidingWindow::new(0, S(1)).is_err());
+        assert!(SlidingWindow::new(1, S(10 * YEAR)).is_ok());
+        assert!(SlidingWindow::new(1, S(10 * YEAR) + MS(1)).is_err());
+    }
+
+    #[test]
+    fn fixed_window_time_zones() {
+        let day = FixedWindow::calendar(500, CalendarUnit::Day).unwrap();
+        let ny = day.clone().in_time_zone("America/New_York").unwrap();
+        assert_eq!(
+            ny.span(),
+            &FixedSpan::Calendar {
+                unit: CalendarUnit::Day,
+                time_zone: Some("America/New_York".into())
+            }
+        );
+        assert!(day.clone().in_time_zone("Etc/GMT+5").is_ok());
+        for bad in ["", "New York", "../etc/passwd", "/UTC", "Zone\"x"] {
+            assert!(day.clone().in_time_zone(bad).is_err(), "{bad:?}");
+        }
+        let secs = FixedWindow::new(10, S(60)).unwrap();
+        assert!(secs.in_time_zone("UTC").is_err());
+        assert!(FixedWindow::new(10, Duration::from_micros(1500)).is_err());
+        assert!(FixedWindow::new(1, S(10 * YEAR)).is_ok());
+        assert!(FixedWindow::new(1, S(10 * YEAR) + MS(1)).is_err());
+        assert_eq!(
+            FixedWindow::calendar(1, CalendarUnit::Month)
+                .unwrap()
+                .nominal_length(),
+            S(31 * 86_400)
+        );
+    }
+
+    #[test]
+    fn throttle_is_whole_seconds() {
+        let t = Throttle::new(15, 30, S(60)).unwrap();
+        assert_eq!(t.limit(), 16);
+        assert!(Throttle::new(0, 1, S(1)).is_ok());
+        assert!(Throttle::new(15, 0, S(60)).is_err());
+        assert!(Throttle::new(15, 30, MS(1500)).is_err());
+        assert!(Throttle::new(15, 30, Duration::ZERO).is_err());
+        assert!(Throttle::new(MAX_INT, 30, S(1)).is_err());
+        assert!(Throttle::new(100 * YEAR - 1, 1, S(1)).is_ok());
+        assert!(Throttle::new(100 * YEAR, 1, S(1)).is_err());
+        // Below one nanosecond per unit.
+        assert!(Throttle::new(0, 2_000_000_000, S(1)).is_err());
+    }
+
+    #[test]
+    fn policy_windows() {
+        let b: Policy = TokenBucket::new(10, 10, S(60)).unwrap().into();
+        assert_eq!(b.window(), S(60));
+        assert_eq!(b.unit_interval(), S(6));
+        let w: Policy = SlidingWindow::new(3, S(1)).unwrap().into();
+        assert_eq!(w.unit_interval(), Duration::from_nanos(333_333_334));
+        let g: Policy = Gcra::new(5, "0.5".parse::<Decimal>().unwrap(), S(1))
+            .unwrap()
+            .into();
+        assert_eq!((g.limit(), g.window()), (5, S(10)));
+    }
+
+    #[test]
+    fn limit_sets_check_names() {
+        let p = SlidingWindow::new(1, S(1)).unwrap();
+        assert!(Limits::single("burst", p).is_ok());
+        assert_eq!(Limits::builder().build(), Err(PolicyError::NoLimits));
+        for bad in ["", "a b", "{x}", "\"q\"", "é", &"x".repeat(65)] {
+            assert!(Limits::single(bad, p).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            Limits::builder().limit("a", p).limit("a", p).build(),
+            Err(PolicyError::DuplicateName { name: "a".into() })
+        );
+    }
+}

@@ -1,0 +1,418 @@
+//! Typed replies. The module answers `[allowed, limit, remaining,
+//! retry_after_ms, reset_after_ms]` (RL.ALL adds the binding limit's
+//! 1-based index; CL.THROTTLE has redis-cell's own layout, in seconds).
+//! Parsing accepts RESP2 and RESP3 shapes (arrays, integers sent as
+//! strings or integral doubles, attribute wrappers, and maps keyed by
+//! field name) and turns anything else into an error, never a panic.
+
+use std::time::Duration;
+
+use redis::{FromRedisValue, ParsingError, Value};
+
+/// Where a [`Decision`] came from.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+#[non_exhaustive]
+pub enum Source {
+    /// The server decided.
+    #[default]
+    Redis,
+    /// Redis was unreachable or too slow; the limiter allowed the request
+    /// ([`FailurePolicy::FailOpen`](crate::FailurePolicy::FailOpen)).
+    FailOpen,
+    /// Redis was unreachable or too slow; the limiter denied the request
+    /// ([`FailurePolicy::FailClosed`](crate::FailurePolicy::FailClosed)).
+    FailClosed,
+    /// Redis was unreachable or too slow; the in-process fallback decided
+    /// ([`FailurePolicy::Fallback`](crate::FailurePolicy::Fallback)).
+    Fallback,
+}
+
+/// One limiter's answer.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[non_exhaustive]
+pub struct Decision {
+    /// The request was allowed (and its cost taken, unless dry run).
+    pub allowed: bool,
+    /// The capacity, limit or burst.
+    pub limit: u64,
+    /// Units that can still be taken right now, after this call.
+    pub remaining: u64,
+    /// `Some(ZERO)` when allowed. When denied, the smallest wait after
+    /// which the same request is allowed if nothing else consumes (rounded
+    /// up: waiting exactly this long gets in). `None` when it can never be
+    /// allowed (its cost is above the limit).
+    pub retry_after: Option<Duration>,
+    /// Time until the limiter is fresh again (full bucket, empty window,
+    /// window over); the key expires then.
+    pub reset_after: Duration,
+    /// The server, or the failure policy when the server could not answer.
+    pub source: Source,
+}
+
+impl Decision {
+    /// A decision made without the server (failure policies).
+    pub(crate) fn local(
+        allowed: bool,
+        limit: u64,
+        remaining: u64,
+        retry_after: Option<Duration>,
+        reset_after: Duration,
+        source: Source,
+    ) -> Decision {
+        Decision {
+            allowed,
+            limit,
+            remaining,
+            retry_after,
+            reset_after,
+            source,
+        }
+    }
+
+    /// Denied, and no wait will ever allow it.
+    pub fn is_never(&self) -> bool {
+        !self.allowed && self.retry_after.is_none()
+    }
+
+    /// Read an `RL.*` reply: five integers in RESP2 or RESP3.
+    pub fn from_reply(v: &Value) -> Result<Decision, ParsingError> {
+        let f = fields(v, &FIELDS[..5])?;
+        decision(&f)
+    }
+
+    /// Read a `CL.THROTTLE` reply: `[limited, limit, remaining,
+    /// retry_after_s (-1 when allowed), reset_after_s]`.
+    pub fn from_throttle_reply(v: &Value) -> Result<Decision, ParsingError> {
+        let f = fields(v, &FIELDS[..5])?;
+        let [limited, limit, remaining, retry, reset] = f;
+        let allowed = match limited {
+            0 => true,
+            1 => false,
+            other => return Err(bad(format!("limited must be 0 or 1, got {other}"))),
+        };
+        let retry_after = match (allowed, retry) {
+            (true, _) => Some(Duration::ZERO),
+            (false, -1) => None,
+            (false, s) => Some(Duration::from_secs(non_negative(s, "retry_after")?)),
+        };
+        Ok(Decision {
+            allowed,
+            limit: non_negative(limit, "limit")?,
+            remaining: non_negative(remaining, "remaining")?,
+            retry_after,
+            reset_after: Duration::from_secs(non_negative(reset, "reset_after")?),
+            source: Source::Redis,
+        })
+    }
+}
+
+impl AsRef<Decision> for Decision {
+    fn as_ref(&self) -> &Decision {
+        self
+    }
+}
+
+impl FromRedisValue for Decision {
+    fn from_redis_value_ref(v: &Value) -> Result<Decision, ParsingError> {
+        Decision::from_reply(v)
+    }
+    fn from_redis_value(v: Value) -> Result<Decision, ParsingError> {
+        Decision::from_reply(&v)
+    }
+}
+
+/// The answer of several limits checked together (`RL.ALL`, or a
+/// [`Limiter`](crate::Limiter)): the binding limit's decision and its
+/// position.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[non_exhaustive]
+pub struct AllDecision {
+    /// The binding limit's fields. When denied: the denying limit with the
+    /// longest wait (its `retry_after` is the wait after which every limit
+    /// allows); when allowed: the limit with the least remaining.
+    pub decision: Decision,
+    /// The binding limit's 0-based position, in the order the limits were
+    /// given (the server's reply is 1-based).
+    pub binding: usize,
+}
+
+impl AllDecision {
+    pub(crate) fn new(decision: Decision, binding: usize) -> AllDecision {
+        AllDecision { decision, binding }
+    }
+
+    /// Read an `RL.ALL` reply: six integers.
+    pub fn from_reply(v: &Value) -> Result<AllDecision, ParsingError> {
+        let f: [i64; 6] = fields(v, &FIELDS)?;
+        let [a, b, c, d, e, index] = f;
+        let decision = decision(&[a, b, c, d, e])?;
+        let binding = usize::try_from(index)
+            .ok()
+            .and_then(|i| i.checked_sub(1))
+            .ok_or_else(|| bad(format!("index must be 1 or more, got {index}")))?;
+        Ok(AllDecision { decision, binding })
+    }
+}
+
+impl AsRef<Decision> for AllDecision {
+    fn as_ref(&self) -> &Decision {
+        &self.decision
+    }
+}
+
+impl FromRedisValue for AllDecision {
+    fn from_redis_value_ref(v: &Value) -> Result<AllDecision, ParsingError> {
+        AllDecision::from_reply(v)
+    }
+    fn from_redis_value(v: Value) -> Result<AllDecision, ParsingError> {
+        AllDecision::from_reply(&v)
+    }
+}
+
+/// Field names, for replies that come as maps.
+const FIELDS: [&str; 6] = [
+    "allowed",
+    "limit",
+    "remaining",
+    "retry_after_ms",
+    "reset_after_ms",
+    "index",
+];
+
+fn bad(msg: String) -> ParsingError {
+    ParsingError::from(msg)
+}
+
+fn non_negative(v: i64, what: &str) -> Result<u64, ParsingError> {
+    u64::try_from(v).map_err(|_| bad(format!("{what} must not be negative, got {v}")))
+}
+
+fn decision(f: &[i64; 5]) -> Result<Decision, ParsingError> {
+    let [allowed, limit, remaining, retry, reset] = *f;
+    let allowed = match allowed {
+        1 => true,
+        0 => false,
+        other => return Err(bad(format!("allowed must be 0 or 1, got {other}"))),
+    };
+    let retry_after = match retry {
+        -1 => None,
+        ms => Some(Duration::from_millis(non_negative(ms, "retry_after_ms")?)),
+    };
+    Ok(Decision {
+        allowed,
+        limit: non_negative(limit, "limit")?,
+        remaining: non_negative(remaining, "remaining")?,
+        retry_after,
+        reset_after: Duration::from_millis(non_negative(reset, "reset_after_ms")?),
+        source: Source::Redis,
+    })
+}
+
+/// Exactly `N` integers, from an array or a map with the given names.
+fn fields<const N: usize>(v: &Value, names: &[&str]) -> Result<[i64; N], ParsingError> {
+    let shape = || {
+        bad(format!(
+            "expected a reply of {N} integers ({}), got {v:?}",
+            names.join(", ")
+        ))
+    };
+    let mut out = [0i64; N];
+    match v {
+        Value::Attribute { data, .. } => fields(data, names),
+        Value::Array(items) => {
+            if items.len() != N {
+                return Err(shape());
+            }
+            for (slot, item) in out.iter_mut().zip(items) {
+                *slot = int(item).ok_or_else(shape)?;
+            }
+            Ok(out)
+        }
+        Value::Map(pairs) => {
+            if pairs.len() != N {
+                return Err(shape());
+            }
+            for (slot, name) in out.iter_mut().zip(names) {
+                let found = pairs
+                    .iter()
+                    .find(|(k, _)| text(k).is_some_and(|k| k.eq_ignore_ascii_case(name)))
+                    .ok_or_else(shape)?;
+                *slot = int(&found.1).ok_or_else(shape)?;
+            }
+            Ok(out)
+        }
+        _ => Err(shape()),
+    }
+}
+
+fn text(v: &Value) -> Option<&str> {
+    match v {
+        Value::BulkString(b) => std::str::from_utf8(b).ok(),
+        Value::SimpleString(s) => Some(s),
+        Value::VerbatimString { text, .. } => Some(text),
+        _ => None,
+    }
+}
+
+/// An integer, however a RESP2 or RESP3 server (or proxy) chose to send it.
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        Value::Attribute { data, .. } => int(data),
+        Value::Double(d) if d.fract() == 0.0 && d.abs() < 9.0e15 => Some(*d as i64),
+        other => {
+            let t = text(other)?;
+            let digits = t.strip_prefix('-').unwrap_or(t);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            t.parse().ok()
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use super::*;
+
+    fn ints(v: &[i64]) -> Value {
+        Value::Array(v.iter().map(|i| Value::Int(*i)).collect())
+    }
+
+    #[test]
+    fn resp2_array() {
+        let d = Decision::from_reply(&ints(&[1, 10, 9, 0, 1000])).unwrap();
+        assert_eq!(
+            d,
+            Decision::local(
+                true,
+                10,
+                9,
+                Some(Duration::ZERO),
+                Duration::from_secs(1),
+                Source::Redis
+            )
+        );
+        let d = Decision::from_reply(&ints(&[0, 10, 0, 1, 9_001])).unwrap();
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after, Some(Duration::from_millis(1)));
+        assert_eq!(d.reset_after, Duration::from_millis(9_001));
+    }
+
+    #[test]
+    fn never_is_representable() {
+        let d = Decision::from_reply(&ints(&[0, 3, 3, -1, 0])).unwrap();
+        assert_eq!(d.retry_after, None);
+        assert!(d.is_never());
+    }
+
+    #[test]
+    fn resp3_shapes() {
+        // Integers as strings and doubles, inside an attribute.
+        let v = Value::Attribute {
+            data: Box::new(Value::Array(vec![
+                Value::Int(1),
+                Value::BulkString(b"10".to_vec()),
+                Value::SimpleString("9".into()),
+                Value::Double(0.0),
+                Value::Int(1000),
+            ])),
+            attributes: vec![],
+        };
+        assert_eq!(Decision::from_reply(&v).unwrap().remaining, 9);
+        // A map keyed by field name, in any order.
+        let m = Value::Map(vec![
+            (Value::SimpleString("limit".into()), Value::Int(10)),
+            (Value::SimpleString("allowed".into()), Value::Boolean(true)),
+            (Value::SimpleString("remaining".into()), Value::Int(9)),
+            (Value::SimpleString("retry_after_ms".into()), Value::Int(0)),
+            (
+                Value::SimpleString("reset_after_ms".into()),
+                Value::Int(1000),
+            ),
+        ]);
+        // Booleans are not integers: a map must use 0/1 as the array does.
+        assert!(Decision::from_reply(&m).is_err());
+        let m = Value::Map(vec![
+            (Value::BulkString(b"limit".to_vec()), Value::Int(10)),
+            (Value::BulkString(b"allowed".to_vec()), Value::Int(1)),
+            (Value::BulkString(b"remaining".to_vec()), Value::Int(9)),
+            (Value::BulkString(b"retry_after_ms".to_vec()), Value::Int(0)),
+            (
+                Value::BulkString(b"reset_after_ms".to_vec()),
+                Value::Int(1000),
+            ),
+        ]);
+        let d = Decision::from_reply(&m).unwrap();
+        assert_eq!((d.allowed, d.limit, d.remaining), (true, 10, 9));
+    }
+
+    #[test]
+    fn malformed_replies_are_errors() {
+        let cases = [
+            Value::Nil,
+            Value::Okay,
+            Value::Int(1),
+            ints(&[1, 10, 9, 0]),
+            ints(&[1, 10, 9, 0, 1000, 1]),
+            ints(&[2, 10, 9, 0, 1000]),
+            ints(&[1, -10, 9, 0, 1000]),
+            ints(&[1, 10, -9, 0, 1000]),
+            ints(&[0, 10, 0, -2, 1000]),
+            ints(&[1, 10, 9, 0, -1]),
+            Value::Array(vec![Value::Nil; 5]),
+            Value::Array(vec![Value::BulkString(b"1x".to_vec()); 5]),
+            Value::Array(vec![Value::BulkString(b"".to_vec()); 5]),
+            Value::Array(vec![Value::BulkString(b"+1".to_vec()); 5]),
+            Value::Array(vec![Value::Double(0.5); 5]),
+            Value::Array(vec![Value::Double(f64::NAN); 5]),
+            Value::Set(vec![Value::Int(1); 5]),
+            Value::BulkString(b"1 10 9 0 1000".to_vec()),
+        ];
+        for v in cases {
+            assert!(Decision::from_reply(&v).is_err(), "{v:?} accepted");
+            assert!(redis::from_redis_value::<Decision>(v).is_err());
+        }
+    }
+
+    #[test]
+    fn all_reply_has_a_binding_index() {
+        let a = AllDecision::from_reply(&ints(&[0, 500, 0, 3_600_000, 86_400_000, 2])).unwrap();
+        assert_eq!(a.binding, 1);
+        assert!(!a.decision.allowed);
+        assert_eq!(a.decision.retry_after, Some(Duration::from_secs(3600)));
+        assert!(AllDecision::from_reply(&ints(&[1, 10, 9, 0, 1000, 0])).is_err());
+        assert!(AllDecision::from_reply(&ints(&[1, 10, 9, 0, 1000, -1])).is_err());
+        assert!(AllDecision::from_reply(&ints(&[1, 10, 9, 0, 1000])).is_err());
+        let v: AllDecision = redis::from_redis_value(ints(&[1, 10, 9, 0, 1000, 1])).unwrap();
+        assert_eq!(v.binding, 0);
+    }
+
+    #[test]
+    fn throttle_reply_in_seconds() {
+        // The spec's example: CL.THROTTLE user123 15 30 60 1 -> 0, 16, 15, -1, 2
+        let d = Decision::from_throttle_reply(&ints(&[0, 16, 15, -1, 2])).unwrap();
+        assert_eq!(
+            (
+                d.allowed,
+                d.limit,
+                d.remaining,
+                d.retry_after,
+                d.reset_after
+            ),
+            (true, 16, 15, Some(Duration::ZERO), Duration::from_secs(2))
+        );
+        let d = Decision::from_throttle_reply(&ints(&[1, 16, 0, 2, 60])).unwrap();
+        assert_eq!(d.retry_after, Some(Duration::from_secs(2)));
+        let d = Decision::from_throttle_reply(&ints(&[1, 16, 0, -1, 60])).unwrap();
+        assert!(d.is_never());
+        assert!(Decision::from_throttle_reply(&ints(&[2, 16, 0, 2, 60])).is_err());
+        assert!(Decision::from_throttle_reply(&ints(&[1, 16, 0, -5, 60])).is_err());
+    }
+}

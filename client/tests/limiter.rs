@@ -1,0 +1,386 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+//! The Limiter on a real server: its keys, several limits at once, every
+//! failure policy with the server killed mid-test or too slow to answer,
+//! the cooldown, errors that are not outages, and waiting in line.
+
+mod support;
+
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use redis_ratelimit_client::wait::{wait_until_allowed, Wait, WaitError};
+use redis_ratelimit_client::{
+    AsyncRateLimitCommands, Error, FailurePolicy, FixedWindow, Limiter, Limits, Request, Share,
+    SlidingWindow, Source, TokenBucket,
+};
+use redis_ratelimit_testkit::{int, Server};
+use support::{has_command, has_flags, skip_unless};
+
+const S: fn(u64) -> Duration = Duration::from_secs;
+const MS: fn(u64) -> Duration = Duration::from_millis;
+
+fn three_a_minute() -> Limits {
+    Limits::single("minute", SlidingWindow::new(3, S(60)).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn one_limit_uses_its_own_command_and_a_hash_tagged_key() {
+    let s = Server::start();
+    let limiter = Limiter::new(
+        support::multiplexed(&s).await,
+        three_a_minute(),
+        FailurePolicy::FailClosed,
+    );
+    assert_eq!(limiter.keys("user42"), ["rl:{user42}:minute"]);
+    for left in [2, 1, 0] {
+        let v = limiter.check("user42").await.unwrap();
+        assert_eq!(
+            (v.decision.allowed, v.decision.remaining, v.binding),
+            (true, left, 0)
+        );
+        assert_eq!(v.decision.source, Source::Redis);
+    }
+    let v = limiter.check("user42").await.unwrap();
+    assert!(!v.decision.allowed);
+    assert!(v.decision.retry_after.unwrap() > S(59));
+    let mut c = s.connect();
+    assert_eq!(int(&mut c, &["EXISTS", "rl:{user42}:minute"]), 1);
+    // Another user, another key.
+    assert!(limiter.check("user43").await.unwrap().decision.allowed);
+    let custom = limiter.clone().with_prefix("app:rl:").unwrap();
+    assert_eq!(custom.keys("u"), ["app:rl:{u}:minute"]);
+    assert!(limiter.clone().with_prefix("a{b").is_err());
+}
+
+#[tokio::test]
+async fn errors_that_are_not_outages_come_back() {
+    let s = Server::start();
+    let mut c = s.connect();
+    let limiter = Limiter::new(
+        support::manager(&s).await,
+        three_a_minute(),
+        FailurePolicy::FailOpen,
+    );
+    let _: () = redis::cmd("SET")
+        .arg("rl:{taken}:minute")
+        .arg("not a limiter")
+        .query(&mut c)
+        .unwrap();
+    match limiter.check("taken").await {
+        Err(Error::Redis(e)) => assert_eq!(e.code(), Some("WRONGTYPE")),
+        other => panic!("expected WRONGTYPE, got {other:?}"),
+    }
+    assert!(matches!(
+        limiter.check("").await,
+        Err(Error::InvalidKey { .. })
+    ));
+}
+
+#[tokio::test]
+async fn several_limits_are_checked_together() {
+    let s = Server::start();
+    let mut c = s.connect();
+    if skip_unless(has_command(&mut c, "RL.ALL"), "RL.ALL") {
+        return;
+    }
+    let limits = Limits::builder()
+        .limit("second", TokenBucket::new(5, 5, S(1)).unwrap())
+        .limit("minute", SlidingWindow::new(2, S(60)).unwrap())
+        .build()
+        .unwrap();
+    let limiter = Limiter::new(
+        support::manager(&s).await,
+        limits,
+        FailurePolicy::FailClosed,
+    );
+    assert_eq!(limiter.keys("u1"), ["rl:{u1}:second", "rl:{u1}:minute"]);
+    let v = limiter.check("u1").await.unwrap();
+    assert_eq!(
+        (v.decision.allowed, v.binding, v.decision.remaining),
+        (true, 1, 1)
+    );
+    limiter.check("u1").await.unwrap();
+    let v = limiter.check("u1").await.unwrap();
+    assert_eq!((v.decision.allowed, v.binding), (false, 1));
+    // All or nothing: the per-second bucket gave two tokens, not three
+    // (peek it directly; it refills 5 a second, so allow for refill).
+    let b = TokenBucket::new(5, 5, S(1)).unwrap();
+    let mut mux = support::multiplexed(&s).await;
+    assert!(
+        mux.token_bucket("rl:{u1}:second", &b, 0)
+            .await
+            .unwrap()
+            .remaining
+            >= 3
+    );
+    if has_flags(&mut c) {
+        let back = limiter.refund("u1", 1).await.unwrap();
+        assert!(back.decision.allowed);
+        assert!(limiter.check("u1").await.unwrap().decision.allowed);
+        let dry = limiter
+            .check_with("u1", Request::new(1).dry_run())
+            .await
+            .unwrap();
+        assert!(!dry.decision.allowed);
+    }
+}
+
+/// A limiter on a ConnectionManager with no cooldown, so every call tries
+/// Redis again.
+async fn limiter_for(
+    s: &Server,
+    failure: FailurePolicy,
+    limits: Limits,
+) -> Limiter<redis::aio::ConnectionManager> {
+    Limiter::new(support::manager(s).await, limits, failure)
+        .with_timeout(MS(200))
+        .with_cooldown(Duration::ZERO)
+}
+
+#[tokio::test]
+async fn fail_open_when_the_server_dies() {
+    let s = Server::start();
+    let limiter = limiter_for(&s, FailurePolicy::FailOpen, three_a_minute()).await;
+    for _ in 0..3 {
+        limiter.check("k").await.unwrap();
+    }
+    let denied = limiter.check("k").await.unwrap();
+    assert!(!denied.decision.allowed);
+    assert_eq!(denied.decision.source, Source::Redis);
+    support::kill(s);
+    for _ in 0..5 {
+        let t = Instant::now();
+        let v = limiter.check("k").await.unwrap();
+        assert!(v.decision.allowed);
+        assert_eq!(v.decision.source, Source::FailOpen);
+        assert!(t.elapsed() < S(2), "took {:?}", t.elapsed());
+    }
+}
+
+#[tokio::test]
+async fn fail_closed_when_the_server_dies() {
+    let s = Server::start();
+    let limiter = limiter_for(&s, FailurePolicy::FailClosed, three_a_minute()).await;
+    assert!(limiter.check("k").await.unwrap().decision.allowed);
+    support::kill(s);
+    let v = limiter.check("k").await.unwrap();
+    assert!(!v.decision.allowed);
+    assert_eq!(v.decision.source, Source::FailClosed);
+    assert_eq!(v.decision.retry_after, Some(S(1)));
+}
+
+#[tokio::test]
+async fn fallback_keeps_limiting_in_process() {
+    let s = Server::start();
+    let whole = limiter_for(&s, FailurePolicy::Fallback(Share::Whole), three_a_minute()).await;
+    let third = limiter_for(
+        &s,
+        FailurePolicy::Fallback(Share::DividedBy(NonZeroU32::new(3).unwrap())),
+        three_a_minute(),
+    )
+    .await;
+    assert_eq!(
+        whole.check("k").await.unwrap().decision.source,
+        Source::Redis
+    );
+    support::kill(s);
+    // The fallback starts empty: the whole quota, then denials.
+    for left in [2, 1, 0] {
+        let v = whole.check("k").await.unwrap();
+        assert_eq!(v.decision.source, Source::Fallback);
+        assert_eq!((v.decision.allowed, v.decision.remaining), (true, left));
+    }
+    let v = whole.check("k").await.unwrap();
+    assert!(!v.decision.allowed);
+    // One unit comes back every 20 s (3 a minute).
+    let retry = v.decision.retry_after.unwrap();
+    assert!(retry > S(19) && retry <= S(20), "{retry:?}");
+    // A third of the quota per process: one unit.
+    assert!(third.check("k").await.unwrap().decision.allowed);
+    let v = third.check("k").await.unwrap();
+    assert_eq!(
+        (v.decision.allowed, v.decision.source),
+        (false, Source::Fallback)
+    );
+    // Other keys have their own quota.
+    assert!(third.check("other").await.unwrap().decision.allowed);
+}
+
+#[tokio::test]
+async fn a_slow_server_is_an_outage_and_the_cooldown_skips_it() {
+    let s = Server::start();
+    let limiter = Limiter::new(
+        support::manager(&s).await,
+        three_a_minute(),
+        FailurePolicy::FailOpen,
+    )
+    .with_timeout(MS(100))
+    .with_cooldown(S(30));
+    assert_eq!(
+        limiter.check("k").await.unwrap().decision.source,
+        Source::Redis
+    );
+    // Block the server for two seconds from another connection, and wait
+    // until it is blocked (a PING with a short timeout goes unanswered).
+    // Both connections are made first: a handshake would wait too.
+    let mut blocker = s.connect();
+    let mut probe = s.connect();
+    let sleeper = std::thread::spawn(move || {
+        let _: redis::RedisResult<()> = redis::cmd("DEBUG")
+            .arg("SLEEP")
+            .arg("2")
+            .query(&mut blocker);
+    });
+    probe.set_read_timeout(Some(MS(50))).unwrap();
+    let blocked_by = Instant::now() + S(1);
+    while redis::cmd("PING").query::<String>(&mut probe).is_ok() {
+        assert!(Instant::now() < blocked_by, "DEBUG SLEEP never blocked");
+        std::thread::sleep(MS(10));
+    }
+    let t = Instant::now();
+    let v = limiter.check("k").await.unwrap();
+    let took = t.elapsed();
+    assert_eq!(v.decision.source, Source::FailOpen);
+    // The timeout (100 ms) answered, not the server (2 s).
+    assert!(took >= MS(90) && took < MS(1500), "took {took:?}");
+    sleeper.join().unwrap();
+    // The server answers again, but within the cooldown calls skip it.
+    let mut ping = s.connect();
+    let _: String = redis::cmd("PING").query(&mut ping).unwrap();
+    assert_eq!(
+        limiter.check("k").await.unwrap().decision.source,
+        Source::FailOpen
+    );
+    // Without a cooldown the next call goes to Redis again.
+    let eager = Limiter::new(
+        support::manager(&s).await,
+        three_a_minute(),
+        FailurePolicy::FailOpen,
+    )
+    .with_cooldown(Duration::ZERO);
+    assert_eq!(
+        eager.check("k").await.unwrap().decision.source,
+        Source::Redis
+    );
+}
+
+#[tokio::test]
+async fn waiting_in_line() {
+    let s = Server::start();
+    // One token, five a second: the second call waits about 200 ms.
+    let bucket = TokenBucket::new(1, 5, S(1)).unwrap();
+    let limiter = Limiter::new(
+        support::multiplexed(&s).await,
+        Limits::single("b", bucket).unwrap(),
+        FailurePolicy::FailClosed,
+    );
+    assert!(limiter.check("w").await.unwrap().decision.allowed);
+    let t = Instant::now();
+    let v = limiter.wait("w", S(2)).await.unwrap();
+    let took = t.elapsed();
+    assert!(v.decision.allowed);
+    assert!(took >= MS(150) && took < MS(1500), "took {took:?}");
+    // A wait longer than the deadline ends at once.
+    let slow = Limiter::new(
+        support::multiplexed(&s).await,
+        three_a_minute(),
+        FailurePolicy::FailClosed,
+    );
+    for _ in 0..3 {
+        slow.check("x").await.unwrap();
+    }
+    let t = Instant::now();
+    match slow.wait("x", MS(300)).await {
+        Err(Error::TimedOut { last }) => assert!(last.decision.retry_after.unwrap() > S(59)),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    // It did not sleep out the 300 ms.
+    assert!(t.elapsed() < MS(290), "{:?}", t.elapsed());
+    // A cost above the limit never fits.
+    let r = slow
+        .wait_with("y", Request::new(4), &Wait::up_to(S(5)))
+        .await;
+    assert!(matches!(r, Err(Error::NeverAllowed { .. })));
+}
+
+#[tokio::test]
+async fn waiting_without_a_limiter() {
+    let s = Server::start();
+    let con = support::multiplexed(&s).await;
+    let w = SlidingWindow::new(2, MS(300)).unwrap();
+    let take = || {
+        let mut con = con.clone();
+        async move { con.sliding("raw", &w, 1).await }
+    };
+    let t = Instant::now();
+    for _ in 0..5 {
+        let d = wait_until_allowed(S(3), take).await.unwrap();
+        assert!(d.allowed);
+    }
+    // 5 units at 2 per 300 ms: two full windows of waiting.
+    let took = t.elapsed();
+    assert!(took >= MS(550) && took < MS(2500), "took {took:?}");
+    let never = wait_until_allowed(S(1), || {
+        let mut con = con.clone();
+        async move { con.sliding("raw", &w, 3).await }
+    })
+    .await;
+    assert!(matches!(never, Err(WaitError::Never { .. })));
+}
+
+#[tokio::test]
+async fn calendar_windows_through_the_limiter() {
+    let s = Server::start();
+    let mut c = s.connect();
+    if skip_unless(
+        has_command(&mut c, "RL.ALL") && has_command(&mut c, "RL.FIXED"),
+        "RL.ALL and RL.FIXED",
+    ) {
+        return;
+    }
+    // The partner's quota: 10 a minute and 500 a day (New York days).
+    let limits = Limits::builder()
+        .limit("minute", SlidingWindow::new(10, S(60)).unwrap())
+        .limit(
+            "day",
+            FixedWindow::calendar(500, redis_ratelimit_client::CalendarUnit::Day)
+                .unwrap()
+                .in_time_zone("America/New_York")
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let limiter = Limiter::new(
+        support::manager(&s).await,
+        limits,
+        FailurePolicy::FailClosed,
+    );
+    for _ in 0..10 {
+        assert!(
+            limiter
+                .wait("partner", S(1))
+                .await
+                .unwrap()
+                .decision
+                .allowed
+        );
+    }
+    let v = limiter.check("partner").await.unwrap();
+    assert_eq!((v.decision.allowed, v.binding), (false, 0));
+    let day = redis_ratelimit_client::FixedWindow::calendar(
+        500,
+        redis_ratelimit_client::CalendarUnit::Day,
+    )
+    .unwrap()
+    .in_time_zone("America/New_York")
+    .unwrap();
+    let mut mux = support::multiplexed(&s).await;
+    let d = mux.fixed("rl:{partner}:day", &day, 0).await.unwrap();
+    assert_eq!(d.remaining, 490);
+    assert!(d.reset_after <= S(86_400 + 3600));
+}
