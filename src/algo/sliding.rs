@@ -457,7 +457,8 @@ impl Log {
                     .filter(|t| *t <= MAX_INSTANT_US)
                     .ok_or(bad)?;
             }
-            total = total.checked_add(count).ok_or(bad)?;
+            // No limit exceeds i64::MAX, so no real log holds more units.
+            total = total.checked_add(count).filter(|t| *t <= i64::MAX as u64).ok_or(bad)?;
             entries = entries.checked_add(1).ok_or(bad)?;
             last_off = start;
         }
@@ -545,7 +546,7 @@ pub fn decide(log: Option<&Log>, w: &Window, now_us: u64, cost: u64) -> (Decisio
         return (d, Some(u));
     }
     // Denied: wait until the oldest live units that cover the excess expire.
-    let excess = live + cost - w.limit;
+    let excess = live.saturating_add(cost) - w.limit;
     let mut wait_us = 0;
     if let Some(l) = log {
         let mut covered = 0u64;
@@ -767,6 +768,23 @@ mod tests {
         for c in cases {
             assert_eq!(Log::decode(&c), Err(DecodeError::Malformed), "{c:?}");
         }
+    }
+
+    /// Found by the RESTORE fuzz: a restored log with u64::MAX units made
+    /// the next request overflow (an internal error, not a decision).
+    #[test]
+    fn absurd_unit_counts_are_refused_and_never_overflow() {
+        let mut bytes = vec![FORMAT_V1];
+        bytes.extend_from_slice(&(1u64 << 55).to_le_bytes());
+        bytes.extend_from_slice(&[0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+        assert_eq!(Log::decode(&bytes), Err(DecodeError::Malformed));
+        // Even a log built past that bound decides without overflow.
+        let mut log = Log::from_update(&Update { now_us: 1 << 55, span_us: 1, at_us: 1 << 55, units: u64::MAX, coalesce: false });
+        log.apply(&Update { now_us: 1 << 55, span_us: MAX_SPAN_US, at_us: 1 << 55, units: 5, coalesce: false });
+        let w = Window { limit: i64::MAX as u64, span_us: MAX_SPAN_US, max_entries: 10 };
+        let (d, _) = decide(Some(&log), &w, 1 << 55, 3);
+        assert!(!d.allowed);
+        assert_eq!(decide(Some(&log), &Window { limit: 5, ..w }, 1 << 55, 1).0.allowed, false);
     }
 
     #[test]
