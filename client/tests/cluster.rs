@@ -19,7 +19,7 @@ use redis_ratelimit_client::{
     slot, All, AsyncRateLimitCommands, ClusterRouted, FailurePolicy, Limiter, Limits,
     SlidingWindow, Source, TokenBucket,
 };
-use support::cluster::Cluster;
+use redis_ratelimit_testkit::Cluster;
 use support::{has_command, skip_unless};
 
 const S: fn(u64) -> Duration = Duration::from_secs;
@@ -35,7 +35,7 @@ async fn connect(c: &Cluster) -> redis::cluster_async::ClusterConnection {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_across_a_cluster() {
     let cluster = Cluster::start();
-    let mut any = cluster.any();
+    let mut any = cluster.connect_master("any");
 
     // The client's slots are the server's.
     for key in ["foo", "rl:{user42}:minute", "{a}b", "x{}y", "user:1", ""] {
@@ -93,7 +93,7 @@ async fn limits_across_a_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rl_all_in_a_cluster() {
     let cluster = Cluster::start();
-    let mut any = cluster.any();
+    let mut any = cluster.connect_master("any");
     if skip_unless(has_command(&mut any, "RL.ALL"), "RL.ALL") {
         return;
     }

@@ -21,6 +21,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use redis::Value;
 
+mod cluster;
+mod durable;
+mod rng;
+pub use cluster::*;
+pub use durable::*;
+pub use rng::Rng;
+
 static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
 
 pub fn server_binary() -> String {
@@ -322,14 +329,32 @@ pub fn set_clock(con: &mut redis::Connection, ns: u64) {
     ok(con, &["RL.TEST.CLOCK", "SET", &ns.to_string()]);
 }
 
-/// Every key and its DUMP, sorted by key.
+/// Every key and its DUMP, sorted by key. Binary-safe: a key that is not
+/// UTF-8 is read by its bytes and named lossily.
 pub fn dump_all(con: &mut redis::Connection) -> Vec<(String, Option<Vec<u8>>)> {
-    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(con).unwrap();
+    raw_states(con, false)
+        .into_iter()
+        .map(|(k, d, _)| (k, d))
+        .collect()
+}
+
+/// Every key (sorted by its bytes), its DUMP and, if asked, its PEXPIRETIME.
+fn raw_states(con: &mut redis::Connection, expiry: bool) -> Vec<(String, Option<Vec<u8>>, i64)> {
+    let mut keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(con).unwrap();
     keys.sort();
     keys.into_iter()
         .map(|k| {
-            let d = bytes(con, &["DUMP", &k]);
-            (k, d)
+            let d = match redis::cmd("DUMP").arg(&k).query::<Value>(con) {
+                Ok(Value::BulkString(b)) => Some(b),
+                Ok(Value::Nil) => None,
+                other => panic!("DUMP answered {other:?}"),
+            };
+            let e = if expiry {
+                redis::cmd("PEXPIRETIME").arg(&k).query::<i64>(con).unwrap()
+            } else {
+                0
+            };
+            (String::from_utf8_lossy(&k).into_owned(), d, e)
         })
         .collect()
 }
@@ -397,13 +422,7 @@ pub fn wait_replicas(master: &mut redis::Connection, n: i64) {
 
 /// Every key with its DUMP and absolute expiry (DUMP does not carry the TTL).
 pub fn state_of(con: &mut redis::Connection) -> Vec<(String, Option<Vec<u8>>, i64)> {
-    dump_all(con)
-        .into_iter()
-        .map(|(k, d)| {
-            let e = int(con, &["PEXPIRETIME", &k]);
-            (k, d, e)
-        })
-        .collect()
+    raw_states(con, true)
 }
 
 /// Asserts master and replica hold the same keys, bytes and expiries,

@@ -9,8 +9,6 @@
     clippy::indexing_slicing
 )]
 
-pub mod cluster;
-
 use redis::Value;
 use redis_ratelimit_testkit::Server;
 
