@@ -9,6 +9,9 @@
 
 use crate::algo::sliding::{Log, Refund, Update, MAX_INSTANT_US, MAX_SPAN_US};
 
+/// No limit exceeds i64::MAX, so no request carries more units.
+const MAX_UNITS: u64 = i64::MAX as u64;
+
 const BUCKET: u8 = b'B';
 const FIXED: u8 = b'F';
 const WINDOW: u8 = b'W';
@@ -86,7 +89,7 @@ pub fn decode_update(b: &[u8]) -> Option<Update> {
         now_us: u64_at(b, 0).filter(|v| *v <= MAX_INSTANT_US)?,
         span_us: u64_at(b, 8).filter(|v| (1..=MAX_SPAN_US).contains(v))?,
         at_us: u64_at(b, 16).filter(|v| *v <= MAX_INSTANT_US)?,
-        units: u64_at(b, 24).filter(|v| *v > 0)?,
+        units: u64_at(b, 24).filter(|v| (1..=MAX_UNITS).contains(v))?,
         coalesce: match b.get(32)? {
             0 => false,
             1 => true,

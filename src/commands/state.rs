@@ -73,6 +73,13 @@ pub fn windowadd(ctx: Ctx, argv: &[RawString]) -> CmdResult {
         return Err(SYNTAX);
     }
     let mut key = Key::open(ctx, key_name).ok_or(INTERNAL)?;
+    // A log never holds more units than the largest limit, i64::MAX: what
+    // would pass it is refused here (RL.SLIDING never sends such an update),
+    // so every log stays one that RDB, DUMP and RL.SETSTATE load back.
+    let held = store::window_state(&mut key)?.map_or(0, |l| l.total());
+    if held.saturating_add(u.units) > i64::MAX as u64 {
+        return Err(UPDATE);
+    }
     apply_window_add(&mut key, &u)?;
     ctx.replicate_verbatim();
     ctx.signal_modified(key_name);
