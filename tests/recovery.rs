@@ -7,9 +7,9 @@
 //! Nothing admitted is forgotten, and replicas keep up under load:
 //! - SIGKILL mid-load with `appendonly yes` + `appendfsync always` (also
 //!   while an AOF rewrite runs): after a restart every acknowledged
-//!   admission (token bucket, sliding window, and GCRA and fixed window once
-//!   landed) is still counted, and at most the requests in flight at the
-//!   kill are counted beyond them.
+//!   admission (token bucket, sliding window, GCRA and fixed window) is
+//!   still counted, and at most the requests in flight at the kill are
+//!   counted beyond them.
 //! - SIGKILL after `SAVE` (RDB only): the restart gives back exactly the
 //!   state at SAVE time.
 //! - Several clients hammering a mix of commands on many keys: once the
@@ -35,18 +35,9 @@ const CLIENTS: usize = 4;
 /// can have consumed.
 const MAX_COST: i64 = 2;
 
-/// Key prefixes of the limiters under test: token bucket and sliding
-/// window, and GCRA and fixed window once landed.
-fn limiter_prefixes(c: &mut redis::Connection) -> Vec<&'static str> {
-    let mut p = vec!["b", "w"];
-    if has_command(c, "RL.GCRA") {
-        p.push("g");
-    }
-    if has_command(c, "RL.FIXED") {
-        p.push("f");
-    }
-    p
-}
+/// Key prefixes of the limiters under test: token bucket, sliding window,
+/// GCRA and fixed window.
+const LIMITERS: &[&str] = &["b", "w", "g", "f"];
 
 fn keys_of(prefixes: &[&str], indexes: impl IntoIterator<Item = usize>) -> Vec<String> {
     indexes
@@ -183,7 +174,7 @@ fn assert_nothing_admitted_is_forgotten(
 fn crash_with_aof(rewrite_midway: bool) {
     let opts = ["--appendonly", "yes", "--appendfsync", "always"];
     let server = Server::start_with(&opts);
-    let keys = keys_of(&limiter_prefixes(&mut server.connect()), 0..KEYS);
+    let keys = keys_of(LIMITERS, 0..KEYS);
     let load = Load::start(&server, keys.clone(), now_ns());
     load.wait_for(200);
     if rewrite_midway {
@@ -214,8 +205,7 @@ fn after_a_sigkill_during_an_aof_rewrite_every_acknowledged_admission_survives()
 #[test]
 fn after_a_sigkill_the_rdb_gives_back_exactly_the_state_at_save() {
     let server = Server::start();
-    let prefixes = limiter_prefixes(&mut server.connect());
-    let keys = keys_of(&prefixes, 0..KEYS);
+    let keys = keys_of(LIMITERS, 0..KEYS);
     let load = Load::start(&server, keys.clone(), now_ns());
     load.wait_for(400);
     let saved = load.finish();
@@ -226,7 +216,7 @@ fn after_a_sigkill_the_rdb_gives_back_exactly_the_state_at_save() {
     assert_eq!(at_save.len(), saved.len());
 
     // More traffic on half of the keys, killed mid-way: none of it was saved.
-    let load = Load::start(&server, keys_of(&prefixes, 0..KEYS / 2), now_ns());
+    let load = Load::start(&server, keys_of(LIMITERS, 0..KEYS / 2), now_ns());
     load.wait_for(150);
     drop(c);
     let dir = server.kill();
@@ -244,40 +234,14 @@ fn after_a_sigkill_the_rdb_gives_back_exactly_the_state_at_save() {
 
 // ------------------------------------------------------- replication under load
 
-/// What the mixed load may use beyond RL.TOKENBUCKET and RL.SLIDING.
-#[derive(Clone, Copy)]
-struct Landed {
-    gcra: bool,
-    fixed: bool,
-    throttle: bool,
-    all: bool,
-    flags: bool,
-}
-
-impl Landed {
-    fn probe(c: &mut redis::Connection) -> Landed {
-        let l = Landed {
-            gcra: has_command(c, "RL.GCRA"),
-            fixed: has_command(c, "RL.FIXED"),
-            throttle: has_command(c, "CL.THROTTLE"),
-            all: has_command(c, "RL.ALL"),
-            flags: call(c, &["RL.TOKENBUCKET", "probe", "1", "1", "0", "DRYRUN"]).is_ok(),
-        };
-        eprintln!(
-            "mixed load covers: GCRA {} FIXED {} CL.THROTTLE {} RL.ALL {} DRYRUN/REFUND {}",
-            l.gcra, l.fixed, l.throttle, l.all, l.flags
-        );
-        l
-    }
-}
-
-/// One random command of the mix: limiters of every landed kind with
-/// varied parameters (windows short enough to expire mid-test, too),
-/// peeks, and now and then a DEL or a short PEXPIRE racing the limiters.
-fn mixed_command(r: &mut Rng, l: Landed) -> Vec<String> {
+/// One random command of the mix: limiters of every kind with varied
+/// parameters (windows short enough to expire mid-test, too), peeks, dry
+/// runs and refunds, and now and then a DEL or a short PEXPIRE racing the
+/// limiters.
+fn mixed_command(r: &mut Rng) -> Vec<String> {
     let n = r.below(80);
     let cost = r.below(4).to_string();
-    let mut v: Vec<String> = match r.below(if l.all { 9 } else { 8 }) {
+    let mut v: Vec<String> = match r.below(9) {
         0 | 1 => {
             let mut v: Vec<String> = vec![
                 "RL.TOKENBUCKET".into(),
@@ -299,7 +263,7 @@ fn mixed_command(r: &mut Rng, l: Landed) -> Vec<String> {
             "COST".into(),
             cost,
         ],
-        4 if l.gcra => vec![
+        4 => vec![
             "RL.GCRA".into(),
             format!("gc:{n}"),
             r.pick(&["3", "10"]).into(),
@@ -308,7 +272,7 @@ fn mixed_command(r: &mut Rng, l: Landed) -> Vec<String> {
             "COST".into(),
             cost,
         ],
-        5 if l.fixed => {
+        5 => {
             let mut v: Vec<String> = vec![
                 "RL.FIXED".into(),
                 format!("fw:{n}"),
@@ -325,7 +289,7 @@ fn mixed_command(r: &mut Rng, l: Landed) -> Vec<String> {
             v.extend(["COST".into(), cost]);
             v
         }
-        6 if l.throttle => vec![
+        6 => vec![
             "CL.THROTTLE".into(),
             format!("cl:{n}"),
             "5".into(),
@@ -345,7 +309,7 @@ fn mixed_command(r: &mut Rng, l: Landed) -> Vec<String> {
                 vec!["PEXPIRE".into(), key, r.pick(&["30", "1500"]).into()]
             }
         }
-        8 => vec![
+        _ => vec![
             "RL.ALL".into(),
             "LIMIT".into(),
             format!("{{u{n}}}:a"),
@@ -360,15 +324,8 @@ fn mixed_command(r: &mut Rng, l: Landed) -> Vec<String> {
             "COST".into(),
             cost,
         ],
-        _ => vec![
-            "RL.TOKENBUCKET".into(),
-            format!("tb:{n}"),
-            "10".into(),
-            "5".into(),
-            "0".into(),
-        ],
     };
-    if l.flags && v[0].starts_with("RL.") && r.one_in(8) {
+    if v[0].starts_with("RL.") && r.one_in(8) {
         v.push(r.pick(&["DRYRUN", "REFUND"]).into());
     }
     v
@@ -376,12 +333,7 @@ fn mixed_command(r: &mut Rng, l: Landed) -> Vec<String> {
 
 /// `clients` connections sending the mix until `stop`; returns the number
 /// of commands answered.
-fn hammer(
-    server: &Server,
-    clients: usize,
-    stop: Arc<AtomicBool>,
-    l: Landed,
-) -> Vec<JoinHandle<u64>> {
+fn hammer(server: &Server, clients: usize, stop: Arc<AtomicBool>) -> Vec<JoinHandle<u64>> {
     let seed = now_ns();
     (0..clients)
         .map(|n| {
@@ -392,7 +344,7 @@ fn hammer(
                 let mut sent = 0u64;
                 let deadline = Instant::now() + Duration::from_secs(60);
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                    let v = mixed_command(&mut r, l);
+                    let v = mixed_command(&mut r);
                     let args: Vec<&str> = v.iter().map(|s| s.as_str()).collect();
                     match call(&mut c, &args) {
                         Ok(Value::Array(d)) if d.len() >= 5 => {}
@@ -419,9 +371,8 @@ fn a_replica_is_byte_identical_after_many_clients_hammer_a_mix_of_commands() {
     let master = Server::start();
     let replica = start_replica(&master, &[]);
     let mut m = master.connect();
-    let landed = Landed::probe(&mut m);
     let stop = Arc::new(AtomicBool::new(false));
-    let handles = hammer(&master, 6, stop.clone(), landed);
+    let handles = hammer(&master, 6, stop.clone());
     std::thread::sleep(Duration::from_secs(2));
     let sent = stop_all(&stop, handles);
     wait_caught_up(&master, &replica);
@@ -437,9 +388,8 @@ fn a_replica_is_byte_identical_after_many_clients_hammer_a_mix_of_commands() {
 fn a_replica_that_syncs_in_the_middle_of_the_load_is_byte_identical_once_caught_up() {
     let master = Server::start();
     let mut m = master.connect();
-    let landed = Landed::probe(&mut m);
     let stop = Arc::new(AtomicBool::new(false));
-    let handles = hammer(&master, 6, stop.clone(), landed);
+    let handles = hammer(&master, 6, stop.clone());
     assert!(wait_until(30, || int(&mut m, &["DBSIZE"]) >= 50));
     // A full sync (RDB) while writes keep coming, then the backlog.
     let replica = start_replica(&master, &[]);

@@ -22,7 +22,6 @@
 use redis_ratelimit_testkit::*;
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// Every command of the spec, landed or not. Internal and test-only ones
@@ -71,9 +70,6 @@ fn touched_key(v: &[Vec<u8>]) -> &[u8] {
         .map(|k| k.as_slice())
         .unwrap_or(b"k0")
 }
-
-/// Whether the limiters take DRYRUN and REFUND yet.
-static FLAGS_LANDED: AtomicBool = AtomicBool::new(false);
 
 /// Keys the storm returns to, so state builds up and types collide.
 const KEYS: &[&str] = &[
@@ -249,12 +245,7 @@ fn push(v: &mut Vec<Vec<u8>>, s: impl AsRef<[u8]>) {
 
 /// DRYRUN and REFUND, each maybe, in either order.
 fn flags(r: &mut Rng, v: &mut Vec<Vec<u8>>) {
-    // Until the flags land they are syntax errors: rarer, then.
-    let odds = if FLAGS_LANDED.load(Ordering::Relaxed) {
-        6
-    } else {
-        40
-    };
+    let odds = 6;
     let mut f = vec![];
     if r.one_in(odds) {
         f.push(random_case(r, "DRYRUN"));
@@ -741,13 +732,6 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
     names.sort_by_key(|n| n.to_ascii_uppercase());
     names.dedup_by_key(|n| n.to_ascii_uppercase());
     eprintln!("commands stormed: {names:?}");
-
-    let dryrun = call(
-        &mut c,
-        &["RL.TOKENBUCKET", "probe", "1", "1", "0", "DRYRUN"],
-    );
-    FLAGS_LANDED.store(dryrun.is_ok(), Ordering::Relaxed);
-    eprintln!("DRYRUN/REFUND landed: {}", dryrun.is_ok());
 
     // Keys of other types, for the WRONGTYPE paths.
     ok(&mut c, &["SET", "s:str", "a plain string"]);

@@ -20,7 +20,6 @@ use redis_ratelimit_client::{
     SlidingWindow, Source, TokenBucket,
 };
 use redis_ratelimit_testkit::Cluster;
-use support::{has_command, skip_unless};
 
 const S: fn(u64) -> Duration = Duration::from_secs;
 
@@ -93,10 +92,6 @@ async fn limits_across_a_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rl_all_in_a_cluster() {
     let cluster = Cluster::start();
-    let mut any = cluster.connect_master("any");
-    if skip_unless(has_command(&mut any, "RL.ALL"), "RL.ALL") {
-        return;
-    }
     let con = connect(&cluster).await;
     let limits = Limits::builder()
         .limit("second", TokenBucket::new(10, 10, S(1)).unwrap())

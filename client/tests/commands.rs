@@ -7,9 +7,8 @@
 //! Every command through the client, on a real server with the module:
 //! sync and async traits, RESP2 and RESP3, dry run and refund, RL.ALL,
 //! CL.THROTTLE, pipelines, and server errors. The module's test clock
-//! (`RL.TEST.CLOCK`) makes every field exact. Commands and flags that have
-//! not landed yet are probed first; their tests print "skipped: not
-//! landed" and pass until they do.
+//! (`RL.TEST.CLOCK`) makes every field exact. Nothing is probed or
+//! skipped: a command or flag the module lacks fails its test.
 
 mod support;
 
@@ -21,7 +20,6 @@ use redis_ratelimit_client::{
     TokenBucket,
 };
 use redis_ratelimit_testkit::{fake_start, int, set_clock, Server, MS, SEC};
-use support::{has_command, has_flags, skip_unless};
 
 const S: fn(u64) -> Duration = Duration::from_secs;
 const MILLIS: fn(u64) -> Duration = Duration::from_millis;
@@ -203,9 +201,6 @@ fn server_errors_are_errors_not_panics() {
 fn dry_run_and_refund() {
     let s = Server::start();
     let mut c = s.connect();
-    if skip_unless(has_flags(&mut c), "DRYRUN/REFUND flags") {
-        return;
-    }
     let t = fake_start();
     set_clock(&mut c, t);
     let b = TokenBucket::new(3, 1, S(1)).unwrap();
@@ -261,10 +256,6 @@ fn dry_run_and_refund() {
 #[tokio::test]
 async fn dry_run_and_refund_async() {
     let s = Server::start();
-    let mut c = s.connect();
-    if skip_unless(has_flags(&mut c), "DRYRUN/REFUND flags") {
-        return;
-    }
     let mut a = support::multiplexed(&s).await;
     let w = SlidingWindow::new(2, S(60)).unwrap();
     assert!(a.sliding("k", &w, 2).await.unwrap().allowed);
@@ -288,9 +279,6 @@ async fn dry_run_and_refund_async() {
 fn gcra_fields() {
     let s = Server::start();
     let mut c = s.connect();
-    if skip_unless(has_command(&mut c, "RL.GCRA"), "RL.GCRA") {
-        return;
-    }
     let t = fake_start();
     set_clock(&mut c, t);
     // Bursts of 5, one per second.
@@ -304,29 +292,24 @@ fn gcra_fields() {
     // A decimal rate per decimal period: 2.5 per 100 ms is one per 40 ms.
     let fast = Gcra::new(2, "2.5".parse::<Decimal>().unwrap(), MILLIS(100)).unwrap();
     assert_eq!(row(&c.gcra("f", &fast, 2).unwrap()), (true, 2, 0, 0, 80));
-    if has_flags(&mut c) {
-        assert_eq!(
-            c.gcra("f", &fast, Request::new(1).dry_run())
-                .unwrap()
-                .retry_after,
-            Some(MILLIS(40))
-        );
-        assert_eq!(
-            c.gcra("f", &fast, Request::new(2).refund())
-                .unwrap()
-                .remaining,
-            2
-        );
-    }
+    assert_eq!(
+        c.gcra("f", &fast, Request::new(1).dry_run())
+            .unwrap()
+            .retry_after,
+        Some(MILLIS(40))
+    );
+    assert_eq!(
+        c.gcra("f", &fast, Request::new(2).refund())
+            .unwrap()
+            .remaining,
+        2
+    );
 }
 
 #[test]
 fn fixed_window_fields() {
     let s = Server::start();
     let mut c = s.connect();
-    if skip_unless(has_command(&mut c, "RL.FIXED"), "RL.FIXED") {
-        return;
-    }
     // 2040-01-15 12:00:10 UTC: a whole number of minutes plus 10 s, and
     // 07:00:10 in New York (EST, UTC-5).
     let t = 2_210_241_610 * SEC;
@@ -373,9 +356,6 @@ fn fixed_window_fields() {
 fn throttle_is_redis_cell_compatible() {
     let s = Server::start();
     let mut c = s.connect();
-    if skip_unless(has_command(&mut c, "CL.THROTTLE"), "CL.THROTTLE") {
-        return;
-    }
     let t = fake_start();
     set_clock(&mut c, t);
     let p = Throttle::new(15, 30, S(60)).unwrap();
@@ -402,9 +382,6 @@ fn throttle_is_redis_cell_compatible() {
 async fn all_is_all_or_nothing() {
     let s = Server::start();
     let mut c = s.connect();
-    if skip_unless(has_command(&mut c, "RL.ALL"), "RL.ALL") {
-        return;
-    }
     let t = fake_start();
     set_clock(&mut c, t);
     let two = SlidingWindow::new(2, S(60)).unwrap();
@@ -435,24 +412,18 @@ async fn all_is_all_or_nothing() {
     // Mixed policies, each through its RL.ALL spec.
     let mixed = All::new("{m}:tb", TokenBucket::new(4, 1, S(60)).unwrap())
         .and("{m}:fixed", FixedWindow::new(3, S(60)).unwrap())
-        .and("{m}:sw", ten);
-    let mixed = if has_command(&mut c, "RL.GCRA") {
-        mixed.and("{m}:gcra", Gcra::new(5, 1, S(1)).unwrap())
-    } else {
-        mixed
-    };
+        .and("{m}:sw", ten)
+        .and("{m}:gcra", Gcra::new(5, 1, S(1)).unwrap());
     let d = c.all(&mixed).unwrap();
     assert!(d.decision.allowed);
     assert_eq!((d.binding, d.decision.remaining), (1, 2));
-    if has_flags(&mut c) {
-        let dry = c.all(&all.clone().dry_run()).unwrap();
-        assert!(!dry.decision.allowed);
-        let back = c
-            .all(&All::new("{u}:a", two).and("{u}:b", ten).refund())
-            .unwrap();
-        assert!(back.decision.allowed);
-        assert_eq!(c.sliding("{u}:a", &two, 0).unwrap().remaining, 1);
-    }
+    let dry = c.all(&all.clone().dry_run()).unwrap();
+    assert!(!dry.decision.allowed);
+    let back = c
+        .all(&All::new("{u}:a", two).and("{u}:b", ten).refund())
+        .unwrap();
+    assert!(back.decision.allowed);
+    assert_eq!(c.sliding("{u}:a", &two, 0).unwrap().remaining, 1);
 }
 
 /// At each bound, what the client builds the server accepts, and what the
@@ -490,36 +461,30 @@ fn client_and_server_agree_on_bounds() {
     assert!(SlidingWindow::new(1, S(10 * year) + MILLIS(1)).is_err());
     refused(&mut c, &["RL.SLIDING", "w2", "1", "315360000.001"]);
 
-    if has_command(&mut c, "RL.GCRA") {
-        let g = Gcra::new(5, big_rate, S(1)).unwrap();
-        assert!(c.gcra("g1", &g, 1).unwrap().allowed);
-        refused(&mut c, &["RL.GCRA", "g2", "5", "2000000000", "1"]);
-        let g = Gcra::new(100 * year, 1, S(1)).unwrap();
-        assert!(c.gcra("g3", &g, 0).unwrap().allowed);
-        assert!(Gcra::new(100 * year + 1, 1, S(1)).is_err());
-        refused(
-            &mut c,
-            &["RL.GCRA", "g4", &(100 * year + 1).to_string(), "1", "1"],
-        );
-    }
-    if has_command(&mut c, "RL.FIXED") {
-        let f = FixedWindow::new(1, S(10 * year)).unwrap();
-        assert!(c.fixed("f1", &f, 1).unwrap().allowed);
-        assert!(FixedWindow::new(1, S(10 * year) + MILLIS(1)).is_err());
-        refused(&mut c, &["RL.FIXED", "f2", "1", "315360000.001"]);
-        refused(&mut c, &["RL.FIXED", "f3", "1", "60", "TZ", "UTC"]);
-    }
-    if has_command(&mut c, "CL.THROTTLE") {
-        let t = Throttle::new(100 * year - 1, 1, S(1)).unwrap();
-        assert!(c.throttle("t1", &t, 0).unwrap().allowed);
-        assert!(Throttle::new(100 * year, 1, S(1)).is_err());
-        refused(
-            &mut c,
-            &["CL.THROTTLE", "t2", &(100 * year).to_string(), "1", "1"],
-        );
-        assert!(Throttle::new(0, 2_000_000_000, S(1)).is_err());
-        refused(&mut c, &["CL.THROTTLE", "t3", "0", "2000000000", "1"]);
-        let fast = Throttle::new(0, 1_000_000_000, S(1)).unwrap();
-        assert!(c.throttle("t4", &fast, 1).unwrap().allowed);
-    }
+    let g = Gcra::new(5, big_rate, S(1)).unwrap();
+    assert!(c.gcra("g1", &g, 1).unwrap().allowed);
+    refused(&mut c, &["RL.GCRA", "g2", "5", "2000000000", "1"]);
+    let g = Gcra::new(100 * year, 1, S(1)).unwrap();
+    assert!(c.gcra("g3", &g, 0).unwrap().allowed);
+    assert!(Gcra::new(100 * year + 1, 1, S(1)).is_err());
+    refused(
+        &mut c,
+        &["RL.GCRA", "g4", &(100 * year + 1).to_string(), "1", "1"],
+    );
+    let f = FixedWindow::new(1, S(10 * year)).unwrap();
+    assert!(c.fixed("f1", &f, 1).unwrap().allowed);
+    assert!(FixedWindow::new(1, S(10 * year) + MILLIS(1)).is_err());
+    refused(&mut c, &["RL.FIXED", "f2", "1", "315360000.001"]);
+    refused(&mut c, &["RL.FIXED", "f3", "1", "60", "TZ", "UTC"]);
+    let t = Throttle::new(100 * year - 1, 1, S(1)).unwrap();
+    assert!(c.throttle("t1", &t, 0).unwrap().allowed);
+    assert!(Throttle::new(100 * year, 1, S(1)).is_err());
+    refused(
+        &mut c,
+        &["CL.THROTTLE", "t2", &(100 * year).to_string(), "1", "1"],
+    );
+    assert!(Throttle::new(0, 2_000_000_000, S(1)).is_err());
+    refused(&mut c, &["CL.THROTTLE", "t3", "0", "2000000000", "1"]);
+    let fast = Throttle::new(0, 1_000_000_000, S(1)).unwrap();
+    assert!(c.throttle("t4", &fast, 1).unwrap().allowed);
 }

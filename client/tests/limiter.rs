@@ -19,7 +19,6 @@ use redis_ratelimit_client::{
     SlidingWindow, Source, TokenBucket,
 };
 use redis_ratelimit_testkit::{int, Server};
-use support::{has_command, has_flags, skip_unless};
 
 const S: fn(u64) -> Duration = Duration::from_secs;
 const MS: fn(u64) -> Duration = Duration::from_millis;
@@ -84,10 +83,6 @@ async fn errors_that_are_not_outages_come_back() {
 #[tokio::test]
 async fn several_limits_are_checked_together() {
     let s = Server::start();
-    let mut c = s.connect();
-    if skip_unless(has_command(&mut c, "RL.ALL"), "RL.ALL") {
-        return;
-    }
     let limits = Limits::builder()
         .limit("second", TokenBucket::new(5, 5, S(1)).unwrap())
         .limit("minute", SlidingWindow::new(2, S(60)).unwrap())
@@ -118,16 +113,14 @@ async fn several_limits_are_checked_together() {
             .remaining
             >= 3
     );
-    if has_flags(&mut c) {
-        let back = limiter.refund("u1", 1).await.unwrap();
-        assert!(back.decision.allowed);
-        assert!(limiter.check("u1").await.unwrap().decision.allowed);
-        let dry = limiter
-            .check_with("u1", Request::new(1).dry_run())
-            .await
-            .unwrap();
-        assert!(!dry.decision.allowed);
-    }
+    let back = limiter.refund("u1", 1).await.unwrap();
+    assert!(back.decision.allowed);
+    assert!(limiter.check("u1").await.unwrap().decision.allowed);
+    let dry = limiter
+        .check_with("u1", Request::new(1).dry_run())
+        .await
+        .unwrap();
+    assert!(!dry.decision.allowed);
 }
 
 /// A limiter on a ConnectionManager with no cooldown, so every call tries
@@ -336,13 +329,6 @@ async fn waiting_without_a_limiter() {
 #[tokio::test]
 async fn calendar_windows_through_the_limiter() {
     let s = Server::start();
-    let mut c = s.connect();
-    if skip_unless(
-        has_command(&mut c, "RL.ALL") && has_command(&mut c, "RL.FIXED"),
-        "RL.ALL and RL.FIXED",
-    ) {
-        return;
-    }
     // The partner's quota: 10 a minute and 500 a day (New York days).
     let limits = Limits::builder()
         .limit("minute", SlidingWindow::new(10, S(60)).unwrap())

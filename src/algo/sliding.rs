@@ -458,7 +458,10 @@ impl Log {
                     .ok_or(bad)?;
             }
             // No limit exceeds i64::MAX, so no real log holds more units.
-            total = total.checked_add(count).filter(|t| *t <= i64::MAX as u64).ok_or(bad)?;
+            total = total
+                .checked_add(count)
+                .filter(|t| *t <= i64::MAX as u64)
+                .ok_or(bad)?;
             entries = entries.checked_add(1).ok_or(bad)?;
             last_off = start;
         }
@@ -776,15 +779,37 @@ mod tests {
     fn absurd_unit_counts_are_refused_and_never_overflow() {
         let mut bytes = vec![FORMAT_V1];
         bytes.extend_from_slice(&(1u64 << 55).to_le_bytes());
-        bytes.extend_from_slice(&[0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+        bytes.extend_from_slice(&[
+            0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ]);
         assert_eq!(Log::decode(&bytes), Err(DecodeError::Malformed));
         // Even a log built past that bound decides without overflow.
-        let mut log = Log::from_update(&Update { now_us: 1 << 55, span_us: 1, at_us: 1 << 55, units: u64::MAX, coalesce: false });
-        log.apply(&Update { now_us: 1 << 55, span_us: MAX_SPAN_US, at_us: 1 << 55, units: 5, coalesce: false });
-        let w = Window { limit: i64::MAX as u64, span_us: MAX_SPAN_US, max_entries: 10 };
+        let mut log = Log::from_update(&Update {
+            now_us: 1 << 55,
+            span_us: 1,
+            at_us: 1 << 55,
+            units: u64::MAX,
+            coalesce: false,
+        });
+        log.apply(&Update {
+            now_us: 1 << 55,
+            span_us: MAX_SPAN_US,
+            at_us: 1 << 55,
+            units: 5,
+            coalesce: false,
+        });
+        let w = Window {
+            limit: i64::MAX as u64,
+            span_us: MAX_SPAN_US,
+            max_entries: 10,
+        };
         let (d, _) = decide(Some(&log), &w, 1 << 55, 3);
         assert!(!d.allowed);
-        assert_eq!(decide(Some(&log), &Window { limit: 5, ..w }, 1 << 55, 1).0.allowed, false);
+        assert!(
+            !decide(Some(&log), &Window { limit: 5, ..w }, 1 << 55, 1)
+                .0
+                .allowed
+        );
     }
 
     #[test]

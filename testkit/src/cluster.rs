@@ -523,12 +523,3 @@ pub fn err_on(con: &mut dyn redis::ConnectionLike, args: &[&str]) -> String {
         Ok(v) => panic!("{args:?} should fail, got {v:?}"),
     }
 }
-
-/// Is `name` a command of this server (`COMMAND INFO` knows it)? Lets a
-/// suite cover commands as they land and skip those not there yet.
-pub fn has_command(con: &mut dyn redis::ConnectionLike, name: &str) -> bool {
-    match call_on(con, &["COMMAND", "INFO", name]) {
-        Ok(Value::Array(items)) => items.iter().any(|i| !matches!(i, Value::Nil)),
-        _ => false,
-    }
-}

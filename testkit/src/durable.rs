@@ -33,12 +33,14 @@ pub fn assert_state_survives_everything(master: Server, replica: &Server) -> usi
     wait_caught_up(&master, replica);
     let mut c = master.connect();
     let mut rc = replica.connect();
+    eprintln!("comparing the master with its replica");
     let keys = assert_same_state(&mut c, &mut rc);
     ok(&mut rc, &["REPLICAOF", "NO", "ONE"]);
     drop(c);
 
     let master = master.restart(false);
     let mut c = master.connect();
+    eprintln!("comparing the master restarted from its AOF with the replica");
     assert_eq!(
         assert_same_state(&mut c, &mut rc),
         keys,
@@ -59,6 +61,7 @@ pub fn assert_state_survives_everything(master: Server, replica: &Server) -> usi
     drop(c);
     let master = master.restart(false);
     let mut c = master.connect();
+    eprintln!("comparing the master restarted from its rewritten AOF with the replica");
     assert_eq!(
         assert_same_state(&mut c, &mut rc),
         keys,
@@ -66,6 +69,7 @@ pub fn assert_state_survives_everything(master: Server, replica: &Server) -> usi
     );
 
     ok(&mut c, &["DEBUG", "RELOAD"]);
+    eprintln!("comparing the master after DEBUG RELOAD with the replica");
     assert_eq!(
         assert_same_state(&mut c, &mut rc),
         keys,

@@ -338,6 +338,20 @@ pub fn dump_all(con: &mut redis::Connection) -> Vec<(String, Option<Vec<u8>>)> {
         .collect()
 }
 
+/// A key name as text, one to one: printable ASCII as it is, any other
+/// byte (and the backslash) as `\xNN`, so binary names never collide.
+pub fn key_name(k: &[u8]) -> String {
+    let mut s = String::with_capacity(k.len());
+    for &b in k {
+        if (0x20..0x7f).contains(&b) && b != b'\\' {
+            s.push(char::from(b));
+        } else {
+            s.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    s
+}
+
 /// Every key (sorted by its bytes), its DUMP and, if asked, its PEXPIRETIME.
 fn raw_states(con: &mut redis::Connection, expiry: bool) -> Vec<(String, Option<Vec<u8>>, i64)> {
     let mut keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(con).unwrap();
@@ -354,7 +368,7 @@ fn raw_states(con: &mut redis::Connection, expiry: bool) -> Vec<(String, Option<
             } else {
                 0
             };
-            (String::from_utf8_lossy(&k).into_owned(), d, e)
+            (key_name(&k), d, e)
         })
         .collect()
 }
@@ -437,9 +451,19 @@ pub fn assert_same_state(master: &mut redis::Connection, replica: &mut redis::Co
     };
     let m = lasting(state_of(master));
     let r = lasting(state_of(replica));
-    let mk: Vec<&String> = m.iter().map(|x| &x.0).collect();
-    let rk: Vec<&String> = r.iter().map(|x| &x.0).collect();
-    assert_eq!(mk, rk, "different keys");
+    type Entry = (String, Option<Vec<u8>>, i64);
+    let only = |a: &[Entry], b: &[Entry]| -> Vec<Entry> {
+        a.iter()
+            .filter(|x| !b.iter().any(|y| y.0 == x.0))
+            .cloned()
+            .collect()
+    };
+    let (only_m, only_r) = (only(&m, &r), only(&r, &m));
+    assert!(
+        only_m.is_empty() && only_r.is_empty(),
+        "different keys (with their expiry, now {} ms): only on the first {only_m:?}, only on the second {only_r:?}",
+        now_ns() / MS
+    );
     for (a, b) in m.iter().zip(&r) {
         assert_eq!(a, b, "key {} differs", a.0);
     }
