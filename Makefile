@@ -43,8 +43,8 @@ test-unit: ## Unit and property tests only (no server)
 bench: ## Criterion benches of the pure algorithms
 	$(CARGO) bench --bench algorithms
 
-bench-server: build ## Server benchmark vs INCR and Lua baselines; writes docs/BENCHMARKS.md
-	python3 scripts/bench_server.py
+bench-server: build ## Server benchmark vs INCR and Lua baselines; writes docs/BENCHMARKS.md (BENCH_ARGS=--callgrind adds instruction counts)
+	python3 scripts/bench_server.py $(BENCH_ARGS)
 
 lint: ## rustfmt and clippy
 	$(CARGO) fmt --all -- --check
