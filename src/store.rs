@@ -1,5 +1,5 @@
-//! How limiter state lives in a key: two module types, their persistence
-//! callbacks, and the one encoding every path shares.
+//! How limiter state lives in a key: three module types, their persistence
+//! callbacks, and the encodings every path shares.
 //!
 //! - `rl-bucket` (token bucket, GCRA): the state is one absolute time in
 //!   nanoseconds, kept in the module value's pointer field itself. No heap
@@ -9,10 +9,11 @@
 //!   end is the key's expiry, written in the same step.
 //! - `rl-window` (exact sliding window): a boxed [`Log`].
 //!
-//! The same bytes serve RDB, `DUMP`/`RESTORE`, AOF rewrite and replication
-//! (`RL.SETSTATE key kind payload`), so a replica, a reloaded server and an
-//! AOF replay hold byte-identical state. `rdb_load` validates everything
-//! and refuses bad bytes instead of crashing.
+//! RDB and `DUMP` carry the value (the u64, or the encoded log); AOF
+//! rewrite and replication carry it inside `RL.SETSTATE key <state>` (see
+//! `wire`), so a replica, a reloaded server and an AOF replay hold
+//! byte-identical state. `rdb_load` validates everything and refuses bad
+//! bytes instead of crashing.
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::catch_unwind;
