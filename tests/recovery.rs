@@ -180,7 +180,8 @@ fn crash_with_aof(rewrite_midway: bool) {
     if rewrite_midway {
         call(&mut server.connect(), &["BGREWRITEAOF"]).unwrap();
     }
-    // About a third of all capacity: the kill lands mid-load.
+    // About a sixth of all capacity (4 limiters x 24 keys x 40): the kill
+    // lands mid-load, far from any limit.
     load.wait_for(600);
     let dir = server.kill();
     let acked = load.finish();

@@ -1,15 +1,15 @@
 //! The bucket family, all on the GCRA state of `algo::bucket`:
 //! RL.TOKENBUCKET, RL.GCRA, and CL.THROTTLE (a drop-in for redis-cell).
 
-use super::limit::{self, Effect, Flags, Mode, Spec};
+use super::limit::{self, cost_and_flags, Effect, Flags, Mode, Spec};
 use super::Args;
 use crate::algo::bucket::{Bucket, BucketError};
 use crate::algo::RetryAfter;
 use crate::api::{Ctx, Holds, Key, RawString};
 use crate::error::{
     CmdError, CmdResult, BUCKET_TOO_LONG, BURST, CAPACITY, CELL_COUNT, CELL_MAX_BURST, CELL_PERIOD,
-    CELL_QUANTITY, CELL_TOO_LONG, COST, COST_OPTION, GCRA_PERIOD, GCRA_RATE_TOO_HIGH,
-    GCRA_TOO_LONG, INTERNAL, PERIOD, RATE, RATE_TOO_HIGH, SYNTAX, WRONGTYPE,
+    CELL_QUANTITY, CELL_TOO_LONG, COST, GCRA_PERIOD, GCRA_RATE_TOO_HIGH, GCRA_TOO_LONG, INTERNAL,
+    PERIOD, RATE, RATE_TOO_HIGH, SYNTAX, WRONGTYPE,
 };
 use crate::num::{parse_u64, Decimal, Scaled};
 use crate::stats::{self, Cmd};
@@ -85,18 +85,9 @@ pub fn gcra(ctx: Ctx, argv: &[RawString]) -> CmdResult {
     let burst = args.next_int(1, BURST)?;
     let rate = args.next_positive(RATE)?;
     let period = args.next_positive(GCRA_PERIOD)?;
-    let mut cost = None;
-    let mut flags = Flags::default();
-    while !args.done() {
-        let opt = args.next_bytes()?;
-        let known = args.option(opt, b"COST", &mut cost, |a| a.next_int(0, COST_OPTION))?
-            || flags.read(opt);
-        if !known {
-            return Err(SYNTAX);
-        }
-    }
+    let (cost, flags) = cost_and_flags(&mut args)?;
     let spec = Spec::Bucket(bucket(burst, &rate, &period, &GCRA_ERRORS)?);
-    let decision = limit::run(ctx, key, &spec, cost.unwrap_or(1), flags, Cmd::Gcra)?;
+    let decision = limit::run(ctx, key, &spec, cost, flags, Cmd::Gcra)?;
     ctx.reply_decision(&decision);
     Ok(())
 }

@@ -8,13 +8,14 @@
 
 use std::ffi::CStr;
 
+use super::Args;
 use crate::algo::bucket::Bucket;
 use crate::algo::calendar::{self, Calendar};
 use crate::algo::fixed::{self, Counter};
 use crate::algo::sliding::{self, Log, Refund, Update, Window};
 use crate::algo::{Change, Decision};
 use crate::api::{Ctx, Key, RawString};
-use crate::error::{CmdError, CmdResult, INTERNAL};
+use crate::error::{CmdError, CmdResult, COST_OPTION, INTERNAL, SYNTAX};
 use crate::stats::{self, Cmd};
 use crate::store;
 use crate::time::Nanos;
@@ -249,6 +250,22 @@ impl Flags {
             Mode::Take
         }
     }
+}
+
+/// Reads `[COST n] [DRYRUN] [REFUND]` up to the end of the arguments:
+/// the options of RL.SLIDING and RL.GCRA. The cost defaults to 1.
+pub fn cost_and_flags(args: &mut Args) -> Result<(u64, Flags), CmdError> {
+    let mut cost = None;
+    let mut flags = Flags::default();
+    while !args.done() {
+        let opt = args.next_bytes()?;
+        let known = args.option(opt, b"COST", &mut cost, |a| a.next_int(0, COST_OPTION))?
+            || flags.read(opt);
+        if !known {
+            return Err(SYNTAX);
+        }
+    }
+    Ok((cost.unwrap_or(1), flags))
 }
 
 /// One limit on one key, for a single-key command: open, evaluate, apply

@@ -1,10 +1,10 @@
 //! RL.SLIDING: the exact sliding window of `algo::sliding`.
 
-use super::limit::{self, Flags, Spec};
+use super::limit::{self, cost_and_flags, Spec};
 use super::Args;
 use crate::algo::sliding::{Window, MAX_SPAN_US};
 use crate::api::{Ctx, RawString};
-use crate::error::{CmdError, CmdResult, COST_OPTION, LIMIT, SYNTAX, WINDOW};
+use crate::error::{CmdError, CmdResult, LIMIT, WINDOW};
 use crate::num::{Decimal, Scaled};
 use crate::stats::Cmd;
 
@@ -31,18 +31,9 @@ pub fn sliding(ctx: Ctx, argv: &[RawString]) -> CmdResult {
     let key = args.next_raw()?;
     let limit = args.next_int(1, LIMIT)?;
     let span_us = window_span_us(&args.next_positive(WINDOW)?)?;
-    let mut cost = None;
-    let mut flags = Flags::default();
-    while !args.done() {
-        let opt = args.next_bytes()?;
-        let known = args.option(opt, b"COST", &mut cost, |a| a.next_int(0, COST_OPTION))?
-            || flags.read(opt);
-        if !known {
-            return Err(SYNTAX);
-        }
-    }
+    let (cost, flags) = cost_and_flags(&mut args)?;
     let spec = window(limit, span_us);
-    let decision = limit::run(ctx, key, &spec, cost.unwrap_or(1), flags, Cmd::Sliding)?;
+    let decision = limit::run(ctx, key, &spec, cost, flags, Cmd::Sliding)?;
     ctx.reply_decision(&decision);
     Ok(())
 }
