@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 
 /// The measured interval holds the demand plus the time before the first
 /// request reaches the server and after the last reply: up to this much
-/// (generous for a loaded machine). The lower bounds allow for it.
-const SLACK_S: f64 = 0.02;
+/// (32 threads starting on 2 cores can be that late). The lower bounds
+/// allow for it; slow rates (10 a second) keep it under a token.
+const SLACK_S: f64 = 0.05;
 
 /// The server's clock, in seconds.
 fn server_time(c: &mut redis::Connection) -> f64 {
@@ -73,16 +74,16 @@ fn hammer(
 #[test]
 fn token_bucket_admits_the_theoretical_count_within_one_refill() {
     let s = Server::start();
-    // 10 tokens, 20 a second: one refill every 50 ms.
+    // 10 tokens, 10 a second: one refill every 100 ms.
     let (admitted, elapsed) = hammer(
         &s,
         32,
         Duration::from_millis(1500),
-        &["RL.TOKENBUCKET", "hot", "10", "20", "1"],
+        &["RL.TOKENBUCKET", "hot", "10", "10", "1"],
         (0, 1),
     );
-    let theory = 10.0 + 20.0 * elapsed;
-    let floor = theory - 1.0 - 20.0 * SLACK_S;
+    let theory = 10.0 + 10.0 * elapsed;
+    let floor = theory - 1.0 - 10.0 * SLACK_S;
     println!("token bucket: {admitted} admitted in {elapsed:.4} s, theory {theory:.2}");
     assert!(admitted as f64 <= theory, "{admitted} > {theory}");
     assert!(
@@ -98,25 +99,25 @@ fn gcra_and_throttle_admit_the_theoretical_count_within_one_refill() {
         &s,
         32,
         Duration::from_millis(1200),
-        &["RL.GCRA", "g", "5", "25", "1"],
+        &["RL.GCRA", "g", "5", "10", "1"],
         (0, 1),
     );
-    let theory = 5.0 + 25.0 * elapsed;
-    let floor = theory - 1.0 - 25.0 * SLACK_S;
+    let theory = 5.0 + 10.0 * elapsed;
+    let floor = theory - 1.0 - 10.0 * SLACK_S;
     assert!(
         admitted as f64 <= theory && admitted as f64 >= floor,
         "gcra {admitted} vs {theory}"
     );
-    // CL.THROTTLE answers 0 when allowed: max_burst 4 (limit 5), 25 per second.
+    // CL.THROTTLE answers 0 when allowed: max_burst 4 (limit 5), 10 per second.
     let (admitted, elapsed) = hammer(
         &s,
         32,
         Duration::from_millis(1200),
-        &["CL.THROTTLE", "t", "4", "25", "1"],
+        &["CL.THROTTLE", "t", "4", "10", "1"],
         (0, 0),
     );
-    let theory = 5.0 + 25.0 * elapsed;
-    let floor = theory - 1.0 - 25.0 * SLACK_S;
+    let theory = 5.0 + 10.0 * elapsed;
+    let floor = theory - 1.0 - 10.0 * SLACK_S;
     assert!(
         admitted as f64 <= theory && admitted as f64 >= floor,
         "throttle {admitted} vs {theory}"
@@ -155,7 +156,7 @@ fn rl_all_consumes_from_every_key_alike_and_within_every_bound() {
         "{h}:tb",
         "TOKENBUCKET",
         "10",
-        "20",
+        "10",
         "LIMIT",
         "{h}:sw",
         "SLIDING",
@@ -168,8 +169,8 @@ fn rl_all_consumes_from_every_key_alike_and_within_every_bound() {
         "HOUR",
     ];
     let (admitted, elapsed) = hammer(&s, 32, Duration::from_millis(1500), &args, (0, 1));
-    let theory = 10.0 + 20.0 * elapsed;
-    let floor = theory - 1.0 - 20.0 * SLACK_S;
+    let theory = 10.0 + 10.0 * elapsed;
+    let floor = theory - 1.0 - 10.0 * SLACK_S;
     println!("RL.ALL: {admitted} admitted in {elapsed:.4} s, theory {theory:.2}");
     assert!(
         admitted as f64 <= theory && admitted as f64 >= floor,
