@@ -12,8 +12,8 @@ TEST_MODULE := target/debug/libredis_ratelimit.so
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
 
-deps: ## Install missing Debian packages (redis-server, redis-tools, libclang-dev)
-	@./scripts/deps.sh
+deps: ## Install what the build and tests need (C compiler, libclang, redis-server, redis-tools)
+	@./scripts/deps.sh build
 
 build: deps ## Build the release module: target/release/libredis_ratelimit.so
 	$(CARGO) build --release --lib
@@ -24,6 +24,7 @@ run: build ## Start redis-server on 127.0.0.1:$(PORT) with the module loaded (fo
 	redis-server --port $(PORT) --bind 127.0.0.1 --save "" --appendonly no --loadmodule $(CURDIR)/$(MODULE)
 
 test: deps ## Build and run every test: unit, property, integration against real servers
+	./scripts/test-deps.sh
 	$(CARGO) build --release --lib
 	$(CARGO) build --lib --features test-hooks
 	$(CARGO) test -p redis-ratelimit --features test-hooks
