@@ -27,6 +27,7 @@ test: deps ## Build and run every test: unit, property, integration against real
 	./scripts/test-deps.sh
 	$(CARGO) build --release --lib
 	$(CARGO) build --lib --features test-hooks
+	$(CARGO) test -p redis-ratelimit-core
 	$(CARGO) test -p redis-ratelimit --features test-hooks
 	$(CARGO) test -p redis-ratelimit-testkit
 	$(CARGO) test -p redis-ratelimit-client --all-features
@@ -39,10 +40,11 @@ soak: deps ## Long soak tests (minutes; not part of make test)
 	$(CARGO) test --features test-hooks --test soak -- --ignored --nocapture
 
 test-unit: ## Unit and property tests only (no server)
+	$(CARGO) test -p redis-ratelimit-core
 	$(CARGO) test --lib
 
 bench: ## Criterion benches of the pure algorithms
-	$(CARGO) bench --bench algorithms
+	$(CARGO) bench -p redis-ratelimit-core --bench algorithms
 
 bench-server: build ## Server benchmark vs INCR and Lua baselines; writes docs/BENCHMARKS.md (BENCH_ARGS=--callgrind adds instruction counts)
 	python3 scripts/bench_server.py $(BENCH_ARGS)
@@ -50,7 +52,7 @@ bench-server: build ## Server benchmark vs INCR and Lua baselines; writes docs/B
 lint: ## rustfmt and clippy
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy -p redis-ratelimit --all-targets --features test-hooks -- -D warnings
-	$(CARGO) clippy -p redis-ratelimit-client -p redis-ratelimit-testkit --all-targets --all-features -- -D warnings
+	$(CARGO) clippy -p redis-ratelimit-core -p redis-ratelimit-client -p redis-ratelimit-testkit --all-targets --all-features -- -D warnings
 
 clean: ## Remove build output
 	$(CARGO) clean

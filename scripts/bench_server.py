@@ -548,6 +548,7 @@ CALLGRIND_CASES = [
     ("RL.TOKENBUCKET", ["RL.TOKENBUCKET", "tb:__rand_int__", "1000000", "1", "1", "PERIOD", "60"]),
     ("RL.GCRA", ["RL.GCRA", "gcra:__rand_int__", "1000000", "1", "60"]),
     ("RL.FIXED", ["RL.FIXED", "fx:__rand_int__", "1000000", "86400"]),
+    ("RL.SLIDING", ["RL.SLIDING", "sl:__rand_int__", "1000000", "60"]),
 ]
 
 

@@ -7,64 +7,51 @@
 //!   entry. It bounds memory per key (1 to 5 bytes an entry); below it the
 //!   window is exact, above it the window can only admit less, never more.
 
-use std::ffi::{c_char, c_int, c_longlong, c_void};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use redis_module::raw;
+use redis_ratelimit_core::grammar::{Settings, SLIDING_MAX_ENTRIES_DEFAULT};
 
-use crate::api::rm;
+use crate::api::{self, Ctx, NumericConfig};
 
-pub const SLIDING_MAX_ENTRIES_DEFAULT: u32 = 100_000;
 const SLIDING_MAX_ENTRIES_MAX: u32 = 100_000_000;
 
 static SLIDING_MAX_ENTRIES: AtomicU32 = AtomicU32::new(SLIDING_MAX_ENTRIES_DEFAULT);
 
-/// The current cap on sliding-window entries per key.
+/// What limits take from the configuration, as of now.
 #[inline]
-pub fn sliding_max_entries() -> u32 {
-    SLIDING_MAX_ENTRIES.load(Ordering::Relaxed)
+pub fn settings() -> Settings {
+    Settings {
+        sliding_max_entries: SLIDING_MAX_ENTRIES.load(Ordering::Relaxed),
+    }
 }
 
-extern "C" fn get_max_entries(_name: *const c_char, _privdata: *mut c_void) -> c_longlong {
-    c_longlong::from(sliding_max_entries())
-}
+struct SlidingMaxEntries;
 
-extern "C" fn set_max_entries(
-    _name: *const c_char,
-    value: c_longlong,
-    _privdata: *mut c_void,
-    _err: *mut *mut raw::RedisModuleString,
-) -> c_int {
-    // Redis has already checked the range.
-    match u32::try_from(value) {
-        Ok(v) if v >= 1 => {
-            SLIDING_MAX_ENTRIES.store(v, Ordering::Relaxed);
-            raw::REDISMODULE_OK as c_int
+impl NumericConfig for SlidingMaxEntries {
+    const NAME: &'static std::ffi::CStr = c"sliding-max-entries";
+    const DEFAULT: i64 = SLIDING_MAX_ENTRIES_DEFAULT as i64;
+    const MIN: i64 = 1;
+    const MAX: i64 = SLIDING_MAX_ENTRIES_MAX as i64;
+    fn get() -> i64 {
+        i64::from(SLIDING_MAX_ENTRIES.load(Ordering::Relaxed))
+    }
+    fn set(v: i64) -> bool {
+        match u32::try_from(v) {
+            Ok(v) if v >= 1 => {
+                SLIDING_MAX_ENTRIES.store(v, Ordering::Relaxed);
+                true
+            }
+            _ => false,
         }
-        _ => raw::REDISMODULE_ERR as c_int,
     }
 }
 
 /// Registers the configuration and applies values given at load time.
-pub fn register(ctx: *mut raw::RedisModuleCtx) -> Result<(), &'static str> {
-    let rc = rm!(RedisModule_RegisterNumericConfig(
-        ctx,
-        c"sliding-max-entries".as_ptr(),
-        c_longlong::from(SLIDING_MAX_ENTRIES_DEFAULT),
-        raw::REDISMODULE_CONFIG_DEFAULT,
-        1,
-        c_longlong::from(SLIDING_MAX_ENTRIES_MAX),
-        Some(get_max_entries),
-        Some(set_max_entries),
-        None,
-        std::ptr::null_mut(),
-    ) else raw::REDISMODULE_ERR as c_int);
-    if rc != raw::REDISMODULE_OK as c_int {
+pub fn register(ctx: &Ctx<'_>) -> Result<(), &'static str> {
+    if !api::register_numeric_config::<SlidingMaxEntries>(ctx) {
         return Err("cannot register sliding-max-entries");
     }
-    if rm!(RedisModule_LoadConfigs(ctx) else raw::REDISMODULE_ERR as c_int)
-        != raw::REDISMODULE_OK as c_int
-    {
+    if !ctx.load_configs() {
         return Err("bad configuration value at load time");
     }
     Ok(())

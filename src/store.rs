@@ -1,5 +1,7 @@
 //! How limiter state lives in a key: three module types, their persistence
-//! callbacks, and the encodings every path shares.
+//! callbacks, and the two functions every path goes through: [`load`]
+//! reads a key's state (checking its type), [`write`] writes an effect's
+//! value and expiry together.
 //!
 //! - `rl-bucket` (token bucket, GCRA): the state is one absolute time in
 //!   nanoseconds, kept in the module value's pointer field itself. No heap
@@ -10,227 +12,92 @@
 //! - `rl-window` (exact sliding window): a boxed [`Log`].
 //!
 //! RDB and `DUMP` carry the value (the u64, or the encoded log); AOF
-//! rewrite and replication carry it inside `RL.SETSTATE key <state>` (see
-//! `wire`), so a replica, a reloaded server and an AOF replay hold
-//! byte-identical state. `rdb_load` validates everything and refuses bad
-//! bytes instead of crashing.
+//! rewrite carries it inside `RL.SETSTATE key <state>` (see `wire`), so a
+//! replica, a reloaded server and an AOF replay hold byte-identical state.
+//! `rdb_load` validates everything and refuses bad bytes instead of
+//! crashing.
 
-use std::ffi::{c_char, c_int, c_void, CStr};
-use std::panic::catch_unwind;
-use std::sync::atomic::{AtomicI64, AtomicPtr, Ordering};
+use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicI64, Ordering};
 
-use redis_module::raw;
+use redis_ratelimit_core::algo::fixed::Counter;
+use redis_ratelimit_core::algo::sliding::Log;
+use redis_ratelimit_core::error::{CmdError, WRONGTYPE};
+use redis_ratelimit_core::limit::{Effect, Kind, Stored};
+use redis_ratelimit_core::num::parse_u64;
+use redis_ratelimit_core::time::Nanos;
 
-use crate::algo::fixed::Counter;
-use crate::algo::sliding::Log;
-use crate::api::{rm, Holds, Key, RawString};
-use crate::error::{CmdError, INTERNAL, WRONGTYPE};
+use crate::api::{
+    self, Aof, BoxedMethods, BoxedType, Ctx, Holds, InlineMethods, InlineType, Key, Name, Read,
+};
 use crate::stats::{KEYS_BUCKET, KEYS_FIXED, KEYS_WINDOW};
-use crate::time::Nanos;
-use crate::wire;
+use crate::wire::{self, State};
 
-static BUCKET: AtomicPtr<raw::RedisModuleType> = AtomicPtr::new(std::ptr::null_mut());
-static WINDOW: AtomicPtr<raw::RedisModuleType> = AtomicPtr::new(std::ptr::null_mut());
-static FIXED: AtomicPtr<raw::RedisModuleType> = AtomicPtr::new(std::ptr::null_mut());
+pub static BUCKET: InlineType = InlineType::new();
+pub static FIXED: InlineType = InlineType::new();
+pub static WINDOW: BoxedType<Log> = BoxedType::new();
 
-const ENCODING_VERSION: c_int = 1;
+const ENCODING_VERSION: i32 = 1;
 
-/// The internal commands effects travel as (see `wire`).
-pub const SETSTATE: &CStr = c"RL.SETSTATE";
-pub const WINDOWADD: &CStr = c"RL.WINDOWADD";
-pub const WINDOWREFUND: &CStr = c"RL.WINDOWREFUND";
-
-fn bucket_type() -> *mut raw::RedisModuleType {
-    BUCKET.load(Ordering::Relaxed)
-}
-
-fn window_type() -> *mut raw::RedisModuleType {
-    WINDOW.load(Ordering::Relaxed)
-}
-
-fn fixed_type() -> *mut raw::RedisModuleType {
-    FIXED.load(Ordering::Relaxed)
-}
-
-/// Creates both module types. Called once from `RedisModule_OnLoad`.
-pub fn register_types(ctx: *mut raw::RedisModuleCtx) -> Result<(), &'static str> {
-    let mut bucket = inline_methods::<INLINE_BUCKET>();
-    let t = rm!(RedisModule_CreateDataType(ctx, c"rl-bucket".as_ptr(), ENCODING_VERSION, &mut bucket) else std::ptr::null_mut());
-    if t.is_null() {
+/// Creates the module types. Called once at load.
+pub fn register_types(ctx: &Ctx<'_>) -> Result<(), &'static str> {
+    if !api::register_inline::<BucketType>(ctx, c"rl-bucket", ENCODING_VERSION) {
         return Err("cannot create type rl-bucket");
     }
-    BUCKET.store(t, Ordering::Relaxed);
-
-    let mut fixed = inline_methods::<INLINE_FIXED>();
-    let t = rm!(RedisModule_CreateDataType(ctx, c"rl-fixwin".as_ptr(), ENCODING_VERSION, &mut fixed) else std::ptr::null_mut());
-    if t.is_null() {
+    if !api::register_inline::<FixedType>(ctx, c"rl-fixwin", ENCODING_VERSION) {
         return Err("cannot create type rl-fixwin");
     }
-    FIXED.store(t, Ordering::Relaxed);
-
-    let mut window = methods();
-    window.rdb_load = Some(window_rdb_load);
-    window.rdb_save = Some(window_rdb_save);
-    window.aof_rewrite = Some(window_aof_rewrite);
-    window.mem_usage = Some(window_mem_usage);
-    window.digest = Some(window_digest);
-    window.free = Some(window_free);
-    window.copy = Some(window_copy);
-    let t = rm!(RedisModule_CreateDataType(ctx, c"rl-window".as_ptr(), ENCODING_VERSION, &mut window) else std::ptr::null_mut());
-    if t.is_null() {
+    if !api::register_boxed::<WindowType>(ctx, c"rl-window", ENCODING_VERSION) {
         return Err("cannot create type rl-window");
     }
-    WINDOW.store(t, Ordering::Relaxed);
     Ok(())
 }
 
-/// The two types whose state is one non-zero u64 kept in the value pointer
-/// itself: their callbacks are the same code, told apart by this constant.
-const INLINE_BUCKET: u8 = 0;
-const INLINE_FIXED: u8 = 1;
+// ---------------------------------------------------------------- load and write
 
-fn inline_count(k: u8) -> &'static AtomicI64 {
-    if k == INLINE_BUCKET {
-        &KEYS_BUCKET
-    } else {
-        &KEYS_FIXED
+/// The state in `key` for a limit keeping `kind`: empty, or the stored
+/// value. A key of any other type (another limiter's included) is
+/// WRONGTYPE. A fixed-window counter without an expiry (someone ran
+/// PERSIST) reads as fresh and is overwritten on the next write.
+#[inline]
+pub fn load<'k>(key: &'k Key<'_>, kind: Kind) -> Result<Stored<'k>, CmdError> {
+    match key.read() {
+        Read::Nothing => Ok(Stored::Empty),
+        Read::Module(held) => match kind {
+            Kind::Bucket => held
+                .inline(&BUCKET)
+                .map(|v| Stored::Bucket(Nanos::new(v.get())))
+                .ok_or(WRONGTYPE),
+            Kind::Fixed => {
+                let count = held.inline(&FIXED).ok_or(WRONGTYPE)?.get();
+                Ok(key.expire_at_ms().map_or(Stored::Empty, |end_ms| {
+                    Stored::Fixed(Counter { count, end_ms })
+                }))
+            }
+            Kind::Window => held.boxed(&WINDOW).map(Stored::Window).ok_or(WRONGTYPE),
+        },
+        Read::Other => Err(WRONGTYPE),
     }
 }
 
-fn inline_methods<const K: u8>() -> raw::RedisModuleTypeMethods {
-    let mut m = methods();
-    m.rdb_load = Some(inline_rdb_load::<K>);
-    m.rdb_save = Some(inline_rdb_save);
-    m.aof_rewrite = Some(inline_aof_rewrite::<K>);
-    m.mem_usage = Some(inline_mem_usage);
-    m.digest = Some(inline_digest);
-    m.free = Some(inline_free::<K>);
-    m.copy = Some(inline_copy::<K>);
-    m
-}
-
-fn methods() -> raw::RedisModuleTypeMethods {
-    raw::RedisModuleTypeMethods {
-        version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
-        rdb_load: None,
-        rdb_save: None,
-        aof_rewrite: None,
-        mem_usage: None,
-        digest: None,
-        free: None,
-        aux_load: None,
-        aux_save: None,
-        aux_save_triggers: 0,
-        free_effort: None,
-        unlink: None,
-        copy: None,
-        defrag: None,
-        mem_usage2: None,
-        free_effort2: None,
-        unlink2: None,
-        copy2: None,
-        aux_save2: None,
+/// [`load`], and for a bucket also a string left by redis-cell: the
+/// theoretical arrival time in Unix nanoseconds, as digits (CL.THROTTLE).
+pub fn load_or_cell<'k>(key: &'k Key<'_>, kind: Kind) -> Result<Stored<'k>, CmdError> {
+    if kind != Kind::Bucket || key.holds() != Holds::Other {
+        return load(key, kind);
     }
+    let bytes = key.string_bytes().ok_or(WRONGTYPE)?;
+    parse_u64(bytes)
+        .filter(|v| *v > 0)
+        .map(|v| Stored::Bucket(Nanos::new(v)))
+        .ok_or(WRONGTYPE)
 }
 
-// ---------------------------------------------------------------- key access
-
-/// The stored bucket time: `None` for an empty key, WRONGTYPE for a key of
-/// any other type (including a sliding window).
-pub fn bucket_state(key: &Key) -> Result<Option<Nanos>, CmdError> {
-    match key.holds() {
-        Holds::Nothing => Ok(None),
-        Holds::Module(t) if t == bucket_type() => Ok(Some(Nanos::new(key.value() as usize as u64))),
-        _ => Err(WRONGTYPE),
-    }
-}
-
-/// Stores a bucket time (never zero: a bucket that was just used is full
-/// strictly after the epoch).
-pub fn set_bucket(key: &mut Key, tat: Nanos) -> Result<(), CmdError> {
-    let v = tat.as_u64().max(1) as usize as *mut c_void;
-    set_inline(key, bucket_type(), v, &KEYS_BUCKET)
-}
-
-/// Stores an inline value; a newly created one is counted.
-fn set_inline(
-    key: &mut Key,
-    t: *mut raw::RedisModuleType,
-    v: *mut c_void,
-    count: &AtomicI64,
-) -> Result<(), CmdError> {
-    match key.set_value(t, v) {
-        Ok(None) => {
-            count.fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        }
-        Ok(Some(_)) => Ok(()),
-        Err(()) => Err(INTERNAL),
-    }
-}
-
-/// The stored fixed-window counter: its count, and its window's end (the
-/// key's expiry). A counter without an expiry (someone ran PERSIST) is
-/// treated as fresh and overwritten on the next write.
-pub fn fixed_state(key: &Key) -> Result<Option<Counter>, CmdError> {
-    match key.holds() {
-        Holds::Nothing => Ok(None),
-        Holds::Module(t) if t == fixed_type() => {
-            let count = key.value() as usize as u64;
-            Ok(key.expire_at_ms().map(|end_ms| Counter { count, end_ms }))
-        }
-        _ => Err(WRONGTYPE),
-    }
-}
-
-/// Stores a fixed-window count (never zero: a zero count is a deleted key).
-pub fn set_fixed(key: &mut Key, count: u64) -> Result<(), CmdError> {
-    let v = count.max(1) as usize as *mut c_void;
-    set_inline(key, fixed_type(), v, &KEYS_FIXED)
-}
-
-/// The stored log, borrowed from the key's value, or `None` for an empty key.
-pub fn window_state(key: &mut Key) -> Result<Option<&mut Log>, CmdError> {
-    match key.holds() {
-        Holds::Nothing => Ok(None),
-        Holds::Module(t) if t == window_type() => {
-            let p = key.value().cast::<Log>();
-            // SAFETY: values of the rl-window type are always a Box<Log>
-            // created by this module; the key is open and the command runs
-            // alone on the main thread.
-            Ok(unsafe { p.as_mut() })
-        }
-        _ => Err(WRONGTYPE),
-    }
-}
-
-/// Stores a new log in an empty key (or one of our other type).
-pub fn set_window(key: &mut Key, log: Log) -> Result<(), CmdError> {
-    let p = Box::into_raw(Box::new(log));
-    match key.set_value(window_type(), p.cast()) {
-        Ok(Some(old)) => {
-            // Replaced in place: free the previous log.
-            // SAFETY: the old value was a Box<Log> of this type.
-            drop(unsafe { Box::from_raw(old.cast::<Log>()) });
-            Ok(())
-        }
-        Ok(None) => {
-            KEYS_WINDOW.fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        }
-        Err(()) => {
-            // SAFETY: Redis did not take the pointer.
-            drop(unsafe { Box::from_raw(p) });
-            Err(INTERNAL)
-        }
-    }
-}
-
-/// What `RL.SETSTATE` may replace: empty keys and this module's own types.
-pub fn holds_ours_or_nothing(key: &Key) -> bool {
+/// True if the key is empty or holds one of this module's types.
+pub fn holds_ours_or_nothing(key: &Key<'_>) -> bool {
     match key.holds() {
         Holds::Nothing => true,
-        Holds::Module(t) => t == bucket_type() || t == window_type() || t == fixed_type(),
+        Holds::Module(t) => t == BUCKET.id() || t == FIXED.id() || t == WINDOW.id(),
         Holds::Other => false,
     }
 }
@@ -241,166 +108,166 @@ pub fn expiry_ms(at: Nanos) -> u64 {
     at.ceil_millis()
 }
 
+/// A log is empty again once its newest entry leaves the window.
+fn window_expiry_ms(last_us: u64, span_us: u64) -> u64 {
+    expiry_ms(Nanos::from_micros(last_us.saturating_add(span_us)))
+}
+
+fn nonzero(v: u64) -> NonZeroU64 {
+    NonZeroU64::new(v).unwrap_or(NonZeroU64::MIN)
+}
+
+fn counted(created: bool, count: &AtomicI64) {
+    if created {
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Writes an effect into `key`: the value and the key's expiry together.
+/// Never fails: the key was opened and its type checked by [`load`].
+#[inline]
+pub fn write(key: &mut Key<'_>, effect: &Effect) {
+    match effect {
+        Effect::None => {}
+        Effect::Bucket(tat) => {
+            // Never zero: a bucket just used is full strictly after the epoch.
+            counted(key.set_inline(&BUCKET, nonzero(tat.as_u64())), &KEYS_BUCKET);
+            key.expire_at(expiry_ms(*tat));
+        }
+        Effect::Fixed { counter, new_end } => {
+            counted(key.set_inline(&FIXED, nonzero(counter.count)), &KEYS_FIXED);
+            // Within a window the expiry stays what it was.
+            if *new_end {
+                key.expire_at(counter.end_ms);
+            }
+        }
+        Effect::WindowAdd(u) => {
+            let last = match key.boxed_mut(&WINDOW) {
+                Some(log) => {
+                    log.apply(u);
+                    log.last_us()
+                }
+                None => {
+                    let log = Log::from_update(u);
+                    let last = log.last_us();
+                    counted(key.set_boxed(&WINDOW, log), &KEYS_WINDOW);
+                    last
+                }
+            };
+            key.expire_at(window_expiry_ms(last, u.span_us));
+        }
+        Effect::WindowRefund(r) => {
+            let Some(log) = key.boxed_mut(&WINDOW) else {
+                return;
+            };
+            log.apply_refund(r);
+            if log.is_empty() {
+                key.delete();
+            } else {
+                let last = log.last_us();
+                key.expire_at(window_expiry_ms(last, r.span_us));
+            }
+        }
+        Effect::Clear => key.delete(),
+    }
+}
+
+/// Writes a whole state (RL.SETSTATE): the value, and the expiry it names
+/// (0: none; a PEXPIREAT follows in a rewritten AOF).
+pub fn write_state(key: &mut Key<'_>, state: State) {
+    let expire_ms = state.expire_ms();
+    match state {
+        State::Bucket { tat_ns } => {
+            counted(key.set_inline(&BUCKET, nonzero(tat_ns)), &KEYS_BUCKET);
+        }
+        State::Fixed { count, .. } => {
+            counted(key.set_inline(&FIXED, nonzero(count)), &KEYS_FIXED);
+        }
+        State::Window { log, .. } => {
+            counted(key.set_boxed(&WINDOW, log), &KEYS_WINDOW);
+        }
+    }
+    if expire_ms == 0 {
+        key.persist();
+    } else {
+        key.expire_at(expire_ms);
+    }
+}
+
 // ---------------------------------------------------------------- callbacks
 
-fn io_error(io: *mut raw::RedisModuleIO) -> bool {
-    rm!(RedisModule_IsIOError(io) else 1) != 0
-}
+struct BucketType;
 
-extern "C" fn inline_rdb_load<const K: u8>(
-    io: *mut raw::RedisModuleIO,
-    encver: c_int,
-) -> *mut c_void {
-    if encver != ENCODING_VERSION {
-        return std::ptr::null_mut();
+impl InlineMethods for BucketType {
+    fn handle() -> &'static InlineType {
+        &BUCKET
     }
-    let v = rm!(RedisModule_LoadUnsigned(io) else 0);
-    if io_error(io) || v == 0 {
-        return std::ptr::null_mut();
+    fn load(encver: i32, v: u64) -> Option<NonZeroU64> {
+        (encver == ENCODING_VERSION)
+            .then_some(NonZeroU64::new(v))
+            .flatten()
     }
-    inline_count(K).fetch_add(1, Ordering::Relaxed);
-    v as usize as *mut c_void
+    fn rewrite(v: u64, key: Name<'_>, aof: &mut Aof<'_>) {
+        aof.emit(wire::SETSTATE, key, &wire::bucket(v));
+    }
+    fn created() {
+        KEYS_BUCKET.fetch_add(1, Ordering::Relaxed);
+    }
+    fn freed() {
+        KEYS_BUCKET.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
-extern "C" fn inline_rdb_save(io: *mut raw::RedisModuleIO, value: *mut c_void) {
-    rm!(RedisModule_SaveUnsigned(io, value as usize as u64) else ());
-}
+struct FixedType;
 
-extern "C" fn inline_aof_rewrite<const K: u8>(
-    aof: *mut raw::RedisModuleIO,
-    key: RawString,
-    value: *mut c_void,
-) {
-    let v = value as usize as u64;
-    if K == INLINE_BUCKET {
-        emit_setstate(aof, key, &wire::bucket(v));
-    } else {
+impl InlineMethods for FixedType {
+    fn handle() -> &'static InlineType {
+        &FIXED
+    }
+    fn load(encver: i32, v: u64) -> Option<NonZeroU64> {
+        (encver == ENCODING_VERSION)
+            .then_some(NonZeroU64::new(v))
+            .flatten()
+    }
+    fn rewrite(v: u64, key: Name<'_>, aof: &mut Aof<'_>) {
         // The window's end is the key's expiry: the PEXPIREAT Redis writes next.
-        emit_setstate(aof, key, &wire::fixed(v, 0));
+        aof.emit(wire::SETSTATE, key, &wire::fixed(v, 0));
+    }
+    fn created() {
+        KEYS_FIXED.fetch_add(1, Ordering::Relaxed);
+    }
+    fn freed() {
+        KEYS_FIXED.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-extern "C" fn inline_mem_usage(_value: *const c_void) -> usize {
-    // The state lives in the module value's own pointer field.
-    0
-}
+struct WindowType;
 
-extern "C" fn inline_digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
-    let bytes = (value as usize as u64).to_le_bytes();
-    rm!(RedisModule_DigestAddStringBuffer(md, bytes.as_ptr().cast::<c_char>(), bytes.len()) else ());
-    rm!(RedisModule_DigestEndSequence(md) else ());
-}
-
-extern "C" fn inline_free<const K: u8>(_value: *mut c_void) {
-    inline_count(K).fetch_sub(1, Ordering::Relaxed);
-}
-
-extern "C" fn inline_copy<const K: u8>(
-    _from: RawString,
-    _to: RawString,
-    value: *const c_void,
-) -> *mut c_void {
-    inline_count(K).fetch_add(1, Ordering::Relaxed);
-    value.cast_mut()
-}
-
-fn emit_setstate(aof: *mut raw::RedisModuleIO, key: RawString, payload: &[u8]) {
-    rm!(RedisModule_EmitAOF(
-        aof,
-        SETSTATE.as_ptr(),
-        c"sb".as_ptr(),
-        key,
-        payload.as_ptr().cast::<c_char>(),
-        payload.len(),
-    ) else ());
-}
-
-/// # Safety
-/// `value` must be a `Box<Log>` pointer of the rl-window type.
-unsafe fn log_ref<'a>(value: *const c_void) -> Option<&'a Log> {
-    // SAFETY: per the contract above.
-    unsafe { value.cast::<Log>().as_ref() }
-}
-
-fn encode_log(log: &Log) -> Vec<u8> {
-    let mut out = Vec::with_capacity(log.encoded_len());
-    log.encode(&mut out);
-    out
-}
-
-extern "C" fn window_rdb_load(io: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
-    if encver != ENCODING_VERSION {
-        return std::ptr::null_mut();
+impl BoxedMethods for WindowType {
+    type Value = Log;
+    fn handle() -> &'static BoxedType<Log> {
+        &WINDOW
     }
-    let mut len: usize = 0;
-    let buf = rm!(RedisModule_LoadStringBuffer(io, &mut len) else std::ptr::null_mut());
-    if buf.is_null() {
-        return std::ptr::null_mut();
-    }
-    let decoded = if io_error(io) {
-        None
-    } else {
-        // SAFETY: Redis returned `len` bytes at `buf`.
-        let bytes = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) };
-        catch_unwind(|| Log::decode(bytes).ok()).ok().flatten()
-    };
-    rm!(RedisModule_Free(buf.cast()) else ());
-    match decoded {
-        Some(log) => {
-            KEYS_WINDOW.fetch_add(1, Ordering::Relaxed);
-            Box::into_raw(Box::new(log)).cast()
+    fn decode(encver: i32, bytes: &[u8]) -> Option<Log> {
+        if encver != ENCODING_VERSION {
+            return None;
         }
-        None => std::ptr::null_mut(),
+        Log::decode(bytes).ok()
     }
-}
-
-extern "C" fn window_rdb_save(io: *mut raw::RedisModuleIO, value: *mut c_void) {
-    // SAFETY: rl-window values are Box<Log>.
-    if let Some(log) = unsafe { log_ref(value) } {
-        let bytes = encode_log(log);
-        rm!(RedisModule_SaveStringBuffer(io, bytes.as_ptr().cast::<c_char>(), bytes.len()) else ());
+    fn encode(log: &Log, out: &mut Vec<u8>) {
+        out.reserve(log.encoded_len());
+        log.encode(out);
     }
-}
-
-extern "C" fn window_aof_rewrite(aof: *mut raw::RedisModuleIO, key: RawString, value: *mut c_void) {
-    // SAFETY: rl-window values are Box<Log>.
-    if let Some(log) = unsafe { log_ref(value) } {
-        emit_setstate(aof, key, &wire::window(0, log));
+    fn rewrite(log: &Log, key: Name<'_>, aof: &mut Aof<'_>) {
+        aof.emit(wire::SETSTATE, key, &wire::window(0, log));
     }
-}
-
-extern "C" fn window_mem_usage(value: *const c_void) -> usize {
-    // SAFETY: rl-window values are Box<Log>.
-    match unsafe { log_ref(value) } {
-        Some(log) => std::mem::size_of::<Log>() + log.heap_size(),
-        None => 0,
+    fn mem_usage(log: &Log) -> usize {
+        log.heap_size()
     }
-}
-
-extern "C" fn window_digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
-    // SAFETY: rl-window values are Box<Log>.
-    if let Some(log) = unsafe { log_ref(value) } {
-        let bytes = encode_log(log);
-        rm!(RedisModule_DigestAddStringBuffer(md, bytes.as_ptr().cast::<c_char>(), bytes.len()) else ());
-        rm!(RedisModule_DigestEndSequence(md) else ());
+    fn created() {
+        KEYS_WINDOW.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-extern "C" fn window_free(value: *mut c_void) {
-    if !value.is_null() {
+    fn freed() {
         KEYS_WINDOW.fetch_sub(1, Ordering::Relaxed);
-        // SAFETY: rl-window values are Box<Log>, freed exactly once here.
-        drop(unsafe { Box::from_raw(value.cast::<Log>()) });
-    }
-}
-
-extern "C" fn window_copy(_from: RawString, _to: RawString, value: *const c_void) -> *mut c_void {
-    // SAFETY: rl-window values are Box<Log>.
-    match unsafe { log_ref(value) } {
-        Some(log) => {
-            KEYS_WINDOW.fetch_add(1, Ordering::Relaxed);
-            Box::into_raw(Box::new(log.clone())).cast()
-        }
-        None => std::ptr::null_mut(),
     }
 }

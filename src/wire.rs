@@ -1,20 +1,49 @@
-//! How effects travel: the binary payloads of the internal commands that
-//! replicas and the AOF receive (`RL.SETSTATE key <state>`,
-//! `RL.WINDOWADD key <update>`, `RL.WINDOWREFUND key <refund>`).
+//! How effects travel: each effect's internal command and its binary
+//! payload, side by side (`RL.SETSTATE key <state>`, `RL.WINDOWADD key
+//! <update>`, `RL.WINDOWREFUND key <refund>`, or a plain `DEL`).
 //!
 //! One compact argument instead of several formatted ones: propagation is a
 //! large share of a limiter command's cost, and every argument Redis builds,
 //! copies and frees counts. Integers are little-endian; every decoder checks
 //! lengths and ranges and refuses anything else.
 
-use crate::algo::sliding::{Log, Refund, Update, MAX_INSTANT_US, MAX_SPAN_US};
+use std::ffi::CStr;
+
+use redis_ratelimit_core::algo::sliding::{Log, Refund, Update};
+use redis_ratelimit_core::bounds::{MAX_INSTANT_US, MAX_INT, MAX_SPAN_US};
+use redis_ratelimit_core::limit::Effect;
+
+use crate::api::{Ctx, Name};
+
+/// A whole state with its absolute expiry.
+pub const SETSTATE: &CStr = c"RL.SETSTATE";
+/// One admission into a sliding window.
+pub const WINDOWADD: &CStr = c"RL.WINDOWADD";
+/// A refund to a sliding window.
+pub const WINDOWREFUND: &CStr = c"RL.WINDOWREFUND";
 
 /// No limit exceeds i64::MAX, so no request carries more units.
-const MAX_UNITS: u64 = i64::MAX as u64;
+const MAX_UNITS: u64 = MAX_INT;
 
 const BUCKET: u8 = b'B';
 const FIXED: u8 = b'F';
 const WINDOW: u8 = b'W';
+
+/// Propagates an effect to replicas and the AOF: the command it travels
+/// as and its payload, with absolute times.
+#[inline]
+pub fn replicate(ctx: &Ctx<'_>, key: Name<'_>, effect: &Effect) {
+    match effect {
+        Effect::None => {}
+        Effect::Bucket(tat) => ctx.replicate_blob(SETSTATE, key, &bucket(tat.as_u64())),
+        Effect::Fixed { counter, .. } => {
+            ctx.replicate_blob(SETSTATE, key, &fixed(counter.count, counter.end_ms));
+        }
+        Effect::WindowAdd(u) => ctx.replicate_blob(WINDOWADD, key, &update(u)),
+        Effect::WindowRefund(r) => ctx.replicate_blob(WINDOWREFUND, key, &refund(r)),
+        Effect::Clear => ctx.replicate_del(key),
+    }
+}
 
 /// A limiter state with what its expiry should be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +55,19 @@ pub enum State {
     Fixed { count: u64, end_ms: u64 },
     /// A log and the key's expiry (ms; 0 as for `Fixed`).
     Window { expire_ms: u64, log: Log },
+}
+
+impl State {
+    /// The key's expiry this state names (Unix ms; 0 for none).
+    pub fn expire_ms(&self) -> u64 {
+        match self {
+            State::Bucket { tat_ns } => {
+                redis_ratelimit_core::time::Nanos::new(*tat_ns).ceil_millis()
+            }
+            State::Fixed { end_ms, .. } => *end_ms,
+            State::Window { expire_ms, .. } => *expire_ms,
+        }
+    }
 }
 
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
@@ -119,12 +161,6 @@ pub fn decode_refund(b: &[u8]) -> Option<Refund> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

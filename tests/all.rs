@@ -1,11 +1,6 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 //! RL.ALL on a real server: all or nothing, every algorithm inside it,
 //! GETKEYS, replicas.
+#![cfg(test)]
 
 use redis_ratelimit_testkit::*;
 

@@ -1,9 +1,3 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 //! A real Redis Cluster (three masters, one replica each, the module on
 //! every node): commands route by key, replicas hold byte-identical state,
 //! a manually promoted replica keeps enforcing, and RL.ALL works with hash
@@ -11,6 +5,7 @@
 //!
 //! Starting a cluster takes seconds, so one cluster serves the whole file:
 //! a single test runs the sections in order (each says which one failed).
+#![cfg(test)]
 
 use redis::cluster::ClusterConnection;
 use redis_ratelimit_testkit::*;

@@ -1,14 +1,9 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 //! 32 connections hammering one key: the total admitted equals the
 //! theoretical count for the elapsed time, within one refill (plus the
 //! measuring slack), never above.
 //! Elapsed time is read from the server's own clock (TIME) just before the
 //! first request can leave and just after the last reply.
+#![cfg(test)]
 
 use redis_ratelimit_testkit::*;
 

@@ -1,10 +1,5 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 //! DRYRUN and REFUND on every limiter command.
+#![cfg(test)]
 
 use redis_ratelimit_testkit::*;
 

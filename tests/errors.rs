@@ -1,10 +1,5 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 //! Bad input on a real server: the exact error text, and nothing written.
+#![cfg(test)]
 
 use redis_ratelimit_testkit::*;
 
@@ -90,14 +85,14 @@ const CASES: &[(&[&str], &str)] = &[
     (&["RL.ALL", "LIMIT", "k", "SLIDING", "5"], "ERR wrong number of arguments for 'RL.ALL' command"),
     (&["RL.ALL", "LIMIT", "k", "SLIDING", "5", "60", "LIMIT"], "ERR syntax error"),
     (&["RL.ALL", "LIMIT", "k", "SLIDING", "5", "60", "LIMIT", "j"], "ERR LIMIT takes a key and TOKENBUCKET, SLIDING, GCRA or FIXED"),
-    // the internal state commands validate too
-    (&["RL.SETSTATE", "k", "garbage"], "ERR state is not a valid limiter state"),
-    (&["RL.SETSTATE", "k", ""], "ERR state is not a valid limiter state"),
-    (&["RL.SETSTATE", "k", "B\0\0\0\0\0\0\0\0"], "ERR state is not a valid limiter state"),
+    // the internal effect commands refuse ordinary clients, whatever they carry
+    // (tests/internal.rs: what they validate, from a master and from an AOF)
+    (&["RL.SETSTATE", "k", "garbage"], "ERR RL.SETSTATE is internal: it only applies what a master sends or an AOF holds"),
+    (&["RL.SETSTATE", "k", "B\x01\0\0\0\0\0\0\0"], "ERR RL.SETSTATE is internal: it only applies what a master sends or an AOF holds"),
     (&["RL.SETSTATE", "k", "bucket", "1"], "ERR wrong number of arguments for 'RL.SETSTATE' command"),
-    (&["RL.WINDOWADD", "k", "1"], "ERR not a valid window update"),
+    (&["RL.WINDOWADD", "k", "1"], "ERR RL.WINDOWADD is internal: it only applies what a master sends or an AOF holds"),
     (&["RL.WINDOWADD", "k", "1", "1000", "1", "1", "0"], "ERR wrong number of arguments for 'RL.WINDOWADD' command"),
-    (&["RL.WINDOWREFUND", "k", "x"], "ERR not a valid window update"),
+    (&["RL.WINDOWREFUND", "k", "x"], "ERR RL.WINDOWREFUND is internal: it only applies what a master sends or an AOF holds"),
 ];
 
 #[test]

@@ -1,12 +1,7 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 //! RL.FIXED on a real server: windows aligned to the epoch and the
 //! calendar, time zones across daylight-saving changes (the module's clock
 //! under test control), TTL = window end, denials not counted.
+#![cfg(test)]
 
 use redis_ratelimit_testkit::*;
 

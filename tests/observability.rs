@@ -1,11 +1,6 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 //! INFO ratelimit, the module configuration, and what COMMAND INFO / DOCS
 //! say about every command.
+#![cfg(test)]
 
 use redis_ratelimit_testkit::*;
 

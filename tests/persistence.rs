@@ -1,11 +1,6 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 //! State survives DEBUG RELOAD, a restart from RDB and a restart from AOF
 //! (replayed commands and rewritten files) byte for byte, expiry included.
+#![cfg(test)]
 
 use redis_ratelimit_testkit::*;
 

@@ -1,9 +1,3 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 //! Nothing admitted is forgotten, and replicas keep up under load:
 //! - SIGKILL mid-load with `appendonly yes` + `appendfsync always` (also
 //!   while an AOF rewrite runs): after a restart every acknowledged
@@ -15,6 +9,7 @@
 //! - Several clients hammering a mix of commands on many keys: once the
 //!   replica caught up (attached before or during the load), every key's
 //!   DUMP and absolute expiry are equal on master and replica.
+#![cfg(test)]
 
 use redis_ratelimit_testkit::*;
 

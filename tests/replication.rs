@@ -1,11 +1,6 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 //! Replication of effects: a replica (even one whose clock is an hour off)
 //! holds byte-identical state, with identical absolute expiries.
+#![cfg(test)]
 
 use redis_ratelimit_testkit::*;
 

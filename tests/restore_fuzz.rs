@@ -1,9 +1,3 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 //! Corrupted RDB payloads that reach the module's `rdb_load`: DUMPs of
 //! rl-bucket and rl-window keys with their module data mutated, truncated,
 //! extended or rebuilt from hostile values, and a valid footer (RDB version
@@ -13,6 +7,7 @@
 //! stays up, and whatever was accepted replicates and reloads unchanged.
 //!
 //! Reproduce a failure with the seed it prints: `RL_FUZZ_SEED=<seed>`.
+#![cfg(test)]
 
 use redis_ratelimit_testkit::*;
 

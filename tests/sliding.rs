@@ -1,11 +1,6 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 //! RL.SLIDING on a real server: reply fields, exactness at the window edge,
 //! TTL, peek, memory per key.
+#![cfg(test)]
 
 use redis_ratelimit_testkit::*;
 

@@ -1,9 +1,3 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 //! The long soak (`make soak`; ignored by `make test`): 60 s of 24
 //! connections on a few keys of every limiter, with a replica
 //! attached. Every key stays within its bound for the whole run:
@@ -16,6 +10,7 @@
 //!
 //! Then the replica holds the same bytes (of the long-lived keys some
 //! requests also write). `RL_SOAK_SECS` changes the length.
+#![cfg(test)]
 
 use redis_ratelimit_testkit::*;
 

@@ -1,9 +1,3 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 //! An argument storm: 100,000 random and mutated argument vectors, for every
 //! command of the spec (landed or not, internal ones included), against one
 //! live server with a replica. Every reply is an `ERR `/`WRONGTYPE ` error
@@ -18,6 +12,7 @@
 //!
 //! Reproduce a failure with the seed it prints: `RL_STORM_SEED=<seed>`.
 //! `RL_STORM_VECTORS` changes the count (default 100,000).
+#![cfg(test)]
 
 use redis_ratelimit_testkit::*;
 

@@ -1,10 +1,5 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 //! CL.THROTTLE, the redis-cell drop-in, and RL.GCRA on a real server.
+#![cfg(test)]
 
 use redis_ratelimit_testkit::*;
 

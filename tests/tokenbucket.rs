@@ -1,11 +1,6 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 //! RL.TOKENBUCKET on a real server: every reply field, TTL, peek, denial,
 //! WRONGTYPE, registration.
+#![cfg(test)]
 
 use redis_ratelimit_testkit::*;
 

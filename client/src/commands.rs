@@ -8,9 +8,9 @@
 
 use redis::{Cmd, ConnectionLike, RedisFuture, RedisResult, ToSingleRedisArg, Value};
 
-use crate::decimal::Decimal;
 use crate::policy::{FixedWindow, Gcra, Policy, SlidingWindow, Throttle, TokenBucket};
 use crate::reply::{AllDecision, Decision};
+use redis_ratelimit_core::num::Decimal;
 
 /// What a call does with its cost.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
@@ -177,37 +177,12 @@ fn one_second(d: Decimal) -> bool {
 }
 
 /// The arguments after the key that describe a policy, as `RL.ALL` reads
-/// them (`TOKENBUCKET capacity rate [PERIOD s]`, `SLIDING limit window`,
-/// `GCRA burst rate period`, `FIXED limit window [TZ zone]`).
+/// them: its keyword, then [`Policy::definition`].
 fn spec(cmd: &mut Cmd, policy: &Policy) {
-    match policy {
-        Policy::TokenBucket(p) => {
-            cmd.arg("TOKENBUCKET").arg(p.capacity()).arg(dec(p.rate()));
-            if !one_second(p.period_secs) {
-                cmd.arg("PERIOD").arg(dec(p.period_secs));
-            }
-        }
-        Policy::Sliding(p) => {
-            cmd.arg("SLIDING").arg(p.limit()).arg(dec(p.window_secs));
-        }
-        Policy::Gcra(p) => {
-            cmd.arg("GCRA")
-                .arg(p.burst())
-                .arg(dec(p.rate()))
-                .arg(dec(p.period_secs));
-        }
-        Policy::Fixed(p) => {
-            cmd.arg("FIXED").arg(p.limit());
-            fixed_window(cmd, p);
-        }
-    }
-}
-
-/// `window [TZ zone]` of a fixed window.
-fn fixed_window(cmd: &mut Cmd, p: &FixedWindow) {
-    cmd.arg(p.window_arg());
-    if let Some(tz) = p.time_zone() {
-        cmd.arg("TZ").arg(tz);
+    let (syntax, words) = policy.definition();
+    cmd.arg(syntax.keyword);
+    for w in words {
+        cmd.arg(w);
     }
 }
 
@@ -487,12 +462,6 @@ pub trait AsyncRateLimitCommands: redis::aio::ConnectionLike + Send + Sized {
 impl<T: redis::aio::ConnectionLike + Send + Sized> AsyncRateLimitCommands for T {}
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
     use crate::policy::CalendarUnit;

@@ -5,36 +5,23 @@
 
 use std::fmt;
 
+use redis_ratelimit_core::error::CmdError;
+use redis_ratelimit_core::num::DecimalError;
+
 use crate::reply::AllDecision;
 
 /// A policy, limit set or option that cannot be expressed: refused when it
-/// is built, with the argument it is about.
+/// is built, before anything reaches Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PolicyError {
-    /// An integer outside `min..=9223372036854775807` (the module's range).
-    OutOfRange { what: &'static str, min: u64 },
-    /// A rate, period or window of zero.
-    NotPositive { what: &'static str },
-    /// Text that is not a plain non-negative decimal, or one with more than
-    /// 64 bits of digits or 30 decimals.
+    /// The module would refuse this value: its own message, word for word
+    /// (without the `ERR ` code), from the same grammar the module reads
+    /// its arguments with, e.g. `capacity must be an integer between 1 and
+    /// 9223372036854775807`.
+    Invalid { message: &'static str },
+    /// Text that is not a plain non-negative decimal.
     InvalidDecimal { input: String },
-    /// More than one unit per nanosecond.
-    RateTooHigh,
-    /// A bucket that would take more than 100 years to fill.
-    RefillTooLong,
-    /// A duration finer than the command can express.
-    Precision {
-        what: &'static str,
-        unit: &'static str,
-    },
-    /// A duration longer than the command accepts.
-    TooLong {
-        what: &'static str,
-        max: &'static str,
-    },
-    /// A time zone name that cannot be an IANA name.
-    InvalidTimeZone { zone: String },
     /// A limit name that cannot be used in a key and an HTTP header.
     InvalidName { name: String },
     /// Two limits with the same name in one set.
@@ -45,32 +32,39 @@ pub enum PolicyError {
     InvalidPrefix { prefix: String },
 }
 
+impl PolicyError {
+    /// The module's error for `e`, as a policy error.
+    pub(crate) fn invalid(e: CmdError) -> PolicyError {
+        let message = match e {
+            CmdError::Msg(m) => m.to_str().unwrap_or("invalid value"),
+            CmdError::WrongArity => "wrong number of arguments",
+            CmdError::InternalCommand(_) => "internal command",
+        };
+        PolicyError::Invalid {
+            message: message.strip_prefix("ERR ").unwrap_or(message),
+        }
+    }
+}
+
+impl From<CmdError> for PolicyError {
+    fn from(e: CmdError) -> PolicyError {
+        PolicyError::invalid(e)
+    }
+}
+
+impl From<DecimalError> for PolicyError {
+    fn from(e: DecimalError) -> PolicyError {
+        PolicyError::InvalidDecimal { input: e.input }
+    }
+}
+
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PolicyError::OutOfRange { what, min } => write!(
-                f,
-                "{what} must be an integer between {min} and 9223372036854775807"
-            ),
-            PolicyError::NotPositive { what } => write!(f, "{what} must be positive"),
+            PolicyError::Invalid { message } => f.write_str(message),
             PolicyError::InvalidDecimal { input } => write!(
                 f,
-                "{input:?} is not a plain non-negative decimal (such as 0.5, 100 or 1e4) \
-                 with at most 30 decimals"
-            ),
-            PolicyError::RateTooHigh => {
-                f.write_str("rate must be at most one unit per nanosecond of its period")
-            }
-            PolicyError::RefillTooLong => {
-                f.write_str("capacity / rate must refill within 100 years")
-            }
-            PolicyError::Precision { what, unit } => {
-                write!(f, "{what} must be a whole number of {unit}s")
-            }
-            PolicyError::TooLong { what, max } => write!(f, "{what} must be at most {max}"),
-            PolicyError::InvalidTimeZone { zone } => write!(
-                f,
-                "{zone:?} is not an IANA time zone name (such as America/New_York)"
+                "{input:?} is not a plain non-negative decimal (such as 0.5, 100 or 1e4)"
             ),
             PolicyError::InvalidName { name } => write!(
                 f,

@@ -167,12 +167,6 @@ impl RateLimitHeaders {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
     use crate::policy::{CalendarUnit, FixedWindow, SlidingWindow, TokenBucket};

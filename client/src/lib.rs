@@ -135,7 +135,6 @@
 
 mod cluster;
 mod commands;
-mod decimal;
 mod error;
 pub mod headers;
 mod limiter;
@@ -151,7 +150,6 @@ pub use commands::{
     cmd_all, cmd_fixed, cmd_gcra, cmd_limit, cmd_sliding, cmd_throttle, cmd_token_bucket, All,
     AsyncRateLimitCommands, Mode, RateLimitCommands, Request,
 };
-pub use decimal::Decimal;
 pub use error::{Error, PolicyError};
 pub use limiter::{FailurePolicy, Limiter, DEFAULT_COOLDOWN, DEFAULT_PREFIX, DEFAULT_TIMEOUT};
 pub use local::Share;
@@ -159,4 +157,5 @@ pub use policy::{
     CalendarUnit, FixedSpan, FixedWindow, Gcra, Limit, Limits, LimitsBuilder, Policy,
     SlidingWindow, Throttle, TokenBucket, MAX_INT,
 };
+pub use redis_ratelimit_core::num::{Decimal, DecimalError};
 pub use reply::{AllDecision, Decision, Source};

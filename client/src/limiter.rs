@@ -7,13 +7,15 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::{Cmd, RedisError};
+use redis_ratelimit_core::limit::Spec;
+use redis_ratelimit_core::time::Nanos;
 
 use crate::commands::{all_parts, cmd_limit, Request};
 use crate::error::{Error, PolicyError};
-use crate::local::{Local, Params, Share};
+use crate::local::{self, Local, Share};
 use crate::policy::Limits;
 use crate::reply::{AllDecision, Decision, Source};
 use crate::wait::{Wait, WaitError};
@@ -38,10 +40,14 @@ pub enum FailurePolicy {
     /// cooldown if longer). For limits that must never be exceeded, such
     /// as a partner API's quota.
     FailClosed,
-    /// Decide in this process (`Source::Fallback`), with each limit kept as
-    /// an in-memory GCRA of the same limit and rate, shared as `Share`
-    /// says. Its state starts empty and is forgotten when Redis is back:
-    /// units taken during the outage are not known to Redis.
+    /// Decide in this process (`Source::Fallback`) with the module's own
+    /// algorithms, so each limit keeps its kind and guarantee: a sliding
+    /// window stays an exact sliding window, a calendar day still resets at
+    /// local midnight, several limits are still all or nothing. The quota
+    /// is shared as `Share` says. Its state starts empty and is forgotten
+    /// when Redis is back: units taken during the outage are not known to
+    /// Redis, so across an outage's start or end (and with `Share::Whole`,
+    /// across processes) up to one more quota can get through.
     Fallback(Share),
 }
 
@@ -320,12 +326,11 @@ where
                 )
             }
             FailurePolicy::Fallback(share) => {
-                let params: Vec<Params> = self
+                let specs: Option<Vec<Spec>> = self
                     .limits
                     .iter()
-                    .map(|l| Params::of(l.policy(), share))
+                    .map(|l| l.policy().spec().map(|s| local::share(s, share)))
                     .collect();
-                let now = self.now_ns();
                 // A poisoned lock only means another call panicked while
                 // holding it; the map is still a valid map.
                 let mut local = self
@@ -333,8 +338,8 @@ where
                     .local
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
-                local
-                    .decide(keys, &params, request, now)
+                specs
+                    .and_then(|specs| local.decide(keys, &specs, request, wall_clock()))
                     .unwrap_or_else(|| {
                         AllDecision::new(
                             Decision::local(
@@ -353,13 +358,16 @@ where
     }
 }
 
+/// Wall-clock nanoseconds since the Unix epoch: calendar windows need it.
+fn wall_clock() -> Nanos {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(Nanos::ZERO, |d| {
+            Nanos::new(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        })
+}
+
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
 

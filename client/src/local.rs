@@ -1,17 +1,28 @@
-//! The in-process fallback: a GCRA per key, used only while Redis cannot
-//! answer. Every policy becomes a bucket of the same limit that refills
-//! `limit` units per window (a window's units come back one
-//! `window / limit` at a time, not all at the window's end), so it admits
-//! at most the limit in a burst and the limit's rate after that. The pure
-//! decision takes `now` (nanoseconds on a monotonic clock); only
-//! [`Local::decide`]'s caller reads the clock.
+//! The in-process fallback, used only while Redis cannot answer: the
+//! module's own algorithms (from the core crate) on state kept in a map, so
+//! each limit keeps its guarantee locally. A sliding window stays an exact
+//! sliding window, a calendar day still resets at local midnight, a bucket
+//! refills at its rate, and several limits are still all or nothing with
+//! the same binding-limit rule as `RL.ALL`.
+//!
+//! The decision takes `now` (wall-clock nanoseconds since the Unix epoch,
+//! which calendar windows need); only [`Local::decide`]'s caller reads the
+//! clock.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use redis_ratelimit_core::algo::all::combine;
+use redis_ratelimit_core::algo::bucket::Bucket;
+use redis_ratelimit_core::algo::fixed::Counter;
+use redis_ratelimit_core::algo::sliding::{Log, Window};
+use redis_ratelimit_core::algo::{self, RetryAfter};
+use redis_ratelimit_core::grammar;
+use redis_ratelimit_core::limit::{evaluate, Effect, Spec, Stored};
+use redis_ratelimit_core::time::Nanos;
+
 use crate::commands::{Mode, Request};
-use crate::policy::Policy;
 use crate::reply::{AllDecision, Decision, Source};
 
 /// How the fallback shares a quota between the processes that fall back
@@ -23,174 +34,200 @@ pub enum Share {
     /// the limit gets through while Redis is away. Right when one process
     /// serves the key, or when a brief overshoot is cheaper than refusals.
     Whole,
-    /// Each process allows `limit / n` (rounded down, at least 1) at
-    /// `1/n` of the rate: with `n` processes the total stays near the
-    /// limit. Set `n` to the number of processes that share the keys.
+    /// Each process allows `limit / n` (rounded down, at least 1) of every
+    /// limit (a bucket also refills at `1/n` of its rate): with `n`
+    /// processes the total stays within the limit. Set `n` to the number of
+    /// processes that share the keys.
     DividedBy(NonZeroU32),
 }
 
-/// A limit as the fallback runs it.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) struct Params {
-    /// Units in a full bucket.
-    pub limit: u64,
-    /// Nanoseconds per unit.
-    pub interval: u64,
+/// A limit with its share applied: what one process may allow alone.
+pub(crate) fn share(spec: Spec, share: Share) -> Spec {
+    let Share::DividedBy(n) = share else {
+        return spec;
+    };
+    let n = u64::from(n.get());
+    match spec {
+        Spec::Bucket(b) => {
+            let limit = (b.limit() / n).max(1);
+            let interval = Nanos::new(b.interval().as_u64().saturating_mul(n));
+            // A share can only be slower: if it would refill past the
+            // module's bound, keep the whole bucket's pace for one unit.
+            Spec::Bucket(Bucket::new(limit, interval).unwrap_or(b))
+        }
+        Spec::Window(w) => Spec::Window(Window {
+            limit: (w.limit / n).max(1),
+            ..w
+        }),
+        Spec::Fixed { limit, calendar } => Spec::Fixed {
+            limit: (limit / n).max(1),
+            calendar,
+        },
+    }
 }
 
-impl Params {
-    pub fn of(policy: &Policy, share: Share) -> Params {
-        let interval = u64::try_from(policy.unit_interval().as_nanos())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        let limit = policy.limit();
-        match share {
-            Share::Whole => Params { limit, interval },
-            Share::DividedBy(n) => {
-                let n = u64::from(n.get());
-                Params {
-                    limit: (limit / n).max(1),
-                    interval: interval.saturating_mul(n),
-                }
-            }
-        }
-    }
+/// One key's state, as the module keeps it, with when it is fresh again.
+#[derive(Debug)]
+enum State {
+    Bucket(Nanos),
+    Fixed(Counter),
+    Window(Log),
+}
+
+#[derive(Debug)]
+struct Entry {
+    state: State,
+    /// When the state is fresh again (the module's key expiry).
+    expires: Nanos,
 }
 
 /// Rounded up to the millisecond, as the module's replies are.
-fn ceil_ms(ns: u64) -> Duration {
-    Duration::from_millis(ns.div_ceil(1_000_000))
+fn ceil_ms(span: Nanos) -> Duration {
+    Duration::from_millis(span.ceil_millis())
 }
 
-/// One GCRA decision. `tat` is when the bucket is full again (0: never
-/// used). Returns the decision and the new `tat`, if it changes.
-pub(crate) fn gcra(tat: u64, p: Params, req: Request, now: u64) -> (Decision, Option<u64>) {
-    let cost = req.cost();
-    let base = tat.max(now);
-    let tau = u128::from(p.limit) * u128::from(p.interval);
-    let fill = |t: u64| u128::from(t - now);
-    // Whole units that fit when the bucket is full again at `t`.
-    let remaining = |t: u64| -> u64 {
-        let free = tau.saturating_sub(fill(t));
-        u64::try_from(free / u128::from(p.interval)).unwrap_or(u64::MAX)
+/// A core decision as the client reports it.
+pub(crate) fn decision(d: &algo::Decision, source: Source) -> Decision {
+    let retry = match d.retry_after {
+        RetryAfter::Now => Some(Duration::ZERO),
+        RetryAfter::After(span) => Some(ceil_ms(span)),
+        RetryAfter::Never => None,
     };
-    let decision = |allowed, t: u64, retry| {
-        Decision::local(
-            allowed,
-            p.limit,
-            remaining(t),
-            retry,
-            ceil_ms(t - now),
-            Source::Fallback,
-        )
-    };
-    if req.mode() == Mode::Refund {
-        let back = u64::try_from(u128::from(cost) * u128::from(p.interval)).unwrap_or(u64::MAX);
-        let new = base.saturating_sub(back).max(now);
-        let write = (tat > now).then_some(new);
-        return (decision(true, new, Some(Duration::ZERO)), write);
-    }
-    if cost > p.limit {
-        return (decision(false, base, None), None);
-    }
-    let needed = u128::from(cost) * u128::from(p.interval);
-    let new = u128::from(base) + needed;
-    let horizon = u128::from(now) + tau;
-    if new <= horizon {
-        let new = u64::try_from(new).unwrap_or(u64::MAX);
-        let write = (cost > 0 && req.mode() == Mode::Consume).then_some(new);
-        (decision(true, new, Some(Duration::ZERO)), write)
-    } else {
-        let wait = u64::try_from(new - horizon).unwrap_or(u64::MAX);
-        (decision(false, base, Some(ceil_ms(wait))), None)
-    }
+    Decision::local(
+        d.allowed,
+        d.limit,
+        d.remaining,
+        retry,
+        ceil_ms(d.reset_after),
+        source,
+    )
 }
 
-/// Combines per-limit decisions as RL.ALL does: denied if any denies
-/// (binding: the longest wait, "never" longest of all), else allowed
-/// (binding: the least remaining).
-pub(crate) fn binding(decisions: &[Decision]) -> Option<usize> {
-    let denied = decisions.iter().enumerate().filter(|(_, d)| !d.allowed);
-    let longest = denied.max_by_key(|(_, d)| d.retry_after.map_or(u128::MAX, |r| r.as_nanos()));
-    if let Some((i, _)) = longest {
-        return Some(i);
-    }
-    decisions
-        .iter()
-        .enumerate()
-        .min_by_key(|(_, d)| d.remaining)
-        .map(|(i, _)| i)
-}
-
-/// The fallback's state: each key's full-again instant.
+/// The fallback's state: each key's limiter state.
 #[derive(Debug, Default)]
 pub(crate) struct Local {
-    tats: HashMap<String, u64>,
+    entries: HashMap<String, Entry>,
     calls: u64,
 }
 
 impl Local {
-    /// Decides every limit, all or nothing. `keys` and `params` pair up.
+    /// Decides every limit, all or nothing, as `RL.ALL` does. `keys` and
+    /// `specs` pair up; `None` only for no limits.
     pub fn decide(
         &mut self,
         keys: &[String],
-        params: &[Params],
+        specs: &[Spec],
         req: Request,
-        now: u64,
+        now: Nanos,
     ) -> Option<AllDecision> {
         self.sweep(now);
-        let mut decisions = Vec::with_capacity(keys.len());
-        let mut writes = Vec::with_capacity(keys.len());
-        for (key, p) in keys.iter().zip(params) {
-            let tat = self.tats.get(key).copied().unwrap_or(0);
-            let (d, w) = gcra(tat, *p, req, now);
-            decisions.push(d);
-            writes.push(w);
+        let mode = match req.mode() {
+            Mode::Refund => grammar::Mode::Refund,
+            Mode::Consume | Mode::DryRun => grammar::Mode::Take,
+        };
+        let mut evaluated = Vec::with_capacity(keys.len());
+        for (key, spec) in keys.iter().zip(specs) {
+            let stored = match self.entries.get(key).map(|e| &e.state) {
+                None => Stored::Empty,
+                Some(State::Bucket(t)) => Stored::Bucket(*t),
+                Some(State::Fixed(c)) => Stored::Fixed(*c),
+                Some(State::Window(l)) => Stored::Window(l),
+            };
+            // A key whose kind changed (a redefined limit) starts afresh.
+            let d = evaluate(stored, spec, now, req.cost(), mode)
+                .or_else(|_| evaluate(Stored::Empty, spec, now, req.cost(), mode))
+                .ok()?;
+            evaluated.push(d);
         }
-        let b = binding(&decisions)?;
-        let all_allowed = decisions.iter().all(|d| d.allowed);
-        if all_allowed {
-            for (key, w) in keys.iter().zip(writes) {
-                if let Some(t) = w {
-                    self.tats.insert(key.clone(), t);
-                }
+        let (index, d, effects) = combine(evaluated)?;
+        if req.mode() != Mode::DryRun {
+            for (key, effect) in keys.iter().zip(effects) {
+                self.apply(key, effect);
             }
         }
-        decisions.get(b).map(|d| AllDecision::new(*d, b))
+        Some(AllDecision::new(decision(&d, Source::Fallback), index))
     }
 
-    /// Forgets keys whose bucket is full again (they are fresh), now and
-    /// then, so the map holds only the keys in use.
-    fn sweep(&mut self, now: u64) {
+    /// Writes an effect, as the module's store does.
+    fn apply(&mut self, key: &str, effect: Effect) {
+        let entry = match effect {
+            Effect::None => return,
+            Effect::Clear => {
+                self.entries.remove(key);
+                return;
+            }
+            Effect::Bucket(tat) => Entry {
+                state: State::Bucket(tat),
+                expires: tat,
+            },
+            Effect::Fixed { counter, .. } => Entry {
+                state: State::Fixed(counter),
+                expires: Nanos::from_millis(counter.end_ms),
+            },
+            Effect::WindowAdd(u) => {
+                let mut log = match self.entries.remove(key) {
+                    Some(Entry {
+                        state: State::Window(l),
+                        ..
+                    }) => l,
+                    _ => Log::default(),
+                };
+                log.apply(&u);
+                let expires = Nanos::from_micros(log.last_us().saturating_add(u.span_us));
+                Entry {
+                    state: State::Window(log),
+                    expires,
+                }
+            }
+            Effect::WindowRefund(r) => {
+                let Some(Entry {
+                    state: State::Window(mut log),
+                    ..
+                }) = self.entries.remove(key)
+                else {
+                    return;
+                };
+                log.apply_refund(&r);
+                if log.is_empty() {
+                    return;
+                }
+                let expires = Nanos::from_micros(log.last_us().saturating_add(r.span_us));
+                Entry {
+                    state: State::Window(log),
+                    expires,
+                }
+            }
+        };
+        self.entries.insert(key.to_string(), entry);
+    }
+
+    /// Forgets keys that are fresh again, now and then, so the map holds
+    /// only the keys in use.
+    fn sweep(&mut self, now: Nanos) {
         self.calls += 1;
-        if self.calls % 1024 == 0 && self.tats.len() > 1024 {
-            self.tats.retain(|_, tat| *tat > now);
+        if self.calls % 1024 == 0 && self.entries.len() > 1024 {
+            self.entries.retain(|_, e| e.expires > now);
         }
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.tats.len()
+        self.entries.len()
     }
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
-    use crate::policy::{SlidingWindow, TokenBucket};
+    use crate::policy::{CalendarUnit, FixedWindow, Policy, SlidingWindow, TokenBucket};
 
     const MS: u64 = 1_000_000;
     const SEC: u64 = 1_000 * MS;
-    const P: Params = Params {
-        limit: 3,
-        interval: SEC,
-    };
+    const T0: u64 = 1_800_000_000 * SEC;
+
+    fn spec(p: impl Into<Policy>) -> Spec {
+        p.into().spec().unwrap()
+    }
 
     fn row(d: &Decision) -> (bool, u64, Option<u64>, u64) {
         (
@@ -201,13 +238,36 @@ mod tests {
         )
     }
 
-    /// (now, cost, mode, allowed, remaining, retry_ms, reset_ms)
+    /// (now since T0, cost, mode, allowed, remaining, retry_ms, reset_ms)
     type Row = (u64, u64, Mode, bool, u64, Option<u64>, u64);
+
+    fn replay(s: &Spec, rows: &[Row]) {
+        let mut l = Local::default();
+        let keys = ["k".to_string()];
+        for (i, &(at, cost, mode, allowed, remaining, retry, reset)) in rows.iter().enumerate() {
+            let req = match mode {
+                Mode::Consume => Request::new(cost),
+                Mode::DryRun => Request::new(cost).dry_run(),
+                Mode::Refund => Request::new(cost).refund(),
+            };
+            let d = l
+                .decide(&keys, std::slice::from_ref(s), req, Nanos::new(T0 + at))
+                .unwrap();
+            assert_eq!(
+                row(&d.decision),
+                (allowed, remaining, retry, reset),
+                "row {i}"
+            );
+            assert_eq!(d.decision.source, Source::Fallback);
+        }
+    }
 
     #[test]
     #[rustfmt::skip]
-    fn gcra_table() {
-        let rows: &[Row] = &[
+    fn a_bucket_refills_at_its_rate() {
+        // 3 tokens, one a second.
+        let s = spec(TokenBucket::new(3, 1, Duration::from_secs(1)).unwrap());
+        replay(&s, &[
             (0,          1, Mode::Consume, true,  2, Some(0),    1000),
             (0,          2, Mode::Consume, true,  0, Some(0),    3000),
             (0,          1, Mode::Consume, false, 0, Some(1000), 3000),
@@ -220,89 +280,129 @@ mod tests {
             (SEC,        9, Mode::Refund,  true,  3, Some(0),    0),
             (10 * SEC,   3, Mode::DryRun,  true,  0, Some(0),    3000),
             (10 * SEC,   3, Mode::Consume, true,  0, Some(0),    3000),
-        ];
-        let mut tat = 0;
-        for (i, &(now, cost, mode, allowed, remaining, retry, reset)) in rows.iter().enumerate() {
-            let req = match mode {
-                Mode::Consume => Request::new(cost),
-                Mode::DryRun => Request::new(cost).dry_run(),
-                Mode::Refund => Request::new(cost).refund(),
-            };
-            let (d, w) = gcra(tat, P, req, now);
-            assert_eq!(row(&d), (allowed, remaining, retry, reset), "row {i}");
-            assert_eq!(d.source, Source::Fallback);
-            if let Some(t) = w {
-                tat = t;
+        ]);
+    }
+
+    /// The outage in the field: "5 per 3 s" must stay a sliding window, not
+    /// become a bucket that lets 9 through in 3 s.
+    #[test]
+    fn a_sliding_window_stays_a_sliding_window() {
+        let s = spec(SlidingWindow::new(5, Duration::from_secs(3)).unwrap());
+        let mut l = Local::default();
+        let keys = ["k".to_string()];
+        let mut admitted = vec![];
+        for step in 0..300u64 {
+            let now = T0 + step * 10 * MS;
+            let d = l
+                .decide(
+                    &keys,
+                    std::slice::from_ref(&s),
+                    Request::new(1),
+                    Nanos::new(now),
+                )
+                .unwrap();
+            if d.decision.allowed {
+                admitted.push(now);
             }
         }
+        for (i, a) in admitted.iter().enumerate() {
+            let within = admitted[i..].iter().filter(|t| **t < a + 3 * SEC).count();
+            assert!(within <= 5, "{within} admitted in 3 s from {a}");
+        }
+        assert_eq!(admitted.len(), 5);
     }
 
     #[test]
-    fn shares_divide_limit_and_rate() {
-        let w: Policy = SlidingWindow::new(100, Duration::from_secs(60))
+    fn a_calendar_day_resets_at_local_midnight() {
+        let day = FixedWindow::calendar(2, CalendarUnit::Day)
             .unwrap()
-            .into();
-        assert_eq!(
-            Params::of(&w, Share::Whole),
-            Params {
-                limit: 100,
-                interval: 600 * MS
-            }
-        );
-        let four = Share::DividedBy(NonZeroU32::new(4).unwrap());
-        assert_eq!(
-            Params::of(&w, four),
-            Params {
-                limit: 25,
-                interval: 2400 * MS
-            }
-        );
-        let b: Policy = TokenBucket::new(2, 1, Duration::from_secs(1))
+            .in_time_zone("America/New_York")
+            .unwrap();
+        let s = spec(day);
+        let mut l = Local::default();
+        let keys = ["k".to_string()];
+        // 2027-01-15T04:59:59Z is 23:59:59 in New York.
+        let before = 1_800_075_599 * SEC;
+        let d = |l: &mut Local, t: u64| {
+            l.decide(
+                &keys,
+                std::slice::from_ref(&s),
+                Request::new(1),
+                Nanos::new(t),
+            )
             .unwrap()
-            .into();
-        assert_eq!(Params::of(&b, four).limit, 1);
+            .decision
+        };
+        assert!(d(&mut l, before).allowed);
+        assert!(d(&mut l, before).allowed);
+        let denied = d(&mut l, before);
+        assert!(!denied.allowed);
+        assert_eq!(denied.retry_after, Some(Duration::from_secs(1)));
+        assert!(d(&mut l, before + SEC).allowed);
     }
 
     #[test]
-    fn all_or_nothing_with_a_binding_limit() {
+    fn shares_divide_every_limit() {
+        let four = Share::DividedBy(NonZeroU32::MIN.saturating_add(3));
+        let w = share(
+            spec(SlidingWindow::new(100, Duration::from_secs(60)).unwrap()),
+            four,
+        );
+        assert!(matches!(w, Spec::Window(Window { limit: 25, .. })));
+        let b = share(
+            spec(TokenBucket::new(2, 1, Duration::from_secs(1)).unwrap()),
+            four,
+        );
+        let Spec::Bucket(b) = b else { panic!() };
+        assert_eq!((b.limit(), b.interval()), (1, Nanos::from_secs(4)));
+        let whole = share(
+            spec(SlidingWindow::new(100, Duration::from_secs(60)).unwrap()),
+            Share::Whole,
+        );
+        assert!(matches!(whole, Spec::Window(Window { limit: 100, .. })));
+    }
+
+    #[test]
+    fn all_or_nothing_with_the_modules_binding_limit() {
         let mut l = Local::default();
         let keys = ["a".to_string(), "b".to_string()];
-        let ps = [
-            Params {
-                limit: 10,
-                interval: SEC,
-            },
-            Params {
-                limit: 2,
-                interval: 60 * SEC,
-            },
+        let specs = [
+            spec(TokenBucket::new(10, 1, Duration::from_secs(1)).unwrap()),
+            spec(SlidingWindow::new(2, Duration::from_secs(60)).unwrap()),
         ];
+        let now = Nanos::new(T0);
         let r = Request::new(1);
-        let first = l.decide(&keys, &ps, r, 0).unwrap();
+        let first = l.decide(&keys, &specs, r, now).unwrap();
         assert_eq!((first.binding, first.decision.remaining), (1, 1));
-        l.decide(&keys, &ps, r, 0).unwrap();
-        let denied = l.decide(&keys, &ps, r, 0).unwrap();
+        l.decide(&keys, &specs, r, now).unwrap();
+        let denied = l.decide(&keys, &specs, r, now).unwrap();
         assert!(!denied.decision.allowed);
         assert_eq!(denied.binding, 1);
         assert_eq!(denied.decision.retry_after, Some(Duration::from_secs(60)));
         // The denial took nothing from "a": 8 left of 10 after two calls.
-        let peek = l.decide(&keys[..1], &ps[..1], Request::new(0), 0).unwrap();
+        let peek = l
+            .decide(&keys[..1], &specs[..1], Request::new(0), now)
+            .unwrap();
         assert_eq!(peek.decision.remaining, 8);
     }
 
     #[test]
     fn fresh_keys_are_forgotten() {
         let mut l = Local::default();
-        let p = [Params {
-            limit: 1,
-            interval: MS,
-        }];
+        let s = [spec(
+            TokenBucket::new(1, 1000, Duration::from_secs(1)).unwrap(),
+        )];
         for i in 0..3000u64 {
-            l.decide(&[format!("k{i}")], &p, Request::new(1), 0);
+            l.decide(&[format!("k{i}")], &s, Request::new(1), Nanos::new(T0));
         }
         assert!(l.len() > 1024);
         for _ in 0..1024 {
-            l.decide(&["x".to_string()], &p, Request::new(0), SEC);
+            l.decide(
+                &["x".to_string()],
+                &s,
+                Request::new(0),
+                Nanos::new(T0 + SEC),
+            );
         }
         assert!(l.len() < 10, "{}", l.len());
     }

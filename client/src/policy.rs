@@ -7,79 +7,35 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::decimal::Decimal;
+use redis_ratelimit_core::grammar::{
+    read_definition, read_throttle, Settings, Syntax, FIXED, GCRA, SLIDING, TOKENBUCKET,
+};
+use redis_ratelimit_core::limit::Spec;
+use redis_ratelimit_core::num::Decimal;
+
 use crate::error::PolicyError;
 
 /// The largest integer the module accepts (`i64::MAX`).
-pub const MAX_INT: u64 = i64::MAX as u64;
+pub use redis_ratelimit_core::bounds::MAX_INT;
 
-const YEAR: u64 = 365 * 24 * 3600;
-/// A bucket must refill within 100 years (the module's bound).
-const MAX_REFILL_NS: u128 = 100 * YEAR as u128 * 1_000_000_000;
-/// A sliding or fixed window is at most 10 years (the module's bound).
-const MAX_WINDOW: Duration = Duration::from_secs(10 * YEAR);
-
-/// A window of whole milliseconds, 1 ms to 10 years.
-fn window(d: Duration) -> Result<Decimal, PolicyError> {
-    let secs = whole_ms(d, "window")?;
-    if d > MAX_WINDOW {
-        return Err(PolicyError::TooLong {
-            what: "window",
-            max: "10 years",
-        });
-    }
-    Ok(secs)
+/// Checks a definition exactly as the module reads it: from the very
+/// words the client sends, with the module's own grammar.
+fn check(syntax: &Syntax, words: &[String]) -> Result<Spec, PolicyError> {
+    let w: Vec<&[u8]> = words.iter().map(|s| s.as_bytes()).collect();
+    Ok(read_definition(syntax, &w[..], Settings::default())?)
 }
 
-fn int(v: u64, min: u64, what: &'static str) -> Result<u64, PolicyError> {
-    if v < min || v > MAX_INT {
-        return Err(PolicyError::OutOfRange { what, min });
-    }
-    Ok(v)
+/// A duration as the decimal seconds sent to the module (`1.5`, `0.25`).
+fn secs(d: Duration) -> Decimal {
+    Decimal::from_duration_secs(d).unwrap_or(Decimal::ZERO)
 }
 
-/// `limit` units of `period / rate` each, as the module checks it.
-fn refill_interval(
-    limit: u64,
-    rate: Decimal,
-    period: Duration,
-    period_name: &'static str,
-) -> Result<u64, PolicyError> {
-    if period.is_zero() {
-        return Err(PolicyError::NotPositive { what: period_name });
+/// The nanoseconds a bucket spec refills one unit in.
+fn interval_ns(spec: &Spec) -> u64 {
+    match spec {
+        Spec::Bucket(b) => b.interval().as_u64(),
+        _ => 0,
     }
-    let (ns, below_one) = rate
-        .interval_ns(period)
-        .ok_or(PolicyError::NotPositive { what: "rate" })?;
-    if below_one {
-        return Err(PolicyError::RateTooHigh);
-    }
-    if ns.saturating_mul(u128::from(limit)) > MAX_REFILL_NS {
-        return Err(PolicyError::RefillTooLong);
-    }
-    u64::try_from(ns).map_err(|_| PolicyError::RefillTooLong)
-}
-
-/// Seconds as the module reads them; `None` past 584 years.
-fn secs(d: Duration, what: &'static str) -> Result<Decimal, PolicyError> {
-    Decimal::from_duration_secs(d).ok_or(PolicyError::TooLong {
-        what,
-        max: "584 years",
-    })
-}
-
-/// A duration in whole milliseconds, at least one.
-fn whole_ms(d: Duration, what: &'static str) -> Result<Decimal, PolicyError> {
-    if d.is_zero() {
-        return Err(PolicyError::NotPositive { what });
-    }
-    if d.subsec_nanos() % 1_000_000 != 0 {
-        return Err(PolicyError::Precision {
-            what,
-            unit: "millisecond",
-        });
-    }
-    secs(d, what)
 }
 
 /// `RL.TOKENBUCKET`: `capacity` tokens, refilled continuously at `rate`
@@ -110,15 +66,21 @@ impl TokenBucket {
         rate: impl Into<Decimal>,
         period: Duration,
     ) -> Result<TokenBucket, PolicyError> {
-        let capacity = int(capacity, 1, "capacity")?;
         let rate = rate.into();
-        let interval_ns = refill_interval(capacity, rate, period, "period")?;
+        let period_secs = secs(period);
+        let words = [
+            capacity.to_string(),
+            rate.to_string(),
+            "PERIOD".into(),
+            period_secs.to_string(),
+        ];
+        let spec = check(&TOKENBUCKET, &words)?;
         Ok(TokenBucket {
             capacity,
             rate,
             period,
-            period_secs: secs(period, "period")?,
-            interval_ns,
+            period_secs,
+            interval_ns: interval_ns(&spec),
         })
     }
 
@@ -149,9 +111,11 @@ pub struct SlidingWindow {
 
 impl SlidingWindow {
     pub fn new(limit: u64, window: Duration) -> Result<SlidingWindow, PolicyError> {
+        let window_secs = secs(window);
+        check(&SLIDING, &[limit.to_string(), window_secs.to_string()])?;
         Ok(SlidingWindow {
-            limit: int(limit, 1, "limit")?,
-            window_secs: self::window(window)?,
+            limit,
+            window_secs,
             window,
         })
     }
@@ -181,15 +145,18 @@ impl Gcra {
         rate: impl Into<Decimal>,
         period: Duration,
     ) -> Result<Gcra, PolicyError> {
-        let burst = int(burst, 1, "burst")?;
         let rate = rate.into();
-        let interval_ns = refill_interval(burst, rate, period, "period")?;
+        let period_secs = secs(period);
+        let spec = check(
+            &GCRA,
+            &[burst.to_string(), rate.to_string(), period_secs.to_string()],
+        )?;
         Ok(Gcra {
             burst,
             rate,
             period,
-            period_secs: secs(period, "period")?,
-            interval_ns,
+            period_secs,
+            interval_ns: interval_ns(&spec),
         })
     }
 
@@ -285,17 +252,20 @@ impl FixedWindow {
     /// Windows of `window` (whole milliseconds, at most 10 years) aligned
     /// to the Unix epoch.
     pub fn new(limit: u64, window: Duration) -> Result<FixedWindow, PolicyError> {
+        let length = secs(window);
+        check(&FIXED, &[limit.to_string(), length.to_string()])?;
         Ok(FixedWindow {
-            limit: int(limit, 1, "limit")?,
-            length_secs: Some(self::window(window)?),
+            limit,
+            length_secs: Some(length),
             span: FixedSpan::Length(window),
         })
     }
 
     /// Calendar windows in UTC; see [`in_time_zone`](Self::in_time_zone).
     pub fn calendar(limit: u64, unit: CalendarUnit) -> Result<FixedWindow, PolicyError> {
+        check(&FIXED, &[limit.to_string(), unit.keyword().to_string()])?;
         Ok(FixedWindow {
-            limit: int(limit, 1, "limit")?,
+            limit,
             span: FixedSpan::Calendar {
                 unit,
                 time_zone: None,
@@ -305,30 +275,21 @@ impl FixedWindow {
     }
 
     /// Calendar windows start at local boundaries of this IANA zone
-    /// (`America/New_York`, `Europe/Paris`, `UTC`). Only the name's shape
-    /// is checked here; the server answers `ERR TZ ...` for a zone it does
-    /// not know. Refused for windows given as a length.
+    /// (`America/New_York`, `Europe/Paris`, `UTC`), checked against the
+    /// same time zone database the module compiles in. Refused for windows
+    /// given as a length.
     pub fn in_time_zone(mut self, zone: &str) -> Result<FixedWindow, PolicyError> {
-        let invalid = || PolicyError::InvalidTimeZone {
-            zone: zone.to_string(),
-        };
-        let shape_ok = !zone.is_empty()
-            && zone.len() <= 64
-            && !zone.starts_with('/')
-            && !zone.contains("..")
-            && zone
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"/_+-".contains(&b));
-        if !shape_ok {
-            return Err(invalid());
+        let words = [
+            self.limit.to_string(),
+            self.window_arg(),
+            "TZ".to_string(),
+            zone.to_string(),
+        ];
+        check(&FIXED, &words)?;
+        if let FixedSpan::Calendar { time_zone, .. } = &mut self.span {
+            *time_zone = Some(zone.to_string());
         }
-        match &mut self.span {
-            FixedSpan::Calendar { time_zone, .. } => {
-                *time_zone = Some(zone.to_string());
-                Ok(self)
-            }
-            FixedSpan::Length(_) => Err(invalid()),
-        }
+        Ok(self)
     }
 
     pub fn limit(&self) -> u64 {
@@ -376,38 +337,20 @@ pub struct Throttle {
 
 impl Throttle {
     pub fn new(max_burst: u64, count: u64, period: Duration) -> Result<Throttle, PolicyError> {
-        if max_burst >= MAX_INT {
-            return Err(PolicyError::OutOfRange {
-                what: "max_burst",
-                min: 0,
-            });
-        }
-        let count = int(count, 1, "count_per_period")?;
-        if period.subsec_nanos() != 0 {
-            return Err(PolicyError::Precision {
-                what: "period",
-                unit: "second",
-            });
-        }
-        let period_secs = int(period.as_secs(), 1, "period")?;
-        // As the module checks it: redis-cell's emission interval,
-        // period / count truncated to whole nanoseconds, must be at least
-        // 1 ns, and a full burst must come back within 100 years.
-        let interval = period_secs
-            .checked_mul(1_000_000_000)
-            .map(|ns| ns / count)
-            .filter(|ns| *ns > 0);
-        let burst_ns = interval.map(|ns| u128::from(ns) * u128::from(max_burst + 1));
-        if !burst_ns.is_some_and(|t| t <= MAX_REFILL_NS) {
-            return Err(PolicyError::TooLong {
-                what: "(max_burst + 1) * period / count_per_period",
-                max: "100 years",
-            });
-        }
+        // Checked as the module reads CL.THROTTLE (whole seconds only).
+        let words = [
+            "CL.THROTTLE".to_string(),
+            "k".to_string(),
+            max_burst.to_string(),
+            count.to_string(),
+            secs(period).to_string(),
+        ];
+        let w: Vec<&[u8]> = words.iter().map(|s| s.as_bytes()).collect();
+        read_throttle(&w[..])?;
         Ok(Throttle {
             max_burst,
             count,
-            period_secs,
+            period_secs: period.as_secs(),
         })
     }
 
@@ -456,6 +399,47 @@ impl Policy {
             Policy::Sliding(p) => p.window,
             Policy::Fixed(p) => p.nominal_length(),
         }
+    }
+
+    /// The words after the key that define this policy, as `RL.ALL` reads
+    /// them (`TOKENBUCKET capacity rate [PERIOD s]`, `SLIDING limit
+    /// window`, `GCRA burst rate period`, `FIXED limit window [TZ zone]`);
+    /// defaults are left out.
+    pub(crate) fn definition(&self) -> (&'static Syntax, Vec<String>) {
+        match self {
+            Policy::TokenBucket(p) => {
+                let mut w = vec![p.capacity.to_string(), p.rate.to_string()];
+                if p.period_secs != Decimal::from_int(1) {
+                    w.extend(["PERIOD".to_string(), p.period_secs.to_string()]);
+                }
+                (&TOKENBUCKET, w)
+            }
+            Policy::Sliding(p) => (
+                &SLIDING,
+                vec![p.limit.to_string(), p.window_secs.to_string()],
+            ),
+            Policy::Gcra(p) => (
+                &GCRA,
+                vec![
+                    p.burst.to_string(),
+                    p.rate.to_string(),
+                    p.period_secs.to_string(),
+                ],
+            ),
+            Policy::Fixed(p) => {
+                let mut w = vec![p.limit.to_string(), p.window_arg()];
+                if let Some(tz) = p.time_zone() {
+                    w.extend(["TZ".to_string(), tz.to_string()]);
+                }
+                (&FIXED, w)
+            }
+        }
+    }
+
+    /// The limit exactly as the module builds it from [`definition`](Self::definition).
+    pub(crate) fn spec(&self) -> Option<Spec> {
+        let (syntax, words) = self.definition();
+        check(syntax, &words).ok()
     }
 
     /// The steady time per unit: a bucket's refill interval, a window's
@@ -620,50 +604,61 @@ impl fmt::Display for CalendarUnit {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
 
     const S: fn(u64) -> Duration = Duration::from_secs;
     const MS: fn(u64) -> Duration = Duration::from_millis;
 
+    const YEAR: u64 = 365 * 24 * 3600;
+
+    fn invalid(message: &'static str) -> PolicyError {
+        PolicyError::Invalid { message }
+    }
+
     #[test]
     fn token_bucket_checks_what_the_module_checks() {
         assert!(TokenBucket::new(10, 1, S(1)).is_ok());
         assert_eq!(
             TokenBucket::new(0, 1, S(1)),
-            Err(PolicyError::OutOfRange {
-                what: "capacity",
-                min: 1
-            })
+            Err(invalid(
+                "capacity must be an integer between 1 and 9223372036854775807"
+            ))
         );
         assert!(TokenBucket::new(MAX_INT + 1, 1, S(1)).is_err());
         assert_eq!(
             TokenBucket::new(10, 0, S(1)),
-            Err(PolicyError::NotPositive { what: "rate" })
+            Err(invalid(
+                "rate must be a positive number (such as 0.5, 100 or 1e4)"
+            ))
         );
         assert_eq!(
             TokenBucket::new(10, 1, Duration::ZERO),
-            Err(PolicyError::NotPositive { what: "period" })
+            Err(invalid("PERIOD must be a positive number of seconds"))
         );
         let r = |s: &str| s.parse::<Decimal>().unwrap();
         assert_eq!(
             TokenBucket::new(10, r("2e9"), S(1)),
-            Err(PolicyError::RateTooHigh)
+            Err(invalid(
+                "rate must be at most one token per nanosecond of PERIOD"
+            ))
         );
         assert!(TokenBucket::new(10, r("1e9"), S(1)).is_ok());
         assert_eq!(
             TokenBucket::new(10, r("1e-20"), S(1)),
-            Err(PolicyError::RefillTooLong)
+            Err(invalid("capacity / rate must refill within 100 years"))
         );
         assert_eq!(
             TokenBucket::new(MAX_INT, 1, S(1)),
-            Err(PolicyError::RefillTooLong)
+            Err(invalid("capacity / rate must refill within 100 years"))
+        );
+        // Numbers the module reads (and the client sends) as they are.
+        assert!(TokenBucket::new(10, r("1e-5"), S(1)).is_ok());
+        assert_eq!(
+            TokenBucket::new(10, r("1e20"), S(1)),
+            Err(invalid(
+                "rate must be at most one token per nanosecond of PERIOD"
+            ))
         );
         let b = TokenBucket::new(3, 3, S(1)).unwrap();
         assert_eq!(b.refill_interval(), Duration::from_nanos(333_333_334));
@@ -672,17 +667,17 @@ mod tests {
     #[test]
     fn sliding_window_needs_whole_milliseconds() {
         assert!(SlidingWindow::new(10, MS(250)).is_ok());
+        let window = invalid(
+            "window must be a positive number of seconds with at most 3 decimals, at most 10 years",
+        );
         assert_eq!(
             SlidingWindow::new(10, Duration::from_micros(500)),
-            Err(PolicyError::Precision {
-                what: "window",
-                unit: "millisecond"
-            })
+            Err(window.clone())
         );
-        assert!(SlidingWindow::new(10, Duration::ZERO).is_err());
+        assert_eq!(SlidingWindow::new(10, Duration::ZERO), Err(window.clone()));
         assert!(SlidingWindow::new(0, S(1)).is_err());
         assert!(SlidingWindow::new(1, S(10 * YEAR)).is_ok());
-        assert!(SlidingWindow::new(1, S(10 * YEAR) + MS(1)).is_err());
+        assert_eq!(SlidingWindow::new(1, S(10 * YEAR) + MS(1)), Err(window));
     }
 
     #[test]
@@ -697,11 +692,29 @@ mod tests {
             }
         );
         assert!(day.clone().in_time_zone("Etc/GMT+5").is_ok());
-        for bad in ["", "New York", "../etc/passwd", "/UTC", "Zone\"x"] {
-            assert!(day.clone().in_time_zone(bad).is_err(), "{bad:?}");
+        for bad in [
+            "",
+            "New York",
+            "../etc/passwd",
+            "/UTC",
+            "Zone\"x",
+            "Mars/Olympus",
+        ] {
+            assert_eq!(
+                day.clone().in_time_zone(bad),
+                Err(invalid(
+                    "TZ must be an IANA time zone name such as America/New_York"
+                )),
+                "{bad:?}"
+            );
         }
         let secs = FixedWindow::new(10, S(60)).unwrap();
-        assert!(secs.in_time_zone("UTC").is_err());
+        assert_eq!(
+            secs.in_time_zone("UTC"),
+            Err(invalid(
+                "TZ needs a calendar window: MINUTE, HOUR, DAY, WEEK or MONTH"
+            ))
+        );
         assert!(FixedWindow::new(10, Duration::from_micros(1500)).is_err());
         assert!(FixedWindow::new(1, S(10 * YEAR)).is_ok());
         assert!(FixedWindow::new(1, S(10 * YEAR) + MS(1)).is_err());

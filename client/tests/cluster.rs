@@ -1,15 +1,10 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 //! The client against a real Redis Cluster (3 masters, 3 replicas, on
 //! loopback, the module on every node): single-key commands route by key
 //! through redis-rs's cluster connection, the client's slot function
 //! agrees with the server's, the Limiter works over it, and `RL.ALL`
 //! reaches its keys' node through `ClusterRouted` (and gets CROSSSLOT when
 //! its keys are in different slots).
+#![cfg(test)]
 
 mod support;
 

@@ -1,10 +1,5 @@
+#![cfg(test)]
 #![cfg(feature = "tower")]
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 //! The tower middleware in a real axum server on 127.0.0.1, answering real
 //! HTTP requests: allowed responses carry the RateLimit headers, the
 //! request over the limit gets 429 with them and Retry-After, requests

@@ -1,223 +1,275 @@
-//! The command table and the guard every handler runs inside.
+//! The command table: one row per command, and everything derived from it
+//! (registration, key positions, `COMMAND DOCS`, INFO counters, keyspace
+//! events, the internal-command check).
 //!
-//! Each handler is `fn(Ctx, &[RawString]) -> CmdResult`: it parses, loads,
-//! decides, stores, replicates and replies to a success itself; an error it
-//! returns is answered here. A panic is caught here too and answered with
-//! `ERR internal error`, because one that crossed into Redis would abort
-//! the server for every user. Handlers do everything fallible before their
-//! first write, so an error or a panic never leaves half a change behind.
+//! Adding a command is one row here and its handler; a new limiter
+//! algorithm is a row whose body is its [`Syntax`](redis_ratelimit_core::grammar::Syntax).
+//!
+//! Every handler runs inside [`api::run_command`], which catches panics
+//! and answers the error a handler returns. Handlers do everything
+//! fallible before their first write, so an error never leaves half a
+//! change behind.
 
 mod all;
-mod bucket;
 mod docs;
-mod fixed;
-mod limit;
-mod sliding;
+mod limiter;
 mod state;
 #[cfg(feature = "test-hooks")]
 mod testing;
+mod throttle;
 
 use std::ffi::{c_int, CStr};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use redis_module::raw;
+use redis_ratelimit_core::error::CmdError;
+use redis_ratelimit_core::grammar::{self, Syntax};
 
-use crate::api::{bytes, rm, Ctx, RawCtx, RawString};
-use crate::error::{CmdError, CmdResult, INTERNAL, SYNTAX};
-use crate::num::{parse_u64, Decimal};
-use crate::stats::{self, Cmd};
+use crate::api::{self, Argv, Ctx, EntryFn};
+use crate::stats;
 
-type Handler = fn(Ctx, &[RawString]) -> CmdResult;
+/// A handler: the context, the arguments, and which command runs.
+pub type Handler = fn(&Ctx<'_>, Argv<'_>, Cmd) -> Result<(), CmdError>;
 
-/// Runs a handler under `catch_unwind` and answers its error, if any,
-/// counting the call for `INFO ratelimit` when `counted` names a limiter.
-#[inline]
-fn dispatch(
-    ctx: RawCtx,
-    argv: *mut RawString,
-    argc: c_int,
-    handler: Handler,
-    counted: Option<Cmd>,
-) -> c_int {
-    // SAFETY: Redis hands us the context of this very call.
-    let ctx = unsafe { Ctx::from_raw(ctx) };
-    let args: &[RawString] = match usize::try_from(argc) {
-        // SAFETY: Redis passes `argc` valid argument pointers.
-        Ok(n) if !argv.is_null() => unsafe { std::slice::from_raw_parts(argv, n) },
-        _ => &[],
-    };
-    if let Some(cmd) = counted {
-        stats::call(cmd);
-    }
-    let result = match catch_unwind(AssertUnwindSafe(|| handler(ctx, args))) {
-        Ok(r) => r,
-        Err(_) => Err(INTERNAL),
-    };
-    if let Err(e) = result {
-        ctx.reply_error(&e);
-        if let Some(cmd) = counted {
-            stats::error(cmd);
+/// What a command does.
+pub enum Body {
+    /// An algorithm's own command, read by its syntax and decided by the engine.
+    Limiter(&'static Syntax),
+    Handler(Handler),
+}
+
+/// Where a command's keys are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keys {
+    /// The first argument.
+    First,
+    /// After each LIMIT (RL.ALL): the keys-position API finds them.
+    AfterEachLimit,
+    /// None (test hooks).
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    None,
+}
+
+/// What `COMMAND DOCS` shows as the arguments.
+pub enum Args {
+    /// A limiter's: derived from its syntax.
+    Syntax,
+    /// RL.ALL's: derived from every algorithm's syntax.
+    All,
+    /// Written out: (name, type, optional).
+    Listed(&'static [(&'static CStr, api::DocType, bool)]),
+}
+
+/// One row of the table.
+pub struct Command {
+    pub name: &'static CStr,
+    pub body: Body,
+    /// Redis command flags.
+    pub flags: &'static CStr,
+    pub keys: Keys,
+    /// `REDISMODULE_CMD_KEY_*` flags of the key spec.
+    pub key_flags: u32,
+    /// Arity as `COMMAND INFO` shows it (negative: at least); `None` for
+    /// limiters, whose syntax says it.
+    pub arity: Option<i32>,
+    pub summary: &'static CStr,
+    pub complexity: &'static CStr,
+    pub args: Args,
+    /// The name INFO counts its calls under; `None`: not counted.
+    pub counted: Option<&'static str>,
+    /// The keyspace notification its writes raise (class `d`, module).
+    pub event: &'static CStr,
+    /// Applies effects only: refused to ordinary clients.
+    pub internal: bool,
+}
+
+impl Command {
+    /// The arity `COMMAND INFO` shows (negative: at least).
+    pub fn arity(&self) -> i32 {
+        match (&self.body, self.arity) {
+            (_, Some(a)) => a,
+            (Body::Limiter(s), None) => -i32::try_from(s.command_arity() + 1).unwrap_or(i32::MAX),
+            (Body::Handler(_), None) => -1,
         }
     }
-    raw::REDISMODULE_OK as c_int
 }
 
-/// Defines the `extern "C"` entry point Redis calls for a handler.
-macro_rules! entry {
-    ($($entry:ident => $handler:path, $counted:expr;)*) => {
-        $(
-            extern "C" fn $entry(ctx: RawCtx, argv: *mut RawString, argc: c_int) -> c_int {
-                dispatch(ctx, argv, argc, $handler, $counted)
-            }
-        )*
-    };
+/// A running command: its row and its index in the table.
+#[derive(Clone, Copy)]
+pub struct Cmd {
+    pub row: &'static Command,
+    pub id: usize,
 }
 
-entry! {
-    tokenbucket_entry => bucket::tokenbucket, Some(Cmd::TokenBucket);
-    sliding_entry => sliding::sliding, Some(Cmd::Sliding);
-    gcra_entry => bucket::gcra, Some(Cmd::Gcra);
-    fixed_entry => fixed::fixed, Some(Cmd::Fixed);
-    all_entry => all::all, Some(Cmd::All);
-    throttle_entry => bucket::throttle, Some(Cmd::Throttle);
-    setstate_entry => state::setstate, None;
-    windowadd_entry => state::windowadd, None;
-    windowrefund_entry => state::windowrefund, None;
-}
+const RW: u32 = redis_module::raw::REDISMODULE_CMD_KEY_RW;
+const OW: u32 = redis_module::raw::REDISMODULE_CMD_KEY_OW;
+const ACCESS: u32 = redis_module::raw::REDISMODULE_CMD_KEY_ACCESS;
+const UPDATE: u32 = redis_module::raw::REDISMODULE_CMD_KEY_UPDATE;
+const INCOMPLETE: u32 = redis_module::raw::REDISMODULE_CMD_KEY_INCOMPLETE;
 
-struct Command {
-    name: &'static CStr,
-    entry: extern "C" fn(RawCtx, *mut RawString, c_int) -> c_int,
-    flags: &'static CStr,
-    first_key: c_int,
-    last_key: c_int,
-    key_step: c_int,
-}
+use api::DocType::{Int, Key as KeyArg, Str};
 
 /// Every command this module adds.
 #[rustfmt::skip]
-const COMMANDS: &[Command] = &[
-    Command { name: c"RL.TOKENBUCKET", entry: tokenbucket_entry, flags: c"write deny-oom fast", first_key: 1, last_key: 1, key_step: 1 },
-    Command { name: c"RL.SLIDING", entry: sliding_entry, flags: c"write deny-oom fast", first_key: 1, last_key: 1, key_step: 1 },
-    Command { name: c"RL.GCRA", entry: gcra_entry, flags: c"write deny-oom fast", first_key: 1, last_key: 1, key_step: 1 },
-    Command { name: c"RL.FIXED", entry: fixed_entry, flags: c"write deny-oom fast", first_key: 1, last_key: 1, key_step: 1 },
-    Command { name: c"RL.ALL", entry: all_entry, flags: c"write deny-oom getkeys-api", first_key: 0, last_key: 0, key_step: 0 },
-    Command { name: c"CL.THROTTLE", entry: throttle_entry, flags: c"write deny-oom fast", first_key: 1, last_key: 1, key_step: 1 },
-    // Internal: how replicas and the AOF receive state. Not for applications.
-    Command { name: c"RL.SETSTATE", entry: setstate_entry, flags: c"write deny-oom", first_key: 1, last_key: 1, key_step: 1 },
-    Command { name: c"RL.WINDOWADD", entry: windowadd_entry, flags: c"write deny-oom", first_key: 1, last_key: 1, key_step: 1 },
-    Command { name: c"RL.WINDOWREFUND", entry: windowrefund_entry, flags: c"write deny-oom", first_key: 1, last_key: 1, key_step: 1 },
+pub static COMMANDS: &[Command] = &[
+    Command {
+        name: c"RL.TOKENBUCKET", body: Body::Limiter(&grammar::TOKENBUCKET),
+        flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
+        summary: c"Takes cost tokens from a token bucket of capacity tokens refilled at rate per PERIOD seconds, if it holds them.",
+        complexity: c"O(1)", args: Args::Syntax,
+        counted: Some("tokenbucket"), event: c"rl.tokenbucket", internal: false,
+    },
+    Command {
+        name: c"RL.SLIDING", body: Body::Limiter(&grammar::SLIDING),
+        flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
+        summary: c"Admits COST units if the units admitted in the last window seconds stay within limit (an exact sliding window).",
+        complexity: c"O(1) amortized when allowed; O(k) when denied, k the log entries scanned", args: Args::Syntax,
+        counted: Some("sliding"), event: c"rl.sliding", internal: false,
+    },
+    Command {
+        name: c"RL.GCRA", body: Body::Limiter(&grammar::GCRA),
+        flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
+        summary: c"Generic cell rate algorithm: rate units per period seconds with bursts of up to burst.",
+        complexity: c"O(1)", args: Args::Syntax,
+        counted: Some("gcra"), event: c"rl.gcra", internal: false,
+    },
+    Command {
+        name: c"RL.FIXED", body: Body::Limiter(&grammar::FIXED),
+        flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
+        summary: c"Counts COST units in the current fixed window (seconds, or MINUTE/HOUR/DAY/WEEK/MONTH, optionally in a TZ) up to limit.",
+        complexity: c"O(1)", args: Args::Syntax,
+        counted: Some("fixed"), event: c"rl.fixed", internal: false,
+    },
+    Command {
+        name: c"RL.ALL", body: Body::Handler(all::all),
+        flags: c"write deny-oom getkeys-api", keys: Keys::AfterEachLimit, key_flags: RW | ACCESS | UPDATE | INCOMPLETE, arity: Some(-6),
+        summary: c"Checks several limits on several keys and consumes from all of them only if every one allows.",
+        complexity: c"O(k) for k limits", args: Args::All,
+        counted: Some("all"), event: c"rl.all", internal: false,
+    },
+    Command {
+        name: c"CL.THROTTLE", body: Body::Handler(throttle::throttle),
+        flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: Some(-5),
+        summary: c"redis-cell compatible GCRA: count_per_period per period seconds with bursts of max_burst + 1.",
+        complexity: c"O(1)",
+        args: Args::Listed(&[(c"key", KeyArg, false), (c"max_burst", Int, false), (c"count_per_period", Int, false), (c"period", Int, false), (c"quantity", Int, true)]),
+        counted: Some("throttle"), event: c"cl.throttle", internal: false,
+    },
+    // Internal: how replicas and the AOF receive effects. Refused to clients.
+    Command {
+        name: c"RL.SETSTATE", body: Body::Handler(state::setstate),
+        flags: c"write deny-oom", keys: Keys::First, key_flags: OW | UPDATE, arity: Some(3),
+        summary: c"Internal: sets a limiter state with its absolute expiry (replication, AOF).",
+        complexity: c"O(1) for bucket and fixed, O(n) in the state for window",
+        args: Args::Listed(&[(c"key", KeyArg, false), (c"state", Str, false)]),
+        counted: None, event: c"rl.setstate", internal: true,
+    },
+    Command {
+        name: c"RL.WINDOWADD", body: Body::Handler(state::windowadd),
+        flags: c"write deny-oom", keys: Keys::First, key_flags: RW | UPDATE, arity: Some(3),
+        summary: c"Internal: applies one allowed sliding-window request (replication, AOF).",
+        complexity: c"O(1) amortized",
+        args: Args::Listed(&[(c"key", KeyArg, false), (c"update", Str, false)]),
+        counted: None, event: c"rl.windowadd", internal: true,
+    },
+    Command {
+        name: c"RL.WINDOWREFUND", body: Body::Handler(state::windowrefund),
+        flags: c"write deny-oom", keys: Keys::First, key_flags: RW | UPDATE, arity: Some(3),
+        summary: c"Internal: applies a sliding-window refund (replication, AOF).",
+        complexity: c"O(n) in the log's entries",
+        args: Args::Listed(&[(c"key", KeyArg, false), (c"refund", Str, false)]),
+        counted: None, event: c"rl.windowrefund", internal: true,
+    },
 ];
 
-pub fn register(ctx: RawCtx) -> Result<(), &'static CStr> {
-    for c in COMMANDS {
-        create(ctx, c)?;
-    }
-    #[cfg(feature = "test-hooks")]
-    for c in testing::COMMANDS {
-        create(ctx, c)?;
-    }
-    docs::register(ctx)
-}
-
-fn create(ctx: RawCtx, c: &Command) -> Result<(), &'static CStr> {
-    let rc = rm!(RedisModule_CreateCommand(
+/// Runs row `I` of `table`: Redis has no per-command user data, so each
+/// row gets its own instance of this entry point.
+extern "C" fn entry<const TEST: bool, const I: usize>(
+    ctx: *mut redis_module::raw::RedisModuleCtx,
+    argv: *mut *mut redis_module::raw::RedisModuleString,
+    argc: c_int,
+) -> c_int {
+    let table = if TEST { testing_table() } else { COMMANDS };
+    let row = table.get(I);
+    let counted = row.is_some_and(|r| r.counted.is_some()) && !TEST;
+    api::run_command(
         ctx,
-        c.name.as_ptr(),
-        Some(c.entry),
-        c.flags.as_ptr(),
-        c.first_key,
-        c.last_key,
-        c.key_step,
-    ) else raw::REDISMODULE_ERR as c_int);
-    if rc == raw::REDISMODULE_OK as c_int {
-        Ok(())
-    } else {
-        Err(c.name)
-    }
+        argv,
+        argc,
+        |c, args| {
+            let row = row.ok_or(redis_ratelimit_core::error::INTERNAL)?;
+            let cmd = Cmd { row, id: I };
+            if counted {
+                stats::call(I);
+            }
+            if row.internal && !(c.flags().loading() || c.flags().replicated()) {
+                return Err(CmdError::InternalCommand(row.name));
+            }
+            match row.body {
+                Body::Limiter(syntax) => limiter::limiter(c, args, cmd, syntax),
+                Body::Handler(h) => h(c, args, cmd),
+            }
+        },
+        || {
+            if counted {
+                stats::error(I);
+            }
+        },
+    )
 }
 
-// ---------------------------------------------------------------- parsing
+/// One entry point per possible row; the table may not outgrow it.
+const ENTRIES: [EntryFn; 16] = [
+    entry::<false, 0>,
+    entry::<false, 1>,
+    entry::<false, 2>,
+    entry::<false, 3>,
+    entry::<false, 4>,
+    entry::<false, 5>,
+    entry::<false, 6>,
+    entry::<false, 7>,
+    entry::<false, 8>,
+    entry::<false, 9>,
+    entry::<false, 10>,
+    entry::<false, 11>,
+    entry::<false, 12>,
+    entry::<false, 13>,
+    entry::<false, 14>,
+    entry::<false, 15>,
+];
 
-/// Arguments read in order, as a handler reads its syntax line.
-pub struct Args<'a> {
-    args: &'a [RawString],
-    pos: usize,
+const TEST_ENTRIES: [EntryFn; 4] = [
+    entry::<true, 0>,
+    entry::<true, 1>,
+    entry::<true, 2>,
+    entry::<true, 3>,
+];
+
+#[cfg(feature = "test-hooks")]
+fn testing_table() -> &'static [Command] {
+    testing::COMMANDS
 }
 
-impl<'a> Args<'a> {
-    /// Skips the command name; fails with the arity error unless there are
-    /// at least `min` arguments after it.
-    pub fn new(args: &'a [RawString], min: usize) -> Result<Args<'a>, CmdError> {
-        if args.len() < min + 1 {
-            return Err(CmdError::WrongArity);
-        }
-        Ok(Args { args, pos: 1 })
-    }
-
-    /// The next argument without consuming it (empty at the end).
-    pub fn peek_bytes(&self) -> &'a [u8] {
-        self.args.get(self.pos).map(|a| bytes(*a)).unwrap_or(&[])
-    }
-
-    pub fn done(&self) -> bool {
-        self.pos >= self.args.len()
-    }
-
-    /// The next argument as a module string (for keys).
-    pub fn next_raw(&mut self) -> Result<RawString, CmdError> {
-        let s = self.args.get(self.pos).copied().ok_or(SYNTAX)?;
-        self.pos += 1;
-        Ok(s)
-    }
-
-    pub fn next_bytes(&mut self) -> Result<&'a [u8], CmdError> {
-        self.next_raw().map(bytes)
-    }
-
-    /// An integer in `min..=i64::MAX`, else `err`.
-    pub fn next_int(&mut self, min: u64, err: CmdError) -> Result<u64, CmdError> {
-        let b = self.next_raw().map_err(|_| err)?;
-        parse_u64(bytes(b))
-            .filter(|v| *v >= min && *v <= i64::MAX as u64)
-            .ok_or(err)
-    }
-
-    /// A positive decimal, else `err`.
-    pub fn next_positive(&mut self, err: CmdError) -> Result<Decimal, CmdError> {
-        let b = self.next_raw().map_err(|_| err)?;
-        Decimal::parse(bytes(b)).filter(|d| !d.is_zero()).ok_or(err)
-    }
-
-    /// The value of an option that was just read (missing value: syntax error).
-    pub fn option_value(&mut self) -> Result<(), CmdError> {
-        if self.done() {
-            Err(SYNTAX)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// If `opt` is `keyword` and `slot` is still empty, reads the option's
-    /// value with `parse` into `slot` and answers true. A repeated option is
-    /// not read (the caller then answers `ERR syntax error`).
-    pub fn option<T>(
-        &mut self,
-        opt: &[u8],
-        keyword: &[u8],
-        slot: &mut Option<T>,
-        parse: impl FnOnce(&mut Self) -> Result<T, CmdError>,
-    ) -> Result<bool, CmdError> {
-        if !is(opt, keyword) || slot.is_some() {
-            return Ok(false);
-        }
-        self.option_value()?;
-        *slot = Some(parse(self)?);
-        Ok(true)
-    }
+#[cfg(not(feature = "test-hooks"))]
+fn testing_table() -> &'static [Command] {
+    &[]
 }
 
-/// Case-insensitive keyword comparison.
-pub fn is(arg: &[u8], keyword: &[u8]) -> bool {
-    arg.eq_ignore_ascii_case(keyword)
+/// Registers every command, its docs and its ACL categories.
+pub fn register(ctx: &Ctx<'_>) -> Result<(), String> {
+    if COMMANDS.len() > ENTRIES.len() || testing_table().len() > TEST_ENTRIES.len() {
+        return Err("the command table outgrew its entry points".into());
+    }
+    for (row, entry) in COMMANDS
+        .iter()
+        .zip(ENTRIES)
+        .chain(testing_table().iter().zip(TEST_ENTRIES))
+    {
+        let keys = match row.keys {
+            Keys::First => (1, 1, 1),
+            Keys::AfterEachLimit | Keys::None => (0, 0, 0),
+        };
+        if !api::create_command(ctx, row.name, entry, row.flags, keys) {
+            return Err(format!("cannot register {}", row.name.to_string_lossy()));
+        }
+    }
+    docs::register(ctx, COMMANDS)
 }

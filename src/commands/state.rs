@@ -1,106 +1,98 @@
 //! RL.SETSTATE, RL.WINDOWADD and RL.WINDOWREFUND: how replicas and the AOF
-//! receive state.
+//! receive effects.
 //!
 //! Limiter commands never replicate themselves (a replica would decide again
 //! on its own clock). They replicate their effect, with absolute times, as
-//! one of these commands with a single binary argument (see `wire`): a
-//! bucket's or fixed window's new state, a sliding window's deterministic
-//! update or refund. Applications have no reason to call them.
+//! one of these commands with a single binary argument (see `wire`). The
+//! table marks them internal: they apply only what comes over the
+//! replication link or from an AOF being loaded, and refuse ordinary
+//! clients, which could otherwise forge a limiter's state.
 
-use super::limit::{apply_window_add, apply_window_refund};
-use super::Args;
-use crate::api::{Ctx, Holds, Key, RawString};
-use crate::error::{CmdResult, INTERNAL, STATE_PAYLOAD, SYNTAX, UPDATE, WRONGTYPE};
-use crate::store;
-use crate::time::{self, Nanos};
-use crate::wire::{self, State};
+use redis_ratelimit_core::bounds::MAX_INT;
+use redis_ratelimit_core::error::{CmdError, INTERNAL, STATE_PAYLOAD, SYNTAX, UPDATE, WRONGTYPE};
+use redis_ratelimit_core::grammar::Words;
+use redis_ratelimit_core::limit::{Effect, Kind, Stored};
+
+use super::Cmd;
+use crate::api::{Argv, Ctx, Holds, Name};
+use crate::wire;
+use crate::{clock, store};
+
+/// The key and the one payload argument.
+fn key_and_payload<'a>(argv: &Argv<'a>) -> Result<(Name<'a>, &'a [u8]), CmdError> {
+    if argv.count() != 3 {
+        return Err(CmdError::WrongArity);
+    }
+    let key = argv.name(1).ok_or(SYNTAX)?;
+    let payload = argv.word(2).ok_or(SYNTAX)?;
+    Ok((key, payload))
+}
 
 /// RL.SETSTATE key state
-pub fn setstate(ctx: Ctx, argv: &[RawString]) -> CmdResult {
-    let mut args = Args::new(argv, 2)?;
-    let key_name = args.next_raw()?;
-    let state = wire::decode_state(args.next_bytes()?).ok_or(STATE_PAYLOAD)?;
-    if !args.done() {
-        return Err(SYNTAX);
-    }
-    // The expiry each state implies; 0: none here (a PEXPIREAT follows).
-    let expire_ms = match &state {
-        State::Bucket { tat_ns } => store::expiry_ms(Nanos::new(*tat_ns)),
-        State::Fixed { end_ms, .. } => *end_ms,
-        State::Window { expire_ms, .. } => *expire_ms,
-    };
-    let mut key = Key::open(ctx, key_name).ok_or(INTERNAL)?;
+pub fn setstate(ctx: &Ctx<'_>, argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError> {
+    let (name, payload) = key_and_payload(&argv)?;
+    let state = wire::decode_state(payload).ok_or(STATE_PAYLOAD)?;
+    let expire_ms = state.expire_ms();
+    let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
     if !store::holds_ours_or_nothing(&key) {
         return Err(WRONGTYPE);
     }
     // As SET .. PXAT does: a master not loading drops an already expired
     // state instead of storing it; replicas and loads keep it and let the
     // expiry run its course.
-    let now_ms = time::now().as_u64() / 1_000_000;
-    if expire_ms != 0 && expire_ms <= now_ms && !ctx.is_loading_or_replica() {
+    let now_ms = clock::now().as_u64() / 1_000_000;
+    let flags = ctx.flags();
+    if expire_ms != 0 && expire_ms <= now_ms && !(flags.loading() || flags.replica()) {
         if key.holds() != Holds::Nothing {
             key.delete();
-            ctx.replicate_del(key_name);
-            ctx.signal_modified(key_name);
+            ctx.replicate_del(name);
+            ctx.signal_modified(name);
         }
         drop(key);
         ctx.reply_ok();
         return Ok(());
     }
-    match state {
-        State::Bucket { tat_ns } => store::set_bucket(&mut key, Nanos::new(tat_ns))?,
-        State::Fixed { count, .. } => store::set_fixed(&mut key, count)?,
-        State::Window { log, .. } => store::set_window(&mut key, log)?,
-    }
-    if expire_ms == 0 {
-        key.persist();
-    } else {
-        key.expire_at(expire_ms);
-    }
+    store::write_state(&mut key, state);
     ctx.replicate_verbatim();
-    ctx.signal_modified(key_name);
+    ctx.signal_modified(name);
     drop(key);
     ctx.reply_ok();
     Ok(())
 }
 
 /// RL.WINDOWADD key update
-pub fn windowadd(ctx: Ctx, argv: &[RawString]) -> CmdResult {
-    let mut args = Args::new(argv, 2)?;
-    let key_name = args.next_raw()?;
-    let u = wire::decode_update(args.next_bytes()?).ok_or(UPDATE)?;
-    if !args.done() {
-        return Err(SYNTAX);
-    }
-    let mut key = Key::open(ctx, key_name).ok_or(INTERNAL)?;
+pub fn windowadd(ctx: &Ctx<'_>, argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError> {
+    let (name, payload) = key_and_payload(&argv)?;
+    let u = wire::decode_update(payload).ok_or(UPDATE)?;
+    let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
     // A log never holds more units than the largest limit, i64::MAX: what
     // would pass it is refused here (RL.SLIDING never sends such an update),
     // so every log stays one that RDB, DUMP and RL.SETSTATE load back.
-    let held = store::window_state(&mut key)?.map_or(0, |l| l.total());
-    if held.saturating_add(u.units) > i64::MAX as u64 {
+    let held = match store::load(&key, Kind::Window)? {
+        Stored::Window(log) => log.total(),
+        _ => 0,
+    };
+    if held.saturating_add(u.units) > MAX_INT {
         return Err(UPDATE);
     }
-    apply_window_add(&mut key, &u)?;
+    store::write(&mut key, &Effect::WindowAdd(u));
     ctx.replicate_verbatim();
-    ctx.signal_modified(key_name);
+    ctx.signal_modified(name);
     drop(key);
     ctx.reply_ok();
     Ok(())
 }
 
 /// RL.WINDOWREFUND key refund
-pub fn windowrefund(ctx: Ctx, argv: &[RawString]) -> CmdResult {
-    let mut args = Args::new(argv, 2)?;
-    let key_name = args.next_raw()?;
-    let r = wire::decode_refund(args.next_bytes()?).ok_or(UPDATE)?;
-    if !args.done() {
-        return Err(SYNTAX);
-    }
-    let mut key = Key::open(ctx, key_name).ok_or(INTERNAL)?;
-    if store::window_state(&mut key)?.is_some() {
-        apply_window_refund(&mut key, &r)?;
+pub fn windowrefund(ctx: &Ctx<'_>, argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError> {
+    let (name, payload) = key_and_payload(&argv)?;
+    let r = wire::decode_refund(payload).ok_or(UPDATE)?;
+    let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
+    let held = matches!(store::load(&key, Kind::Window)?, Stored::Window(_));
+    if held {
+        store::write(&mut key, &Effect::WindowRefund(r));
         ctx.replicate_verbatim();
-        ctx.signal_modified(key_name);
+        ctx.signal_modified(name);
     }
     drop(key);
     ctx.reply_ok();

@@ -2,15 +2,15 @@
 //! that panics, to prove the guard keeps the server alive, and a settable
 //! clock, to test calendar and clock-step behaviour without waiting.
 
-use std::ffi::c_int;
+use redis_ratelimit_core::error::{CmdError, SYNTAX};
+use redis_ratelimit_core::grammar::{int, is, Cursor, Words};
 
-use super::{dispatch, is, Args, Command};
-use crate::api::{Ctx, RawCtx, RawString};
-use crate::error::{CmdResult, SYNTAX};
-use crate::time::test_clock;
+use super::{Args, Body, Cmd, Command, Keys};
+use crate::api::{Argv, Ctx};
+use crate::clock::test_clock;
 
 /// RL.TEST.PANIC
-fn panic_now(_ctx: Ctx, _argv: &[RawString]) -> CmdResult {
+fn panic_now(_ctx: &Ctx<'_>, _argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError> {
     #[allow(clippy::panic)]
     {
         panic!("RL.TEST.PANIC: a deliberate panic inside a handler");
@@ -18,48 +18,37 @@ fn panic_now(_ctx: Ctx, _argv: &[RawString]) -> CmdResult {
 }
 
 /// RL.TEST.CLOCK SET unix-ns | RL.TEST.CLOCK REAL
-fn clock(ctx: Ctx, argv: &[RawString]) -> CmdResult {
-    let mut args = Args::new(argv, 1)?;
-    let what = args.next_bytes()?;
-    if is(what, b"SET") {
-        let ns = args.next_int(1, SYNTAX)?;
+fn clock(ctx: &Ctx<'_>, argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError> {
+    if argv.count() < 2 {
+        return Err(CmdError::WrongArity);
+    }
+    let mut c = Cursor::at(&argv, 1);
+    let what = c.next_word()?;
+    if is(what, "SET") {
+        let ns = int(c.next_word()?, 1).ok_or(SYNTAX)?;
         test_clock::set(ns);
-    } else if is(what, b"REAL") {
+    } else if is(what, "REAL") {
         test_clock::set(0);
     } else {
         return Err(SYNTAX);
     }
-    if !args.done() {
+    if !c.done() {
         return Err(SYNTAX);
     }
     ctx.reply_ok();
     Ok(())
 }
 
-extern "C" fn panic_entry(ctx: RawCtx, argv: *mut RawString, argc: c_int) -> c_int {
-    dispatch(ctx, argv, argc, panic_now, None)
-}
-
-extern "C" fn clock_entry(ctx: RawCtx, argv: *mut RawString, argc: c_int) -> c_int {
-    dispatch(ctx, argv, argc, clock, None)
-}
-
 #[rustfmt::skip]
-pub const COMMANDS: &[Command] = &[
+pub static COMMANDS: &[Command] = &[
     Command {
-        name: c"RL.TEST.PANIC",
-        entry: panic_entry,
-        flags: c"",
-        first_key: 0,
-        last_key: 0,
-        key_step: 0,
+        name: c"RL.TEST.PANIC", body: Body::Handler(panic_now), flags: c"", keys: Keys::None, key_flags: 0, arity: Some(-1),
+        summary: c"Test builds only: panics inside a handler.", complexity: c"O(1)", args: Args::Listed(&[]),
+        counted: None, event: c"rl.test", internal: false,
     },
     Command {
-        name: c"RL.TEST.CLOCK",
-        entry: clock_entry,
-        flags: c"",
-        first_key: 0,
-        last_key: 0,
-        key_step: 0,
+        name: c"RL.TEST.CLOCK", body: Body::Handler(clock), flags: c"", keys: Keys::None, key_flags: 0, arity: Some(-2),
+        summary: c"Test builds only: fixes the module's clock (SET unix-ns) or restores it (REAL).", complexity: c"O(1)", args: Args::Listed(&[]),
+        counted: None, event: c"rl.test", internal: false,
     },
 ];

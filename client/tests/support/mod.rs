@@ -1,12 +1,6 @@
 //! Shared by the live tests: small connection helpers. Servers come from
 //! `redis-ratelimit-testkit`.
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![allow(dead_code)]
 
 use redis_ratelimit_testkit::Server;
 

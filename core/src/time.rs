@@ -1,5 +1,5 @@
-//! Absolute wall-clock time in nanoseconds since the Unix epoch, and the one
-//! place that reads the server's clock.
+//! Absolute wall-clock time in nanoseconds since the Unix epoch. Nothing
+//! here reads a clock: callers pass `now` in.
 //!
 //! State always holds absolute times, because it outlives processes and is
 //! copied to replicas and AOF files. Arithmetic saturates: a clock that steps
@@ -85,62 +85,7 @@ pub fn reply_millis(span: Nanos) -> i64 {
     i64::try_from(span.ceil_millis()).unwrap_or(i64::MAX)
 }
 
-/// The server's wall clock. Only command handlers call this, once each.
-#[inline]
-pub fn now() -> Nanos {
-    #[cfg(feature = "test-hooks")]
-    {
-        let fake = test_clock::get();
-        if fake != 0 {
-            return Nanos(fake);
-        }
-    }
-    real_now()
-}
-
-#[inline]
-fn real_now() -> Nanos {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    if rc != 0 || ts.tv_sec < 0 {
-        // CLOCK_REALTIME does not fail on Linux; a clock before 1970 reads as
-        // the epoch, which mints nothing (state times are all later).
-        return Nanos::ZERO;
-    }
-    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
-    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
-    Nanos(secs.saturating_mul(NANOS_PER_SEC).saturating_add(nanos))
-}
-
-/// A settable clock for integration tests (DST changes, clock steps). Compiled
-/// only with the `test-hooks` feature, never into the release module.
-#[cfg(feature = "test-hooks")]
-pub mod test_clock {
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    static FAKE_NOW: AtomicU64 = AtomicU64::new(0);
-
-    /// The fixed time in nanoseconds, or 0 for the real clock.
-    pub fn get() -> u64 {
-        FAKE_NOW.load(Ordering::Relaxed)
-    }
-
-    pub fn set(ns: u64) {
-        FAKE_NOW.store(ns, Ordering::Relaxed);
-    }
-}
-
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
 
@@ -158,10 +103,5 @@ mod tests {
         assert_eq!(Nanos::from_millis(3).ceil_millis(), 3);
         assert_eq!(Nanos::new(3_000_001).ceil_millis(), 4);
         assert_eq!(Nanos::MAX.ceil_millis(), u64::MAX.div_ceil(1_000_000));
-    }
-
-    #[test]
-    fn real_clock_is_after_2020() {
-        assert!(real_now() > Nanos::from_secs(1_577_836_800));
     }
 }

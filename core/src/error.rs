@@ -1,4 +1,5 @@
-//! Every error a command can answer, with its Redis error code first.
+//! Every error a command can answer, with its Redis error code first: the
+//! module replies with them and the client crate reports them, word for word.
 
 use std::ffi::CStr;
 
@@ -9,6 +10,23 @@ pub enum CmdError {
     WrongArity,
     /// A fixed message, starting with its error code.
     Msg(&'static CStr),
+    /// An internal command called by an ordinary client: "ERR <name> is
+    /// internal ..." (the module formats it).
+    InternalCommand(&'static CStr),
+}
+
+impl CmdError {
+    /// The message text (the code first), as a client sees it.
+    pub fn text(&self) -> String {
+        match self {
+            CmdError::WrongArity => "ERR wrong number of arguments".to_string(),
+            CmdError::Msg(m) => m.to_string_lossy().into_owned(),
+            CmdError::InternalCommand(name) => format!(
+                "ERR {} is internal: it only applies what a master sends or an AOF holds",
+                name.to_string_lossy()
+            ),
+        }
+    }
 }
 
 pub type CmdResult = Result<(), CmdError>;
@@ -61,12 +79,6 @@ errors! {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
 

@@ -10,10 +10,8 @@
 //! and a clock that steps back can only lower the tokens, never mint them.
 
 use super::{Change, Decision, RetryAfter};
+use crate::bounds::MAX_REFILL;
 use crate::time::Nanos;
-
-/// The longest refill a bucket may have: about 100 years.
-pub const MAX_TOLERANCE: Nanos = Nanos::from_secs(100 * 365 * 24 * 3600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BucketError {
@@ -21,7 +19,7 @@ pub enum BucketError {
     ZeroLimit,
     /// `interval` is zero: more than one token per nanosecond.
     ZeroInterval,
-    /// `limit * interval` is longer than [`MAX_TOLERANCE`].
+    /// `limit * interval` is longer than [`MAX_REFILL`].
     TooLong,
 }
 
@@ -45,7 +43,7 @@ impl Bucket {
         let tolerance = limit
             .checked_mul(interval.as_u64())
             .map(Nanos::new)
-            .filter(|t| *t <= MAX_TOLERANCE)
+            .filter(|t| *t <= MAX_REFILL)
             .ok_or(BucketError::TooLong)?;
         Ok(Bucket {
             limit,
@@ -135,12 +133,6 @@ impl Bucket {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -245,7 +237,7 @@ mod tests {
             Bucket::new(u64::MAX, Nanos::new(2)),
             Err(BucketError::TooLong)
         );
-        assert!(Bucket::new(1, MAX_TOLERANCE).is_ok());
+        assert!(Bucket::new(1, MAX_REFILL).is_ok());
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod all;
 pub mod bucket;
 pub mod calendar;
 pub mod fixed;
+pub mod log;
 pub mod sliding;
 
 use crate::time::{reply_millis, Nanos};

@@ -156,12 +156,6 @@ fn midnight(date: Date, tz: &TimeZone) -> Option<i64> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
 

@@ -34,7 +34,8 @@ fn wait(d: &Decision) -> u128 {
     }
 }
 
-fn binding<'a>(decisions: impl Iterator<Item = &'a Decision>) -> Option<usize> {
+/// The binding limit's index among per-limit decisions (see [`combine`]).
+pub fn binding<'a>(decisions: impl Iterator<Item = &'a Decision>) -> Option<usize> {
     let mut best: Option<(usize, &Decision)> = None;
     for (i, d) in decisions.enumerate() {
         let better = match best {
@@ -54,12 +55,6 @@ fn binding<'a>(decisions: impl Iterator<Item = &'a Decision>) -> Option<usize> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
     use crate::algo::bucket::Bucket;

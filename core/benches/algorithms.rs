@@ -1,15 +1,11 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 //! Criterion benches of the pure algorithms: one decision, no Redis.
+// A benchmark stops loudly on a bad setup.
+#![allow(clippy::expect_used)]
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use redis_ratelimit::algo::bucket::Bucket;
-use redis_ratelimit::algo::sliding::{self, Log, Window};
-use redis_ratelimit::time::Nanos;
+use redis_ratelimit_core::algo::bucket::Bucket;
+use redis_ratelimit_core::algo::sliding::{self, Log, Window};
+use redis_ratelimit_core::time::Nanos;
 use std::hint::black_box;
 
 const T0: u64 = 1_700_000_000_000_000_000;

@@ -1,0 +1,508 @@
+//! The compact log of a sliding window's admissions, and its codec.
+//!
+//! The log keeps one entry per admission instant, in microseconds, as
+//! varint-encoded deltas from the previous entry with a run-length count:
+//! one to five bytes an entry, proportional to the units still inside the
+//! window, never more than one entry per admitted unit. Entries leave the
+//! log when they leave the window ([`Update`] and [`Refund`] carry the
+//! instant that decides). The same log and the same update give the same
+//! bytes on a master and on every replica; [`Log::decode`] validates every
+//! byte it is given (RDB, DUMP, replication) and refuses the rest.
+
+use crate::bounds::MAX_INSTANT_US;
+
+/// Serialization format version (first byte of the encoding).
+pub(crate) const FORMAT_V1: u8 = 1;
+
+/// The change an allowed request makes, replicated as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Update {
+    /// The decision instant: entries with `t + span <= now` are dropped.
+    pub now_us: u64,
+    /// Window length the expiry is measured with.
+    pub span_us: u64,
+    /// The instant recorded for the new units (never before the newest entry).
+    pub at_us: u64,
+    pub units: u64,
+    /// Merge into the newest entry even if `at_us` is later (the log is full).
+    pub coalesce: bool,
+}
+
+/// A refund, replicated as it is: drop what expired by `now_us`, then take
+/// `units` back from the newest entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refund {
+    pub now_us: u64,
+    pub span_us: u64,
+    pub units: u64,
+}
+
+/// The admission log. An empty log is never stored: the key is deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Log {
+    /// Instant of the entry at `head`.
+    pub(crate) first: u64,
+    /// Instant of the newest entry.
+    pub(crate) last: u64,
+    /// Units in all entries.
+    pub(crate) total: u64,
+    pub(crate) entries: u32,
+    /// Byte offset of the oldest entry; bytes before it are dead.
+    pub(crate) head: u32,
+    /// Byte offset of the newest entry.
+    pub(crate) last_off: u32,
+    /// Entries: varint(delta << 1 | has_count) [varint(count >= 2)].
+    /// The oldest entry's delta is always 0.
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// What a scan from the oldest entry found out about expiry at an instant.
+pub(crate) struct Expired {
+    pub(crate) units: u64,
+    pub(crate) entries: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeError {
+    Malformed,
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn varint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+/// Reads a canonical varint at `*pos`, advancing it.
+fn get_varint(bytes: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v: u64 = 0;
+    let mut shift = 0u32;
+    loop {
+        let b = *bytes.get(*pos)?;
+        *pos += 1;
+        let low = u64::from(b & 0x7f);
+        if shift == 63 && low > 1 {
+            return None;
+        }
+        v |= low << shift;
+        if b & 0x80 == 0 {
+            // A multi-byte varint ending in a zero byte is not canonical.
+            if shift > 0 && b == 0 {
+                return None;
+            }
+            return Some(v);
+        }
+        shift += 7;
+        if shift > 63 {
+            return None;
+        }
+    }
+}
+
+/// Reads one entry: (delta, count).
+fn get_entry(bytes: &[u8], pos: &mut usize) -> Option<(u64, u64)> {
+    let head = get_varint(bytes, pos)?;
+    let count = if head & 1 == 1 {
+        let c = get_varint(bytes, pos)?;
+        if c < 2 {
+            return None;
+        }
+        c
+    } else {
+        1
+    };
+    Some((head >> 1, count))
+}
+
+fn put_entry(out: &mut Vec<u8>, delta: u64, count: u64) {
+    if count == 1 {
+        put_varint(out, delta << 1);
+    } else {
+        put_varint(out, (delta << 1) | 1);
+        put_varint(out, count);
+    }
+}
+
+impl Log {
+    /// Units in the log (live or not yet trimmed).
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    pub fn entries(&self) -> u32 {
+        self.entries
+    }
+
+    /// The newest instant, in microseconds.
+    pub fn last_us(&self) -> u64 {
+        self.last
+    }
+
+    /// Heap bytes held, for MEMORY USAGE.
+    pub fn heap_size(&self) -> usize {
+        self.bytes.capacity()
+    }
+
+    fn live_bytes(&self) -> &[u8] {
+        self.bytes.get(self.head as usize..).unwrap_or(&[])
+    }
+
+    /// Visits entries oldest first as (instant, count) until `f` says stop.
+    pub(crate) fn walk(&self, mut f: impl FnMut(u64, u64) -> bool) {
+        let bytes = &self.bytes;
+        let mut pos = self.head as usize;
+        let mut t = self.first;
+        let mut first = true;
+        while pos < bytes.len() {
+            let Some((delta, count)) = get_entry(bytes, &mut pos) else {
+                return;
+            };
+            if !first {
+                t = t.saturating_add(delta);
+            }
+            first = false;
+            if !f(t, count) {
+                return;
+            }
+        }
+    }
+
+    pub(crate) fn expired_at(&self, now_us: u64, span_us: u64) -> Expired {
+        let mut e = Expired {
+            units: 0,
+            entries: 0,
+        };
+        if self.entries == 0 || self.first.saturating_add(span_us) > now_us {
+            return e;
+        }
+        self.walk(|t, count| {
+            if t.saturating_add(span_us) > now_us {
+                return false;
+            }
+            e.units = e.units.saturating_add(count);
+            e.entries += 1;
+            true
+        });
+        e
+    }
+
+    /// Applies an allowed request's update. Deterministic: the same log and
+    /// update give the same bytes, on the master and on every replica.
+    pub fn apply(&mut self, u: &Update) {
+        self.trim(u.now_us, u.span_us);
+        if u.units == 0 {
+            return;
+        }
+        if self.entries == 0 {
+            self.bytes.clear();
+            put_entry(&mut self.bytes, 0, u.units);
+            self.first = u.at_us;
+            self.last = u.at_us;
+            self.total = u.units;
+            self.entries = 1;
+            self.head = 0;
+            self.last_off = 0;
+            self.shrink();
+            return;
+        }
+        let at = u.at_us.max(self.last);
+        if at == self.last || u.coalesce {
+            self.rewrite_last(at, u.units);
+        } else {
+            let delta = at - self.last;
+            self.reserve(varint_len(delta << 1) + varint_len(u.units) + 1);
+            self.last_off = self.bytes.len() as u32;
+            put_entry(&mut self.bytes, delta, u.units);
+            self.last = at;
+            self.entries += 1;
+        }
+        self.total = self.total.saturating_add(u.units);
+    }
+
+    /// Adds `units` to the newest entry and moves it to `at` (>= its instant).
+    fn rewrite_last(&mut self, at: u64, units: u64) {
+        let off = self.last_off as usize;
+        let mut pos = off;
+        let (delta, count) = get_entry(&self.bytes, &mut pos).unwrap_or((0, 1));
+        let new_delta = if off == self.head as usize {
+            self.first = at;
+            0
+        } else {
+            delta + (at - self.last)
+        };
+        self.bytes.truncate(off);
+        let new_count = count.saturating_add(units);
+        self.reserve(varint_len(new_delta << 1) + varint_len(new_count) + 1);
+        put_entry(&mut self.bytes, new_delta, new_count);
+        self.last = at;
+    }
+
+    /// Drops entries with `t + span <= now`; the new oldest entry's delta
+    /// is rewritten to 0 in place (its varint's last byte becomes the entry
+    /// start), so live bytes are always canonical.
+    fn trim(&mut self, now_us: u64, span_us: u64) {
+        if self.entries == 0 || self.first.saturating_add(span_us) > now_us {
+            return;
+        }
+        let mut pos = self.head as usize;
+        let mut t = self.first;
+        let mut first = true;
+        loop {
+            let start = pos;
+            let Some(head) = get_varint(&self.bytes, &mut pos) else {
+                break;
+            };
+            if !first {
+                t = t.saturating_add(head >> 1);
+            }
+            first = false;
+            if t.saturating_add(span_us) > now_us {
+                // `start..pos` holds this entry's header varint; keep only
+                // its last byte, rewritten as delta 0 with the same flag.
+                let new_head = pos - 1;
+                if let Some(b) = self.bytes.get_mut(new_head) {
+                    *b = (head & 1) as u8;
+                }
+                if start == self.last_off as usize {
+                    self.last_off = new_head as u32;
+                }
+                self.head = new_head as u32;
+                self.first = t;
+                self.compact();
+                return;
+            }
+            let count = if head & 1 == 1 {
+                get_varint(&self.bytes, &mut pos).unwrap_or(1)
+            } else {
+                1
+            };
+            self.total = self.total.saturating_sub(count);
+            self.entries = self.entries.saturating_sub(1);
+            if pos >= self.bytes.len() {
+                break;
+            }
+        }
+        // Everything expired.
+        self.bytes.clear();
+        self.head = 0;
+        self.last_off = 0;
+        self.entries = 0;
+        self.total = 0;
+    }
+
+    /// Reclaims dead bytes once they are at least half of the buffer.
+    fn compact(&mut self) {
+        let head = self.head as usize;
+        if head >= 16 && head * 2 >= self.bytes.len() {
+            self.bytes.drain(..head);
+            self.last_off -= self.head;
+            self.head = 0;
+            self.shrink();
+        }
+    }
+
+    fn shrink(&mut self) {
+        let len = self.bytes.len();
+        if self.bytes.capacity() > 64 && self.bytes.capacity() > 2 * len {
+            self.bytes.shrink_to(len + len / 4);
+        }
+    }
+
+    /// Grows by a quarter at a time: close to the allocator's size classes,
+    /// so a log wastes little beyond its live bytes.
+    fn reserve(&mut self, extra: usize) {
+        let len = self.bytes.len();
+        if self.bytes.capacity() - len < extra {
+            let grow = extra.max(len / 4).max(8);
+            self.bytes.reserve_exact(grow);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+
+    /// Entries oldest first, as (instant, count).
+    pub(crate) fn entry_list(&self) -> Vec<(u64, u64)> {
+        let mut out = Vec::with_capacity(self.entries as usize);
+        self.walk(|t, c| {
+            out.push((t, c));
+            true
+        });
+        out
+    }
+
+    /// Replaces the contents with `list` (instants ascending, counts >= 1).
+    fn rebuild(&mut self, list: &[(u64, u64)]) {
+        self.bytes.clear();
+        self.head = 0;
+        self.last_off = 0;
+        self.total = 0;
+        self.entries = 0;
+        let mut prev = None;
+        for &(t, c) in list {
+            self.last_off = self.bytes.len() as u32;
+            put_entry(&mut self.bytes, prev.map_or(0, |p| t - p), c);
+            if prev.is_none() {
+                self.first = t;
+            }
+            prev = Some(t);
+            self.last = t;
+            self.total = self.total.saturating_add(c);
+            self.entries += 1;
+        }
+        self.shrink();
+    }
+
+    /// Applies a refund (deterministic, like [`Log::apply`]). Afterwards the
+    /// log may be empty: the key is then deleted.
+    pub fn apply_refund(&mut self, r: &Refund) {
+        self.trim(r.now_us, r.span_us);
+        let mut list = self.entry_list();
+        let mut left = r.units;
+        while left > 0 {
+            let Some(last) = list.last_mut() else { break };
+            if last.1 > left {
+                last.1 -= left;
+                left = 0;
+            } else {
+                left -= last.1;
+                list.pop();
+            }
+        }
+        self.rebuild(&list);
+    }
+
+    /// The canonical encoding: version, oldest instant, live entry bytes.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(FORMAT_V1);
+        out.extend_from_slice(&self.first.to_le_bytes());
+        out.extend_from_slice(self.live_bytes());
+    }
+
+    pub fn encoded_len(&self) -> usize {
+        9 + self.live_bytes().len()
+    }
+
+    /// Decodes and validates an encoding; anything malformed is refused.
+    pub fn decode(data: &[u8]) -> Result<Log, DecodeError> {
+        let bad = DecodeError::Malformed;
+        let (&version, rest) = data.split_first().ok_or(bad)?;
+        if version != FORMAT_V1 {
+            return Err(bad);
+        }
+        let first_bytes: [u8; 8] = rest.get(..8).ok_or(bad)?.try_into().map_err(|_| bad)?;
+        let first = u64::from_le_bytes(first_bytes);
+        let body = rest.get(8..).ok_or(bad)?;
+        if body.is_empty() || first > MAX_INSTANT_US {
+            return Err(bad);
+        }
+        let mut pos = 0;
+        let mut t = first;
+        let mut total: u64 = 0;
+        let mut entries: u32 = 0;
+        let mut last_off = 0;
+        while pos < body.len() {
+            let start = pos;
+            let (delta, count) = get_entry(body, &mut pos).ok_or(bad)?;
+            if entries == 0 {
+                if delta != 0 {
+                    return Err(bad);
+                }
+            } else {
+                if delta == 0 {
+                    // Same-instant admissions share one entry.
+                    return Err(bad);
+                }
+                t = t
+                    .checked_add(delta)
+                    .filter(|t| *t <= MAX_INSTANT_US)
+                    .ok_or(bad)?;
+            }
+            // No limit exceeds i64::MAX, so no real log holds more units.
+            total = total
+                .checked_add(count)
+                .filter(|t| *t <= crate::bounds::MAX_INT)
+                .ok_or(bad)?;
+            entries = entries.checked_add(1).ok_or(bad)?;
+            last_off = start;
+        }
+        Ok(Log {
+            first,
+            last: t,
+            total,
+            entries,
+            head: 0,
+            last_off: u32::try_from(last_off).map_err(|_| bad)?,
+            bytes: body.to_vec(),
+        })
+    }
+
+    /// A log holding just this update's units (a replica that lacks the key).
+    pub fn from_update(u: &Update) -> Log {
+        let mut log = Log::default();
+        log.apply(u);
+        log
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const T0: u64 = 1_700_000_000 * 1_000_000;
+
+    #[test]
+    fn decode_rejects_malformed_bytes() {
+        let cases: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![2],
+            vec![FORMAT_V1, 1, 2, 3],
+            [vec![FORMAT_V1], T0.to_le_bytes().to_vec()].concat(), // no entries
+            [vec![FORMAT_V1], T0.to_le_bytes().to_vec(), vec![2]].concat(), // first delta != 0
+            [vec![FORMAT_V1], T0.to_le_bytes().to_vec(), vec![0, 0]].concat(), // delta 0 after first
+            [vec![FORMAT_V1], T0.to_le_bytes().to_vec(), vec![1, 1]].concat(), // count 1 flagged
+            [vec![FORMAT_V1], T0.to_le_bytes().to_vec(), vec![0x80]].concat(), // truncated varint
+            [vec![FORMAT_V1], T0.to_le_bytes().to_vec(), vec![0x80, 0x00]].concat(), // non-canonical
+            [vec![FORMAT_V1], u64::MAX.to_le_bytes().to_vec(), vec![0]].concat(), // absurd instant
+        ];
+        for c in cases {
+            assert_eq!(Log::decode(&c), Err(DecodeError::Malformed), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn decode_accepts_what_encode_writes() {
+        let mut bytes = vec![FORMAT_V1];
+        bytes.extend_from_slice(&T0.to_le_bytes());
+        bytes.extend_from_slice(&[0, 4, 3, 7]);
+        let log = Log::decode(&bytes).unwrap();
+        assert_eq!(
+            (log.first, log.last, log.total, log.entries),
+            (T0, T0 + 3, 9, 3)
+        );
+        let mut again = vec![];
+        log.encode(&mut again);
+        assert_eq!(again, bytes);
+    }
+
+    proptest! {
+        /// Decoding arbitrary bytes never panics.
+        #[test]
+        fn decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            let _ = Log::decode(&bytes);
+        }
+    }
+}

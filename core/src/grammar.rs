@@ -1,0 +1,864 @@
+//! The grammar of every limit, written once.
+//!
+//! Each algorithm's [`Syntax`] lists its positional arguments and its
+//! keyword options, with the error each one answers. From that one table
+//! come: the module's command handlers ([`read_command`]), RL.ALL's
+//! clauses and key positions ([`read_all`], [`all_key_positions`]), the
+//! client's validation (it renders its policies as words and reads them
+//! back here), `COMMAND DOCS`, and the argument generator of the storm test.
+//!
+//! The request options every limiter command takes (COST, DRYRUN, REFUND)
+//! are [`REQUEST_OPTIONS`], read by [`Request::read`].
+//!
+//! Reading works on [`Words`], so the module reads its arguments in place
+//! (no copy) and the client and tests read plain byte strings.
+
+use jiff::tz::TimeZone;
+
+use crate::algo::bucket::{Bucket, BucketError};
+use crate::algo::calendar::{Calendar, Unit};
+use crate::algo::sliding::Window;
+use crate::bounds::{MAX_INT, MAX_SPAN_US, WINDOW_DECIMALS};
+use crate::error::{self, CmdError};
+use crate::limit::Spec;
+use crate::num::{parse_u64, Decimal, Scaled};
+use crate::time::Nanos;
+
+/// Arguments as byte strings, by position (0 is the command name).
+pub trait Words<'a> {
+    fn word(&self, i: usize) -> Option<&'a [u8]>;
+    fn count(&self) -> usize;
+}
+
+impl<'a> Words<'a> for [&'a [u8]] {
+    fn word(&self, i: usize) -> Option<&'a [u8]> {
+        self.get(i).copied()
+    }
+    fn count(&self) -> usize {
+        self.len()
+    }
+}
+
+/// Reads words in order, as a handler reads its syntax line.
+pub struct Cursor<'w, W: ?Sized> {
+    words: &'w W,
+    pos: usize,
+}
+
+impl<'a, 'w, W: Words<'a> + ?Sized> Cursor<'w, W> {
+    /// A cursor at word `pos`.
+    pub fn at(words: &'w W, pos: usize) -> Self {
+        Cursor { words, pos }
+    }
+
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    #[inline]
+    pub fn done(&self) -> bool {
+        self.pos >= self.words.count()
+    }
+
+    /// Steps back over the word just read.
+    pub fn back(&mut self) {
+        self.pos = self.pos.saturating_sub(1);
+    }
+
+    /// The next word without consuming it.
+    pub fn peek(&self) -> Option<&'a [u8]> {
+        self.words.word(self.pos)
+    }
+
+    /// The next word, or `err` at the end.
+    #[inline]
+    pub fn next_or(&mut self, err: CmdError) -> Result<&'a [u8], CmdError> {
+        let w = self.words.word(self.pos).ok_or(err)?;
+        self.pos += 1;
+        Ok(w)
+    }
+
+    /// The next word; the end is a syntax error.
+    pub fn next_word(&mut self) -> Result<&'a [u8], CmdError> {
+        self.next_or(error::SYNTAX)
+    }
+}
+
+/// Case-insensitive keyword comparison.
+#[inline]
+pub fn is(word: &[u8], keyword: &str) -> bool {
+    word.eq_ignore_ascii_case(keyword.as_bytes())
+}
+
+// ---------------------------------------------------------------- values
+
+/// What one argument holds, and so how it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An integer in `min..=i64::MAX`.
+    Int { min: u64 },
+    /// A positive decimal (`0.5`, `100`, `1e4`).
+    Positive,
+    /// A window length: positive seconds, whole milliseconds, at most 10 years.
+    Window,
+    /// A window length, or a calendar unit (MINUTE .. MONTH).
+    FixedWindow,
+    /// An IANA time zone name.
+    Zone,
+}
+
+/// One argument: positional (no token) or a keyword option with one value.
+#[derive(Debug, Clone, Copy)]
+pub struct Param {
+    /// As `COMMAND DOCS` names it.
+    pub name: &'static str,
+    /// The option's keyword; `None` for a positional argument.
+    pub token: Option<&'static str>,
+    pub kind: Kind,
+    /// The error a bad value answers.
+    pub error: CmdError,
+}
+
+const fn positional(name: &'static str, kind: Kind, error: CmdError) -> Param {
+    Param {
+        name,
+        token: None,
+        kind,
+        error,
+    }
+}
+
+const fn option(name: &'static str, token: &'static str, kind: Kind, error: CmdError) -> Param {
+    Param {
+        name,
+        token: Some(token),
+        kind,
+        error,
+    }
+}
+
+/// A window as typed for RL.FIXED: a length, or a calendar unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowArg {
+    Millis(u64),
+    Unit(Unit),
+}
+
+/// A value read by [`Kind`].
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Value<'a> {
+    /// Not given (an option left out).
+    #[default]
+    Absent,
+    Int(u64),
+    Decimal(Decimal),
+    /// Microseconds.
+    Span(u64),
+    Fixed(WindowArg),
+    /// A zone's name, looked up when the limit is built.
+    Zone(&'a [u8]),
+}
+
+/// A window length in microseconds, or `None`.
+#[inline]
+pub fn window_span_us(d: &Decimal) -> Option<u64> {
+    match d.scaled_exact(WINDOW_DECIMALS) {
+        Some(Scaled::Value(ms)) if (1..=MAX_SPAN_US / 1000).contains(&ms) => Some(ms * 1000),
+        _ => None,
+    }
+}
+
+/// An integer in `min..=i64::MAX`.
+#[inline]
+pub fn int(word: &[u8], min: u64) -> Option<u64> {
+    parse_u64(word).filter(|v| *v >= min && *v <= MAX_INT)
+}
+
+impl Kind {
+    /// The value `word` holds, if it is one of this kind.
+    #[inline(always)]
+    pub fn read(self, word: &[u8]) -> Option<Value<'_>> {
+        let positive = || Decimal::parse(word).filter(|d| !d.is_zero());
+        match self {
+            Kind::Int { min } => int(word, min).map(Value::Int),
+            Kind::Positive => positive().map(Value::Decimal),
+            Kind::Window => positive().and_then(|d| window_span_us(&d)).map(Value::Span),
+            Kind::FixedWindow => match Unit::parse(word) {
+                Some(u) => Some(Value::Fixed(WindowArg::Unit(u))),
+                None => positive()
+                    .and_then(|d| window_span_us(&d))
+                    .map(|us| Value::Fixed(WindowArg::Millis(us / 1000))),
+            },
+            Kind::Zone => Some(Value::Zone(word)),
+        }
+    }
+}
+
+/// The time zone named `word`.
+fn zone(word: &[u8]) -> Option<TimeZone> {
+    std::str::from_utf8(word)
+        .ok()
+        .and_then(|name| TimeZone::get(name).ok())
+}
+
+impl Param {
+    #[inline(always)]
+    fn read<'a>(&self, word: &'a [u8]) -> Result<Value<'a>, CmdError> {
+        self.kind.read(word).ok_or(self.error)
+    }
+}
+
+// ---------------------------------------------------------------- algorithms
+
+/// The limiters a command, an RL.ALL clause or a policy can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    TokenBucket,
+    Sliding,
+    Gcra,
+    Fixed,
+}
+
+/// One algorithm's grammar: what follows the key, the cost left out.
+#[derive(Debug)]
+pub struct Syntax {
+    pub algorithm: Algorithm,
+    /// Its name in RL.ALL clauses (and policies).
+    pub keyword: &'static str,
+    /// Its own command.
+    pub command: &'static str,
+    pub params: &'static [Param],
+    /// Keyword options taking one value.
+    pub options: &'static [Param],
+    /// In its own command the cost is a positional argument after the
+    /// params (RL.TOKENBUCKET); elsewhere it is the COST option.
+    pub cost_positional: bool,
+}
+
+pub const TOKENBUCKET: Syntax = Syntax {
+    algorithm: Algorithm::TokenBucket,
+    keyword: "TOKENBUCKET",
+    command: "RL.TOKENBUCKET",
+    params: &[
+        positional("capacity", Kind::Int { min: 1 }, error::CAPACITY),
+        positional("rate", Kind::Positive, error::RATE),
+    ],
+    options: &[option("period", "PERIOD", Kind::Positive, error::PERIOD)],
+    cost_positional: true,
+};
+
+pub const SLIDING: Syntax = Syntax {
+    algorithm: Algorithm::Sliding,
+    keyword: "SLIDING",
+    command: "RL.SLIDING",
+    params: &[
+        positional("limit", Kind::Int { min: 1 }, error::LIMIT),
+        positional("window", Kind::Window, error::WINDOW),
+    ],
+    options: &[],
+    cost_positional: false,
+};
+
+pub const GCRA: Syntax = Syntax {
+    algorithm: Algorithm::Gcra,
+    keyword: "GCRA",
+    command: "RL.GCRA",
+    params: &[
+        positional("burst", Kind::Int { min: 1 }, error::BURST),
+        positional("rate", Kind::Positive, error::RATE),
+        positional("period", Kind::Positive, error::GCRA_PERIOD),
+    ],
+    options: &[],
+    cost_positional: false,
+};
+
+pub const FIXED: Syntax = Syntax {
+    algorithm: Algorithm::Fixed,
+    keyword: "FIXED",
+    command: "RL.FIXED",
+    params: &[
+        positional("limit", Kind::Int { min: 1 }, error::LIMIT),
+        positional("window", Kind::FixedWindow, error::FIXED_WINDOW),
+    ],
+    options: &[option("zone", "TZ", Kind::Zone, error::TZ_UNKNOWN)],
+    cost_positional: false,
+};
+
+/// Every algorithm, in the order error messages list them.
+pub const ALGORITHMS: &[&Syntax] = &[&TOKENBUCKET, &SLIDING, &GCRA, &FIXED];
+
+/// The syntax whose keyword `word` is.
+pub fn algorithm(word: &[u8]) -> Option<&'static Syntax> {
+    ALGORITHMS.iter().copied().find(|s| is(word, s.keyword))
+}
+
+/// The most params or options any algorithm has.
+const MAX_PARAMS: usize = 3;
+const MAX_OPTIONS: usize = 1;
+
+/// The values read for one limit, by position in its syntax.
+#[derive(Debug, Default)]
+pub struct Values<'a> {
+    params: [Value<'a>; MAX_PARAMS],
+    options: [Value<'a>; MAX_OPTIONS],
+}
+
+impl<'a> Values<'a> {
+    #[inline]
+    fn param(&self, i: usize) -> Option<&Value<'a>> {
+        self.params.get(i)
+    }
+    #[inline]
+    fn int(&self, i: usize) -> Result<u64, CmdError> {
+        match self.param(i) {
+            Some(Value::Int(v)) => Ok(*v),
+            _ => Err(error::INTERNAL),
+        }
+    }
+    #[inline]
+    fn decimal(&self, i: usize) -> Result<Decimal, CmdError> {
+        match self.param(i) {
+            Some(Value::Decimal(v)) => Ok(*v),
+            _ => Err(error::INTERNAL),
+        }
+    }
+    #[inline]
+    fn span(&self, i: usize) -> Result<u64, CmdError> {
+        match self.param(i) {
+            Some(Value::Span(v)) => Ok(*v),
+            _ => Err(error::INTERNAL),
+        }
+    }
+    #[inline]
+    fn fixed(&self, i: usize) -> Result<WindowArg, CmdError> {
+        match self.param(i) {
+            Some(Value::Fixed(v)) => Ok(*v),
+            _ => Err(error::INTERNAL),
+        }
+    }
+    #[inline]
+    fn option(&self, i: usize) -> Option<&Value<'a>> {
+        self.options.get(i)
+    }
+}
+
+/// Settings a spec takes from the server rather than from its arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Entries a sliding-window log keeps before it merges admissions.
+    pub sliding_max_entries: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            sliding_max_entries: SLIDING_MAX_ENTRIES_DEFAULT,
+        }
+    }
+}
+
+/// The module's default for `ratelimit.sliding-max-entries`.
+pub const SLIDING_MAX_ENTRIES_DEFAULT: u32 = 100_000;
+
+/// How a bucket's arguments turn into errors, per command.
+struct BucketErrors {
+    limit: CmdError,
+    too_fast: CmdError,
+    too_long: CmdError,
+}
+
+/// `limit` units, `rate` per `period` seconds: one unit every period / rate,
+/// in whole nanoseconds rounded up (never faster than asked).
+#[inline(always)]
+fn bucket(
+    limit: u64,
+    rate: &Decimal,
+    period: &Decimal,
+    e: &BucketErrors,
+) -> Result<Bucket, CmdError> {
+    let interval = match period.ratio_ceil(9, rate) {
+        Scaled::Value(ns) => Nanos::new(ns),
+        Scaled::TooSmall => return Err(e.too_fast),
+        Scaled::TooLarge => return Err(e.too_long),
+    };
+    Bucket::new(limit, interval).map_err(|err| match err {
+        BucketError::ZeroLimit => e.limit,
+        BucketError::ZeroInterval => e.too_fast,
+        BucketError::TooLong => e.too_long,
+    })
+}
+
+impl Syntax {
+    /// Builds the spec from values read by this syntax.
+    #[inline(always)]
+    fn build(&self, v: &Values<'_>, settings: Settings) -> Result<Spec, CmdError> {
+        match self.algorithm {
+            Algorithm::TokenBucket => {
+                let period = match v.option(0) {
+                    Some(Value::Decimal(p)) => *p,
+                    _ => Decimal::from_int(1),
+                };
+                let errors = BucketErrors {
+                    limit: error::CAPACITY,
+                    too_fast: error::RATE_TOO_HIGH,
+                    too_long: error::BUCKET_TOO_LONG,
+                };
+                bucket(v.int(0)?, &v.decimal(1)?, &period, &errors).map(Spec::Bucket)
+            }
+            Algorithm::Sliding => Ok(Spec::Window(Window {
+                limit: v.int(0)?,
+                span_us: v.span(1)?,
+                max_entries: settings.sliding_max_entries,
+            })),
+            Algorithm::Gcra => {
+                let errors = BucketErrors {
+                    limit: error::BURST,
+                    too_fast: error::GCRA_RATE_TOO_HIGH,
+                    too_long: error::GCRA_TOO_LONG,
+                };
+                bucket(v.int(0)?, &v.decimal(1)?, &v.decimal(2)?, &errors).map(Spec::Bucket)
+            }
+            Algorithm::Fixed => {
+                let zone = match v.option(0) {
+                    Some(Value::Zone(name)) => Some(zone(name).ok_or(error::TZ_UNKNOWN)?),
+                    _ => None,
+                };
+                let calendar = match (v.fixed(1)?, zone) {
+                    (WindowArg::Millis(ms), None) => Calendar::Millis(ms),
+                    (WindowArg::Millis(_), Some(_)) => return Err(error::TZ_NEEDS_UNIT),
+                    (WindowArg::Unit(u), tz) => Calendar::Unit(u, tz),
+                };
+                Ok(Spec::Fixed {
+                    limit: v.int(0)?,
+                    calendar,
+                })
+            }
+        }
+    }
+
+    /// Reads this algorithm's params at the cursor, then its options until
+    /// the end or a word for which `stop` is true. A word that is none of
+    /// its options goes to `other`, which reads it (and its value) and
+    /// answers whether it knew it; unknown words are a syntax error. With
+    /// `cost`, the cost is read as a positional argument after the params.
+    #[inline(always)]
+    pub fn read<'a, W: Words<'a> + ?Sized>(
+        &self,
+        c: &mut Cursor<'_, W>,
+        settings: Settings,
+        cost: Option<&mut Option<u64>>,
+        stop: impl Fn(&[u8]) -> bool,
+        mut other: impl FnMut(&[u8], &mut Cursor<'_, W>) -> Result<bool, CmdError>,
+    ) -> Result<Spec, CmdError> {
+        let mut v = Values::default();
+        for (p, slot) in self.params.iter().zip(v.params.iter_mut()) {
+            *slot = p.read(c.next_or(p.error)?)?;
+        }
+        if let Some(cost) = cost {
+            *cost = Some(int(c.next_or(error::COST)?, 0).ok_or(error::COST)?);
+        }
+        while !c.done() {
+            let word = c.next_word()?;
+            if stop(word) {
+                c.back();
+                break;
+            }
+            let opt = self
+                .options
+                .iter()
+                .zip(v.options.iter_mut())
+                .find(|(p, slot)| {
+                    p.token.is_some_and(|t| is(word, t)) && matches!(slot, Value::Absent)
+                });
+            if let Some((p, slot)) = opt {
+                *slot = p.read(c.next_word()?)?;
+            } else if !other(word, c)? {
+                return Err(error::SYNTAX);
+            }
+        }
+        self.build(&v, settings)
+    }
+
+    /// The fewest arguments its own command takes after its name.
+    pub fn command_arity(&self) -> usize {
+        1 + self.params.len() + usize::from(self.cost_positional)
+    }
+}
+
+/// Reads one limit's definition, `<params> [options]` with no cost and no
+/// request option (what a client renders, what a policy stores).
+pub fn read_definition<'a, W: Words<'a> + ?Sized>(
+    syntax: &Syntax,
+    words: &W,
+    settings: Settings,
+) -> Result<Spec, CmdError> {
+    let mut c = Cursor::at(words, 0);
+    syntax.read(&mut c, settings, None, |_| false, |_, _| Ok(false))
+}
+
+// ---------------------------------------------------------------- CL.THROTTLE
+
+/// `CL.THROTTLE key max_burst count_per_period period [quantity]`
+/// (redis-cell's grammar): the bucket and the quantity.
+pub fn read_throttle<'a, W: Words<'a> + ?Sized>(words: &W) -> Result<(Bucket, u64), CmdError> {
+    let n = words.count();
+    if n != 5 && n != 6 {
+        return Err(CmdError::WrongArity);
+    }
+    let arg =
+        |i: usize, min: u64, err: CmdError| words.word(i).and_then(|w| int(w, min)).ok_or(err);
+    let max_burst = arg(2, 0, error::CELL_MAX_BURST)?;
+    let count = arg(3, 1, error::CELL_COUNT)?;
+    let period_s = arg(4, 1, error::CELL_PERIOD)?;
+    let quantity = if n == 6 {
+        arg(5, 0, error::CELL_QUANTITY)?
+    } else {
+        1
+    };
+    // redis-cell's emission interval: period / count, truncated to whole ns.
+    let interval = period_s
+        .checked_mul(1_000_000_000)
+        .map(|ns| ns / count)
+        .ok_or(error::CELL_TOO_LONG)?;
+    // The reply's limit, max_burst + 1, must fit a signed 64-bit integer.
+    let limit = Some(max_burst + 1)
+        .filter(|l| *l <= MAX_INT)
+        .ok_or(error::CELL_MAX_BURST)?;
+    let bucket = Bucket::new(limit, Nanos::new(interval)).map_err(|_| error::CELL_TOO_LONG)?;
+    Ok((bucket, quantity))
+}
+
+// ---------------------------------------------------------------- requests
+
+/// A request option: a keyword, with a value or without.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestOption {
+    pub keyword: &'static str,
+    /// The value, for options that take one.
+    pub value: Option<Param>,
+}
+
+/// Every option a limiter request takes, in every command.
+pub const REQUEST_OPTIONS: &[RequestOption] = &[
+    RequestOption {
+        keyword: "COST",
+        value: Some(option(
+            "cost",
+            "COST",
+            Kind::Int { min: 0 },
+            error::COST_OPTION,
+        )),
+    },
+    RequestOption {
+        keyword: "DRYRUN",
+        value: None,
+    },
+    RequestOption {
+        keyword: "REFUND",
+        value: None,
+    },
+];
+
+/// Does `word` name a request option that takes no value?
+pub fn is_request_flag(word: &[u8]) -> bool {
+    REQUEST_OPTIONS
+        .iter()
+        .any(|o| o.value.is_none() && is(word, o.keyword))
+}
+
+/// The options of one request: cost, DRYRUN, REFUND.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Request {
+    pub cost: Option<u64>,
+    pub dry_run: bool,
+    pub refund: bool,
+}
+
+/// Take units, or give them back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Take,
+    Refund,
+}
+
+impl Request {
+    /// Reads `word` (and its value) if it is a request option not yet
+    /// given; `false` if it is not one. With `flags_only`, COST is not one
+    /// (RL.ALL's clauses keep their own cost).
+    pub fn read<'a, W: Words<'a> + ?Sized>(
+        &mut self,
+        word: &[u8],
+        c: &mut Cursor<'_, W>,
+        flags_only: bool,
+    ) -> Result<bool, CmdError> {
+        if is(word, "DRYRUN") && !self.dry_run {
+            self.dry_run = true;
+        } else if is(word, "REFUND") && !self.refund {
+            self.refund = true;
+        } else if !flags_only && is(word, "COST") && self.cost.is_none() {
+            self.cost = Some(read_cost(c)?);
+        } else {
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    pub fn mode(&self) -> Mode {
+        if self.refund {
+            Mode::Refund
+        } else {
+            Mode::Take
+        }
+    }
+}
+
+/// The value of a COST option.
+fn read_cost<'a, W: Words<'a> + ?Sized>(c: &mut Cursor<'_, W>) -> Result<u64, CmdError> {
+    let word = c.next_word()?;
+    int(word, 0).ok_or(error::COST_OPTION)
+}
+
+// ---------------------------------------------------------------- commands
+
+/// `<command> key <params> [options] [request options]`: an algorithm's own
+/// command. The key is word 1. The cost defaults to 1.
+#[inline(always)]
+pub fn read_command<'a, W: Words<'a> + ?Sized>(
+    syntax: &Syntax,
+    words: &W,
+    settings: Settings,
+) -> Result<(Spec, Request), CmdError> {
+    if words.count() < syntax.command_arity() + 1 {
+        return Err(CmdError::WrongArity);
+    }
+    let mut c = Cursor::at(words, 2);
+    let mut req = Request::default();
+    let mut positional_cost = None;
+    let cost = syntax.cost_positional.then_some(&mut positional_cost);
+    let spec = syntax.read(
+        &mut c,
+        settings,
+        cost,
+        |_| false,
+        |w, c| req.read(w, c, syntax.cost_positional),
+    )?;
+    if positional_cost.is_some() {
+        req.cost = positional_cost;
+    }
+    Ok((spec, req))
+}
+
+/// One `LIMIT key <algorithm> ...` clause of RL.ALL.
+#[derive(Debug, Clone)]
+pub struct Clause {
+    /// The key's word index.
+    pub key: usize,
+    pub spec: Spec,
+    pub cost: Option<u64>,
+}
+
+/// RL.ALL's arguments: the clauses and the command's request options.
+#[derive(Debug, Clone)]
+pub struct AllArgs {
+    pub clauses: Vec<Clause>,
+    pub request: Request,
+}
+
+/// `RL.ALL [options] LIMIT key <algorithm> ... [LIMIT key <algorithm> ...]`.
+/// DRYRUN and REFUND are the command's wherever they stand; a COST inside a
+/// clause is that clause's.
+pub fn read_all<'a, W: Words<'a> + ?Sized>(
+    words: &W,
+    settings: Settings,
+) -> Result<AllArgs, CmdError> {
+    if words.count() < 6 {
+        return Err(CmdError::WrongArity);
+    }
+    let mut c = Cursor::at(words, 1);
+    let mut request = Request::default();
+    while let Some(word) = c.peek() {
+        if is(word, "LIMIT") {
+            break;
+        }
+        c.next_word()?;
+        if !request.read(word, &mut c, false)? {
+            return Err(error::SYNTAX);
+        }
+    }
+    let mut clauses: Vec<Clause> = Vec::new();
+    while !c.done() {
+        if !is(c.next_word()?, "LIMIT") {
+            return Err(error::SYNTAX);
+        }
+        let key = c.pos();
+        c.next_word()?;
+        let syntax = algorithm(c.next_or(error::ALGORITHM)?).ok_or(error::ALGORITHM)?;
+        let mut cost = None;
+        let spec = syntax.read(
+            &mut c,
+            settings,
+            None,
+            |w| is(w, "LIMIT"),
+            |w, c| {
+                if is(w, "COST") && cost.is_none() {
+                    cost = Some(read_cost(c)?);
+                    return Ok(true);
+                }
+                request.read(w, c, true)
+            },
+        )?;
+        clauses.push(Clause { key, spec, cost });
+    }
+    if clauses.is_empty() {
+        return Err(error::SYNTAX);
+    }
+    for (i, a) in clauses.iter().enumerate() {
+        let name = words.word(a.key);
+        if clauses.iter().take(i).any(|b| words.word(b.key) == name) {
+            return Err(error::ALL_DISTINCT);
+        }
+    }
+    Ok(AllArgs { clauses, request })
+}
+
+/// Where RL.ALL's keys are (the word after each LIMIT that starts a
+/// clause), for Cluster routing and `COMMAND GETKEYS`. Clauses are skipped
+/// by their shape (an algorithm's positional arguments, then options with
+/// one value or request flags without), so a key or value that happens to
+/// read "LIMIT" is not mistaken for one.
+pub fn all_key_positions<'a, W: Words<'a> + ?Sized>(words: &W) -> Vec<usize> {
+    let word = |i: usize| words.word(i).unwrap_or(&[]);
+    let n = words.count();
+    let mut out = Vec::new();
+    let mut i = 1;
+    // Top-level options: flags alone, the others with a value.
+    while i < n && !is(word(i), "LIMIT") {
+        i += if is_request_flag(word(i)) { 1 } else { 2 };
+    }
+    while i + 1 < n {
+        if !is(word(i), "LIMIT") {
+            break;
+        }
+        out.push(i + 1);
+        let Some(syntax) = algorithm(word(i + 2)) else {
+            break;
+        };
+        i += 3 + syntax.params.len();
+        while i < n && !is(word(i), "LIMIT") {
+            i += if is_request_flag(word(i)) { 1 } else { 2 };
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<&[u8]> {
+        s.split(' ').map(str::as_bytes).collect()
+    }
+
+    fn command(s: &str) -> Result<(Spec, Request), CmdError> {
+        let w = words(s);
+        let syntax = ALGORITHMS
+            .iter()
+            .find(|x| is(w[0], x.command))
+            .expect("a command");
+        read_command(syntax, &w[..], Settings::default())
+    }
+
+    #[test]
+    fn commands_read_params_options_and_request_options() {
+        let (spec, req) = command("RL.TOKENBUCKET k 10 1 3 PERIOD 60 DRYRUN").unwrap();
+        assert!(
+            matches!(spec, Spec::Bucket(b) if b.limit() == 10 && b.interval() == Nanos::from_secs(60))
+        );
+        assert_eq!(
+            req,
+            Request {
+                cost: Some(3),
+                dry_run: true,
+                refund: false
+            }
+        );
+        let (spec, req) = command("RL.SLIDING k 5 0.25 COST 2 REFUND").unwrap();
+        assert!(matches!(spec, Spec::Window(w) if w.limit == 5 && w.span_us == 250_000));
+        assert_eq!(
+            req,
+            Request {
+                cost: Some(2),
+                dry_run: false,
+                refund: true
+            }
+        );
+        let (spec, _) = command("RL.FIXED k 500 day tz America/New_York").unwrap();
+        assert!(matches!(
+            spec,
+            Spec::Fixed {
+                limit: 500,
+                calendar: Calendar::Unit(Unit::Day, Some(_))
+            }
+        ));
+        assert_eq!(
+            command("RL.TOKENBUCKET k 10 1 3 COST 2").unwrap_err(),
+            error::SYNTAX
+        );
+        assert_eq!(
+            command("RL.SLIDING k 5 1 COST 1 COST 1").unwrap_err(),
+            error::SYNTAX
+        );
+        assert_eq!(command("RL.SLIDING k 5").unwrap_err(), CmdError::WrongArity);
+        assert_eq!(command("RL.SLIDING k 5 0.0005").unwrap_err(), error::WINDOW);
+        assert_eq!(
+            command("RL.FIXED k 5 60 TZ UTC").unwrap_err(),
+            error::TZ_NEEDS_UNIT
+        );
+        assert_eq!(
+            command("RL.GCRA k 1 2e9 1").unwrap_err(),
+            error::GCRA_RATE_TOO_HIGH
+        );
+        assert_eq!(command("RL.TOKENBUCKET k 10 1 x").unwrap_err(), error::COST);
+        assert_eq!(command("RL.SLIDING k 5 1 COST").unwrap_err(), error::SYNTAX);
+    }
+
+    #[test]
+    fn all_reads_clauses_and_finds_keys() {
+        let w = words("RL.ALL COST 2 LIMIT a SLIDING 10 60 DRYRUN LIMIT b FIXED 5 DAY TZ UTC COST 1 LIMIT c TOKENBUCKET 3 1 PERIOD 2");
+        let all = read_all(&w[..], Settings::default()).unwrap();
+        assert_eq!(
+            all.clauses.iter().map(|c| c.key).collect::<Vec<_>>(),
+            [4, 10, 19]
+        );
+        assert_eq!(
+            all.clauses.iter().map(|c| c.cost).collect::<Vec<_>>(),
+            [None, Some(1), None]
+        );
+        assert_eq!(
+            all.request,
+            Request {
+                cost: Some(2),
+                dry_run: true,
+                refund: false
+            }
+        );
+        assert_eq!(all_key_positions(&w[..]), [4, 10, 19]);
+        // A key that reads LIMIT is still a key.
+        let w = words("RL.ALL LIMIT LIMIT GCRA 1 1 1 LIMIT x SLIDING 1 1");
+        assert_eq!(all_key_positions(&w[..]), [2, 8]);
+        assert_eq!(
+            read_all(&w[..], Settings::default()).unwrap().clauses.len(),
+            2
+        );
+        let w = words("RL.ALL LIMIT a SLIDING 1 1 LIMIT a GCRA 1 1 1");
+        assert_eq!(
+            read_all(&w[..], Settings::default()).unwrap_err(),
+            error::ALL_DISTINCT
+        );
+        let w = words("RL.ALL LIMIT a LEAKY 1 1 1 1");
+        assert_eq!(
+            read_all(&w[..], Settings::default()).unwrap_err(),
+            error::ALGORITHM
+        );
+    }
+}

@@ -1,0 +1,18 @@
+//! The pure core of redis-ratelimit: no Redis, no I/O, no clock.
+//!
+//! The module and the client crate both build on it, so they read numbers,
+//! check limits and decide the same way by construction:
+//! - [`algo`]: the algorithms, `(state, params, now, cost) -> (decision,
+//!   new state)`;
+//! - [`grammar`]: each algorithm's arguments, written once;
+//! - [`limit`]: one limit on one stored state, and the write it calls for;
+//! - [`num`], [`time`], [`bounds`], [`error`]: exact decimals, absolute
+//!   nanoseconds, the bounds every limit lives within, every error text.
+
+pub mod algo;
+pub mod bounds;
+pub mod error;
+pub mod grammar;
+pub mod limit;
+pub mod num;
+pub mod time;
