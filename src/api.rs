@@ -407,6 +407,29 @@ pub fn create_command(
         == OK
 }
 
+/// Adds an ACL category (Redis 7.4+, Valkey 8.0+, and only while loading);
+/// false where the server lacks the API or refuses.
+pub fn add_acl_category(ctx: &Ctx<'_>, name: &CStr) -> bool {
+    rm!(RedisModule_AddACLCategory(ctx.raw, name.as_ptr()) else ERR) == OK
+}
+
+/// Whether the server lets modules set command ACL categories (7.2+).
+pub fn has_command_acl_categories() -> bool {
+    // SAFETY: a copy of a pointer-sized static set by RedisModule_Init.
+    let f = unsafe { raw::RedisModule_SetCommandACLCategories };
+    f.is_some()
+}
+
+/// Puts a command in ACL categories (Redis 7.2+, only while loading);
+/// false where the server lacks the API or refuses.
+pub fn set_command_acl_categories(ctx: &Ctx<'_>, name: &CStr, categories: &CStr) -> bool {
+    let cmd = rm!(RedisModule_GetCommand(ctx.raw, name.as_ptr()) else std::ptr::null_mut());
+    if cmd.is_null() {
+        return false;
+    }
+    rm!(RedisModule_SetCommandACLCategories(cmd, categories.as_ptr()) else ERR) == OK
+}
+
 /// An argument in `COMMAND DOCS`.
 #[derive(Debug, Clone)]
 pub struct DocArg {

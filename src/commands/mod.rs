@@ -18,7 +18,7 @@ mod state;
 mod testing;
 mod throttle;
 
-use std::ffi::{c_int, CStr};
+use std::ffi::{c_int, CStr, CString};
 
 use redis_ratelimit_core::error::CmdError;
 use redis_ratelimit_core::grammar::{self, Syntax};
@@ -253,6 +253,26 @@ fn testing_table() -> &'static [Command] {
     &[]
 }
 
+/// ACL categories, where the server lets modules set them. Every command
+/// gets the categories its flags give core commands (`@write`, and `@fast`
+/// or `@slow`: Redis 7.2+), and every command an application calls also
+/// gets `@ratelimit` (`ACL SETUSER app +@ratelimit`) where modules may add
+/// a category (Redis 7.4+, Valkey 8.0+). Redis 7.0 has neither: name the
+/// commands (`+rl.sliding +rl.all ...`).
+fn acl_categories(row: &Command, with_own: bool) -> CString {
+    let speed = if row.flags.to_bytes().windows(4).any(|w| w == b"fast") {
+        "fast"
+    } else {
+        "slow"
+    };
+    let own = if with_own && !row.internal {
+        " ratelimit"
+    } else {
+        ""
+    };
+    CString::new(format!("write {speed}{own}")).unwrap_or_default()
+}
+
 /// Registers every command, its docs and its ACL categories.
 pub fn register(ctx: &Ctx<'_>) -> Result<(), String> {
     if COMMANDS.len() > ENTRIES.len() || testing_table().len() > TEST_ENTRIES.len() {
@@ -269,6 +289,17 @@ pub fn register(ctx: &Ctx<'_>) -> Result<(), String> {
         };
         if !api::create_command(ctx, row.name, entry, row.flags, keys) {
             return Err(format!("cannot register {}", row.name.to_string_lossy()));
+        }
+    }
+    if api::has_command_acl_categories() {
+        let own = api::add_acl_category(ctx, c"ratelimit");
+        for row in COMMANDS {
+            if !api::set_command_acl_categories(ctx, row.name, &acl_categories(row, own)) {
+                return Err(format!(
+                    "cannot set the ACL categories of {}",
+                    row.name.to_string_lossy()
+                ));
+            }
         }
     }
     docs::register(ctx, COMMANDS)
