@@ -30,7 +30,7 @@ fn all(c: &mut redis::Connection, args: &[&str]) -> [i64; 6] {
 fn ten_a_minute_and_five_hundred_a_day() {
     let s = Server::start();
     let mut c = s.connect();
-    let t = fake_start();
+    let t = clock_start(&mut c);
     set_clock(&mut c, t);
     let args = [
         "LIMIT",
@@ -77,7 +77,7 @@ fn ten_a_minute_and_five_hundred_a_day() {
 fn all_or_nothing_under_mixed_outcomes() {
     let s = Server::start();
     let mut c = s.connect();
-    let t = fake_start();
+    let t = clock_start(&mut c);
     set_clock(&mut c, t);
     // Exhaust the GCRA limit directly.
     assert_eq!(
@@ -151,7 +151,8 @@ fn all_or_nothing_under_mixed_outcomes() {
 fn per_limit_costs_dry_runs_and_refunds() {
     let s = Server::start();
     let mut c = s.connect();
-    set_clock(&mut c, fake_start());
+    let t = clock_start(&mut c);
+    set_clock(&mut c, t);
     let base = [
         "LIMIT",
         "a",

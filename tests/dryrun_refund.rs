@@ -27,7 +27,8 @@ fn with<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
 fn dryrun_answers_like_the_real_call_and_changes_nothing() {
     let s = Server::start();
     let mut c = s.connect();
-    set_clock(&mut c, fake_start());
+    let t = clock_start(&mut c);
+    set_clock(&mut c, t);
     for (name, cmd) in limiters() {
         let key = cmd[1];
         // On a missing key: nothing is created.
@@ -56,7 +57,8 @@ fn dryrun_answers_like_the_real_call_and_changes_nothing() {
 fn refunds_give_back_and_never_beyond_fresh() {
     let s = Server::start();
     let mut c = s.connect();
-    set_clock(&mut c, fake_start());
+    let t = clock_start(&mut c);
+    set_clock(&mut c, t);
     for (name, cmd) in limiters() {
         let key = cmd[1];
         // Nothing to give back to a missing key: nothing is created.

@@ -5,29 +5,25 @@
 
 use redis_ratelimit_testkit::*;
 
-/// Unix ns of an RFC 3339 instant (no external date crate in tests).
-fn at(rfc3339: &str) -> u64 {
-    // YYYY-MM-DDTHH:MM:SSZ only.
-    let n = |a: usize, b: usize| rfc3339[a..b].parse::<i64>().unwrap();
-    let (y, m, d) = (n(0, 4), n(5, 7), n(8, 10));
-    let (hh, mm, ss) = (n(11, 13), n(14, 16), n(17, 19));
-    // days from civil (Howard Hinnant)
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    ((days * 86_400 + hh * 3600 + mm * 60 + ss) as u64) * SEC
+/// The year every date below is faked in: the one after the server's, so
+/// every instant named is ahead of the server's clock (keys written at it
+/// never expire on Redis's real clock during the test) whatever the date
+/// is when the test runs. The rules tested hold every year: New York
+/// changes its clocks on the second Sunday of March and the first Sunday of
+/// November, Europe on the last Sunday of March.
+fn year(c: &mut redis::Connection) -> i64 {
+    server_year(c) + 1
 }
+
+const SUNDAY: u32 = 6;
+const WEDNESDAY: u32 = 2;
 
 #[test]
 fn counts_in_the_window_and_resets_at_its_end() {
     let s = Server::start();
     let mut c = s.connect();
     // 10 s windows aligned to the epoch.
-    let t = (fake_start() / (10 * SEC)) * 10 * SEC;
+    let t = (clock_start(&mut c) / (10 * SEC)) * 10 * SEC;
     set_clock(&mut c, t + 2_500 * MS);
     let k = &["RL.FIXED", "f", "3", "10"];
     assert_eq!(rl(&mut c, k), [1, 3, 2, 0, 7_500]);
@@ -61,27 +57,29 @@ fn counts_in_the_window_and_resets_at_its_end() {
 fn calendar_units_align_in_utc() {
     let s = Server::start();
     let mut c = s.connect();
-    set_clock(&mut c, at("2027-05-12T13:45:30Z")); // a Wednesday
-    let reset =
-        |c: &mut redis::Connection, w: &str| rl(c, &["RL.FIXED", &format!("u:{w}"), "5", w])[4];
+    // A Wednesday in May, 13:45:30 UTC.
+    let y = year(&mut c);
+    let d = 12 + (WEDNESDAY + 7 - weekday(y, 5, 12)) % 7;
+    let now = utc(y, 5, d, 13, 45, 30);
+    set_clock(&mut c, now);
+    let reset = |c: &mut redis::Connection, w: &str| {
+        let key = format!("u:{w}");
+        let r = rl(c, &["RL.FIXED", &key, "5", w]);
+        // The key expires exactly at the window's end.
+        assert_eq!(int(c, &["PEXPIRETIME", &key]), (now / MS) as i64 + r[4]);
+        r[4]
+    };
+    let ms = |end: u64| ((end - now) / MS) as i64;
     assert_eq!(reset(&mut c, "MINUTE"), 30_000);
     assert_eq!(reset(&mut c, "HOUR"), (14 * 60 + 30) * 1000);
-    assert_eq!(
-        reset(&mut c, "DAY"),
-        ((at("2027-05-13T00:00:00Z") - at("2027-05-12T13:45:30Z")) / MS) as i64
-    );
-    assert_eq!(
-        reset(&mut c, "week"),
-        ((at("2027-05-17T00:00:00Z") - at("2027-05-12T13:45:30Z")) / MS) as i64
-    );
-    assert_eq!(
-        reset(&mut c, "Month"),
-        ((at("2027-06-01T00:00:00Z") - at("2027-05-12T13:45:30Z")) / MS) as i64
-    );
+    assert_eq!(reset(&mut c, "DAY"), ms(utc(y, 5, d + 1, 0, 0, 0)));
+    // The next Monday.
+    assert_eq!(reset(&mut c, "week"), ms(utc(y, 5, d + 5, 0, 0, 0)));
+    assert_eq!(reset(&mut c, "Month"), ms(utc(y, 6, 1, 0, 0, 0)));
 }
 
 /// 500 a day, the day resetting at midnight New York time, across both
-/// daylight-saving changes of 2027.
+/// daylight-saving changes of a year.
 #[test]
 fn new_york_days_across_daylight_saving() {
     let s = Server::start();
@@ -101,53 +99,69 @@ fn new_york_days_across_daylight_saving() {
             ],
         )
     };
-    // Sunday 2027-03-14: clocks spring forward at 2:00 EST; the day is 23 h,
-    // from 05:00Z to 04:00Z the next day.
-    set_clock(&mut c, at("2027-03-14T05:00:00Z"));
+    let expiry = |c: &mut redis::Connection| int(c, &["PEXPIRETIME", "wu:daily"]) as u64 * MS;
+    let y = year(&mut c);
+    // The second Sunday of March: clocks spring forward at 2:00 EST; the
+    // day is 23 h, from 05:00Z to 04:00Z the next day.
+    let spring = nth_weekday(y, 3, SUNDAY, 2);
+    set_clock(&mut c, utc(y, 3, spring, 5, 0, 0));
     assert_eq!(k(&mut c, "499"), [1, 500, 1, 0, 23 * 3600 * 1000]);
-    set_clock(&mut c, at("2027-03-15T03:59:59Z"));
+    assert_eq!(expiry(&mut c), utc(y, 3, spring + 1, 4, 0, 0));
+    set_clock(&mut c, utc(y, 3, spring + 1, 3, 59, 59));
     assert_eq!(k(&mut c, "2"), [0, 500, 1, 1000, 1000]);
-    set_clock(&mut c, at("2027-03-15T04:00:00Z"));
+    set_clock(&mut c, utc(y, 3, spring + 1, 4, 0, 0));
     assert_eq!(k(&mut c, "500"), [1, 500, 0, 0, 24 * 3600 * 1000]);
-    // Sunday 2027-11-07: clocks fall back at 2:00 EDT; the day is 25 h.
-    set_clock(&mut c, at("2027-11-07T04:00:00Z"));
+    assert_eq!(expiry(&mut c), utc(y, 3, spring + 2, 4, 0, 0));
+    // The first Sunday of November: clocks fall back at 2:00 EDT; the day is 25 h.
+    let fall = nth_weekday(y, 11, SUNDAY, 1);
+    set_clock(&mut c, utc(y, 11, fall, 4, 0, 0));
     assert_eq!(k(&mut c, "1"), [1, 500, 499, 0, 25 * 3600 * 1000]);
-    set_clock(&mut c, at("2027-11-08T04:59:59Z"));
+    assert_eq!(expiry(&mut c), utc(y, 11, fall + 1, 5, 0, 0));
+    set_clock(&mut c, utc(y, 11, fall + 1, 4, 59, 59));
     assert_eq!(k(&mut c, "499"), [1, 500, 0, 0, 1000]);
     assert_eq!(k(&mut c, "1"), [0, 500, 0, 1000, 1000]);
-    set_clock(&mut c, at("2027-11-08T05:00:00Z"));
+    set_clock(&mut c, utc(y, 11, fall + 1, 5, 0, 0));
     assert_eq!(k(&mut c, "1"), [1, 500, 499, 0, 24 * 3600 * 1000]);
+    assert_eq!(expiry(&mut c), utc(y, 11, fall + 2, 5, 0, 0));
 }
 
 #[test]
 fn zones_apply_to_weeks_months_and_hours() {
     let s = Server::start();
     let mut c = s.connect();
-    set_clock(&mut c, at("2027-03-10T12:00:00Z"));
-    // The New York week starts Monday 2027-03-08 05:00Z and ends Monday
-    // 2027-03-15 04:00Z (the clocks changed in between).
+    // The Wednesday before New York springs forward, 12:00 UTC.
+    let y = year(&mut c);
+    let spring = nth_weekday(y, 3, SUNDAY, 2);
+    let now = utc(y, 3, spring - 4, 12, 0, 0);
+    set_clock(&mut c, now);
+    // The New York week starts on the Monday before at 05:00Z (EST) and
+    // ends on the Monday after at 04:00Z (EDT): the clocks changed between.
     let r = rl(
         &mut c,
         &["RL.FIXED", "w", "5", "WEEK", "TZ", "America/New_York"],
     );
-    assert_eq!(
-        r[4] as u64,
-        (at("2027-03-15T04:00:00Z") - at("2027-03-10T12:00:00Z")) / MS
-    );
+    assert_eq!(r[4] as u64, (utc(y, 3, spring + 1, 4, 0, 0) - now) / MS);
+    // Paris's April starts at 22:00Z on March 31 (CEST, UTC+2, since the
+    // last Sunday of March).
     let r = rl(
         &mut c,
         &["RL.FIXED", "m", "5", "MONTH", "TZ", "Europe/Paris"],
     );
-    assert_eq!(
-        r[4] as u64,
-        (at("2027-03-31T22:00:00Z") - at("2027-03-10T12:00:00Z")) / MS
-    );
+    assert_eq!(r[4] as u64, (utc(y, 3, 31, 22, 0, 0) - now) / MS);
     // Kolkata is UTC+5:30: its hours start at half past UTC hours.
     let r = rl(
         &mut c,
         &["RL.FIXED", "h", "5", "HOUR", "TZ", "Asia/Kolkata"],
     );
     assert_eq!(r[4], 30 * 60 * 1000);
+    // Each key expires exactly at its window's end.
+    for (key, end) in [
+        ("w", utc(y, 3, spring + 1, 4, 0, 0)),
+        ("m", utc(y, 3, 31, 22, 0, 0)),
+        ("h", now + 30 * 60 * SEC),
+    ] {
+        assert_eq!(int(&mut c, &["PEXPIRETIME", key]) as u64 * MS, end, "{key}");
+    }
 }
 
 #[test]
@@ -187,14 +201,21 @@ fn bad_windows_and_zones_are_refused() {
 fn a_persisted_counter_is_treated_as_fresh() {
     let s = Server::start();
     let mut c = s.connect();
-    set_clock(&mut c, at("2027-05-12T13:45:30Z"));
+    let y = year(&mut c);
+    set_clock(&mut c, utc(y, 5, 12, 13, 45, 30));
     assert_eq!(
         rl(&mut c, &["RL.FIXED", "p", "2", "DAY", "COST", "2"])[0],
         1
     );
-    int(&mut c, &["PERSIST", "p"]);
+    // PERSIST found the key and took its expiry away.
+    assert_eq!(int(&mut c, &["PERSIST", "p"]), 1);
+    assert_eq!(int(&mut c, &["PTTL", "p"]), -1);
     // Without its window's end the count means nothing: it starts over (and
-    // gets its expiry back), instead of blocking the client forever.
+    // gets its expiry back, the day's end), instead of blocking the client
+    // forever.
     assert_eq!(rl(&mut c, &["RL.FIXED", "p", "2", "DAY"])[0..3], [1, 2, 1]);
-    assert!(int(&mut c, &["PTTL", "p"]) > 0);
+    assert_eq!(
+        int(&mut c, &["PEXPIRETIME", "p"]) as u64 * MS,
+        utc(y, 5, 13, 0, 0, 0)
+    );
 }

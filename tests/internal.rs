@@ -40,7 +40,7 @@ fn raw_call(c: &mut redis::Connection, args: &[&[u8]]) -> Result<Value, String> 
 fn ordinary_clients_cannot_forge_state() {
     let s = Server::start();
     let mut c = s.connect();
-    let future = now_ns() + 3600 * SEC;
+    let future = server_now_ns(&mut c) + 3600 * SEC;
     let forged: [(&str, Vec<u8>); 3] = [
         ("RL.SETSTATE", bucket_state(future)),
         ("RL.WINDOWADD", window_update(future / 1000, 60_000_000, 5)),
@@ -157,7 +157,7 @@ fn an_aof_replays_them_and_refuses_bad_payloads() {
     rl(&mut c, &["RL.SLIDING", "sw", "10", "60", "REFUND"]);
     let before = state_of(&mut c);
     // What a master or an older release could have written, and garbage.
-    let tat = now_ns() + 3600 * SEC;
+    let tat = server_now_ns(&mut c) + 3600 * SEC;
     let mut extra = resp(&[b"RL.SETSTATE", b"from-aof", &bucket_state(tat)]);
     extra.extend(resp(&[b"RL.SETSTATE", b"forged", b"garbage"]));
     extra.extend(resp(&[b"RL.SETSTATE", b"zero", &bucket_state(0)]));

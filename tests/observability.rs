@@ -98,7 +98,7 @@ fn sliding_max_entries_is_a_range_checked_config() {
         get(&mut c),
         vec!["ratelimit.sliding-max-entries".to_string(), "3".to_string()]
     );
-    let t = fake_start();
+    let t = clock_start(&mut c);
     // Ten admissions at ten instants: kept as at most 3 entries.
     for i in 0..10 {
         set_clock(&mut c, t + i * MS);

@@ -100,10 +100,8 @@ fn a_replica_holds_byte_identical_state() {
     let mut r = replica.connect();
     // The replica's clock is an hour ahead: a command replicated verbatim
     // would decide differently there.
-    ok(
-        &mut r,
-        &["RL.TEST.CLOCK", "SET", &(now_ns() + 3600 * SEC).to_string()],
-    );
+    let ahead = clock_start(&mut r);
+    set_clock(&mut r, ahead);
     traffic(&mut m, 400);
     wait_replicas(&mut m, 1);
     let compared = assert_same_state(&mut m, &mut r);

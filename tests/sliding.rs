@@ -8,7 +8,7 @@ use redis_ratelimit_testkit::*;
 fn ten_per_minute_lets_ten_through_in_any_minute() {
     let s = Server::start();
     let mut c = s.connect();
-    let t = fake_start();
+    let t = clock_start(&mut c);
     set_clock(&mut c, t);
     let k = &["RL.SLIDING", "api:7", "10", "60"];
     for left in (0..10).rev() {
@@ -28,7 +28,7 @@ fn ten_per_minute_lets_ten_through_in_any_minute() {
 fn cost_peek_and_never() {
     let s = Server::start();
     let mut c = s.connect();
-    let t = fake_start();
+    let t = clock_start(&mut c);
     set_clock(&mut c, t);
     assert_eq!(
         rl(&mut c, &["RL.SLIDING", "c", "5", "1", "COST", "0"]),
@@ -69,7 +69,7 @@ fn cost_peek_and_never() {
 fn sub_second_windows_are_exact_to_the_microsecond() {
     let s = Server::start();
     let mut c = s.connect();
-    let t = fake_start() / 1000 * 1000 + 300; // not on a microsecond boundary
+    let t = clock_start(&mut c) + 300; // not on a microsecond boundary
     set_clock(&mut c, t);
     assert_eq!(
         rl(&mut c, &["RL.SLIDING", "f", "1", "0.25"]),
@@ -124,7 +124,7 @@ fn denial_and_peek_write_nothing() {
 fn memory_per_key_stays_compact() {
     let s = Server::start();
     let mut c = s.connect();
-    let t = fake_start();
+    let t = clock_start(&mut c);
     for (limit, bound) in [(100u64, 600i64), (10_000, 60_000)] {
         let key = format!("mem:{limit}");
         let step = 60 * SEC / limit;

@@ -7,7 +7,7 @@ use redis_ratelimit_testkit::*;
 fn throttle_answers_like_redis_cell_readme() {
     let s = Server::start();
     let mut c = s.connect();
-    let t = fake_start();
+    let t = clock_start(&mut c);
     set_clock(&mut c, t);
     assert_eq!(
         rl(&mut c, &["CL.THROTTLE", "user123", "15", "30", "60", "1"]),
@@ -31,7 +31,7 @@ fn throttle_answers_like_redis_cell_readme() {
 fn throttle_replays_redis_cells_sequence() {
     let s = Server::start();
     let mut c = s.connect();
-    let t = fake_start();
+    let t = clock_start(&mut c);
     let rows: &[(u64, u64, i64, i64, i64, i64)] = &[
         (0,     6, 1, 5, -1, 0),   // larger than the maximum: never
         (0,     1, 0, 4, -1, 1),
@@ -60,7 +60,7 @@ fn throttle_replays_redis_cells_sequence() {
 fn throttle_takes_over_keys_redis_cell_left_behind() {
     let s = Server::start();
     let mut c = s.connect();
-    let t = fake_start();
+    let t = clock_start(&mut c);
     set_clock(&mut c, t);
     // redis-cell keeps the theoretical arrival time in ns as a string: 3 s
     // ahead means 3 of 5 used (1 per second).
@@ -122,7 +122,7 @@ fn throttle_validates_like_the_rest() {
 fn gcra_keeps_precision_at_high_rates_and_short_periods() {
     let s = Server::start();
     let mut c = s.connect();
-    let t = fake_start();
+    let t = clock_start(&mut c);
     set_clock(&mut c, t);
     // 10,000 per second, bursts of 1: one every 100 us.
     assert_eq!(
@@ -164,7 +164,7 @@ fn gcra_and_tokenbucket_share_state_semantics() {
     // RL.GCRA k burst rate period is RL.TOKENBUCKET k burst rate cost PERIOD period.
     let s = Server::start();
     let mut c = s.connect();
-    let t = fake_start();
+    let t = clock_start(&mut c);
     set_clock(&mut c, t);
     let g = rl(&mut c, &["RL.GCRA", "g", "10", "5", "60", "COST", "3"]);
     let b = rl(

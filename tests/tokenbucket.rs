@@ -22,7 +22,7 @@ fn a_new_key_starts_full() {
 fn fields_follow_continuous_refill() {
     let s = Server::start();
     let mut c = s.connect();
-    let t = fake_start();
+    let t = clock_start(&mut c);
     set_clock(&mut c, t);
     let k = &["RL.TOKENBUCKET", "k", "10", "1", "1"];
     for left in (0..10).rev() {
@@ -49,7 +49,7 @@ fn fields_follow_continuous_refill() {
 fn period_scales_the_rate() {
     let s = Server::start();
     let mut c = s.connect();
-    let t = fake_start();
+    let t = clock_start(&mut c);
     set_clock(&mut c, t);
     // 10 per minute, bursts of 10: a token every 6 s.
     let k = &["RL.TOKENBUCKET", "m", "10", "10", "10", "PERIOD", "60"];
@@ -131,6 +131,8 @@ fn denied_requests_do_not_break_watch() {
     let s = Server::start();
     let mut c = s.connect();
     let mut other = s.connect();
+    let t = clock_start(&mut c);
+    set_clock(&mut c, t);
     rl(&mut c, &["RL.TOKENBUCKET", "w", "1", "1", "1"]);
     ok(&mut c, &["WATCH", "w"]);
     // Another client is denied (and peeks): nothing changed, so WATCH holds.
@@ -147,11 +149,7 @@ fn denied_requests_do_not_break_watch() {
     assert!(matches!(call(&mut c, &["EXEC"]), Ok(Value::Array(v)) if v.len() == 1));
     // An allowed request is a change: WATCH fails.
     ok(&mut c, &["WATCH", "w"]);
-    call(
-        &mut c,
-        &["RL.TEST.CLOCK", "SET", &(now_ns() + 5 * SEC).to_string()],
-    )
-    .unwrap();
+    set_clock(&mut c, t + 5 * SEC);
     assert_eq!(
         rl(&mut other, &["RL.TOKENBUCKET", "w", "1", "1", "1"])[0],
         1
@@ -247,7 +245,8 @@ fn a_cost_above_capacity_can_never_pass() {
 fn a_clock_stepping_back_mints_nothing() {
     let s = Server::start();
     let mut c = s.connect();
-    let t = fake_start();
+    // Two hours ahead: an hour back is still ahead of the server's clock.
+    let t = clock_start(&mut c) + 3600 * SEC;
     set_clock(&mut c, t);
     assert_eq!(
         rl(&mut c, &["RL.TOKENBUCKET", "back", "3", "1", "3"])[0..3],

@@ -14,7 +14,7 @@ use redis_ratelimit_client::{
     FixedWindow, Gcra, Policy, RateLimitCommands, Request, SlidingWindow, Source, Throttle,
     TokenBucket,
 };
-use redis_ratelimit_testkit::{fake_start, int, set_clock, Server, MS, SEC};
+use redis_ratelimit_testkit::{clock_start, int, server_year, set_clock, utc, Server, MS, SEC};
 
 const S: fn(u64) -> Duration = Duration::from_secs;
 const MILLIS: fn(u64) -> Duration = Duration::from_millis;
@@ -35,7 +35,7 @@ fn row(d: &Decision) -> (bool, u64, u64, i64, u64) {
 fn token_bucket_fields() {
     let s = Server::start();
     let mut c = s.connect();
-    let t = fake_start();
+    let t = clock_start(&mut c);
     set_clock(&mut c, t);
     let b = TokenBucket::new(3, 1, S(1)).unwrap();
     assert_eq!(
@@ -82,7 +82,7 @@ fn token_bucket_fields() {
 fn sliding_window_fields() {
     let s = Server::start();
     let mut c = s.connect();
-    let t = fake_start();
+    let t = clock_start(&mut c);
     set_clock(&mut c, t);
     let w = SlidingWindow::new(5, MILLIS(1000)).unwrap();
     assert_eq!(row(&c.sliding("sw", &w, 0).unwrap()), (true, 5, 5, 0, 0));
@@ -113,7 +113,7 @@ fn sliding_window_fields() {
 async fn async_connections_and_resp3() {
     let s = Server::start();
     let mut sync = s.connect();
-    let t = fake_start();
+    let t = clock_start(&mut sync);
     set_clock(&mut sync, t);
     let b = TokenBucket::new(10, 1, S(1)).unwrap();
     let w = SlidingWindow::new(10, S(60)).unwrap();
@@ -154,7 +154,7 @@ async fn async_connections_and_resp3() {
 fn pipelines_use_the_same_commands() {
     let s = Server::start();
     let mut c = s.connect();
-    let t = fake_start();
+    let t = clock_start(&mut c);
     set_clock(&mut c, t);
     let b = TokenBucket::new(2, 1, S(1)).unwrap();
     let w = SlidingWindow::new(2, S(1)).unwrap();
@@ -196,7 +196,7 @@ fn server_errors_are_errors_not_panics() {
 fn dry_run_and_refund() {
     let s = Server::start();
     let mut c = s.connect();
-    let t = fake_start();
+    let t = clock_start(&mut c);
     set_clock(&mut c, t);
     let b = TokenBucket::new(3, 1, S(1)).unwrap();
     let dry = Request::new(1).dry_run();
@@ -274,7 +274,7 @@ async fn dry_run_and_refund_async() {
 fn gcra_fields() {
     let s = Server::start();
     let mut c = s.connect();
-    let t = fake_start();
+    let t = clock_start(&mut c);
     set_clock(&mut c, t);
     // Bursts of 5, one per second.
     let g = Gcra::new(5, 1, S(1)).unwrap();
@@ -305,9 +305,10 @@ fn gcra_fields() {
 fn fixed_window_fields() {
     let s = Server::start();
     let mut c = s.connect();
-    // 2040-01-15 12:00:10 UTC: a whole number of minutes plus 10 s, and
+    // January 15 of next year (ahead of the server's clock whatever the
+    // date), 12:00:10 UTC: a whole number of minutes plus 10 s, and
     // 07:00:10 in New York (EST, UTC-5).
-    let t = 2_210_241_610 * SEC;
+    let t = utc(server_year(&mut c) + 1, 1, 15, 12, 0, 10);
     set_clock(&mut c, t);
     let minute = FixedWindow::new(3, S(60)).unwrap();
     assert_eq!(
@@ -356,7 +357,7 @@ fn fixed_window_fields() {
 fn throttle_is_redis_cell_compatible() {
     let s = Server::start();
     let mut c = s.connect();
-    let t = fake_start();
+    let t = clock_start(&mut c);
     set_clock(&mut c, t);
     let p = Throttle::new(15, 30, S(60)).unwrap();
     // The spec's example: CL.THROTTLE user123 15 30 60 1 -> 0, 16, 15, -1, 2
@@ -382,7 +383,7 @@ fn throttle_is_redis_cell_compatible() {
 async fn all_is_all_or_nothing() {
     let s = Server::start();
     let mut c = s.connect();
-    let t = fake_start();
+    let t = clock_start(&mut c);
     set_clock(&mut c, t);
     let two = SlidingWindow::new(2, S(60)).unwrap();
     let ten = SlidingWindow::new(10, S(60)).unwrap();

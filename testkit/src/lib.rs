@@ -22,9 +22,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use redis::Value;
 
+mod civil;
 mod cluster;
 mod durable;
 mod rng;
+pub use civil::*;
 pub use cluster::*;
 pub use durable::*;
 pub use rng::Rng;
@@ -316,18 +318,49 @@ pub fn ok(con: &mut redis::Connection, args: &[&str]) {
     }
 }
 
-/// Wall-clock nanoseconds now, rounded to a whole second (a tidy fake clock).
-pub fn now_ns_rounded() -> u64 {
-    let s = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    s * 1_000_000_000
+/// The server's own wall clock (`TIME`), in Unix nanoseconds (to the
+/// microsecond). Tests take time from here, never from their own process:
+/// Redis expires keys on this clock, and it may differ from the test's
+/// (`make test-future` runs the servers a year ahead).
+pub fn server_now_ns(con: &mut redis::Connection) -> u64 {
+    let (s, us): (u64, u64) = redis::cmd("TIME").query(con).unwrap();
+    s * SEC + us * 1000
 }
 
-/// Sets the module's test clock (needs the test-hooks build).
+/// How far ahead of the server's real clock every faked instant must be:
+/// whatever the module writes at a faked instant then expires (on Redis's
+/// real clock) only long after the test ends, however slowly it runs.
+pub const FAKE_MARGIN_NS: u64 = 600 * SEC;
+
+/// A start for the module's test clock: the server's clock an hour ahead,
+/// on a whole second.
+pub fn clock_start(con: &mut redis::Connection) -> u64 {
+    (server_now_ns(con) / SEC + 3600) * SEC
+}
+
+/// Sets the module's test clock (needs the test-hooks build). Refuses an
+/// instant less than [`FAKE_MARGIN_NS`] ahead of the server's real clock:
+/// what the module writes then could expire (on Redis's clock) during the
+/// test, and a test built on it would pass or fail by the date. Use dates
+/// relative to the server's clock ([`clock_start`], [`server_year`]).
 pub fn set_clock(con: &mut redis::Connection, ns: u64) {
+    let real = server_now_ns(con);
+    assert!(
+        ns >= real + FAKE_MARGIN_NS,
+        "faked instant {} ({}) is not {} s ahead of the server's clock {} ({}): \
+         Redis would expire what the module writes at it during the test",
+        ns,
+        rfc3339(ns),
+        FAKE_MARGIN_NS / SEC,
+        real,
+        rfc3339(real)
+    );
     ok(con, &["RL.TEST.CLOCK", "SET", &ns.to_string()]);
+}
+
+/// The server's real clock again (the module's test clock off).
+pub fn real_clock(con: &mut redis::Connection) {
+    ok(con, &["RL.TEST.CLOCK", "REAL"]);
 }
 
 /// Every key and its DUMP, sorted by key. Binary-safe: a key that is not
@@ -386,7 +419,8 @@ pub fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
-/// Wall-clock nanoseconds now.
+/// The test process's wall clock in nanoseconds: for seeds only. Anything
+/// compared with what the server does takes [`server_now_ns`].
 pub fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -444,7 +478,8 @@ pub fn state_of(con: &mut redis::Connection) -> Vec<(String, Option<Vec<u8>>, i6
 /// ignoring keys that expire within two seconds (they may be gone on one
 /// side and not yet on the other while the comparison runs).
 pub fn assert_same_state(master: &mut redis::Connection, replica: &mut redis::Connection) -> usize {
-    let horizon = (now_ns() / MS) as i64 + 2000;
+    let now_ms = (server_now_ns(master) / MS) as i64;
+    let horizon = now_ms + 2000;
     let lasting = |v: Vec<(String, Option<Vec<u8>>, i64)>| -> Vec<(String, Option<Vec<u8>>, i64)> {
         v.into_iter()
             .filter(|(_, _, e)| *e == -1 || *e > horizon)
@@ -462,18 +497,10 @@ pub fn assert_same_state(master: &mut redis::Connection, replica: &mut redis::Co
     let (only_m, only_r) = (only(&m, &r), only(&r, &m));
     assert!(
         only_m.is_empty() && only_r.is_empty(),
-        "different keys (with their expiry, now {} ms): only on the first {only_m:?}, only on the second {only_r:?}",
-        now_ns() / MS
+        "different keys (with their expiry, the server's clock {now_ms} ms): only on the first {only_m:?}, only on the second {only_r:?}"
     );
     for (a, b) in m.iter().zip(&r) {
         assert_eq!(a, b, "key {} differs", a.0);
     }
     m.len()
-}
-
-/// A start time for the module's test clock, an hour ahead of the real one:
-/// keys then expire (on Redis's real clock) only long after the test ends,
-/// however slowly it runs.
-pub fn fake_start() -> u64 {
-    now_ns() + 3600 * SEC
 }
