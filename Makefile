@@ -7,7 +7,7 @@ MODULE := target/release/libredis_ratelimit.so
 TEST_MODULE := target/debug/libredis_ratelimit.so
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run test test-unit test-valkey test-matrix test-clients soak bench bench-server lint clean
+.PHONY: help deps build run test test-unit test-valkey test-matrix test-future test-clients soak bench bench-server lint clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ test-valkey: deps ## The integration suite against Valkey 8.1 (valkey-server fro
 
 test-matrix: deps ## The integration suites on Redis 7.0, 7.2, 7.4, Valkey 8.0, 8.1 and a table (SERVERS="redis-7.4 ..." to pick)
 	./scripts/test-matrix.sh $(SERVERS)
+
+test-future: deps ## The module's and the client's integration suites with the servers' clock a year ahead (libfaketime, Redis 7.2 built with MALLOC=libc)
+	./scripts/test-future.sh
 
 test-clients: build ## Every snippet of docs/CLIENTS.md on a real server: redis-py and node-redis, RESP2 and RESP3 (installs both into target/)
 	./scripts/test-clients.sh
