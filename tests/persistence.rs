@@ -2,102 +2,8 @@
 //! (replayed commands and rewritten files) byte for byte, expiry included.
 #![cfg(test)]
 
+use redis_ratelimit_testkit::dump::{restore, Dump, BAD_PAYLOAD};
 use redis_ratelimit_testkit::*;
-
-/// A mix of states: full and partial buckets, logs with run-length counts,
-/// a log whose oldest entries were trimmed.
-fn make_traffic(c: &mut redis::Connection) {
-    // An hour ahead of the real clock: even the 30 ms window's key outlives
-    // the restarts below.
-    let t = clock_start(c);
-    for i in 0..20u64 {
-        set_clock(c, t + i * 7 * MS);
-        rl(
-            c,
-            &[
-                "RL.TOKENBUCKET",
-                &format!("b:{}", i % 5),
-                "10",
-                "2",
-                &(i % 3).to_string(),
-            ],
-        );
-        rl(c, &["RL.TOKENBUCKET", "b:fast", "1000", "1e4", "7"]);
-        rl(
-            c,
-            &[
-                "RL.SLIDING",
-                &format!("w:{}", i % 4),
-                "50",
-                "300",
-                "COST",
-                &(1 + i % 3).to_string(),
-            ],
-        );
-        rl(c, &["RL.SLIDING", "w:trimmed", "5", "0.03"]);
-        rl(
-            c,
-            &[
-                "RL.GCRA",
-                &format!("g:{}", i % 3),
-                "20",
-                "5",
-                "60",
-                "COST",
-                &(1 + i % 2).to_string(),
-            ],
-        );
-        rl(
-            c,
-            &[
-                "RL.FIXED",
-                &format!("f:{}", i % 3),
-                "100",
-                "DAY",
-                "TZ",
-                "America/New_York",
-                "COST",
-                &(i % 4).to_string(),
-            ],
-        );
-        rl(c, &["CL.THROTTLE", "cell", "15", "30", "60"]);
-        call(
-            c,
-            &[
-                "RL.ALL", "LIMIT", "all:a", "SLIDING", "9", "300", "LIMIT", "all:b", "FIXED", "30",
-                "HOUR",
-            ],
-        )
-        .unwrap();
-        if i % 5 == 0 {
-            rl(
-                c,
-                &[
-                    "RL.SLIDING",
-                    &format!("w:{}", i % 4),
-                    "50",
-                    "300",
-                    "COST",
-                    "1",
-                    "REFUND",
-                ],
-            );
-            rl(
-                c,
-                &[
-                    "RL.FIXED",
-                    &format!("f:{}", i % 3),
-                    "100",
-                    "DAY",
-                    "TZ",
-                    "America/New_York",
-                    "REFUND",
-                ],
-            );
-        }
-    }
-    real_clock(c);
-}
 
 fn assert_same(
     before: &[(String, Option<Vec<u8>>, i64)],
@@ -114,7 +20,7 @@ fn assert_same(
 fn debug_reload_gives_back_the_same_state() {
     let s = Server::start();
     let mut c = s.connect();
-    make_traffic(&mut c);
+    varied_states(&mut c);
     let before = state_of(&mut c);
     ok(&mut c, &["DEBUG", "RELOAD"]);
     assert_same(&before, &state_of(&mut c));
@@ -124,7 +30,7 @@ fn debug_reload_gives_back_the_same_state() {
 fn restart_from_rdb_gives_back_the_same_state() {
     let s = Server::start();
     let mut c = s.connect();
-    make_traffic(&mut c);
+    varied_states(&mut c);
     let before = state_of(&mut c);
     let s = s.restart(true);
     let mut c = s.connect();
@@ -147,7 +53,7 @@ fn restart_from_replayed_aof_commands_gives_back_the_same_state() {
         "always",
     ]);
     let mut c = s.connect();
-    make_traffic(&mut c);
+    varied_states(&mut c);
     let before = state_of(&mut c);
     let s = s.restart(false);
     let mut c = s.connect();
@@ -159,7 +65,7 @@ fn restart_from_a_rewritten_aof_gives_back_the_same_state() {
     for preamble in ["no", "yes"] {
         let s = Server::start_with(&["--appendonly", "yes", "--aof-use-rdb-preamble", preamble]);
         let mut c = s.connect();
-        make_traffic(&mut c);
+        varied_states(&mut c);
         let before = state_of(&mut c);
         call(&mut c, &["BGREWRITEAOF"]).unwrap();
         assert!(wait_until(20, || {
@@ -174,29 +80,110 @@ fn restart_from_a_rewritten_aof_gives_back_the_same_state() {
     }
 }
 
+/// Calls that must decide on any state of a module type (cost 0, 1 and a
+/// refund), by the type's name.
+fn calls_for(ty: &str, key: &str) -> Vec<Vec<String>> {
+    let base: &[&str] = match ty {
+        "rl-bucket" => &["RL.TOKENBUCKET", key, "10", "2"],
+        "rl-window" => &["RL.SLIDING", key, "50", "300", "COST"],
+        "rl-fixwin" => &["RL.FIXED", key, "100", "DAY", "COST"],
+        other => panic!("{key}: restored as {other}"),
+    };
+    ["0", "1", "1 REFUND"]
+        .iter()
+        .map(|tail| {
+            base.iter()
+                .map(|s| s.to_string())
+                .chain(tail.split(' ').map(str::to_string))
+                .collect()
+        })
+        .collect()
+}
+
 #[test]
 fn restore_refuses_corrupted_payloads() {
     let s = Server::start();
     let mut c = s.connect();
-    make_traffic(&mut c);
-    for key in ["b:1", "w:1"] {
-        let dump = bytes(&mut c, &["DUMP", key]).unwrap();
-        // Flip each byte in turn; RESTORE must refuse or restore something
-        // valid, never crash.
-        for i in 0..dump.len() {
-            let mut bad = dump.clone();
+    varied_states(&mut c);
+    let (mut refused, mut accepted) = (0, 0);
+    for key in ["b:1", "w:1", "f:1", "w:trimmed"] {
+        let raw = bytes(&mut c, &["DUMP", key]).unwrap();
+        // One wrong byte anywhere, the CRC64 left as it was: Redis refuses
+        // the payload before the module sees it.
+        for i in 0..raw.len() {
+            let mut bad = raw.clone();
             bad[i] ^= 0x5a;
-            let mut cmd = redis::cmd("RESTORE");
-            cmd.arg("copy").arg(0).arg(bad).arg("REPLACE");
-            let _ = cmd.query::<Value>(&mut c);
+            assert_eq!(
+                restore(&mut c, "copy", 0, &bad),
+                Err(BAD_PAYLOAD.into()),
+                "{key}: byte {i} flipped"
+            );
         }
-        // Truncations, too.
-        for n in 0..dump.len() {
-            let mut cmd = redis::cmd("RESTORE");
-            cmd.arg("copy").arg(0).arg(&dump[..n]).arg("REPLACE");
-            assert!(cmd.query::<Value>(&mut c).is_err());
+        for n in 0..raw.len() {
+            assert_eq!(
+                restore(&mut c, "copy", 0, &raw[..n]),
+                Err(BAD_PAYLOAD.into()),
+                "{key}: cut to {n} bytes"
+            );
+        }
+        // The same with the CRC64 recomputed, so the payload reaches the
+        // module's rdb_load: every byte of the module id and data flipped
+        // in turn, and the data cut short. Each is refused with an error,
+        // or restored as a state every limiter call of its type decides on
+        // (never `ERR internal error`) and that dumps and restores again to
+        // the same bytes.
+        let dump = Dump::parse(&raw);
+        let mut variants = vec![];
+        for i in 0..8 {
+            let mut d = dump.clone();
+            d.module_id ^= 0x5a << (8 * i);
+            variants.push((format!("module id byte {i} flipped"), d));
+        }
+        for i in 0..dump.body.len() {
+            let mut d = dump.clone();
+            d.body[i] ^= 0x5a;
+            variants.push((format!("data byte {i} flipped"), d));
+        }
+        for n in 0..dump.body.len() {
+            let mut d = dump.clone();
+            d.body.truncate(n);
+            variants.push((format!("data cut to {n} bytes"), d));
+        }
+        for (what, d) in variants {
+            let context = format!("{key}: {what}");
+            match restore(&mut c, "copy", 0, &d.payload()) {
+                Err(e) => {
+                    assert!(e.starts_with("ERR ") && e != BAD_PAYLOAD, "{context}: {e}");
+                    refused += 1;
+                }
+                Ok(Value::Okay) => {
+                    accepted += 1;
+                    let ty: String = redis::cmd("TYPE").arg("copy").query(&mut c).unwrap();
+                    let again = bytes(&mut c, &["DUMP", "copy"]).unwrap();
+                    for args in calls_for(&ty, "copy") {
+                        let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+                        match call(&mut c, &args) {
+                            Ok(Value::Array(d)) if d.len() == 5 => {}
+                            other => panic!("{context}: {args:?} answered {other:?}"),
+                        }
+                    }
+                    assert_eq!(
+                        restore(&mut c, "again", 0, &again),
+                        Ok(Value::Okay),
+                        "{context}"
+                    );
+                    assert_eq!(bytes(&mut c, &["DUMP", "again"]), Some(again), "{context}");
+                }
+                other => panic!("{context}: {other:?}"),
+            }
         }
     }
+    eprintln!("{refused} refused, {accepted} accepted");
+    // Both paths were reached.
+    assert!(
+        refused > 0 && accepted > 0,
+        "{refused} refused, {accepted} accepted"
+    );
     assert_eq!(
         call(&mut c, &["PING"]),
         Ok(Value::SimpleString("PONG".into()))

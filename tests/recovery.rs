@@ -41,37 +41,9 @@ fn keys_of(prefixes: &[&str], indexes: impl IntoIterator<Item = usize>) -> Vec<S
         .collect()
 }
 
-fn admission(key: &str, cost: i64) -> redis::Cmd {
-    let mut c;
-    match &key[..2] {
-        "b:" => {
-            c = redis::cmd("RL.TOKENBUCKET");
-            c.arg(key).arg(LIMIT).arg("0.0001").arg(cost);
-        }
-        "w:" => {
-            c = redis::cmd("RL.SLIDING");
-            c.arg(key).arg(LIMIT).arg(86400).arg("COST").arg(cost);
-        }
-        "g:" => {
-            c = redis::cmd("RL.GCRA");
-            c.arg(key)
-                .arg(LIMIT)
-                .arg(1)
-                .arg(10000)
-                .arg("COST")
-                .arg(cost);
-        }
-        _ => {
-            c = redis::cmd("RL.FIXED");
-            c.arg(key).arg(LIMIT).arg(365 * 86400).arg("COST").arg(cost);
-        }
-    }
-    c
-}
-
 /// Units consumed in `key`, read with a peek (cost 0 writes nothing).
 fn consumed(c: &mut redis::Connection, key: &str) -> i64 {
-    let reply: Vec<i64> = admission(key, 0).query(c).unwrap();
+    let reply: Vec<i64> = admission(key, LIMIT, 0).query(c).unwrap();
     LIMIT - reply[2]
 }
 
@@ -98,7 +70,7 @@ impl Load {
                     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                         let key = rng.pick_ref(&keys);
                         let cost = 1 + rng.below(MAX_COST as u64) as i64;
-                        match admission(key, cost).query::<Vec<i64>>(&mut con) {
+                        match admission(key, LIMIT, cost).query::<Vec<i64>>(&mut con) {
                             Ok(d) => {
                                 if d[0] == 1 {
                                     *mine.entry(key.clone()).or_default() += cost;
@@ -229,103 +201,6 @@ fn after_a_sigkill_the_rdb_gives_back_exactly_the_state_at_save() {
 }
 
 // ------------------------------------------------------- replication under load
-
-/// One random command of the mix: limiters of every kind with varied
-/// parameters (windows short enough to expire mid-test, too), peeks, dry
-/// runs and refunds, and now and then a DEL or a short PEXPIRE racing the
-/// limiters.
-fn mixed_command(r: &mut Rng) -> Vec<String> {
-    let n = r.below(80);
-    let cost = r.below(4).to_string();
-    let mut v: Vec<String> = match r.below(9) {
-        0 | 1 => {
-            let mut v: Vec<String> = vec![
-                "RL.TOKENBUCKET".into(),
-                format!("tb:{n}"),
-                r.pick(&["3", "10", "100"]).into(),
-                r.pick(&["0.01", "0.5", "1000"]).into(),
-                cost,
-            ];
-            if r.one_in(3) {
-                v.extend(["PERIOD".into(), r.pick(&["1", "60", "0.1"]).into()]);
-            }
-            v
-        }
-        2 | 3 => vec![
-            "RL.SLIDING".into(),
-            format!("sw:{n}"),
-            r.pick(&["3", "10", "100"]).into(),
-            r.pick(&["0.05", "60", "3600"]).into(),
-            "COST".into(),
-            cost,
-        ],
-        4 => vec![
-            "RL.GCRA".into(),
-            format!("gc:{n}"),
-            r.pick(&["3", "10"]).into(),
-            r.pick(&["1", "50"]).into(),
-            r.pick(&["1", "60"]).into(),
-            "COST".into(),
-            cost,
-        ],
-        5 => {
-            let mut v: Vec<String> = vec![
-                "RL.FIXED".into(),
-                format!("fw:{n}"),
-                r.pick(&["3", "10"]).into(),
-            ];
-            if r.one_in(2) {
-                v.push(r.pick(&["0.1", "1", "60"]).into());
-            } else {
-                v.push(r.pick(&["MINUTE", "HOUR", "DAY", "MONTH"]).into());
-                if r.one_in(2) {
-                    v.extend(["TZ".into(), "America/New_York".into()]);
-                }
-            }
-            v.extend(["COST".into(), cost]);
-            v
-        }
-        6 => vec![
-            "CL.THROTTLE".into(),
-            format!("cl:{n}"),
-            "5".into(),
-            "10".into(),
-            "1".into(),
-            cost,
-        ],
-        7 => {
-            let key = match r.below(3) {
-                0 => format!("tb:{n}"),
-                1 => format!("sw:{n}"),
-                _ => format!("{{u{n}}}:a"),
-            };
-            if r.one_in(2) {
-                vec!["DEL".into(), key]
-            } else {
-                vec!["PEXPIRE".into(), key, r.pick(&["30", "1500"]).into()]
-            }
-        }
-        _ => vec![
-            "RL.ALL".into(),
-            "LIMIT".into(),
-            format!("{{u{n}}}:a"),
-            "TOKENBUCKET".into(),
-            "10".into(),
-            "5".into(),
-            "LIMIT".into(),
-            format!("{{u{n}}}:b"),
-            "SLIDING".into(),
-            "20".into(),
-            r.pick(&["0.05", "60"]).into(),
-            "COST".into(),
-            cost,
-        ],
-    };
-    if v[0].starts_with("RL.") && r.one_in(8) {
-        v.push(r.pick(&["DRYRUN", "REFUND"]).into());
-    }
-    v
-}
 
 /// `clients` connections sending the mix until `stop`; returns the number
 /// of commands answered.

@@ -24,12 +24,15 @@ pub use redis::Value;
 
 mod civil;
 mod cluster;
+pub mod dump;
 mod durable;
 mod rng;
+mod traffic;
 pub use civil::*;
 pub use cluster::*;
 pub use durable::*;
 pub use rng::Rng;
+pub use traffic::*;
 
 static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
 

@@ -498,11 +498,125 @@ mod tests {
         assert_eq!(again, bytes);
     }
 
+    /// A change to an encoding, applied by [`mutate`].
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        Flip(usize, u8),
+        Set(usize, u8),
+        Truncate(usize),
+        Insert(usize, u8),
+        Remove(usize),
+        Append(Vec<u8>),
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        prop_oneof![
+            (any::<usize>(), 0u8..8).prop_map(|(i, b)| Mutation::Flip(i, b)),
+            (any::<usize>(), any::<u8>()).prop_map(|(i, v)| Mutation::Set(i, v)),
+            any::<usize>().prop_map(Mutation::Truncate),
+            (any::<usize>(), any::<u8>()).prop_map(|(i, v)| Mutation::Insert(i, v)),
+            any::<usize>().prop_map(Mutation::Remove),
+            prop::collection::vec(any::<u8>(), 1..6).prop_map(Mutation::Append),
+        ]
+    }
+
+    /// Applies `m` to `b`; positions wrap around the length.
+    fn mutate(b: &mut Vec<u8>, m: &Mutation) {
+        let at = |i: usize, n: usize| if n == 0 { 0 } else { i % n };
+        match m {
+            Mutation::Flip(i, bit) if !b.is_empty() => {
+                let i = at(*i, b.len());
+                b[i] ^= 1 << bit;
+            }
+            Mutation::Set(i, v) if !b.is_empty() => {
+                let i = at(*i, b.len());
+                b[i] = *v;
+            }
+            Mutation::Truncate(n) => b.truncate(at(*n, b.len())),
+            Mutation::Insert(i, v) => b.insert(at(*i, b.len() + 1), *v),
+            Mutation::Remove(i) if !b.is_empty() => {
+                b.remove(at(*i, b.len()));
+            }
+            Mutation::Append(more) => b.extend_from_slice(more),
+            _ => {}
+        }
+    }
+
+    /// A real log: admissions at increasing instants (some sharing one),
+    /// with counts from 1 to huge, some of them expired and trimmed.
+    fn real_log() -> impl Strategy<Value = Log> {
+        let step = (
+            prop_oneof![Just(0u64), 1u64..1_000, 1u64..(1 << 40)],
+            prop_oneof![Just(1u64), 1u64..1_000, Just(crate::bounds::MAX_INT / 16)],
+        );
+        (
+            prop_oneof![Just(T0), 0u64..MAX_INSTANT_US / 2],
+            prop::collection::vec(step, 1..12),
+            prop_oneof![Just(u64::MAX), 1u64..(1 << 41)],
+        )
+            .prop_map(|(start, steps, span)| {
+                let span = span.min(crate::bounds::MAX_SPAN_US);
+                let mut log = Log::default();
+                let mut t = start;
+                for (gap, units) in steps {
+                    t += gap;
+                    log.apply(&Update {
+                        now_us: t,
+                        span_us: span,
+                        at_us: t,
+                        units,
+                        coalesce: false,
+                    });
+                }
+                log
+            })
+            .prop_filter("not empty", |l| !l.is_empty())
+    }
+
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
         /// Decoding arbitrary bytes never panics.
         #[test]
         fn decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
             let _ = Log::decode(&bytes);
+        }
+
+        /// Structured inputs: real encodings (version byte, instant and
+        /// entries all valid) with up to three mutations, so most inputs
+        /// get past the version byte and the first instant into the
+        /// entries. A real encoding decodes to its log; whatever decodes is
+        /// canonical (it encodes back to the same bytes) and can be decided
+        /// on, added to and refunded without panicking.
+        #[test]
+        fn decode_refuses_or_accepts_mutated_encodings(
+            log in real_log(),
+            mutations in prop::collection::vec(mutation(), 0..4),
+            now in 0u64..MAX_INSTANT_US,
+            span in 1u64..crate::bounds::MAX_SPAN_US,
+        ) {
+            let mut bytes = vec![];
+            log.encode(&mut bytes);
+            let back = Log::decode(&bytes).unwrap();
+            prop_assert_eq!((back.first, back.last, back.total, back.entries), (log.first, log.last, log.total, log.entries));
+            for m in &mutations {
+                mutate(&mut bytes, m);
+            }
+            let Ok(mut got) = Log::decode(&bytes) else { return Ok(()) };
+            let mut again = vec![];
+            got.encode(&mut again);
+            prop_assert_eq!(&again, &bytes);
+            prop_assert!(got.total <= crate::bounds::MAX_INT && got.last <= MAX_INSTANT_US);
+            let w = crate::algo::sliding::Window { limit: crate::bounds::MAX_INT, span_us: span, max_entries: 4 };
+            let (_, u) = crate::algo::sliding::decide(Some(&got), &w, now, 3);
+            let (_, r) = crate::algo::sliding::refund(Some(&got), &w, now, 2);
+            if let Some(u) = u {
+                let mut added = got.clone();
+                added.apply(&u);
+            }
+            if let Some(r) = r {
+                got.apply_refund(&r);
+            }
         }
     }
 }
