@@ -138,12 +138,18 @@ mod tests {
                 } else {
                     prop_assert_eq!(&s, &before);
                 }
-                // Each limit's own bound, over everything admitted so far.
+                // Each limit's own bound, over everything admitted so far:
+                // the bucket's (sigma, rho), the sliding window's over any
+                // 2 s interval, the fixed window's in each epoch-aligned 3 s
+                // window (computed here, not by the calendar code).
                 for (i, &(a, ..)) in admitted.iter().enumerate() {
                     let bucket_units: u64 = admitted[i..].iter().map(|x| x.1).sum();
                     prop_assert!(u128::from(bucket_units) * 250_000_000 <= 4 * 250_000_000 + u128::from(now - a));
                     let window_units: u64 = admitted.iter().filter(|x| x.0 >= a && x.0 < a + 2_000_000_000).map(|x| x.2).sum();
                     prop_assert!(window_units <= 6);
+                    let fixed_window = |t: u64| t / 3_000_000_000;
+                    let fixed_units: u64 = admitted.iter().filter(|x| fixed_window(x.0) == fixed_window(a)).map(|x| x.3).sum();
+                    prop_assert!(fixed_units <= 5, "{} units in the 3 s window of {}", fixed_units, a);
                 }
             }
         }

@@ -322,6 +322,119 @@ mod tests {
             }
         }
 
+        /// Takes, peeks and refunds against the textbook token bucket:
+        /// whole tokens and the time spent refilling the next one, a token
+        /// added each `interval` (one at a time, brute force) until full,
+        /// refunds adding tokens back up to full. Every decision, the state
+        /// written (or cleared, or left alone) and the replied waits match it.
+        #[test]
+        fn refunds_match_the_textbook_bucket(
+            limit in 1u64..8,
+            interval in prop_oneof![Just(1u64), 1u64..2_000, 1_000_000u64..1_000_000_000],
+            steps in prop::collection::vec(
+                (prop_oneof![Just(0u64), 0u64..3_000_000_000], 0u64..9, prop::bool::weighted(0.3)),
+                1..60,
+            ),
+        ) {
+            let bucket = Bucket::new(limit, Nanos::new(interval)).unwrap();
+            // The textbook bucket: whole tokens, and ns spent on the next one.
+            let (mut tokens, mut progress) = (limit, 0u64);
+            let mut tat: Option<Nanos> = None;
+            let mut t = T0;
+            for (gap, units, is_refund) in steps {
+                t += gap;
+                // Refill, one token at a time.
+                if tokens < limit {
+                    progress += gap;
+                    while progress >= interval && tokens < limit {
+                        progress -= interval;
+                        tokens += 1;
+                    }
+                    if tokens == limit {
+                        progress = 0;
+                    }
+                }
+                // Until full again: the rest of this token, then the others.
+                let to_full = |tokens: u64, progress: u64| if tokens == limit { 0 } else { (limit - tokens) * interval - progress };
+                let now = Nanos::new(t);
+                if is_refund {
+                    let (d, change) = bucket.refund(tat, now, units);
+                    let was_full = tokens == limit;
+                    tokens = (tokens + units).min(limit);
+                    if tokens == limit {
+                        progress = 0;
+                    }
+                    prop_assert!(d.allowed);
+                    prop_assert_eq!(d.remaining, tokens);
+                    prop_assert_eq!(d.reset_after, Nanos::new(to_full(tokens, progress)));
+                    let want = if was_full || units == 0 {
+                        Change::None
+                    } else if tokens == limit {
+                        Change::Clear
+                    } else {
+                        Change::Set(Nanos::new(t + to_full(tokens, progress)))
+                    };
+                    prop_assert_eq!(&change, &want);
+                    match change {
+                        Change::Set(n) => tat = Some(n),
+                        Change::Clear => tat = None,
+                        Change::None => {}
+                    }
+                } else {
+                    let (d, new) = bucket.decide(tat, now, units);
+                    let allowed = units <= tokens;
+                    prop_assert_eq!(d.allowed, allowed);
+                    if allowed {
+                        tokens -= units;
+                        prop_assert_eq!(d.retry_after, RetryAfter::Now);
+                    } else if units > limit {
+                        prop_assert_eq!(d.retry_after, RetryAfter::Never);
+                    } else {
+                        // The rest of this token, then the missing others.
+                        let wait = (units - tokens) * interval - progress;
+                        prop_assert_eq!(d.retry_after, RetryAfter::After(Nanos::new(wait)));
+                    }
+                    prop_assert_eq!(d.remaining, tokens);
+                    prop_assert_eq!(d.reset_after, Nanos::new(to_full(tokens, progress)));
+                    if allowed && units > 0 {
+                        prop_assert_eq!(new, Some(Nanos::new(t + to_full(tokens, progress))));
+                        tat = new;
+                    } else {
+                        prop_assert_eq!(new, None);
+                    }
+                }
+            }
+        }
+
+        /// A clock that steps back mints nothing: at an earlier instant the
+        /// bucket holds no more than at the later one, and what is allowed
+        /// then would be allowed later too.
+        #[test]
+        fn a_clock_stepping_back_mints_nothing(
+            limit in 1u64..8,
+            interval in prop_oneof![1u64..2_000, 1_000_000u64..1_000_000_000],
+            pre in prop::collection::vec((0u64..2_000_000_000, 1u64..9), 0..20),
+            back in 0u64..10_000_000_000,
+            cost in 0u64..9,
+        ) {
+            let bucket = Bucket::new(limit, Nanos::new(interval)).unwrap();
+            let mut tat = None;
+            let mut t = T0;
+            for (gap, c) in pre {
+                t += gap;
+                if let (_, Some(n)) = bucket.decide(tat, Nanos::new(t), c) { tat = Some(n); }
+            }
+            let peek = |at: u64| bucket.decide(tat, Nanos::new(at), 0).0.remaining;
+            prop_assert!(peek(t - back) <= peek(t));
+            let (later, _) = bucket.decide(tat, Nanos::new(t), cost);
+            let (earlier, new) = bucket.decide(tat, Nanos::new(t - back), cost);
+            prop_assert!(!earlier.allowed || later.allowed);
+            if let Some(n) = new {
+                // An admission then is recorded no earlier than one now would be.
+                prop_assert!(tat.map_or(true, |old| n > old));
+            }
+        }
+
         /// retry_after is exact: waiting that long gets in, 1 ms less does not.
         #[test]
         fn retry_after_is_exact(

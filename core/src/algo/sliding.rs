@@ -333,71 +333,265 @@ mod tests {
         );
     }
 
-    /// Brute force: every admission ever made, as (instant, units).
-    fn oracle_live(admitted: &[(u64, u64)], now: u64, span: u64) -> u64 {
-        admitted
-            .iter()
-            .filter(|&&(t, _)| t + span > now)
-            .map(|&(_, c)| c)
-            .sum()
+    /// One admission in the brute-force model: the instant it was decided
+    /// at (`now`, the clock's reading), the instant its units are recorded
+    /// at (later when the clock stepped back or a full log merged it), and
+    /// its units (fewer after a refund).
+    #[derive(Debug, Clone)]
+    struct Admission {
+        /// Its index in the whole history.
+        id: usize,
+        decided: u64,
+        recorded: u64,
+        units: u64,
+    }
+
+    /// The window as the spec describes it, kept as a plain list:
+    /// admissions leave when an update or refund at `now` finds them
+    /// expired (`recorded + span <= now`); a new admission is recorded at
+    /// `now`, or at the newest live entry if the clock stepped back before
+    /// it; a log holding `max_entries` live instants merges a later
+    /// admission into its newest one, which moves forward to `now`;
+    /// refunds take units back from the newest admissions.
+    struct Model {
+        limit: u64,
+        span: u64,
+        max_entries: u32,
+        kept: Vec<Admission>,
+    }
+
+    impl Model {
+        fn live(&self, now: u64) -> impl Iterator<Item = &Admission> {
+            self.kept
+                .iter()
+                .filter(move |a| a.recorded + self.span > now)
+        }
+        fn live_units(&self, now: u64) -> u64 {
+            self.live(now).map(|a| a.units).sum()
+        }
+        fn newest_live(&self, now: u64) -> Option<u64> {
+            self.live(now).map(|a| a.recorded).max()
+        }
+        /// Distinct recorded instants among the live admissions.
+        fn live_entries(&self, now: u64) -> usize {
+            let mut t: Vec<u64> = self.live(now).map(|a| a.recorded).collect();
+            t.dedup();
+            t.len()
+        }
+        /// Microseconds until `cost` more fits, if nothing else is admitted.
+        fn wait(&self, now: u64, cost: u64) -> u64 {
+            let mut candidates: Vec<u64> = self
+                .live(now)
+                .map(|a| a.recorded + self.span - now)
+                .collect();
+            candidates.sort();
+            candidates
+                .into_iter()
+                .find(|&w| self.live_units(now + w) + cost <= self.limit)
+                .unwrap_or(0)
+        }
+        fn trim(&mut self, now: u64) {
+            let span = self.span;
+            self.kept.retain(|a| a.recorded + span > now);
+        }
+        /// The log's entries: (instant, units), oldest first.
+        fn entries(&self) -> Vec<(u64, u64)> {
+            let mut out: Vec<(u64, u64)> = vec![];
+            for a in self.kept.iter().filter(|a| a.units > 0) {
+                match out.last_mut() {
+                    Some(last) if last.0 == a.recorded => last.1 += a.units,
+                    _ => out.push((a.recorded, a.units)),
+                }
+            }
+            out
+        }
+    }
+
+    /// One step of the generated history: move the clock (forward, or
+    /// back), then take `cost` units (0: a peek) or refund them.
+    #[derive(Debug, Clone)]
+    struct Step {
+        gap_us: i64,
+        cost: u64,
+        refund: bool,
+    }
+
+    fn steps(span_us: u64) -> impl Strategy<Value = Vec<Step>> {
+        let back = span_us as i64 * 2;
+        let gap = prop_oneof![
+            6 => prop_oneof![Just(0i64), 0i64..300, 0i64..3_000_000],
+            1 => -back..=0i64,
+        ];
+        prop::collection::vec(
+            (gap, 0u64..5, prop::bool::weighted(0.15)).prop_map(|(gap_us, cost, refund)| Step {
+                gap_us,
+                cost,
+                refund,
+            }),
+            1..80,
+        )
+    }
+
+    fn case() -> impl Strategy<Value = (u64, u64, u32, Vec<Step>)> {
+        (
+            1u64..12,
+            prop_oneof![Just(1u64), 1u64..50, 50u64..5_000],
+            prop_oneof![Just(u32::MAX), 1u32..5],
+        )
+            .prop_flat_map(|(limit, span_ms, max_entries)| {
+                (
+                    Just(limit),
+                    Just(span_ms),
+                    Just(max_entries),
+                    steps(span_ms * MS),
+                )
+            })
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(400))]
+        #![proptest_config(ProptestConfig::with_cases(600))]
 
-        /// Decisions match the brute-force window count; no interval of
-        /// length `span` ever holds more than `limit`; retry_after is exact;
-        /// the encoding round-trips; an update replayed on a copy gives the
-        /// same bytes.
+        /// Every decision, admission instant and refund against the
+        /// brute-force model, with capped logs (`max_entries` 1 to 4), a
+        /// clock that steps back and refunds:
+        /// - allowed, remaining, retry_after (exact: waiting that long gets
+        ///   in, 1 ms less does not) and reset_after are the model's;
+        /// - an admission is recorded at `now`; only when the clock stepped
+        ///   back before the newest live entry is it recorded later, at that
+        ///   entry (never earlier); a full log merges it (and moves its
+        ///   newest entry forward, never back);
+        /// - the log holds exactly the model's entries, at most `limit` and
+        ///   at most `max_entries` of them; its encoding round-trips; the
+        ///   update or refund replayed on a copy gives the same bytes;
+        /// - while the clock only moves forward, no interval of length
+        ///   `span` holds more than `limit` units admitted in it (by the
+        ///   instants they were decided at, refunds deducted).
         #[test]
-        fn matches_brute_force_oracle(
-            limit in 1u64..12,
-            span_ms in prop_oneof![Just(1u64), 1u64..50, 50u64..5_000],
-            steps in prop::collection::vec((prop_oneof![Just(0u64), 0u64..300, 0u64..3_000_000], 0u64..5), 1..80),
-        ) {
-            let w = window(limit, span_ms * MS);
+        fn matches_brute_force_oracle((limit, span_ms, max_entries, steps) in case()) {
+            let w = Window { limit, span_us: span_ms * MS, max_entries };
             let span = w.span_us;
+            let mut model = Model { limit, span, max_entries, kept: vec![] };
+            // Every admission ever made: (decided at, units after refunds).
+            let mut history: Vec<(u64, u64)> = vec![];
             let mut log: Option<Log> = None;
             let mut replica: Option<Log> = None;
-            let mut admitted: Vec<(u64, u64)> = vec![];
             let mut now = T0;
-            for (gap, cost) in steps {
-                now += gap;
-                let (d, u) = decide(log.as_ref(), &w, now, cost);
-                let live = oracle_live(&admitted, now, span);
-                prop_assert_eq!(d.allowed, cost <= limit && live + cost <= limit);
-                prop_assert_eq!(d.remaining, limit.saturating_sub(live) - if d.allowed { cost } else { 0 });
-                if !d.allowed && cost <= limit {
-                    let ms = d.reply_fields()[3] as u64;
-                    // Exact: allowed after ms, not after ms - 1 (no other traffic).
-                    prop_assert!(oracle_live(&admitted, now + ms * MS, span) + cost <= limit);
-                    prop_assert!(oracle_live(&admitted, now + (ms - 1) * MS, span) + cost > limit);
-                }
-                if let Some(u) = u {
-                    prop_assert!(d.allowed && cost > 0);
-                    admitted.push((u.at_us, cost));
+            let mut monotonic = true;
+            for Step { gap_us, cost, refund: is_refund } in steps {
+                monotonic &= gap_us >= 0;
+                now = now.saturating_add_signed(gap_us);
+                let live = model.live_units(now);
+                let newest = model.newest_live(now);
+                if is_refund {
+                    let (d, r) = refund(log.as_ref(), &w, now, cost);
+                    let back = cost.min(live);
+                    prop_assert!(d.allowed);
+                    prop_assert_eq!(d.remaining, limit.saturating_sub(live - back));
+                    prop_assert_eq!(r.is_some(), back > 0);
+                    let Some(r) = r else {
+                        prop_assert_eq!(d.reset_after, Nanos::from_micros(newest.map_or(0, |t| t + span - now)));
+                        continue;
+                    };
+                    prop_assert_eq!(r, Refund { now_us: now, span_us: span, units: cost });
+                    model.trim(now);
+                    let mut left = cost;
+                    for a in model.kept.iter_mut().rev() {
+                        let take = a.units.min(left);
+                        a.units -= take;
+                        left -= take;
+                        history[a.id].1 = a.units;
+                    }
+                    model.kept.retain(|a| a.units > 0);
+                    let reset = model.newest_live(now).map_or(0, |t| t + span - now);
+                    prop_assert_eq!(d.reset_after, Nanos::from_micros(reset));
                     for l in [&mut log, &mut replica] {
-                        match l.as_mut() { Some(l) => l.apply(&u), None => *l = Some(Log::from_update(&u)) }
+                        if let Some(l) = l.as_mut() {
+                            l.apply_refund(&r);
+                        }
                     }
                 } else {
-                    prop_assert!(!d.allowed || cost == 0);
+                    let (d, u) = decide(log.as_ref(), &w, now, cost);
+                    let allowed = cost <= limit && live + cost <= limit;
+                    prop_assert_eq!(d.allowed, allowed);
+                    prop_assert_eq!(d.remaining, limit.saturating_sub(live) - if allowed { cost } else { 0 });
+                    if !allowed && cost <= limit {
+                        let wait = model.wait(now, cost);
+                        prop_assert_eq!(d.retry_after, RetryAfter::After(Nanos::from_micros(wait)));
+                        let ms = d.reply_fields()[3] as u64;
+                        // Exact: allowed after ms, not after ms - 1 (no other traffic).
+                        prop_assert!(model.live_units(now + ms * MS) + cost <= limit);
+                        prop_assert!(model.live_units(now + (ms - 1) * MS) + cost > limit);
+                    }
+                    if !allowed || cost == 0 {
+                        prop_assert_eq!(u, None);
+                        prop_assert_eq!(d.reset_after, Nanos::from_micros(newest.map_or(0, |t| t + span - now)));
+                        continue;
+                    }
+                    let Some(u) = u else { return Err(TestCaseError::fail("allowed with a cost, but no update")) };
+                    // The admission's instant: now, unless the clock stepped
+                    // back before the newest live entry; never earlier.
+                    let at = match newest {
+                        Some(t) if t > now => t,
+                        _ => now,
+                    };
+                    prop_assert_eq!(u.at_us, at);
+                    prop_assert!(u.at_us >= now);
+                    let merge = model.live_entries(now) >= max_entries.max(1) as usize && newest.is_some_and(|t| at > t);
+                    prop_assert_eq!(u.coalesce, merge);
+                    prop_assert_eq!((u.now_us, u.span_us, u.units), (now, span, cost));
+                    prop_assert_eq!(d.reset_after, Nanos::from_micros(at + span - now));
+                    model.trim(now);
+                    if merge {
+                        // The newest entry's units move forward to `at`: later, never earlier.
+                        let newest = newest.unwrap_or(at);
+                        for a in model.kept.iter_mut().filter(|a| a.recorded == newest) {
+                            prop_assert!(at > a.recorded);
+                            a.recorded = at;
+                        }
+                    }
+                    model.kept.push(Admission { id: history.len(), decided: now, recorded: at, units: cost });
+                    history.push((now, cost));
+                    for l in [&mut log, &mut replica] {
+                        match l.as_mut() {
+                            Some(l) => l.apply(&u),
+                            None => *l = Some(Log::from_update(&u)),
+                        }
+                    }
                 }
-                // Any window [a, a + span) holds at most `limit`.
-                for &(a, _) in &admitted {
-                    let inside: u64 = admitted.iter().filter(|&&(t, _)| t >= a && t < a + span).map(|&(_, c)| c).sum();
-                    prop_assert!(inside <= limit);
+                // The log is the model's, byte for byte on the replica.
+                let want = model.entries();
+                match (&log, &replica) {
+                    (Some(l), Some(r)) => {
+                        prop_assert_eq!(l.entry_list(), want.clone());
+                        prop_assert_eq!(l.total, want.iter().map(|e| e.1).sum::<u64>());
+                        let (mut a, mut b) = (vec![], vec![]);
+                        l.encode(&mut a);
+                        r.encode(&mut b);
+                        prop_assert_eq!(&a, &b);
+                        if !l.is_empty() {
+                            let back = Log::decode(&a).unwrap();
+                            prop_assert_eq!((back.first, back.last, back.total, back.entries), (l.first, l.last, l.total, l.entries));
+                        }
+                        prop_assert!(l.entries as u64 <= limit);
+                        prop_assert!(l.entries <= max_entries.max(1));
+                    }
+                    (None, None) => prop_assert!(want.is_empty()),
+                    _ => return Err(TestCaseError::fail("master and replica disagree on the key's existence")),
                 }
-                if let (Some(l), Some(r)) = (&log, &replica) {
-                    let (mut a, mut b) = (vec![], vec![]);
-                    l.encode(&mut a);
-                    r.encode(&mut b);
-                    prop_assert_eq!(&a, &b);
-                    let back = Log::decode(&a).unwrap();
-                    prop_assert_eq!((back.first, back.last, back.total, back.entries), (l.first, l.last, l.total, l.entries));
-                    prop_assert!(l.entries as u64 <= limit);
+                if log.as_ref().is_some_and(Log::is_empty) {
+                    // An empty log is deleted, never stored.
+                    log = None;
+                    replica = None;
+                }
+                // Any interval [a, a + span) of decision instants holds at
+                // most `limit` units (a clock that only moved forward).
+                if monotonic {
+                    for &(a, _) in &history {
+                        let inside: u64 = history.iter().filter(|x| x.0 >= a && x.0 < a + span).map(|x| x.1).sum();
+                        prop_assert!(inside <= limit, "{} units decided in [{}, {} + span)", inside, a, a);
+                    }
                 }
             }
         }
-
     }
 }
