@@ -90,10 +90,25 @@ fn sub_second_windows_are_exact_to_the_microsecond() {
 fn ttl_is_when_the_window_empties() {
     let s = Server::start();
     let mut c = s.connect();
-    rl(&mut c, &["RL.SLIDING", "t", "10", "5"]);
-    let pttl = int(&mut c, &["PTTL", "t"]);
-    // The expiry is the reset instant rounded up to a millisecond: PTTL may read 1 ms more.
-    assert!((4000..=5001).contains(&pttl), "{pttl}");
+    let (t0, r, t1) = bracketed(&mut c, &["RL.SLIDING", "t", "10", "5"]);
+    assert_eq!(r, [1, 10, 9, 0, 5000]);
+    // The admission's instant (between the server's TIME before and after
+    // the call) plus the 5 s window, rounded up to a millisecond.
+    let expiry = int(&mut c, &["PEXPIRETIME", "t"]) as u64;
+    let (earliest, latest) = ((t0 + 5 * SEC).div_ceil(MS), (t1 + 5 * SEC).div_ceil(MS));
+    assert!(
+        (earliest..=latest).contains(&expiry),
+        "expires at {expiry} ms, not in [{earliest}, {latest}]"
+    );
+    // And on the test clock, exactly (the log keeps microseconds).
+    let t = clock_start(&mut c) + 700_001;
+    set_clock(&mut c, t);
+    rl(&mut c, &["RL.SLIDING", "exact", "10", "5"]);
+    assert_eq!(
+        int(&mut c, &["PEXPIRETIME", "exact"]) as u64,
+        (t / 1000 * 1000 + 5 * SEC).div_ceil(MS)
+    );
+    real_clock(&mut c);
     assert_eq!(
         call(&mut c, &["TYPE", "t"]),
         Ok(Value::SimpleString("rl-window".into()))

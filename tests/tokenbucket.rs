@@ -86,11 +86,26 @@ fn period_scales_the_rate() {
 fn ttl_equals_reset_after() {
     let s = Server::start();
     let mut c = s.connect();
-    let r = rl(&mut c, &["RL.TOKENBUCKET", "ttl", "5", "1", "3"]);
+    let (t0, r, t1) = bracketed(&mut c, &["RL.TOKENBUCKET", "ttl", "5", "1", "3"]);
     assert_eq!(r, [1, 5, 2, 0, 3000]);
-    let pttl = int(&mut c, &["PTTL", "ttl"]);
-    // The expiry is the reset instant rounded up to a millisecond: PTTL may read 1 ms more.
-    assert!((2000..=3001).contains(&pttl), "pttl {pttl}");
+    // The expiry is the decision instant (between the server's TIME before
+    // and after the call) plus the 3 s to full, rounded up to a millisecond:
+    // never earlier than the bucket is full again.
+    let expiry = int(&mut c, &["PEXPIRETIME", "ttl"]) as u64;
+    let (earliest, latest) = ((t0 + 3 * SEC).div_ceil(MS), (t1 + 3 * SEC).div_ceil(MS));
+    assert!(
+        (earliest..=latest).contains(&expiry),
+        "expires at {expiry} ms, not in [{earliest}, {latest}]"
+    );
+    // And on the test clock, exactly.
+    let t = clock_start(&mut c) + 700_001;
+    set_clock(&mut c, t);
+    rl(&mut c, &["RL.TOKENBUCKET", "exact", "5", "1", "3"]);
+    assert_eq!(
+        int(&mut c, &["PEXPIRETIME", "exact"]) as u64,
+        (t + 3 * SEC).div_ceil(MS)
+    );
+    real_clock(&mut c);
     // The key expires when the bucket is full again: then it is gone.
     let s2 = rl(&mut c, &["RL.TOKENBUCKET", "short", "1", "1000", "1"]);
     assert_eq!(s2[4], 1);

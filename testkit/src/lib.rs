@@ -361,6 +361,26 @@ pub fn set_clock(con: &mut redis::Connection, ns: u64) {
     ok(con, &["RL.TEST.CLOCK", "SET", &ns.to_string()]);
 }
 
+/// Runs a command that answers integers between two TIMEs, in one
+/// pipeline: (the server's clock just before, the reply, just after, in
+/// Unix ns). The server runs pipelined commands in order, and the module
+/// reads the same clock TIME does: it decided between the two instants
+/// (TIME has microseconds: the second is rounded up to the next one).
+pub fn bracketed(con: &mut redis::Connection, args: &[&str]) -> (u64, Vec<i64>, u64) {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    let (t0, reply, t1): ((u64, u64), Vec<i64>, (u64, u64)) = redis::pipe()
+        .cmd("TIME")
+        .add_command(cmd)
+        .cmd("TIME")
+        .query(con)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    let ns = |(s, us): (u64, u64)| s * SEC + us * 1000;
+    (ns(t0), reply, ns(t1) + 999)
+}
+
 /// The server's real clock again (the module's test clock off).
 pub fn real_clock(con: &mut redis::Connection) {
     ok(con, &["RL.TEST.CLOCK", "REAL"]);
