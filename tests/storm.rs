@@ -1,69 +1,128 @@
 //! An argument storm: 100,000 random and mutated argument vectors, for every
 //! command of the spec (landed or not, internal ones included), against one
 //! live server with a replica. Every reply is an `ERR `/`WRONGTYPE ` error
-//! or a well-formed decision (or OK from an internal command); an error or a
-//! denial writes nothing; the server stays up. Then every state the storm
+//! or a well-formed decision; the internal commands refuse every ordinary
+//! client with their own error; whatever must write nothing writes nothing
+//! (errors, denials, peeks, dry runs, refunds to missing keys): the keys'
+//! bytes and expiries, INFO's dirty counter, the replication offset and the
+//! AOF stay as they were; the server stays up. Then every state the storm
 //! left behind must be identical on the replica, after an AOF replay, after
 //! an AOF rewrite and after DEBUG RELOAD.
+//!
+//! The limiters' calls come from the shared grammar (`redis_ratelimit_core::
+//! grammar`): each algorithm's [`Syntax`] (positional arguments, options
+//! and their [`Kind`]s) and the [`REQUEST_OPTIONS`], so a new algorithm,
+//! option or request option is stormed without editing this file. The same
+//! grammar reads back every vector the module decided on, to know whether
+//! it had to write nothing. A request option named BLOCK (a denied call
+//! that waits inside the server) is never sent: on the storm's frozen test
+//! clock a denial would wait for its whole timeout.
 //!
 //! The internal commands' arguments (binary payloads whose format is the
 //! module's own) are taken from what the module really propagates: a
 //! warm-up of valid limiter calls, read back from the AOF, seeds them.
 //!
-//! Reproduce a failure with the seed it prints: `RL_STORM_SEED=<seed>`.
-//! `RL_STORM_VECTORS` changes the count (default 100,000).
+//! Reproduce a failure with what it prints: `RL_STORM_SEED=<seed>` and
+//! `RL_STORM_CLOCK=<ns>` (the module's clock at the start; it must be ahead
+//! of the server's, so an old one needs the server's clock set back, e.g.
+//! with libfaketime). `RL_STORM_VECTORS` changes the count (default 100,000).
 #![cfg(test)]
 
+use redis_ratelimit_core::error::CmdError;
+use redis_ratelimit_core::grammar::{
+    all_key_positions, is, read_all, read_command, read_throttle, Kind, RequestOption, Settings,
+    Syntax, ALGORITHMS, REQUEST_OPTIONS,
+};
 use redis_ratelimit_testkit::*;
 
+use std::collections::BTreeMap;
+use std::ffi::CString;
 use std::fmt::Write as _;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// Every command of the spec, landed or not. Internal and test-only ones
-/// the module registers beyond these are added from `COMMAND LIST`.
-const SPEC_COMMANDS: &[&str] = &[
-    "RL.TOKENBUCKET",
-    "RL.SLIDING",
-    "RL.GCRA",
-    "RL.FIXED",
-    "CL.THROTTLE",
-    "RL.ALL",
-    "RL.SETSTATE",
-    "RL.WINDOWADD",
-];
+/// The internal commands: they apply effects (replication, AOF) and refuse
+/// ordinary clients. Other internal commands the module registers are
+/// found by their docs' summary ("Internal: ...").
+const INTERNAL: &[&str] = &["RL.SETSTATE", "RL.WINDOWADD", "RL.WINDOWREFUND"];
 
-/// The spec's limiter commands: they answer decisions.
-const DECIDING: &[&str] = &[
-    "RL.TOKENBUCKET",
-    "RL.SLIDING",
-    "RL.GCRA",
-    "RL.FIXED",
-    "CL.THROTTLE",
-    "RL.ALL",
-];
-
-/// Internal commands (every module command that does not decide, test
-/// hooks aside): they answer OK.
-fn answers_ok(name: &str) -> bool {
-    !decides(name) && (name.starts_with("RL.") || name.starts_with("CL."))
+/// The commands that decide: every algorithm's own, CL.THROTTLE and RL.ALL.
+fn deciding() -> Vec<String> {
+    ALGORITHMS
+        .iter()
+        .map(|s| s.command.to_string())
+        .chain(["CL.THROTTLE".to_string(), "RL.ALL".to_string()])
+        .collect()
 }
 
-fn decides(name: &str) -> bool {
-    DECIDING.contains(&name)
+/// What a command is to the storm, by upper-case name.
+#[derive(Clone, Copy)]
+enum Role {
+    Limiter(&'static Syntax),
+    Throttle,
+    All,
+    Internal,
+    /// A module command the storm knows nothing of: any reply, but an
+    /// error writes nothing.
+    Other,
 }
 
-/// The key whose bytes are compared around a call: the first key.
-fn touched_key(v: &[Vec<u8>]) -> &[u8] {
-    let at = if v[0].eq_ignore_ascii_case(b"RL.ALL") {
-        v.iter()
-            .position(|a| a.eq_ignore_ascii_case(b"LIMIT"))
-            .map(|i| i + 1)
+fn role(name: &str, internal: &[String]) -> Role {
+    if let Some(s) = ALGORITHMS.iter().find(|s| s.command == name) {
+        Role::Limiter(s)
+    } else if name == "CL.THROTTLE" {
+        Role::Throttle
+    } else if name == "RL.ALL" {
+        Role::All
+    } else if internal.iter().any(|n| n == name) {
+        Role::Internal
     } else {
-        Some(1)
+        Role::Other
+    }
+}
+
+/// A request option the storm may send: any but one that blocks.
+fn stormable(o: &RequestOption) -> bool {
+    !is(o.keyword.as_bytes(), "BLOCK")
+}
+
+/// Every keyword of the grammar (options, request options, algorithms)
+/// and RL.ALL's LIMIT, for mutations; BLOCK never.
+fn keywords() -> Vec<String> {
+    let mut k: Vec<String> = vec!["LIMIT".into(), "PXAT".into()];
+    for s in ALGORITHMS {
+        k.push(s.keyword.into());
+        k.extend(s.options.iter().filter_map(|o| o.token).map(String::from));
+    }
+    k.extend(
+        REQUEST_OPTIONS
+            .iter()
+            .filter(|o| stormable(o))
+            .map(|o| o.keyword.to_string()),
+    );
+    k.sort();
+    k.dedup();
+    k
+}
+
+/// The keys the storm compares around a call: the first argument, or
+/// every key of RL.ALL (by the grammar's key positions), at most six.
+fn touched_keys(v: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let words: Vec<&[u8]> = v.iter().map(|a| a.as_slice()).collect();
+    let mut keys: Vec<Vec<u8>> = if v[0].eq_ignore_ascii_case(b"RL.ALL") {
+        all_key_positions(&words[..])
+            .into_iter()
+            .filter_map(|i| v.get(i).cloned())
+            .collect()
+    } else {
+        v.get(1).cloned().into_iter().collect()
     };
-    at.and_then(|i| v.get(i))
-        .map(|k| k.as_slice())
-        .unwrap_or(b"k0")
+    keys.sort();
+    keys.dedup();
+    keys.truncate(6);
+    if keys.is_empty() {
+        keys.push(b"k0".to_vec());
+    }
+    keys
 }
 
 /// Keys the storm returns to, so state builds up and types collide.
@@ -72,7 +131,8 @@ const KEYS: &[&str] = &[
 ];
 
 /// Tokens that break parsers: numbers at and past every edge, not-numbers,
-/// keywords out of place.
+/// words that look like keywords (the grammar's own keywords are added
+/// by [`keywords`]).
 const HOSTILE: &[&str] = &[
     "",
     "0",
@@ -129,19 +189,9 @@ const HOSTILE: &[&str] = &[
     "1,5",
     "1_000",
     "\u{0661}",
-    "LIMIT",
-    "COST",
-    "PERIOD",
-    "DRYRUN",
-    "REFUND",
-    "TZ",
     "PXAT",
     "bucket",
     "window",
-    "TOKENBUCKET",
-    "SLIDING",
-    "GCRA",
-    "FIXED",
     "MINUTE",
     "month",
     "Week",
@@ -167,35 +217,6 @@ fn int_str(r: &mut Rng) -> String {
     }
 }
 
-fn limit(r: &mut Rng) -> String {
-    r.pick(&["1", "2", "3", "5", "10", "100", "1000"]).into()
-}
-
-fn cost(r: &mut Rng) -> String {
-    match r.below(8) {
-        0 => "0".into(),
-        1 => int_str(r),
-        _ => (1 + r.below(3)).to_string(),
-    }
-}
-
-fn rate(r: &mut Rng) -> String {
-    r.pick(&[
-        "0.001", "0.5", "1", "2", "10", "100", "1e4", "1e-3", "1.5", "3.25",
-    ])
-    .into()
-}
-
-fn seconds(r: &mut Rng) -> String {
-    r.pick(&["0.001", "0.25", "0.5", "1", "1.5", "60", "3600", "86400"])
-        .into()
-}
-
-fn calendar(r: &mut Rng) -> String {
-    let unit = r.pick(&["MINUTE", "HOUR", "DAY", "WEEK", "MONTH"]);
-    random_case(r, unit)
-}
-
 fn random_case(r: &mut Rng, s: &str) -> String {
     s.chars()
         .map(|c| {
@@ -208,18 +229,85 @@ fn random_case(r: &mut Rng, s: &str) -> String {
         .collect()
 }
 
-fn zone(r: &mut Rng) -> String {
-    r.pick(&[
-        "UTC",
-        "America/New_York",
-        "Europe/Berlin",
-        "Asia/Kolkata",
-        "Australia/Lord_Howe",
-        "Pacific/Chatham",
-        "Etc/GMT+12",
-        "Nope/Nowhere",
-    ])
-    .into()
+/// A valid value of `kind`, mostly small so that state builds up: limits
+/// (integers from 1) of a few units, costs (integers from 0) of fewer,
+/// rates and windows from a millisecond to a day, calendar units in any
+/// case, zones with odd offsets and daylight saving.
+fn valid_value(r: &mut Rng, kind: Kind) -> String {
+    #[allow(unreachable_patterns)]
+    match kind {
+        Kind::Int { min: 0 } => match r.below(8) {
+            0 => "0".into(),
+            1 => int_str(r),
+            _ => (1 + r.below(3)).to_string(),
+        },
+        Kind::Int { min } => match r.below(12) {
+            0 => int_str(r),
+            _ => r.pick(&["1", "2", "3", "5", "10", "100", "1000"]).into(),
+        }
+        .parse::<u64>()
+        .map_or_else(|_| min.to_string(), |v| v.max(min).to_string()),
+        Kind::Positive => r
+            .pick(&[
+                "0.001", "0.5", "1", "2", "10", "100", "1e4", "1e-3", "1.5", "3.25", "60",
+            ])
+            .into(),
+        Kind::Window => r
+            .pick(&["0.001", "0.25", "0.5", "1", "1.5", "60", "3600", "86400"])
+            .into(),
+        Kind::FixedWindow => {
+            if r.one_in(2) {
+                let unit = r.pick(&["MINUTE", "HOUR", "DAY", "WEEK", "MONTH"]);
+                random_case(r, unit)
+            } else {
+                valid_value(r, Kind::Window)
+            }
+        }
+        Kind::Zone => r
+            .pick(&[
+                "UTC",
+                "America/New_York",
+                "Europe/Berlin",
+                "Asia/Kolkata",
+                "Australia/Lord_Howe",
+                "Pacific/Chatham",
+                "Etc/GMT+12",
+            ])
+            .into(),
+        // A kind added to the grammar later: something, valid or not.
+        _ => String::from_utf8_lossy(&random_token(r)).into_owned(),
+    }
+}
+
+/// A value `kind` refuses.
+fn invalid_value(r: &mut Rng, kind: Kind) -> String {
+    #[allow(unreachable_patterns)]
+    match kind {
+        Kind::Int { min } => {
+            let below = min.checked_sub(1).map(|m| m.to_string());
+            let mut bad = vec!["-1", "9223372036854775808", "1.5", "1e3", "x", ""];
+            if let Some(b) = &below {
+                bad.push(b);
+            }
+            r.pick(&bad).into()
+        }
+        Kind::Positive => r
+            .pick(&["0", "-1", "nan", "inf", "1e999", "1/2", ""])
+            .into(),
+        Kind::Window => r.pick(&["0", "0.0005", "1e10", "-60", "60s", "nan"]).into(),
+        Kind::FixedWindow => r.pick(&["YEAR", "0", "0.0001", "days", ""]).into(),
+        Kind::Zone => r.pick(&["Nope/Nowhere", "", "America/New_Yorkk"]).into(),
+        _ => String::from_utf8_lossy(&random_token(r)).into_owned(),
+    }
+}
+
+/// A value of `kind`: valid, one time in `odds` not.
+fn value(r: &mut Rng, kind: Kind, odds: u64) -> String {
+    if r.one_in(odds) {
+        invalid_value(r, kind)
+    } else {
+        valid_value(r, kind)
+    }
 }
 
 /// Mostly a key of the command's own kind (`tag`), so state builds up;
@@ -238,66 +326,163 @@ fn push(v: &mut Vec<Vec<u8>>, s: impl AsRef<[u8]>) {
     v.push(s.as_ref().to_vec());
 }
 
-/// DRYRUN and REFUND, each maybe, in either order.
-fn flags(r: &mut Rng, v: &mut Vec<Vec<u8>>) {
-    let odds = 6;
-    let mut f = vec![];
-    if r.one_in(odds) {
-        f.push(random_case(r, "DRYRUN"));
+/// An algorithm's positional arguments (and its positional cost), then
+/// groups of its options and of the request options in any order, each
+/// maybe: `with_cost` says whether the request option COST is theirs.
+fn limit_args(r: &mut Rng, s: &Syntax, v: &mut Vec<Vec<u8>>, request: bool, with_cost: bool) {
+    for p in s.params {
+        push(v, value(r, p.kind, 40));
     }
-    if r.one_in(odds) {
-        f.push(random_case(r, "REFUND"));
+    if s.cost_positional && request {
+        push(v, value(r, Kind::Int { min: 0 }, 40));
     }
-    if f.len() == 2 && r.one_in(2) {
-        f.swap(0, 1);
+    let mut groups: Vec<Vec<String>> = vec![];
+    for o in s.options {
+        if let (Some(token), true) = (o.token, r.one_in(3)) {
+            groups.push(vec![random_case(r, token), value(r, o.kind, 40)]);
+        }
     }
-    for x in f {
-        push(v, x);
+    if request {
+        groups.extend(request_options(r, with_cost && !s.cost_positional));
+    }
+    shuffle(r, &mut groups);
+    for g in groups {
+        for w in g {
+            push(v, w);
+        }
     }
 }
 
-/// A key and a limiter spec inside RL.ALL.
-fn all_spec(r: &mut Rng, v: &mut Vec<Vec<u8>>) {
-    let kind = r.below(4);
-    v.push(key(
-        r,
-        ["{all}tb", "{all}sw", "{all}gcra", "{all}fw"][kind as usize],
-    ));
-    match kind {
-        0 => {
-            push(v, "TOKENBUCKET");
-            push(v, limit(r));
-            push(v, rate(r));
-            if r.one_in(3) {
-                push(v, "PERIOD");
-                push(v, seconds(r));
+/// The request options, each maybe: flags one time in six, options with a
+/// value (COST, when `with_cost`) one in two.
+fn request_options(r: &mut Rng, with_cost: bool) -> Vec<Vec<String>> {
+    let mut groups = vec![];
+    for o in REQUEST_OPTIONS.iter().filter(|o| stormable(o)) {
+        match &o.value {
+            None if r.one_in(6) => groups.push(vec![random_case(r, o.keyword)]),
+            Some(p) if (with_cost || o.keyword != "COST") && r.one_in(2) => {
+                groups.push(vec![random_case(r, o.keyword), value(r, p.kind, 40)])
             }
-        }
-        1 => {
-            push(v, "SLIDING");
-            push(v, limit(r));
-            push(v, seconds(r));
-        }
-        2 => {
-            push(v, "GCRA");
-            push(v, limit(r));
-            push(v, rate(r));
-            push(v, seconds(r));
-        }
-        _ => {
-            push(v, "FIXED");
-            push(v, limit(r));
-            if r.one_in(2) {
-                push(v, calendar(r));
-                if r.one_in(2) {
-                    push(v, "TZ");
-                    push(v, zone(r));
-                }
-            } else {
-                push(v, seconds(r));
-            }
+            _ => {}
         }
     }
+    groups
+}
+
+fn shuffle<T>(r: &mut Rng, items: &mut [T]) {
+    for i in (1..items.len()).rev() {
+        let j = r.below(i as u64 + 1) as usize;
+        items.swap(i, j);
+    }
+}
+
+/// A call of `name` as the grammar writes it (the arguments' values
+/// valid, but rarely).
+fn generated(r: &mut Rng, name: &str, role: Role, seeds: &Seeds) -> Vec<Vec<u8>> {
+    let mut v = vec![];
+    push(&mut v, random_case(r, name));
+    match role {
+        Role::Limiter(s) => {
+            v.push(key(r, &s.keyword.to_ascii_lowercase()));
+            limit_args(r, s, &mut v, true, true);
+        }
+        Role::Throttle => {
+            v.push(key(r, "cell"));
+            push(&mut v, r.below(20).to_string());
+            push(&mut v, (1 + r.below(100)).to_string());
+            push(&mut v, (1 + r.below(120)).to_string());
+            if r.one_in(2) {
+                push(&mut v, r.below(4).to_string());
+            }
+        }
+        Role::All => {
+            for g in request_options(r, true) {
+                for w in g {
+                    push(&mut v, w);
+                }
+            }
+            for i in 0..1 + r.below(3) {
+                push(&mut v, "LIMIT");
+                let s = *r.pick_ref(ALGORITHMS);
+                v.push(key(
+                    r,
+                    &format!("{{all}}{}{i}", s.keyword.to_ascii_lowercase()),
+                ));
+                push(&mut v, random_case(r, s.keyword));
+                // A clause: its own options, its own COST, the command's flags.
+                limit_args(r, s, &mut v, true, true);
+            }
+        }
+        Role::Internal | Role::Other => match seeds.get(name) {
+            // An internal command as the module really sent it, sometimes
+            // on another key (of another type, too).
+            Some(calls) if !calls.is_empty() => {
+                v = r.pick_ref(calls).clone();
+                if r.one_in(3) && v.len() > 1 {
+                    let tag = r.pick(&["tokenbucket", "sliding", "fixed", "gcra", "cell"]);
+                    v[1] = key(r, tag);
+                }
+            }
+            // A command the spec only hints at: random arguments.
+            _ => {
+                for _ in 0..r.below(8) {
+                    push(&mut v, random_token(r));
+                }
+            }
+        },
+    }
+    v
+}
+
+/// Does the grammar read these arguments without an error?
+fn reads(role: Role, v: &[Vec<u8>]) -> Result<(), CmdError> {
+    let words: Vec<&[u8]> = v.iter().map(|a| a.as_slice()).collect();
+    let words = &words[..];
+    match role {
+        Role::Limiter(s) => read_command(s, words, Settings::default()).map(|_| ()),
+        Role::All => read_all(words, Settings::default()).map(|_| ()),
+        Role::Throttle => read_throttle(words).map(|_| ()),
+        Role::Internal | Role::Other => Ok(()),
+    }
+}
+
+/// A well-formed call of `name`: generated until the grammar reads it (a
+/// few tries: a TZ on a window of seconds, say, is refused).
+fn valid(r: &mut Rng, name: &str, role: Role, seeds: &Seeds) -> Vec<Vec<u8>> {
+    let mut v = generated(r, name, role, seeds);
+    for _ in 0..4 {
+        if reads(role, &v).is_ok() {
+            break;
+        }
+        v = generated(r, name, role, seeds);
+    }
+    v
+}
+
+/// The calls of a decision that must write nothing: a dry run, a cost of
+/// zero everywhere, a refund whose keys were all missing. (A denial must
+/// not write either; the reply says that.) Err: the grammar refuses what
+/// the module decided on.
+fn writes_nothing(role: Role, v: &[Vec<u8>], all_missing: bool) -> Result<bool, String> {
+    let words: Vec<&[u8]> = v.iter().map(|a| a.as_slice()).collect();
+    let words = &words[..];
+    let refused = |e: CmdError| format!("the module decided, its grammar refuses: {}", e.text());
+    Ok(match role {
+        Role::Limiter(s) => {
+            let (_, req) = read_command(s, words, Settings::default()).map_err(refused)?;
+            req.dry_run || req.cost.unwrap_or(1) == 0 || (req.refund && all_missing)
+        }
+        Role::All => {
+            let a = read_all(words, Settings::default()).map_err(refused)?;
+            let costs = a
+                .clauses
+                .iter()
+                .map(|c| c.cost.or(a.request.cost).unwrap_or(1));
+            a.request.dry_run || costs.clone().all(|c| c == 0) || (a.request.refund && all_missing)
+        }
+        Role::Throttle => read_throttle(words).map_err(refused)?.1 == 0,
+        Role::Internal | Role::Other => false,
+    })
 }
 
 /// Real calls of the internal commands, by upper-case name.
@@ -338,14 +523,14 @@ fn parse_resp_commands(b: &[u8]) -> Vec<Vec<Vec<u8>>> {
 }
 
 /// Every call of an internal command in the server's AOF files.
-fn harvest_internal_calls(server: &Server) -> Seeds {
+fn harvest_internal_calls(server: &Server, internal: &[String]) -> Seeds {
     let mut seeds = Seeds::new();
     let dir = server.dir.join("appendonlydir");
     for entry in std::fs::read_dir(&dir).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
         for argv in parse_resp_commands(&bytes) {
             let name = String::from_utf8_lossy(&argv[0]).to_ascii_uppercase();
-            if answers_ok(&name) {
+            if internal.contains(&name) {
                 let calls = seeds.entry(name).or_default();
                 if calls.len() < 2000 {
                     calls.push(argv);
@@ -354,107 +539,6 @@ fn harvest_internal_calls(server: &Server) -> Seeds {
         }
     }
     seeds
-}
-
-/// A well-formed call of `name` per the spec's grammar.
-fn valid(r: &mut Rng, name: &str, seeds: &Seeds) -> Vec<Vec<u8>> {
-    let mut v = vec![];
-    push(&mut v, random_case(r, name));
-    match name {
-        "RL.TOKENBUCKET" => {
-            v.push(key(r, "tb"));
-            push(&mut v, limit(r));
-            push(&mut v, rate(r));
-            push(&mut v, cost(r));
-            if r.one_in(3) {
-                push(&mut v, "PERIOD");
-                push(&mut v, seconds(r));
-            }
-            flags(r, &mut v);
-        }
-        "RL.SLIDING" => {
-            v.push(key(r, "sw"));
-            push(&mut v, limit(r));
-            push(&mut v, seconds(r));
-            if r.one_in(2) {
-                push(&mut v, "COST");
-                push(&mut v, cost(r));
-            }
-            flags(r, &mut v);
-        }
-        "RL.GCRA" => {
-            v.push(key(r, "gcra"));
-            push(&mut v, limit(r));
-            push(&mut v, rate(r));
-            push(&mut v, seconds(r));
-            if r.one_in(2) {
-                push(&mut v, "COST");
-                push(&mut v, cost(r));
-            }
-            flags(r, &mut v);
-        }
-        "RL.FIXED" => {
-            v.push(key(r, "fw"));
-            push(&mut v, limit(r));
-            let cal = r.one_in(2);
-            if cal {
-                push(&mut v, calendar(r));
-            } else {
-                push(&mut v, seconds(r));
-            }
-            if r.one_in(2) {
-                push(&mut v, "COST");
-                push(&mut v, cost(r));
-            }
-            if cal && r.one_in(2) {
-                push(&mut v, "TZ");
-                push(&mut v, zone(r));
-            }
-            flags(r, &mut v);
-        }
-        "CL.THROTTLE" => {
-            v.push(key(r, "cell"));
-            push(&mut v, r.below(20).to_string());
-            push(&mut v, (1 + r.below(100)).to_string());
-            push(&mut v, (1 + r.below(120)).to_string());
-            if r.one_in(2) {
-                push(&mut v, r.below(4).to_string());
-            }
-        }
-        "RL.ALL" => {
-            if r.one_in(3) {
-                push(&mut v, "COST");
-                push(&mut v, cost(r));
-            }
-            flags(r, &mut v);
-            for _ in 0..1 + r.below(3) {
-                push(&mut v, "LIMIT");
-                all_spec(r, &mut v);
-                if r.one_in(4) {
-                    push(&mut v, "COST");
-                    push(&mut v, cost(r));
-                }
-            }
-        }
-        _ => match seeds.get(name) {
-            // An internal command as the module really sent it, sometimes
-            // on another key (of another type, too).
-            Some(calls) if !calls.is_empty() => {
-                v = r.pick_ref(calls).clone();
-                if r.one_in(3) && v.len() > 1 {
-                    let tag = r.pick(&["tb", "sw", "fw", "gcra", "cell"]);
-                    v[1] = key(r, tag);
-                }
-            }
-            // A command the spec only hints at: random arguments.
-            _ => {
-                for _ in 0..r.below(8) {
-                    push(&mut v, random_token(r));
-                }
-            }
-        },
-    }
-    v
 }
 
 fn random_token(r: &mut Rng) -> Vec<u8> {
@@ -466,7 +550,7 @@ fn random_token(r: &mut Rng) -> Vec<u8> {
 }
 
 /// One to three mutations of a valid call.
-fn mutate(r: &mut Rng, v: &mut Vec<Vec<u8>>, names: &[String]) {
+fn mutate(r: &mut Rng, v: &mut Vec<Vec<u8>>, names: &[String], keywords: &[String]) {
     for _ in 0..1 + r.below(3) {
         let n = v.len() as u64;
         let i = 1 + r.below(n.max(2) - 1) as usize;
@@ -499,8 +583,8 @@ fn mutate(r: &mut Rng, v: &mut Vec<Vec<u8>>, names: &[String]) {
                 v.insert(i, x);
             }
             6 => {
-                let kw = r.pick(&["COST", "PERIOD", "DRYRUN", "REFUND", "TZ", "LIMIT", "PXAT"]);
-                v.insert(i.min(v.len()), random_case(r, kw).into_bytes());
+                let kw = r.pick_ref(keywords).clone();
+                v.insert(i.min(v.len()), random_case(r, &kw).into_bytes());
             }
             7 => {
                 // Repeat a trailing option group.
@@ -565,46 +649,82 @@ fn show(v: &[Vec<u8>]) -> String {
     parts.join(" ")
 }
 
-fn dirty_of(v: &Value) -> i64 {
+fn info_field(v: &Value, field: &str) -> i64 {
     let text = match v {
         Value::BulkString(b) => String::from_utf8_lossy(b).to_string(),
         Value::VerbatimString { text, .. } => text.clone(),
         other => panic!("INFO answered {other:?}"),
     };
     text.lines()
-        .find_map(|l| l.strip_prefix("rdb_changes_since_last_save:"))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// What moves when the server writes or propagates, from one INFO reply.
+fn written_of(v: &Value) -> Written {
+    Written {
+        dirty: info_field(v, "rdb_changes_since_last_save"),
+        repl_offset: info_field(v, "master_repl_offset"),
+        aof_bytes: info_field(v, "aof_current_size") + info_field(v, "aof_buffer_length"),
+    }
 }
 
 #[derive(Default, Debug)]
 struct Tally {
     decisions: u64,
     allowed: u64,
-    oks: u64,
+    /// Allowed decisions that had to write nothing (and did not).
+    allowed_no_write: u64,
     errors: u64,
     wrongtype: u64,
     unknown_command: u64,
     arity: u64,
+    internal_refused: u64,
 }
 
-/// Checks one reply; `dirty_moved` says whether anything was written.
+/// The error an internal command answers an ordinary client, in the
+/// core's words.
+fn internal_error(name: &str) -> String {
+    thread_local! {
+        static TEXTS: std::cell::RefCell<BTreeMap<String, String>> = Default::default();
+    }
+    TEXTS.with_borrow_mut(|texts| {
+        texts
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                // The error names the command by a 'static C string.
+                let name = Box::leak(CString::new(name).unwrap().into_boxed_c_str());
+                CmdError::InternalCommand(name).text()
+            })
+            .clone()
+    })
+}
+
+/// The keys a call touched: (DUMP, PEXPIRETIME) of each, before and after.
+type KeyStates = Vec<(Value, Value)>;
+
+/// Checks one reply, given the touched keys' states before and after and
+/// what the server had written before and after.
 fn check(
     v: &[Vec<u8>],
+    role: Role,
     reply: &Value,
-    dump_before: &Value,
-    dump_after: &Value,
-    dirty_moved: bool,
+    keys: (&KeyStates, &KeyStates),
+    written: (Written, Written),
     t: &mut Tally,
 ) -> Result<(), String> {
     let name = String::from_utf8_lossy(&v[0]).to_ascii_uppercase();
     let unchanged = |what: &str| -> Result<(), String> {
-        if dirty_moved {
-            return Err(format!("{what} changed the dataset (dirty moved)"));
-        }
-        if dump_before != dump_after {
+        if written.0 != written.1 {
             return Err(format!(
-                "{what} changed its key: {dump_before:?} -> {dump_after:?}"
+                "{what} wrote or propagated something: {:?} -> {:?}",
+                written.0, written.1
+            ));
+        }
+        if keys.0 != keys.1 {
+            return Err(format!(
+                "{what} changed a key or its expiry: {:?} -> {:?}",
+                keys.0, keys.1
             ));
         }
         Ok(())
@@ -625,17 +745,22 @@ fn check(
             if text == "ERR internal error" {
                 return Err("ERR internal error: a handler panicked".into());
             }
+            if matches!(role, Role::Internal) && !text.starts_with("ERR wrong number of arguments")
+            {
+                let want = internal_error(&name);
+                if text != want {
+                    return Err(format!(
+                        "an internal command answered {text:?}, not {want:?}"
+                    ));
+                }
+                t.internal_refused += 1;
+            }
             unchanged(&format!("the error {text:?}"))
         }
-        Value::Okay if answers_ok(&name) => {
-            t.oks += 1;
-            Ok(())
-        }
-        Value::SimpleString(s) if s == "OK" && answers_ok(&name) => {
-            t.oks += 1;
-            Ok(())
-        }
-        Value::Array(items) if decides(&name) => {
+        _ if matches!(role, Role::Internal) => Err(format!(
+            "an internal command ran for an ordinary client: {reply:?}"
+        )),
+        Value::Array(items) if matches!(role, Role::Limiter(_) | Role::Throttle | Role::All) => {
             let d: Vec<i64> = items
                 .iter()
                 .map(|x| match x {
@@ -643,7 +768,8 @@ fn check(
                     other => Err(format!("non-integer {other:?} in a decision")),
                 })
                 .collect::<Result<_, _>>()?;
-            let want = if name == "RL.ALL" { 6 } else { 5 };
+            let all = matches!(role, Role::All);
+            let want = if all { 6 } else { 5 };
             if d.len() != want {
                 return Err(format!(
                     "decision of {} integers, not {want}: {d:?}",
@@ -660,7 +786,7 @@ fn check(
             {
                 return bad("malformed decision");
             }
-            let denied = if name == "CL.THROTTLE" {
+            let denied = if matches!(role, Role::Throttle) {
                 // [limited, max_burst + 1, remaining, retry_after_s (-1 when allowed), reset_after_s]
                 if flag == 0 && retry != -1 || flag == 1 && retry < -1 {
                     return bad("retry_after does not match limited");
@@ -670,10 +796,10 @@ fn check(
                 if flag == 1 && retry != 0 || flag == 0 && retry != -1 && retry <= 0 {
                     return bad("retry_after does not match allowed");
                 }
-                if name != "RL.ALL" && retry > reset {
+                if !all && retry > reset {
                     return bad("retry_after beyond reset_after");
                 }
-                if name == "RL.ALL" {
+                if all {
                     let limits = v
                         .iter()
                         .filter(|a| a.eq_ignore_ascii_case(b"LIMIT"))
@@ -684,13 +810,19 @@ fn check(
                 }
                 flag == 0
             };
+            let all_missing = keys.0.iter().all(|(dump, _)| *dump == Value::Nil);
             if denied {
                 unchanged("a denied request")?;
             } else {
                 t.allowed += 1;
+                if writes_nothing(role, v, all_missing)? {
+                    t.allowed_no_write += 1;
+                    unchanged("a peek, dry run or refund with nothing to give back")?;
+                }
             }
             Ok(())
         }
+        _ if matches!(role, Role::Other) => Ok(()),
         other => Err(format!("unexpected reply {other:?}")),
     }
 }
@@ -702,12 +834,28 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(100_000);
-    eprintln!("storm seed {seed} (rerun with RL_STORM_SEED={seed}), {total} vectors");
     let mut r = Rng::new(seed);
 
-    let master = Server::start_with(AOF_COMMANDS);
+    // No PINGs to the replica: the replication offset moves only when
+    // something is propagated.
+    let mut opts = AOF_COMMANDS.to_vec();
+    opts.extend_from_slice(NO_PINGS);
+    let master = Server::start_with(&opts);
     let replica = start_replica(&master, &[]);
     let mut c = master.connect();
+    // A storm that hangs (a call that blocks) fails instead.
+    c.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+
+    // The module's clock: an hour ahead of the server's, or as given.
+    let start = std::env::var("RL_STORM_CLOCK")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| clock_start(&mut c));
+    eprintln!(
+        "storm seed {seed}, clock {start} ({}): rerun with RL_STORM_SEED={seed} RL_STORM_CLOCK={start}; {total} vectors",
+        rfc3339(start)
+    );
+    set_clock(&mut c, start);
 
     // Every module command (test hooks aside) and every spec command.
     let mut names: Vec<String> = redis::cmd("COMMAND")
@@ -719,14 +867,32 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
         .unwrap();
     names.retain(|n| !n.to_ascii_uppercase().starts_with("RL.TEST."));
     let registered: Vec<String> = names.iter().map(|n| n.to_ascii_uppercase()).collect();
-    for n in SPEC_COMMANDS {
+    // Internal: the known ones, and any whose docs say so.
+    let mut internal: Vec<String> = INTERNAL.iter().map(|s| s.to_string()).collect();
+    for n in &registered {
+        let docs = format!("{:?}", call(&mut c, &["COMMAND", "DOCS", n]).unwrap());
+        if docs.contains("Internal:") && !internal.contains(n) {
+            internal.push(n.clone());
+        }
+    }
+    for n in deciding().iter().chain(&internal) {
         if !names.iter().any(|x| x.eq_ignore_ascii_case(n)) {
             names.push(n.to_string());
         }
     }
     names.sort_by_key(|n| n.to_ascii_uppercase());
     names.dedup_by_key(|n| n.to_ascii_uppercase());
-    eprintln!("commands stormed: {names:?}");
+    let roles: BTreeMap<String, Role> = names
+        .iter()
+        .map(|n| {
+            (
+                n.to_ascii_uppercase(),
+                role(&n.to_ascii_uppercase(), &internal),
+            )
+        })
+        .collect();
+    let keywords = keywords();
+    eprintln!("commands stormed: {names:?}; internal: {internal:?}; keywords: {keywords:?}");
 
     // Keys of other types, for the WRONGTYPE paths.
     ok(&mut c, &["SET", "s:str", "a plain string"]);
@@ -734,16 +900,16 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
 
     // The warm-up: valid calls of every limiter, whose propagated effects
     // (read back from the AOF) seed the internal commands.
-    let mut clock = clock_start(&mut c);
+    let mut clock = start;
     let no_seeds = Seeds::new();
     for round in 0..40 {
         clock += r.below(SEC);
         let mut p = redis::pipe();
         p.ignore_errors();
         p.cmd("RL.TEST.CLOCK").arg("SET").arg(clock.to_string());
-        for name in registered.iter().filter(|n| decides(n)) {
+        for name in registered.iter().filter(|n| deciding().contains(n)) {
             for _ in 0..10 {
-                let v = valid(&mut r, name, &no_seeds);
+                let v = valid(&mut r, name, roles[name], &no_seeds);
                 let mut cmd = redis::cmd(name);
                 for a in &v[1..] {
                     cmd.arg(a.as_slice());
@@ -755,10 +921,10 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
             .query(&mut c)
             .unwrap_or_else(|e| panic!("warm-up round {round}: {e}"));
     }
-    let seeds = harvest_internal_calls(&master);
+    let seeds = harvest_internal_calls(&master, &internal);
     let counts: Vec<(&String, usize)> = seeds.iter().map(|(k, v)| (k, v.len())).collect();
     eprintln!("internal calls harvested from the AOF: {counts:?}");
-    for name in registered.iter().filter(|n| answers_ok(n)) {
+    for name in registered.iter().filter(|n| internal.contains(n)) {
         assert!(
             seeds.contains_key(name),
             "the warm-up never propagated {name}: {counts:?}"
@@ -781,15 +947,22 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
         let n = batch.min(total - done);
         let vectors: Vec<Vec<Vec<u8>>> = (0..n)
             .map(|_| {
-                // Mostly commands the server has, sometimes any of the spec.
-                let name = if r.one_in(4) {
-                    r.pick_ref(&names).to_ascii_uppercase()
-                } else {
-                    r.pick_ref(&registered).clone()
+                // Mostly commands the server has, sometimes any of the spec;
+                // internal commands less often (they only refuse).
+                let mut pick = |r: &mut Rng| {
+                    if r.one_in(4) {
+                        r.pick_ref(&names).to_ascii_uppercase()
+                    } else {
+                        r.pick_ref(&registered).clone()
+                    }
                 };
-                let mut v = valid(&mut r, &name, &seeds);
+                let mut name = pick(&mut r);
+                if internal.contains(&name) && !r.one_in(4) {
+                    name = pick(&mut r);
+                }
+                let mut v = valid(&mut r, &name, roles[&name], &seeds);
                 if !r.one_in(3) {
-                    mutate(&mut r, &mut v, &names);
+                    mutate(&mut r, &mut v, &names, &keywords);
                 }
                 if !registered.contains(&String::from_utf8_lossy(&v[0]).to_ascii_uppercase()) {
                     // Redis echoes an unknown command's arguments in its
@@ -806,17 +979,25 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
         let mut p = redis::pipe();
         p.ignore_errors();
         p.cmd("RL.TEST.CLOCK").arg("SET").arg(clock.to_string());
-        p.cmd("INFO").arg("persistence");
+        p.cmd("INFO").arg("persistence").arg("replication");
+        let mut touched = vec![];
         for v in &vectors {
-            let k = touched_key(v);
-            p.cmd("DUMP").arg(k);
+            let keys = touched_keys(v);
+            let state = |p: &mut redis::Pipeline| {
+                for k in &keys {
+                    p.cmd("DUMP").arg(k);
+                    p.cmd("PEXPIRETIME").arg(k);
+                }
+            };
+            state(&mut p);
             let mut cmd = redis::cmd(std::str::from_utf8(&v[0]).unwrap_or("RL.?"));
             for a in &v[1..] {
                 cmd.arg(a.as_slice());
             }
             p.add_command(cmd);
-            p.cmd("DUMP").arg(k);
-            p.cmd("INFO").arg("persistence");
+            state(&mut p);
+            p.cmd("INFO").arg("persistence").arg("replication");
+            touched.push(keys.len());
         }
         let replies: Vec<Value> = match p.query(&mut c) {
             Ok(r) => r,
@@ -829,25 +1010,41 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
                 );
             }
         };
-        let mut dirty = dirty_of(&replies[1]);
-        for (i, v) in vectors.iter().enumerate() {
-            let at = 2 + 4 * i;
-            let after = dirty_of(&replies[at + 3]);
+        let mut written = written_of(&replies[1]);
+        let mut at = 2;
+        for (i, (v, &k)) in vectors.iter().zip(&touched).enumerate() {
+            let pairs = |from: usize| -> KeyStates {
+                (0..k)
+                    .map(|j| {
+                        (
+                            replies[from + 2 * j].clone(),
+                            replies[from + 2 * j + 1].clone(),
+                        )
+                    })
+                    .collect()
+            };
+            let before = pairs(at);
+            let reply = &replies[at + 2 * k];
+            let after = pairs(at + 2 * k + 1);
+            let now = written_of(&replies[at + 4 * k + 1]);
+            let name = String::from_utf8_lossy(&v[0]).to_ascii_uppercase();
+            let role = roles.get(&name).copied().unwrap_or(Role::Other);
             if let Err(why) = check(
                 v,
-                &replies[at + 1],
-                &replies[at],
-                &replies[at + 2],
-                after != dirty,
+                role,
+                reply,
+                (&before, &after),
+                (written, now),
                 &mut tally,
             ) {
                 panic!(
-                    "seed {seed}, vector {}: {why}\n  {}",
+                    "seed {seed}, clock {start}, vector {}: {why}\n  {}",
                     done + i as u64,
                     show(v)
                 );
             }
-            dirty = after;
+            written = now;
+            at += 4 * k + 2;
         }
         done += n;
     }
@@ -866,10 +1063,15 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
         call(&mut c, &["PING"]),
         Ok(Value::SimpleString("PONG".into()))
     );
-    // Every path was reached: decisions, errors of each kind.
+    // Every path was reached: decisions, no-write ones among them, errors
+    // of each kind, internal commands refused.
     assert!(tally.decisions >= total / 10, "{tally:?}");
     assert!(
-        tally.allowed > 0 && tally.wrongtype > 0 && tally.arity > 0,
+        tally.allowed > 0
+            && tally.allowed_no_write > 0
+            && tally.wrongtype > 0
+            && tally.arity > 0
+            && tally.internal_refused > 0,
         "{tally:?}"
     );
     assert_eq!(

@@ -460,6 +460,30 @@ pub fn dirty(con: &mut redis::Connection) -> i64 {
         .unwrap()
 }
 
+/// Everything that moves when a server writes or propagates: the dirty
+/// counter, the replication offset (with a replica attached) and the
+/// AOF's bytes (written and still buffered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub dirty: i64,
+    pub repl_offset: i64,
+    pub aof_bytes: i64,
+}
+
+/// What `con`'s server has written and propagated so far.
+pub fn written(con: &mut redis::Connection) -> Written {
+    Written {
+        dirty: dirty(con),
+        repl_offset: info_int(con, "replication", "master_repl_offset"),
+        aof_bytes: info_int(con, "persistence", "aof_current_size")
+            + info_int(con, "persistence", "aof_buffer_length"),
+    }
+}
+
+/// Options for a master whose replication offset moves only when it
+/// propagates a command: no PING to its replicas every 10 s.
+pub const NO_PINGS: &[&str] = &["--repl-ping-replica-period", "3600"];
+
 pub const SEC: u64 = 1_000_000_000;
 pub const MS: u64 = 1_000_000;
 

@@ -1,0 +1,322 @@
+//! Every path that must write nothing, for every command: peeks (COST 0,
+//! CL.THROTTLE quantity 0), dry runs (allowed and denied), denials, costs
+//! that can never fit, refunds with nothing to give back (a missing key,
+//! a cost of 0, a dry run), and the same through RL.ALL. "Nothing" means:
+//! the key's bytes and absolute expiry unchanged (or the key still
+//! missing), INFO's dirty counter unchanged, nothing propagated (the
+//! replication offset of a master with a replica attached, and its AOF,
+//! do not move), and a WATCH on the keys still holds.
+#![cfg(test)]
+
+use redis_ratelimit_testkit::*;
+
+/// What a reply said, in the module's terms (CL.THROTTLE's first field is
+/// inverted: 0 allowed).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Said {
+    Allowed,
+    Denied,
+    /// Denied, and retry_after -1: the cost can never fit.
+    Never,
+}
+
+fn said(args: &[String], reply: &[i64]) -> Said {
+    let throttle = args[0] == "CL.THROTTLE";
+    let allowed = if throttle {
+        reply[0] == 0
+    } else {
+        reply[0] == 1
+    };
+    match (allowed, reply[3]) {
+        (true, _) => Said::Allowed,
+        (false, -1) => Said::Never,
+        (false, _) => Said::Denied,
+    }
+}
+
+/// One case: calls that set the keys up (they write), then the call that
+/// must not write, and what it must answer.
+struct Case {
+    what: String,
+    setup: Vec<Vec<String>>,
+    call: Vec<String>,
+    keys: Vec<String>,
+    said: Said,
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_string).collect()
+}
+
+/// The limiters: how a call with a cost is written (`K` the key, `C` the cost).
+const LIMITERS: &[&str] = &[
+    "RL.TOKENBUCKET K 5 1 C",
+    "RL.TOKENBUCKET K 5 10 C PERIOD 60",
+    "RL.SLIDING K 5 60 COST C",
+    "RL.GCRA K 5 1 1 COST C",
+    "RL.FIXED K 5 HOUR COST C",
+    "RL.FIXED K 5 DAY COST C TZ America/New_York",
+];
+
+fn limiter(template: &str, key: &str, cost: u64, flags: &str) -> Vec<String> {
+    let mut v: Vec<String> = template
+        .split_whitespace()
+        .map(|w| match w {
+            "K" => key.to_string(),
+            "C" => cost.to_string(),
+            w => w.to_string(),
+        })
+        .collect();
+    v.extend(words(flags));
+    v
+}
+
+fn cases() -> Vec<Case> {
+    let mut out = vec![];
+    for (n, t) in LIMITERS.iter().enumerate() {
+        let mut case = |what: &str, setup: &[(u64, &str)], cost: u64, flags: &str, said: Said| {
+            let key = format!("{}:{n}:{}", t.split(' ').next().unwrap(), out.len());
+            out.push(Case {
+                what: format!("{t}: {what}"),
+                setup: setup.iter().map(|(c, f)| limiter(t, &key, *c, f)).collect(),
+                call: limiter(t, &key, cost, flags),
+                keys: vec![key],
+                said,
+            });
+        };
+        case("a peek on a missing key", &[], 0, "", Said::Allowed);
+        case("a peek", &[(3, "")], 0, "", Said::Allowed);
+        case(
+            "a dry run on a missing key",
+            &[],
+            2,
+            "DRYRUN",
+            Said::Allowed,
+        );
+        case("a dry run", &[(2, "")], 2, "DRYRUN", Said::Allowed);
+        case("a denied dry run", &[(5, "")], 1, "DRYRUN", Said::Denied);
+        case("a denial", &[(4, "")], 2, "", Said::Denied);
+        case("a cost that never fits", &[(1, "")], 6, "", Said::Never);
+        case(
+            "a cost that never fits, missing key",
+            &[],
+            6,
+            "",
+            Said::Never,
+        );
+        case("a refund to a missing key", &[], 2, "REFUND", Said::Allowed);
+        case("a refund of 0", &[(2, "")], 0, "REFUND", Said::Allowed);
+        case(
+            "a dry-run refund",
+            &[(2, "")],
+            2,
+            "REFUND DRYRUN",
+            Said::Allowed,
+        );
+        case("a peek of an empty limit", &[(5, "")], 0, "", Said::Allowed);
+    }
+    let throttle = |key: &str, q: u64| words(&format!("CL.THROTTLE {key} 4 1 10 {q}"));
+    for (what, setup, q, said) in [
+        ("quantity 0 on a missing key", 0, 0, Said::Allowed),
+        ("quantity 0", 3, 0, Said::Allowed),
+        ("a denial", 5, 1, Said::Denied),
+        ("a quantity that never fits", 1, 6, Said::Never),
+    ] {
+        let key = format!("cl:{}", out.len());
+        out.push(Case {
+            what: format!("CL.THROTTLE: {what}"),
+            setup: (setup > 0)
+                .then(|| throttle(&key, setup))
+                .into_iter()
+                .collect(),
+            call: throttle(&key, q),
+            keys: vec![key],
+            said,
+        });
+    }
+    // RL.ALL over one limit of each algorithm.
+    let all = |tag: &str, top: &str, costs: [u64; 4]| {
+        words(&format!(
+            "RL.ALL {top} LIMIT {{{tag}}}tb TOKENBUCKET 5 1 COST {} LIMIT {{{tag}}}sw SLIDING 5 60 COST {} \
+             LIMIT {{{tag}}}g GCRA 5 1 1 COST {} LIMIT {{{tag}}}fw FIXED 5 HOUR COST {}",
+            costs[0], costs[1], costs[2], costs[3]
+        ))
+    };
+    let keys = |tag: &str| {
+        ["tb", "sw", "g", "fw"]
+            .map(|k| format!("{{{tag}}}{k}"))
+            .to_vec()
+    };
+    for (what, setup, top, costs, said) in [
+        (
+            "a dry run on missing keys",
+            None,
+            "DRYRUN",
+            [1, 2, 3, 4],
+            Said::Allowed,
+        ),
+        (
+            "a dry run",
+            Some([1, 1, 1, 1]),
+            "DRYRUN",
+            [1, 2, 3, 4],
+            Said::Allowed,
+        ),
+        (
+            "a denied dry run",
+            Some([1, 5, 1, 1]),
+            "DRYRUN",
+            [1, 1, 1, 1],
+            Said::Denied,
+        ),
+        (
+            "a denial by one limit",
+            Some([1, 1, 5, 1]),
+            "",
+            [1, 1, 1, 1],
+            Said::Denied,
+        ),
+        (
+            "a denial by the last limit",
+            Some([0, 0, 0, 5]),
+            "",
+            [1, 1, 1, 1],
+            Said::Denied,
+        ),
+        (
+            "a never-fitting cost in one limit",
+            Some([1, 1, 1, 1]),
+            "",
+            [1, 6, 1, 1],
+            Said::Never,
+        ),
+        (
+            "costs of 0",
+            Some([1, 2, 3, 4]),
+            "",
+            [0, 0, 0, 0],
+            Said::Allowed,
+        ),
+        (
+            "costs of 0 on missing keys",
+            None,
+            "",
+            [0, 0, 0, 0],
+            Said::Allowed,
+        ),
+        (
+            "a refund to missing keys",
+            None,
+            "REFUND",
+            [1, 2, 3, 4],
+            Said::Allowed,
+        ),
+        (
+            "a dry-run refund",
+            Some([1, 2, 3, 4]),
+            "REFUND DRYRUN",
+            [1, 1, 1, 1],
+            Said::Allowed,
+        ),
+    ] {
+        let tag = format!("all{}", out.len());
+        out.push(Case {
+            what: format!("RL.ALL: {what}"),
+            setup: setup.map(|c| all(&tag, "", c)).into_iter().collect(),
+            call: all(&tag, top, costs),
+            keys: keys(&tag),
+            said,
+        });
+    }
+    out
+}
+
+/// Each key's DUMP and absolute expiry.
+fn keys_state(c: &mut redis::Connection, keys: &[String]) -> Vec<(Option<Vec<u8>>, i64)> {
+    keys.iter()
+        .map(|k| (bytes(c, &["DUMP", k]), int(c, &["PEXPIRETIME", k])))
+        .collect()
+}
+
+fn ints(c: &mut redis::Connection, args: &[String]) -> Vec<i64> {
+    let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    ints_on(c, &a)
+}
+
+#[test]
+fn no_write_paths_write_nothing_and_propagate_nothing() {
+    let mut opts = AOF_COMMANDS.to_vec();
+    opts.extend_from_slice(NO_PINGS);
+    let master = Server::start_with(&opts);
+    let replica = start_replica(&master, &[]);
+    let mut c = master.connect();
+    let mut watcher = master.connect();
+    let t = clock_start(&mut c) + 250_000_123;
+    set_clock(&mut c, t);
+    let cases = cases();
+    let mut existing = 0;
+    for case in &cases {
+        for s in &case.setup {
+            let w = written(&mut c);
+            let r = ints(&mut c, s);
+            assert_eq!(said(s, &r), Said::Allowed, "{}: setup {s:?}", case.what);
+            // The probe sees a write: every counter moves.
+            let now = written(&mut c);
+            assert!(
+                now.dirty > w.dirty
+                    && now.repl_offset > w.repl_offset
+                    && now.aof_bytes > w.aof_bytes,
+                "{}: setup {s:?}: {w:?} -> {now:?}",
+                case.what
+            );
+        }
+        let before_keys = keys_state(&mut c, &case.keys);
+        existing += before_keys.iter().filter(|(d, _)| d.is_some()).count();
+        let mut watch = redis::cmd("WATCH");
+        for k in &case.keys {
+            watch.arg(k);
+        }
+        let _: () = watch.query(&mut watcher).unwrap();
+        let before = written(&mut c);
+        let reply = ints(&mut c, &case.call);
+        let after = written(&mut c);
+        assert_eq!(
+            said(&case.call, &reply),
+            case.said,
+            "{}: {:?} answered {reply:?}",
+            case.what,
+            case.call
+        );
+        assert_eq!(
+            after, before,
+            "{}: {:?} wrote or propagated something",
+            case.what, case.call
+        );
+        assert_eq!(
+            keys_state(&mut c, &case.keys),
+            before_keys,
+            "{}: {:?} changed a key or its expiry",
+            case.what,
+            case.call
+        );
+        // Nothing signalled the keys as modified: the transaction runs.
+        ok(&mut watcher, &["MULTI"]);
+        call(&mut watcher, &["PING"]).unwrap();
+        assert!(
+            matches!(call(&mut watcher, &["EXEC"]), Ok(Value::Array(_))),
+            "{}: {:?} broke a WATCH on its keys",
+            case.what,
+            case.call
+        );
+    }
+    eprintln!(
+        "{} no-write calls ({existing} keys existed before them)",
+        cases.len()
+    );
+    assert!(existing >= cases.len() / 2, "{existing}");
+    // What the setups wrote reached the replica exactly.
+    drop(c);
+    wait_caught_up(&master, &replica);
+    let keys = assert_same_state(&mut master.connect(), &mut replica.connect());
+    assert_eq!(keys, existing);
+}
