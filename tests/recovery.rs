@@ -138,19 +138,53 @@ fn assert_nothing_admitted_is_forgotten(
     );
 }
 
+/// The seed of a test's clients: `RL_RECOVERY_SEED`, or a fresh one, printed.
+fn seed() -> u64 {
+    let seed = Rng::seed_from_env("RL_RECOVERY_SEED");
+    eprintln!("clients' seed {seed} (rerun with RL_RECOVERY_SEED={seed})");
+    seed
+}
+
+/// Is an AOF rewrite running?
+fn rewriting(c: &mut redis::Connection) -> bool {
+    info_int(c, "persistence", "aof_rewrite_in_progress") == 1
+}
+
 fn crash_with_aof(rewrite_midway: bool) {
     let opts = ["--appendonly", "yes", "--appendfsync", "always"];
     let server = Server::start_with(&opts);
     let keys = keys_of(LIMITERS, 0..KEYS);
-    let load = Load::start(&server, keys.clone(), now_ns());
+    let load = Load::start(&server, keys.clone(), seed());
     load.wait_for(200);
+    let mut c = server.connect();
     if rewrite_midway {
-        call(&mut server.connect(), &["BGREWRITEAOF"]).unwrap();
+        // A rewrite that takes long (200 ms a key, for tests): it is still
+        // running when the server is killed.
+        ok(&mut c, &["CONFIG", "SET", "rdb-key-save-delay", "200000"]);
+        call(&mut c, &["BGREWRITEAOF"]).unwrap();
+        assert!(
+            wait_until(10, || rewriting(&mut c)),
+            "the AOF rewrite did not start"
+        );
     }
     // About a sixth of all capacity (4 limiters x 24 keys x 40): the kill
     // lands mid-load, far from any limit.
     load.wait_for(600);
+    // The rewrite's child, to stop it too (it outlives a killed parent).
+    let children = server.children();
+    if rewrite_midway {
+        assert!(
+            rewriting(&mut c) && !children.is_empty(),
+            "the AOF rewrite was over before the kill"
+        );
+    }
+    drop(c);
     let dir = server.kill();
+    for pid in children {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
     let acked = load.finish();
     let total: i64 = acked.values().sum();
     eprintln!("{total} units acknowledged before the kill");
@@ -174,7 +208,8 @@ fn after_a_sigkill_during_an_aof_rewrite_every_acknowledged_admission_survives()
 fn after_a_sigkill_the_rdb_gives_back_exactly_the_state_at_save() {
     let server = Server::start();
     let keys = keys_of(LIMITERS, 0..KEYS);
-    let load = Load::start(&server, keys.clone(), now_ns());
+    let seed = seed();
+    let load = Load::start(&server, keys.clone(), seed);
     load.wait_for(400);
     let saved = load.finish();
     let mut c = server.connect();
@@ -184,7 +219,7 @@ fn after_a_sigkill_the_rdb_gives_back_exactly_the_state_at_save() {
     assert_eq!(at_save.len(), saved.len());
 
     // More traffic on half of the keys, killed mid-way: none of it was saved.
-    let load = Load::start(&server, keys_of(LIMITERS, 0..KEYS / 2), now_ns());
+    let load = Load::start(&server, keys_of(LIMITERS, 0..KEYS / 2), seed + 1000);
     load.wait_for(150);
     drop(c);
     let dir = server.kill();
@@ -205,7 +240,7 @@ fn after_a_sigkill_the_rdb_gives_back_exactly_the_state_at_save() {
 /// `clients` connections sending the mix until `stop`; returns the number
 /// of commands answered.
 fn hammer(server: &Server, clients: usize, stop: Arc<AtomicBool>) -> Vec<JoinHandle<u64>> {
-    let seed = now_ns();
+    let seed = seed();
     (0..clients)
         .map(|n| {
             let mut c = server.connect();

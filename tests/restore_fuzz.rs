@@ -6,7 +6,10 @@
 //! copy, memory usage, free) and every limiter command handles; the server
 //! stays up, and whatever was accepted replicates and reloads unchanged.
 //!
-//! Reproduce a failure with the seed it prints: `RL_FUZZ_SEED=<seed>`.
+//! Reproduce a failure with what it prints: `RL_FUZZ_SEED=<seed>` and
+//! `RL_FUZZ_CLOCK=<ns>` (the module's clock; it must be ahead of the
+//! server's, so an old one needs the server's clock set back, e.g. with
+//! libfaketime).
 #![cfg(test)]
 
 use redis_ratelimit_testkit::dump::*;
@@ -142,7 +145,6 @@ struct Kind {
 #[test]
 fn corrupted_restore_payloads_are_refused_or_handled_never_crash() {
     let seed = Rng::seed_from_env("RL_FUZZ_SEED");
-    eprintln!("fuzz seed {seed} (rerun with RL_FUZZ_SEED={seed})");
     let mut r = Rng::new(seed);
     let mut master = Server::start_with(AOF_COMMANDS);
     let replica = start_replica(&master, &[]);
@@ -150,7 +152,14 @@ fn corrupted_restore_payloads_are_refused_or_handled_never_crash() {
 
     // The module's clock an hour ahead: nothing the limiters write expires
     // (in real time) before the final comparison.
-    let now = clock_start(&mut c);
+    let now = std::env::var("RL_FUZZ_CLOCK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| clock_start(&mut c));
+    eprintln!(
+        "fuzz seed {seed}, clock {now} ({}): rerun with RL_FUZZ_SEED={seed} RL_FUZZ_CLOCK={now}",
+        rfc3339(now)
+    );
     set_clock(&mut c, now);
     let now_us = now / 1000;
 
@@ -232,7 +241,7 @@ fn corrupted_restore_payloads_are_refused_or_handled_never_crash() {
         let ttl = if r.one_in(2) { 0 } else { 7_200_000 };
         let context = || {
             format!(
-                "seed {seed}, variant {i} of {} ({what}): RESTORE {key} {ttl} {payload:02x?} REPLACE",
+                "seed {seed}, clock {now}, variant {i} of {} ({what}): RESTORE {key} {ttl} {payload:02x?} REPLACE",
                 kind.type_name
             )
         };

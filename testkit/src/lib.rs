@@ -198,6 +198,23 @@ impl Server {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
 
+    /// The server's process id (None once stopped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The server's child processes (a BGSAVE or AOF rewrite), by pid.
+    pub fn children(&self) -> Vec<u32> {
+        let Some(pid) = self.pid() else {
+            return vec![];
+        };
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
     /// Is the process still running?
     pub fn alive(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
@@ -379,6 +396,29 @@ pub fn bracketed(con: &mut redis::Connection, args: &[&str]) -> (u64, Vec<i64>, 
         .unwrap_or_else(|e| panic!("{args:?}: {e}"));
     let ns = |(s, us): (u64, u64)| s * SEC + us * 1000;
     (ns(t0), reply, ns(t1) + 999)
+}
+
+/// Admissions known only by a bracket of their decision instants
+/// (`(before, after)`, as [`bracketed`] reads them): the most of them that
+/// certainly fall within one interval `[a, a + window)`, and its `a`.
+/// Only admissions whose whole bracket lies inside are counted, so the
+/// count is never more than the truth: a limit it exceeds was exceeded.
+pub fn most_within(adm: &[(u64, u64)], window: u64) -> (usize, u64) {
+    let mut adm = adm.to_vec();
+    adm.sort();
+    let mut best = (0, 0);
+    for (i, &(a, _)) in adm.iter().enumerate() {
+        let end = a + window;
+        let inside = adm[i..]
+            .iter()
+            .take_while(|(s, _)| *s < end)
+            .filter(|(_, e)| *e < end)
+            .count();
+        if inside > best.0 {
+            best = (inside, a);
+        }
+    }
+    best
 }
 
 /// The server's real clock again (the module's test clock off).
