@@ -346,7 +346,13 @@ fn a_replica_is_byte_identical_after_rl_all_traffic() {
     let replica = start_replica(&master, &[]);
     let mut m = master.connect();
     let mut r = replica.connect();
+    // On the test clock, the middle of an hour: on the real clock, within
+    // 2 s of the top of an hour the hour's fixed window expired during the
+    // comparison (which ignores keys about to expire) and one key was missing.
+    let hour = 3600 * SEC;
+    let t = clock_start(&mut m) / hour * hour + hour + hour / 2;
     for i in 0..300 {
+        set_clock(&mut m, t + i * 7 * MS);
         let cost = (i % 3).to_string();
         all(
             &mut m,

@@ -591,3 +591,75 @@ pub fn assert_same_state(master: &mut redis::Connection, replica: &mut redis::Co
     }
     m.len()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn most_within_counts_only_admissions_certainly_inside() {
+        // Brackets (before, after) in us; a window of 100.
+        let adm = [(0, 10), (50, 60), (95, 99), (99, 101), (150, 160)];
+        // [0, 100) certainly holds the first three; the fourth may have
+        // been decided at 100.
+        assert_eq!(most_within(&adm, 100), (3, 0));
+        assert_eq!(most_within(&adm, 101), (3, 0));
+        assert_eq!(most_within(&adm, 102), (4, 0));
+        assert_eq!(most_within(&[], 100), (0, 0));
+        // Order does not matter.
+        let mut rev = adm.to_vec();
+        rev.reverse();
+        assert_eq!(most_within(&rev, 100), (3, 0));
+        // The best interval may start anywhere.
+        assert_eq!(
+            most_within(&[(0, 1), (500, 501), (510, 511)], 100),
+            (2, 500)
+        );
+    }
+
+    #[test]
+    fn seeded_rngs_repeat_themselves() {
+        let a: Vec<u64> = (0..5)
+            .scan(Rng::new(42), |r, _| Some(r.next_u64()))
+            .collect();
+        let b: Vec<u64> = (0..5)
+            .scan(Rng::new(42), |r, _| Some(r.next_u64()))
+            .collect();
+        let c: Vec<u64> = (0..5)
+            .scan(Rng::new(43), |r, _| Some(r.next_u64()))
+            .collect();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        let mut r = Rng::new(7);
+        assert!((0..1000).all(|_| r.below(10) < 10));
+    }
+
+    #[test]
+    fn key_names_are_one_to_one() {
+        assert_eq!(key_name(b"user:42"), "user:42");
+        assert_eq!(key_name(b"a\\b"), "a\\x5cb");
+        assert_eq!(key_name(&[0, 0xff]), "\\x00\\xff");
+        assert_ne!(key_name(b"\\x00"), key_name(&[0]));
+    }
+
+    #[test]
+    fn cluster_nodes_parse_into_shards_and_refuse_unhealthy_views() {
+        let nodes = "\
+a1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460
+a2 127.0.0.1:30002@40002 master - 0 0 2 connected 5461-10922
+a3 127.0.0.1:30003@40003 master - 0 0 3 connected 10923-16383
+b1 127.0.0.1:30004@40004 slave a1 0 0 1 connected
+b2 127.0.0.1:30005@40005 slave a2 0 0 2 connected
+b3 127.0.0.1:30006@40006 slave a3 0 0 3 connected
+";
+        let t = topology_from_nodes(nodes).unwrap();
+        assert_eq!(t.shards.len(), 3);
+        assert_eq!(t.shards[0].master, 30001);
+        assert_eq!(t.shards[0].replicas, vec![30004]);
+        assert!(t.shards[1].serves(5461) && !t.shards[1].serves(5460));
+        let failing = nodes.replace("slave a2", "slave,fail a2");
+        assert!(topology_from_nodes(&failing).is_err());
+        let migrating = nodes.replace("0-5460", "0-5460 [5461->-a2]");
+        assert!(topology_from_nodes(&migrating).is_err());
+    }
+}

@@ -6,8 +6,16 @@
 pub struct Rng(u64);
 
 impl Rng {
+    /// Every seed its own sequence: the seed goes through splitmix64 first
+    /// (setting the lowest bit, as this used to, made seeds that differ only
+    /// there, such as `seed + n` for neighbouring clients, the same).
     pub fn new(seed: u64) -> Rng {
-        Rng((seed ^ 0x9e37_79b9_7f4a_7c15) | 1)
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        // xorshift's state must not be zero.
+        Rng(if z == 0 { 1 } else { z })
     }
 
     /// The seed from environment variable `var` if set, else a fresh one.
