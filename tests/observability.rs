@@ -21,6 +21,11 @@ fn info(c: &mut redis::Connection) -> std::collections::HashMap<String, u64> {
 fn info_counts_calls_decisions_errors_and_keys() {
     let s = Server::start();
     let mut c = s.connect();
+    // On the test clock, at noon: the DAY and HOUR windows below do not
+    // end (and their keys vanish from the counts) while the test runs.
+    let day = 86_400 * SEC;
+    let t = clock_start(&mut c) / day * day + day + day / 2;
+    set_clock(&mut c, t);
     rl(&mut c, &["RL.TOKENBUCKET", "b", "1", "0.01", "1"]);
     rl(&mut c, &["RL.TOKENBUCKET", "b", "1", "0.01", "1"]);
     rl(&mut c, &["RL.TOKENBUCKET", "b", "1", "0.01", "1", "DRYRUN"]);
