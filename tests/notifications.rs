@@ -10,7 +10,6 @@
 
 use std::time::Duration;
 
-use redis::ConnectionLike;
 use redis_ratelimit_testkit::*;
 
 /// A connection subscribed to every keyspace and keyevent channel of db 0

@@ -949,7 +949,7 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
             .map(|_| {
                 // Mostly commands the server has, sometimes any of the spec;
                 // internal commands less often (they only refuse).
-                let mut pick = |r: &mut Rng| {
+                let pick = |r: &mut Rng| {
                     if r.one_in(4) {
                         r.pick_ref(&names).to_ascii_uppercase()
                     } else {

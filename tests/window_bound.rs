@@ -34,7 +34,7 @@ const CONNECTIONS: usize = 8;
 
 fn in_burst(t_us: u64) -> bool {
     let p = t_us % PERIOD_US;
-    p >= PERIOD_US - BURST_US || p < BURST_US
+    !(BURST_US..PERIOD_US - BURST_US).contains(&p)
 }
 
 /// Runs `args` from every connection through `bursts` bursts; returns each

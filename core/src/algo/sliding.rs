@@ -333,15 +333,13 @@ mod tests {
         );
     }
 
-    /// One admission in the brute-force model: the instant it was decided
-    /// at (`now`, the clock's reading), the instant its units are recorded
-    /// at (later when the clock stepped back or a full log merged it), and
-    /// its units (fewer after a refund).
+    /// One admission in the brute-force model: its index in the whole
+    /// history (which keeps the instant it was decided at), the instant its
+    /// units are recorded at (later when the clock stepped back or a full
+    /// log merged it), and its units (fewer after a refund).
     #[derive(Debug, Clone)]
     struct Admission {
-        /// Its index in the whole history.
         id: usize,
-        decided: u64,
         recorded: u64,
         units: u64,
     }
@@ -356,7 +354,6 @@ mod tests {
     struct Model {
         limit: u64,
         span: u64,
-        max_entries: u32,
         kept: Vec<Admission>,
     }
 
@@ -470,7 +467,7 @@ mod tests {
         fn matches_brute_force_oracle((limit, span_ms, max_entries, steps) in case()) {
             let w = Window { limit, span_us: span_ms * MS, max_entries };
             let span = w.span_us;
-            let mut model = Model { limit, span, max_entries, kept: vec![] };
+            let mut model = Model { limit, span, kept: vec![] };
             // Every admission ever made: (decided at, units after refunds).
             let mut history: Vec<(u64, u64)> = vec![];
             let mut log: Option<Log> = None;
@@ -549,7 +546,7 @@ mod tests {
                             a.recorded = at;
                         }
                     }
-                    model.kept.push(Admission { id: history.len(), decided: now, recorded: at, units: cost });
+                    model.kept.push(Admission { id: history.len(), recorded: at, units: cost });
                     history.push((now, cost));
                     for l in [&mut log, &mut replica] {
                         match l.as_mut() {
