@@ -313,6 +313,42 @@ fn no_write_paths_write_nothing_and_propagate_nothing() {
         "{} no-write calls ({existing} keys existed before them)",
         cases.len()
     );
+
+    // Three days later by the module's clock every limiter is fresh again,
+    // while Redis (on its real clock) still holds the keys: a refund has
+    // nothing to give back, a peek and a dry run nothing to change.
+    let mut fresh = 0;
+    for (n, template) in LIMITERS.iter().enumerate() {
+        let key = format!("fresh:{n}");
+        set_clock(&mut c, t);
+        ints(&mut c, &limiter(template, &key, 2, ""));
+        set_clock(&mut c, t + 3 * 86_400 * SEC);
+        for flags in ["REFUND", "DRYRUN", "REFUND DRYRUN"] {
+            let call = limiter(template, &key, 2, flags);
+            let before = (
+                written(&mut c),
+                keys_state(&mut c, std::slice::from_ref(&key)),
+            );
+            assert!(before.1[0].0.is_some(), "{key} expired");
+            let reply = ints(&mut c, &call);
+            assert_eq!(said(&call, &reply), Said::Allowed, "{call:?}");
+            // Fresh: the limit is all there (a dry run answers what
+            // taking 2 would leave).
+            let left = if flags == "DRYRUN" { 3 } else { 5 };
+            assert_eq!(reply[2], left, "{call:?}: {reply:?}");
+            assert_eq!(
+                (
+                    written(&mut c),
+                    keys_state(&mut c, std::slice::from_ref(&key))
+                ),
+                before,
+                "{call:?} on a fresh key wrote something"
+            );
+            fresh += 1;
+        }
+    }
+    existing += LIMITERS.len();
+    eprintln!("{fresh} calls on keys fresh again but not yet expired");
     assert!(existing >= cases.len() / 2, "{existing}");
     // What the setups wrote reached the replica exactly.
     drop(c);
