@@ -74,5 +74,12 @@ impl InfoSource for Stats {
         info.field("keys_bucket", keys(&KEYS_BUCKET));
         info.field("keys_window", keys(&KEYS_WINDOW));
         info.field("keys_fixed", keys(&KEYS_FIXED));
+        let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        info.field("waiters", crate::block::waiters() as u64);
+        info.field("waits_started", n(&crate::block::WAITS));
+        info.field("waits_admitted", n(&crate::block::ADMITTED));
+        info.field("waits_timed_out", n(&crate::block::TIMED_OUT));
+        info.field("waits_cancelled", n(&crate::block::CANCELLED));
+        info.field("waits_refused", n(&crate::block::REFUSED));
     }
 }

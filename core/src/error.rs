@@ -55,6 +55,10 @@ errors! {
     LIMIT = c"ERR limit must be an integer between 1 and 9223372036854775807";
     WINDOW = c"ERR window must be a positive number of seconds with at most 3 decimals, at most 10 years";
     COST_OPTION = c"ERR COST must be an integer between 0 and 9223372036854775807";
+    BLOCK = c"ERR BLOCK must be a timeout in milliseconds between 0 and 2678400000 (0 waits without limit)";
+    BLOCK_MODE = c"ERR BLOCK waits to take units: it cannot be used with DRYRUN or REFUND";
+    TRYAGAIN = c"TRYAGAIN the key's slot moved while the request waited in line; nothing was taken";
+    NOT_MASTER = c"ERR this server became a replica while the request waited in line; nothing was taken";
 
     BURST = c"ERR burst must be an integer between 1 and 9223372036854775807";
     GCRA_PERIOD = c"ERR period must be a positive number of seconds";
@@ -87,7 +91,10 @@ mod tests {
         for &e in ALL {
             let CmdError::Msg(m) = e else { continue };
             let s = m.to_str().unwrap();
-            assert!(s.starts_with("ERR ") || s.starts_with("WRONGTYPE "), "{s}");
+            assert!(
+                s.starts_with("ERR ") || s.starts_with("WRONGTYPE ") || s.starts_with("TRYAGAIN "),
+                "{s}"
+            );
         }
     }
 }

@@ -18,7 +18,7 @@ use jiff::tz::TimeZone;
 use crate::algo::bucket::{Bucket, BucketError};
 use crate::algo::calendar::{Calendar, Unit};
 use crate::algo::sliding::Window;
-use crate::bounds::{MAX_INT, MAX_SPAN_US, WINDOW_DECIMALS};
+use crate::bounds::{MAX_BLOCK_MS, MAX_INT, MAX_SPAN_US, WINDOW_DECIMALS};
 use crate::error::{self, CmdError};
 use crate::limit::Spec;
 use crate::num::{parse_u64, Decimal, Scaled};
@@ -105,6 +105,8 @@ pub enum Kind {
     FixedWindow,
     /// An IANA time zone name.
     Zone,
+    /// A wait in milliseconds, `0..=MAX_BLOCK_MS` (0: without limit).
+    Timeout,
 }
 
 /// One argument: positional (no token) or a keyword option with one value.
@@ -190,6 +192,9 @@ impl Kind {
                     .map(|us| Value::Fixed(WindowArg::Millis(us / 1000))),
             },
             Kind::Zone => Some(Value::Zone(word)),
+            Kind::Timeout => parse_u64(word)
+                .filter(|ms| *ms <= MAX_BLOCK_MS)
+                .map(Value::Int),
         }
     }
 }
@@ -538,26 +543,32 @@ pub struct RequestOption {
     pub value: Option<Param>,
 }
 
-/// Every option a limiter request takes, in every command.
-pub const REQUEST_OPTIONS: &[RequestOption] = &[
-    RequestOption {
-        keyword: "COST",
-        value: Some(option(
-            "cost",
-            "COST",
-            Kind::Int { min: 0 },
-            error::COST_OPTION,
-        )),
-    },
-    RequestOption {
-        keyword: "DRYRUN",
-        value: None,
-    },
-    RequestOption {
-        keyword: "REFUND",
-        value: None,
-    },
-];
+const COST_OPTION: RequestOption = RequestOption {
+    keyword: "COST",
+    value: Some(option(
+        "cost",
+        "COST",
+        Kind::Int { min: 0 },
+        error::COST_OPTION,
+    )),
+};
+const DRYRUN_OPTION: RequestOption = RequestOption {
+    keyword: "DRYRUN",
+    value: None,
+};
+const REFUND_OPTION: RequestOption = RequestOption {
+    keyword: "REFUND",
+    value: None,
+};
+const BLOCK_OPTION: RequestOption = RequestOption {
+    keyword: "BLOCK",
+    value: Some(option("timeout", "BLOCK", Kind::Timeout, error::BLOCK)),
+};
+
+/// Every option a limiter request takes, in every command: COST, DRYRUN,
+/// REFUND, and BLOCK (wait in line until allowed, at most this many ms).
+pub const REQUEST_OPTIONS: &[RequestOption] =
+    &[COST_OPTION, DRYRUN_OPTION, REFUND_OPTION, BLOCK_OPTION];
 
 /// Does `word` name a request option that takes no value?
 pub fn is_request_flag(word: &[u8]) -> bool {
@@ -566,12 +577,14 @@ pub fn is_request_flag(word: &[u8]) -> bool {
         .any(|o| o.value.is_none() && is(word, o.keyword))
 }
 
-/// The options of one request: cost, DRYRUN, REFUND.
+/// The options of one request: cost, DRYRUN, REFUND, BLOCK.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Request {
     pub cost: Option<u64>,
     pub dry_run: bool,
     pub refund: bool,
+    /// Wait in line up to this many milliseconds (`Some(0)`: without limit).
+    pub block: Option<u64>,
 }
 
 /// Take units, or give them back.
@@ -591,16 +604,34 @@ impl Request {
         c: &mut Cursor<'_, W>,
         flags_only: bool,
     ) -> Result<bool, CmdError> {
-        if is(word, "DRYRUN") && !self.dry_run {
+        let value = |o: &RequestOption, c: &mut Cursor<'_, W>| match o.value {
+            Some(p) => match p.read(c.next_word()?)? {
+                Value::Int(v) => Ok(v),
+                _ => Err(error::INTERNAL),
+            },
+            None => Err(error::INTERNAL),
+        };
+        if is(word, DRYRUN_OPTION.keyword) && !self.dry_run {
             self.dry_run = true;
-        } else if is(word, "REFUND") && !self.refund {
+        } else if is(word, REFUND_OPTION.keyword) && !self.refund {
             self.refund = true;
-        } else if !flags_only && is(word, "COST") && self.cost.is_none() {
-            self.cost = Some(read_cost(c)?);
+        } else if !flags_only && is(word, COST_OPTION.keyword) && self.cost.is_none() {
+            self.cost = Some(value(&COST_OPTION, c)?);
+        } else if is(word, BLOCK_OPTION.keyword) && self.block.is_none() {
+            self.block = Some(value(&BLOCK_OPTION, c)?);
         } else {
             return Ok(false);
         }
         Ok(true)
+    }
+
+    /// Checks the options together: BLOCK takes units, so it cannot stand
+    /// with DRYRUN or REFUND.
+    pub fn check(&self) -> Result<(), CmdError> {
+        if self.block.is_some() && (self.dry_run || self.refund) {
+            return Err(error::BLOCK_MODE);
+        }
+        Ok(())
     }
 
     pub fn mode(&self) -> Mode {
@@ -645,6 +676,7 @@ pub fn read_command<'a, W: Words<'a> + ?Sized>(
     if positional_cost.is_some() {
         req.cost = positional_cost;
     }
+    req.check()?;
     Ok((spec, req))
 }
 
@@ -712,6 +744,7 @@ pub fn read_all<'a, W: Words<'a> + ?Sized>(
     if clauses.is_empty() {
         return Err(error::SYNTAX);
     }
+    request.check()?;
     for (i, a) in clauses.iter().enumerate() {
         let name = words.word(a.key);
         if clauses.iter().take(i).any(|b| words.word(b.key) == name) {
@@ -779,7 +812,8 @@ mod tests {
             Request {
                 cost: Some(3),
                 dry_run: true,
-                refund: false
+                refund: false,
+                block: None
             }
         );
         let (spec, req) = command("RL.SLIDING k 5 0.25 COST 2 REFUND").unwrap();
@@ -789,7 +823,8 @@ mod tests {
             Request {
                 cost: Some(2),
                 dry_run: false,
-                refund: true
+                refund: true,
+                block: None
             }
         );
         let (spec, _) = command("RL.FIXED k 500 day tz America/New_York").unwrap();
@@ -823,6 +858,34 @@ mod tests {
     }
 
     #[test]
+    fn block_takes_a_bounded_timeout_and_only_when_taking() {
+        let (_, req) = command("RL.SLIDING k 5 1 BLOCK 0").unwrap();
+        assert_eq!(req.block, Some(0));
+        let (_, req) = command("RL.TOKENBUCKET k 1 1 2 block 2678400000").unwrap();
+        assert_eq!((req.block, req.cost), (Some(2_678_400_000), Some(2)));
+        for bad in ["-1", "1.5", "x", "2678400001"] {
+            assert_eq!(
+                command(&format!("RL.SLIDING k 5 1 BLOCK {bad}")).unwrap_err(),
+                error::BLOCK
+            );
+        }
+        assert_eq!(
+            command("RL.SLIDING k 5 1 BLOCK 1 DRYRUN").unwrap_err(),
+            error::BLOCK_MODE
+        );
+        assert_eq!(
+            command("RL.SLIDING k 5 1 REFUND BLOCK 1").unwrap_err(),
+            error::BLOCK_MODE
+        );
+        let w = words("RL.ALL LIMIT a SLIDING 1 1 BLOCK 50 LIMIT b GCRA 1 1 1");
+        assert_eq!(
+            read_all(&w[..], Settings::default()).unwrap().request.block,
+            Some(50)
+        );
+        assert_eq!(all_key_positions(&w[..]), [2, 8]);
+    }
+
+    #[test]
     fn all_reads_clauses_and_finds_keys() {
         let w = words("RL.ALL COST 2 LIMIT a SLIDING 10 60 DRYRUN LIMIT b FIXED 5 DAY TZ UTC COST 1 LIMIT c TOKENBUCKET 3 1 PERIOD 2");
         let all = read_all(&w[..], Settings::default()).unwrap();
@@ -839,7 +902,8 @@ mod tests {
             Request {
                 cost: Some(2),
                 dry_run: true,
-                refund: false
+                refund: false,
+                block: None
             }
         );
         assert_eq!(all_key_positions(&w[..]), [4, 10, 19]);

@@ -61,6 +61,77 @@ pub enum Stored<'a> {
     Window(&'a Log),
 }
 
+/// A state owned outside Redis (the client's fallback, the module's
+/// projection of a queue): what [`Stored`] borrows, and how an effect
+/// changes it, as the module's store writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum State {
+    #[default]
+    Empty,
+    Bucket(Nanos),
+    Fixed(Counter),
+    Window(Log),
+}
+
+impl State {
+    /// An owned copy of a stored state.
+    pub fn of(stored: Stored<'_>) -> State {
+        match stored {
+            Stored::Empty => State::Empty,
+            Stored::Bucket(t) => State::Bucket(t),
+            Stored::Fixed(c) => State::Fixed(c),
+            Stored::Window(l) => State::Window(l.clone()),
+        }
+    }
+
+    pub fn stored(&self) -> Stored<'_> {
+        match self {
+            State::Empty => Stored::Empty,
+            State::Bucket(t) => Stored::Bucket(*t),
+            State::Fixed(c) => Stored::Fixed(*c),
+            State::Window(l) => Stored::Window(l),
+        }
+    }
+
+    /// Applies an effect; returns when the state is fresh again (its key
+    /// would expire), or `None` once it is empty.
+    pub fn apply(&mut self, effect: &Effect) -> Option<Nanos> {
+        match effect {
+            Effect::None => {}
+            Effect::Clear => *self = State::Empty,
+            Effect::Bucket(tat) => *self = State::Bucket(*tat),
+            Effect::Fixed { counter, .. } => *self = State::Fixed(*counter),
+            Effect::WindowAdd(u) => match self {
+                State::Window(log) => log.apply(u),
+                _ => *self = State::Window(Log::from_update(u)),
+            },
+            Effect::WindowRefund(r) => {
+                if let State::Window(log) = self {
+                    log.apply_refund(r);
+                    if log.is_empty() {
+                        *self = State::Empty;
+                    }
+                }
+            }
+        }
+        self.fresh_at(effect)
+    }
+
+    fn fresh_at(&self, effect: &Effect) -> Option<Nanos> {
+        let span_us = match effect {
+            Effect::WindowAdd(u) => u.span_us,
+            Effect::WindowRefund(r) => r.span_us,
+            _ => 0,
+        };
+        match self {
+            State::Empty => None,
+            State::Bucket(t) => Some(*t),
+            State::Fixed(c) => Some(Nanos::from_millis(c.end_ms)),
+            State::Window(l) => Some(Nanos::from_micros(l.last_us().saturating_add(span_us))),
+        }
+    }
+}
+
 /// The write a decision calls for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {

@@ -11,9 +11,9 @@ use redis_ratelimit_core::grammar::{all_key_positions, read_all};
 use super::Cmd;
 use crate::api::{Argv, Ctx};
 use crate::config;
-use crate::engine::{self, Limit};
+use crate::engine::{self, Answer, Limit};
 
-/// RL.ALL [COST n] [DRYRUN] [REFUND] LIMIT key <algorithm> ... [COST n] [LIMIT ...] ...
+/// RL.ALL [COST n] [DRYRUN] [REFUND] [BLOCK ms] LIMIT key <algorithm> ... [COST n] [LIMIT ...] ...
 pub fn all(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     if ctx.is_keys_position_request() {
         // Cluster routing and COMMAND GETKEYS: report every clause's key.
@@ -31,7 +31,9 @@ pub fn all(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
             cost: c.cost.or(parsed.request.cost).unwrap_or(1),
         });
     }
-    let (index, d) = engine::all(ctx, cmd, &limits, parsed.request)?;
+    let Answer::Decided(d, index) = engine::all(ctx, cmd, &limits, parsed.request)? else {
+        return Ok(());
+    };
     let [allowed, limit, remaining, retry, reset] = d.reply_fields();
     let position = i64::try_from(index + 1).unwrap_or(i64::MAX);
     ctx.reply_ints(&[allowed, limit, remaining, retry, reset, position]);

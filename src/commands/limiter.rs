@@ -6,14 +6,15 @@ use redis_ratelimit_core::grammar::{read_command, Syntax};
 
 use super::Cmd;
 use crate::api::{Argv, Ctx};
-use crate::{config, engine, store};
+use crate::engine;
+use crate::{config, store};
 
-/// `<command> key <params> [options] [COST n] [DRYRUN] [REFUND]`
+/// `<command> key <params> [options] [COST n] [DRYRUN] [REFUND] [BLOCK ms]`
 #[inline(always)]
 pub fn limiter(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd, syntax: &Syntax) -> Result<(), CmdError> {
     let (spec, req) = read_command(syntax, &argv, config::settings())?;
     let key = argv.name(1).ok_or(SYNTAX)?;
-    let decision = engine::one(ctx, cmd, key, &spec, req, store::load)?;
-    ctx.reply_ints(&decision.reply_fields());
-    Ok(())
+    engine::one(ctx, cmd, key, &spec, req, store::load, |d| {
+        ctx.reply_ints(&d.reply_fields());
+    })
 }

@@ -48,6 +48,7 @@ pub struct Decision {
 
 impl Decision {
     /// The reply array: allowed, limit, remaining, retry_after_ms, reset_after_ms.
+    #[inline]
     pub fn reply_fields(&self) -> [i64; 5] {
         let retry = match self.retry_after {
             RetryAfter::Now => 0,
