@@ -882,7 +882,7 @@ mod tests {
             read_all(&w[..], Settings::default()).unwrap().request.block,
             Some(50)
         );
-        assert_eq!(all_key_positions(&w[..]), [2, 8]);
+        assert_eq!(all_key_positions(&w[..]), [2, 9]);
     }
 
     #[test]
