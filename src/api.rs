@@ -303,6 +303,10 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    pub fn reply_int(&self, v: i64) {
+        rm!(RedisModule_ReplyWithLongLong(self.raw, v) else 0);
+    }
+
     pub fn reply_ok(&self) {
         rm!(RedisModule_ReplyWithSimpleString(self.raw, c"OK".as_ptr()) else 0);
     }

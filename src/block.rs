@@ -73,12 +73,7 @@ pub struct Need {
     pub cost: u64,
 }
 
-/// How the waiter's reply looks: one limit, or RL.ALL's six integers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shape {
-    One,
-    All,
-}
+pub use crate::engine::Shape;
 
 /// What a waiting client is answered.
 pub enum Outcome {
@@ -528,20 +523,13 @@ fn denial(ctx: &Ctx<'_>, w: &Waiter, now: Nanos) -> Option<Vec<i64>> {
             evaluated.push((d, ()));
         }
         let (index, d, _) = combine(evaluated)?;
-        Some(fields(w.shape, &d, index))
+        Some(fields(w.shape, &d, index, None))
     })
 }
 
-fn fields(shape: Shape, d: &Decision, index: usize) -> Vec<i64> {
-    let f = d.reply_fields();
-    match shape {
-        Shape::One => f.to_vec(),
-        Shape::All => {
-            let mut v = f.to_vec();
-            v.push(i64::try_from(index + 1).unwrap_or(i64::MAX));
-            v
-        }
-    }
+fn fields(shape: Shape, d: &Decision, index: usize, lease: Option<u64>) -> Vec<i64> {
+    let (f, n) = engine::fields(shape, d, index, lease);
+    f.get(..n).unwrap_or(&[]).to_vec()
 }
 
 /// A waiter's deadline.
@@ -657,7 +645,7 @@ fn admit_one(ctx: &Ctx<'_>, id: u64) -> Vec<u64> {
                 Vec::new()
             }
             // The key changed under the waiter (another limit on it).
-            _ => fail(ctx, id, Outcome::Fields(fields(shape, &d, index))),
+            _ => fail(ctx, id, Outcome::Fields(fields(shape, &d, index, None))),
         };
     }
     for ((n, key), effect) in names.iter().zip(keys.iter_mut()).zip(&effects) {
@@ -669,7 +657,8 @@ fn admit_one(ctx: &Ctx<'_>, id: u64) -> Vec<u64> {
     let Some((w, next)) = take_out(ctx, id) else {
         return Vec::new();
     };
-    let outcome = Outcome::Fields(fields(shape, &d, index));
+    let lease = effects.iter().find_map(|e| e.lease_id());
+    let outcome = Outcome::Fields(fields(shape, &d, index, lease));
     with_line(|l| l.deliveries.push_back((w.bc, outcome)));
     next
 }

@@ -14,7 +14,7 @@ use redis_ratelimit_core::grammar::{Mode, Request};
 use redis_ratelimit_core::limit::{evaluate, Effect, Kind, Spec, State, Stored};
 
 use crate::api::{Ctx, Key, Name};
-use crate::block::{self, Need, Shape};
+use crate::block::{self, Need};
 use crate::commands::Cmd;
 use crate::wire;
 use crate::{clock, stats, store};
@@ -22,9 +22,36 @@ use crate::{clock, stats, store};
 /// What a request gets: a decision now, or a place in line (the reply
 /// comes when it is admitted or its wait ends).
 pub enum Answer {
-    /// The decision, and the position of the binding limit.
-    Decided(Decision, usize),
+    /// The decision, the position of the binding limit, and the lease taken.
+    Decided(Decision, usize, Option<u64>),
     Waiting,
+}
+
+/// How a reply looks: one limit's five integers or RL.ALL's six, and the
+/// lease id after them where a CONCURRENCY limit is part of the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub all: bool,
+    pub lease: bool,
+}
+
+/// The reply's integers (the first `n` of them).
+#[inline]
+pub fn fields(shape: Shape, d: &Decision, index: usize, lease: Option<u64>) -> ([i64; 7], usize) {
+    let [a, b, c, e, f] = d.reply_fields();
+    let mut out = [a, b, c, e, f, 0, 0];
+    let mut n = 5;
+    if shape.all {
+        out[5] = i64::try_from(index + 1).unwrap_or(i64::MAX);
+        n += 1;
+    }
+    if shape.lease {
+        if let Some(slot) = out.get_mut(n) {
+            *slot = lease.and_then(|id| i64::try_from(id).ok()).unwrap_or(0);
+        }
+        n += 1;
+    }
+    (out, n)
 }
 
 /// One limit on one key: decide, apply unless it is a dry run, and answer
@@ -38,7 +65,7 @@ pub fn one(
     spec: &Spec,
     req: Request,
     load: impl for<'k> Fn(&'k Key<'_>, Kind) -> Result<Stored<'k>, CmdError>,
-    reply: impl FnOnce(&Decision),
+    reply: impl FnOnce(&Decision, Option<u64>),
 ) -> Result<(), CmdError> {
     let now = clock::now();
     let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
@@ -55,14 +82,18 @@ pub fn one(
                 spec: spec.clone(),
                 cost,
             };
-            if block::wait(ctx, cmd, vec![need], Shape::One, ms, vec![state], now) {
+            let shape = Shape {
+                all: false,
+                lease: spec.kind() == Kind::Leases,
+            };
+            if block::wait(ctx, cmd, vec![need], shape, ms, vec![state], now) {
                 return Ok(());
             }
         }
         if let Some(retry) = queued {
             // Others wait on this key: a newcomer never jumps ahead.
             stats::decided(cmd.id, false, req.dry_run, false);
-            reply(&block::queued_denial(decision, retry));
+            reply(&block::queued_denial(decision, retry), None);
             return Ok(());
         }
     }
@@ -74,7 +105,8 @@ pub fn one(
         }
     }
     stats::decided(cmd.id, decision.allowed, req.dry_run, req.refund);
-    reply(&decision);
+    let lease = effect.lease_id().filter(|_| !req.dry_run);
+    reply(&decision, lease);
     Ok(())
 }
 
@@ -137,7 +169,11 @@ pub fn all(
                     cost: l.cost,
                 });
             }
-            if block::wait(ctx, cmd, needs, Shape::All, ms, states, now) {
+            let shape = Shape {
+                all: true,
+                lease: limits.iter().any(|l| l.spec.kind() == Kind::Leases),
+            };
+            if block::wait(ctx, cmd, needs, shape, ms, states, now) {
                 return Ok(Answer::Waiting);
             }
             return denied(cmd, req, behind);
@@ -157,7 +193,11 @@ pub fn all(
         }
     }
     stats::decided(cmd.id, decision.allowed, req.dry_run, req.refund);
-    Ok(Answer::Decided(decision, index))
+    let lease = effects
+        .iter()
+        .find_map(Effect::lease_id)
+        .filter(|_| !req.dry_run);
+    Ok(Answer::Decided(decision, index, lease))
 }
 
 /// The denial RL.ALL answers when it cannot go ahead of a queue.
@@ -168,7 +208,7 @@ fn denied(cmd: Cmd, req: Request, decisions: Vec<(Decision, ())>) -> Result<Answ
         ..d
     };
     stats::decided(cmd.id, false, req.dry_run, false);
-    Ok(Answer::Decided(d, index))
+    Ok(Answer::Decided(d, index, None))
 }
 
 /// Writes an effect into its key, propagates it with absolute times, and

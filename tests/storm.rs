@@ -30,6 +30,10 @@ const SPEC_COMMANDS: &[&str] = &[
     "RL.ALL",
     "RL.SETSTATE",
     "RL.WINDOWADD",
+    "RL.ACQUIRE",
+    "RL.RELEASE",
+    "RL.RENEW",
+    "RL.LEASE",
 ];
 
 /// The spec's limiter commands: they answer decisions.
@@ -40,12 +44,18 @@ const DECIDING: &[&str] = &[
     "RL.FIXED",
     "CL.THROTTLE",
     "RL.ALL",
+    "RL.ACQUIRE",
 ];
+
+/// Lease commands that answer 1 or 0.
+const ANSWERS_BIT: &[&str] = &["RL.RELEASE", "RL.RENEW"];
 
 /// Internal commands (every module command that does not decide, test
 /// hooks aside): they answer OK.
 fn answers_ok(name: &str) -> bool {
-    !decides(name) && (name.starts_with("RL.") || name.starts_with("CL."))
+    !decides(name)
+        && !ANSWERS_BIT.contains(&name)
+        && (name.starts_with("RL.") || name.starts_with("CL."))
 }
 
 fn decides(name: &str) -> bool {
@@ -258,12 +268,17 @@ fn flags(r: &mut Rng, v: &mut Vec<Vec<u8>>) {
 
 /// A key and a limiter spec inside RL.ALL.
 fn all_spec(r: &mut Rng, v: &mut Vec<Vec<u8>>) {
-    let kind = r.below(4);
+    let kind = r.below(5);
     v.push(key(
         r,
-        ["{all}tb", "{all}sw", "{all}gcra", "{all}fw"][kind as usize],
+        ["{all}tb", "{all}sw", "{all}gcra", "{all}fw", "{all}lease"][kind as usize],
     ));
     match kind {
+        4 => {
+            push(v, "CONCURRENCY");
+            push(v, limit(r));
+            push(v, seconds(r));
+        }
         0 => {
             push(v, "TOKENBUCKET");
             push(v, limit(r));
@@ -419,6 +434,21 @@ fn valid(r: &mut Rng, name: &str, seeds: &Seeds) -> Vec<Vec<u8>> {
             push(&mut v, (1 + r.below(120)).to_string());
             if r.one_in(2) {
                 push(&mut v, r.below(4).to_string());
+            }
+        }
+        "RL.ACQUIRE" => {
+            v.push(key(r, "lease"));
+            push(&mut v, limit(r));
+            push(&mut v, seconds(r));
+            if r.one_in(6) {
+                push(&mut v, random_case(r, "DRYRUN"));
+            }
+        }
+        "RL.RELEASE" | "RL.RENEW" => {
+            v.push(key(r, "lease"));
+            push(&mut v, int_str(r));
+            if name == "RL.RENEW" {
+                push(&mut v, seconds(r));
             }
         }
         "RL.ALL" => {
@@ -635,6 +665,11 @@ fn check(
             t.oks += 1;
             Ok(())
         }
+        Value::Int(0) if ANSWERS_BIT.contains(&name.as_str()) => unchanged("a lease not live"),
+        Value::Int(1) if ANSWERS_BIT.contains(&name.as_str()) => {
+            t.allowed += 1;
+            Ok(())
+        }
         Value::Array(items) if decides(&name) => {
             let d: Vec<i64> = items
                 .iter()
@@ -643,7 +678,12 @@ fn check(
                     other => Err(format!("non-integer {other:?} in a decision")),
                 })
                 .collect::<Result<_, _>>()?;
-            let want = if name == "RL.ALL" { 6 } else { 5 };
+            let leased = v.iter().any(|a| a.eq_ignore_ascii_case(b"CONCURRENCY"));
+            let want = match name.as_str() {
+                "RL.ALL" if leased => 7,
+                "RL.ALL" | "RL.ACQUIRE" => 6,
+                _ => 5,
+            };
             if d.len() != want {
                 return Err(format!(
                     "decision of {} integers, not {want}: {d:?}",

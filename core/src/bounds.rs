@@ -25,3 +25,6 @@ pub const WINDOW_DECIMALS: i32 = 3;
 
 /// The longest BLOCK: 31 days, in milliseconds (0 waits without limit).
 pub const MAX_BLOCK_MS: u64 = 31 * 24 * 3600 * 1000;
+
+/// The longest lease: 10 years, in nanoseconds.
+pub const MAX_LEASE_NS: u64 = 10 * YEAR_SECS * 1_000_000_000;

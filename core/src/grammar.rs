@@ -17,8 +17,9 @@ use jiff::tz::TimeZone;
 
 use crate::algo::bucket::{Bucket, BucketError};
 use crate::algo::calendar::{Calendar, Unit};
+use crate::algo::lease::Concurrency;
 use crate::algo::sliding::Window;
-use crate::bounds::{MAX_BLOCK_MS, MAX_INT, MAX_SPAN_US, WINDOW_DECIMALS};
+use crate::bounds::{MAX_BLOCK_MS, MAX_INT, MAX_LEASE_NS, MAX_SPAN_US, WINDOW_DECIMALS};
 use crate::error::{self, CmdError};
 use crate::limit::Spec;
 use crate::num::{parse_u64, Decimal, Scaled};
@@ -107,6 +108,8 @@ pub enum Kind {
     Zone,
     /// A wait in milliseconds, `0..=MAX_BLOCK_MS` (0: without limit).
     Timeout,
+    /// A lease: positive seconds, whole nanoseconds, at most 10 years.
+    Lease,
 }
 
 /// One argument: positional (no token) or a keyword option with one value.
@@ -195,6 +198,10 @@ impl Kind {
             Kind::Timeout => parse_u64(word)
                 .filter(|ms| *ms <= MAX_BLOCK_MS)
                 .map(Value::Int),
+            Kind::Lease => positive().and_then(|d| match d.scaled_exact(9) {
+                Some(Scaled::Value(ns)) if (1..=MAX_LEASE_NS).contains(&ns) => Some(Value::Int(ns)),
+                _ => None,
+            }),
         }
     }
 }
@@ -222,6 +229,7 @@ pub enum Algorithm {
     Sliding,
     Gcra,
     Fixed,
+    Concurrency,
 }
 
 /// One algorithm's grammar: what follows the key, the cost left out.
@@ -238,6 +246,9 @@ pub struct Syntax {
     /// In its own command the cost is a positional argument after the
     /// params (RL.TOKENBUCKET); elsewhere it is the COST option.
     pub cost_positional: bool,
+    /// Takes COST and REFUND (false for leases: one slot a request, given
+    /// back by RL.RELEASE).
+    pub costs: bool,
 }
 
 pub const TOKENBUCKET: Syntax = Syntax {
@@ -250,6 +261,7 @@ pub const TOKENBUCKET: Syntax = Syntax {
     ],
     options: &[option("period", "PERIOD", Kind::Positive, error::PERIOD)],
     cost_positional: true,
+    costs: true,
 };
 
 pub const SLIDING: Syntax = Syntax {
@@ -262,6 +274,7 @@ pub const SLIDING: Syntax = Syntax {
     ],
     options: &[],
     cost_positional: false,
+    costs: true,
 };
 
 pub const GCRA: Syntax = Syntax {
@@ -275,6 +288,7 @@ pub const GCRA: Syntax = Syntax {
     ],
     options: &[],
     cost_positional: false,
+    costs: true,
 };
 
 pub const FIXED: Syntax = Syntax {
@@ -287,10 +301,24 @@ pub const FIXED: Syntax = Syntax {
     ],
     options: &[option("zone", "TZ", Kind::Zone, error::TZ_UNKNOWN)],
     cost_positional: false,
+    costs: true,
+};
+
+pub const CONCURRENCY: Syntax = Syntax {
+    algorithm: Algorithm::Concurrency,
+    keyword: "CONCURRENCY",
+    command: "RL.ACQUIRE",
+    params: &[
+        positional("limit", Kind::Int { min: 1 }, error::LIMIT),
+        positional("lease_seconds", Kind::Lease, error::LEASE),
+    ],
+    options: &[],
+    cost_positional: false,
+    costs: false,
 };
 
 /// Every algorithm, in the order error messages list them.
-pub const ALGORITHMS: &[&Syntax] = &[&TOKENBUCKET, &SLIDING, &GCRA, &FIXED];
+pub const ALGORITHMS: &[&Syntax] = &[&TOKENBUCKET, &SLIDING, &GCRA, &FIXED, &CONCURRENCY];
 
 /// The syntax whose keyword `word` is.
 pub fn algorithm(word: &[u8]) -> Option<&'static Syntax> {
@@ -423,6 +451,10 @@ impl Syntax {
                 };
                 bucket(v.int(0)?, &v.decimal(1)?, &v.decimal(2)?, &errors).map(Spec::Bucket)
             }
+            Algorithm::Concurrency => Ok(Spec::Concurrency(Concurrency {
+                limit: v.int(0)?,
+                lease: Nanos::new(v.int(1)?),
+            })),
             Algorithm::Fixed => {
                 let zone = match v.option(0) {
                     Some(Value::Zone(name)) => Some(zone(name).ok_or(error::TZ_UNKNOWN)?),
@@ -671,7 +703,12 @@ pub fn read_command<'a, W: Words<'a> + ?Sized>(
         settings,
         cost,
         |_| false,
-        |w, c| req.read(w, c, syntax.cost_positional),
+        |w, c| {
+            if !syntax.costs && (is(w, COST_OPTION.keyword) || is(w, REFUND_OPTION.keyword)) {
+                return Err(error::CONCURRENCY_REFUND);
+            }
+            req.read(w, c, syntax.cost_positional)
+        },
     )?;
     if positional_cost.is_some() {
         req.cost = positional_cost;
@@ -739,12 +776,25 @@ pub fn read_all<'a, W: Words<'a> + ?Sized>(
                 request.read(w, c, true)
             },
         )?;
+        if !syntax.costs && cost.is_some() {
+            return Err(error::CONCURRENCY_REFUND);
+        }
         clauses.push(Clause { key, spec, cost });
     }
     if clauses.is_empty() {
         return Err(error::SYNTAX);
     }
     request.check()?;
+    let leases = clauses
+        .iter()
+        .filter(|c| matches!(c.spec, Spec::Concurrency(_)))
+        .count();
+    if leases > 1 {
+        return Err(error::ALL_ONE_CONCURRENCY);
+    }
+    if leases == 1 && request.refund {
+        return Err(error::CONCURRENCY_REFUND);
+    }
     for (i, a) in clauses.iter().enumerate() {
         let name = words.word(a.key);
         if clauses.iter().take(i).any(|b| words.word(b.key) == name) {

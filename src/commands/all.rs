@@ -11,7 +11,9 @@ use redis_ratelimit_core::grammar::{all_key_positions, read_all};
 use super::Cmd;
 use crate::api::{Argv, Ctx};
 use crate::config;
-use crate::engine::{self, Answer, Limit};
+use redis_ratelimit_core::limit::Kind;
+
+use crate::engine::{self, Answer, Limit, Shape};
 
 /// RL.ALL [COST n] [DRYRUN] [REFUND] [BLOCK ms] LIMIT key <algorithm> ... [COST n] [LIMIT ...] ...
 pub fn all(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
@@ -31,11 +33,14 @@ pub fn all(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
             cost: c.cost.or(parsed.request.cost).unwrap_or(1),
         });
     }
-    let Answer::Decided(d, index) = engine::all(ctx, cmd, &limits, parsed.request)? else {
+    let Answer::Decided(d, index, lease) = engine::all(ctx, cmd, &limits, parsed.request)? else {
         return Ok(());
     };
-    let [allowed, limit, remaining, retry, reset] = d.reply_fields();
-    let position = i64::try_from(index + 1).unwrap_or(i64::MAX);
-    ctx.reply_ints(&[allowed, limit, remaining, retry, reset, position]);
+    let shape = Shape {
+        all: true,
+        lease: limits.iter().any(|l| l.spec.kind() == Kind::Leases),
+    };
+    let (f, n) = engine::fields(shape, &d, index, lease);
+    ctx.reply_ints(f.get(..n).unwrap_or(&[]));
     Ok(())
 }

@@ -27,7 +27,7 @@ pub fn throttle(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError>
         ..Request::default()
     };
     let spec = Spec::Bucket(bucket);
-    engine::one(ctx, cmd, key, &spec, req, store::load_or_cell, |d| {
+    engine::one(ctx, cmd, key, &spec, req, store::load_or_cell, |d, _| {
         let retry = match d.retry_after {
             RetryAfter::After(span) => cell_seconds(span),
             RetryAfter::Now | RetryAfter::Never => -1,

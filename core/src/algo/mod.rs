@@ -6,6 +6,7 @@ pub mod all;
 pub mod bucket;
 pub mod calendar;
 pub mod fixed;
+pub mod lease;
 pub mod log;
 pub mod sliding;
 
