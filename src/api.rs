@@ -138,6 +138,21 @@ fn check_api() -> Result<(), &'static str> {
         RedisModule_Free,
         RedisModule_SetModuleOptions,
         RedisModule_Log,
+        RedisModule_BlockClient,
+        RedisModule_UnblockClient,
+        RedisModule_SetDisconnectCallback,
+        RedisModule_GetBlockedClientPrivateData,
+        RedisModule_GetBlockedClientHandle,
+        RedisModule_CreateTimer,
+        RedisModule_StopTimer,
+        RedisModule_GetSelectedDb,
+        RedisModule_SelectDb,
+        RedisModule_AvoidReplicaTraffic,
+        RedisModule_Call,
+        RedisModule_FreeCallReply,
+        RedisModule_CreateString,
+        RedisModule_FreeString,
+        RedisModule_SubscribeToServerEvent,
     );
     Ok(())
 }
@@ -241,6 +256,24 @@ impl Flags {
     pub fn replicated(self) -> bool {
         self.has(raw::REDISMODULE_CTX_FLAGS_REPLICATED)
     }
+    /// This server is a master.
+    pub fn master(self) -> bool {
+        self.has(raw::REDISMODULE_CTX_FLAGS_MASTER)
+    }
+    /// Cluster mode.
+    pub fn cluster(self) -> bool {
+        self.has(raw::REDISMODULE_CTX_FLAGS_CLUSTER)
+    }
+    /// May this call make its client wait? Not inside MULTI/EXEC, a script
+    /// or function, RM_Call, an AOF load or from a master; only on a master.
+    pub fn can_block(self) -> bool {
+        let never = raw::REDISMODULE_CTX_FLAGS_DENY_BLOCKING
+            | raw::REDISMODULE_CTX_FLAGS_MULTI
+            | raw::REDISMODULE_CTX_FLAGS_LUA
+            | raw::REDISMODULE_CTX_FLAGS_REPLICATED
+            | raw::REDISMODULE_CTX_FLAGS_LOADING;
+        !self.has(never) && self.master()
+    }
 }
 
 impl<'a> Ctx<'a> {
@@ -262,11 +295,16 @@ impl<'a> Ctx<'a> {
     }
 
     /// An array of integers.
+    #[inline]
     pub fn reply_ints(&self, values: &[i64]) {
         rm!(RedisModule_ReplyWithArray(self.raw, values.len() as c_long) else 0);
         for &v in values {
             rm!(RedisModule_ReplyWithLongLong(self.raw, v) else 0);
         }
+    }
+
+    pub fn reply_int(&self, v: i64) {
+        rm!(RedisModule_ReplyWithLongLong(self.raw, v) else 0);
     }
 
     pub fn reply_ok(&self) {
@@ -340,6 +378,66 @@ impl<'a> Ctx<'a> {
             ptr,
             _ctx: PhantomData,
         })
+    }
+
+    /// The database the context works on.
+    pub fn selected_db(&self) -> i32 {
+        rm!(RedisModule_GetSelectedDb(self.raw) else 0)
+    }
+
+    /// Works on database `db` from now on (timer contexts).
+    pub fn select_db(&self, db: i32) -> bool {
+        rm!(RedisModule_SelectDb(self.raw, db) else ERR) == OK
+    }
+
+    /// Is `key` served by this node? True outside a cluster. In a cluster,
+    /// asks Redis as a client would (a key in a slot that moved away, or a
+    /// cluster that is down, is not).
+    pub fn key_is_local(&self, key: Name<'_>) -> bool {
+        if !self.flags().cluster() {
+            return true;
+        }
+        let reply = rm!(RedisModule_Call(self.raw, c"EXISTS".as_ptr(), c"s".as_ptr(), key.ptr) else std::ptr::null_mut());
+        if reply.is_null() {
+            return false;
+        }
+        rm!(RedisModule_FreeCallReply(reply) else ());
+        true
+    }
+
+    /// A module string holding `bytes`, freed on drop.
+    pub fn string(&self, bytes: &[u8]) -> Option<OwnedString> {
+        let p = rm!(RedisModule_CreateString(std::ptr::null_mut(), bytes.as_ptr().cast::<c_char>(), bytes.len()) else std::ptr::null_mut());
+        NonNull::new(p).map(OwnedString)
+    }
+
+    /// Makes this command's client wait until [`unblock`]: no reply now.
+    /// `None` where the server refuses (its own reply, if any, was sent).
+    pub fn block_client<B: BlockCallbacks>(&self) -> Option<BlockedClient> {
+        let bc = rm!(RedisModule_BlockClient(
+            self.raw,
+            Some(blocked_reply::<B>),
+            Some(blocked_timeout::<B>),
+            Some(blocked_free::<B>),
+            0,
+        ) else std::ptr::null_mut());
+        let bc = NonNull::new(bc)?;
+        rm!(RedisModule_SetDisconnectCallback(bc.as_ptr(), Some(blocked_disconnect::<B>)) else ());
+        Some(BlockedClient(bc))
+    }
+
+    /// Calls `T::fire(data)` in `ms` milliseconds, from the event loop.
+    pub fn create_timer<T: TimerCallback>(&self, ms: u64, data: u64) -> TimerId {
+        let period = raw::mstime_t::try_from(ms).unwrap_or(raw::mstime_t::MAX);
+        TimerId(
+            rm!(RedisModule_CreateTimer(self.raw, period, Some(timer_fire::<T>), data as usize as *mut c_void) else 0),
+        )
+    }
+
+    /// Stops a timer that has not fired. Never stop one that fired: its id
+    /// may belong to a newer timer.
+    pub fn stop_timer(&self, id: TimerId) {
+        rm!(RedisModule_StopTimer(self.raw, id.0, std::ptr::null_mut()) else ERR);
     }
 
     /// Sets module-wide options (`REDISMODULE_OPTION_*`).
@@ -792,6 +890,177 @@ impl Drop for Key<'_> {
     fn drop(&mut self) {
         rm!(RedisModule_CloseKey(self.raw()) else ());
     }
+}
+
+// ---------------------------------------------------------------- strings we own
+
+/// A module string created here, freed on drop.
+pub struct OwnedString(NonNull<raw::RedisModuleString>);
+
+impl OwnedString {
+    pub fn name(&self) -> Name<'_> {
+        Name {
+            ptr: self.0.as_ptr(),
+            _lent: PhantomData,
+        }
+    }
+}
+
+impl Drop for OwnedString {
+    fn drop(&mut self) {
+        rm!(RedisModule_FreeString(std::ptr::null_mut(), self.0.as_ptr()) else ());
+    }
+}
+
+// ---------------------------------------------------------------- waiting
+
+/// A client made to wait by [`Ctx::block_client`]: it holds its reply
+/// until [`unblock`] is called, exactly once, with this handle.
+pub struct BlockedClient(NonNull<raw::RedisModuleBlockedClient>);
+
+/// Which blocked client a callback is about (the handle's address, valid
+/// until the client is unblocked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BlockedId(usize);
+
+impl BlockedClient {
+    pub fn id(&self) -> BlockedId {
+        BlockedId(self.0.as_ptr() as usize)
+    }
+}
+
+/// What happens to the clients a command made wait.
+pub trait BlockCallbacks: 'static {
+    /// What [`unblock`] hands over for the reply.
+    type Outcome: 'static;
+    /// The client was unblocked with `outcome`: reply to it (the context
+    /// reaches the client; nothing else may be done here).
+    fn reply(ctx: &Ctx<'_>, outcome: &Self::Outcome);
+    /// `CLIENT UNBLOCK id [TIMEOUT]`: reply to the client through `ctx`,
+    /// and let go of its handle with `unblock(bc, None)`.
+    fn unblocked(ctx: &Ctx<'_>, id: BlockedId);
+    /// The client is gone (closed, killed, `CLIENT UNBLOCK .. ERROR`, the
+    /// server became a replica): forget it and `unblock(bc, None)` unless
+    /// that was already done.
+    fn disconnected(ctx: &Ctx<'_>, id: BlockedId);
+}
+
+/// Releases a waiting client: with an outcome, its reply callback answers
+/// from it; without, it gets no reply (it timed out or went away).
+pub fn unblock<B: BlockCallbacks>(bc: BlockedClient, outcome: Option<Box<B::Outcome>>) {
+    let p = outcome.map_or(std::ptr::null_mut(), |o| Box::into_raw(o).cast::<c_void>());
+    if rm!(RedisModule_UnblockClient(bc.0.as_ptr(), p) else ERR) != OK && !p.is_null() {
+        // SAFETY: Redis did not take the outcome; it is ours again.
+        drop(unsafe { Box::from_raw(p.cast::<B::Outcome>()) });
+    }
+}
+
+extern "C" fn blocked_reply<B: BlockCallbacks>(
+    ctx: RawCtx,
+    _argv: *mut RawString,
+    _argc: c_int,
+) -> c_int {
+    guard(OK, || {
+        let p = rm!(RedisModule_GetBlockedClientPrivateData(ctx) else std::ptr::null_mut());
+        // SAFETY: the only privdata ever handed to UnblockClient is a
+        // Box<B::Outcome> (see `unblock`); it is freed by `blocked_free`.
+        if let Some(outcome) = unsafe { p.cast::<B::Outcome>().as_ref() } {
+            B::reply(&Ctx::new(ctx), outcome);
+        }
+        OK
+    })
+}
+
+extern "C" fn blocked_timeout<B: BlockCallbacks>(
+    ctx: RawCtx,
+    _argv: *mut RawString,
+    _argc: c_int,
+) -> c_int {
+    guard(OK, || {
+        let bc = rm!(RedisModule_GetBlockedClientHandle(ctx) else std::ptr::null_mut());
+        B::unblocked(&Ctx::new(ctx), BlockedId(bc as usize));
+        OK
+    })
+}
+
+extern "C" fn blocked_disconnect<B: BlockCallbacks>(
+    ctx: RawCtx,
+    bc: *mut raw::RedisModuleBlockedClient,
+) {
+    guard((), || {
+        B::disconnected(&Ctx::new(ctx), BlockedId(bc as usize))
+    });
+}
+
+extern "C" fn blocked_free<B: BlockCallbacks>(_ctx: RawCtx, privdata: *mut c_void) {
+    guard((), || {
+        if !privdata.is_null() {
+            // SAFETY: a Box<B::Outcome> from `unblock`, freed once, here.
+            drop(unsafe { Box::from_raw(privdata.cast::<B::Outcome>()) });
+        }
+    });
+}
+
+// ---------------------------------------------------------------- timers
+
+/// A module timer (its id is its expiry: reused once it fired).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimerId(u64);
+
+/// What a timer does when it fires; `data` is what it was created with.
+pub trait TimerCallback: 'static {
+    fn fire(ctx: &Ctx<'_>, data: u64);
+}
+
+extern "C" fn timer_fire<T: TimerCallback>(ctx: RawCtx, data: *mut c_void) {
+    guard((), || T::fire(&Ctx::new(ctx), data as usize as u64));
+}
+
+/// True while clients are paused for a failover or a shutdown: nothing
+/// should be written that replicas would then miss.
+pub fn avoid_replica_traffic() -> bool {
+    rm!(RedisModule_AvoidReplicaTraffic() else 0) != 0
+}
+
+// ---------------------------------------------------------------- server events
+
+/// What the module hears about the server.
+pub trait ServerEvents: 'static {
+    /// A database was emptied (`None`: all of them).
+    fn flushed(ctx: &Ctx<'_>, db: Option<i32>);
+    /// This server became a replica.
+    fn became_replica(ctx: &Ctx<'_>);
+}
+
+const EVENT_ROLE_CHANGED: raw::RedisModuleEvent = raw::RedisModuleEvent { id: 0, dataver: 1 };
+const EVENT_FLUSHDB: raw::RedisModuleEvent = raw::RedisModuleEvent { id: 2, dataver: 1 };
+const SUBEVENT_NOW_REPLICA: u64 = 1;
+const SUBEVENT_FLUSH_END: u64 = 1;
+
+extern "C" fn server_event<E: ServerEvents>(
+    ctx: RawCtx,
+    eid: raw::RedisModuleEvent,
+    subevent: u64,
+    data: *mut c_void,
+) {
+    guard((), || {
+        let c = Ctx::new(ctx);
+        if eid.id == EVENT_FLUSHDB.id && subevent == SUBEVENT_FLUSH_END {
+            // SAFETY: FlushDB events carry a RedisModuleFlushInfo.
+            let info = unsafe { data.cast::<raw::RedisModuleFlushInfo>().as_ref() };
+            let db = info.map_or(-1, |i| i.dbnum);
+            E::flushed(&c, (db >= 0).then_some(db));
+        } else if eid.id == EVENT_ROLE_CHANGED.id && subevent == SUBEVENT_NOW_REPLICA {
+            E::became_replica(&c);
+        }
+    });
+}
+
+/// Subscribes to database flushes and role changes.
+pub fn subscribe_server_events<E: ServerEvents>(ctx: &Ctx<'_>) -> bool {
+    [EVENT_FLUSHDB, EVENT_ROLE_CHANGED].into_iter().all(|event| {
+        rm!(RedisModule_SubscribeToServerEvent(ctx.raw, event, Some(server_event::<E>)) else ERR) == OK
+    })
 }
 
 // ---------------------------------------------------------------- module types

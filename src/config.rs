@@ -6,6 +6,10 @@
 //!   sliding-window log keeps before it merges new admissions into its newest
 //!   entry. It bounds memory per key (1 to 5 bytes an entry); below it the
 //!   window is exact, above it the window can only admit less, never more.
+//! - `max-waiters` (default 10000, 0 to 10000000): clients waiting in line
+//!   (BLOCK) at once, over all keys. Each costs the server about 34 KB
+//!   (Redis keeps a reply buffer per blocked client); past it, a BLOCK call
+//!   answers at once as if it had not asked to wait. 0 turns waiting off.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -16,6 +20,16 @@ use crate::api::{self, Ctx, NumericConfig};
 const SLIDING_MAX_ENTRIES_MAX: u32 = 100_000_000;
 
 static SLIDING_MAX_ENTRIES: AtomicU32 = AtomicU32::new(SLIDING_MAX_ENTRIES_DEFAULT);
+
+const MAX_WAITERS_DEFAULT: u32 = 10_000;
+const MAX_WAITERS_MAX: u32 = 10_000_000;
+static MAX_WAITERS: AtomicU32 = AtomicU32::new(MAX_WAITERS_DEFAULT);
+
+/// Clients that may wait in line at once.
+#[inline]
+pub fn max_waiters() -> usize {
+    MAX_WAITERS.load(Ordering::Relaxed) as usize
+}
 
 /// What limits take from the configuration, as of now.
 #[inline]
@@ -46,10 +60,34 @@ impl NumericConfig for SlidingMaxEntries {
     }
 }
 
+struct MaxWaiters;
+
+impl NumericConfig for MaxWaiters {
+    const NAME: &'static std::ffi::CStr = c"max-waiters";
+    const DEFAULT: i64 = MAX_WAITERS_DEFAULT as i64;
+    const MIN: i64 = 0;
+    const MAX: i64 = MAX_WAITERS_MAX as i64;
+    fn get() -> i64 {
+        i64::from(MAX_WAITERS.load(Ordering::Relaxed))
+    }
+    fn set(v: i64) -> bool {
+        match u32::try_from(v) {
+            Ok(v) => {
+                MAX_WAITERS.store(v, Ordering::Relaxed);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
 /// Registers the configuration and applies values given at load time.
 pub fn register(ctx: &Ctx<'_>) -> Result<(), &'static str> {
     if !api::register_numeric_config::<SlidingMaxEntries>(ctx) {
         return Err("cannot register sliding-max-entries");
+    }
+    if !api::register_numeric_config::<MaxWaiters>(ctx) {
+        return Err("cannot register max-waiters");
     }
     if !ctx.load_configs() {
         return Err("bad configuration value at load time");

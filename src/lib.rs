@@ -19,6 +19,7 @@ compile_error!("redis-ratelimit keeps 64-bit state in a pointer field: 64-bit ta
 
 mod alloc;
 mod api;
+mod block;
 mod clock;
 mod commands;
 mod config;
@@ -53,6 +54,9 @@ fn init(ctx: &api::Ctx<'_>) -> Result<(), String> {
     store::register_types(ctx)?;
     commands::register(ctx)?;
     config::register(ctx)?;
+    if !api::subscribe_server_events::<block::Events>(ctx) {
+        return Err("cannot subscribe to server events".into());
+    }
     if !api::register_info::<stats::Stats>(ctx) {
         return Err("cannot register the INFO section".into());
     }

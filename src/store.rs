@@ -10,6 +10,8 @@
 //! - `rl-fixwin` (fixed window): the count, kept the same way; the window's
 //!   end is the key's expiry, written in the same step.
 //! - `rl-window` (exact sliding window): a boxed [`Log`].
+//! - `rl-leases` (concurrency leases): a boxed [`Leases`]; the key expires
+//!   when its last lease ends.
 //!
 //! RDB and `DUMP` carry the value (the u64, or the encoded log); AOF
 //! rewrite carries it inside `RL.SETSTATE key <state>` (see `wire`), so a
@@ -21,6 +23,7 @@ use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use redis_ratelimit_core::algo::fixed::Counter;
+use redis_ratelimit_core::algo::lease::Leases;
 use redis_ratelimit_core::algo::sliding::Log;
 use redis_ratelimit_core::error::{CmdError, WRONGTYPE};
 use redis_ratelimit_core::limit::{Effect, Kind, Stored};
@@ -30,12 +33,13 @@ use redis_ratelimit_core::time::Nanos;
 use crate::api::{
     self, Aof, BoxedMethods, BoxedType, Ctx, Holds, InlineMethods, InlineType, Key, Name, Read,
 };
-use crate::stats::{KEYS_BUCKET, KEYS_FIXED, KEYS_WINDOW};
+use crate::stats::{KEYS_BUCKET, KEYS_FIXED, KEYS_LEASES, KEYS_WINDOW};
 use crate::wire::{self, State};
 
 pub static BUCKET: InlineType = InlineType::new();
 pub static FIXED: InlineType = InlineType::new();
 pub static WINDOW: BoxedType<Log> = BoxedType::new();
+pub static LEASES: BoxedType<Leases> = BoxedType::new();
 
 const ENCODING_VERSION: i32 = 1;
 
@@ -49,6 +53,9 @@ pub fn register_types(ctx: &Ctx<'_>) -> Result<(), &'static str> {
     }
     if !api::register_boxed::<WindowType>(ctx, c"rl-window", ENCODING_VERSION) {
         return Err("cannot create type rl-window");
+    }
+    if !api::register_boxed::<LeaseType>(ctx, c"rl-leases", ENCODING_VERSION) {
+        return Err("cannot create type rl-leases");
     }
     Ok(())
 }
@@ -75,6 +82,7 @@ pub fn load<'k>(key: &'k Key<'_>, kind: Kind) -> Result<Stored<'k>, CmdError> {
                 }))
             }
             Kind::Window => held.boxed(&WINDOW).map(Stored::Window).ok_or(WRONGTYPE),
+            Kind::Leases => held.boxed(&LEASES).map(Stored::Leases).ok_or(WRONGTYPE),
         },
         Read::Other => Err(WRONGTYPE),
     }
@@ -97,7 +105,9 @@ pub fn load_or_cell<'k>(key: &'k Key<'_>, kind: Kind) -> Result<Stored<'k>, CmdE
 pub fn holds_ours_or_nothing(key: &Key<'_>) -> bool {
     match key.holds() {
         Holds::Nothing => true,
-        Holds::Module(t) => t == BUCKET.id() || t == FIXED.id() || t == WINDOW.id(),
+        Holds::Module(t) => {
+            t == BUCKET.id() || t == FIXED.id() || t == WINDOW.id() || t == LEASES.id()
+        }
         Holds::Other => false,
     }
 }
@@ -168,6 +178,25 @@ pub fn write(key: &mut Key<'_>, effect: &Effect) {
                 key.expire_at(window_expiry_ms(last, r.span_us));
             }
         }
+        Effect::Lease(op) => {
+            let last = match key.boxed_mut(&LEASES) {
+                Some(leases) => {
+                    leases.apply(op);
+                    leases.last_expiry()
+                }
+                None => {
+                    let leases = Leases::from_op(op);
+                    let last = leases.last_expiry();
+                    counted(key.set_boxed(&LEASES, leases), &KEYS_LEASES);
+                    last
+                }
+            };
+            match last {
+                // The last lease ended: the key goes.
+                None => key.delete(),
+                Some(t) => key.expire_at(expiry_ms(t)),
+            }
+        }
         Effect::Clear => key.delete(),
     }
 }
@@ -185,6 +214,9 @@ pub fn write_state(key: &mut Key<'_>, state: State) {
         }
         State::Window { log, .. } => {
             counted(key.set_boxed(&WINDOW, log), &KEYS_WINDOW);
+        }
+        State::Leases { leases, .. } => {
+            counted(key.set_boxed(&LEASES, leases), &KEYS_LEASES);
         }
     }
     if expire_ms == 0 {
@@ -269,5 +301,36 @@ impl BoxedMethods for WindowType {
     }
     fn freed() {
         KEYS_WINDOW.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+struct LeaseType;
+
+impl BoxedMethods for LeaseType {
+    type Value = Leases;
+    fn handle() -> &'static BoxedType<Leases> {
+        &LEASES
+    }
+    fn decode(encver: i32, bytes: &[u8]) -> Option<Leases> {
+        if encver != ENCODING_VERSION {
+            return None;
+        }
+        Leases::decode(bytes).filter(|l| !l.is_empty())
+    }
+    fn encode(leases: &Leases, out: &mut Vec<u8>) {
+        out.reserve(leases.encoded_len());
+        leases.encode(out);
+    }
+    fn rewrite(leases: &Leases, key: Name<'_>, aof: &mut Aof<'_>) {
+        aof.emit(wire::SETSTATE, key, &wire::leases(0, leases));
+    }
+    fn mem_usage(leases: &Leases) -> usize {
+        leases.heap_size()
+    }
+    fn created() {
+        KEYS_LEASES.fetch_add(1, Ordering::Relaxed);
+    }
+    fn freed() {
+        KEYS_LEASES.fetch_sub(1, Ordering::Relaxed);
     }
 }

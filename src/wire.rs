@@ -9,9 +9,11 @@
 
 use std::ffi::CStr;
 
+use redis_ratelimit_core::algo::lease::{Leases, Op};
 use redis_ratelimit_core::algo::sliding::{Log, Refund, Update};
 use redis_ratelimit_core::bounds::{MAX_INSTANT_US, MAX_INT, MAX_SPAN_US};
 use redis_ratelimit_core::limit::Effect;
+use redis_ratelimit_core::time::Nanos;
 
 use crate::api::{Ctx, Name};
 
@@ -21,6 +23,8 @@ pub const SETSTATE: &CStr = c"RL.SETSTATE";
 pub const WINDOWADD: &CStr = c"RL.WINDOWADD";
 /// A refund to a sliding window.
 pub const WINDOWREFUND: &CStr = c"RL.WINDOWREFUND";
+/// A lease taken, released or renewed.
+pub const LEASE: &CStr = c"RL.LEASE";
 
 /// No limit exceeds i64::MAX, so no request carries more units.
 const MAX_UNITS: u64 = MAX_INT;
@@ -28,6 +32,7 @@ const MAX_UNITS: u64 = MAX_INT;
 const BUCKET: u8 = b'B';
 const FIXED: u8 = b'F';
 const WINDOW: u8 = b'W';
+const LEASES: u8 = b'L';
 
 /// Propagates an effect to replicas and the AOF: the command it travels
 /// as and its payload, with absolute times.
@@ -41,6 +46,7 @@ pub fn replicate(ctx: &Ctx<'_>, key: Name<'_>, effect: &Effect) {
         }
         Effect::WindowAdd(u) => ctx.replicate_blob(WINDOWADD, key, &update(u)),
         Effect::WindowRefund(r) => ctx.replicate_blob(WINDOWREFUND, key, &refund(r)),
+        Effect::Lease(op) => ctx.replicate_blob(LEASE, key, &lease_op(op)),
         Effect::Clear => ctx.replicate_del(key),
     }
 }
@@ -55,17 +61,17 @@ pub enum State {
     Fixed { count: u64, end_ms: u64 },
     /// A log and the key's expiry (ms; 0 as for `Fixed`).
     Window { expire_ms: u64, log: Log },
+    /// Live leases and the key's expiry (ms; 0 as for `Fixed`).
+    Leases { expire_ms: u64, leases: Leases },
 }
 
 impl State {
     /// The key's expiry this state names (Unix ms; 0 for none).
     pub fn expire_ms(&self) -> u64 {
         match self {
-            State::Bucket { tat_ns } => {
-                redis_ratelimit_core::time::Nanos::new(*tat_ns).ceil_millis()
-            }
+            State::Bucket { tat_ns } => Nanos::new(*tat_ns).ceil_millis(),
             State::Fixed { end_ms, .. } => *end_ms,
-            State::Window { expire_ms, .. } => *expire_ms,
+            State::Window { expire_ms, .. } | State::Leases { expire_ms, .. } => *expire_ms,
         }
     }
 }
@@ -96,6 +102,45 @@ pub fn window(expire_ms: u64, log: &Log) -> Vec<u8> {
     out
 }
 
+pub fn leases(expire_ms: u64, leases: &Leases) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + leases.encoded_len());
+    out.push(LEASES);
+    out.extend_from_slice(&expire_ms.to_le_bytes());
+    leases.encode(&mut out);
+    out
+}
+
+/// A lease change: `A` acquire, `R` release, `N` renew, then the decision
+/// instant, the lease id and (for A and N) its expiry, in nanoseconds.
+pub fn lease_op(op: &Op) -> [u8; 25] {
+    let (tag, now, id, expires) = match *op {
+        Op::Acquire { now, id, expires } => (b'A', now, id, expires),
+        Op::Release { now, id } => (b'R', now, id, Nanos::ZERO),
+        Op::Renew { now, id, expires } => (b'N', now, id, expires),
+    };
+    let mut out = [0u8; 25];
+    out[0] = tag;
+    out[1..9].copy_from_slice(&now.as_u64().to_le_bytes());
+    out[9..17].copy_from_slice(&id.to_le_bytes());
+    out[17..].copy_from_slice(&expires.as_u64().to_le_bytes());
+    out
+}
+
+pub fn decode_lease_op(b: &[u8]) -> Option<Op> {
+    if b.len() != 25 {
+        return None;
+    }
+    let now = Nanos::new(u64_at(b, 1)?);
+    let id = u64_at(b, 9).filter(|v| (1..=MAX_INT).contains(v))?;
+    let expires = Nanos::new(u64_at(b, 17)?);
+    match b.first()? {
+        b'A' if expires > now => Some(Op::Acquire { now, id, expires }),
+        b'R' if expires == Nanos::ZERO => Some(Op::Release { now, id }),
+        b'N' if expires > now => Some(Op::Renew { now, id, expires }),
+        _ => None,
+    }
+}
+
 pub fn decode_state(b: &[u8]) -> Option<State> {
     match (b.first()?, b.len()) {
         (&BUCKET, 9) => Some(State::Bucket {
@@ -108,6 +153,10 @@ pub fn decode_state(b: &[u8]) -> Option<State> {
         (&WINDOW, n) if n > 9 => Some(State::Window {
             expire_ms: u64_at(b, 1)?,
             log: Log::decode(b.get(9..)?).ok()?,
+        }),
+        (&LEASES, n) if n > 9 => Some(State::Leases {
+            expire_ms: u64_at(b, 1)?,
+            leases: Leases::decode(b.get(9..)?).filter(|l| !l.is_empty())?,
         }),
         _ => None,
     }
@@ -299,7 +348,40 @@ mod tests {
                 units
             })
             .to_vec()),
+            (
+                any::<u64>(),
+                1u64..1 << 62,
+                prop::collection::vec((1u64..1_000_000, 1u64..1 << 40), 1..6)
+            )
+                .prop_map(|(e, start, gaps)| leases(e, &leases_of(start, &gaps))),
+            (0u8..3, 1u64..1 << 62, 1u64..MAX_UNITS, 1u64..1 << 40).prop_map(
+                |(tag, now, id, lease)| {
+                    let (now, expires) = (Nanos::new(now), Nanos::new(now + lease));
+                    lease_op(&match tag {
+                        0 => Op::Acquire { now, id, expires },
+                        1 => Op::Release { now, id },
+                        _ => Op::Renew { now, id, expires },
+                    })
+                    .to_vec()
+                }
+            ),
         ]
+    }
+
+    /// Real leases: acquired one after the other, `gap` ns apart, each for
+    /// `lease` ns.
+    fn leases_of(start: u64, gaps: &[(u64, u64)]) -> Leases {
+        let mut l = Leases::default();
+        let mut now = start;
+        for (i, &(gap, lease)) in gaps.iter().enumerate() {
+            now += gap;
+            l.apply(&Op::Acquire {
+                now: Nanos::new(now),
+                id: now + i as u64,
+                expires: Nanos::new(now + lease + (1 << 41)),
+            });
+        }
+        l
     }
 
     proptest! {
@@ -310,6 +392,7 @@ mod tests {
             let _ = decode_state(&b);
             let _ = decode_update(&b);
             let _ = decode_refund(&b);
+            let _ = decode_lease_op(&b);
         }
 
         /// Structured inputs: real encodings with up to three mutations,
@@ -329,14 +412,19 @@ mod tests {
             let state = decode_state(&b);
             let upd = decode_update(&b);
             let refd = decode_refund(&b);
+            let op = decode_lease_op(&b);
             if untouched {
-                prop_assert!(state.is_some() || upd.is_some() || refd.is_some());
+                prop_assert!(state.is_some() || upd.is_some() || refd.is_some() || op.is_some());
+            }
+            if let Some(op) = op {
+                prop_assert_eq!(&lease_op(&op)[..], &b[..]);
             }
             if let Some(s) = state {
                 let again = match &s {
                     State::Bucket { tat_ns } => bucket(*tat_ns).to_vec(),
                     State::Fixed { count, end_ms } => fixed(*count, *end_ms).to_vec(),
                     State::Window { expire_ms, log } => window(*expire_ms, log),
+                    State::Leases { expire_ms, leases: l } => leases(*expire_ms, l),
                 };
                 prop_assert_eq!(&again, &b);
             }

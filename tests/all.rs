@@ -285,7 +285,7 @@ fn malformed_limits_reject_the_whole_command() {
             &[
                 "RL.ALL", "LIMIT", "a", "SLIDING", "5", "60", "LIMIT", "b", "LEAKY", "1", "1",
             ],
-            "ERR LIMIT takes a key and TOKENBUCKET, SLIDING, GCRA or FIXED",
+            "ERR LIMIT takes a key and TOKENBUCKET, SLIDING, GCRA, FIXED or CONCURRENCY",
         ),
         (
             &[

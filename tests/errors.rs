@@ -84,7 +84,7 @@ const CASES: &[(&[&str], &str)] = &[
     // RL.ALL
     (&["RL.ALL", "LIMIT", "k", "SLIDING", "5"], "ERR wrong number of arguments for 'RL.ALL' command"),
     (&["RL.ALL", "LIMIT", "k", "SLIDING", "5", "60", "LIMIT"], "ERR syntax error"),
-    (&["RL.ALL", "LIMIT", "k", "SLIDING", "5", "60", "LIMIT", "j"], "ERR LIMIT takes a key and TOKENBUCKET, SLIDING, GCRA or FIXED"),
+    (&["RL.ALL", "LIMIT", "k", "SLIDING", "5", "60", "LIMIT", "j"], "ERR LIMIT takes a key and TOKENBUCKET, SLIDING, GCRA, FIXED or CONCURRENCY"),
     // the internal effect commands refuse ordinary clients, whatever they carry
     // (tests/internal.rs: what they validate, from a master and from an AOF)
     (&["RL.SETSTATE", "k", "garbage"], "ERR RL.SETSTATE is internal: it only applies what a master sends or an AOF holds"),

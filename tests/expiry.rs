@@ -227,6 +227,42 @@ fn rl_all_gives_each_key_its_own_expiry() {
     same_on_replica(&master, &replica, 4);
 }
 
+#[test]
+fn lease_keys_expire_when_their_last_lease_ends() {
+    let (master, replica) = pair();
+    let mut c = master.connect();
+    let t = clock_start(&mut c) + 456_789_012;
+    let id = |r: &Value| match r {
+        Value::Array(v) => match v[5] {
+            Value::Int(id) => id.to_string(),
+            ref other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    };
+    set_clock(&mut c, t);
+    let a = id(&call(&mut c, &["RL.ACQUIRE", "l", "3", "10"]).unwrap());
+    assert_eq!(expiry(&mut c, "l"), ceil_ms(t + 10 * SEC));
+    // A lease ending later moves the expiry; one ending sooner does not.
+    set_clock(&mut c, t + SEC);
+    let b = id(&call(&mut c, &["RL.ACQUIRE", "l", "3", "20.5"]).unwrap());
+    call(&mut c, &["RL.ACQUIRE", "l", "3", "0.25"]).unwrap();
+    assert_eq!(expiry(&mut c, "l"), ceil_ms(t + 21_500 * MS));
+    // Renewed: the first now ends 30 s after the renewal.
+    set_clock(&mut c, t + 2 * SEC);
+    assert_eq!(int(&mut c, &["RL.RENEW", "l", &a, "30"]), 1);
+    assert_eq!(expiry(&mut c, "l"), ceil_ms(t + 32 * SEC));
+    // Released: the last lease left ends the key.
+    set_clock(&mut c, t + 3 * SEC);
+    assert_eq!(int(&mut c, &["RL.RELEASE", "l", &a]), 1);
+    assert_eq!(expiry(&mut c, "l"), ceil_ms(t + 21_500 * MS));
+    // A lease of a nanosecond more than a whole millisecond: rounded up.
+    call(&mut c, &["RL.ACQUIRE", "ns", "1", "0.002000001"]).unwrap();
+    assert_eq!(expiry(&mut c, "ns"), ceil_ms(t + 3 * SEC + 2 * MS + 1));
+    same_on_replica(&master, &replica, 2);
+    assert_eq!(int(&mut c, &["RL.RELEASE", "l", &b]), 1);
+    assert_eq!(int(&mut c, &["EXISTS", "l"]), 0);
+}
+
 /// On the server's real clock: for every algorithm, the expiry is the
 /// decision instant plus the exact span to fresh, the decision instant
 /// lying between the TIMEs read just before and just after.
@@ -239,10 +275,10 @@ fn on_the_real_clock_expiries_are_the_decision_instant_plus_the_span() {
         (&["RL.GCRA", "g", "10", "5", "60", "COST", "2"], 24 * SEC),
         (&["CL.THROTTLE", "cl", "15", "30", "60", "1"], 2 * SEC),
         (&["RL.SLIDING", "sw", "10", "5"], 5 * SEC),
+        (&["RL.ACQUIRE", "l", "2", "7.5"], 7_500 * MS),
     ];
     for (args, span) in cases {
         let (t0, reply, t1) = bracketed(&mut c, args);
-        let reply: [i64; 5] = reply.try_into().unwrap();
         let e = expiry(&mut c, args[1]);
         // The sliding log keeps microseconds (TIME has no more).
         assert!(

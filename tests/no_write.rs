@@ -18,9 +18,18 @@ enum Said {
     Denied,
     /// Denied, and retry_after -1: the cost can never fit.
     Never,
+    /// 0 from RL.RELEASE or RL.RENEW: no such live lease.
+    Nothing,
 }
 
 fn said(args: &[String], reply: &[i64]) -> Said {
+    if reply.len() == 1 {
+        return if reply[0] == 1 {
+            Said::Allowed
+        } else {
+            Said::Nothing
+        };
+    }
     let throttle = args[0] == "CL.THROTTLE";
     let allowed = if throttle {
         reply[0] == 0
@@ -134,6 +143,104 @@ fn cases() -> Vec<Case> {
             said,
         });
     }
+    // Leases: a dry run, a full limit, a release or renewal of a lease
+    // that is not live (they answer 0).
+    let leases: &[(&str, &[&str], &str, Said)] = &[
+        (
+            "RL.ACQUIRE: a dry run on a missing key",
+            &[],
+            "RL.ACQUIRE K 2 60 DRYRUN",
+            Said::Allowed,
+        ),
+        (
+            "RL.ACQUIRE: a dry run",
+            &["RL.ACQUIRE K 2 60"],
+            "RL.ACQUIRE K 2 60 DRYRUN",
+            Said::Allowed,
+        ),
+        (
+            "RL.ACQUIRE: a full limit",
+            &["RL.ACQUIRE K 1 60"],
+            "RL.ACQUIRE K 1 60",
+            Said::Denied,
+        ),
+        (
+            "RL.ACQUIRE: a full limit, dry run",
+            &["RL.ACQUIRE K 1 60"],
+            "RL.ACQUIRE K 1 60 DRYRUN",
+            Said::Denied,
+        ),
+        (
+            "RL.RELEASE: an unknown lease",
+            &["RL.ACQUIRE K 2 60"],
+            "RL.RELEASE K 1",
+            Said::Nothing,
+        ),
+        (
+            "RL.RELEASE: a missing key",
+            &[],
+            "RL.RELEASE K 1",
+            Said::Nothing,
+        ),
+        (
+            "RL.RENEW: an unknown lease",
+            &["RL.ACQUIRE K 2 60"],
+            "RL.RENEW K 1 30",
+            Said::Nothing,
+        ),
+        (
+            "RL.RENEW: a missing key",
+            &[],
+            "RL.RENEW K 1 30",
+            Said::Nothing,
+        ),
+    ];
+    for (what, setup, call, said) in leases {
+        let key = format!("lease:{}", out.len());
+        let with_key = |a: &str| {
+            a.replace('K', &key)
+                .split(' ')
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        out.push(Case {
+            what: what.to_string(),
+            setup: setup.iter().map(|a| with_key(a)).collect(),
+            call: with_key(call),
+            keys: vec![key.clone()],
+            said: *said,
+        });
+    }
+    // A denial that waited in line (BLOCK) and timed out.
+    for (n, t) in LIMITERS.iter().enumerate() {
+        let key = format!("block:{n}:{}", out.len());
+        out.push(Case {
+            what: format!("{t}: a denial after waiting 20 ms"),
+            setup: vec![limiter(t, &key, 4, "")],
+            call: limiter(t, &key, 2, "BLOCK 20"),
+            keys: vec![key],
+            said: Said::Denied,
+        });
+    }
+    // RL.ALL with a lease clause: a dry run, and a denial by the rate limit.
+    for (what, top, cost, said) in [
+        ("a dry run", "DRYRUN", 0, Said::Allowed),
+        ("a denial", "", 1, Said::Denied),
+    ] {
+        let tag = format!("all{}", out.len());
+        let args = |top: &str, cost: u64| {
+            words(&format!(
+                "RL.ALL {top} LIMIT {{{tag}}}sw SLIDING 2 60 COST {cost} LIMIT {{{tag}}}l CONCURRENCY 3 60"
+            ))
+        };
+        out.push(Case {
+            what: format!("RL.ALL with a lease: {what}"),
+            setup: vec![args("", 2)],
+            call: args(top, cost),
+            keys: vec![format!("{{{tag}}}sw"), format!("{{{tag}}}l")],
+            said,
+        });
+    }
     // RL.ALL over one limit of each algorithm.
     let all = |tag: &str, top: &str, costs: [u64; 4]| {
         words(&format!(
@@ -218,6 +325,13 @@ fn cases() -> Vec<Case> {
             [1, 1, 1, 1],
             Said::Allowed,
         ),
+        (
+            "a denial that waited 20 ms",
+            Some([1, 5, 1, 1]),
+            "BLOCK 20",
+            [1, 1, 1, 1],
+            Said::Denied,
+        ),
     ] {
         let tag = format!("all{}", out.len());
         out.push(Case {
@@ -238,9 +352,21 @@ fn keys_state(c: &mut redis::Connection, keys: &[String]) -> Vec<(Option<Vec<u8>
         .collect()
 }
 
+/// A reply as integers: a decision, or RL.RELEASE's and RL.RENEW's 1 or 0
+/// (as one integer).
 fn ints(c: &mut redis::Connection, args: &[String]) -> Vec<i64> {
     let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    ints_on(c, &a)
+    match call(c, &a) {
+        Ok(Value::Int(i)) => vec![i],
+        Ok(Value::Array(v)) => v
+            .iter()
+            .map(|x| match x {
+                Value::Int(i) => *i,
+                other => panic!("{args:?}: {other:?}"),
+            })
+            .collect(),
+        other => panic!("{args:?}: {other:?}"),
+    }
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Past `maxmemory` (policy `noeviction`): every limiter command is flagged
 //! `deny-oom`, so Redis refuses it with its OOM error before the module
 //! runs, whatever it would have done: an admission, and also a peek, a
-//! denial, a dry run or a refund, which would write nothing. Nothing is
+//! denial, a dry run or a refund, which would write nothing, and a lease's
+//! release or renewal. Nothing is
 //! written or propagated; reads still work; once memory is back under the
 //! limit the limiters decide from the state they had.
 //!
@@ -35,7 +36,15 @@ fn past_maxmemory_every_limiter_command_is_refused_and_writes_nothing() {
             "{args}"
         );
     }
-    let keys = ["tb", "sw", "g", "fw", "cl"];
+    // A lease held, to give back while out of memory.
+    let lease = match call(&mut c, &["RL.ACQUIRE", "ls", "2", "60"]) {
+        Ok(Value::Array(v)) => match v[5] {
+            Value::Int(id) => id.to_string(),
+            ref other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    };
+    let keys = ["tb", "sw", "g", "fw", "cl", "ls"];
     let peeks: Vec<[i64; 5]> = [
         "RL.TOKENBUCKET tb 5 1 0",
         "RL.SLIDING sw 5 60 COST 0",
@@ -47,13 +56,10 @@ fn past_maxmemory_every_limiter_command_is_refused_and_writes_nothing() {
     .map(|a| rl(&mut c, &a.split(' ').collect::<Vec<_>>()))
     .collect();
 
-    // 4 MB of something else, then a limit of half of what is used.
-    ok(&mut c, &["SET", "filler", &"x".repeat(4 << 20)]);
-    let used = info_int(&mut c, "memory", "used_memory");
-    ok(
-        &mut c,
-        &["CONFIG", "SET", "maxmemory", &(used / 2).to_string()],
-    );
+    // A limit far below what any server uses: every write is past it
+    // (half of what is used would not do: buffers that count toward it
+    // come and go).
+    ok(&mut c, &["CONFIG", "SET", "maxmemory", "1"]);
     wait_caught_up(&master, &replica);
     let state = |c: &mut redis::Connection| -> Vec<(Option<Vec<u8>>, i64)> {
         keys.iter()
@@ -78,7 +84,10 @@ fn past_maxmemory_every_limiter_command_is_refused_and_writes_nothing() {
         "CL.THROTTLE cl 4 1 10 0",
         "CL.THROTTLE cl 4 1 10 9",
         "RL.ALL DRYRUN LIMIT {a}1 TOKENBUCKET 5 1 LIMIT {a}2 SLIDING 5 60",
-        // Even what gives units back.
+        "RL.ACQUIRE ls 2 60",
+        "RL.ACQUIRE ls 2 60 DRYRUN",
+        "RL.RELEASE ls 12345",
+        // Even what gives units or slots back.
         "RL.SLIDING sw 5 60 REFUND",
         "RL.FIXED fw 5 HOUR COST 3 REFUND",
     ];
@@ -86,6 +95,10 @@ fn past_maxmemory_every_limiter_command_is_refused_and_writes_nothing() {
         let a: Vec<&str> = args.split(' ').collect();
         assert_eq!(err(&mut c, &a), OOM, "{args}");
     }
+    // A lease cannot be given back or renewed either (RL.RELEASE is
+    // deny-oom, unlike DEL): the slot stays taken until the lease ends.
+    assert_eq!(err(&mut c, &["RL.RELEASE", "ls", &lease]), OOM);
+    assert_eq!(err(&mut c, &["RL.RENEW", "ls", &lease, "30"]), OOM);
     // An internal command too (refused as OOM before its own check).
     assert_eq!(err(&mut c, &["RL.SETSTATE", "x", "B12345678"]), OOM);
     assert_eq!(
@@ -94,7 +107,10 @@ fn past_maxmemory_every_limiter_command_is_refused_and_writes_nothing() {
         "a refused command wrote or propagated something"
     );
     // Reads are served.
-    assert_eq!(int(&mut c, &["EXISTS", "tb", "sw", "g", "fw", "cl"]), 5);
+    assert_eq!(
+        int(&mut c, &["EXISTS", "tb", "sw", "g", "fw", "cl", "ls"]),
+        6
+    );
     assert_eq!(
         call(&mut c, &["PING"]),
         Ok(Value::SimpleString("PONG".into()))
@@ -117,10 +133,13 @@ fn past_maxmemory_every_limiter_command_is_refused_and_writes_nothing() {
         rl(&mut c, &["RL.SLIDING", "sw", "5", "60"])[0..3],
         [1, 5, 2]
     );
+    // The lease given back at last: its key goes.
+    assert_eq!(int(&mut c, &["RL.RELEASE", "ls", &lease]), 1);
+    assert_eq!(int(&mut c, &["EXISTS", "ls"]), 0);
     drop(c);
     wait_caught_up(&master, &replica);
     assert_eq!(
         assert_same_state(&mut master.connect(), &mut replica.connect()),
-        keys.len() + 1
+        keys.len() - 1
     );
 }

@@ -15,8 +15,10 @@
 //! option or request option is stormed without editing this file. The same
 //! grammar reads back every vector the module decided on, to know whether
 //! it had to write nothing. A request option named BLOCK (a denied call
-//! that waits inside the server) is never sent: on the storm's frozen test
-//! clock a denial would wait for its whole timeout.
+//! waits inside the server) goes only into calls the storm leaves as they
+//! are, with a timeout of 1 ms (or a value it refuses): on the storm's
+//! frozen test clock a denial waits its whole timeout, and a mutation
+//! could make that timeout 0, without limit.
 //!
 //! The internal commands' arguments (binary payloads whose format is the
 //! module's own) are taken from what the module really propagates: a
@@ -33,6 +35,7 @@ use redis_ratelimit_core::grammar::{
     all_key_positions, is, read_all, read_command, read_throttle, Kind, RequestOption, Settings,
     Syntax, ALGORITHMS, REQUEST_OPTIONS,
 };
+use redis_ratelimit_core::limit::Spec;
 use redis_ratelimit_testkit::*;
 
 use std::collections::BTreeMap;
@@ -43,7 +46,10 @@ use std::time::{Duration, Instant};
 /// The internal commands: they apply effects (replication, AOF) and refuse
 /// ordinary clients. Other internal commands the module registers are
 /// found by their docs' summary ("Internal: ...").
-const INTERNAL: &[&str] = &["RL.SETSTATE", "RL.WINDOWADD", "RL.WINDOWREFUND"];
+const INTERNAL: &[&str] = &["RL.SETSTATE", "RL.WINDOWADD", "RL.WINDOWREFUND", "RL.LEASE"];
+
+/// Lease commands that answer 1 (changed) or 0 (nothing to change).
+const ANSWERS_BIT: &[&str] = &["RL.RELEASE", "RL.RENEW"];
 
 /// The commands that decide: every algorithm's own, CL.THROTTLE and RL.ALL.
 fn deciding() -> Vec<String> {
@@ -60,6 +66,8 @@ enum Role {
     Limiter(&'static Syntax),
     Throttle,
     All,
+    /// RL.RELEASE, RL.RENEW: 1, or 0 and nothing written.
+    Bit,
     Internal,
     /// A module command the storm knows nothing of: any reply, but an
     /// error writes nothing.
@@ -73,6 +81,8 @@ fn role(name: &str, internal: &[String]) -> Role {
         Role::Throttle
     } else if name == "RL.ALL" {
         Role::All
+    } else if ANSWERS_BIT.contains(&name) {
+        Role::Bit
     } else if internal.iter().any(|n| n == name) {
         Role::Internal
     } else {
@@ -80,9 +90,13 @@ fn role(name: &str, internal: &[String]) -> Role {
     }
 }
 
-/// A request option the storm may send: any but one that blocks.
-fn stormable(o: &RequestOption) -> bool {
-    !is(o.keyword.as_bytes(), "BLOCK")
+/// A request option that makes a denied call wait inside the server
+/// (BLOCK timeout_ms; 0 waits without limit). The storm's test clock is
+/// frozen, so a waiting denial waits its whole timeout: BLOCK goes only
+/// into calls the storm does not mutate (a mutation could make its
+/// timeout 0), with a timeout of 1 ms or a value it refuses.
+fn blocks(o: &RequestOption) -> bool {
+    is(o.keyword.as_bytes(), "BLOCK")
 }
 
 /// Every keyword of the grammar (options, request options, algorithms)
@@ -96,7 +110,7 @@ fn keywords() -> Vec<String> {
     k.extend(
         REQUEST_OPTIONS
             .iter()
-            .filter(|o| stormable(o))
+            .filter(|o| !blocks(o))
             .map(|o| o.keyword.to_string()),
     );
     k.sort();
@@ -263,6 +277,10 @@ fn valid_value(r: &mut Rng, kind: Kind) -> String {
                 valid_value(r, Kind::Window)
             }
         }
+        Kind::Timeout => "1".into(),
+        Kind::Lease => r
+            .pick(&["0.000000001", "0.001", "0.05", "1", "1.5", "60", "3600"])
+            .into(),
         Kind::Zone => r
             .pick(&[
                 "UTC",
@@ -297,6 +315,10 @@ fn invalid_value(r: &mut Rng, kind: Kind) -> String {
         Kind::Window => r.pick(&["0", "0.0005", "1e10", "-60", "60s", "nan"]).into(),
         Kind::FixedWindow => r.pick(&["YEAR", "0", "0.0001", "days", ""]).into(),
         Kind::Zone => r.pick(&["Nope/Nowhere", "", "America/New_Yorkk"]).into(),
+        Kind::Timeout => r.pick(&["-1", "x", "1.5"]).into(),
+        Kind::Lease => r
+            .pick(&["0", "-1", "1e-10", "0.0000000001", "315360001", "nan"])
+            .into(),
         _ => String::from_utf8_lossy(&random_token(r)).into_owned(),
     }
 }
@@ -329,7 +351,14 @@ fn push(v: &mut Vec<Vec<u8>>, s: impl AsRef<[u8]>) {
 /// An algorithm's positional arguments (and its positional cost), then
 /// groups of its options and of the request options in any order, each
 /// maybe: `with_cost` says whether the request option COST is theirs.
-fn limit_args(r: &mut Rng, s: &Syntax, v: &mut Vec<Vec<u8>>, request: bool, with_cost: bool) {
+fn limit_args(
+    r: &mut Rng,
+    s: &Syntax,
+    v: &mut Vec<Vec<u8>>,
+    request: bool,
+    with_cost: bool,
+    block: bool,
+) {
     for p in s.params {
         push(v, value(r, p.kind, 40));
     }
@@ -343,7 +372,13 @@ fn limit_args(r: &mut Rng, s: &Syntax, v: &mut Vec<Vec<u8>>, request: bool, with
         }
     }
     if request {
-        groups.extend(request_options(r, with_cost && !s.cost_positional));
+        // A lease (a syntax without costs) takes neither COST nor REFUND.
+        groups.extend(request_options(
+            r,
+            with_cost && !s.cost_positional && s.costs,
+            s.costs,
+            block,
+        ));
     }
     shuffle(r, &mut groups);
     for g in groups {
@@ -353,13 +388,27 @@ fn limit_args(r: &mut Rng, s: &Syntax, v: &mut Vec<Vec<u8>>, request: bool, with
     }
 }
 
-/// The request options, each maybe: flags one time in six, options with a
-/// value (COST, when `with_cost`) one in two.
-fn request_options(r: &mut Rng, with_cost: bool) -> Vec<Vec<String>> {
+/// The request options, each maybe: flags one time in six (REFUND when
+/// `with_refund`), options with a value (COST when `with_cost`) one in two.
+fn request_options(
+    r: &mut Rng,
+    with_cost: bool,
+    with_refund: bool,
+    block: bool,
+) -> Vec<Vec<String>> {
     let mut groups = vec![];
-    for o in REQUEST_OPTIONS.iter().filter(|o| stormable(o)) {
+    for o in REQUEST_OPTIONS {
+        if blocks(o) {
+            if block && r.one_in(4) {
+                let timeout = r.pick(&["1", "1", "1", "1", "-1", "x", "1.5"]);
+                groups.push(vec![random_case(r, o.keyword), timeout.to_string()]);
+            }
+            continue;
+        }
         match &o.value {
-            None if r.one_in(6) => groups.push(vec![random_case(r, o.keyword)]),
+            None if (with_refund || o.keyword != "REFUND") && r.one_in(6) => {
+                groups.push(vec![random_case(r, o.keyword)])
+            }
             Some(p) if (with_cost || o.keyword != "COST") && r.one_in(2) => {
                 groups.push(vec![random_case(r, o.keyword), value(r, p.kind, 40)])
             }
@@ -378,13 +427,13 @@ fn shuffle<T>(r: &mut Rng, items: &mut [T]) {
 
 /// A call of `name` as the grammar writes it (the arguments' values
 /// valid, but rarely).
-fn generated(r: &mut Rng, name: &str, role: Role, seeds: &Seeds) -> Vec<Vec<u8>> {
+fn generated(r: &mut Rng, name: &str, role: Role, seeds: &Seeds, block: bool) -> Vec<Vec<u8>> {
     let mut v = vec![];
     push(&mut v, random_case(r, name));
     match role {
         Role::Limiter(s) => {
             v.push(key(r, &s.keyword.to_ascii_lowercase()));
-            limit_args(r, s, &mut v, true, true);
+            limit_args(r, s, &mut v, true, true, block);
         }
         Role::Throttle => {
             v.push(key(r, "cell"));
@@ -396,7 +445,7 @@ fn generated(r: &mut Rng, name: &str, role: Role, seeds: &Seeds) -> Vec<Vec<u8>>
             }
         }
         Role::All => {
-            for g in request_options(r, true) {
+            for g in request_options(r, true, true, block) {
                 for w in g {
                     push(&mut v, w);
                 }
@@ -410,7 +459,15 @@ fn generated(r: &mut Rng, name: &str, role: Role, seeds: &Seeds) -> Vec<Vec<u8>>
                 ));
                 push(&mut v, random_case(r, s.keyword));
                 // A clause: its own options, its own COST, the command's flags.
-                limit_args(r, s, &mut v, true, true);
+                limit_args(r, s, &mut v, true, true, block);
+            }
+        }
+        Role::Bit => {
+            // A lease id (rarely a live one) and, to renew, a lease.
+            v.push(key(r, "concurrency"));
+            push(&mut v, int_str(r));
+            if name == "RL.RENEW" {
+                push(&mut v, value(r, Kind::Lease, 40));
             }
         }
         Role::Internal | Role::Other => match seeds.get(name) {
@@ -442,46 +499,76 @@ fn reads(role: Role, v: &[Vec<u8>]) -> Result<(), CmdError> {
         Role::Limiter(s) => read_command(s, words, Settings::default()).map(|_| ()),
         Role::All => read_all(words, Settings::default()).map(|_| ()),
         Role::Throttle => read_throttle(words).map(|_| ()),
-        Role::Internal | Role::Other => Ok(()),
+        Role::Bit | Role::Internal | Role::Other => Ok(()),
     }
 }
 
 /// A well-formed call of `name`: generated until the grammar reads it (a
 /// few tries: a TZ on a window of seconds, say, is refused).
-fn valid(r: &mut Rng, name: &str, role: Role, seeds: &Seeds) -> Vec<Vec<u8>> {
-    let mut v = generated(r, name, role, seeds);
+fn valid(r: &mut Rng, name: &str, role: Role, seeds: &Seeds, block: bool) -> Vec<Vec<u8>> {
+    let mut v = generated(r, name, role, seeds, block);
     for _ in 0..4 {
         if reads(role, &v).is_ok() {
             break;
         }
-        v = generated(r, name, role, seeds);
+        v = generated(r, name, role, seeds, block);
     }
     v
 }
 
+fn refused(e: CmdError) -> String {
+    format!("the module decided, its grammar refuses: {}", e.text())
+}
+
+/// Does a clause's limit take units (every algorithm but a lease, which
+/// takes a slot whatever the cost)?
+fn takes_units(spec: &Spec) -> bool {
+    !matches!(spec, Spec::Concurrency(_))
+}
+
 /// The calls of a decision that must write nothing: a dry run, a cost of
-/// zero everywhere, a refund whose keys were all missing. (A denial must
-/// not write either; the reply says that.) Err: the grammar refuses what
-/// the module decided on.
+/// zero everywhere (and no lease to take), a refund whose keys were all
+/// missing. (A denial must not write either; the reply says that.) Err:
+/// the grammar refuses what the module decided on.
 fn writes_nothing(role: Role, v: &[Vec<u8>], all_missing: bool) -> Result<bool, String> {
     let words: Vec<&[u8]> = v.iter().map(|a| a.as_slice()).collect();
     let words = &words[..];
-    let refused = |e: CmdError| format!("the module decided, its grammar refuses: {}", e.text());
     Ok(match role {
         Role::Limiter(s) => {
-            let (_, req) = read_command(s, words, Settings::default()).map_err(refused)?;
-            req.dry_run || req.cost.unwrap_or(1) == 0 || (req.refund && all_missing)
+            let (spec, req) = read_command(s, words, Settings::default()).map_err(refused)?;
+            req.dry_run
+                || (takes_units(&spec) && req.cost.unwrap_or(1) == 0)
+                || (req.refund && all_missing)
         }
         Role::All => {
             let a = read_all(words, Settings::default()).map_err(refused)?;
-            let costs = a
+            let nothing_taken = a
                 .clauses
                 .iter()
-                .map(|c| c.cost.or(a.request.cost).unwrap_or(1));
-            a.request.dry_run || costs.clone().all(|c| c == 0) || (a.request.refund && all_missing)
+                .all(|c| takes_units(&c.spec) && c.cost.or(a.request.cost).unwrap_or(1) == 0);
+            a.request.dry_run || nothing_taken || (a.request.refund && all_missing)
         }
         Role::Throttle => read_throttle(words).map_err(refused)?.1 == 0,
-        Role::Internal | Role::Other => false,
+        Role::Bit | Role::Internal | Role::Other => false,
+    })
+}
+
+/// How many integers a decision has: five, and a lease's id when one is
+/// taken (RL.ACQUIRE, an RL.ALL with a lease clause); RL.ALL adds the
+/// binding limit's position.
+fn decision_len(role: Role, v: &[Vec<u8>]) -> Result<usize, String> {
+    let words: Vec<&[u8]> = v.iter().map(|a| a.as_slice()).collect();
+    let words = &words[..];
+    Ok(match role {
+        Role::Limiter(s) => {
+            let (spec, _) = read_command(s, words, Settings::default()).map_err(refused)?;
+            5 + usize::from(!takes_units(&spec))
+        }
+        Role::All => {
+            let a = read_all(words, Settings::default()).map_err(refused)?;
+            6 + usize::from(a.clauses.iter().any(|c| !takes_units(&c.spec)))
+        }
+        _ => 5,
     })
 }
 
@@ -675,6 +762,8 @@ struct Tally {
     allowed: u64,
     /// Allowed decisions that had to write nothing (and did not).
     allowed_no_write: u64,
+    /// Decisions of calls with BLOCK (denied ones waited 1 ms first).
+    with_block: u64,
     errors: u64,
     wrongtype: u64,
     unknown_command: u64,
@@ -745,7 +834,12 @@ fn check(
             if text == "ERR internal error" {
                 return Err("ERR internal error: a handler panicked".into());
             }
-            if matches!(role, Role::Internal) && !text.starts_with("ERR wrong number of arguments")
+            // An internal command refuses every ordinary client, whatever
+            // it carries (after Redis's own arity check; unless the module
+            // does not have it yet).
+            if matches!(role, Role::Internal)
+                && !text.starts_with("ERR wrong number of arguments")
+                && !text.starts_with("ERR unknown command")
             {
                 let want = internal_error(&name);
                 if text != want {
@@ -769,7 +863,7 @@ fn check(
                 })
                 .collect::<Result<_, _>>()?;
             let all = matches!(role, Role::All);
-            let want = if all { 6 } else { 5 };
+            let want = decision_len(role, v)?;
             if d.len() != want {
                 return Err(format!(
                     "decision of {} integers, not {want}: {d:?}",
@@ -777,6 +871,9 @@ fn check(
                 ));
             }
             t.decisions += 1;
+            if v.iter().any(|a| a.eq_ignore_ascii_case(b"BLOCK")) {
+                t.with_block += 1;
+            }
             let bad = |why: &str| Err(format!("{why}: {d:?}"));
             let (flag, limit, remaining, retry, reset) = (d[0], d[1], d[2], d[3], d[4]);
             if !(0..=1).contains(&flag)
@@ -822,6 +919,14 @@ fn check(
             }
             Ok(())
         }
+        Value::Int(b) if matches!(role, Role::Bit) => match b {
+            0 => unchanged("a lease change with nothing to change"),
+            1 => {
+                t.allowed += 1;
+                Ok(())
+            }
+            _ => Err(format!("{name} answered {b}, not 0 or 1")),
+        },
         _ if matches!(role, Role::Other) => Ok(()),
         other => Err(format!("unexpected reply {other:?}")),
     }
@@ -909,7 +1014,7 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
         p.cmd("RL.TEST.CLOCK").arg("SET").arg(clock.to_string());
         for name in registered.iter().filter(|n| deciding().contains(n)) {
             for _ in 0..10 {
-                let v = valid(&mut r, name, roles[name], &no_seeds);
+                let v = valid(&mut r, name, roles[name], &no_seeds, false);
                 let mut cmd = redis::cmd(name);
                 for a in &v[1..] {
                     cmd.arg(a.as_slice());
@@ -960,8 +1065,9 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
                 if internal.contains(&name) && !r.one_in(4) {
                     name = pick(&mut r);
                 }
-                let mut v = valid(&mut r, &name, roles[&name], &seeds);
-                if !r.one_in(3) {
+                let mutated = !r.one_in(3);
+                let mut v = valid(&mut r, &name, roles[&name], &seeds, !mutated);
+                if mutated {
                     mutate(&mut r, &mut v, &names, &keywords);
                 }
                 if !registered.contains(&String::from_utf8_lossy(&v[0]).to_ascii_uppercase()) {
@@ -1066,6 +1172,9 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
     // Every path was reached: decisions, no-write ones among them, errors
     // of each kind, internal commands refused.
     assert!(tally.decisions >= total / 10, "{tally:?}");
+    if REQUEST_OPTIONS.iter().any(blocks) {
+        assert!(tally.with_block > 0, "{tally:?}");
+    }
     assert!(
         tally.allowed > 0
             && tally.allowed_no_write > 0

@@ -22,3 +22,9 @@ pub const MAX_INSTANT_US: u64 = 1 << 55;
 
 /// Window lengths are whole milliseconds.
 pub const WINDOW_DECIMALS: i32 = 3;
+
+/// The longest BLOCK: 31 days, in milliseconds (0 waits without limit).
+pub const MAX_BLOCK_MS: u64 = 31 * 24 * 3600 * 1000;
+
+/// The longest lease: 10 years, in nanoseconds.
+pub const MAX_LEASE_NS: u64 = 10 * YEAR_SECS * 1_000_000_000;

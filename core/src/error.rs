@@ -55,6 +55,10 @@ errors! {
     LIMIT = c"ERR limit must be an integer between 1 and 9223372036854775807";
     WINDOW = c"ERR window must be a positive number of seconds with at most 3 decimals, at most 10 years";
     COST_OPTION = c"ERR COST must be an integer between 0 and 9223372036854775807";
+    BLOCK = c"ERR BLOCK must be a timeout in milliseconds between 0 and 2678400000 (0 waits without limit)";
+    BLOCK_MODE = c"ERR BLOCK waits to take units: it cannot be used with DRYRUN or REFUND";
+    TRYAGAIN = c"TRYAGAIN the key's slot moved while the request waited in line; nothing was taken";
+    NOT_MASTER = c"ERR this server became a replica while the request waited in line; nothing was taken";
 
     BURST = c"ERR burst must be an integer between 1 and 9223372036854775807";
     GCRA_PERIOD = c"ERR period must be a positive number of seconds";
@@ -71,7 +75,11 @@ errors! {
     CELL_QUANTITY = c"ERR quantity must be an integer between 0 and 9223372036854775807";
     CELL_TOO_LONG = c"ERR (max_burst + 1) * period / count_per_period must be at most 100 years";
 
-    ALGORITHM = c"ERR LIMIT takes a key and TOKENBUCKET, SLIDING, GCRA or FIXED";
+    ALGORITHM = c"ERR LIMIT takes a key and TOKENBUCKET, SLIDING, GCRA, FIXED or CONCURRENCY";
+    LEASE = c"ERR lease_seconds must be a positive number of seconds with at most 9 decimals, at most 10 years";
+    LEASE_ID = c"ERR lease_id must be an integer between 1 and 9223372036854775807";
+    ALL_ONE_CONCURRENCY = c"ERR RL.ALL takes at most one CONCURRENCY limit";
+    CONCURRENCY_REFUND = c"ERR a CONCURRENCY limit takes no COST and no REFUND: RL.RELEASE gives a slot back";
     ALL_DISTINCT = c"ERR RL.ALL needs a different key for each LIMIT";
 
     STATE_PAYLOAD = c"ERR state is not a valid limiter state";
@@ -87,7 +95,10 @@ mod tests {
         for &e in ALL {
             let CmdError::Msg(m) = e else { continue };
             let s = m.to_str().unwrap();
-            assert!(s.starts_with("ERR ") || s.starts_with("WRONGTYPE "), "{s}");
+            assert!(
+                s.starts_with("ERR ") || s.starts_with("WRONGTYPE ") || s.starts_with("TRYAGAIN "),
+                "{s}"
+            );
         }
     }
 }

@@ -17,8 +17,9 @@ use jiff::tz::TimeZone;
 
 use crate::algo::bucket::{Bucket, BucketError};
 use crate::algo::calendar::{Calendar, Unit};
+use crate::algo::lease::Concurrency;
 use crate::algo::sliding::Window;
-use crate::bounds::{MAX_INT, MAX_SPAN_US, WINDOW_DECIMALS};
+use crate::bounds::{MAX_BLOCK_MS, MAX_INT, MAX_LEASE_NS, MAX_SPAN_US, WINDOW_DECIMALS};
 use crate::error::{self, CmdError};
 use crate::limit::Spec;
 use crate::num::{parse_u64, Decimal, Scaled};
@@ -105,6 +106,10 @@ pub enum Kind {
     FixedWindow,
     /// An IANA time zone name.
     Zone,
+    /// A wait in milliseconds, `0..=MAX_BLOCK_MS` (0: without limit).
+    Timeout,
+    /// A lease: positive seconds, whole nanoseconds, at most 10 years.
+    Lease,
 }
 
 /// One argument: positional (no token) or a keyword option with one value.
@@ -190,6 +195,13 @@ impl Kind {
                     .map(|us| Value::Fixed(WindowArg::Millis(us / 1000))),
             },
             Kind::Zone => Some(Value::Zone(word)),
+            Kind::Timeout => parse_u64(word)
+                .filter(|ms| *ms <= MAX_BLOCK_MS)
+                .map(Value::Int),
+            Kind::Lease => positive().and_then(|d| match d.scaled_exact(9) {
+                Some(Scaled::Value(ns)) if (1..=MAX_LEASE_NS).contains(&ns) => Some(Value::Int(ns)),
+                _ => None,
+            }),
         }
     }
 }
@@ -217,6 +229,7 @@ pub enum Algorithm {
     Sliding,
     Gcra,
     Fixed,
+    Concurrency,
 }
 
 /// One algorithm's grammar: what follows the key, the cost left out.
@@ -233,6 +246,9 @@ pub struct Syntax {
     /// In its own command the cost is a positional argument after the
     /// params (RL.TOKENBUCKET); elsewhere it is the COST option.
     pub cost_positional: bool,
+    /// Takes COST and REFUND (false for leases: one slot a request, given
+    /// back by RL.RELEASE).
+    pub costs: bool,
 }
 
 pub const TOKENBUCKET: Syntax = Syntax {
@@ -245,6 +261,7 @@ pub const TOKENBUCKET: Syntax = Syntax {
     ],
     options: &[option("period", "PERIOD", Kind::Positive, error::PERIOD)],
     cost_positional: true,
+    costs: true,
 };
 
 pub const SLIDING: Syntax = Syntax {
@@ -257,6 +274,7 @@ pub const SLIDING: Syntax = Syntax {
     ],
     options: &[],
     cost_positional: false,
+    costs: true,
 };
 
 pub const GCRA: Syntax = Syntax {
@@ -270,6 +288,7 @@ pub const GCRA: Syntax = Syntax {
     ],
     options: &[],
     cost_positional: false,
+    costs: true,
 };
 
 pub const FIXED: Syntax = Syntax {
@@ -282,10 +301,24 @@ pub const FIXED: Syntax = Syntax {
     ],
     options: &[option("zone", "TZ", Kind::Zone, error::TZ_UNKNOWN)],
     cost_positional: false,
+    costs: true,
+};
+
+pub const CONCURRENCY: Syntax = Syntax {
+    algorithm: Algorithm::Concurrency,
+    keyword: "CONCURRENCY",
+    command: "RL.ACQUIRE",
+    params: &[
+        positional("limit", Kind::Int { min: 1 }, error::LIMIT),
+        positional("lease_seconds", Kind::Lease, error::LEASE),
+    ],
+    options: &[],
+    cost_positional: false,
+    costs: false,
 };
 
 /// Every algorithm, in the order error messages list them.
-pub const ALGORITHMS: &[&Syntax] = &[&TOKENBUCKET, &SLIDING, &GCRA, &FIXED];
+pub const ALGORITHMS: &[&Syntax] = &[&TOKENBUCKET, &SLIDING, &GCRA, &FIXED, &CONCURRENCY];
 
 /// The syntax whose keyword `word` is.
 pub fn algorithm(word: &[u8]) -> Option<&'static Syntax> {
@@ -418,6 +451,10 @@ impl Syntax {
                 };
                 bucket(v.int(0)?, &v.decimal(1)?, &v.decimal(2)?, &errors).map(Spec::Bucket)
             }
+            Algorithm::Concurrency => Ok(Spec::Concurrency(Concurrency {
+                limit: v.int(0)?,
+                lease: Nanos::new(v.int(1)?),
+            })),
             Algorithm::Fixed => {
                 let zone = match v.option(0) {
                     Some(Value::Zone(name)) => Some(zone(name).ok_or(error::TZ_UNKNOWN)?),
@@ -538,26 +575,32 @@ pub struct RequestOption {
     pub value: Option<Param>,
 }
 
-/// Every option a limiter request takes, in every command.
-pub const REQUEST_OPTIONS: &[RequestOption] = &[
-    RequestOption {
-        keyword: "COST",
-        value: Some(option(
-            "cost",
-            "COST",
-            Kind::Int { min: 0 },
-            error::COST_OPTION,
-        )),
-    },
-    RequestOption {
-        keyword: "DRYRUN",
-        value: None,
-    },
-    RequestOption {
-        keyword: "REFUND",
-        value: None,
-    },
-];
+const COST_OPTION: RequestOption = RequestOption {
+    keyword: "COST",
+    value: Some(option(
+        "cost",
+        "COST",
+        Kind::Int { min: 0 },
+        error::COST_OPTION,
+    )),
+};
+const DRYRUN_OPTION: RequestOption = RequestOption {
+    keyword: "DRYRUN",
+    value: None,
+};
+const REFUND_OPTION: RequestOption = RequestOption {
+    keyword: "REFUND",
+    value: None,
+};
+const BLOCK_OPTION: RequestOption = RequestOption {
+    keyword: "BLOCK",
+    value: Some(option("timeout", "BLOCK", Kind::Timeout, error::BLOCK)),
+};
+
+/// Every option a limiter request takes, in every command: COST, DRYRUN,
+/// REFUND, and BLOCK (wait in line until allowed, at most this many ms).
+pub const REQUEST_OPTIONS: &[RequestOption] =
+    &[COST_OPTION, DRYRUN_OPTION, REFUND_OPTION, BLOCK_OPTION];
 
 /// Does `word` name a request option that takes no value?
 pub fn is_request_flag(word: &[u8]) -> bool {
@@ -566,12 +609,14 @@ pub fn is_request_flag(word: &[u8]) -> bool {
         .any(|o| o.value.is_none() && is(word, o.keyword))
 }
 
-/// The options of one request: cost, DRYRUN, REFUND.
+/// The options of one request: cost, DRYRUN, REFUND, BLOCK.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Request {
     pub cost: Option<u64>,
     pub dry_run: bool,
     pub refund: bool,
+    /// Wait in line up to this many milliseconds (`Some(0)`: without limit).
+    pub block: Option<u64>,
 }
 
 /// Take units, or give them back.
@@ -591,16 +636,34 @@ impl Request {
         c: &mut Cursor<'_, W>,
         flags_only: bool,
     ) -> Result<bool, CmdError> {
-        if is(word, "DRYRUN") && !self.dry_run {
+        let value = |o: &RequestOption, c: &mut Cursor<'_, W>| match o.value {
+            Some(p) => match p.read(c.next_word()?)? {
+                Value::Int(v) => Ok(v),
+                _ => Err(error::INTERNAL),
+            },
+            None => Err(error::INTERNAL),
+        };
+        if is(word, DRYRUN_OPTION.keyword) && !self.dry_run {
             self.dry_run = true;
-        } else if is(word, "REFUND") && !self.refund {
+        } else if is(word, REFUND_OPTION.keyword) && !self.refund {
             self.refund = true;
-        } else if !flags_only && is(word, "COST") && self.cost.is_none() {
-            self.cost = Some(read_cost(c)?);
+        } else if !flags_only && is(word, COST_OPTION.keyword) && self.cost.is_none() {
+            self.cost = Some(value(&COST_OPTION, c)?);
+        } else if is(word, BLOCK_OPTION.keyword) && self.block.is_none() {
+            self.block = Some(value(&BLOCK_OPTION, c)?);
         } else {
             return Ok(false);
         }
         Ok(true)
+    }
+
+    /// Checks the options together: BLOCK takes units, so it cannot stand
+    /// with DRYRUN or REFUND.
+    pub fn check(&self) -> Result<(), CmdError> {
+        if self.block.is_some() && (self.dry_run || self.refund) {
+            return Err(error::BLOCK_MODE);
+        }
+        Ok(())
     }
 
     pub fn mode(&self) -> Mode {
@@ -640,11 +703,17 @@ pub fn read_command<'a, W: Words<'a> + ?Sized>(
         settings,
         cost,
         |_| false,
-        |w, c| req.read(w, c, syntax.cost_positional),
+        |w, c| {
+            if !syntax.costs && (is(w, COST_OPTION.keyword) || is(w, REFUND_OPTION.keyword)) {
+                return Err(error::CONCURRENCY_REFUND);
+            }
+            req.read(w, c, syntax.cost_positional)
+        },
     )?;
     if positional_cost.is_some() {
         req.cost = positional_cost;
     }
+    req.check()?;
     Ok((spec, req))
 }
 
@@ -707,10 +776,24 @@ pub fn read_all<'a, W: Words<'a> + ?Sized>(
                 request.read(w, c, true)
             },
         )?;
+        if !syntax.costs && cost.is_some() {
+            return Err(error::CONCURRENCY_REFUND);
+        }
         clauses.push(Clause { key, spec, cost });
     }
     if clauses.is_empty() {
         return Err(error::SYNTAX);
+    }
+    request.check()?;
+    let leases = clauses
+        .iter()
+        .filter(|c| matches!(c.spec, Spec::Concurrency(_)))
+        .count();
+    if leases > 1 {
+        return Err(error::ALL_ONE_CONCURRENCY);
+    }
+    if leases == 1 && request.refund {
+        return Err(error::CONCURRENCY_REFUND);
     }
     for (i, a) in clauses.iter().enumerate() {
         let name = words.word(a.key);
@@ -779,7 +862,8 @@ mod tests {
             Request {
                 cost: Some(3),
                 dry_run: true,
-                refund: false
+                refund: false,
+                block: None
             }
         );
         let (spec, req) = command("RL.SLIDING k 5 0.25 COST 2 REFUND").unwrap();
@@ -789,7 +873,8 @@ mod tests {
             Request {
                 cost: Some(2),
                 dry_run: false,
-                refund: true
+                refund: true,
+                block: None
             }
         );
         let (spec, _) = command("RL.FIXED k 500 day tz America/New_York").unwrap();
@@ -823,6 +908,34 @@ mod tests {
     }
 
     #[test]
+    fn block_takes_a_bounded_timeout_and_only_when_taking() {
+        let (_, req) = command("RL.SLIDING k 5 1 BLOCK 0").unwrap();
+        assert_eq!(req.block, Some(0));
+        let (_, req) = command("RL.TOKENBUCKET k 1 1 2 block 2678400000").unwrap();
+        assert_eq!((req.block, req.cost), (Some(2_678_400_000), Some(2)));
+        for bad in ["-1", "1.5", "x", "2678400001"] {
+            assert_eq!(
+                command(&format!("RL.SLIDING k 5 1 BLOCK {bad}")).unwrap_err(),
+                error::BLOCK
+            );
+        }
+        assert_eq!(
+            command("RL.SLIDING k 5 1 BLOCK 1 DRYRUN").unwrap_err(),
+            error::BLOCK_MODE
+        );
+        assert_eq!(
+            command("RL.SLIDING k 5 1 REFUND BLOCK 1").unwrap_err(),
+            error::BLOCK_MODE
+        );
+        let w = words("RL.ALL LIMIT a SLIDING 1 1 BLOCK 50 LIMIT b GCRA 1 1 1");
+        assert_eq!(
+            read_all(&w[..], Settings::default()).unwrap().request.block,
+            Some(50)
+        );
+        assert_eq!(all_key_positions(&w[..]), [2, 9]);
+    }
+
+    #[test]
     fn all_reads_clauses_and_finds_keys() {
         let w = words("RL.ALL COST 2 LIMIT a SLIDING 10 60 DRYRUN LIMIT b FIXED 5 DAY TZ UTC COST 1 LIMIT c TOKENBUCKET 3 1 PERIOD 2");
         let all = read_all(&w[..], Settings::default()).unwrap();
@@ -839,7 +952,8 @@ mod tests {
             Request {
                 cost: Some(2),
                 dry_run: true,
-                refund: false
+                refund: false,
+                block: None
             }
         );
         assert_eq!(all_key_positions(&w[..]), [4, 10, 19]);

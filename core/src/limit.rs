@@ -8,6 +8,7 @@
 use crate::algo::bucket::Bucket;
 use crate::algo::calendar::{self, Calendar};
 use crate::algo::fixed::{self, Counter};
+use crate::algo::lease::{self, Concurrency, Leases, Op};
 use crate::algo::sliding::{self, Log, Refund, Update, Window};
 use crate::algo::{Change, Decision};
 use crate::error::{CmdError, INTERNAL, WRONGTYPE};
@@ -19,7 +20,12 @@ use crate::time::Nanos;
 pub enum Spec {
     Bucket(Bucket),
     Window(Window),
-    Fixed { limit: u64, calendar: Calendar },
+    Fixed {
+        limit: u64,
+        calendar: Calendar,
+    },
+    /// At most `limit` leases live (one slot a request).
+    Concurrency(Concurrency),
 }
 
 /// The state kinds, one per module type.
@@ -28,6 +34,7 @@ pub enum Kind {
     Bucket,
     Window,
     Fixed,
+    Leases,
 }
 
 impl Spec {
@@ -37,6 +44,7 @@ impl Spec {
             Spec::Bucket(_) => Kind::Bucket,
             Spec::Window(_) => Kind::Window,
             Spec::Fixed { .. } => Kind::Fixed,
+            Spec::Concurrency(_) => Kind::Leases,
         }
     }
 
@@ -46,6 +54,7 @@ impl Spec {
             Spec::Bucket(b) => b.limit(),
             Spec::Window(w) => w.limit,
             Spec::Fixed { limit, .. } => *limit,
+            Spec::Concurrency(c) => c.limit,
         }
     }
 }
@@ -59,6 +68,91 @@ pub enum Stored<'a> {
     /// A fixed window's count and end.
     Fixed(Counter),
     Window(&'a Log),
+    Leases(&'a Leases),
+}
+
+/// A state owned outside Redis (the client's fallback, the module's
+/// projection of a queue): what [`Stored`] borrows, and how an effect
+/// changes it, as the module's store writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum State {
+    #[default]
+    Empty,
+    Bucket(Nanos),
+    Fixed(Counter),
+    Window(Log),
+    Leases(Leases),
+}
+
+impl State {
+    /// An owned copy of a stored state.
+    pub fn of(stored: Stored<'_>) -> State {
+        match stored {
+            Stored::Empty => State::Empty,
+            Stored::Bucket(t) => State::Bucket(t),
+            Stored::Fixed(c) => State::Fixed(c),
+            Stored::Window(l) => State::Window(l.clone()),
+            Stored::Leases(l) => State::Leases(l.clone()),
+        }
+    }
+
+    pub fn stored(&self) -> Stored<'_> {
+        match self {
+            State::Empty => Stored::Empty,
+            State::Bucket(t) => Stored::Bucket(*t),
+            State::Fixed(c) => Stored::Fixed(*c),
+            State::Window(l) => Stored::Window(l),
+            State::Leases(l) => Stored::Leases(l),
+        }
+    }
+
+    /// Applies an effect; returns when the state is fresh again (its key
+    /// would expire), or `None` once it is empty.
+    pub fn apply(&mut self, effect: &Effect) -> Option<Nanos> {
+        match effect {
+            Effect::None => {}
+            Effect::Clear => *self = State::Empty,
+            Effect::Bucket(tat) => *self = State::Bucket(*tat),
+            Effect::Fixed { counter, .. } => *self = State::Fixed(*counter),
+            Effect::WindowAdd(u) => match self {
+                State::Window(log) => log.apply(u),
+                _ => *self = State::Window(Log::from_update(u)),
+            },
+            Effect::WindowRefund(r) => {
+                if let State::Window(log) = self {
+                    log.apply_refund(r);
+                    if log.is_empty() {
+                        *self = State::Empty;
+                    }
+                }
+            }
+            Effect::Lease(op) => {
+                match self {
+                    State::Leases(l) => l.apply(op),
+                    _ => *self = State::Leases(Leases::from_op(op)),
+                }
+                if matches!(self, State::Leases(l) if l.is_empty()) {
+                    *self = State::Empty;
+                }
+            }
+        }
+        self.fresh_at(effect)
+    }
+
+    fn fresh_at(&self, effect: &Effect) -> Option<Nanos> {
+        let span_us = match effect {
+            Effect::WindowAdd(u) => u.span_us,
+            Effect::WindowRefund(r) => r.span_us,
+            _ => 0,
+        };
+        match self {
+            State::Empty => None,
+            State::Bucket(t) => Some(*t),
+            State::Fixed(c) => Some(Nanos::from_millis(c.end_ms)),
+            State::Window(l) => Some(Nanos::from_micros(l.last_us().saturating_add(span_us))),
+            State::Leases(l) => l.last_expiry(),
+        }
+    }
 }
 
 /// The write a decision calls for.
@@ -75,6 +169,8 @@ pub enum Effect {
     },
     WindowAdd(Update),
     WindowRefund(Refund),
+    /// A lease taken, released or renewed.
+    Lease(Op),
     /// The limiter is fresh again: delete the key.
     Clear,
 }
@@ -142,7 +238,33 @@ pub fn evaluate(
                 }
             })
         }
+        (Spec::Concurrency(c), Stored::Empty | Stored::Leases(_)) => {
+            let leases = match stored {
+                Stored::Leases(l) => Some(l),
+                _ => None,
+            };
+            match mode {
+                // Cost 0 is a peek: the decision, no lease.
+                Mode::Take => {
+                    let (d, op) = lease::acquire(leases, c, now);
+                    let op = op.filter(|_| cost > 0);
+                    Ok((d, op.map_or(Effect::None, Effect::Lease)))
+                }
+                // Slots come back by RL.RELEASE (the grammar refuses this).
+                Mode::Refund => Err(INTERNAL),
+            }
+        }
         _ => Err(WRONGTYPE),
+    }
+}
+
+impl Effect {
+    /// The lease an effect takes, if it takes one.
+    pub fn lease_id(&self) -> Option<u64> {
+        match self {
+            Effect::Lease(Op::Acquire { id, .. }) => Some(*id),
+            _ => None,
+        }
     }
 }
 

@@ -11,9 +11,11 @@ use redis_ratelimit_core::grammar::{all_key_positions, read_all};
 use super::Cmd;
 use crate::api::{Argv, Ctx};
 use crate::config;
-use crate::engine::{self, Limit};
+use redis_ratelimit_core::limit::Kind;
 
-/// RL.ALL [COST n] [DRYRUN] [REFUND] LIMIT key <algorithm> ... [COST n] [LIMIT ...] ...
+use crate::engine::{self, Answer, Limit, Shape};
+
+/// RL.ALL [COST n] [DRYRUN] [REFUND] [BLOCK ms] LIMIT key <algorithm> ... [COST n] [LIMIT ...] ...
 pub fn all(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     if ctx.is_keys_position_request() {
         // Cluster routing and COMMAND GETKEYS: report every clause's key.
@@ -31,9 +33,14 @@ pub fn all(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
             cost: c.cost.or(parsed.request.cost).unwrap_or(1),
         });
     }
-    let (index, d) = engine::all(ctx, cmd, &limits, parsed.request)?;
-    let [allowed, limit, remaining, retry, reset] = d.reply_fields();
-    let position = i64::try_from(index + 1).unwrap_or(i64::MAX);
-    ctx.reply_ints(&[allowed, limit, remaining, retry, reset, position]);
+    let Answer::Decided(d, index, lease) = engine::all(ctx, cmd, &limits, parsed.request)? else {
+        return Ok(());
+    };
+    let shape = Shape {
+        all: true,
+        lease: limits.iter().any(|l| l.spec.kind() == Kind::Leases),
+    };
+    let (f, n) = engine::fields(shape, &d, index, lease);
+    ctx.reply_ints(f.get(..n).unwrap_or(&[]));
     Ok(())
 }

@@ -27,8 +27,8 @@ fn arg(name: &str, ty: DocType) -> DocArg {
 
 fn doc_type(kind: Kind) -> DocType {
     match kind {
-        Kind::Int { .. } => DocType::Int,
-        Kind::Positive | Kind::Window => DocType::Double,
+        Kind::Int { .. } | Kind::Timeout => DocType::Int,
+        Kind::Positive | Kind::Window | Kind::Lease => DocType::Double,
         Kind::FixedWindow | Kind::Zone => DocType::Str,
     }
 }

@@ -12,6 +12,7 @@
 
 mod all;
 mod docs;
+mod lease;
 mod limiter;
 mod state;
 #[cfg(feature = "test-hooks")]
@@ -105,7 +106,7 @@ const ACCESS: u32 = redis_module::raw::REDISMODULE_CMD_KEY_ACCESS;
 const UPDATE: u32 = redis_module::raw::REDISMODULE_CMD_KEY_UPDATE;
 const INCOMPLETE: u32 = redis_module::raw::REDISMODULE_CMD_KEY_INCOMPLETE;
 
-use api::DocType::{Int, Key as KeyArg, Str};
+use api::DocType::{Double, Int, Key as KeyArg, Str};
 
 /// Every command this module adds.
 #[rustfmt::skip]
@@ -139,6 +140,29 @@ pub static COMMANDS: &[Command] = &[
         counted: Some("fixed"), event: c"rl.fixed", internal: false,
     },
     Command {
+        name: c"RL.ACQUIRE", body: Body::Limiter(&grammar::CONCURRENCY),
+        flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
+        summary: c"Takes one of limit slots for lease_seconds (a concurrency lease) if one is free; replies with its lease id.",
+        complexity: c"O(n) in the key's leases", args: Args::Syntax,
+        counted: Some("acquire"), event: c"rl.acquire", internal: false,
+    },
+    Command {
+        name: c"RL.RELEASE", body: Body::Handler(lease::release),
+        flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: Some(3),
+        summary: c"Frees a concurrency lease: 1 if it was live, 0 if unknown or already expired.",
+        complexity: c"O(n) in the key's leases",
+        args: Args::Listed(&[(c"key", KeyArg, false), (c"lease_id", Int, false)]),
+        counted: Some("release"), event: c"rl.release", internal: false,
+    },
+    Command {
+        name: c"RL.RENEW", body: Body::Handler(lease::renew),
+        flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: Some(4),
+        summary: c"Extends a live concurrency lease to lease_seconds from now: 1 if it was live, 0 if not.",
+        complexity: c"O(n) in the key's leases",
+        args: Args::Listed(&[(c"key", KeyArg, false), (c"lease_id", Int, false), (c"lease_seconds", Double, false)]),
+        counted: Some("renew"), event: c"rl.renew", internal: false,
+    },
+    Command {
         name: c"RL.ALL", body: Body::Handler(all::all),
         flags: c"write deny-oom getkeys-api", keys: Keys::AfterEachLimit, key_flags: RW | ACCESS | UPDATE | INCOMPLETE, arity: Some(-6),
         summary: c"Checks several limits on several keys and consumes from all of them only if every one allows.",
@@ -169,6 +193,14 @@ pub static COMMANDS: &[Command] = &[
         complexity: c"O(1) amortized",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"update", Str, false)]),
         counted: None, event: c"rl.windowadd", internal: true,
+    },
+    Command {
+        name: c"RL.LEASE", body: Body::Handler(state::lease),
+        flags: c"write deny-oom", keys: Keys::First, key_flags: RW | UPDATE, arity: Some(3),
+        summary: c"Internal: applies one lease taken, released or renewed (replication, AOF).",
+        complexity: c"O(n) in the key's leases",
+        args: Args::Listed(&[(c"key", KeyArg, false), (c"op", Str, false)]),
+        counted: None, event: c"rl.lease", internal: true,
     },
     Command {
         name: c"RL.WINDOWREFUND", body: Body::Handler(state::windowrefund),

@@ -1,5 +1,5 @@
-//! RL.SETSTATE, RL.WINDOWADD and RL.WINDOWREFUND: how replicas and the AOF
-//! receive effects.
+//! RL.SETSTATE, RL.WINDOWADD, RL.WINDOWREFUND and RL.LEASE: how replicas
+//! and the AOF receive effects.
 //!
 //! Limiter commands never replicate themselves (a replica would decide again
 //! on its own clock). They replicate their effect, with absolute times, as
@@ -8,6 +8,7 @@
 //! replication link or from an AOF being loaded, and refuse ordinary
 //! clients, which could otherwise forge a limiter's state.
 
+use redis_ratelimit_core::algo::lease::Op;
 use redis_ratelimit_core::bounds::MAX_INT;
 use redis_ratelimit_core::error::{CmdError, INTERNAL, STATE_PAYLOAD, SYNTAX, UPDATE, WRONGTYPE};
 use redis_ratelimit_core::grammar::Words;
@@ -91,6 +92,24 @@ pub fn windowrefund(ctx: &Ctx<'_>, argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdE
     let held = matches!(store::load(&key, Kind::Window)?, Stored::Window(_));
     if held {
         store::write(&mut key, &Effect::WindowRefund(r));
+        ctx.replicate_verbatim();
+        ctx.signal_modified(name);
+    }
+    drop(key);
+    ctx.reply_ok();
+    Ok(())
+}
+
+/// RL.LEASE key op
+pub fn lease(ctx: &Ctx<'_>, argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError> {
+    let (name, payload) = key_and_payload(&argv)?;
+    let op = wire::decode_lease_op(payload).ok_or(UPDATE)?;
+    let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
+    // Checks the key's type; a release or renewal of a key that is gone
+    // changes nothing.
+    let held = matches!(store::load(&key, Kind::Leases)?, Stored::Leases(_));
+    if held || matches!(op, Op::Acquire { .. }) {
+        store::write(&mut key, &Effect::Lease(op));
         ctx.replicate_verbatim();
         ctx.signal_modified(name);
     }

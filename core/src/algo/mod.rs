@@ -6,6 +6,7 @@ pub mod all;
 pub mod bucket;
 pub mod calendar;
 pub mod fixed;
+pub mod lease;
 pub mod log;
 pub mod sliding;
 
@@ -48,6 +49,7 @@ pub struct Decision {
 
 impl Decision {
     /// The reply array: allowed, limit, remaining, retry_after_ms, reset_after_ms.
+    #[inline]
     pub fn reply_fields(&self) -> [i64; 5] {
         let retry = match self.retry_after {
             RetryAfter::Now => 0,

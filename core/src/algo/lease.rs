@@ -1,0 +1,435 @@
+//! Concurrency leases: at most `limit` in flight, each slot held until it
+//! is released or its lease ends.
+//!
+//! The state is the live leases, each an id and an absolute expiry, and
+//! the last id given. Every decision first drops what has expired at `now`,
+//! so a crashed holder's slot comes back by itself, with no client and no
+//! polling. Ids grow with time (the next id is at least `now` in
+//! nanoseconds), so an id is never given twice for a key, even after the
+//! key was gone and made again: a late release of an old lease can never
+//! free someone else's.
+//!
+//! Deciding never mutates: the functions return an [`Op`], which
+//! [`Leases::apply`] performs, the same on a master and on every replica.
+
+use super::{Decision, RetryAfter};
+use crate::time::Nanos;
+
+/// What a lease decision changes, replicated as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Take a slot: lease `id` until `expires`.
+    Acquire { now: Nanos, id: u64, expires: Nanos },
+    /// Free lease `id`.
+    Release { now: Nanos, id: u64 },
+    /// Lease `id` now ends at `expires`.
+    Renew { now: Nanos, id: u64, expires: Nanos },
+}
+
+impl Op {
+    pub fn now(&self) -> Nanos {
+        match *self {
+            Op::Acquire { now, .. } | Op::Release { now, .. } | Op::Renew { now, .. } => now,
+        }
+    }
+}
+
+/// The live leases of one key.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Leases {
+    /// The last id given.
+    last_id: u64,
+    /// (id, expiry), in the order they were given.
+    live: Vec<(u64, Nanos)>,
+}
+
+/// The encoding's version (first byte).
+const FORMAT_V1: u8 = 1;
+
+impl Leases {
+    /// Leases not yet expired at `now`.
+    pub fn live_at(&self, now: Nanos) -> usize {
+        self.live.iter().filter(|(_, e)| *e > now).count()
+    }
+
+    /// All leases held, expired or not (until the next change drops them).
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    pub fn last_id(&self) -> u64 {
+        self.last_id
+    }
+
+    /// When the last lease ends (the key's expiry), if any.
+    pub fn last_expiry(&self) -> Option<Nanos> {
+        self.live.iter().map(|(_, e)| *e).max()
+    }
+
+    /// Heap bytes held, for MEMORY USAGE.
+    pub fn heap_size(&self) -> usize {
+        self.live.capacity() * std::mem::size_of::<(u64, Nanos)>()
+    }
+
+    /// Is lease `id` live at `now`?
+    pub fn holds(&self, id: u64, now: Nanos) -> bool {
+        self.live.iter().any(|(i, e)| *i == id && *e > now)
+    }
+
+    fn trim(&mut self, now: Nanos) {
+        self.live.retain(|(_, e)| *e > now);
+    }
+
+    /// Performs a decided change: drops what expired at its instant, then
+    /// applies it. Deterministic.
+    pub fn apply(&mut self, op: &Op) {
+        self.trim(op.now());
+        match *op {
+            Op::Acquire { id, expires, .. } => {
+                self.last_id = self.last_id.max(id);
+                self.live.push((id, expires));
+            }
+            Op::Release { id, .. } => self.live.retain(|(i, _)| *i != id),
+            Op::Renew { id, expires, .. } => {
+                for l in self.live.iter_mut().filter(|(i, _)| *i == id) {
+                    l.1 = expires;
+                }
+            }
+        }
+        if self.live.capacity() > 2 * self.live.len() + 8 {
+            self.live.shrink_to_fit();
+        }
+    }
+
+    /// The state an op makes from nothing (a replica that lacks the key).
+    pub fn from_op(op: &Op) -> Leases {
+        let mut l = Leases::default();
+        l.apply(op);
+        l
+    }
+
+    /// Version, last id, count, then (id, expiry ns) pairs, little-endian.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(FORMAT_V1);
+        out.extend_from_slice(&self.last_id.to_le_bytes());
+        out.extend_from_slice(&(self.live.len() as u64).to_le_bytes());
+        for (id, e) in &self.live {
+            out.extend_from_slice(&id.to_le_bytes());
+            out.extend_from_slice(&e.as_u64().to_le_bytes());
+        }
+    }
+
+    pub fn encoded_len(&self) -> usize {
+        17 + 16 * self.live.len()
+    }
+
+    /// Decodes and validates: ids positive, distinct and at most the last
+    /// id, expiries positive; anything else is refused.
+    pub fn decode(b: &[u8]) -> Option<Leases> {
+        let u64_at = |at: usize| -> Option<u64> {
+            Some(u64::from_le_bytes(
+                b.get(at..at.checked_add(8)?)?.try_into().ok()?,
+            ))
+        };
+        if *b.first()? != FORMAT_V1 {
+            return None;
+        }
+        let last_id = u64_at(1)?;
+        let n = usize::try_from(u64_at(9)?).ok()?;
+        if b.len() != n.checked_mul(16)?.checked_add(17)? {
+            return None;
+        }
+        let mut live = Vec::with_capacity(n);
+        for i in 0..n {
+            let at = 17 + 16 * i;
+            let (id, e) = (u64_at(at)?, u64_at(at + 8)?);
+            if id == 0 || id > last_id || e == 0 || live.iter().any(|(x, _)| *x == id) {
+                return None;
+            }
+            live.push((id, Nanos::new(e)));
+        }
+        Some(Leases { last_id, live })
+    }
+}
+
+/// A lease limit: `limit` slots, each leased for `lease`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Concurrency {
+    pub limit: u64,
+    pub lease: Nanos,
+}
+
+/// The decision on taking a slot at `now`, and the op that takes it.
+/// The reply's fields: `remaining` free slots after this call;
+/// `retry_after` when the earliest lease ends (a release may come
+/// sooner); `reset_after` when all leases end.
+pub fn acquire(state: Option<&Leases>, c: &Concurrency, now: Nanos) -> (Decision, Option<Op>) {
+    let live = |e: &Nanos| *e > now;
+    let (held, earliest, last, last_id) = match state {
+        Some(s) => (
+            s.live.iter().filter(|(_, e)| live(e)).count() as u64,
+            s.live.iter().map(|(_, e)| *e).filter(live).min(),
+            s.live.iter().map(|(_, e)| *e).filter(live).max(),
+            s.last_id,
+        ),
+        None => (0, None, None, 0),
+    };
+    let until = |t: Option<Nanos>| t.map_or(Nanos::ZERO, |t| t.saturating_sub(now));
+    if held < c.limit {
+        let expires = now.saturating_add(c.lease);
+        // Ids grow with time: never one given before, even to a key that
+        // expired in between.
+        let id = last_id.saturating_add(1).max(now.as_u64());
+        let d = Decision {
+            allowed: true,
+            limit: c.limit,
+            remaining: c.limit - held - 1,
+            retry_after: RetryAfter::Now,
+            reset_after: until(last.max(Some(expires))),
+        };
+        return (d, Some(Op::Acquire { now, id, expires }));
+    }
+    let d = Decision {
+        allowed: false,
+        limit: c.limit,
+        remaining: 0,
+        retry_after: match earliest {
+            Some(t) => RetryAfter::After(t.saturating_sub(now)),
+            None => RetryAfter::Never,
+        },
+        reset_after: until(last),
+    };
+    (d, None)
+}
+
+/// Frees lease `id` if it is live at `now`.
+pub fn release(state: Option<&Leases>, id: u64, now: Nanos) -> Option<Op> {
+    state
+        .filter(|s| s.holds(id, now))
+        .map(|_| Op::Release { now, id })
+}
+
+/// Extends lease `id` to `now + lease` if it is live at `now`.
+pub fn renew(state: Option<&Leases>, id: u64, lease: Nanos, now: Nanos) -> Option<Op> {
+    state.filter(|s| s.holds(id, now)).map(|_| Op::Renew {
+        now,
+        id,
+        expires: now.saturating_add(lease),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SEC: u64 = 1_000_000_000;
+    const T0: u64 = 1_800_000_000 * SEC;
+
+    fn at(s: f64) -> Nanos {
+        Nanos::new(T0 + (s * SEC as f64) as u64)
+    }
+
+    #[test]
+    fn slots_are_taken_released_renewed_and_come_back_at_expiry() {
+        let c = Concurrency {
+            limit: 2,
+            lease: Nanos::from_secs(10),
+        };
+        let mut s = Leases::default();
+        let (d, a) = acquire(Some(&s), &c, at(0.0));
+        assert!(d.allowed && d.remaining == 1);
+        let a = a.unwrap();
+        s.apply(&a);
+        let (d, b) = acquire(Some(&s), &c, at(1.0));
+        assert!(d.allowed && d.remaining == 0);
+        s.apply(&b.unwrap());
+        let (d, none) = acquire(Some(&s), &c, at(2.0));
+        assert!(!d.allowed && none.is_none());
+        assert_eq!(d.retry_after, RetryAfter::After(Nanos::from_secs(8)));
+        assert_eq!(d.reset_after, Nanos::from_secs(9));
+        let Op::Acquire { id, .. } = a else { panic!() };
+        // Renewing the first moves the earliest end to the second's.
+        s.apply(&renew(Some(&s), id, Nanos::from_secs(20), at(2.0)).unwrap());
+        let (d, _) = acquire(Some(&s), &c, at(3.0));
+        assert_eq!(d.retry_after, RetryAfter::After(Nanos::from_secs(8)));
+        // Released: free again; a second release finds nothing.
+        s.apply(&release(Some(&s), id, at(3.0)).unwrap());
+        assert!(release(Some(&s), id, at(3.0)).is_none());
+        assert!(acquire(Some(&s), &c, at(3.0)).0.allowed);
+        // The other expires by itself at 11 s.
+        assert_eq!(s.live_at(at(11.0)), 0);
+        assert!(renew(Some(&s), 12345, Nanos::from_secs(1), at(3.0)).is_none());
+    }
+
+    #[test]
+    fn ids_grow_with_time_and_never_repeat() {
+        let c = Concurrency {
+            limit: 10,
+            lease: Nanos::from_secs(1),
+        };
+        let (_, op) = acquire(None, &c, at(0.0));
+        let Some(Op::Acquire { id: first, .. }) = op else {
+            panic!()
+        };
+        let mut s = Leases::from_op(&op.unwrap());
+        let (_, op) = acquire(Some(&s), &c, at(0.0));
+        let Some(Op::Acquire { id: second, .. }) = op else {
+            panic!()
+        };
+        assert!(second > first);
+        s.apply(&op.unwrap());
+        // The key gone and made again later: later ids still.
+        let (_, op) = acquire(None, &c, at(5.0));
+        let Some(Op::Acquire { id: third, .. }) = op else {
+            panic!()
+        };
+        assert!(third > second);
+    }
+
+    #[test]
+    fn decode_refuses_what_encode_never_writes() {
+        let mut s = Leases::default();
+        let c = Concurrency {
+            limit: 3,
+            lease: Nanos::from_secs(5),
+        };
+        for i in 0..3 {
+            let (_, op) = acquire(Some(&s), &c, at(f64::from(i)));
+            s.apply(&op.unwrap());
+        }
+        let mut b = Vec::new();
+        s.encode(&mut b);
+        assert_eq!(b.len(), s.encoded_len());
+        assert_eq!(Leases::decode(&b), Some(s.clone()));
+        let mut bad_version = b.clone();
+        bad_version[0] = 2;
+        let mut short = b.clone();
+        short.pop();
+        let mut dup = b.clone();
+        dup.copy_within(17..25, 33); // second id = first id
+        let mut zero_exp = b.clone();
+        zero_exp[25..33].fill(0);
+        let mut past_last = b.clone();
+        past_last[1..9].copy_from_slice(&1u64.to_le_bytes());
+        for bad in [
+            bad_version,
+            short,
+            dup,
+            zero_exp,
+            past_last,
+            vec![],
+            vec![1],
+        ] {
+            assert_eq!(Leases::decode(&bad), None, "{bad:?}");
+        }
+    }
+
+    /// A step of the property test: time passes, then an op by a holder.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Acquire,
+        Release(usize),
+        Renew(usize, u64),
+    }
+
+    fn step() -> impl Strategy<Value = (u64, Step)> {
+        (
+            0u64..3 * SEC,
+            prop_oneof![
+                Just(Step::Acquire),
+                (0usize..8).prop_map(Step::Release),
+                (0usize..8, 1u64..5 * SEC).prop_map(|(i, l)| Step::Renew(i, l)),
+            ],
+        )
+    }
+
+    proptest! {
+        /// Against a brute-force oracle holding every lease ever given
+        /// (start, end, released): the decision, the free slots, the wait
+        /// and the state all agree, and no instant ever has more than
+        /// `limit` leases live.
+        #[test]
+        fn matches_a_brute_force_oracle(
+            limit in 1u64..5,
+            lease_ms in 1u64..4_000,
+            steps in prop::collection::vec(step(), 1..120),
+        ) {
+            let c = Concurrency { limit, lease: Nanos::from_millis(lease_ms) };
+            let mut s = Leases::default();
+            // id -> (start, end)
+            let mut oracle: Vec<(u64, u64, u64)> = Vec::new();
+            let mut given: Vec<u64> = Vec::new();
+            let mut now = T0;
+            for (gap, st) in steps {
+                now += gap;
+                let t = Nanos::new(now);
+                let live: Vec<&(u64, u64, u64)> = oracle.iter().filter(|(_, _, e)| *e > now).collect();
+                match st {
+                    Step::Acquire => {
+                        let (d, op) = acquire(Some(&s), &c, t);
+                        prop_assert_eq!(d.allowed, (live.len() as u64) < limit);
+                        if d.allowed {
+                            prop_assert_eq!(d.remaining, limit - live.len() as u64 - 1);
+                            let Some(Op::Acquire { id, expires, .. }) = op else { panic!() };
+                            prop_assert!(!given.contains(&id));
+                            prop_assert_eq!(expires.as_u64(), now + lease_ms * 1_000_000);
+                            given.push(id);
+                            oracle.push((id, now, expires.as_u64()));
+                            s.apply(&op.unwrap());
+                        } else {
+                            let earliest = live.iter().map(|l| l.2).min().unwrap();
+                            prop_assert_eq!(d.retry_after, RetryAfter::After(Nanos::new(earliest - now)));
+                            prop_assert!(op.is_none());
+                        }
+                    }
+                    Step::Release(i) => {
+                        let Some(&id) = given.get(i) else { continue };
+                        let was_live = oracle.iter().any(|(x, _, e)| *x == id && *e > now);
+                        let op = release(Some(&s), id, t);
+                        prop_assert_eq!(op.is_some(), was_live);
+                        if let Some(op) = op {
+                            s.apply(&op);
+                            for l in oracle.iter_mut().filter(|l| l.0 == id) {
+                                l.2 = now;
+                            }
+                        }
+                    }
+                    Step::Renew(i, lease) => {
+                        let Some(&id) = given.get(i) else { continue };
+                        let was_live = oracle.iter().any(|(x, _, e)| *x == id && *e > now);
+                        let op = renew(Some(&s), id, Nanos::new(lease), t);
+                        prop_assert_eq!(op.is_some(), was_live);
+                        if let Some(op) = op {
+                            s.apply(&op);
+                            for l in oracle.iter_mut().filter(|l| l.0 == id) {
+                                l.2 = now + lease;
+                            }
+                        }
+                    }
+                }
+                // The state holds exactly the oracle's live leases.
+                let mut mine: Vec<(u64, u64)> = s.live.iter().filter(|(_, e)| e.as_u64() > now).map(|(i, e)| (*i, e.as_u64())).collect();
+                let mut theirs: Vec<(u64, u64)> = oracle.iter().filter(|(_, _, e)| *e > now).map(|(i, _, e)| (*i, *e)).collect();
+                mine.sort_unstable();
+                theirs.sort_unstable();
+                prop_assert_eq!(mine, theirs);
+                // Never more than `limit` live at any instant so far.
+                let mut edges: Vec<u64> = oracle.iter().map(|l| l.1).collect();
+                edges.sort_unstable();
+                for e in edges {
+                    let at_e = oracle.iter().filter(|(_, st, en)| *st <= e && e < *en).count();
+                    prop_assert!(at_e as u64 <= limit);
+                }
+                // The encoding round-trips.
+                let mut b = Vec::new();
+                s.encode(&mut b);
+                prop_assert_eq!(Leases::decode(&b), Some(s.clone()));
+            }
+        }
+    }
+}
