@@ -47,13 +47,10 @@ fn past_maxmemory_every_limiter_command_is_refused_and_writes_nothing() {
     .map(|a| rl(&mut c, &a.split(' ').collect::<Vec<_>>()))
     .collect();
 
-    // 4 MB of something else, then a limit of half of what is used.
-    ok(&mut c, &["SET", "filler", &"x".repeat(4 << 20)]);
-    let used = info_int(&mut c, "memory", "used_memory");
-    ok(
-        &mut c,
-        &["CONFIG", "SET", "maxmemory", &(used / 2).to_string()],
-    );
+    // A limit far below what any server uses: every write is past it
+    // (half of what is used made a flaky test: buffers that count toward
+    // it come and go, and one run in four was not past it).
+    ok(&mut c, &["CONFIG", "SET", "maxmemory", "1"]);
     wait_caught_up(&master, &replica);
     let state = |c: &mut redis::Connection| -> Vec<(Option<Vec<u8>>, i64)> {
         keys.iter()
@@ -121,6 +118,6 @@ fn past_maxmemory_every_limiter_command_is_refused_and_writes_nothing() {
     wait_caught_up(&master, &replica);
     assert_eq!(
         assert_same_state(&mut master.connect(), &mut replica.connect()),
-        keys.len() + 1
+        keys.len()
     );
 }

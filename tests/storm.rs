@@ -15,8 +15,10 @@
 //! option or request option is stormed without editing this file. The same
 //! grammar reads back every vector the module decided on, to know whether
 //! it had to write nothing. A request option named BLOCK (a denied call
-//! that waits inside the server) is never sent: on the storm's frozen test
-//! clock a denial would wait for its whole timeout.
+//! waits inside the server) goes only into calls the storm leaves as they
+//! are, with a timeout of 1 ms (or a value it refuses): on the storm's
+//! frozen test clock a denial waits its whole timeout, and a mutation
+//! could make that timeout 0, without limit.
 //!
 //! The internal commands' arguments (binary payloads whose format is the
 //! module's own) are taken from what the module really propagates: a
@@ -80,9 +82,13 @@ fn role(name: &str, internal: &[String]) -> Role {
     }
 }
 
-/// A request option the storm may send: any but one that blocks.
-fn stormable(o: &RequestOption) -> bool {
-    !is(o.keyword.as_bytes(), "BLOCK")
+/// A request option that makes a denied call wait inside the server
+/// (BLOCK timeout_ms; 0 waits without limit). The storm's test clock is
+/// frozen, so a waiting denial waits its whole timeout: BLOCK goes only
+/// into calls the storm does not mutate (a mutation could make its
+/// timeout 0), with a timeout of 1 ms or a value it refuses.
+fn blocks(o: &RequestOption) -> bool {
+    is(o.keyword.as_bytes(), "BLOCK")
 }
 
 /// Every keyword of the grammar (options, request options, algorithms)
@@ -96,7 +102,7 @@ fn keywords() -> Vec<String> {
     k.extend(
         REQUEST_OPTIONS
             .iter()
-            .filter(|o| stormable(o))
+            .filter(|o| !blocks(o))
             .map(|o| o.keyword.to_string()),
     );
     k.sort();
@@ -329,7 +335,14 @@ fn push(v: &mut Vec<Vec<u8>>, s: impl AsRef<[u8]>) {
 /// An algorithm's positional arguments (and its positional cost), then
 /// groups of its options and of the request options in any order, each
 /// maybe: `with_cost` says whether the request option COST is theirs.
-fn limit_args(r: &mut Rng, s: &Syntax, v: &mut Vec<Vec<u8>>, request: bool, with_cost: bool) {
+fn limit_args(
+    r: &mut Rng,
+    s: &Syntax,
+    v: &mut Vec<Vec<u8>>,
+    request: bool,
+    with_cost: bool,
+    block: bool,
+) {
     for p in s.params {
         push(v, value(r, p.kind, 40));
     }
@@ -343,7 +356,7 @@ fn limit_args(r: &mut Rng, s: &Syntax, v: &mut Vec<Vec<u8>>, request: bool, with
         }
     }
     if request {
-        groups.extend(request_options(r, with_cost && !s.cost_positional));
+        groups.extend(request_options(r, with_cost && !s.cost_positional, block));
     }
     shuffle(r, &mut groups);
     for g in groups {
@@ -354,10 +367,18 @@ fn limit_args(r: &mut Rng, s: &Syntax, v: &mut Vec<Vec<u8>>, request: bool, with
 }
 
 /// The request options, each maybe: flags one time in six, options with a
-/// value (COST, when `with_cost`) one in two.
-fn request_options(r: &mut Rng, with_cost: bool) -> Vec<Vec<String>> {
+/// value (COST, when `with_cost`) one in two, BLOCK (when `block`) one in
+/// four.
+fn request_options(r: &mut Rng, with_cost: bool, block: bool) -> Vec<Vec<String>> {
     let mut groups = vec![];
-    for o in REQUEST_OPTIONS.iter().filter(|o| stormable(o)) {
+    for o in REQUEST_OPTIONS {
+        if blocks(o) {
+            if block && r.one_in(4) {
+                let timeout = r.pick(&["1", "1", "1", "1", "-1", "x", "1.5"]);
+                groups.push(vec![random_case(r, o.keyword), timeout.to_string()]);
+            }
+            continue;
+        }
         match &o.value {
             None if r.one_in(6) => groups.push(vec![random_case(r, o.keyword)]),
             Some(p) if (with_cost || o.keyword != "COST") && r.one_in(2) => {
@@ -378,13 +399,13 @@ fn shuffle<T>(r: &mut Rng, items: &mut [T]) {
 
 /// A call of `name` as the grammar writes it (the arguments' values
 /// valid, but rarely).
-fn generated(r: &mut Rng, name: &str, role: Role, seeds: &Seeds) -> Vec<Vec<u8>> {
+fn generated(r: &mut Rng, name: &str, role: Role, seeds: &Seeds, block: bool) -> Vec<Vec<u8>> {
     let mut v = vec![];
     push(&mut v, random_case(r, name));
     match role {
         Role::Limiter(s) => {
             v.push(key(r, &s.keyword.to_ascii_lowercase()));
-            limit_args(r, s, &mut v, true, true);
+            limit_args(r, s, &mut v, true, true, block);
         }
         Role::Throttle => {
             v.push(key(r, "cell"));
@@ -396,7 +417,7 @@ fn generated(r: &mut Rng, name: &str, role: Role, seeds: &Seeds) -> Vec<Vec<u8>>
             }
         }
         Role::All => {
-            for g in request_options(r, true) {
+            for g in request_options(r, true, block) {
                 for w in g {
                     push(&mut v, w);
                 }
@@ -410,7 +431,7 @@ fn generated(r: &mut Rng, name: &str, role: Role, seeds: &Seeds) -> Vec<Vec<u8>>
                 ));
                 push(&mut v, random_case(r, s.keyword));
                 // A clause: its own options, its own COST, the command's flags.
-                limit_args(r, s, &mut v, true, true);
+                limit_args(r, s, &mut v, true, true, block);
             }
         }
         Role::Internal | Role::Other => match seeds.get(name) {
@@ -448,13 +469,13 @@ fn reads(role: Role, v: &[Vec<u8>]) -> Result<(), CmdError> {
 
 /// A well-formed call of `name`: generated until the grammar reads it (a
 /// few tries: a TZ on a window of seconds, say, is refused).
-fn valid(r: &mut Rng, name: &str, role: Role, seeds: &Seeds) -> Vec<Vec<u8>> {
-    let mut v = generated(r, name, role, seeds);
+fn valid(r: &mut Rng, name: &str, role: Role, seeds: &Seeds, block: bool) -> Vec<Vec<u8>> {
+    let mut v = generated(r, name, role, seeds, block);
     for _ in 0..4 {
         if reads(role, &v).is_ok() {
             break;
         }
-        v = generated(r, name, role, seeds);
+        v = generated(r, name, role, seeds, block);
     }
     v
 }
@@ -675,6 +696,8 @@ struct Tally {
     allowed: u64,
     /// Allowed decisions that had to write nothing (and did not).
     allowed_no_write: u64,
+    /// Decisions of calls with BLOCK (denied ones waited 1 ms first).
+    with_block: u64,
     errors: u64,
     wrongtype: u64,
     unknown_command: u64,
@@ -745,7 +768,12 @@ fn check(
             if text == "ERR internal error" {
                 return Err("ERR internal error: a handler panicked".into());
             }
-            if matches!(role, Role::Internal) && !text.starts_with("ERR wrong number of arguments")
+            // An internal command refuses every ordinary client, whatever
+            // it carries (after Redis's own arity check; unless the module
+            // does not have it yet).
+            if matches!(role, Role::Internal)
+                && !text.starts_with("ERR wrong number of arguments")
+                && !text.starts_with("ERR unknown command")
             {
                 let want = internal_error(&name);
                 if text != want {
@@ -777,6 +805,9 @@ fn check(
                 ));
             }
             t.decisions += 1;
+            if v.iter().any(|a| a.eq_ignore_ascii_case(b"BLOCK")) {
+                t.with_block += 1;
+            }
             let bad = |why: &str| Err(format!("{why}: {d:?}"));
             let (flag, limit, remaining, retry, reset) = (d[0], d[1], d[2], d[3], d[4]);
             if !(0..=1).contains(&flag)
@@ -909,7 +940,7 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
         p.cmd("RL.TEST.CLOCK").arg("SET").arg(clock.to_string());
         for name in registered.iter().filter(|n| deciding().contains(n)) {
             for _ in 0..10 {
-                let v = valid(&mut r, name, roles[name], &no_seeds);
+                let v = valid(&mut r, name, roles[name], &no_seeds, false);
                 let mut cmd = redis::cmd(name);
                 for a in &v[1..] {
                     cmd.arg(a.as_slice());
@@ -960,8 +991,9 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
                 if internal.contains(&name) && !r.one_in(4) {
                     name = pick(&mut r);
                 }
-                let mut v = valid(&mut r, &name, roles[&name], &seeds);
-                if !r.one_in(3) {
+                let mutated = !r.one_in(3);
+                let mut v = valid(&mut r, &name, roles[&name], &seeds, !mutated);
+                if mutated {
                     mutate(&mut r, &mut v, &names, &keywords);
                 }
                 if !registered.contains(&String::from_utf8_lossy(&v[0]).to_ascii_uppercase()) {
@@ -1066,6 +1098,9 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
     // Every path was reached: decisions, no-write ones among them, errors
     // of each kind, internal commands refused.
     assert!(tally.decisions >= total / 10, "{tally:?}");
+    if REQUEST_OPTIONS.iter().any(blocks) {
+        assert!(tally.with_block > 0, "{tally:?}");
+    }
     assert!(
         tally.allowed > 0
             && tally.allowed_no_write > 0
