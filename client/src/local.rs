@@ -15,11 +15,11 @@ use std::time::Duration;
 
 use redis_ratelimit_core::algo::all::combine;
 use redis_ratelimit_core::algo::bucket::Bucket;
-use redis_ratelimit_core::algo::fixed::Counter;
-use redis_ratelimit_core::algo::sliding::{Log, Window};
+use redis_ratelimit_core::algo::lease::Concurrency;
+use redis_ratelimit_core::algo::sliding::Window;
 use redis_ratelimit_core::algo::{self, RetryAfter};
 use redis_ratelimit_core::grammar;
-use redis_ratelimit_core::limit::{evaluate, Effect, Spec, Stored};
+use redis_ratelimit_core::limit::{evaluate, Effect, Spec, State, Stored};
 use redis_ratelimit_core::time::Nanos;
 
 use crate::commands::{Mode, Request};
@@ -63,17 +63,15 @@ pub(crate) fn share(spec: Spec, share: Share) -> Spec {
             limit: (limit / n).max(1),
             calendar,
         },
+        Spec::Concurrency(c) => Spec::Concurrency(Concurrency {
+            limit: (c.limit / n).max(1),
+            ..c
+        }),
     }
 }
 
-/// One key's state, as the module keeps it, with when it is fresh again.
-#[derive(Debug)]
-enum State {
-    Bucket(Nanos),
-    Fixed(Counter),
-    Window(Log),
-}
-
+/// One key's state (the core's, as the module keeps it), with when it is
+/// fresh again.
 #[derive(Debug)]
 struct Entry {
     state: State,
@@ -127,12 +125,10 @@ impl Local {
         };
         let mut evaluated = Vec::with_capacity(keys.len());
         for (key, spec) in keys.iter().zip(specs) {
-            let stored = match self.entries.get(key).map(|e| &e.state) {
-                None => Stored::Empty,
-                Some(State::Bucket(t)) => Stored::Bucket(*t),
-                Some(State::Fixed(c)) => Stored::Fixed(*c),
-                Some(State::Window(l)) => Stored::Window(l),
-            };
+            let stored = self
+                .entries
+                .get(key)
+                .map_or(Stored::Empty, |e| e.state.stored());
             // A key whose kind changed (a redefined limit) starts afresh.
             let d = evaluate(stored, spec, now, req.cost(), mode)
                 .or_else(|_| evaluate(Stored::Empty, spec, now, req.cost(), mode))
@@ -148,57 +144,19 @@ impl Local {
         Some(AllDecision::new(decision(&d, Source::Fallback), index))
     }
 
-    /// Writes an effect, as the module's store does.
+    /// Writes an effect, as the module's store does (the core's
+    /// [`State::apply`]); a state fresh again is forgotten.
     fn apply(&mut self, key: &str, effect: Effect) {
-        let entry = match effect {
-            Effect::None => return,
-            Effect::Clear => {
-                self.entries.remove(key);
-                return;
+        if matches!(effect, Effect::None) {
+            return;
+        }
+        let mut state = self.entries.remove(key).map_or(State::Empty, |e| e.state);
+        if let Some(expires) = state.apply(&effect) {
+            if !matches!(state, State::Empty) {
+                self.entries
+                    .insert(key.to_string(), Entry { state, expires });
             }
-            Effect::Bucket(tat) => Entry {
-                state: State::Bucket(tat),
-                expires: tat,
-            },
-            Effect::Fixed { counter, .. } => Entry {
-                state: State::Fixed(counter),
-                expires: Nanos::from_millis(counter.end_ms),
-            },
-            Effect::WindowAdd(u) => {
-                let mut log = match self.entries.remove(key) {
-                    Some(Entry {
-                        state: State::Window(l),
-                        ..
-                    }) => l,
-                    _ => Log::default(),
-                };
-                log.apply(&u);
-                let expires = Nanos::from_micros(log.last_us().saturating_add(u.span_us));
-                Entry {
-                    state: State::Window(log),
-                    expires,
-                }
-            }
-            Effect::WindowRefund(r) => {
-                let Some(Entry {
-                    state: State::Window(mut log),
-                    ..
-                }) = self.entries.remove(key)
-                else {
-                    return;
-                };
-                log.apply_refund(&r);
-                if log.is_empty() {
-                    return;
-                }
-                let expires = Nanos::from_micros(log.last_us().saturating_add(r.span_us));
-                Entry {
-                    state: State::Window(log),
-                    expires,
-                }
-            }
-        };
-        self.entries.insert(key.to_string(), entry);
+        }
     }
 
     /// Forgets keys that are fresh again, now and then, so the map holds
