@@ -51,6 +51,14 @@ PIPELINES = (1, 16)
 PATTERNS = ("random", "hot")
 HOT_WINDOW = "3600"  # hot keys: refills and windows slow enough to stay denied
 
+# Named policies every benchmark server starts with (module arguments), for
+# RL.TAKE: the same limits as RL.TOKENBUCKET's random, hot and memory rows.
+BENCH_POLICIES = [
+    "POLICY", "bench", "TOKENBUCKET", "1000000", "1", "PERIOD", "60",
+    "POLICY", "hot", "TOKENBUCKET", "10", "1", "PERIOD", HOT_WINDOW,
+    "POLICY", "mem", "TOKENBUCKET", "1000", "1", "PERIOD", "3600",
+]
+
 
 class BenchError(Exception):
     """A failure the run cannot go on from (message for the user)."""
@@ -115,6 +123,10 @@ def build_cases():
                   ["RL.TOKENBUCKET", "hot:tb", "10", "1", "1", "PERIOD", HOT_WINDOW],
                   stat="tokenbucket",
                   mem=["RL.TOKENBUCKET", "{key}", "1000", "1", "1", "PERIOD", "3600"]))
+    c.append(Case("RL.TAKE", "module",
+                  ["RL.TAKE", "take:__rand_int__", "bench"],
+                  ["RL.TAKE", "hot:take", "hot"],
+                  stat="take", mem=["RL.TAKE", "{key}", "mem"]))
     c.append(Case("RL.GCRA", "module",
                   ["RL.GCRA", "gcra:__rand_int__", "1000000", "1", "60"],
                   ["RL.GCRA", "hot:gcra", "10", "1", HOT_WINDOW],
@@ -206,7 +218,7 @@ class Server:
                 "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--dir", self.workdir,
                 "--logfile", logfile, "--daemonize", "no",
-                "--loadmodule", self.module]
+                "--loadmodule", self.module] + BENCH_POLICIES
             # Own session: a Ctrl-C reaches us, and we stop the server.
             self.proc = subprocess.Popen(cmd, cwd=self.workdir, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -549,6 +561,11 @@ CALLGRIND_CASES = [
     ("RL.GCRA", ["RL.GCRA", "gcra:__rand_int__", "1000000", "1", "60"]),
     ("RL.FIXED", ["RL.FIXED", "fx:__rand_int__", "1000000", "86400"]),
     ("RL.SLIDING", ["RL.SLIDING", "sl:__rand_int__", "1000000", "60"]),
+    ("RL.TAKE", ["RL.TAKE", "take:__rand_int__", "bench"]),
+    # One key, denied on every call (the policy's bucket of 10 is spent by
+    # the warm-up): the cheapest answer a limiter gives.
+    ("INCR hot", ["INCR", "hot:incr"]),
+    ("RL.TAKE hot", ["RL.TAKE", "hot:take", "hot"]),
 ]
 
 
@@ -567,18 +584,19 @@ def run_callgrind(module, workdir, opts):
             log(f"   callgrind: {name} x {n}")
             # Create all KEYSPACE keys first, so the counted run is the update
             # path (every call finds its key, updates it and its TTL).
+            random_keys = any("__rand_int__" in a for a in args)
             template = [a.replace("__rand_int__", "%012d") for a in args]
             fill = b"".join(resp([a % i if "%012d" in a else a for a in template])
-                            for i in range(KEYSPACE))
+                            for i in range(KEYSPACE if random_keys else 100))
             server.cli("FLUSHALL")
             pipe_load(server, [fill])
-            if int(server.cli("DBSIZE").strip()) != KEYSPACE:
+            if int(server.cli("DBSIZE").strip()) != (KEYSPACE if random_keys else 1):
                 raise BenchError("callgrind: the keys were not all created")
-            benchmark(server, args, max(n // 4, 1000), 16, True)  # warm-up
+            benchmark(server, args, max(n // 4, 1000), 16, random_keys)  # warm-up
             subprocess.run(["callgrind_control", "--zero", str(pid)], capture_output=True,
                            timeout=120, check=True)
             before = set(glob.glob(out_base + "*"))
-            benchmark(server, args, n, 16, True)
+            benchmark(server, args, n, 16, random_keys)
             subprocess.run(["callgrind_control", "--dump=" + name.replace(".", "_"), str(pid)],
                            capture_output=True, timeout=300, check=True)
             new = sorted(set(glob.glob(out_base + "*")) - before, key=os.path.getmtime)
@@ -683,6 +701,12 @@ def targets(results, mem, cg):
         r = ratio(name, "random")
         check(None if r is None else r >= 0.65,
               f"write path (random keys, -P 16): {name} {fmt_ratio(r)} INCR (target >= 0.65x)")
+    r = ratio("RL.TAKE", "random")
+    check(None if r is None else r >= 0.70,
+          f"write path (random keys, -P 16): RL.TAKE {fmt_ratio(r)} INCR (target >= 0.70x)")
+    r = ratio("RL.TAKE", "hot")
+    check(None if r is None else r >= 0.80,
+          f"hot key (-P 16): RL.TAKE {fmt_ratio(r)} INCR (target >= 0.80x)")
     for name in ("RL.TOKENBUCKET", "RL.GCRA", "RL.FIXED"):
         r = ratio(name, "hot")
         check(None if r is None else r >= 0.8,
@@ -710,6 +734,16 @@ def targets(results, mem, cg):
     else:
         check(None, "instructions per request, write path: RL.TOKENBUCKET <= 2.5x INCR "
               "(run with --callgrind)")
+    if cg and "INCR" in cg and "RL.TAKE" in cg and "RL.TAKE hot" in cg:
+        x = cg["RL.TAKE"] / cg["INCR"]
+        check(x <= 2.5, f"instructions per request, write path: RL.TAKE "
+              f"{cg['RL.TAKE']:.0f} = {x:.2f}x INCR's {cg['INCR']:.0f} (target <= 2.5x)")
+        x = cg["RL.TAKE hot"] / cg["INCR"]
+        check(x <= 2.0, f"instructions per request, denied hot key: RL.TAKE "
+              f"{cg['RL.TAKE hot']:.0f} = {x:.2f}x INCR's {cg['INCR']:.0f} (target <= 2.0x)")
+    else:
+        check(None, "instructions per request: RL.TAKE <= 2.5x INCR (write), <= 2.0x (denied "
+              "hot key) (run with --callgrind)")
     return lines
 
 

@@ -49,7 +49,7 @@ pub fn guard<T>(default: T, f: impl FnOnce() -> T) -> T {
 
 /// The entry point Redis calls on `loadmodule` / `MODULE LOAD`.
 #[no_mangle]
-pub extern "C" fn RedisModule_OnLoad(ctx: RawCtx, _argv: *mut RawString, _argc: c_int) -> c_int {
+pub extern "C" fn RedisModule_OnLoad(ctx: RawCtx, argv: *mut RawString, argc: c_int) -> c_int {
     guard(ERR, || {
         // SAFETY: the context of this load; the name is a static C string.
         // Init fills in every API pointer before anything here allocates
@@ -72,7 +72,17 @@ pub extern "C" fn RedisModule_OnLoad(ctx: RawCtx, _argv: *mut RawString, _argc: 
             ));
             return ERR;
         }
-        match crate::init(&c) {
+        let raw_args: &[RawString] = match usize::try_from(argc) {
+            // SAFETY: Redis passes `argc` valid module arguments that live
+            // until this call returns; they are copied out below.
+            Ok(n) if !argv.is_null() => unsafe { std::slice::from_raw_parts(argv, n) },
+            _ => &[],
+        };
+        let args = Argv { args: raw_args };
+        let args: Vec<Vec<u8>> = (0..args.count())
+            .filter_map(|i| args.word(i).map(<[u8]>::to_vec))
+            .collect();
+        match crate::init(&c, &args) {
             Ok(()) => OK,
             Err(e) => {
                 c.log_warning(&format!("ratelimit: {e}"));
@@ -307,6 +317,19 @@ impl<'a> Ctx<'a> {
         rm!(RedisModule_ReplyWithLongLong(self.raw, v) else 0);
     }
 
+    /// An array header of `n` elements; the elements follow.
+    pub fn reply_array(&self, n: usize) {
+        rm!(RedisModule_ReplyWithArray(self.raw, c_long::try_from(n).unwrap_or(0)) else 0);
+    }
+
+    pub fn reply_bulk(&self, b: &[u8]) {
+        rm!(RedisModule_ReplyWithStringBuffer(self.raw, b.as_ptr().cast::<c_char>(), b.len()) else 0);
+    }
+
+    pub fn reply_null(&self) {
+        rm!(RedisModule_ReplyWithNull(self.raw) else 0);
+    }
+
     pub fn reply_ok(&self) {
         rm!(RedisModule_ReplyWithSimpleString(self.raw, c"OK".as_ptr()) else 0);
     }
@@ -319,7 +342,7 @@ impl<'a> Ctx<'a> {
             CmdError::Msg(m) => {
                 rm!(RedisModule_ReplyWithError(self.raw, m.as_ptr()) else 0);
             }
-            CmdError::InternalCommand(_) => {
+            CmdError::InternalCommand(_) | CmdError::UnknownPolicy(_) => {
                 if let Ok(m) = CString::new(e.text()) {
                     rm!(RedisModule_ReplyWithError(self.raw, m.as_ptr()) else 0);
                 }
@@ -486,17 +509,54 @@ pub fn run_command(
 }
 
 /// Registers a command with its legacy key positions.
+/// A container of subcommands has no entry point.
 pub fn create_command(
     ctx: &Ctx<'_>,
     name: &CStr,
-    entry: EntryFn,
+    entry: Option<EntryFn>,
     flags: &CStr,
     keys: (c_int, c_int, c_int),
 ) -> bool {
+    let func: raw::RedisModuleCmdFunc = match entry {
+        Some(f) => Some(f),
+        None => None,
+    };
     rm!(RedisModule_CreateCommand(
         ctx.raw,
         name.as_ptr(),
-        Some(entry),
+        func,
+        flags.as_ptr(),
+        keys.0,
+        keys.1,
+        keys.2,
+    ) else ERR)
+        == OK
+}
+
+/// Registers subcommand `sub` of the container command `parent`.
+pub fn create_subcommand(
+    ctx: &Ctx<'_>,
+    parent: &[u8],
+    sub: &[u8],
+    entry: Option<EntryFn>,
+    flags: &CStr,
+    keys: (c_int, c_int, c_int),
+) -> bool {
+    let (Ok(parent), Ok(sub)) = (CString::new(parent), CString::new(sub)) else {
+        return false;
+    };
+    let cmd = rm!(RedisModule_GetCommand(ctx.raw, parent.as_ptr()) else std::ptr::null_mut());
+    if cmd.is_null() {
+        return false;
+    }
+    let func: raw::RedisModuleCmdFunc = match entry {
+        Some(f) => Some(f),
+        None => None,
+    };
+    rm!(RedisModule_CreateSubcommand(
+        cmd,
+        sub.as_ptr(),
+        func,
         flags.as_ptr(),
         keys.0,
         keys.1,
@@ -1219,6 +1279,95 @@ pub fn register_boxed<M: BoxedMethods>(ctx: &Ctx<'_>, name: &CStr, encver: i32) 
     M::handle().handle.create(ctx, name, encver, m)
 }
 
+/// Module data saved in the RDB beside the keys (policies), by a type no
+/// key ever holds.
+pub trait AuxMethods: 'static {
+    fn handle() -> &'static TypeHandle;
+    fn save(out: &mut RdbOut<'_>);
+    /// Reads what `save` wrote; false refuses the RDB.
+    fn load(input: &mut RdbIn<'_>, encver: i32) -> bool;
+}
+
+/// Writing to an RDB.
+pub struct RdbOut<'a> {
+    io: *mut raw::RedisModuleIO,
+    _io: PhantomData<&'a ()>,
+}
+
+impl RdbOut<'_> {
+    pub fn unsigned(&mut self, v: u64) {
+        rm!(RedisModule_SaveUnsigned(self.io, v) else ());
+    }
+    pub fn bytes(&mut self, b: &[u8]) {
+        rm!(RedisModule_SaveStringBuffer(self.io, b.as_ptr().cast::<c_char>(), b.len()) else ());
+    }
+}
+
+/// Reading from an RDB; every read checks for an IO error.
+pub struct RdbIn<'a> {
+    io: *mut raw::RedisModuleIO,
+    _io: PhantomData<&'a ()>,
+}
+
+impl RdbIn<'_> {
+    pub fn unsigned(&mut self) -> Option<u64> {
+        let v = rm!(RedisModule_LoadUnsigned(self.io) else 0);
+        (!io_error(self.io)).then_some(v)
+    }
+    pub fn bytes(&mut self) -> Option<Vec<u8>> {
+        let mut len: usize = 0;
+        let buf = rm!(RedisModule_LoadStringBuffer(self.io, &mut len) else std::ptr::null_mut());
+        if buf.is_null() {
+            return None;
+        }
+        let out = (!io_error(self.io)).then(|| {
+            // SAFETY: Redis returned `len` bytes at `buf`, ours until freed below.
+            unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) }.to_vec()
+        });
+        rm!(RedisModule_Free(buf.cast()) else ());
+        out
+    }
+}
+
+extern "C" fn aux_save<A: AuxMethods>(io: *mut raw::RedisModuleIO, _when: c_int) {
+    guard((), || {
+        A::save(&mut RdbOut {
+            io,
+            _io: PhantomData,
+        });
+    });
+}
+
+extern "C" fn aux_load<A: AuxMethods>(
+    io: *mut raw::RedisModuleIO,
+    encver: c_int,
+    _when: c_int,
+) -> c_int {
+    guard(ERR, || {
+        let ok = A::load(
+            &mut RdbIn {
+                io,
+                _io: PhantomData,
+            },
+            encver,
+        );
+        if ok {
+            OK
+        } else {
+            ERR
+        }
+    })
+}
+
+/// Registers a type that only carries module data in the RDB.
+pub fn register_aux<A: AuxMethods>(ctx: &Ctx<'_>, name: &CStr, encver: i32) -> bool {
+    let mut m = empty_methods();
+    m.aux_load = Some(aux_load::<A>);
+    m.aux_save = Some(aux_save::<A>);
+    m.aux_save_triggers = raw::REDISMODULE_AUX_BEFORE_RDB as c_int;
+    A::handle().create(ctx, name, encver, m)
+}
+
 /// An AOF rewrite in progress.
 pub struct Aof<'a> {
     io: *mut raw::RedisModuleIO,
@@ -1439,6 +1588,13 @@ impl Info<'_> {
     /// Starts the module's section (named after the module).
     pub fn section(&mut self) {
         rm!(RedisModule_InfoAddSection(self.ctx, c"".as_ptr()) else 0);
+    }
+
+    /// A text field (INFO's `key:value` line).
+    pub fn text(&mut self, name: &str, value: &str) {
+        if let (Ok(n), Ok(v)) = (CString::new(name), CString::new(value)) {
+            rm!(RedisModule_InfoAddFieldCString(self.ctx, n.as_ptr(), v.as_ptr()) else 0);
+        }
     }
 
     /// A numeric field; the name is made of ASCII letters, digits and `_`.

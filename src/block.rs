@@ -21,6 +21,7 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use redis_ratelimit_core::algo::all::combine;
@@ -35,6 +36,7 @@ use crate::api::{
     TimerCallback, TimerId,
 };
 use crate::commands::Cmd;
+use crate::policies::Counters;
 use crate::{clock, config, engine, stats, store};
 
 /// Waiters now, anywhere: the fast path of every command reads only this.
@@ -71,6 +73,8 @@ pub struct Need {
     pub key: Vec<u8>,
     pub spec: Spec,
     pub cost: u64,
+    /// The policy's counters, when the limit is a named policy's.
+    pub counters: Option<Rc<Counters>>,
 }
 
 pub use crate::engine::Shape;
@@ -540,8 +544,12 @@ fn deadline(ctx: &Ctx<'_>, id: u64) {
             w.deadline = None;
         }
     });
+    let needs = with_line(|l| l.waiters.get(&id).map(|w| w.needs.clone()));
     if let Some((bc, outcome)) = leave(ctx, id) {
         bump(&TIMED_OUT);
+        for c in needs.iter().flatten().filter_map(|n| n.counters.as_ref()) {
+            c.waited(false);
+        }
         api::unblock::<Waiting>(bc, Some(Box::new(outcome)));
     }
 }
@@ -654,6 +662,9 @@ fn admit_one(ctx: &Ctx<'_>, id: u64) -> Vec<u64> {
     drop(keys);
     stats::decided(cmd.id, true, false, false);
     bump(&ADMITTED);
+    for c in needs.iter().filter_map(|n| n.counters.as_ref()) {
+        c.waited(true);
+    }
     let Some((w, next)) = take_out(ctx, id) else {
         return Vec::new();
     };

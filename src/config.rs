@@ -10,6 +10,10 @@
 //!   (BLOCK) at once, over all keys. Each costs the server about 34 KB
 //!   (Redis keeps a reply buffer per blocked client); past it, a BLOCK call
 //!   answers at once as if it had not asked to wait. 0 turns waiting off.
+//! - `max-policies` (default 1000, 0 to 1000000): named policies (RL.POLICY
+//!   SET). Each costs about 400 bytes plus its definition's words; past
+//!   it, SET of a new name is refused. What a master or an AOF sends is
+//!   taken regardless.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -24,6 +28,15 @@ static SLIDING_MAX_ENTRIES: AtomicU32 = AtomicU32::new(SLIDING_MAX_ENTRIES_DEFAU
 const MAX_WAITERS_DEFAULT: u32 = 10_000;
 const MAX_WAITERS_MAX: u32 = 10_000_000;
 static MAX_WAITERS: AtomicU32 = AtomicU32::new(MAX_WAITERS_DEFAULT);
+
+const MAX_POLICIES_DEFAULT: u32 = 1000;
+const MAX_POLICIES_MAX: u32 = 1_000_000;
+static MAX_POLICIES: AtomicU32 = AtomicU32::new(MAX_POLICIES_DEFAULT);
+
+/// Named policies RL.POLICY SET may define.
+pub fn max_policies() -> usize {
+    MAX_POLICIES.load(Ordering::Relaxed) as usize
+}
 
 /// Clients that may wait in line at once.
 #[inline]
@@ -81,6 +94,27 @@ impl NumericConfig for MaxWaiters {
     }
 }
 
+struct MaxPolicies;
+
+impl NumericConfig for MaxPolicies {
+    const NAME: &'static std::ffi::CStr = c"max-policies";
+    const DEFAULT: i64 = MAX_POLICIES_DEFAULT as i64;
+    const MIN: i64 = 0;
+    const MAX: i64 = MAX_POLICIES_MAX as i64;
+    fn get() -> i64 {
+        i64::from(MAX_POLICIES.load(Ordering::Relaxed))
+    }
+    fn set(v: i64) -> bool {
+        match u32::try_from(v) {
+            Ok(v) => {
+                MAX_POLICIES.store(v, Ordering::Relaxed);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
 /// Registers the configuration and applies values given at load time.
 pub fn register(ctx: &Ctx<'_>) -> Result<(), &'static str> {
     if !api::register_numeric_config::<SlidingMaxEntries>(ctx) {
@@ -88,6 +122,9 @@ pub fn register(ctx: &Ctx<'_>) -> Result<(), &'static str> {
     }
     if !api::register_numeric_config::<MaxWaiters>(ctx) {
         return Err("cannot register max-waiters");
+    }
+    if !api::register_numeric_config::<MaxPolicies>(ctx) {
+        return Err("cannot register max-policies");
     }
     if !ctx.load_configs() {
         return Err("bad configuration value at load time");

@@ -11,11 +11,14 @@ use redis_ratelimit_core::algo::all::combine;
 use redis_ratelimit_core::algo::{Decision, RetryAfter};
 use redis_ratelimit_core::error::{CmdError, INTERNAL};
 use redis_ratelimit_core::grammar::{Mode, Request};
-use redis_ratelimit_core::limit::{evaluate, Effect, Kind, Spec, State, Stored};
+use redis_ratelimit_core::limit::{
+    evaluate_with, Effect, Kind, Rules, Spec, State, Stored, Verdict,
+};
 
 use crate::api::{Ctx, Key, Name};
 use crate::block::{self, Need};
 use crate::commands::Cmd;
+use crate::policies::Policy;
 use crate::wire;
 use crate::{clock, stats, store};
 
@@ -57,43 +60,66 @@ pub fn fields(shape: Shape, d: &Decision, index: usize, lease: Option<u64>) -> (
 /// One limit on one key: decide, apply unless it is a dry run, and answer
 /// with `reply` (unless the request waits in line: its reply comes later).
 /// `load` reads the key's state (CL.THROTTLE also reads redis-cell's).
+/// A named policy brings its rules (SHADOW, LOCKOUT) and its counters.
 #[inline]
+#[allow(clippy::too_many_arguments)]
 pub fn one(
     ctx: &Ctx<'_>,
     cmd: Cmd,
     name: Name<'_>,
     spec: &Spec,
     req: Request,
+    policy: Option<&Policy>,
     load: impl for<'k> Fn(&'k Key<'_>, Kind) -> Result<Stored<'k>, CmdError>,
     reply: impl FnOnce(&Decision, Option<u64>),
 ) -> Result<(), CmdError> {
     let now = clock::now();
     let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
     let cost = req.cost.unwrap_or(1);
-    let (decision, effect) = evaluate(load(&key, spec.kind())?, spec, now, cost, req.mode())?;
+    let rules = policy.map_or(Rules::default(), |p| p.rules);
+    let (decision, effect, verdict) =
+        evaluate_with(load(&key, spec.kind())?, spec, rules, now, cost, req.mode())?;
     let takes = req.mode() == Mode::Take && cost > 0;
-    if takes && (block::waiters() > 0 || (req.block.is_some() && !decision.allowed)) {
+    let counted = |verdict: Verdict| {
+        if let Some(p) = policy {
+            p.counters.called();
+            p.counters
+                .decided(verdict, takes && !req.dry_run, rules.shadow);
+        }
+    };
+    // A shadow policy answers at once: it never makes anyone wait.
+    let block = req.block.filter(|_| !rules.shadow);
+    if takes && (block::waiters() > 0 || (block.is_some() && !decision.allowed)) {
         let queued = block::behind(ctx, name.bytes(), spec, cost, now);
         let must_wait = queued.is_some() || waits_for_limit(&decision);
-        if let (true, Some(ms)) = (must_wait, req.block) {
+        if let (true, Some(ms)) = (must_wait, block) {
             let state = State::of(load(&key, spec.kind())?);
             let need = Need {
                 key: name.bytes().to_vec(),
                 spec: spec.clone(),
                 cost,
+                counters: policy.map(|p| p.counters.clone()),
             };
             let shape = Shape {
                 all: false,
                 lease: spec.kind() == Kind::Leases,
             };
             if block::wait(ctx, cmd, vec![need], shape, ms, vec![state], now) {
+                if let Some(p) = policy {
+                    p.counters.called();
+                }
                 return Ok(());
             }
         }
         if let Some(retry) = queued {
             // Others wait on this key: a newcomer never jumps ahead.
             stats::decided(cmd.id, false, req.dry_run, false);
-            reply(&block::queued_denial(decision, retry), None);
+            counted(Verdict {
+                denied: true,
+                locked: false,
+            });
+            let d = block::queued_denial(decision, retry);
+            reply(&if rules.shadow { shadowed(d) } else { d }, None);
             return Ok(());
         }
     }
@@ -105,9 +131,19 @@ pub fn one(
         }
     }
     stats::decided(cmd.id, decision.allowed, req.dry_run, req.refund);
+    counted(verdict);
     let lease = effect.lease_id().filter(|_| !req.dry_run);
     reply(&decision, lease);
     Ok(())
+}
+
+/// What a shadow policy answers for a denial: allowed.
+fn shadowed(d: Decision) -> Decision {
+    Decision {
+        allowed: true,
+        retry_after: redis_ratelimit_core::algo::RetryAfter::Now,
+        ..d
+    }
 }
 
 /// Denied, but some wait would allow it.
@@ -120,6 +156,14 @@ pub struct Limit<'a, 's> {
     pub name: Name<'a>,
     pub spec: &'s Spec,
     pub cost: u64,
+    /// The clause's policy (`LIMIT key POLICY name`): rules and counters.
+    pub policy: Option<&'s Policy>,
+}
+
+impl Limit<'_, '_> {
+    fn rules(&self) -> Rules {
+        self.policy.map_or(Rules::default(), |p| p.rules)
+    }
 }
 
 /// Several limits, all or nothing: every limit is decided on its own key;
@@ -137,14 +181,34 @@ pub fn all(
         keys.push(ctx.open_key(l.name).ok_or(INTERNAL)?);
     }
     let mut evaluated = Vec::with_capacity(limits.len());
-    for (l, key) in limits.iter().zip(&keys) {
+    let mut verdicts = Vec::with_capacity(limits.len());
+    let mut lockouts = Vec::new();
+    for (i, (l, key)) in limits.iter().zip(&keys).enumerate() {
         let stored = store::load(key, l.spec.kind())?;
-        evaluated.push(evaluate(stored, l.spec, now, l.cost, req.mode())?);
+        let (d, effect, v) = evaluate_with(stored, l.spec, l.rules(), now, l.cost, req.mode())?;
+        if v.locked {
+            lockouts.push((i, effect.clone()));
+        }
+        verdicts.push(v);
+        evaluated.push((d, effect));
     }
     let takes = req.mode() == Mode::Take && limits.iter().any(|l| l.cost > 0);
+    let count = |verdicts: &[Verdict]| {
+        for (l, v) in limits.iter().zip(verdicts) {
+            if let Some(p) = l.policy {
+                p.counters.called();
+                let took = takes && !req.dry_run && l.cost > 0;
+                p.counters.decided(*v, took, p.rules.shadow);
+            }
+        }
+    };
     let denied_now: Vec<Decision> = evaluated.iter().map(|(d, _)| *d).collect();
     let (index, decision, effects) = combine(evaluated).ok_or(INTERNAL)?;
-    if takes && (block::waiters() > 0 || (req.block.is_some() && !decision.allowed)) {
+    // A shadow policy never makes anyone wait (its denials answer allowed).
+    let block = req
+        .block
+        .filter(|_| !limits.iter().any(|l| l.rules().shadow));
+    if takes && (block::waiters() > 0 || (block.is_some() && !decision.allowed)) {
         // Each key's decision, behind its queue where others wait.
         let mut queued = false;
         let mut behind = Vec::with_capacity(limits.len());
@@ -158,7 +222,7 @@ pub fn all(
             }
         }
         let must_wait = queued || waits_for_limit(&decision);
-        if let (true, Some(ms)) = (must_wait, req.block) {
+        if let (true, Some(ms)) = (must_wait, block) {
             let mut needs = Vec::with_capacity(limits.len());
             let mut states = Vec::with_capacity(limits.len());
             for (l, key) in limits.iter().zip(&keys) {
@@ -167,6 +231,7 @@ pub fn all(
                     key: l.name.bytes().to_vec(),
                     spec: l.spec.clone(),
                     cost: l.cost,
+                    counters: l.policy.map(|p| p.counters.clone()),
                 });
             }
             let shape = Shape {
@@ -174,12 +239,26 @@ pub fn all(
                 lease: limits.iter().any(|l| l.spec.kind() == Kind::Leases),
             };
             if block::wait(ctx, cmd, needs, shape, ms, states, now) {
+                for p in limits.iter().filter_map(|l| l.policy) {
+                    p.counters.called();
+                }
                 return Ok(Answer::Waiting);
             }
+            count(&queued_verdicts(limits.len()));
             return denied(cmd, req, behind);
         }
         if queued {
+            count(&queued_verdicts(limits.len()));
             return denied(cmd, req, behind);
+        }
+    }
+    count(&verdicts);
+    if !req.dry_run && !decision.allowed {
+        // A denial writes nothing, but a policy's LOCKOUT it started.
+        for (i, effect) in &lockouts {
+            if let (Some(l), Some(key)) = (limits.get(*i), keys.get_mut(*i)) {
+                commit(ctx, key, l.name, effect, cmd.row.event);
+            }
         }
     }
     // Nothing below can fail: the request applies whole. `effects` is
@@ -200,6 +279,17 @@ pub fn all(
     Ok(Answer::Decided(decision, index, lease))
 }
 
+/// Every clause denied (the request cannot go ahead of a queue).
+fn queued_verdicts(n: usize) -> Vec<Verdict> {
+    vec![
+        Verdict {
+            denied: true,
+            locked: false
+        };
+        n
+    ]
+}
+
 /// The denial RL.ALL answers when it cannot go ahead of a queue.
 fn denied(cmd: Cmd, req: Request, decisions: Vec<(Decision, ())>) -> Result<Answer, CmdError> {
     let (index, d, _) = combine(decisions).ok_or(INTERNAL)?;
@@ -218,7 +308,7 @@ pub fn commit(ctx: &Ctx<'_>, key: &mut Key<'_>, name: Name<'_>, effect: &Effect,
         return;
     }
     store::write(key, effect);
-    wire::replicate(ctx, name, effect);
+    wire::replicate(ctx, name, key, effect);
     ctx.signal_modified(name);
     ctx.notify(event, name);
 }

@@ -1,8 +1,9 @@
 //! redis-ratelimit: native rate-limiting commands for Redis.
 //!
 //! Loaded as a module (`loadmodule .../libredis_ratelimit.so`), it adds
-//! `RL.TOKENBUCKET`, `RL.SLIDING`, `RL.GCRA`, `RL.FIXED`, `RL.ALL` and
-//! `CL.THROTTLE`, which decide and update limiters in one atomic step inside
+//! `RL.TOKENBUCKET`, `RL.SLIDING`, `RL.GCRA`, `RL.FIXED`, `RL.ACQUIRE`,
+//! `RL.ALL`, `RL.TAKE` (named policies, `RL.POLICY`) and `CL.THROTTLE`,
+//! which decide and update limiters in one atomic step inside
 //! the server. Decisions use the server's clock; state holds absolute times
 //! and is replicated as its effect, so replicas, restarts and AOF replays
 //! hold exactly the master's state.
@@ -24,6 +25,7 @@ mod clock;
 mod commands;
 mod config;
 mod engine;
+mod policies;
 mod stats;
 mod store;
 mod wire;
@@ -41,8 +43,9 @@ pub const MODULE_VERSION: i32 = 100;
 #[global_allocator]
 static ALLOCATOR: alloc::ModuleAlloc = alloc::ModuleAlloc;
 
-/// Called once from `RedisModule_OnLoad`, after the API is ready.
-fn init(ctx: &api::Ctx<'_>) -> Result<(), String> {
+/// Called once from `RedisModule_OnLoad`, after the API is ready, with
+/// the module's load arguments (`POLICY name <definition>` groups).
+fn init(ctx: &api::Ctx<'_>, args: &[Vec<u8>]) -> Result<(), String> {
     // Redis must not signal a key as modified just because we opened it for
     // writing: a denied request or a peek changes nothing, and must not
     // break WATCH or client-side caching. rdb_load reports IO errors to us
@@ -52,8 +55,11 @@ fn init(ctx: &api::Ctx<'_>) -> Result<(), String> {
             | raw::REDISMODULE_OPTIONS_HANDLE_IO_ERRORS,
     );
     store::register_types(ctx)?;
+    policies::register(ctx)?;
     commands::register(ctx)?;
     config::register(ctx)?;
+    // After the configuration: definitions read its sliding-max-entries.
+    policies::from_args(args)?;
     if !api::subscribe_server_events::<block::Events>(ctx) {
         return Err("cannot subscribe to server events".into());
     }

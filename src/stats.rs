@@ -58,6 +58,7 @@ pub static KEYS_BUCKET: AtomicI64 = AtomicI64::new(0);
 pub static KEYS_WINDOW: AtomicI64 = AtomicI64::new(0);
 pub static KEYS_FIXED: AtomicI64 = AtomicI64::new(0);
 pub static KEYS_LEASES: AtomicI64 = AtomicI64::new(0);
+pub static KEYS_LOCKOUT: AtomicI64 = AtomicI64::new(0);
 
 /// The module's INFO section.
 pub struct Stats;
@@ -76,6 +77,7 @@ impl InfoSource for Stats {
         info.field("keys_window", keys(&KEYS_WINDOW));
         info.field("keys_fixed", keys(&KEYS_FIXED));
         info.field("keys_leases", keys(&KEYS_LEASES));
+        info.field("keys_lockout", keys(&KEYS_LOCKOUT));
         let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
         info.field("waiters", crate::block::waiters() as u64);
         info.field("waits_started", n(&crate::block::WAITS));
@@ -83,5 +85,7 @@ impl InfoSource for Stats {
         info.field("waits_timed_out", n(&crate::block::TIMED_OUT));
         info.field("waits_cancelled", n(&crate::block::CANCELLED));
         info.field("waits_refused", n(&crate::block::REFUSED));
+        info.field("policies", crate::policies::count() as u64);
+        crate::policies::info(info);
     }
 }

@@ -12,6 +12,11 @@
 //! - `rl-window` (exact sliding window): a boxed [`Log`].
 //! - `rl-leases` (concurrency leases): a boxed [`Leases`]; the key expires
 //!   when its last lease ends.
+//! - `rl-locked` (a policy's LOCKOUT): a boxed [`Lock`], the instant it
+//!   ends and the limit's own state kept as it was. The key denies every
+//!   request until then; the first write after it puts the limit's own
+//!   state back (the same on every replica: no clock is read). It expires
+//!   when both the lock and that state are over.
 //!
 //! RDB and `DUMP` carry the value (the u64, or the encoded log); AOF
 //! rewrite carries it inside `RL.SETSTATE key <state>` (see `wire`), so a
@@ -26,20 +31,21 @@ use redis_ratelimit_core::algo::fixed::Counter;
 use redis_ratelimit_core::algo::lease::Leases;
 use redis_ratelimit_core::algo::sliding::Log;
 use redis_ratelimit_core::error::{CmdError, WRONGTYPE};
-use redis_ratelimit_core::limit::{Effect, Kind, Stored};
+use redis_ratelimit_core::limit::{Effect, Kind, Lock, State as Owned, Stored};
 use redis_ratelimit_core::num::parse_u64;
 use redis_ratelimit_core::time::Nanos;
 
 use crate::api::{
     self, Aof, BoxedMethods, BoxedType, Ctx, Holds, InlineMethods, InlineType, Key, Name, Read,
 };
-use crate::stats::{KEYS_BUCKET, KEYS_FIXED, KEYS_LEASES, KEYS_WINDOW};
+use crate::stats::{KEYS_BUCKET, KEYS_FIXED, KEYS_LEASES, KEYS_LOCKOUT, KEYS_WINDOW};
 use crate::wire::{self, State};
 
 pub static BUCKET: InlineType = InlineType::new();
 pub static FIXED: InlineType = InlineType::new();
 pub static WINDOW: BoxedType<Log> = BoxedType::new();
 pub static LEASES: BoxedType<Leases> = BoxedType::new();
+pub static LOCKED: BoxedType<Lock> = BoxedType::new();
 
 const ENCODING_VERSION: i32 = 1;
 
@@ -57,6 +63,9 @@ pub fn register_types(ctx: &Ctx<'_>) -> Result<(), &'static str> {
     if !api::register_boxed::<LeaseType>(ctx, c"rl-leases", ENCODING_VERSION) {
         return Err("cannot create type rl-leases");
     }
+    if !api::register_boxed::<LockedType>(ctx, c"rl-locked", ENCODING_VERSION) {
+        return Err("cannot create type rl-locked");
+    }
     Ok(())
 }
 
@@ -70,6 +79,11 @@ pub fn register_types(ctx: &Ctx<'_>) -> Result<(), &'static str> {
 pub fn load<'k>(key: &'k Key<'_>, kind: Kind) -> Result<Stored<'k>, CmdError> {
     match key.read() {
         Read::Nothing => Ok(Stored::Empty),
+        // Locked out: whatever the limit, the lock answers (and its inner
+        // state is checked against the limit's kind when the lock ends).
+        Read::Module(held) if held.boxed(&LOCKED).is_some() => {
+            held.boxed(&LOCKED).map(Stored::Locked).ok_or(WRONGTYPE)
+        }
         Read::Module(held) => match kind {
             Kind::Bucket => held
                 .inline(&BUCKET)
@@ -106,7 +120,11 @@ pub fn holds_ours_or_nothing(key: &Key<'_>) -> bool {
     match key.holds() {
         Holds::Nothing => true,
         Holds::Module(t) => {
-            t == BUCKET.id() || t == FIXED.id() || t == WINDOW.id() || t == LEASES.id()
+            t == BUCKET.id()
+                || t == FIXED.id()
+                || t == WINDOW.id()
+                || t == LEASES.id()
+                || t == LOCKED.id()
         }
         Holds::Other => false,
     }
@@ -137,6 +155,9 @@ fn counted(created: bool, count: &AtomicI64) {
 /// Never fails: the key was opened and its type checked by [`load`].
 #[inline]
 pub fn write(key: &mut Key<'_>, effect: &Effect) {
+    if !matches!(effect, Effect::None | Effect::Clear | Effect::Lockout(_)) {
+        unlock(key);
+    }
     match effect {
         Effect::None => {}
         Effect::Bucket(tat) => {
@@ -197,7 +218,72 @@ pub fn write(key: &mut Key<'_>, effect: &Effect) {
                 Some(t) => key.expire_at(expiry_ms(t)),
             }
         }
+        Effect::Lockout(until) => {
+            // The limit's state stays under the lock; the key lives until
+            // both are over.
+            let inner = current(key);
+            let held_until = match inner {
+                Owned::Empty => 0,
+                _ => key.expire_at_ms().unwrap_or(0),
+            };
+            let lock = Lock {
+                until: *until,
+                inner,
+            };
+            counted(key.set_boxed(&LOCKED, lock), &KEYS_LOCKOUT);
+            key.expire_at(held_until.max(expiry_ms(*until)));
+        }
         Effect::Clear => key.delete(),
+    }
+}
+
+/// The state a key holds, whatever its kind, owned; a lock's inner state
+/// for a locked key.
+fn current(key: &Key<'_>) -> Owned {
+    match key.read() {
+        Read::Module(held) => {
+            if let Some(tat) = held.inline(&BUCKET) {
+                Owned::Bucket(Nanos::new(tat.get()))
+            } else if let Some(count) = held.inline(&FIXED) {
+                key.expire_at_ms().map_or(Owned::Empty, |end_ms| {
+                    Owned::Fixed(Counter {
+                        count: count.get(),
+                        end_ms,
+                    })
+                })
+            } else if let Some(log) = held.boxed(&WINDOW) {
+                Owned::Window(log.clone())
+            } else if let Some(leases) = held.boxed(&LEASES) {
+                Owned::Leases(leases.clone())
+            } else if let Some(lock) = held.boxed(&LOCKED) {
+                lock.inner.clone()
+            } else {
+                Owned::Empty
+            }
+        }
+        Read::Nothing | Read::Other => Owned::Empty,
+    }
+}
+
+/// Puts a locked key's own state back before a write to it (the lock has
+/// ended: nothing is written while it lasts). Replacing the value drops
+/// the expiry; the effect written next sets it (a fixed window's, which a
+/// write within the window keeps, is set here).
+fn unlock(key: &mut Key<'_>) {
+    let Some(lock) = key.boxed_mut(&LOCKED) else {
+        return;
+    };
+    match std::mem::take(&mut lock.inner) {
+        Owned::Empty | Owned::Locked(_) => key.delete(),
+        Owned::Bucket(tat) => {
+            counted(key.set_inline(&BUCKET, nonzero(tat.as_u64())), &KEYS_BUCKET);
+        }
+        Owned::Fixed(c) => {
+            counted(key.set_inline(&FIXED, nonzero(c.count)), &KEYS_FIXED);
+            key.expire_at(c.end_ms);
+        }
+        Owned::Window(log) => counted(key.set_boxed(&WINDOW, log), &KEYS_WINDOW),
+        Owned::Leases(leases) => counted(key.set_boxed(&LEASES, leases), &KEYS_LEASES),
     }
 }
 
@@ -217,6 +303,9 @@ pub fn write_state(key: &mut Key<'_>, state: State) {
         }
         State::Leases { leases, .. } => {
             counted(key.set_boxed(&LEASES, leases), &KEYS_LEASES);
+        }
+        State::Lockout { lock, .. } => {
+            counted(key.set_boxed(&LOCKED, lock), &KEYS_LOCKOUT);
         }
     }
     if expire_ms == 0 {
@@ -332,5 +421,44 @@ impl BoxedMethods for LeaseType {
     }
     fn freed() {
         KEYS_LEASES.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+struct LockedType;
+
+impl BoxedMethods for LockedType {
+    type Value = Lock;
+    fn handle() -> &'static BoxedType<Lock> {
+        &LOCKED
+    }
+    fn decode(encver: i32, bytes: &[u8]) -> Option<Lock> {
+        if encver != ENCODING_VERSION {
+            return None;
+        }
+        Lock::decode(bytes)
+    }
+    fn encode(lock: &Lock, out: &mut Vec<u8>) {
+        out.reserve(lock.encoded_len());
+        lock.encode(out);
+    }
+    fn rewrite(lock: &Lock, key: Name<'_>, aof: &mut Aof<'_>) {
+        aof.emit(wire::SETSTATE, key, &wire::lockout(0, lock));
+    }
+    fn mem_usage(lock: &Lock) -> usize {
+        lock.heap_size()
+    }
+    fn created() {
+        KEYS_LOCKOUT.fetch_add(1, Ordering::Relaxed);
+    }
+    fn freed() {
+        KEYS_LOCKOUT.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The lock a key holds, if it is locked out.
+pub fn lock_of<'k>(key: &'k Key<'_>) -> Option<&'k Lock> {
+    match key.read() {
+        Read::Module(held) => held.boxed(&LOCKED),
+        _ => None,
     }
 }

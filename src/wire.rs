@@ -12,10 +12,11 @@ use std::ffi::CStr;
 use redis_ratelimit_core::algo::lease::{Leases, Op};
 use redis_ratelimit_core::algo::sliding::{Log, Refund, Update};
 use redis_ratelimit_core::bounds::{MAX_INSTANT_US, MAX_INT, MAX_SPAN_US};
-use redis_ratelimit_core::limit::Effect;
+use redis_ratelimit_core::limit::{Effect, Lock};
 use redis_ratelimit_core::time::Nanos;
 
-use crate::api::{Ctx, Name};
+use crate::api::{Ctx, Key, Name};
+use crate::store;
 
 /// A whole state with its absolute expiry.
 pub const SETSTATE: &CStr = c"RL.SETSTATE";
@@ -33,11 +34,12 @@ const BUCKET: u8 = b'B';
 const FIXED: u8 = b'F';
 const WINDOW: u8 = b'W';
 const LEASES: u8 = b'L';
+const LOCKOUT: u8 = b'K';
 
 /// Propagates an effect to replicas and the AOF: the command it travels
 /// as and its payload, with absolute times.
 #[inline]
-pub fn replicate(ctx: &Ctx<'_>, key: Name<'_>, effect: &Effect) {
+pub fn replicate(ctx: &Ctx<'_>, key: Name<'_>, held: &Key<'_>, effect: &Effect) {
     match effect {
         Effect::None => {}
         Effect::Bucket(tat) => ctx.replicate_blob(SETSTATE, key, &bucket(tat.as_u64())),
@@ -47,6 +49,14 @@ pub fn replicate(ctx: &Ctx<'_>, key: Name<'_>, effect: &Effect) {
         Effect::WindowAdd(u) => ctx.replicate_blob(WINDOWADD, key, &update(u)),
         Effect::WindowRefund(r) => ctx.replicate_blob(WINDOWREFUND, key, &refund(r)),
         Effect::Lease(op) => ctx.replicate_blob(LEASE, key, &lease_op(op)),
+        // The whole lock as written, the limit's state inside it: rare,
+        // and a replica then holds exactly what the master holds.
+        Effect::Lockout(_) => {
+            if let Some(lock) = store::lock_of(held) {
+                let expire_ms = held.expire_at_ms().unwrap_or(0);
+                ctx.replicate_blob(SETSTATE, key, &lockout(expire_ms, lock));
+            }
+        }
         Effect::Clear => ctx.replicate_del(key),
     }
 }
@@ -63,6 +73,8 @@ pub enum State {
     Window { expire_ms: u64, log: Log },
     /// Live leases and the key's expiry (ms; 0 as for `Fixed`).
     Leases { expire_ms: u64, leases: Leases },
+    /// A lock and the key's expiry (ms; 0 as for `Fixed`).
+    Lockout { expire_ms: u64, lock: Lock },
 }
 
 impl State {
@@ -71,7 +83,9 @@ impl State {
         match self {
             State::Bucket { tat_ns } => Nanos::new(*tat_ns).ceil_millis(),
             State::Fixed { end_ms, .. } => *end_ms,
-            State::Window { expire_ms, .. } | State::Leases { expire_ms, .. } => *expire_ms,
+            State::Window { expire_ms, .. }
+            | State::Leases { expire_ms, .. }
+            | State::Lockout { expire_ms, .. } => *expire_ms,
         }
     }
 }
@@ -99,6 +113,14 @@ pub fn window(expire_ms: u64, log: &Log) -> Vec<u8> {
     out.push(WINDOW);
     out.extend_from_slice(&expire_ms.to_le_bytes());
     log.encode(&mut out);
+    out
+}
+
+pub fn lockout(expire_ms: u64, lock: &Lock) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + lock.encoded_len());
+    out.push(LOCKOUT);
+    out.extend_from_slice(&expire_ms.to_le_bytes());
+    lock.encode(&mut out);
     out
 }
 
@@ -145,6 +167,10 @@ pub fn decode_state(b: &[u8]) -> Option<State> {
     match (b.first()?, b.len()) {
         (&BUCKET, 9) => Some(State::Bucket {
             tat_ns: u64_at(b, 1).filter(|t| *t > 0)?,
+        }),
+        (&LOCKOUT, n) if n > 9 => Some(State::Lockout {
+            expire_ms: u64_at(b, 1)?,
+            lock: Lock::decode(b.get(9..)?)?,
         }),
         (&FIXED, 17) => Some(State::Fixed {
             count: u64_at(b, 1).filter(|c| *c > 0)?,
@@ -213,6 +239,8 @@ pub fn decode_refund(b: &[u8]) -> Option<Refund> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use redis_ratelimit_core::algo::fixed::Counter;
+    use redis_ratelimit_core::limit::State as LimitState;
 
     #[test]
     fn states_round_trip() {
@@ -354,6 +382,33 @@ mod tests {
                 prop::collection::vec((1u64..1_000_000, 1u64..1 << 40), 1..6)
             )
                 .prop_map(|(e, start, gaps)| leases(e, &leases_of(start, &gaps))),
+            (
+                any::<u64>(),
+                1u64..u64::MAX,
+                0u8..5,
+                1u64..u64::MAX,
+                any::<u64>(),
+                0u64..MAX_INSTANT_US / 2
+            )
+                .prop_map(|(e, until, inner, a, b, start)| {
+                    let inner = match inner {
+                        0 => LimitState::Empty,
+                        1 => LimitState::Bucket(Nanos::new(a)),
+                        2 => LimitState::Fixed(Counter {
+                            count: a,
+                            end_ms: b,
+                        }),
+                        3 => LimitState::Window(log_of(start, &[(1, 2), (3, 4)])),
+                        _ => LimitState::Leases(leases_of(start.max(1), &[(5, 1 << 30)])),
+                    };
+                    lockout(
+                        e,
+                        &Lock {
+                            until: Nanos::new(until),
+                            inner,
+                        },
+                    )
+                }),
             (0u8..3, 1u64..1 << 62, 1u64..MAX_UNITS, 1u64..1 << 40).prop_map(
                 |(tag, now, id, lease)| {
                     let (now, expires) = (Nanos::new(now), Nanos::new(now + lease));
@@ -425,6 +480,7 @@ mod tests {
                     State::Fixed { count, end_ms } => fixed(*count, *end_ms).to_vec(),
                     State::Window { expire_ms, log } => window(*expire_ms, log),
                     State::Leases { expire_ms, leases: l } => leases(*expire_ms, l),
+                    State::Lockout { expire_ms, lock } => lockout(*expire_ms, lock),
                 };
                 prop_assert_eq!(&again, &b);
             }

@@ -208,7 +208,6 @@ fn module_events_are_class_d() {
 /// table),
 /// or Redis's `del` for a state that went back to fresh.
 #[test]
-#[ignore = "module bug: the internal commands never raise the event their table row names"]
 fn a_replica_raises_the_internal_commands_events() {
     let master = Server::start();
     let replica = start_replica(&master, &["--notify-keyspace-events", "KEA"]);

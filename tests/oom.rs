@@ -86,7 +86,6 @@ fn past_maxmemory_every_limiter_command_is_refused_and_writes_nothing() {
         "RL.ALL DRYRUN LIMIT {a}1 TOKENBUCKET 5 1 LIMIT {a}2 SLIDING 5 60",
         "RL.ACQUIRE ls 2 60",
         "RL.ACQUIRE ls 2 60 DRYRUN",
-        "RL.RELEASE ls 12345",
         // Even what gives units or slots back.
         "RL.SLIDING sw 5 60 REFUND",
         "RL.FIXED fw 5 HOUR COST 3 REFUND",
@@ -95,9 +94,9 @@ fn past_maxmemory_every_limiter_command_is_refused_and_writes_nothing() {
         let a: Vec<&str> = args.split(' ').collect();
         assert_eq!(err(&mut c, &a), OOM, "{args}");
     }
-    // A lease cannot be given back or renewed either (RL.RELEASE is
-    // deny-oom, unlike DEL): the slot stays taken until the lease ends.
-    assert_eq!(err(&mut c, &["RL.RELEASE", "ls", &lease]), OOM);
+    // A lease cannot be renewed (it would hold memory longer), but it can
+    // be given back (RL.RELEASE is not deny-oom: it only frees): after the
+    // check below, which needs the state unchanged.
     assert_eq!(err(&mut c, &["RL.RENEW", "ls", &lease, "30"]), OOM);
     // An internal command too (refused as OOM before its own check).
     assert_eq!(err(&mut c, &["RL.SETSTATE", "x", "B12345678"]), OOM);
@@ -115,6 +114,10 @@ fn past_maxmemory_every_limiter_command_is_refused_and_writes_nothing() {
         call(&mut c, &["PING"]),
         Ok(Value::SimpleString("PONG".into()))
     );
+    // Giving a lease back only frees: it works past maxmemory, and the
+    // key goes with its last lease.
+    assert_eq!(int(&mut c, &["RL.RELEASE", "ls", &lease]), 1);
+    assert_eq!(int(&mut c, &["EXISTS", "ls"]), 0);
 
     // Back under the limit: the limiters decide from the state they had.
     ok(&mut c, &["CONFIG", "SET", "maxmemory", "0"]);
@@ -133,9 +136,6 @@ fn past_maxmemory_every_limiter_command_is_refused_and_writes_nothing() {
         rl(&mut c, &["RL.SLIDING", "sw", "5", "60"])[0..3],
         [1, 5, 2]
     );
-    // The lease given back at last: its key goes.
-    assert_eq!(int(&mut c, &["RL.RELEASE", "ls", &lease]), 1);
-    assert_eq!(int(&mut c, &["EXISTS", "ls"]), 0);
     drop(c);
     wait_caught_up(&master, &replica);
     assert_eq!(

@@ -87,6 +87,36 @@ fn calls_for(ty: &str, key: &str) -> Vec<Vec<String>> {
         "rl-bucket" => &["RL.TOKENBUCKET", key, "10", "2"],
         "rl-window" => &["RL.SLIDING", key, "50", "300", "COST"],
         "rl-fixwin" => &["RL.FIXED", key, "100", "DAY", "COST"],
+        "rl-leases" => {
+            return [&["DRYRUN"][..], &[]]
+                .iter()
+                .map(|tail| {
+                    ["RL.ACQUIRE", key, "5", "60"]
+                        .iter()
+                        .chain(tail.iter())
+                        .map(|s| s.to_string())
+                        .collect()
+                })
+                .collect();
+        }
+        // A lock holds some limit's state: a policy of each kind meets it
+        // (the others answer WRONGTYPE).
+        "rl-locked" => {
+            return ["p.bucket", "p.window", "p.fixed", "p.leases"]
+                .iter()
+                .flat_map(|p| {
+                    [
+                        vec![
+                            "RL.TAKE".to_string(),
+                            key.to_string(),
+                            p.to_string(),
+                            "DRYRUN".into(),
+                        ],
+                        vec!["RL.TAKE".to_string(), key.to_string(), p.to_string()],
+                    ]
+                })
+                .collect();
+        }
         other => panic!("{key}: restored as {other}"),
     };
     ["0", "1", "1 REFUND"]
@@ -105,8 +135,27 @@ fn restore_refuses_corrupted_payloads() {
     let s = Server::start();
     let mut c = s.connect();
     varied_states(&mut c);
+    // Leases, and locks over each kind of state (policies with LOCKOUT).
+    ints_on(&mut c, &["RL.ACQUIRE", "l:1", "3", "60"]);
+    ints_on(&mut c, &["RL.ACQUIRE", "l:1", "3", "90"]);
+    for (name, def) in [
+        ("p.bucket", "TOKENBUCKET 1 1 PERIOD 60 LOCKOUT 600"),
+        ("p.window", "SLIDING 1 60 LOCKOUT 600"),
+        ("p.fixed", "FIXED 1 DAY LOCKOUT 600"),
+        ("p.leases", "CONCURRENCY 1 60"),
+    ] {
+        let mut args = vec!["RL.POLICY", "SET", name];
+        args.extend(def.split(' '));
+        ok(&mut c, &args);
+    }
+    for (key, policy) in [("k:b", "p.bucket"), ("k:w", "p.window"), ("k:f", "p.fixed")] {
+        ints_on(&mut c, &["RL.TAKE", key, policy]);
+        ints_on(&mut c, &["RL.TAKE", key, policy]);
+        let t: String = redis::cmd("TYPE").arg(key).query(&mut c).unwrap();
+        assert_eq!(t, "rl-locked", "{key}");
+    }
     let (mut refused, mut accepted) = (0, 0);
-    for key in ["b:1", "w:1", "f:1", "w:trimmed"] {
+    for key in ["b:1", "w:1", "f:1", "w:trimmed", "l:1", "k:b", "k:w", "k:f"] {
         let raw = bytes(&mut c, &["DUMP", key]).unwrap();
         // One wrong byte anywhere, the CRC64 left as it was: Redis refuses
         // the payload before the module sees it.
@@ -163,7 +212,8 @@ fn restore_refuses_corrupted_payloads() {
                     for args in calls_for(&ty, "copy") {
                         let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
                         match call(&mut c, &args) {
-                            Ok(Value::Array(d)) if d.len() == 5 => {}
+                            Ok(Value::Array(d)) if d.len() == 5 || d.len() == 6 => {}
+                            Err(e) if ty == "rl-locked" && e.starts_with("WRONGTYPE ") => {}
                             other => panic!("{context}: {args:?} answered {other:?}"),
                         }
                     }

@@ -32,10 +32,11 @@
 
 use redis_ratelimit_core::error::CmdError;
 use redis_ratelimit_core::grammar::{
-    all_key_positions, is, read_all, read_command, read_throttle, Kind, RequestOption, Settings,
-    Syntax, ALGORITHMS, REQUEST_OPTIONS,
+    all_key_positions, check_request, is, read_all, read_command, read_take, read_throttle,
+    ClauseLimit, Kind, RequestOption, Settings, Syntax, ALGORITHMS, REQUEST_OPTIONS,
 };
 use redis_ratelimit_core::limit::Spec;
+use redis_ratelimit_core::policy::read_definition;
 use redis_ratelimit_testkit::*;
 
 use std::collections::BTreeMap;
@@ -56,8 +57,27 @@ fn deciding() -> Vec<String> {
     ALGORITHMS
         .iter()
         .map(|s| s.command.to_string())
-        .chain(["CL.THROTTLE".to_string(), "RL.ALL".to_string()])
+        .chain(["CL.THROTTLE", "RL.ALL", "RL.TAKE"].map(String::from))
         .collect()
+}
+
+/// The named policies the storm defines (one per algorithm, one of them
+/// in SHADOW), by name, with their limits: RL.TAKE and RL.ALL's `POLICY`
+/// clauses name them. None has a LOCKOUT (a denial that writes the lock
+/// would break the storm's "a denial writes nothing").
+type Policies = BTreeMap<String, Spec>;
+
+thread_local! {
+    static POLICIES: std::cell::RefCell<Policies> = Default::default();
+}
+
+fn policy_spec(name: &[u8]) -> Option<Spec> {
+    let name = String::from_utf8_lossy(name).into_owned();
+    POLICIES.with_borrow(|p| p.get(&name).cloned())
+}
+
+fn policy_names() -> Vec<String> {
+    POLICIES.with_borrow(|p| p.keys().cloned().collect())
 }
 
 /// What a command is to the storm, by upper-case name.
@@ -66,6 +86,8 @@ enum Role {
     Limiter(&'static Syntax),
     Throttle,
     All,
+    /// RL.TAKE key policy [request options].
+    Take,
     /// RL.RELEASE, RL.RENEW: 1, or 0 and nothing written.
     Bit,
     Internal,
@@ -81,6 +103,8 @@ fn role(name: &str, internal: &[String]) -> Role {
         Role::Throttle
     } else if name == "RL.ALL" {
         Role::All
+    } else if name == "RL.TAKE" {
+        Role::Take
     } else if ANSWERS_BIT.contains(&name) {
         Role::Bit
     } else if internal.iter().any(|n| n == name) {
@@ -102,7 +126,7 @@ fn blocks(o: &RequestOption) -> bool {
 /// Every keyword of the grammar (options, request options, algorithms)
 /// and RL.ALL's LIMIT, for mutations; BLOCK never.
 fn keywords() -> Vec<String> {
-    let mut k: Vec<String> = vec!["LIMIT".into(), "PXAT".into()];
+    let mut k: Vec<String> = vec!["LIMIT".into(), "PXAT".into(), "POLICY".into()];
     for s in ALGORITHMS {
         k.push(s.keyword.into());
         k.extend(s.options.iter().filter_map(|o| o.token).map(String::from));
@@ -452,6 +476,19 @@ fn generated(r: &mut Rng, name: &str, role: Role, seeds: &Seeds, block: bool) ->
             }
             for i in 0..1 + r.below(3) {
                 push(&mut v, "LIMIT");
+                let policies = policy_names();
+                if r.one_in(4) && !policies.is_empty() {
+                    // A clause naming a policy (its key of the policy's kind).
+                    let name = r.pick_ref(&policies).clone();
+                    v.push(key(r, &format!("{{all}}{name}{i}")));
+                    push(&mut v, random_case(r, "POLICY"));
+                    push(&mut v, name);
+                    if r.one_in(4) {
+                        push(&mut v, "COST");
+                        push(&mut v, value(r, Kind::Int { min: 0 }, 40));
+                    }
+                    continue;
+                }
                 let s = *r.pick_ref(ALGORITHMS);
                 v.push(key(
                     r,
@@ -460,6 +497,24 @@ fn generated(r: &mut Rng, name: &str, role: Role, seeds: &Seeds, block: bool) ->
                 push(&mut v, random_case(r, s.keyword));
                 // A clause: its own options, its own COST, the command's flags.
                 limit_args(r, s, &mut v, true, true, block);
+            }
+        }
+        Role::Take => {
+            let policies = policy_names();
+            let name = if policies.is_empty() || r.one_in(20) {
+                String::from_utf8_lossy(&random_token(r)).into_owned()
+            } else {
+                r.pick_ref(&policies).clone()
+            };
+            v.push(key(r, &format!("take.{name}")));
+            let costs = policy_spec(name.as_bytes()).is_none_or(|s| takes_units(&s));
+            push(&mut v, name);
+            let mut groups = request_options(r, costs, costs, block);
+            shuffle(r, &mut groups);
+            for g in groups {
+                for w in g {
+                    push(&mut v, w);
+                }
             }
         }
         Role::Bit => {
@@ -497,9 +552,31 @@ fn reads(role: Role, v: &[Vec<u8>]) -> Result<(), CmdError> {
     let words = &words[..];
     match role {
         Role::Limiter(s) => read_command(s, words, Settings::default()).map(|_| ()),
-        Role::All => read_all(words, Settings::default()).map(|_| ()),
+        Role::All => read_all(words, Settings::default()).and_then(|a| {
+            for c in &a.clauses {
+                if let ClauseLimit::Policy(i) = c.limit {
+                    policy_spec(words.get(i).copied().unwrap_or_default())
+                        .ok_or(redis_ratelimit_core::error::SYNTAX)?;
+                }
+            }
+            Ok(())
+        }),
         Role::Throttle => read_throttle(words).map(|_| ()),
+        Role::Take => read_take(words).and_then(|req| {
+            let spec = policy_spec(words.get(2).copied().unwrap_or_default())
+                .ok_or(redis_ratelimit_core::error::SYNTAX)?;
+            check_request(&spec, &req)
+        }),
         Role::Bit | Role::Internal | Role::Other => Ok(()),
+    }
+}
+
+/// An RL.ALL clause's limit: its own, or its policy's.
+fn clause_spec(words: &[&[u8]], limit: &ClauseLimit) -> Result<Spec, String> {
+    match limit {
+        ClauseLimit::Inline(s) => Ok(s.clone()),
+        ClauseLimit::Policy(i) => policy_spec(words.get(*i).copied().unwrap_or_default())
+            .ok_or_else(|| "the module decided on an unknown policy".to_string()),
     }
 }
 
@@ -542,11 +619,20 @@ fn writes_nothing(role: Role, v: &[Vec<u8>], all_missing: bool) -> Result<bool, 
         }
         Role::All => {
             let a = read_all(words, Settings::default()).map_err(refused)?;
-            let nothing_taken = a
-                .clauses
-                .iter()
-                .all(|c| takes_units(&c.spec) && c.cost.or(a.request.cost).unwrap_or(1) == 0);
+            let mut nothing_taken = true;
+            for c in &a.clauses {
+                let spec = clause_spec(words, &c.limit)?;
+                nothing_taken &= takes_units(&spec) && c.cost.or(a.request.cost).unwrap_or(1) == 0;
+            }
             a.request.dry_run || nothing_taken || (a.request.refund && all_missing)
+        }
+        Role::Take => {
+            let req = read_take(words).map_err(refused)?;
+            let spec = policy_spec(words.get(2).copied().unwrap_or_default())
+                .ok_or("the module decided on an unknown policy")?;
+            req.dry_run
+                || (takes_units(&spec) && req.cost.unwrap_or(1) == 0)
+                || (req.refund && all_missing)
         }
         Role::Throttle => read_throttle(words).map_err(refused)?.1 == 0,
         Role::Bit | Role::Internal | Role::Other => false,
@@ -566,7 +652,16 @@ fn decision_len(role: Role, v: &[Vec<u8>]) -> Result<usize, String> {
         }
         Role::All => {
             let a = read_all(words, Settings::default()).map_err(refused)?;
-            6 + usize::from(a.clauses.iter().any(|c| !takes_units(&c.spec)))
+            let mut lease = false;
+            for c in &a.clauses {
+                lease |= !takes_units(&clause_spec(words, &c.limit)?);
+            }
+            6 + usize::from(lease)
+        }
+        Role::Take => {
+            let spec = policy_spec(words.get(2).copied().unwrap_or_default())
+                .ok_or("the module decided on an unknown policy")?;
+            5 + usize::from(!takes_units(&spec))
         }
         _ => 5,
     })
@@ -854,7 +949,12 @@ fn check(
         _ if matches!(role, Role::Internal) => Err(format!(
             "an internal command ran for an ordinary client: {reply:?}"
         )),
-        Value::Array(items) if matches!(role, Role::Limiter(_) | Role::Throttle | Role::All) => {
+        Value::Array(items)
+            if matches!(
+                role,
+                Role::Limiter(_) | Role::Throttle | Role::All | Role::Take
+            ) =>
+        {
             let d: Vec<i64> = items
                 .iter()
                 .map(|x| match x {
@@ -970,7 +1070,8 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
         .arg("ratelimit")
         .query(&mut c)
         .unwrap();
-    names.retain(|n| !n.to_ascii_uppercase().starts_with("RL.TEST."));
+    // Subcommands (`RL.POLICY|SET`) are called through their container.
+    names.retain(|n| !n.to_ascii_uppercase().starts_with("RL.TEST.") && !n.contains('|'));
     let registered: Vec<String> = names.iter().map(|n| n.to_ascii_uppercase()).collect();
     // Internal: the known ones, and any whose docs say so.
     let mut internal: Vec<String> = INTERNAL.iter().map(|s| s.to_string()).collect();
@@ -998,6 +1099,41 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
         .collect();
     let keywords = keywords();
     eprintln!("commands stormed: {names:?}; internal: {internal:?}; keywords: {keywords:?}");
+
+    // Named policies for RL.TAKE and RL.ALL: one per algorithm, from the
+    // grammar, and one in SHADOW.
+    for (i, s) in ALGORITHMS.iter().enumerate() {
+        for shadow in [false, true] {
+            if shadow && i != 0 {
+                continue;
+            }
+            let name = format!(
+                "p.{}{}",
+                s.keyword.to_ascii_lowercase(),
+                if shadow { ".shadow" } else { "" }
+            );
+            let mut def = vec![s.keyword.as_bytes().to_vec()];
+            let spec = loop {
+                def.truncate(1);
+                limit_args(&mut r, s, &mut def, false, false, false);
+                if shadow {
+                    def.push(b"SHADOW".to_vec());
+                }
+                let words: Vec<&[u8]> = def.iter().map(Vec::as_slice).collect();
+                if let Ok(d) = read_definition(&words[..], 0, Settings::default()) {
+                    break d.spec;
+                }
+            };
+            let mut cmd = redis::cmd("RL.POLICY");
+            cmd.arg("SET").arg(&name);
+            for w in &def {
+                cmd.arg(w.as_slice());
+            }
+            let _: () = cmd.query(&mut c).unwrap();
+            POLICIES.with_borrow_mut(|p| p.insert(name, spec));
+        }
+    }
+    eprintln!("policies: {:?}", policies_of(&mut c));
 
     // Keys of other types, for the WRONGTYPE paths.
     ok(&mut c, &["SET", "s:str", "a plain string"]);
@@ -1070,9 +1206,11 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
                 if mutated {
                     mutate(&mut r, &mut v, &names, &keywords);
                 }
-                if !registered.contains(&String::from_utf8_lossy(&v[0]).to_ascii_uppercase()) {
-                    // Redis echoes an unknown command's arguments in its
-                    // error, and the client cannot parse a non-UTF-8 error.
+                let called = String::from_utf8_lossy(&v[0]).to_ascii_uppercase();
+                if !registered.contains(&called) || called == "RL.POLICY" {
+                    // Redis echoes an unknown command's arguments (and a
+                    // container's unknown subcommand) in its error, and the
+                    // client cannot parse a non-UTF-8 error.
                     for a in &mut v {
                         for b in a.iter_mut().filter(|b| !(0x20..0x7f).contains(*b)) {
                             *b = b'?';
@@ -1195,6 +1333,10 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
     let keys = assert_state_survives_everything(master, &replica);
     eprintln!("{keys} keys identical on the replica and after every reload");
     assert!(keys >= 100, "{keys}");
+}
+
+fn policies_of(c: &mut redis::Connection) -> Vec<(String, String)> {
+    redis::cmd("RL.POLICY").arg("LIST").query(c).unwrap()
 }
 
 fn tail(text: &str, lines: usize) -> String {

@@ -87,15 +87,11 @@ fn throttle_takes_over_keys_redis_cell_left_behind() {
     assert_eq!(bytes(&mut c, &["GET", "text"]), Some(b"hello".to_vec()));
 }
 
-/// A module bug this test reproduces (ignored until it is fixed, so
-/// `make test` stays green; run it with `--ignored`): CL.THROTTLE turns a
-/// key redis-cell left behind (a string) into an rl-bucket and propagates
-/// the effect as RL.SETSTATE, which a replica and an AOF replay apply to
-/// the key they hold: still the string. RL.SETSTATE refuses a key of
-/// another type (WRONGTYPE), so the replica keeps the string (no expiry,
-/// redis-cell's old value) and the restarted master too.
+/// CL.THROTTLE turns a key redis-cell left behind (a string) into an
+/// rl-bucket and propagates the effect as RL.SETSTATE, which a replica and
+/// an AOF replay apply to the key they hold, still the string: RL.SETSTATE
+/// replaces it as the master did.
 #[test]
-#[ignore = "module bug: a redis-cell key taken over by CL.THROTTLE stays a string on replicas and in the AOF"]
 fn a_redis_cell_key_taken_over_reaches_replicas_and_the_aof() {
     let master = Server::start_with(AOF_COMMANDS);
     let replica = start_replica(&master, &[]);

@@ -39,6 +39,7 @@ impl PolicyError {
             CmdError::Msg(m) => m.to_str().unwrap_or("invalid value"),
             CmdError::WrongArity => "wrong number of arguments",
             CmdError::InternalCommand(_) => "internal command",
+            CmdError::UnknownPolicy(_) => "no such policy",
         };
         PolicyError::Invalid {
             message: message.strip_prefix("ERR ").unwrap_or(message),

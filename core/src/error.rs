@@ -13,6 +13,35 @@ pub enum CmdError {
     /// An internal command called by an ordinary client: "ERR <name> is
     /// internal ..." (the module formats it).
     InternalCommand(&'static CStr),
+    /// A request names a policy the server does not hold: "ERR no such
+    /// policy '<name>'" (the name is valid, so at most 64 bytes).
+    UnknownPolicy(PolicyName),
+}
+
+/// A policy name carried in an error, without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyName {
+    bytes: [u8; crate::policy::MAX_NAME],
+    len: u8,
+}
+
+impl PolicyName {
+    /// The name, cut at 64 bytes.
+    pub fn new(name: &[u8]) -> PolicyName {
+        let mut bytes = [0u8; crate::policy::MAX_NAME];
+        let n = name.len().min(bytes.len());
+        if let (Some(to), Some(from)) = (bytes.get_mut(..n), name.get(..n)) {
+            to.copy_from_slice(from);
+        }
+        PolicyName {
+            bytes,
+            len: u8::try_from(n).unwrap_or(0),
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or(&[])
+    }
 }
 
 impl CmdError {
@@ -24,6 +53,10 @@ impl CmdError {
             CmdError::InternalCommand(name) => format!(
                 "ERR {} is internal: it only applies what a master sends or an AOF holds",
                 name.to_string_lossy()
+            ),
+            CmdError::UnknownPolicy(name) => format!(
+                "ERR no such policy '{}': RL.POLICY SET defines it",
+                String::from_utf8_lossy(name.as_bytes())
             ),
         }
     }
@@ -80,6 +113,14 @@ errors! {
     LEASE_ID = c"ERR lease_id must be an integer between 1 and 9223372036854775807";
     ALL_ONE_CONCURRENCY = c"ERR RL.ALL takes at most one CONCURRENCY limit";
     CONCURRENCY_REFUND = c"ERR a CONCURRENCY limit takes no COST and no REFUND: RL.RELEASE gives a slot back";
+
+    POLICY_NAME = c"ERR policy name must be 1 to 64 characters of A-Z a-z 0-9 _ - .";
+    POLICY_ALGORITHM = c"ERR a policy is TOKENBUCKET, SLIDING, GCRA, FIXED or CONCURRENCY followed by that limit's arguments";
+    POLICY_KIND = c"ERR a policy keeps its algorithm: RL.POLICY DEL it first to change it";
+    POLICY_FULL = c"ERR too many policies: raise ratelimit.max-policies or RL.POLICY DEL some";
+    POLICY_SUBCOMMAND = c"ERR RL.POLICY takes SET, GET, DEL or LIST";
+    LOCKOUT = c"ERR LOCKOUT must be a positive number of seconds with at most 9 decimals, at most 10 years";
+    LOCKOUT_LEASES = c"ERR LOCKOUT needs a rate limit: a CONCURRENCY policy cannot lock out";
     ALL_DISTINCT = c"ERR RL.ALL needs a different key for each LIMIT";
 
     STATE_PAYLOAD = c"ERR state is not a valid limiter state";

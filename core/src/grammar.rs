@@ -717,14 +717,55 @@ pub fn read_command<'a, W: Words<'a> + ?Sized>(
     Ok((spec, req))
 }
 
-/// One `LIMIT key <algorithm> ...` clause of RL.ALL.
+/// `RL.TAKE key policy [COST n] [DRYRUN] [REFUND] [BLOCK ms]`: the key is
+/// word 1, the policy's name word 2 (the module resolves it, then checks
+/// the request against its limit with [`check_request`]).
+#[inline]
+pub fn read_take<'a, W: Words<'a> + ?Sized>(words: &W) -> Result<Request, CmdError> {
+    if words.count() < 3 {
+        return Err(CmdError::WrongArity);
+    }
+    let mut c = Cursor::at(words, 3);
+    let mut req = Request::default();
+    while !c.done() {
+        let w = c.next_word()?;
+        if !req.read(w, &mut c, false)? {
+            return Err(error::SYNTAX);
+        }
+    }
+    req.check()?;
+    Ok(req)
+}
+
+/// The request options a limit accepts: a CONCURRENCY limit takes no COST
+/// and no REFUND (RL.ACQUIRE's own syntax says so as it reads them).
+pub fn check_request(spec: &Spec, req: &Request) -> Result<(), CmdError> {
+    if matches!(spec, Spec::Concurrency(_)) && (req.cost.is_some() || req.refund) {
+        return Err(error::CONCURRENCY_REFUND);
+    }
+    Ok(())
+}
+
+/// What an RL.ALL clause limits by.
+#[derive(Debug, Clone)]
+pub enum ClauseLimit {
+    /// `<algorithm> args...`
+    Inline(Spec),
+    /// `POLICY name`: the name's word index (the module resolves it).
+    Policy(usize),
+}
+
+/// One `LIMIT key <algorithm> ...` (or `LIMIT key POLICY name`) clause.
 #[derive(Debug, Clone)]
 pub struct Clause {
     /// The key's word index.
     pub key: usize,
-    pub spec: Spec,
+    pub limit: ClauseLimit,
     pub cost: Option<u64>,
 }
+
+/// The keyword of an RL.ALL clause that names a policy.
+pub const POLICY_CLAUSE: &str = "POLICY";
 
 /// RL.ALL's arguments: the clauses and the command's request options.
 #[derive(Debug, Clone)]
@@ -761,47 +802,72 @@ pub fn read_all<'a, W: Words<'a> + ?Sized>(
         }
         let key = c.pos();
         c.next_word()?;
-        let syntax = algorithm(c.next_or(error::ALGORITHM)?).ok_or(error::ALGORITHM)?;
+        let word = c.next_or(error::ALGORITHM)?;
         let mut cost = None;
-        let spec = syntax.read(
-            &mut c,
-            settings,
-            None,
-            |w| is(w, "LIMIT"),
-            |w, c| {
-                if is(w, "COST") && cost.is_none() {
-                    cost = Some(read_cost(c)?);
-                    return Ok(true);
+        let mut other = |w: &[u8], c: &mut Cursor<'_, W>| {
+            if is(w, "COST") && cost.is_none() {
+                cost = Some(read_cost(c)?);
+                return Ok(true);
+            }
+            request.read(w, c, true)
+        };
+        let limit = if is(word, POLICY_CLAUSE) {
+            let name = c.pos();
+            c.next_or(error::POLICY_NAME)?;
+            while let Some(w) = c.peek() {
+                if is(w, "LIMIT") {
+                    break;
                 }
-                request.read(w, c, true)
-            },
-        )?;
-        if !syntax.costs && cost.is_some() {
-            return Err(error::CONCURRENCY_REFUND);
-        }
-        clauses.push(Clause { key, spec, cost });
+                c.next_word()?;
+                if !other(w, &mut c)? {
+                    return Err(error::SYNTAX);
+                }
+            }
+            ClauseLimit::Policy(name)
+        } else {
+            let syntax = algorithm(word).ok_or(error::ALGORITHM)?;
+            let spec = syntax.read(&mut c, settings, None, |w| is(w, "LIMIT"), &mut other)?;
+            ClauseLimit::Inline(spec)
+        };
+        clauses.push(Clause { key, limit, cost });
     }
     if clauses.is_empty() {
         return Err(error::SYNTAX);
     }
     request.check()?;
-    let leases = clauses
-        .iter()
-        .filter(|c| matches!(c.spec, Spec::Concurrency(_)))
-        .count();
-    if leases > 1 {
-        return Err(error::ALL_ONE_CONCURRENCY);
-    }
-    if leases == 1 && request.refund {
-        return Err(error::CONCURRENCY_REFUND);
-    }
     for (i, a) in clauses.iter().enumerate() {
         let name = words.word(a.key);
         if clauses.iter().take(i).any(|b| words.word(b.key) == name) {
             return Err(error::ALL_DISTINCT);
         }
     }
+    // Checked once the policies are known too (the module resolves them).
+    let inline: Vec<(&Spec, Option<u64>)> = clauses
+        .iter()
+        .filter_map(|c| match &c.limit {
+            ClauseLimit::Inline(s) => Some((s, c.cost)),
+            ClauseLimit::Policy(_) => None,
+        })
+        .collect();
+    check_all(&inline, &request)?;
     Ok(AllArgs { clauses, request })
+}
+
+/// The rules RL.ALL's limits obey together, once every clause's limit is
+/// known: at most one CONCURRENCY limit, which takes no COST and no REFUND.
+pub fn check_all(limits: &[(&Spec, Option<u64>)], request: &Request) -> Result<(), CmdError> {
+    let leases: Vec<&Option<u64>> = limits
+        .iter()
+        .filter(|(s, _)| matches!(s, Spec::Concurrency(_)))
+        .map(|(_, cost)| cost)
+        .collect();
+    if leases.len() > 1 {
+        return Err(error::ALL_ONE_CONCURRENCY);
+    }
+    if leases.iter().any(|c| c.is_some()) || (!leases.is_empty() && request.refund) {
+        return Err(error::CONCURRENCY_REFUND);
+    }
+    Ok(())
 }
 
 /// Where RL.ALL's keys are (the word after each LIMIT that starts a
@@ -823,10 +889,14 @@ pub fn all_key_positions<'a, W: Words<'a> + ?Sized>(words: &W) -> Vec<usize> {
             break;
         }
         out.push(i + 1);
-        let Some(syntax) = algorithm(word(i + 2)) else {
+        let params = if is(word(i + 2), POLICY_CLAUSE) {
+            1
+        } else if let Some(syntax) = algorithm(word(i + 2)) {
+            syntax.params.len()
+        } else {
             break;
         };
-        i += 3 + syntax.params.len();
+        i += 3 + params;
         while i < n && !is(word(i), "LIMIT") {
             i += if is_request_flag(word(i)) { 1 } else { 2 };
         }

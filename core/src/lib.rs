@@ -15,4 +15,5 @@ pub mod error;
 pub mod grammar;
 pub mod limit;
 pub mod num;
+pub mod policy;
 pub mod time;

@@ -10,7 +10,7 @@ use crate::algo::calendar::{self, Calendar};
 use crate::algo::fixed::{self, Counter};
 use crate::algo::lease::{self, Concurrency, Leases, Op};
 use crate::algo::sliding::{self, Log, Refund, Update, Window};
-use crate::algo::{Change, Decision};
+use crate::algo::{Change, Decision, RetryAfter};
 use crate::error::{CmdError, INTERNAL, WRONGTYPE};
 use crate::grammar::Mode;
 use crate::time::Nanos;
@@ -69,6 +69,9 @@ pub enum Stored<'a> {
     Fixed(Counter),
     Window(&'a Log),
     Leases(&'a Leases),
+    /// Locked out by a policy's LOCKOUT: every request is denied until the
+    /// lock ends, and the limit's own state carries on after it.
+    Locked(&'a Lock),
 }
 
 /// A state owned outside Redis (the client's fallback, the module's
@@ -82,6 +85,7 @@ pub enum State {
     Fixed(Counter),
     Window(Log),
     Leases(Leases),
+    Locked(Box<Lock>),
 }
 
 impl State {
@@ -93,6 +97,7 @@ impl State {
             Stored::Fixed(c) => State::Fixed(c),
             Stored::Window(l) => State::Window(l.clone()),
             Stored::Leases(l) => State::Leases(l.clone()),
+            Stored::Locked(l) => State::Locked(Box::new(l.clone())),
         }
     }
 
@@ -103,12 +108,26 @@ impl State {
             State::Fixed(c) => Stored::Fixed(*c),
             State::Window(l) => Stored::Window(l),
             State::Leases(l) => Stored::Leases(l),
+            State::Locked(l) => Stored::Locked(l),
         }
     }
 
     /// Applies an effect; returns when the state is fresh again (its key
     /// would expire), or `None` once it is empty.
     pub fn apply(&mut self, effect: &Effect) -> Option<Nanos> {
+        if let Effect::Lockout(until) = effect {
+            let inner = std::mem::take(self).unlocked();
+            *self = State::Locked(Box::new(Lock {
+                until: *until,
+                inner,
+            }));
+            return self.fresh_at(effect);
+        }
+        if !matches!(effect, Effect::None) {
+            // Any other write goes to the limit's own state: the lock ended.
+            let inner = std::mem::take(self).unlocked();
+            *self = inner;
+        }
         match effect {
             Effect::None => {}
             Effect::Clear => *self = State::Empty,
@@ -126,6 +145,7 @@ impl State {
                     }
                 }
             }
+            Effect::Lockout(_) => {}
             Effect::Lease(op) => {
                 match self {
                     State::Leases(l) => l.apply(op),
@@ -151,6 +171,100 @@ impl State {
             State::Fixed(c) => Some(Nanos::from_millis(c.end_ms)),
             State::Window(l) => Some(Nanos::from_micros(l.last_us().saturating_add(span_us))),
             State::Leases(l) => l.last_expiry(),
+            State::Locked(l) => Some(l.inner.fresh_at(effect).map_or(l.until, |t| t.max(l.until))),
+        }
+    }
+
+    /// The limit's own state under a lock (itself if not locked).
+    pub fn unlocked(self) -> State {
+        match self {
+            State::Locked(l) => l.inner,
+            other => other,
+        }
+    }
+}
+
+/// A key locked out by a policy's LOCKOUT, and the limit's own state, kept
+/// as it was when the lock began: nothing is taken while it lasts, and the
+/// limit carries on from there when it ends (a daily limit stays spent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lock {
+    pub until: Nanos,
+    pub inner: State,
+}
+
+const INNER_EMPTY: u8 = b'E';
+const INNER_BUCKET: u8 = b'B';
+const INNER_FIXED: u8 = b'F';
+const INNER_WINDOW: u8 = b'W';
+const INNER_LEASES: u8 = b'L';
+
+impl Lock {
+    /// `until` (u64 LE, ns), then the inner state: a tag and its bytes
+    /// (`E`; `B` tat; `F` count, end ms; `W` a log; `L` leases).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.until.as_u64().to_le_bytes());
+        match &self.inner {
+            State::Empty | State::Locked(_) => out.push(INNER_EMPTY),
+            State::Bucket(t) => {
+                out.push(INNER_BUCKET);
+                out.extend_from_slice(&t.as_u64().to_le_bytes());
+            }
+            State::Fixed(c) => {
+                out.push(INNER_FIXED);
+                out.extend_from_slice(&c.count.to_le_bytes());
+                out.extend_from_slice(&c.end_ms.to_le_bytes());
+            }
+            State::Window(l) => {
+                out.push(INNER_WINDOW);
+                l.encode(out);
+            }
+            State::Leases(l) => {
+                out.push(INNER_LEASES);
+                l.encode(out);
+            }
+        }
+    }
+
+    pub fn encoded_len(&self) -> usize {
+        9 + match &self.inner {
+            State::Empty | State::Locked(_) => 0,
+            State::Bucket(_) => 8,
+            State::Fixed(_) => 16,
+            State::Window(l) => l.encoded_len(),
+            State::Leases(l) => l.encoded_len(),
+        }
+    }
+
+    /// Reads what [`Lock::encode`] wrote; `None` for anything else (a zero
+    /// time, a zero count, an unknown tag, trailing bytes).
+    pub fn decode(b: &[u8]) -> Option<Lock> {
+        let u64_at = |i: usize| -> Option<u64> {
+            let bytes: [u8; 8] = b.get(i..i.checked_add(8)?)?.try_into().ok()?;
+            Some(u64::from_le_bytes(bytes))
+        };
+        let until = Nanos::new(u64_at(0).filter(|t| *t > 0)?);
+        let rest = b.get(9..)?;
+        let inner = match (*b.get(8)?, rest.len()) {
+            (INNER_EMPTY, 0) => State::Empty,
+            (INNER_BUCKET, 8) => State::Bucket(Nanos::new(u64_at(9).filter(|t| *t > 0)?)),
+            (INNER_FIXED, 16) => State::Fixed(Counter {
+                count: u64_at(9).filter(|c| *c > 0)?,
+                end_ms: u64_at(17)?,
+            }),
+            (INNER_WINDOW, _) => State::Window(Log::decode(rest).ok().filter(|l| !l.is_empty())?),
+            (INNER_LEASES, _) => State::Leases(Leases::decode(rest).filter(|l| !l.is_empty())?),
+            _ => return None,
+        };
+        Some(Lock { until, inner })
+    }
+
+    /// Heap bytes beyond the lock itself.
+    pub fn heap_size(&self) -> usize {
+        match &self.inner {
+            State::Window(l) => l.heap_size(),
+            State::Leases(l) => l.heap_size(),
+            _ => 0,
         }
     }
 }
@@ -171,6 +285,8 @@ pub enum Effect {
     WindowRefund(Refund),
     /// A lease taken, released or renewed.
     Lease(Op),
+    /// A policy's LOCKOUT: the key denies everything until this instant.
+    Lockout(Nanos),
     /// The limiter is fresh again: delete the key.
     Clear,
 }
@@ -185,6 +301,15 @@ pub fn evaluate(
     cost: u64,
     mode: Mode,
 ) -> Result<(Decision, Effect), CmdError> {
+    let stored = match stored {
+        Stored::Locked(l) if now < l.until => {
+            let (own, _) = evaluate(l.inner.stored(), spec, now, cost, mode)?;
+            return Ok((locked(spec, l.until, now, &own), Effect::None));
+        }
+        // The lock ended: the limit carries on from its state.
+        Stored::Locked(l) => l.inner.stored(),
+        other => other,
+    };
     match (spec, stored) {
         (Spec::Bucket(b), Stored::Empty | Stored::Bucket(_)) => {
             let tat = match stored {
@@ -258,6 +383,97 @@ pub fn evaluate(
     }
 }
 
+/// The answer of a locked-out key: denied, nothing taken, nothing given
+/// back. The retry is when the lock ends, or later if the limit itself
+/// (`own`, its decision without the lock) would deny until then.
+fn locked(spec: &Spec, until: Nanos, now: Nanos, own: &Decision) -> Decision {
+    let left = until.saturating_sub(now);
+    let retry_after = match own.retry_after {
+        RetryAfter::After(t) => RetryAfter::After(t.max(left)),
+        RetryAfter::Never => RetryAfter::Never,
+        RetryAfter::Now => RetryAfter::After(left),
+    };
+    Decision {
+        allowed: false,
+        limit: spec.limit(),
+        remaining: 0,
+        retry_after,
+        reset_after: own.reset_after.max(left),
+    }
+}
+
+/// What a named policy adds to its limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rules {
+    /// Decide and record as if enforced, but answer allowed.
+    pub shadow: bool,
+    /// A denial locks the key out for this long.
+    pub lockout: Option<Nanos>,
+}
+
+/// What a decision under rules did, for counting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// The limit denied (the reply may still say allowed: SHADOW).
+    pub denied: bool,
+    /// The denial started a lockout.
+    pub locked: bool,
+}
+
+/// [`evaluate`] under a policy's rules. A denial (one that some wait would
+/// allow) of a key that is not locked out already starts a LOCKOUT; under
+/// SHADOW the decision and its record are those of the limit, and the
+/// reply says allowed.
+#[inline]
+pub fn evaluate_with(
+    stored: Stored<'_>,
+    spec: &Spec,
+    rules: Rules,
+    now: Nanos,
+    cost: u64,
+    mode: Mode,
+) -> Result<(Decision, Effect, Verdict), CmdError> {
+    let locked_already = matches!(stored, Stored::Locked(l) if now < l.until);
+    let (d, effect) = evaluate(stored, spec, now, cost, mode)?;
+    let mut verdict = Verdict {
+        denied: !d.allowed,
+        locked: false,
+    };
+    let mut effect = effect;
+    if let Some(lockout) = rules.lockout {
+        let waits = matches!(d.retry_after, RetryAfter::After(_));
+        if !d.allowed && waits && !locked_already && mode == Mode::Take {
+            effect = Effect::Lockout(now.saturating_add(lockout));
+            verdict.locked = true;
+        }
+    }
+    let d = if verdict.locked {
+        // The retry is when the lock ends (or the limit allows, if later).
+        let limit_wait = match d.retry_after {
+            RetryAfter::After(t) => t,
+            _ => Nanos::ZERO,
+        };
+        let lockout = rules.lockout.unwrap_or(Nanos::ZERO);
+        Decision {
+            retry_after: RetryAfter::After(lockout.max(limit_wait)),
+            reset_after: d.reset_after.max(lockout),
+            ..d
+        }
+    } else {
+        d
+    };
+    let replied = if rules.shadow && !d.allowed {
+        Decision {
+            allowed: true,
+            retry_after: RetryAfter::Now,
+            ..d
+        }
+    } else {
+        d
+    };
+    Ok((replied, effect, verdict))
+}
+
 impl Effect {
     /// The lease an effect takes, if it takes one.
     pub fn lease_id(&self) -> Option<u64> {
@@ -294,5 +510,146 @@ fn effect_of<S>(c: Change<S>, set: impl FnOnce(S) -> Effect) -> Effect {
         Change::None => Effect::None,
         Change::Set(s) => set(s),
         Change::Clear => Effect::Clear,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::read_definition;
+
+    fn policy(s: &str) -> (Spec, Rules) {
+        let w: Vec<&[u8]> = s.split(' ').map(str::as_bytes).collect();
+        let d = read_definition(&w[..], 0, crate::grammar::Settings::default()).unwrap();
+        (d.spec, d.rules)
+    }
+
+    fn take(state: &mut State, spec: &Spec, rules: Rules, at: Nanos) -> (Decision, Verdict) {
+        let (d, e, v) = evaluate_with(state.stored(), spec, rules, at, 1, Mode::Take).unwrap();
+        state.apply(&e);
+        (d, v)
+    }
+
+    #[test]
+    fn a_lockout_denies_then_the_limit_carries_on_from_its_state() {
+        // 2 a minute, a denial locks for 5 s: after the lock the minute is
+        // still spent (no fresh start), and a second denial locks again.
+        let (spec, rules) = policy("FIXED 2 60 LOCKOUT 5");
+        let mut s = State::Empty;
+        let t0 = Nanos::from_secs(1_799_999_940); // a minute's start
+        assert!(take(&mut s, &spec, rules, t0).0.allowed);
+        assert!(take(&mut s, &spec, rules, t0).0.allowed);
+        let (d, v) = take(&mut s, &spec, rules, t0);
+        assert!(!d.allowed && v.denied && v.locked);
+        // The window ends in 60 s, later than the lock: retry then.
+        assert_eq!(d.retry_after, RetryAfter::After(Nanos::from_secs(60)));
+        assert!(
+            matches!(&s, State::Locked(l) if l.until == t0.saturating_add(Nanos::from_secs(5)))
+        );
+        // In the lock: denied, and the retry is the window's end, later
+        // than the lock's (retrying at the lock's end would only lock again).
+        let (d, v) = take(&mut s, &spec, rules, t0.saturating_add(Nanos::from_secs(4)));
+        assert!(!d.allowed && v.denied && !v.locked);
+        assert_eq!(d.retry_after, RetryAfter::After(Nanos::from_secs(56)));
+        // Lock over, window still spent: denied again, locked again.
+        let (d, v) = take(&mut s, &spec, rules, t0.saturating_add(Nanos::from_secs(6)));
+        assert!(!d.allowed && v.locked);
+        // Next window, past the lock: allowed, and the key is the counter again.
+        let (d, _) = take(
+            &mut s,
+            &spec,
+            rules,
+            t0.saturating_add(Nanos::from_secs(61)),
+        );
+        assert!(d.allowed);
+        assert!(matches!(s, State::Fixed(c) if c.count == 1));
+    }
+
+    #[test]
+    fn a_lockout_longer_than_the_limit_wait_points_at_its_end() {
+        let (spec, rules) = policy("TOKENBUCKET 2 1 LOCKOUT 30");
+        let mut s = State::Empty;
+        let t0 = Nanos::from_secs(1_000);
+        take(&mut s, &spec, rules, t0);
+        take(&mut s, &spec, rules, t0);
+        let (d, v) = take(&mut s, &spec, rules, t0);
+        assert!(v.locked);
+        assert_eq!(d.retry_after, RetryAfter::After(Nanos::from_secs(30)));
+        assert_eq!(d.reset_after, Nanos::from_secs(30));
+        // In the lock: denied, nothing taken, retry at its end.
+        let (d, _) = take(
+            &mut s,
+            &spec,
+            rules,
+            t0.saturating_add(Nanos::from_secs(10)),
+        );
+        assert_eq!((d.allowed, d.remaining), (false, 0));
+        assert_eq!(d.retry_after, RetryAfter::After(Nanos::from_secs(20)));
+        // After: the bucket refilled meanwhile.
+        let (d, _) = take(
+            &mut s,
+            &spec,
+            rules,
+            t0.saturating_add(Nanos::from_secs(30)),
+        );
+        assert!(d.allowed && d.remaining == 1);
+    }
+
+    #[test]
+    fn shadow_answers_allowed_and_records_as_if_enforced() {
+        let (spec, rules) = policy("SLIDING 1 10 SHADOW LOCKOUT 20");
+        let mut s = State::Empty;
+        let t0 = Nanos::from_secs(1_000);
+        assert!(take(&mut s, &spec, rules, t0).0.allowed);
+        let (d, v) = take(&mut s, &spec, rules, t0);
+        assert!(d.allowed && v.denied && v.locked);
+        assert_eq!(d.retry_after, RetryAfter::Now);
+        assert!(matches!(s, State::Locked(_)));
+        // A dry run or refund never starts a lockout.
+        let mut fresh = State::Empty;
+        take(&mut fresh, &spec, Rules::default(), t0);
+        let (_, e, v) = evaluate_with(fresh.stored(), &spec, rules, t0, 1, Mode::Refund).unwrap();
+        assert!(!v.locked && !matches!(e, Effect::Lockout(_)));
+    }
+
+    #[test]
+    fn locks_round_trip_and_bad_bytes_are_refused() {
+        let (spec, rules) = policy("SLIDING 2 10 LOCKOUT 1");
+        let t0 = Nanos::from_secs(1_000);
+        let mut states = vec![];
+        for spec in [
+            spec,
+            policy("FIXED 1 10 LOCKOUT 1").0,
+            policy("GCRA 1 1 1 LOCKOUT 1").0,
+        ] {
+            let mut s = State::Empty;
+            for _ in 0..3 {
+                take(&mut s, &spec, rules, t0);
+            }
+            states.push(s);
+        }
+        states.push(State::Locked(Box::new(Lock {
+            until: t0,
+            inner: State::Empty,
+        })));
+        for s in states {
+            let State::Locked(lock) = s else {
+                panic!("not locked: {s:?}")
+            };
+            let mut out = vec![];
+            lock.encode(&mut out);
+            assert_eq!(out.len(), lock.encoded_len());
+            assert_eq!(Lock::decode(&out).as_ref(), Some(&*lock));
+            for cut in 0..out.len() {
+                assert_eq!(Lock::decode(&out[..cut]), None, "cut at {cut}");
+            }
+            let mut longer = out.clone();
+            longer.push(0);
+            assert_eq!(Lock::decode(&longer), None);
+            let mut bad_tag = out.clone();
+            bad_tag[8] = b'Z';
+            assert_eq!(Lock::decode(&bad_tag), None);
+        }
+        assert_eq!(Lock::decode(&[0; 9]), None);
     }
 }

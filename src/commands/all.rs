@@ -5,17 +5,21 @@
 //! other inside this one command, which Redis wraps in MULTI/EXEC for
 //! replicas and the AOF: all keys change together or none does.
 
+use std::rc::Rc;
+
 use redis_ratelimit_core::error::{CmdError, SYNTAX};
-use redis_ratelimit_core::grammar::{all_key_positions, read_all};
+use redis_ratelimit_core::grammar::{all_key_positions, check_all, read_all, ClauseLimit, Words};
 
 use super::Cmd;
 use crate::api::{Argv, Ctx};
 use crate::config;
+use crate::policies::{self, Policy};
 use redis_ratelimit_core::limit::Kind;
 
 use crate::engine::{self, Answer, Limit, Shape};
 
 /// RL.ALL [COST n] [DRYRUN] [REFUND] [BLOCK ms] LIMIT key <algorithm> ... [COST n] [LIMIT ...] ...
+/// (a clause's limit may also be `POLICY name`)
 pub fn all(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     if ctx.is_keys_position_request() {
         // Cluster routing and COMMAND GETKEYS: report every clause's key.
@@ -25,14 +29,35 @@ pub fn all(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
         return Ok(());
     }
     let parsed = read_all(&argv, config::settings())?;
-    let mut limits = Vec::with_capacity(parsed.clauses.len());
+    // Policies first: an unknown one is an error before anything is read.
+    let mut named: Vec<Option<Rc<Policy>>> = Vec::with_capacity(parsed.clauses.len());
     for c in &parsed.clauses {
-        limits.push(Limit {
-            name: argv.name(c.key).ok_or(SYNTAX)?,
-            spec: &c.spec,
-            cost: c.cost.or(parsed.request.cost).unwrap_or(1),
+        named.push(match c.limit {
+            ClauseLimit::Policy(i) => Some(policies::find(argv.word(i).ok_or(SYNTAX)?)?),
+            ClauseLimit::Inline(_) => None,
         });
     }
+    let mut limits = Vec::with_capacity(parsed.clauses.len());
+    for (c, p) in parsed.clauses.iter().zip(&named) {
+        let spec = match (&c.limit, p) {
+            (ClauseLimit::Inline(spec), _) => spec,
+            (ClauseLimit::Policy(_), Some(p)) => &p.spec,
+            (ClauseLimit::Policy(_), None) => return Err(SYNTAX),
+        };
+        limits.push(Limit {
+            name: argv.name(c.key).ok_or(SYNTAX)?,
+            spec,
+            cost: c.cost.or(parsed.request.cost).unwrap_or(1),
+            policy: p.as_deref(),
+        });
+    }
+    let together: Vec<_> = parsed
+        .clauses
+        .iter()
+        .zip(&limits)
+        .map(|(c, l)| (l.spec, c.cost))
+        .collect();
+    check_all(&together, &parsed.request)?;
     let Answer::Decided(d, index, lease) = engine::all(ctx, cmd, &limits, parsed.request)? else {
         return Ok(());
     };

@@ -5,7 +5,9 @@
 
 use std::ffi::CString;
 
-use redis_ratelimit_core::grammar::{Kind, Param, Syntax, ALGORITHMS, REQUEST_OPTIONS};
+use redis_ratelimit_core::grammar::{
+    Kind, Param, Syntax, ALGORITHMS, POLICY_CLAUSE, REQUEST_OPTIONS,
+};
 
 use super::{Args, Body, Command, Keys};
 use crate::api::{self, Ctx, DocArg, DocInfo, DocType, KeySpec};
@@ -72,7 +74,7 @@ fn limiter_args(s: &Syntax) -> Vec<DocArg> {
 
 /// `[COST n] [DRYRUN] [REFUND] LIMIT key <algorithm> ... [COST n] ...`
 fn all_args() -> Vec<DocArg> {
-    let algorithms = ALGORITHMS
+    let mut algorithms: Vec<DocArg> = ALGORITHMS
         .iter()
         .map(|s| DocArg {
             token: Some(cstring(s.keyword)),
@@ -80,6 +82,10 @@ fn all_args() -> Vec<DocArg> {
             ..arg(&s.keyword.to_ascii_lowercase(), DocType::Block)
         })
         .collect();
+    algorithms.push(DocArg {
+        token: Some(cstring(POLICY_CLAUSE)),
+        ..arg("policy", DocType::Str)
+    });
     let clause = vec![
         arg("key", DocType::Key),
         DocArg {
@@ -102,6 +108,42 @@ fn all_args() -> Vec<DocArg> {
     out
 }
 
+/// `name <algorithm> ... [SHADOW] [LOCKOUT seconds]`
+fn policy_set_args() -> Vec<DocArg> {
+    let algorithms = ALGORITHMS
+        .iter()
+        .map(|s| DocArg {
+            token: Some(cstring(s.keyword)),
+            subargs: s.params.iter().chain(s.options).map(param).collect(),
+            ..arg(&s.keyword.to_ascii_lowercase(), DocType::Block)
+        })
+        .collect();
+    vec![
+        arg("name", DocType::Str),
+        DocArg {
+            subargs: algorithms,
+            ..arg("algorithm", DocType::OneOf)
+        },
+        DocArg {
+            token: Some(cstring("SHADOW")),
+            optional: true,
+            ..arg("shadow", DocType::Token)
+        },
+        DocArg {
+            token: Some(cstring("LOCKOUT")),
+            optional: true,
+            ..arg("seconds", DocType::Double)
+        },
+    ]
+}
+
+/// `key policy [COST n] [DRYRUN] [REFUND] [BLOCK ms]`
+fn take_args() -> Vec<DocArg> {
+    let mut out = vec![arg("key", DocType::Key), arg("policy", DocType::Str)];
+    out.extend(request_options(true));
+    out
+}
+
 /// Sets every command's documentation. Servers without the API keep the
 /// legacy key positions given at registration.
 pub fn register(ctx: &Ctx<'_>, commands: &[Command]) -> Result<(), String> {
@@ -119,7 +161,9 @@ pub fn register(ctx: &Ctx<'_>, commands: &[Command]) -> Result<(), String> {
                     ..arg(&name.to_string_lossy(), *ty)
                 })
                 .collect(),
-            (Args::Syntax, Body::Handler(_)) => Vec::new(),
+            (Args::PolicySet, _) => policy_set_args(),
+            (Args::Take, _) => take_args(),
+            (Args::Syntax, Body::Handler(_) | Body::Container) => Vec::new(),
         };
         let keys = match row.keys {
             Keys::First => Some((u64::from(row.key_flags), KeySpec::Index(1))),

@@ -19,7 +19,7 @@ pub fn limiter(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd, syntax: &Syntax) -> Resu
         all: false,
         lease: syntax.algorithm == Algorithm::Concurrency,
     };
-    engine::one(ctx, cmd, key, &spec, req, store::load, |d, lease| {
+    engine::one(ctx, cmd, key, &spec, req, None, store::load, |d, lease| {
         let (f, n) = engine::fields(shape, d, 0, lease);
         ctx.reply_ints(f.get(..n).unwrap_or(&[]));
     })

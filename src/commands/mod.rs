@@ -14,6 +14,7 @@ mod all;
 mod docs;
 mod lease;
 mod limiter;
+mod policy;
 mod state;
 #[cfg(feature = "test-hooks")]
 mod testing;
@@ -35,6 +36,8 @@ pub enum Body {
     /// An algorithm's own command, read by its syntax and decided by the engine.
     Limiter(&'static Syntax),
     Handler(Handler),
+    /// A container of subcommands (rows named `PARENT|SUB` follow it).
+    Container,
 }
 
 /// Where a command's keys are.
@@ -57,6 +60,10 @@ pub enum Args {
     All,
     /// Written out: (name, type, optional).
     Listed(&'static [(&'static CStr, api::DocType, bool)]),
+    /// RL.POLICY SET's: a name, then any algorithm's definition.
+    PolicySet,
+    /// RL.TAKE's: a key, a policy name, the request options.
+    Take,
 }
 
 /// One row of the table.
@@ -88,8 +95,15 @@ impl Command {
         match (&self.body, self.arity) {
             (_, Some(a)) => a,
             (Body::Limiter(s), None) => -i32::try_from(s.command_arity() + 1).unwrap_or(i32::MAX),
-            (Body::Handler(_), None) => -1,
+            (Body::Handler(_) | Body::Container, None) => -1,
         }
+    }
+
+    /// `PARENT|SUB` for a subcommand: the parent and the subcommand's name.
+    pub fn parent(&self) -> Option<(&'static [u8], &'static [u8])> {
+        let name = self.name.to_bytes();
+        let bar = name.iter().position(|b| *b == b'|')?;
+        Some((name.get(..bar)?, name.get(bar + 1..)?))
     }
 }
 
@@ -148,7 +162,7 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: c"RL.RELEASE", body: Body::Handler(lease::release),
-        flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: Some(3),
+        flags: c"write fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: Some(3),
         summary: c"Frees a concurrency lease: 1 if it was live, 0 if unknown or already expired.",
         complexity: c"O(n) in the key's leases",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"lease_id", Int, false)]),
@@ -176,6 +190,48 @@ pub static COMMANDS: &[Command] = &[
         complexity: c"O(1)",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"max_burst", Int, false), (c"count_per_period", Int, false), (c"period", Int, false), (c"quantity", Int, true)]),
         counted: Some("throttle"), event: c"cl.throttle", internal: false,
+    },
+    Command {
+        name: c"RL.TAKE", body: Body::Handler(policy::take),
+        flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: Some(-3),
+        summary: c"Applies a named policy (RL.POLICY SET) to a key: its algorithm, its reply, its SHADOW and LOCKOUT rules.",
+        complexity: c"O(1) for bucket, GCRA and fixed policies; as the algorithm's own command otherwise", args: Args::Take,
+        counted: Some("take"), event: c"rl.take", internal: false,
+    },
+    Command {
+        name: c"RL.POLICY", body: Body::Container,
+        flags: c"", keys: Keys::None, key_flags: 0, arity: Some(-2),
+        summary: c"Named policies kept in the server: SET, GET, DEL, LIST.",
+        complexity: c"Depends on the subcommand", args: Args::Listed(&[]),
+        counted: None, event: c"", internal: false,
+    },
+    Command {
+        name: c"RL.POLICY|SET", body: Body::Handler(policy::set),
+        flags: c"write deny-oom", keys: Keys::None, key_flags: 0, arity: Some(-5),
+        summary: c"Defines or redefines a named policy: an algorithm and its arguments as its own command takes them after the key, then [SHADOW] [LOCKOUT seconds].",
+        complexity: c"O(1)", args: Args::PolicySet,
+        counted: None, event: c"", internal: false,
+    },
+    Command {
+        name: c"RL.POLICY|GET", body: Body::Handler(policy::get),
+        flags: c"readonly fast", keys: Keys::None, key_flags: 0, arity: Some(3),
+        summary: c"A named policy's definition, or nil.",
+        complexity: c"O(1)", args: Args::Listed(&[(c"name", Str, false)]),
+        counted: None, event: c"", internal: false,
+    },
+    Command {
+        name: c"RL.POLICY|DEL", body: Body::Handler(policy::del),
+        flags: c"write", keys: Keys::None, key_flags: 0, arity: Some(3),
+        summary: c"Removes a named policy: 1 if it was defined, else 0. The keys it limited keep their state until they expire.",
+        complexity: c"O(1)", args: Args::Listed(&[(c"name", Str, false)]),
+        counted: None, event: c"", internal: false,
+    },
+    Command {
+        name: c"RL.POLICY|LIST", body: Body::Handler(policy::list),
+        flags: c"readonly", keys: Keys::None, key_flags: 0, arity: Some(2),
+        summary: c"Every named policy as [name, definition] pairs, by name.",
+        complexity: c"O(n) for n policies", args: Args::Listed(&[]),
+        counted: None, event: c"", internal: false,
     },
     // Internal: how replicas and the AOF receive effects. Refused to clients.
     Command {
@@ -238,6 +294,7 @@ extern "C" fn entry<const TEST: bool, const I: usize>(
             match row.body {
                 Body::Limiter(syntax) => limiter::limiter(c, args, cmd, syntax),
                 Body::Handler(h) => h(c, args, cmd),
+                Body::Container => Err(redis_ratelimit_core::error::INTERNAL),
             }
         },
         || {
@@ -249,7 +306,7 @@ extern "C" fn entry<const TEST: bool, const I: usize>(
 }
 
 /// One entry point per possible row; the table may not outgrow it.
-const ENTRIES: [EntryFn; 16] = [
+const ENTRIES: [EntryFn; 24] = [
     entry::<false, 0>,
     entry::<false, 1>,
     entry::<false, 2>,
@@ -266,6 +323,14 @@ const ENTRIES: [EntryFn; 16] = [
     entry::<false, 13>,
     entry::<false, 14>,
     entry::<false, 15>,
+    entry::<false, 16>,
+    entry::<false, 17>,
+    entry::<false, 18>,
+    entry::<false, 19>,
+    entry::<false, 20>,
+    entry::<false, 21>,
+    entry::<false, 22>,
+    entry::<false, 23>,
 ];
 
 const TEST_ENTRIES: [EntryFn; 4] = [
@@ -292,17 +357,16 @@ fn testing_table() -> &'static [Command] {
 /// a category (Redis 7.4+, Valkey 8.0+). Redis 7.0 has neither: name the
 /// commands (`+rl.sliding +rl.all ...`).
 fn acl_categories(row: &Command, with_own: bool) -> CString {
-    let speed = if row.flags.to_bytes().windows(4).any(|w| w == b"fast") {
-        "fast"
-    } else {
-        "slow"
-    };
+    let flags = row.flags.to_bytes();
+    let has = |word: &[u8]| flags.split(|b| *b == b' ').any(|w| w == word);
+    let speed = if has(b"fast") { "fast" } else { "slow" };
+    let access = if has(b"readonly") { "read" } else { "write" };
     let own = if with_own && !row.internal {
         " ratelimit"
     } else {
         ""
     };
-    CString::new(format!("write {speed}{own}")).unwrap_or_default()
+    CString::new(format!("{access} {speed}{own}")).unwrap_or_default()
 }
 
 /// Registers every command, its docs and its ACL categories.
@@ -319,13 +383,24 @@ pub fn register(ctx: &Ctx<'_>) -> Result<(), String> {
             Keys::First => (1, 1, 1),
             Keys::AfterEachLimit | Keys::None => (0, 0, 0),
         };
-        if !api::create_command(ctx, row.name, entry, row.flags, keys) {
+        let entry = match row.body {
+            Body::Container => None,
+            _ => Some(entry),
+        };
+        let created = match row.parent() {
+            Some((parent, sub)) => api::create_subcommand(ctx, parent, sub, entry, row.flags, keys),
+            None => api::create_command(ctx, row.name, entry, row.flags, keys),
+        };
+        if !created {
             return Err(format!("cannot register {}", row.name.to_string_lossy()));
         }
     }
     if api::has_command_acl_categories() {
         let own = api::add_acl_category(ctx, c"ratelimit");
-        for row in COMMANDS {
+        for row in COMMANDS
+            .iter()
+            .filter(|r| !matches!(r.body, Body::Container))
+        {
             if !api::set_command_acl_categories(ctx, row.name, &acl_categories(row, own)) {
                 return Err(format!(
                     "cannot set the ACL categories of {}",

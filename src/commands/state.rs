@@ -10,9 +10,9 @@
 
 use redis_ratelimit_core::algo::lease::Op;
 use redis_ratelimit_core::bounds::MAX_INT;
-use redis_ratelimit_core::error::{CmdError, INTERNAL, STATE_PAYLOAD, SYNTAX, UPDATE, WRONGTYPE};
+use redis_ratelimit_core::error::{CmdError, INTERNAL, STATE_PAYLOAD, SYNTAX, UPDATE};
 use redis_ratelimit_core::grammar::Words;
-use redis_ratelimit_core::limit::{Effect, Kind, Stored};
+use redis_ratelimit_core::limit::{Effect, Kind, Lock, State, Stored};
 
 use super::Cmd;
 use crate::api::{Argv, Ctx, Holds, Name};
@@ -30,13 +30,15 @@ fn key_and_payload<'a>(argv: &Argv<'a>) -> Result<(Name<'a>, &'a [u8]), CmdError
 }
 
 /// RL.SETSTATE key state
-pub fn setstate(ctx: &Ctx<'_>, argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError> {
+pub fn setstate(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     let (name, payload) = key_and_payload(&argv)?;
     let state = wire::decode_state(payload).ok_or(STATE_PAYLOAD)?;
     let expire_ms = state.expire_ms();
     let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
     if !store::holds_ours_or_nothing(&key) {
-        return Err(WRONGTYPE);
+        // The master replaced a value of another type (CL.THROTTLE taking
+        // over a key redis-cell left): so does every copy.
+        key.delete();
     }
     // As SET .. PXAT does: a master not loading drops an already expired
     // state instead of storing it; replicas and loads keep it and let the
@@ -56,13 +58,14 @@ pub fn setstate(ctx: &Ctx<'_>, argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError
     store::write_state(&mut key, state);
     ctx.replicate_verbatim();
     ctx.signal_modified(name);
+    ctx.notify(cmd.row.event, name);
     drop(key);
     ctx.reply_ok();
     Ok(())
 }
 
 /// RL.WINDOWADD key update
-pub fn windowadd(ctx: &Ctx<'_>, argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError> {
+pub fn windowadd(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     let (name, payload) = key_and_payload(&argv)?;
     let u = wire::decode_update(payload).ok_or(UPDATE)?;
     let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
@@ -71,6 +74,10 @@ pub fn windowadd(ctx: &Ctx<'_>, argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdErro
     // so every log stays one that RDB, DUMP and RL.SETSTATE load back.
     let held = match store::load(&key, Kind::Window)? {
         Stored::Window(log) => log.total(),
+        Stored::Locked(Lock {
+            inner: State::Window(log),
+            ..
+        }) => log.total(),
         _ => 0,
     };
     if held.saturating_add(u.units) > MAX_INT {
@@ -79,21 +86,30 @@ pub fn windowadd(ctx: &Ctx<'_>, argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdErro
     store::write(&mut key, &Effect::WindowAdd(u));
     ctx.replicate_verbatim();
     ctx.signal_modified(name);
+    ctx.notify(cmd.row.event, name);
     drop(key);
     ctx.reply_ok();
     Ok(())
 }
 
 /// RL.WINDOWREFUND key refund
-pub fn windowrefund(ctx: &Ctx<'_>, argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError> {
+pub fn windowrefund(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     let (name, payload) = key_and_payload(&argv)?;
     let r = wire::decode_refund(payload).ok_or(UPDATE)?;
     let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
-    let held = matches!(store::load(&key, Kind::Window)?, Stored::Window(_));
+    let held = matches!(
+        store::load(&key, Kind::Window)?,
+        Stored::Window(_)
+            | Stored::Locked(Lock {
+                inner: State::Window(_),
+                ..
+            })
+    );
     if held {
         store::write(&mut key, &Effect::WindowRefund(r));
         ctx.replicate_verbatim();
         ctx.signal_modified(name);
+        ctx.notify(cmd.row.event, name);
     }
     drop(key);
     ctx.reply_ok();
@@ -101,17 +117,25 @@ pub fn windowrefund(ctx: &Ctx<'_>, argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdE
 }
 
 /// RL.LEASE key op
-pub fn lease(ctx: &Ctx<'_>, argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError> {
+pub fn lease(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     let (name, payload) = key_and_payload(&argv)?;
     let op = wire::decode_lease_op(payload).ok_or(UPDATE)?;
     let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
     // Checks the key's type; a release or renewal of a key that is gone
     // changes nothing.
-    let held = matches!(store::load(&key, Kind::Leases)?, Stored::Leases(_));
+    let held = matches!(
+        store::load(&key, Kind::Leases)?,
+        Stored::Leases(_)
+            | Stored::Locked(Lock {
+                inner: State::Leases(_),
+                ..
+            })
+    );
     if held || matches!(op, Op::Acquire { .. }) {
         store::write(&mut key, &Effect::Lease(op));
         ctx.replicate_verbatim();
         ctx.signal_modified(name);
+        ctx.notify(cmd.row.event, name);
     }
     drop(key);
     ctx.reply_ok();

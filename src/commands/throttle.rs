@@ -27,20 +27,29 @@ pub fn throttle(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError>
         ..Request::default()
     };
     let spec = Spec::Bucket(bucket);
-    engine::one(ctx, cmd, key, &spec, req, store::load_or_cell, |d, _| {
-        let retry = match d.retry_after {
-            RetryAfter::After(span) => cell_seconds(span),
-            RetryAfter::Now | RetryAfter::Never => -1,
-        };
-        let [_, limit, remaining, _, _] = d.reply_fields();
-        ctx.reply_ints(&[
-            i64::from(!d.allowed),
-            limit,
-            remaining,
-            retry,
-            cell_seconds(d.reset_after),
-        ]);
-    })
+    engine::one(
+        ctx,
+        cmd,
+        key,
+        &spec,
+        req,
+        None,
+        store::load_or_cell,
+        |d, _| {
+            let retry = match d.retry_after {
+                RetryAfter::After(span) => cell_seconds(span),
+                RetryAfter::Now | RetryAfter::Never => -1,
+            };
+            let [_, limit, remaining, _, _] = d.reply_fields();
+            ctx.reply_ints(&[
+                i64::from(!d.allowed),
+                limit,
+                remaining,
+                retry,
+                cell_seconds(d.reset_after),
+            ]);
+        },
+    )
 }
 
 /// redis-cell's seconds: whole seconds, plus one if there are milliseconds left over.

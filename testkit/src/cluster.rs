@@ -94,9 +94,15 @@ impl Cluster {
 
     /// Extra `--option value` pairs for every node.
     pub fn start_with(extra: &[&str]) -> Cluster {
+        Cluster::start_with_module_args(&[], extra)
+    }
+
+    /// Module arguments (after the module's path) and extra options, the
+    /// same on every node.
+    pub fn start_with_module_args(module_args: &[&str], extra: &[&str]) -> Cluster {
         let module = module_path();
         let nodes: Vec<Server> = (0..6)
-            .map(|_| Cluster::start_node(&module, extra))
+            .map(|_| Cluster::start_node(&module, module_args, extra))
             .collect();
         let mut create = Command::new(cluster_cli());
         create.arg("--cluster").arg("create");
@@ -127,18 +133,18 @@ impl Cluster {
         cluster
     }
 
-    fn start_node(module: &Path, extra: &[&str]) -> Server {
+    fn start_node(module: &Path, module_args: &[&str], extra: &[&str]) -> Server {
         let dir = temp_dir();
-        let mut args: Vec<String> = vec![
-            "--loadmodule".into(),
-            module.display().to_string(),
+        let mut args: Vec<String> = vec!["--loadmodule".into(), module.display().to_string()];
+        args.extend(module_args.iter().map(|s| s.to_string()));
+        args.extend([
             "--cluster-enabled".into(),
             "yes".into(),
             "--cluster-config-file".into(),
             dir.join("nodes.conf").display().to_string(),
             "--cluster-node-timeout".into(),
             CLUSTER_NODE_TIMEOUT_MS.to_string(),
-        ];
+        ]);
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut last_err = String::new();
         for _ in 0..5 {

@@ -106,6 +106,12 @@ impl Server {
         Server::start_raw(dir, extra)
     }
 
+    /// Starts with exactly these options: no module unless they load one
+    /// (`--loadmodule path args...`, for module arguments).
+    pub fn start_exact(dir: PathBuf, options: &[&str]) -> Server {
+        Server::start_raw(dir, options.iter().map(|s| s.to_string()).collect())
+    }
+
     /// Starts with exactly these options (the module line included).
     fn start_raw(dir: PathBuf, extra: Vec<String>) -> Server {
         let mut last_err = String::new();

@@ -1,0 +1,141 @@
+//! Named policies: a limit's definition kept in the server under a name,
+//! with two rules of its own: SHADOW (decide and record as if enforced,
+//! answer allowed) and LOCKOUT (a denial locks the key out for a while).
+//!
+//! A definition is exactly what follows the key in the algorithm's own
+//! command, cost left out, read by the same [`Syntax`]: `SLIDING 100 60`,
+//! `FIXED 500 DAY TZ America/New_York`, `TOKENBUCKET 10 1 PERIOD 60`,
+//! `CONCURRENCY 3 30`, then `[SHADOW] [LOCKOUT seconds]`.
+
+use crate::error::{self, CmdError};
+use crate::grammar::{algorithm, is, Algorithm, Cursor, Kind, Settings, Syntax, Value, Words};
+use crate::limit::{Rules, Spec};
+use crate::time::Nanos;
+
+/// The longest policy name.
+pub const MAX_NAME: usize = 64;
+
+/// A policy's definition, read and checked.
+#[derive(Debug, Clone)]
+pub struct Definition {
+    pub syntax: &'static Syntax,
+    pub spec: Spec,
+    pub rules: Rules,
+    /// The definition as given, keywords in capitals: what RL.POLICY GET
+    /// answers and what persistence stores.
+    pub words: Vec<Vec<u8>>,
+}
+
+/// A name for INFO, logs and headers: 1 to 64 of `A-Z a-z 0-9 _ - .`
+/// (no `:`, which would end an INFO field's name).
+pub fn valid_name(name: &[u8]) -> bool {
+    (1..=MAX_NAME).contains(&name.len())
+        && name
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(b))
+}
+
+/// Reads a definition from word `start` to the end.
+pub fn read_definition<'a, W: Words<'a> + ?Sized>(
+    words: &W,
+    start: usize,
+    settings: Settings,
+) -> Result<Definition, CmdError> {
+    let mut c = Cursor::at(words, start);
+    let keyword = c.next_or(error::POLICY_ALGORITHM)?;
+    let syntax = algorithm(keyword).ok_or(error::POLICY_ALGORITHM)?;
+    let mut rules = Rules::default();
+    let mut shadow = false;
+    let spec = syntax.read(
+        &mut c,
+        settings,
+        None,
+        |_| false,
+        |w, c| {
+            if is(w, "SHADOW") && !shadow {
+                shadow = true;
+                return Ok(true);
+            }
+            if is(w, "LOCKOUT") && rules.lockout.is_none() {
+                let value = c.next_or(error::LOCKOUT)?;
+                rules.lockout = match Kind::Lease.read(value) {
+                    Some(Value::Int(ns)) => Some(Nanos::new(ns)),
+                    _ => return Err(error::LOCKOUT),
+                };
+                return Ok(true);
+            }
+            Ok(false)
+        },
+    )?;
+    rules.shadow = shadow;
+    if rules.lockout.is_some() && syntax.algorithm == Algorithm::Concurrency {
+        return Err(error::LOCKOUT_LEASES);
+    }
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut i = start;
+    while let Some(w) = words.word(i) {
+        let known = std::iter::once(syntax.keyword)
+            .chain(syntax.options.iter().filter_map(|o| o.token))
+            .chain(["SHADOW", "LOCKOUT"])
+            .find(|k| is(w, k));
+        out.push(known.map_or_else(|| w.to_vec(), |k| k.as_bytes().to_vec()));
+        i += 1;
+    }
+    Ok(Definition {
+        syntax,
+        spec,
+        rules,
+        words: out,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(s: &str) -> Result<Definition, CmdError> {
+        let w: Vec<&[u8]> = s.split(' ').map(str::as_bytes).collect();
+        read_definition(&w[..], 0, Settings::default())
+    }
+
+    #[test]
+    fn definitions_are_what_follows_the_key_plus_rules() {
+        let d = def("sliding 100 60 shadow lockout 2.5").unwrap();
+        assert!(matches!(d.spec, Spec::Window(w) if w.limit == 100));
+        assert_eq!(
+            d.rules,
+            Rules {
+                shadow: true,
+                lockout: Some(Nanos::from_millis(2500))
+            }
+        );
+        let words: Vec<String> = d
+            .words
+            .iter()
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect();
+        assert_eq!(words, ["SLIDING", "100", "60", "SHADOW", "LOCKOUT", "2.5"]);
+        let d = def("FIXED 500 DAY tz America/New_York").unwrap();
+        assert_eq!(d.words[3], b"TZ");
+        assert!(def("CONCURRENCY 3 30").is_ok());
+        assert_eq!(def("LEAKY 1 1").unwrap_err(), error::POLICY_ALGORITHM);
+        assert_eq!(def("SLIDING 0 60").unwrap_err(), error::LIMIT);
+        assert_eq!(def("SLIDING 10 60 COST 2").unwrap_err(), error::SYNTAX);
+        assert_eq!(def("SLIDING 10 60 LOCKOUT 0").unwrap_err(), error::LOCKOUT);
+        assert_eq!(
+            def("SLIDING 10 60 SHADOW SHADOW").unwrap_err(),
+            error::SYNTAX
+        );
+        assert_eq!(
+            def("CONCURRENCY 3 30 LOCKOUT 5").unwrap_err(),
+            error::LOCKOUT_LEASES
+        );
+        assert!(
+            valid_name(b"api.v1-day_2")
+                && !valid_name(b"")
+                && !valid_name(b"a b")
+                && !valid_name(b"a:b")
+        );
+        assert!(!valid_name(&[b'a'; 65]));
+    }
+}

@@ -1,0 +1,102 @@
+//! RL.POLICY SET/GET/DEL/LIST and RL.TAKE: limits kept in the server under
+//! a name (see `policies`).
+
+use redis_ratelimit_core::error::{CmdError, SYNTAX};
+use redis_ratelimit_core::grammar::{check_request, read_take, Words};
+
+use super::Cmd;
+use crate::api::{Argv, Ctx};
+use crate::engine::{self, Shape};
+use crate::policies;
+use crate::{config, store};
+
+/// RL.TAKE key policy [COST n] [DRYRUN] [REFUND] [BLOCK timeout_ms]
+#[inline]
+pub fn take(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
+    let req = read_take(&argv)?;
+    let policy = policies::find(argv.word(2).ok_or(SYNTAX)?)?;
+    check_request(&policy.spec, &req)?;
+    let key = argv.name(1).ok_or(SYNTAX)?;
+    let shape = Shape {
+        all: false,
+        lease: policy.spec.kind() == redis_ratelimit_core::limit::Kind::Leases,
+    };
+    let spec = &policy.spec;
+    engine::one(
+        ctx,
+        cmd,
+        key,
+        spec,
+        req,
+        Some(&policy),
+        store::load,
+        |d, lease| {
+            let (f, n) = engine::fields(shape, d, 0, lease);
+            ctx.reply_ints(f.get(..n).unwrap_or(&[]));
+        },
+    )
+}
+
+/// The name (word 2) of an RL.POLICY subcommand.
+fn name<'a>(argv: &Argv<'a>) -> Result<&'a [u8], CmdError> {
+    argv.word(2).ok_or(CmdError::WrongArity)
+}
+
+/// RL.POLICY SET name <ALGORITHM> args... [SHADOW] [LOCKOUT seconds]
+pub fn set(ctx: &Ctx<'_>, argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError> {
+    if argv.count() < 5 {
+        return Err(CmdError::WrongArity);
+    }
+    let name = name(&argv)?;
+    let words: Vec<&[u8]> = (3..argv.count()).filter_map(|i| argv.word(i)).collect();
+    let def = policies::read(name, &words, config::settings())?;
+    let flags = ctx.flags();
+    // What a master sends or an AOF holds is taken whole: the cap is the
+    // master's to enforce.
+    let capped = !(flags.loading() || flags.replicated());
+    policies::set(name, def, capped)?;
+    ctx.replicate_verbatim();
+    ctx.reply_ok();
+    Ok(())
+}
+
+/// RL.POLICY GET name: the definition, or nil.
+pub fn get(ctx: &Ctx<'_>, argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError> {
+    if argv.count() != 3 {
+        return Err(CmdError::WrongArity);
+    }
+    match policies::find(name(&argv)?) {
+        Ok(p) => ctx.reply_bulk(&policies::definition_text(&p.words)),
+        Err(_) => ctx.reply_null(),
+    }
+    Ok(())
+}
+
+/// RL.POLICY DEL name: 1 if it was defined, else 0. Keys it limited keep
+/// their state (and expire as usual).
+pub fn del(ctx: &Ctx<'_>, argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError> {
+    if argv.count() != 3 {
+        return Err(CmdError::WrongArity);
+    }
+    let deleted = policies::del(name(&argv)?);
+    if deleted {
+        ctx.replicate_verbatim();
+    }
+    ctx.reply_int(i64::from(deleted));
+    Ok(())
+}
+
+/// RL.POLICY LIST: `[name, definition]` pairs, by name.
+pub fn list(ctx: &Ctx<'_>, argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError> {
+    if argv.count() != 2 {
+        return Err(CmdError::WrongArity);
+    }
+    let all = policies::list();
+    ctx.reply_array(all.len());
+    for (name, p) in all {
+        ctx.reply_array(2);
+        ctx.reply_bulk(&name);
+        ctx.reply_bulk(&policies::definition_text(&p.words));
+    }
+    Ok(())
+}
