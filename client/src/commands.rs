@@ -8,7 +8,11 @@
 
 use redis::{Cmd, ConnectionLike, RedisFuture, RedisResult, ToSingleRedisArg, Value};
 
-use crate::policy::{FixedWindow, Gcra, Policy, SlidingWindow, Throttle, TokenBucket};
+use std::time::Duration;
+
+use crate::policy::{
+    Concurrency, FixedWindow, Gcra, NamedPolicy, Policy, SlidingWindow, Throttle, TokenBucket,
+};
 use crate::reply::{AllDecision, Decision};
 use redis_ratelimit_core::num::Decimal;
 
@@ -39,7 +43,11 @@ pub enum Mode {
 pub struct Request {
     cost: u64,
     mode: Mode,
+    block_ms: Option<u64>,
 }
+
+/// The longest `BLOCK` the module takes: 31 days, in milliseconds.
+pub const MAX_BLOCK: Duration = Duration::from_millis(2_678_400_000);
 
 impl Request {
     /// `cost` units (0 is a peek: it answers and changes nothing).
@@ -47,7 +55,27 @@ impl Request {
         Request {
             cost,
             mode: Mode::Consume,
+            block_ms: None,
         }
+    }
+    /// Wait in line inside the server (`BLOCK ms`) up to `timeout` if the
+    /// request would be denied now: the reply comes when it is admitted,
+    /// or the denial as of the timeout. Rounded up to the millisecond (at
+    /// least 1 ms, at most [`MAX_BLOCK`]). Only a request that takes waits:
+    /// with [`dry_run`](Self::dry_run) or [`refund`](Self::refund) it is
+    /// not sent. The connection waits with it: send it on a connection of
+    /// its own, never on one shared with other requests.
+    pub fn block(mut self, timeout: Duration) -> Request {
+        let ms = timeout.as_nanos().div_ceil(1_000_000).max(1);
+        let max = u128::from(MAX_BLOCK.as_millis() as u64);
+        self.block_ms = Some(u64::try_from(ms.min(max)).unwrap_or(u64::MAX));
+        self
+    }
+    /// The `BLOCK` timeout, if the request waits in line.
+    pub fn block_timeout(&self) -> Option<Duration> {
+        self.block_ms
+            .filter(|_| self.mode == Mode::Consume)
+            .map(Duration::from_millis)
     }
     /// Answer as if, change nothing (`DRYRUN`).
     pub const fn dry_run(mut self) -> Request {
@@ -150,9 +178,14 @@ impl All {
     }
 }
 
-fn mode(cmd: &mut Cmd, mode: Mode) {
-    match mode {
-        Mode::Consume => {}
+/// The request's flags: `DRYRUN`, `REFUND`, or `BLOCK ms` for a take.
+fn flags(cmd: &mut Cmd, req: Request) {
+    match req.mode {
+        Mode::Consume => {
+            if let Some(ms) = req.block_ms {
+                cmd.arg("BLOCK").arg(ms);
+            }
+        }
         Mode::DryRun => {
             cmd.arg("DRYRUN");
         }
@@ -179,6 +212,10 @@ fn one_second(d: Decimal) -> bool {
 /// The arguments after the key that describe a policy, as `RL.ALL` reads
 /// them: its keyword, then [`Policy::definition`].
 fn spec(cmd: &mut Cmd, policy: &Policy) {
+    if let Policy::Named(p) = policy {
+        cmd.arg("POLICY").arg(p.name());
+        return;
+    }
     let (syntax, words) = policy.definition();
     cmd.arg(syntax.keyword);
     for w in words {
@@ -197,7 +234,7 @@ pub fn cmd_token_bucket<K: ToSingleRedisArg>(key: K, p: &TokenBucket, req: Reque
     if !one_second(p.period_secs) {
         c.arg("PERIOD").arg(dec(p.period_secs));
     }
-    mode(&mut c, req.mode);
+    flags(&mut c, req);
     c
 }
 
@@ -206,7 +243,7 @@ pub fn cmd_sliding<K: ToSingleRedisArg>(key: K, p: &SlidingWindow, req: Request)
     let mut c = redis::cmd("RL.SLIDING");
     c.arg(key).arg(p.limit()).arg(dec(p.window_secs));
     cost_option(&mut c, req.cost);
-    mode(&mut c, req.mode);
+    flags(&mut c, req);
     c
 }
 
@@ -218,7 +255,7 @@ pub fn cmd_gcra<K: ToSingleRedisArg>(key: K, p: &Gcra, req: Request) -> Cmd {
         .arg(dec(p.rate()))
         .arg(dec(p.period_secs));
     cost_option(&mut c, req.cost);
-    mode(&mut c, req.mode);
+    flags(&mut c, req);
     c
 }
 
@@ -232,7 +269,7 @@ pub fn cmd_fixed<K: ToSingleRedisArg>(key: K, p: &FixedWindow, req: Request) -> 
     if let Some(tz) = p.time_zone() {
         c.arg("TZ").arg(tz);
     }
-    mode(&mut c, req.mode);
+    flags(&mut c, req);
     c
 }
 
@@ -243,7 +280,84 @@ pub fn cmd_limit<K: ToSingleRedisArg>(key: K, policy: &Policy, req: Request) -> 
         Policy::Sliding(p) => cmd_sliding(key, p, req),
         Policy::Gcra(p) => cmd_gcra(key, p, req),
         Policy::Fixed(p) => cmd_fixed(key, p, req),
+        Policy::Throttle(p) => match p.as_gcra() {
+            Ok(g) => cmd_gcra(key, &g, req),
+            Err(_) => cmd_throttle(key, p, req.cost),
+        },
+        Policy::Concurrency(p) => cmd_acquire(key, p, req),
+        Policy::Named(p) => cmd_take(key, p.name(), req),
     }
+}
+
+/// `RL.ACQUIRE key limit lease_seconds [BLOCK ms] [DRYRUN]`: the cost is
+/// one slot (a cost of 0 is a peek, sent as `DRYRUN`); no `REFUND`
+/// (`RL.RELEASE` gives a slot back).
+pub fn cmd_acquire<K: ToSingleRedisArg>(key: K, p: &Concurrency, req: Request) -> Cmd {
+    let mut c = redis::cmd("RL.ACQUIRE");
+    c.arg(key).arg(p.limit()).arg(dec(p.lease_secs));
+    match req.mode {
+        Mode::Consume if req.cost > 0 => flags(&mut c, req),
+        _ => {
+            c.arg("DRYRUN");
+        }
+    }
+    c
+}
+
+/// `RL.RELEASE key lease_id`: 1 if the lease was live.
+pub fn cmd_release<K: ToSingleRedisArg>(key: K, lease_id: u64) -> Cmd {
+    let mut c = redis::cmd("RL.RELEASE");
+    c.arg(key).arg(lease_id);
+    c
+}
+
+/// `RL.RENEW key lease_id lease_seconds`: 1 if the lease was live.
+pub fn cmd_renew<K: ToSingleRedisArg>(key: K, lease_id: u64, lease: Duration) -> Cmd {
+    let mut c = redis::cmd("RL.RENEW");
+    c.arg(key)
+        .arg(lease_id)
+        .arg(Decimal::from_duration_secs(lease).map_or_else(|| "0".to_string(), dec));
+    c
+}
+
+/// `RL.TAKE key policy [COST n] [DRYRUN|REFUND|BLOCK ms]`: a named policy.
+pub fn cmd_take<K: ToSingleRedisArg>(key: K, policy: &str, req: Request) -> Cmd {
+    let mut c = redis::cmd("RL.TAKE");
+    c.arg(key).arg(policy);
+    cost_option(&mut c, req.cost);
+    flags(&mut c, req);
+    c
+}
+
+/// `RL.POLICY SET name <definition>`
+pub fn cmd_policy_set(p: &NamedPolicy) -> Cmd {
+    let mut c = redis::cmd("RL.POLICY");
+    c.arg("SET").arg(p.name());
+    for w in p.definition_args() {
+        c.arg(w);
+    }
+    c
+}
+
+/// `RL.POLICY GET name`: the definition, or nil.
+pub fn cmd_policy_get(name: &str) -> Cmd {
+    let mut c = redis::cmd("RL.POLICY");
+    c.arg("GET").arg(name);
+    c
+}
+
+/// `RL.POLICY DEL name`: 1 if it was defined.
+pub fn cmd_policy_del(name: &str) -> Cmd {
+    let mut c = redis::cmd("RL.POLICY");
+    c.arg("DEL").arg(name);
+    c
+}
+
+/// `RL.POLICY LIST`: `[name, definition]` pairs, by name.
+pub fn cmd_policy_list() -> Cmd {
+    let mut c = redis::cmd("RL.POLICY");
+    c.arg("LIST");
+    c
 }
 
 /// `CL.THROTTLE key max_burst count_per_period period quantity`
@@ -270,11 +384,12 @@ pub(crate) fn all_parts<'a>(
 ) -> Cmd {
     let mut c = redis::cmd("RL.ALL");
     cost_option(&mut c, request.cost);
-    mode(&mut c, request.mode);
+    flags(&mut c, request);
     for (key, policy, cost) in limits {
         c.arg("LIMIT").arg(key);
         spec(&mut c, policy);
-        if let Some(n) = cost {
+        // A lease limit takes one slot a request: no COST of its own.
+        if let (Some(n), false) = (cost, policy.is_concurrency()) {
             c.arg("COST").arg(n);
         }
     }
@@ -362,6 +477,62 @@ pub trait RateLimitCommands: ConnectionLike + Sized {
     ) -> RedisResult<Decision> {
         let v: Value = cmd_throttle(key, policy, quantity).query(self)?;
         Ok(Decision::from_throttle_reply(&v)?)
+    }
+
+    /// `RL.ACQUIRE`: one of `limit` slots; the decision's `lease` is its id.
+    fn acquire<K: ToSingleRedisArg>(
+        &mut self,
+        key: K,
+        policy: &Concurrency,
+        req: impl Into<Request>,
+    ) -> RedisResult<Decision> {
+        cmd_acquire(key, policy, req.into()).query(self)
+    }
+
+    /// `RL.RELEASE`: true if the lease was live.
+    fn release<K: ToSingleRedisArg>(&mut self, key: K, lease_id: u64) -> RedisResult<bool> {
+        cmd_release(key, lease_id).query(self)
+    }
+
+    /// `RL.RENEW`: true if the lease was live (it now ends `lease` from now).
+    fn renew<K: ToSingleRedisArg>(
+        &mut self,
+        key: K,
+        lease_id: u64,
+        lease: Duration,
+    ) -> RedisResult<bool> {
+        cmd_renew(key, lease_id, lease).query(self)
+    }
+
+    /// `RL.TAKE`: the named policy `policy` on `key`.
+    fn take<K: ToSingleRedisArg>(
+        &mut self,
+        key: K,
+        policy: &str,
+        req: impl Into<Request>,
+    ) -> RedisResult<Decision> {
+        cmd_take(key, policy, req.into()).query(self)
+    }
+
+    /// `RL.POLICY SET`: stores the policy in this server. On a cluster,
+    /// every primary needs it: see [`store_policy`](crate::store_policy).
+    fn policy_set(&mut self, policy: &NamedPolicy) -> RedisResult<()> {
+        cmd_policy_set(policy).query(self)
+    }
+
+    /// `RL.POLICY GET`: the definition the server holds, if any.
+    fn policy_get(&mut self, name: &str) -> RedisResult<Option<String>> {
+        cmd_policy_get(name).query(self)
+    }
+
+    /// `RL.POLICY DEL`: true if it was defined.
+    fn policy_del(&mut self, name: &str) -> RedisResult<bool> {
+        cmd_policy_del(name).query(self)
+    }
+
+    /// `RL.POLICY LIST`: every (name, definition), by name.
+    fn policy_list(&mut self) -> RedisResult<Vec<(String, String)>> {
+        cmd_policy_list().query(self)
     }
 }
 
@@ -457,6 +628,70 @@ pub trait AsyncRateLimitCommands: redis::aio::ConnectionLike + Send + Sized {
             Ok(Decision::from_throttle_reply(&v)?)
         })
     }
+
+    /// `RL.ACQUIRE`: one of `limit` slots; the decision's `lease` is its id.
+    fn acquire<K: ToSingleRedisArg>(
+        &mut self,
+        key: K,
+        policy: &Concurrency,
+        req: impl Into<Request>,
+    ) -> RedisFuture<'_, Decision> {
+        let cmd = cmd_acquire(key, policy, req.into());
+        Box::pin(async move { cmd.query_async(self).await })
+    }
+
+    /// `RL.RELEASE`: true if the lease was live.
+    fn release<K: ToSingleRedisArg>(&mut self, key: K, lease_id: u64) -> RedisFuture<'_, bool> {
+        let cmd = cmd_release(key, lease_id);
+        Box::pin(async move { cmd.query_async(self).await })
+    }
+
+    /// `RL.RENEW`: true if the lease was live (it now ends `lease` from now).
+    fn renew<K: ToSingleRedisArg>(
+        &mut self,
+        key: K,
+        lease_id: u64,
+        lease: Duration,
+    ) -> RedisFuture<'_, bool> {
+        let cmd = cmd_renew(key, lease_id, lease);
+        Box::pin(async move { cmd.query_async(self).await })
+    }
+
+    /// `RL.TAKE`: the named policy `policy` on `key`.
+    fn take<K: ToSingleRedisArg>(
+        &mut self,
+        key: K,
+        policy: &str,
+        req: impl Into<Request>,
+    ) -> RedisFuture<'_, Decision> {
+        let cmd = cmd_take(key, policy, req.into());
+        Box::pin(async move { cmd.query_async(self).await })
+    }
+
+    /// `RL.POLICY SET`: stores the policy in this server. On a cluster,
+    /// every primary needs it: see [`store_policy`](crate::store_policy).
+    fn policy_set(&mut self, policy: &NamedPolicy) -> RedisFuture<'_, ()> {
+        let cmd = cmd_policy_set(policy);
+        Box::pin(async move { cmd.query_async(self).await })
+    }
+
+    /// `RL.POLICY GET`: the definition the server holds, if any.
+    fn policy_get(&mut self, name: &str) -> RedisFuture<'_, Option<String>> {
+        let cmd = cmd_policy_get(name);
+        Box::pin(async move { cmd.query_async(self).await })
+    }
+
+    /// `RL.POLICY DEL`: true if it was defined.
+    fn policy_del(&mut self, name: &str) -> RedisFuture<'_, bool> {
+        let cmd = cmd_policy_del(name);
+        Box::pin(async move { cmd.query_async(self).await })
+    }
+
+    /// `RL.POLICY LIST`: every (name, definition), by name.
+    fn policy_list(&mut self) -> RedisFuture<'_, Vec<(String, String)>> {
+        let cmd = cmd_policy_list();
+        Box::pin(async move { cmd.query_async(self).await })
+    }
 }
 
 impl<T: redis::aio::ConnectionLike + Send + Sized> AsyncRateLimitCommands for T {}
@@ -465,7 +700,6 @@ impl<T: redis::aio::ConnectionLike + Send + Sized> AsyncRateLimitCommands for T 
 mod tests {
     use super::*;
     use crate::policy::CalendarUnit;
-    use std::time::Duration;
 
     fn argv(c: &Cmd) -> Vec<String> {
         c.args_iter()

@@ -30,6 +30,8 @@ pub enum PolicyError {
     NoLimits,
     /// A key prefix with a `{` or `}` (it would break the hash tag).
     InvalidPrefix { prefix: String },
+    /// A policy name the module refuses (1 to 64 of `A-Z a-z 0-9 _ - .`).
+    InvalidPolicyName { name: String },
 }
 
 impl PolicyError {
@@ -78,6 +80,10 @@ impl fmt::Display for PolicyError {
             PolicyError::InvalidPrefix { prefix } => {
                 write!(f, "key prefix {prefix:?} must not contain '{{' or '}}'")
             }
+            PolicyError::InvalidPolicyName { name } => write!(
+                f,
+                "policy name {name:?} must be 1 to 64 characters of A-Z a-z 0-9 _ - ."
+            ),
         }
     }
 }
@@ -102,6 +108,15 @@ pub enum Error {
     /// [`Limiter::wait`](crate::Limiter::wait): the request can never be
     /// allowed (its cost is above a limit).
     NeverAllowed { last: AllDecision },
+    /// A named policy is not the same on every primary (`held`: what
+    /// `node` holds under `name`, `None` if nothing; `want`: what was
+    /// stored, if anything).
+    PoliciesDisagree {
+        name: String,
+        node: String,
+        held: Option<String>,
+        want: Option<String>,
+    },
 }
 
 impl fmt::Display for Error {
@@ -117,6 +132,15 @@ impl fmt::Display for Error {
             Error::NeverAllowed { .. } => {
                 f.write_str("the request can never be allowed: its cost exceeds the limit")
             }
+            Error::PoliciesDisagree {
+                name,
+                node,
+                held,
+                want,
+            } => write!(
+                f,
+                "policy {name:?} differs on {node}: it holds {held:?}, expected {want:?}"
+            ),
         }
     }
 }
@@ -127,6 +151,12 @@ impl std::error::Error for Error {
             Error::Redis(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+impl From<redis::ParsingError> for Error {
+    fn from(e: redis::ParsingError) -> Error {
+        Error::Redis(e.into())
     }
 }
 

@@ -1,35 +1,54 @@
 //! Typed Rust client for the redis-ratelimit module: native, atomic rate
 //! limiting commands (`RL.TOKENBUCKET`, `RL.SLIDING`, `RL.GCRA`,
-//! `RL.FIXED`, `RL.ALL`, `CL.THROTTLE`) on any redis-rs connection, plus a
-//! [`Limiter`] with a stated behaviour when Redis is down, a helper that
-//! waits in line, the draft IETF `RateLimit` HTTP headers, and (feature
-//! `tower`) a middleware that answers `429`.
+//! `RL.FIXED`, `RL.ACQUIRE`, `RL.TAKE`, `RL.ALL`, `CL.THROTTLE`) on any
+//! redis-rs connection, plus a [`Limiter`] that survives Redis outages with
+//! a stated behaviour, waits in line inside the server, hands out
+//! concurrency leases, and (feature `tower`) a middleware that answers
+//! `429` with the draft IETF `RateLimit` headers.
 //!
 //! # The pieces
 //!
 //! - **Policies** ([`TokenBucket`], [`SlidingWindow`], [`Gcra`],
-//!   [`FixedWindow`], [`Throttle`]): small values checked at construction;
-//!   a policy that exists is one the server accepts. Rates are exact
-//!   [`Decimal`]s, never floats on the wire.
+//!   [`FixedWindow`], [`Throttle`], [`Concurrency`], and [`NamedPolicy`]
+//!   for a limit stored in the server under a name): small values checked
+//!   at construction by the module's own grammar; a policy that exists is
+//!   one the server accepts. Rates are exact [`Decimal`]s, never floats on
+//!   the wire.
 //! - **Commands**: [`RateLimitCommands`] (sync) and
-//!   [`AsyncRateLimitCommands`] (async: multiplexed connection,
-//!   `ConnectionManager`, cluster) add `token_bucket`, `sliding`, `gcra`,
-//!   `fixed`, `limit`, `all` and `throttle` to every connection, returning a
-//!   [`Decision`] (`allowed`, `limit`, `remaining`, `retry_after`,
-//!   `reset_after`). A [`Request`] carries the cost and `DRYRUN`/`REFUND`.
-//!   The `cmd_*` functions build the same commands for pipelines.
-//! - **[`Limiter`]**: a connection, a named set of [`Limits`] (several are
-//!   checked all or nothing with `RL.ALL`), a per-call timeout and a
-//!   [`FailurePolicy`] (fail open, fail closed, or an in-process fallback
-//!   sharing the quota as [`Share`] says).
-//! - **Waiting**: [`Limiter::wait`] and [`wait::Wait`] sleep for
-//!   `retry_after` plus jitter until allowed or the deadline.
+//!   [`AsyncRateLimitCommands`] (async) add every command to every
+//!   connection (`token_bucket`, `sliding`, `gcra`, `fixed`, `limit`,
+//!   `all`, `throttle`, `acquire`/`release`/`renew`, `take`,
+//!   `policy_set`/`get`/`del`/`list`), returning a [`Decision`]. A
+//!   [`Request`] carries the cost, `DRYRUN`/`REFUND` and `BLOCK`. The
+//!   `cmd_*` functions build the same commands for pipelines.
+//! - **[`Limiter`]**: a named set of [`Limits`] (several are checked all or
+//!   nothing with `RL.ALL`), a per-call timeout and a [`FailurePolicy`]
+//!   (fail open, fail closed, or an in-process fallback that keeps each
+//!   algorithm's guarantee, sharing the quota as [`Share`] says).
+//!   [`Limiter::connect`] owns a connection that reconnects by itself: a
+//!   Redis outage ends for the limiter within [`BACK_TO_REDIS`] of its end;
+//!   [`Limiter::is_degraded`] and [`Limiter::on_health_change`] tell when
+//!   the failure policy decides. [`Limiter::new`] takes only connections
+//!   that reconnect ([`Reconnecting`]). [`blocking::Limiter`] is the same
+//!   for code without an async runtime.
+//! - **Waiting**: [`Limiter::wait`] waits in line inside the server
+//!   (`BLOCK`, first come first served across processes), or polls in line
+//!   per key in this process where it cannot; a deadline is always waited
+//!   out, never cut short. [`wait::Wait`] polls any call.
+//! - **Leases**: a [`Concurrency`] limit in [`Limits`]; [`Limiter::acquire`]
+//!   gives a [`Lease`] that releases its slot when dropped and can renew
+//!   itself ([`Lease::keep_alive`]).
+//! - **Named policies**: [`NamedPolicy`] in [`Limits`] is sent as `RL.TAKE`
+//!   / `POLICY name`; [`Limiter::store_policies`] stores them on every
+//!   primary and checks that all agree ([`check_policy`]).
 //! - **HTTP**: [`headers`] formats `RateLimit-Policy`, `RateLimit` and
 //!   `Retry-After`; `middleware` (feature `tower`) applies them.
-//! - **Cluster**: single-key commands route as usual; wrap a cluster
-//!   connection in [`ClusterRouted`] so `RL.ALL` goes straight to its
-//!   keys' node. Keys of one `RL.ALL` must share a slot: the limiter's keys
+//! - **Cluster**: [`Limiter::connect_cluster`]; single-key commands route
+//!   as usual, and [`ClusterRouted`] sends `RL.ALL` straight to its keys'
+//!   node. Keys of one `RL.ALL` share a slot: the limiter's keys
 //!   (`rl:{user42}:minute`, `rl:{user42}:day`) do, by their hash tag.
+//! - **redis-rs**: re-exported as [`redis`], so an application uses the
+//!   same version (any 1.x from 1.8).
 //!
 //! # Protect my API: a per-user limit on an HTTP API
 //!
@@ -47,14 +66,14 @@
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let redis = redis::Client::open("redis://127.0.0.1:6379/")?;
-//! let con = redis.get_connection_manager().await?; // reconnects on its own
 //! let limits = Limits::builder()
 //!     // Bursts of 20, then 5 a second.
 //!     .limit("burst", TokenBucket::new(20, 5, Duration::from_secs(1))?)
 //!     // And never more than 1000 in any hour.
 //!     .limit("hour", SlidingWindow::new(1000, Duration::from_secs(3600))?)
 //!     .build()?;
-//! let limiter = Limiter::new(con, limits, FailurePolicy::FailOpen)
+//! // Reconnects by itself; answers by the failure policy while Redis is away.
+//! let limiter = Limiter::connect(&redis, limits, FailurePolicy::FailOpen)?
 //!     .with_timeout(Duration::from_millis(50));
 //!
 //! // In the request handler:
@@ -73,11 +92,13 @@
 //! # Throttle my calls to someone else's API
 //!
 //! The partner allows 10 calls a minute and 500 a day, the day starting at
-//! midnight New York time. Every worker waits in line for both limits at
-//! once (`RL.ALL`: either both take the call or neither does), so no call
-//! is made that would be refused. If Redis is down the workers stop
-//! calling (fail closed): going over a partner's quota is worse than
-//! waiting.
+//! midnight New York time. Every worker waits in line inside Redis for both
+//! limits at once (`RL.ALL ... BLOCK`: either both take the call or
+//! neither does; first come, first served across every worker of every
+//! process), so no call is made that would be refused. If Redis is down
+//! the workers stop calling (fail closed): going over a partner's quota is
+//! worse than waiting; they resume by themselves when it is back. A
+//! runnable pool of 8 workers is `examples/worker_pool.rs`.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -88,7 +109,6 @@
 //! # async fn call_partner() {}
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let redis = redis::Client::open("redis://127.0.0.1:6379/")?;
-//! let con = redis.get_multiplexed_async_connection().await?;
 //! let limits = Limits::builder()
 //!     .limit("minute", SlidingWindow::new(10, Duration::from_secs(60))?)
 //!     .limit(
@@ -96,7 +116,7 @@
 //!         FixedWindow::calendar(500, CalendarUnit::Day)?.in_time_zone("America/New_York")?,
 //!     )
 //!     .build()?;
-//! let limiter = Limiter::new(con, limits, FailurePolicy::FailClosed);
+//! let limiter = Limiter::connect(&redis, limits, FailurePolicy::FailClosed)?;
 //!
 //! // Keys rl:{partner-api}:minute and rl:{partner-api}:day: one hash slot.
 //! match limiter.wait("partner-api", Duration::from_secs(120)).await {
@@ -133,6 +153,9 @@
 //! # Ok(()) }
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod blocking;
 mod cluster;
 mod commands;
 mod error;
@@ -140,6 +163,7 @@ pub mod headers;
 mod limiter;
 mod local;
 #[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod middleware;
 mod policy;
 mod reply;
@@ -147,15 +171,23 @@ pub mod wait;
 
 pub use cluster::{slot, ClusterRouted};
 pub use commands::{
-    cmd_all, cmd_fixed, cmd_gcra, cmd_limit, cmd_sliding, cmd_throttle, cmd_token_bucket, All,
-    AsyncRateLimitCommands, Mode, RateLimitCommands, Request,
+    cmd_acquire, cmd_all, cmd_fixed, cmd_gcra, cmd_limit, cmd_policy_del, cmd_policy_get,
+    cmd_policy_list, cmd_policy_set, cmd_release, cmd_renew, cmd_sliding, cmd_take, cmd_throttle,
+    cmd_token_bucket, All, AsyncRateLimitCommands, Mode, RateLimitCommands, Request, MAX_BLOCK,
 };
 pub use error::{Error, PolicyError};
-pub use limiter::{FailurePolicy, Limiter, DEFAULT_COOLDOWN, DEFAULT_PREFIX, DEFAULT_TIMEOUT};
+pub use limiter::{
+    check_policy, policies_everywhere, store_policy, Acquired, FailurePolicy, Health, Lease,
+    Limiter, LimiterConnection, Reconnecting, BACK_TO_REDIS, CONNECT_TIMEOUT, DEFAULT_COOLDOWN,
+    DEFAULT_PREFIX, DEFAULT_TIMEOUT, RECONNECT_MAX_DELAY,
+};
 pub use local::Share;
 pub use policy::{
-    CalendarUnit, FixedSpan, FixedWindow, Gcra, Limit, Limits, LimitsBuilder, Policy,
-    SlidingWindow, Throttle, TokenBucket, MAX_INT,
+    CalendarUnit, Concurrency, FixedSpan, FixedWindow, Gcra, Limit, Limits, LimitsBuilder,
+    NamedPolicy, Policy, SlidingWindow, Throttle, TokenBucket, MAX_INT,
 };
+/// The redis-rs crate this one is built on: use it for connections
+/// (`redis_ratelimit_client::redis::Client`) so both agree on its version.
+pub use redis;
 pub use redis_ratelimit_core::num::{Decimal, DecimalError};
 pub use reply::{AllDecision, Decision, Source};

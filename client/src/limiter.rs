@@ -1,22 +1,34 @@
-//! [`Limiter`]: a connection, a set of limits, a per-call timeout and what
-//! to do when Redis cannot answer. Each call builds the keys from the
-//! caller's key (`rl:{user42}:minute`: the hash tag keeps one caller's
-//! limits in one cluster slot), sends one command (`RL.ALL` for several
-//! limits), and, if Redis is unreachable or slower than the timeout,
-//! answers by the [`FailurePolicy`] instead of failing the caller.
+//! [`Limiter`]: a reconnecting connection, a set of limits, a per-call
+//! timeout and what to do when Redis cannot answer. Each call builds the
+//! keys from the caller's key (`rl:{user42}:minute`: the hash tag keeps one
+//! caller's limits in one cluster slot), sends one command (`RL.ALL` for
+//! several limits), and, if Redis is unreachable or slower than the
+//! timeout, answers by the [`FailurePolicy`] instead of failing the caller.
+//!
+//! What is shared with the blocking [`crate::blocking::Limiter`] lives
+//! here: [`Config`] (what the limiter is) and [`Shared`] (what its clones
+//! share: the outage state, the fallback's state, the lines of waiters).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use redis::{Cmd, RedisError};
-use redis_ratelimit_core::limit::Spec;
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
+use redis::{AsyncConnectionConfig, Cmd, RedisError, RedisFuture, Value};
+use redis_ratelimit_core::limit::{Rules, Spec};
 use redis_ratelimit_core::time::Nanos;
 
-use crate::commands::{all_parts, cmd_limit, Request};
+use crate::cluster::ClusterRouted;
+use crate::commands::{
+    all_parts, cmd_limit, cmd_policy_list, cmd_policy_set, cmd_release, cmd_renew, Mode, Request,
+};
 use crate::error::{Error, PolicyError};
 use crate::local::{self, Local, Share};
-use crate::policy::Limits;
+use crate::policy::{Limit, Limits, NamedPolicy, Policy};
 use crate::reply::{AllDecision, Decision, Source};
 use crate::wait::{Wait, WaitError};
 
@@ -27,7 +39,16 @@ use crate::wait::{Wait, WaitError};
 /// bugs to see, not outages: they come back as [`Error::Redis`].
 ///
 /// There is no default: [`Limiter::new`] asks for one, because the right
-/// answer depends on what the limit protects.
+/// answer depends on what the limit protects. The worst case of each, for
+/// one process while Redis is away (and until [`BACK_TO_REDIS`] after it
+/// answers again):
+///
+/// | policy | admits during the outage |
+/// |---|---|
+/// | `FailOpen` | everything |
+/// | `FailClosed` | nothing |
+/// | `Fallback(Share::Whole)` | each limit's own quota per process, by its own algorithm (N processes: up to N quotas), plus what Redis admitted in the same window before the outage began |
+/// | `Fallback(Share::divided_by(n))` | `limit / n` per process (a bucket also refills at `1/n` of its rate): with n processes, at most the limit (plus what Redis admitted just before) |
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 #[non_exhaustive]
 pub enum FailurePolicy {
@@ -43,11 +64,12 @@ pub enum FailurePolicy {
     /// Decide in this process (`Source::Fallback`) with the module's own
     /// algorithms, so each limit keeps its kind and guarantee: a sliding
     /// window stays an exact sliding window, a calendar day still resets at
-    /// local midnight, several limits are still all or nothing. The quota
-    /// is shared as `Share` says. Its state starts empty and is forgotten
-    /// when Redis is back: units taken during the outage are not known to
-    /// Redis, so across an outage's start or end (and with `Share::Whole`,
-    /// across processes) up to one more quota can get through.
+    /// local midnight, a named policy keeps its SHADOW and LOCKOUT rules,
+    /// several limits are still all or nothing. The quota is shared as
+    /// `Share` says. Its state starts empty and is forgotten when Redis is
+    /// back: units taken during the outage are not known to Redis, so
+    /// across an outage's start or end (and with `Share::Whole`, across
+    /// processes) up to one more quota can get through.
     Fallback(Share),
 }
 
@@ -58,63 +80,152 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(100);
 pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(1);
 /// The key prefix.
 pub const DEFAULT_PREFIX: &str = "rl:";
+/// A connection attempt of [`Limiter::connect`] gives up after this.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// The longest pause between reconnection attempts of [`Limiter::connect`].
+pub const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
+/// The worst case, with the defaults, between Redis answering again and a
+/// [`Limiter::connect`] limiter's calls being decided by it: the cooldown
+/// in progress, then one reconnection pause and one connection attempt
+/// (a call that finds the connection broken starts the reconnection at
+/// once). With other settings: cooldown + [`RECONNECT_MAX_DELAY`] +
+/// [`CONNECT_TIMEOUT`].
+pub const BACK_TO_REDIS: Duration = Duration::from_millis(2000);
 
-/// A shared rate limiter: cheap to clone (clones share the fallback state
-/// and the outage cooldown), usable from many tasks at once.
-///
-/// ```no_run
-/// use redis_ratelimit_client::{Limiter, Limits, FailurePolicy, SlidingWindow};
-/// use std::time::Duration;
-/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
-/// let con = redis::Client::open("redis://127.0.0.1/")?.get_connection_manager().await?;
-/// let limits = Limits::single("minute", SlidingWindow::new(100, Duration::from_secs(60))?)?;
-/// let limiter = Limiter::new(con, limits, FailurePolicy::FailOpen)
-///     .with_timeout(Duration::from_millis(50));
-/// let verdict = limiter.check("user42").await?; // key rl:{user42}:minute
-/// if !verdict.decision.allowed { /* 429 */ }
-/// # Ok(()) }
-/// ```
-pub struct Limiter<C> {
-    conn: C,
-    limits: Arc<Limits>,
-    prefix: Arc<str>,
-    timeout: Duration,
-    cooldown: Duration,
-    failure: FailurePolicy,
-    state: Arc<State>,
+/// Whether the limiter's last call was decided by Redis.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[non_exhaustive]
+pub enum Health {
+    /// Redis decided the last call.
+    Healthy,
+    /// Redis could not answer the last call: the [`FailurePolicy`]
+    /// decides, and calls skip Redis until the cooldown ends.
+    Degraded,
 }
 
-struct State {
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A connection that comes back by itself after Redis restarts or the
+/// network breaks: what a [`Limiter`] needs, so an outage of Redis ends
+/// for the limiter when it ends for Redis. `ConnectionManager` (standalone
+/// Redis), the async cluster connection and [`ClusterRouted`] are; a
+/// `MultiplexedConnection` is not (it stays broken after a disconnect),
+/// and does not compile here. [`Limiter::connect`] builds the right one.
+pub trait Reconnecting: ConnectionLike + Clone + Send + Sync + 'static + sealed::Sealed {
+    /// Sends `cmd` to every primary (one, unless a cluster); each reply
+    /// with the node it came from.
+    fn every_primary<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Vec<(String, Value)>>;
+}
+
+impl sealed::Sealed for ConnectionManager {}
+impl Reconnecting for ConnectionManager {
+    fn every_primary<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Vec<(String, Value)>> {
+        Box::pin(async move {
+            let v = self.req_packed_command(cmd).await?;
+            Ok(vec![("redis".to_string(), v)])
+        })
+    }
+}
+
+fn all_primaries(v: Value) -> Vec<(String, Value)> {
+    match v {
+        Value::Map(pairs) => pairs
+            .into_iter()
+            .map(|(k, v)| {
+                let node = match k {
+                    Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+                    other => format!("{other:?}"),
+                };
+                (node, v)
+            })
+            .collect(),
+        other => vec![("cluster".to_string(), other)],
+    }
+}
+
+impl sealed::Sealed for redis::cluster_async::ClusterConnection {}
+impl Reconnecting for redis::cluster_async::ClusterConnection {
+    fn every_primary<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Vec<(String, Value)>> {
+        let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+        Box::pin(async move {
+            let v = self.route_command(cmd.clone(), routing).await?;
+            Ok(all_primaries(v))
+        })
+    }
+}
+
+impl sealed::Sealed for ClusterRouted {}
+impl Reconnecting for ClusterRouted {
+    fn every_primary<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Vec<(String, Value)>> {
+        self.inner_mut().every_primary(cmd)
+    }
+}
+
+/// What a limiter is: its limits, keys, timeouts and failure policy.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) limits: Arc<Limits>,
+    pub(crate) prefix: Arc<str>,
+    pub(crate) timeout: Duration,
+    pub(crate) cooldown: Duration,
+    pub(crate) failure: FailurePolicy,
+    pub(crate) on_health: Option<Arc<dyn Fn(Health) + Send + Sync>>,
+}
+
+/// Whether the server takes `BLOCK` (older modules answer `ERR syntax
+/// error`): not known yet, yes, no.
+const BLOCK_UNKNOWN: u8 = 0;
+const BLOCK_YES: u8 = 1;
+const BLOCK_NO: u8 = 2;
+
+/// What a limiter's clones share.
+pub(crate) struct Shared {
     /// The monotonic origin of `now_ns`.
     origin: Instant,
     /// Until when (ns since `origin`) Redis is skipped; 0: not skipped.
     down_until: AtomicU64,
+    degraded: AtomicBool,
     local: Mutex<Local>,
+    pub(crate) block: AtomicU8,
+    /// One line per key for waiters that poll (FIFO in this process).
+    lines: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
 }
 
-impl<C: Clone> Clone for Limiter<C> {
-    fn clone(&self) -> Self {
-        Limiter {
-            conn: self.conn.clone(),
-            limits: self.limits.clone(),
-            prefix: self.prefix.clone(),
-            timeout: self.timeout,
-            cooldown: self.cooldown,
-            failure: self.failure,
-            state: self.state.clone(),
+impl Shared {
+    pub(crate) fn new() -> Shared {
+        Shared {
+            origin: Instant::now(),
+            down_until: AtomicU64::new(0),
+            degraded: AtomicBool::new(false),
+            local: Mutex::new(Local::default()),
+            block: AtomicU8::new(BLOCK_UNKNOWN),
+            lines: Mutex::new(HashMap::new()),
         }
     }
-}
 
-impl<C> std::fmt::Debug for Limiter<C> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Limiter")
-            .field("limits", &self.limits)
-            .field("prefix", &self.prefix)
-            .field("timeout", &self.timeout)
-            .field("cooldown", &self.cooldown)
-            .field("failure", &self.failure)
-            .finish_non_exhaustive()
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn local(&self) -> std::sync::MutexGuard<'_, Local> {
+        // A poisoned lock only means another call panicked while holding
+        // it; the map is still a valid map.
+        self.local.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The line of waiters on `key` in this process (tokio's mutex serves
+    /// its waiters first come, first served).
+    pub(crate) fn line(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = lines.get(key).and_then(Weak::upgrade) {
+            return l;
+        }
+        lines.retain(|_, w| w.strong_count() > 0);
+        let l = Arc::new(tokio::sync::Mutex::new(()));
+        lines.insert(key.to_string(), Arc::downgrade(&l));
+        l
     }
 }
 
@@ -135,146 +246,49 @@ pub(crate) fn is_outage(e: &RedisError) -> bool {
     )
 }
 
-impl<C> Limiter<C>
-where
-    C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
-{
-    /// A limiter with the default timeout (100 ms), cooldown (1 s) and key
-    /// prefix (`rl:`). The failure policy is required.
-    pub fn new(conn: C, limits: Limits, failure: FailurePolicy) -> Limiter<C> {
-        Limiter {
-            conn,
+/// An old module's answer to an option it does not know (`BLOCK`).
+pub(crate) fn is_unknown_option(e: &RedisError) -> bool {
+    e.code() == Some("ERR") && e.detail().is_some_and(|d| d.starts_with("syntax error"))
+}
+
+impl Config {
+    pub(crate) fn new(limits: Limits, failure: FailurePolicy) -> Config {
+        Config {
             limits: Arc::new(limits),
             prefix: Arc::from(DEFAULT_PREFIX),
             timeout: DEFAULT_TIMEOUT,
             cooldown: DEFAULT_COOLDOWN,
             failure,
-            state: Arc::new(State {
-                origin: Instant::now(),
-                down_until: AtomicU64::new(0),
-                local: Mutex::new(Local::default()),
-            }),
+            on_health: None,
         }
     }
 
-    /// How long a call waits for Redis before the failure policy answers.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// After an outage, how long calls skip Redis (so a dead server does
-    /// not cost every call the full timeout). Zero: always try Redis.
-    pub fn with_cooldown(mut self, cooldown: Duration) -> Self {
-        self.cooldown = cooldown;
-        self
-    }
-
-    /// The key prefix (default `rl:`); no `{` or `}` in it.
-    pub fn with_prefix(mut self, prefix: &str) -> Result<Self, PolicyError> {
+    pub(crate) fn set_prefix(&mut self, prefix: &str) -> Result<(), PolicyError> {
         if prefix.contains(['{', '}']) {
             return Err(PolicyError::InvalidPrefix {
                 prefix: prefix.to_string(),
             });
         }
         self.prefix = Arc::from(prefix);
-        Ok(self)
+        Ok(())
     }
 
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-    pub fn failure_policy(&self) -> FailurePolicy {
-        self.failure
-    }
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    /// The Redis keys a caller's key maps to, one per limit:
-    /// `{prefix}{{key}}:{name}`.
-    pub fn keys(&self, key: &str) -> Vec<String> {
-        self.limits
-            .iter()
-            .map(|l| format!("{}{{{}}}:{}", self.prefix, key, l.name()))
-            .collect()
-    }
-
-    /// Takes one unit for `key`.
-    pub async fn check(&self, key: &str) -> Result<AllDecision, Error> {
-        self.check_with(key, Request::new(1)).await
-    }
-
-    /// Takes (or dry-runs, or refunds) `request` for `key`, on every limit.
-    pub async fn check_with(&self, key: &str, request: Request) -> Result<AllDecision, Error> {
+    /// `{prefix}{{key}}:{name}` for every limit.
+    pub(crate) fn keys(&self, key: &str) -> Result<Vec<String>, Error> {
         if key.is_empty() {
             return Err(Error::InvalidKey {
                 reason: "the key is empty (it would not be a hash tag)",
             });
         }
-        let keys = self.keys(key);
-        if self.skipping_redis() {
-            return Ok(self.unavailable(&keys, request));
-        }
-        let cmd = self.command(&keys, request);
-        let mut conn = self.conn.clone();
-        let single = self.limits.len() == 1;
-        let call = async {
-            if single {
-                cmd.query_async::<Decision>(&mut conn)
-                    .await
-                    .map(|d| AllDecision::new(d, 0))
-            } else {
-                cmd.query_async::<AllDecision>(&mut conn).await
-            }
-        };
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(d)) => {
-                self.state.down_until.store(0, Ordering::Relaxed);
-                Ok(d)
-            }
-            Ok(Err(e)) if is_outage(&e) => {
-                self.mark_down();
-                Ok(self.unavailable(&keys, request))
-            }
-            Ok(Err(e)) => Err(Error::Redis(e)),
-            Err(_elapsed) => {
-                self.mark_down();
-                Ok(self.unavailable(&keys, request))
-            }
-        }
+        Ok(self
+            .limits
+            .iter()
+            .map(|l| format!("{}{{{}}}:{}", self.prefix, key, l.name()))
+            .collect())
     }
 
-    /// Gives `cost` units back to every limit of `key` (the work did not
-    /// happen).
-    pub async fn refund(&self, key: &str, cost: u64) -> Result<AllDecision, Error> {
-        self.check_with(key, Request::new(cost).refund()).await
-    }
-
-    /// Waits until one unit for `key` is allowed, sleeping `retry_after`
-    /// plus jitter between tries, for at most `max_wait`. See [`Wait`] to
-    /// tune the jitter or wait for a larger cost.
-    pub async fn wait(&self, key: &str, max_wait: Duration) -> Result<AllDecision, Error> {
-        self.wait_with(key, Request::new(1), &Wait::up_to(max_wait))
-            .await
-    }
-
-    /// [`wait`](Self::wait) with a cost and wait options.
-    pub async fn wait_with(
-        &self,
-        key: &str,
-        request: Request,
-        wait: &Wait,
-    ) -> Result<AllDecision, Error> {
-        match wait.until_allowed(|| self.check_with(key, request)).await {
-            Ok(d) => Ok(d),
-            Err(WaitError::TimedOut { last }) => Err(Error::TimedOut { last }),
-            Err(WaitError::Never { last }) => Err(Error::NeverAllowed { last }),
-            Err(WaitError::Failed(e)) => Err(e),
-        }
-    }
-
-    fn command(&self, keys: &[String], request: Request) -> Cmd {
+    /// The one command a call sends: the limit's own, or `RL.ALL`.
+    pub(crate) fn command(&self, keys: &[String], request: Request) -> Cmd {
         let pairs = self.limits.iter().zip(keys);
         if let (1, Some((l, k))) = (self.limits.len(), pairs.clone().next()) {
             return cmd_limit(k.as_str(), l.policy(), request);
@@ -285,26 +299,94 @@ where
         )
     }
 
-    fn now_ns(&self) -> u64 {
-        u64::try_from(self.state.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
-
-    fn skipping_redis(&self) -> bool {
-        let until = self.state.down_until.load(Ordering::Relaxed);
-        until != 0 && self.now_ns() < until
-    }
-
-    fn mark_down(&self) {
-        if self.cooldown.is_zero() {
-            return;
+    /// Reads the reply to [`command`](Self::command).
+    pub(crate) fn decode(&self, v: &Value) -> Result<AllDecision, RedisError> {
+        if self.limits.len() == 1 {
+            Ok(AllDecision::new(Decision::from_reply(v)?, 0))
+        } else {
+            Ok(AllDecision::from_reply(v)?)
         }
-        let cooldown = u64::try_from(self.cooldown.as_nanos()).unwrap_or(u64::MAX);
-        let until = self.now_ns().saturating_add(cooldown).max(1);
-        self.state.down_until.store(until, Ordering::Relaxed);
+    }
+
+    /// The key and limit of the CONCURRENCY limit, if the set has one.
+    pub(crate) fn lease_limit<'a>(&'a self, keys: &'a [String]) -> Option<(&'a String, &'a Limit)> {
+        keys.iter()
+            .zip(self.limits.iter())
+            .find(|(_, l)| l.policy().is_concurrency())
+    }
+
+    pub(crate) fn skipping_redis(&self, shared: &Shared) -> bool {
+        let until = shared.down_until.load(Ordering::Relaxed);
+        until != 0 && shared.now_ns() < until
+    }
+
+    pub(crate) fn mark_down(&self, shared: &Shared) {
+        if !self.cooldown.is_zero() {
+            let cooldown = u64::try_from(self.cooldown.as_nanos()).unwrap_or(u64::MAX);
+            let until = shared.now_ns().saturating_add(cooldown).max(1);
+            shared.down_until.store(until, Ordering::Relaxed);
+        }
+        if !shared.degraded.swap(true, Ordering::Relaxed) {
+            if let Some(hook) = &self.on_health {
+                hook(Health::Degraded);
+            }
+        }
+    }
+
+    pub(crate) fn mark_up(&self, shared: &Shared) {
+        shared.down_until.store(0, Ordering::Relaxed);
+        if shared.degraded.swap(false, Ordering::Relaxed) {
+            if let Some(hook) = &self.on_health {
+                hook(Health::Healthy);
+            }
+        }
+    }
+
+    pub(crate) fn health(&self, shared: &Shared) -> Health {
+        if shared.degraded.load(Ordering::Relaxed) {
+            Health::Degraded
+        } else {
+            Health::Healthy
+        }
+    }
+
+    /// What a call answers, given what Redis did: its decision, or the
+    /// failure policy's for an outage (`None`: no answer in time).
+    pub(crate) fn outcome(
+        &self,
+        shared: &Shared,
+        keys: &[String],
+        request: Request,
+        reply: Option<Result<Value, RedisError>>,
+    ) -> Result<AllDecision, Error> {
+        match reply {
+            Some(Ok(v)) => {
+                self.mark_up(shared);
+                Ok(self.decode(&v)?)
+            }
+            Some(Err(e)) if is_outage(&e) => {
+                self.mark_down(shared);
+                Ok(self.unavailable(shared, keys, request))
+            }
+            Some(Err(e)) => {
+                // Redis answered: it is up, whatever it said.
+                self.mark_up(shared);
+                Err(Error::Redis(e))
+            }
+            None => {
+                self.mark_down(shared);
+                Ok(self.unavailable(shared, keys, request))
+            }
+        }
     }
 
     /// The failure policy's answer.
-    fn unavailable(&self, keys: &[String], request: Request) -> AllDecision {
+    pub(crate) fn unavailable(
+        &self,
+        shared: &Shared,
+        keys: &[String],
+        request: Request,
+    ) -> AllDecision {
         let limit = self.limits.get(0).map_or(0, |l| l.policy().limit());
         match self.failure {
             FailurePolicy::FailOpen => AllDecision::new(
@@ -326,20 +408,17 @@ where
                 )
             }
             FailurePolicy::Fallback(share) => {
-                let specs: Option<Vec<Spec>> = self
+                let specs: Option<Vec<(Spec, Rules)>> = self
                     .limits
                     .iter()
-                    .map(|l| l.policy().spec().map(|s| local::share(s, share)))
+                    .map(|l| {
+                        l.policy()
+                            .spec()
+                            .map(|s| (local::share(s, share), l.policy().rules()))
+                    })
                     .collect();
-                // A poisoned lock only means another call panicked while
-                // holding it; the map is still a valid map.
-                let mut local = self
-                    .state
-                    .local
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                 specs
-                    .and_then(|specs| local.decide(keys, &specs, request, wall_clock()))
+                    .and_then(|specs| shared.local().decide(keys, &specs, request, wall_clock()))
                     .unwrap_or_else(|| {
                         AllDecision::new(
                             Decision::local(
@@ -356,10 +435,697 @@ where
             }
         }
     }
+
+    /// Gives a fallback lease back (Redis never saw it).
+    pub(crate) fn release_local(&self, shared: &Shared, key: &str, id: u64) -> bool {
+        shared.local().release(key, id, wall_clock())
+    }
+
+    pub(crate) fn renew_local(&self, shared: &Shared, key: &str, id: u64, lease: Duration) -> bool {
+        let lease = Nanos::new(u64::try_from(lease.as_nanos()).unwrap_or(u64::MAX));
+        shared.local().renew(key, id, lease, wall_clock())
+    }
+
+    /// The named policies among the limits.
+    pub(crate) fn named(&self) -> Vec<&NamedPolicy> {
+        self.limits
+            .iter()
+            .filter_map(|l| match l.policy() {
+                Policy::Named(p) => Some(p),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// How a wait ends for a limiter.
+pub(crate) fn wait_result(
+    r: Result<AllDecision, WaitError<AllDecision, Error>>,
+) -> Result<AllDecision, Error> {
+    match r {
+        Ok(d) => Ok(d),
+        Err(WaitError::TimedOut { last }) => Err(Error::TimedOut { last }),
+        Err(WaitError::Never { last }) => Err(Error::NeverAllowed { last }),
+        Err(WaitError::Failed(e)) => Err(e),
+    }
+}
+
+/// Connections that wait in line (`BLOCK`): each waiter needs one of its
+/// own, since a connection waits with the request it carries.
+pub(crate) struct WaitConnections {
+    client: redis::Client,
+    idle: Mutex<Vec<MultiplexedConnection>>,
+}
+
+/// Idle waiting connections kept for reuse.
+const MAX_IDLE_WAIT_CONNECTIONS: usize = 64;
+/// How much longer than its BLOCK a waiting call may take before the
+/// connection counts as lost.
+const BLOCK_SLACK: Duration = Duration::from_secs(2);
+
+impl WaitConnections {
+    async fn take(&self) -> Result<MultiplexedConnection, RedisError> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        if let Some(c) = idle {
+            return Ok(c);
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(None);
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+    }
+
+    fn put(&self, c: MultiplexedConnection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE_WAIT_CONNECTIONS {
+            idle.push(c);
+        }
+    }
+}
+
+/// A shared rate limiter: cheap to clone (clones share the connection,
+/// the fallback state and the outage state), usable from many tasks at
+/// once.
+///
+/// ```no_run
+/// use redis_ratelimit_client::{Limiter, Limits, FailurePolicy, SlidingWindow};
+/// use std::time::Duration;
+/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = redis::Client::open("redis://127.0.0.1/")?;
+/// let limits = Limits::single("minute", SlidingWindow::new(100, Duration::from_secs(60))?)?;
+/// let limiter = Limiter::connect(&client, limits, FailurePolicy::FailOpen)?
+///     .with_timeout(Duration::from_millis(50));
+/// let verdict = limiter.check("user42").await?; // key rl:{user42}:minute
+/// if !verdict.decision.allowed { /* 429 */ }
+/// # Ok(()) }
+/// ```
+pub struct Limiter<C> {
+    conn: C,
+    pub(crate) config: Config,
+    pub(crate) shared: Arc<Shared>,
+    waits: Option<Arc<WaitConnections>>,
+}
+
+impl<C: Clone> Clone for Limiter<C> {
+    fn clone(&self) -> Self {
+        Limiter {
+            conn: self.conn.clone(),
+            config: self.config.clone(),
+            shared: self.shared.clone(),
+            waits: self.waits.clone(),
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for Limiter<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("limits", &self.config.limits)
+            .field("prefix", &self.config.prefix)
+            .field("timeout", &self.config.timeout)
+            .field("cooldown", &self.config.cooldown)
+            .field("failure", &self.config.failure)
+            .field("health", &self.config.health(&self.shared))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The reconnection [`Limiter::connect`] sets up.
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(None)
+        .set_min_delay(Duration::from_millis(20))
+        .set_max_delay(RECONNECT_MAX_DELAY)
+        .set_number_of_retries(usize::MAX)
+}
+
+impl Limiter<ConnectionManager> {
+    /// A limiter on a standalone Redis (or a primary behind a proxy) that
+    /// reconnects by itself, whenever Redis is back: it never stays on its
+    /// failure policy after an outage for longer than [`BACK_TO_REDIS`].
+    /// It starts even if Redis is down (the failure policy answers until
+    /// it is up). Waits ([`wait`](Self::wait)) wait in line inside the
+    /// server, each on a connection of its own.
+    pub fn connect(
+        client: &redis::Client,
+        limits: Limits,
+        failure: FailurePolicy,
+    ) -> Result<Limiter<ConnectionManager>, Error> {
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config())?;
+        let mut limiter = Limiter::new(conn, limits, failure);
+        limiter.waits = Some(Arc::new(WaitConnections {
+            client: client.clone(),
+            idle: Mutex::new(Vec::new()),
+        }));
+        Ok(limiter)
+    }
+}
+
+impl Limiter<ClusterRouted> {
+    /// A limiter on a Redis Cluster (the async cluster connection
+    /// reconnects and follows failovers and slot moves by itself; `RL.ALL`
+    /// goes straight to its keys' node). Waits poll, in line per key in
+    /// this process.
+    pub async fn connect_cluster(
+        client: &redis::cluster::ClusterClient,
+        limits: Limits,
+        failure: FailurePolicy,
+    ) -> Result<Limiter<ClusterRouted>, Error> {
+        let conn = client.get_async_connection().await?;
+        Ok(Limiter::new(ClusterRouted::new(conn), limits, failure))
+    }
+}
+
+impl<C: Reconnecting> Limiter<C> {
+    /// A limiter on a connection that reconnects by itself (see
+    /// [`Reconnecting`]), with the default timeout (100 ms), cooldown
+    /// (1 s) and key prefix (`rl:`). The failure policy is required.
+    /// Waits poll (in line per key in this process); [`connect`](Limiter::connect)
+    /// waits in line inside the server.
+    pub fn new(conn: C, limits: Limits, failure: FailurePolicy) -> Limiter<C> {
+        Limiter {
+            conn,
+            config: Config::new(limits, failure),
+            shared: Arc::new(Shared::new()),
+            waits: None,
+        }
+    }
+
+    /// Stores every named policy of the limits in the server (every
+    /// primary of a cluster), then checks that every primary holds the
+    /// same definitions of them: [`Error::PoliciesDisagree`] if not.
+    pub async fn store_policies(&self) -> Result<(), Error> {
+        let mut conn = self.conn.clone();
+        for p in self.config.named() {
+            store_policy(&mut conn, p).await?;
+        }
+        Ok(())
+    }
+
+    /// Checks, without changing anything, that every primary holds the
+    /// limits' named policies as defined here.
+    pub async fn check_policies(&self) -> Result<(), Error> {
+        let mut conn = self.conn.clone();
+        for p in self.config.named() {
+            check_policy(&mut conn, p).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The connections a limiter works on (every [`Reconnecting`] one).
+pub trait LimiterConnection: ConnectionLike + Clone + Send + Sync + 'static {}
+impl<T: ConnectionLike + Clone + Send + Sync + 'static> LimiterConnection for T {}
+
+impl<C: LimiterConnection> Limiter<C> {
+    /// How long a call waits for Redis before the failure policy answers.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.config.timeout = timeout;
+        self
+    }
+
+    /// After an outage, how long calls skip Redis (so a dead server does
+    /// not cost every call the full timeout). Zero: always try Redis.
+    pub fn with_cooldown(mut self, cooldown: Duration) -> Self {
+        self.config.cooldown = cooldown;
+        self
+    }
+
+    /// The key prefix (default `rl:`); no `{` or `}` in it.
+    pub fn with_prefix(mut self, prefix: &str) -> Result<Self, PolicyError> {
+        self.config.set_prefix(prefix)?;
+        Ok(self)
+    }
+
+    /// Called with the new [`Health`] each time it changes: Redis stopped
+    /// answering (`Degraded`), or decides again (`Healthy`). Runs inside the
+    /// call that saw the change: keep it short (log, count, flip a flag).
+    pub fn on_health_change(mut self, hook: impl Fn(Health) + Send + Sync + 'static) -> Self {
+        self.config.on_health = Some(Arc::new(hook));
+        self
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.config.limits
+    }
+    pub fn failure_policy(&self) -> FailurePolicy {
+        self.config.failure
+    }
+    pub fn timeout(&self) -> Duration {
+        self.config.timeout
+    }
+    /// The key prefix (default `rl:`).
+    pub fn prefix(&self) -> &str {
+        &self.config.prefix
+    }
+
+    /// Is the failure policy deciding (Redis did not answer the last call)?
+    pub fn is_degraded(&self) -> bool {
+        self.health() == Health::Degraded
+    }
+
+    pub fn health(&self) -> Health {
+        self.config.health(&self.shared)
+    }
+
+    /// The Redis keys a caller's key maps to, one per limit:
+    /// `{prefix}{{key}}:{name}`.
+    pub fn keys(&self, key: &str) -> Vec<String> {
+        self.config.keys(key).unwrap_or_default()
+    }
+
+    /// Takes one unit for `key`.
+    pub async fn check(&self, key: &str) -> Result<AllDecision, Error> {
+        self.check_with(key, Request::new(1)).await
+    }
+
+    /// Takes (or dry-runs, or refunds) `request` for `key`, on every
+    /// limit. A `BLOCK` in the request is ignored here: see
+    /// [`wait`](Self::wait).
+    pub async fn check_with(&self, key: &str, request: Request) -> Result<AllDecision, Error> {
+        let request = without_block(request);
+        let keys = self.config.keys(key)?;
+        if self.config.skipping_redis(&self.shared) {
+            return Ok(self.config.unavailable(&self.shared, &keys, request));
+        }
+        let cmd = self.config.command(&keys, request);
+        let mut conn = self.conn.clone();
+        let reply =
+            tokio::time::timeout(self.config.timeout, async { send(&mut conn, &cmd).await })
+                .await
+                .ok();
+        self.config.outcome(&self.shared, &keys, request, reply)
+    }
+
+    /// Gives `cost` units back to every limit of `key` (the work did not
+    /// happen).
+    pub async fn refund(&self, key: &str, cost: u64) -> Result<AllDecision, Error> {
+        self.check_with(key, Request::new(cost).refund()).await
+    }
+
+    /// Waits until one unit for `key` is allowed, for at most `max_wait`
+    /// (never less: a wait that cannot be admitted in time still lasts to
+    /// its deadline). See [`wait_with`](Self::wait_with).
+    pub async fn wait(&self, key: &str, max_wait: Duration) -> Result<AllDecision, Error> {
+        self.wait_with(key, Request::new(1), &Wait::up_to(max_wait))
+            .await
+    }
+
+    /// Waits until `request` is allowed for `key`, first come, first
+    /// served:
+    /// - a [`connect`](Limiter::connect) limiter waits in line inside the
+    ///   server (`BLOCK`), on a connection of its own: admitted at the
+    ///   instant the limits allow, before anyone who came later from any
+    ///   process;
+    /// - otherwise (a cluster, a connection given to [`new`](Limiter::new),
+    ///   a module without `BLOCK`, Redis away) it polls as [`Wait`] says,
+    ///   and the waiters of this process on one key take turns in arrival
+    ///   order (only the first polls).
+    pub async fn wait_with(
+        &self,
+        key: &str,
+        request: Request,
+        wait: &Wait,
+    ) -> Result<AllDecision, Error> {
+        let request = without_block(request);
+        let keys = self.config.keys(key)?;
+        let deadline = tokio::time::Instant::now() + wait.max_wait();
+        if request.mode() == Mode::Consume {
+            if let Some(d) = self.wait_in_server(&keys, request, deadline).await? {
+                return d;
+            }
+        }
+        // Polling, in line in this process.
+        let line = self.shared.line(&keys.join(" "));
+        let turn = tokio::time::timeout_at(deadline, line.lock()).await;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let _turn = match turn {
+            Ok(guard) => guard,
+            Err(_) => {
+                // The deadline came while others were first: one last try.
+                let last = self.check_with(key, request).await?;
+                return if last.decision.allowed {
+                    Ok(last)
+                } else {
+                    Err(Error::TimedOut { last })
+                };
+            }
+        };
+        let wait = Wait::up_to(left).max_jitter(wait.jitter());
+        wait_result(wait.until_allowed(|| self.check_with(key, request)).await)
+    }
+
+    /// A wait in line inside the server: `Ok(None)` when it cannot (no
+    /// waiting connections, a module without BLOCK, Redis away): poll.
+    async fn wait_in_server(
+        &self,
+        keys: &[String],
+        request: Request,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<Result<AllDecision, Error>>, Error> {
+        let Some(waits) = &self.waits else {
+            return Ok(None);
+        };
+        if self.shared.block.load(Ordering::Relaxed) == BLOCK_NO
+            || self.config.skipping_redis(&self.shared)
+        {
+            return Ok(None);
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Ok(Ok(mut conn)) =
+            tokio::time::timeout(self.config.timeout.max(CONNECT_TIMEOUT), waits.take()).await
+        else {
+            self.config.mark_down(&self.shared);
+            return Ok(None);
+        };
+        let cmd = self.config.command(keys, request.block(left));
+        let reply = tokio::time::timeout(left + BLOCK_SLACK, send(&mut conn, &cmd)).await;
+        let d = match reply {
+            Ok(Ok(v)) => {
+                waits.put(conn);
+                self.shared.block.store(BLOCK_YES, Ordering::Relaxed);
+                self.config.mark_up(&self.shared);
+                self.config.decode(&v)?
+            }
+            Ok(Err(e)) if is_unknown_option(&e) => {
+                waits.put(conn);
+                self.shared.block.store(BLOCK_NO, Ordering::Relaxed);
+                return Ok(None);
+            }
+            // A failover (UNBLOCKED, TRYAGAIN) or an outage: poll, which
+            // the failure policy answers while Redis is away.
+            Ok(Err(e)) if is_outage(&e) || e.code() == Some("UNBLOCKED") => return Ok(None),
+            Ok(Err(e)) => {
+                waits.put(conn);
+                return Err(Error::Redis(e));
+            }
+            // No answer long after the BLOCK ended: the connection is lost.
+            Err(_) => {
+                self.config.mark_down(&self.shared);
+                return Ok(None);
+            }
+        };
+        Ok(Some(if d.decision.allowed {
+            Ok(d)
+        } else if d.decision.is_never() {
+            Err(Error::NeverAllowed { last: d })
+        } else {
+            Err(Error::TimedOut { last: d })
+        }))
+    }
+
+    /// Takes a slot of the limits' CONCURRENCY limit (and a unit of every
+    /// other limit, all or nothing) for `key`: a [`Lease`] that gives the
+    /// slot back when dropped, or the denial.
+    pub async fn acquire(&self, key: &str) -> Result<Acquired<C>, Error> {
+        let d = self.check_with(key, Request::new(1)).await?;
+        Ok(self.acquired(key, d))
+    }
+
+    /// [`acquire`](Self::acquire), waiting up to `max_wait` for a slot
+    /// (first come, first served, as [`wait_with`](Self::wait_with)).
+    pub async fn acquire_wait(&self, key: &str, max_wait: Duration) -> Result<Lease<C>, Error> {
+        let d = self.wait(key, max_wait).await?;
+        match self.acquired(key, d) {
+            Acquired::Granted(lease) => Ok(lease),
+            Acquired::Denied(last) => Err(Error::TimedOut { last }),
+        }
+    }
+
+    fn acquired(&self, key: &str, d: AllDecision) -> Acquired<C> {
+        let keys = self.config.keys(key).unwrap_or_default();
+        let found = self
+            .config
+            .lease_limit(&keys)
+            .map(|(k, l)| (k.clone(), l.policy().window()));
+        match (d.decision.allowed, d.decision.lease, found) {
+            (true, Some(id), Some((lease_key, lease))) => Acquired::Granted(Lease {
+                limiter: self.clone(),
+                key: lease_key,
+                id,
+                lease,
+                decision: d,
+                released: false,
+                renewer: None,
+            }),
+            _ => Acquired::Denied(d),
+        }
+    }
+}
+
+/// `RL.POLICY SET` on every primary, then `RL.POLICY LIST` on every
+/// primary: each must hold this definition under this name.
+pub async fn store_policy<C: Reconnecting>(
+    conn: &mut C,
+    policy: &NamedPolicy,
+) -> Result<(), Error> {
+    let set = cmd_policy_set(policy);
+    for (node, v) in conn.every_primary(&set).await? {
+        if let Value::ServerError(e) = v {
+            return Err(Error::Redis(RedisError::from(e).with_node(node)));
+        }
+    }
+    check_policy(conn, policy).await
+}
+
+/// Checks that every primary holds `policy` as defined:
+/// [`Error::PoliciesDisagree`] names the first node that does not.
+pub async fn check_policy<C: Reconnecting>(
+    conn: &mut C,
+    policy: &NamedPolicy,
+) -> Result<(), Error> {
+    let listed = policies_everywhere(conn).await?;
+    let want = policy.definition_text();
+    for (node, list) in &listed {
+        let held = list
+            .iter()
+            .find(|(n, _)| n == policy.name())
+            .map(|(_, d)| d.as_str());
+        if held != Some(want.as_str()) {
+            return Err(Error::PoliciesDisagree {
+                name: policy.name().to_string(),
+                node: node.clone(),
+                held: held.map(str::to_string),
+                want: Some(want),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `RL.POLICY LIST` of every primary, by node.
+pub async fn policies_everywhere<C: Reconnecting>(
+    conn: &mut C,
+) -> Result<Vec<(String, Vec<(String, String)>)>, Error> {
+    let list = cmd_policy_list();
+    let mut out = Vec::new();
+    for (node, v) in conn.every_primary(&list).await? {
+        if let Value::ServerError(e) = v {
+            return Err(Error::Redis(RedisError::from(e).with_node(node)));
+        }
+        let policies: Vec<(String, String)> = redis::from_redis_value(v)?;
+        out.push((node, policies));
+    }
+    Ok(out)
+}
+
+trait WithNode {
+    fn with_node(self, node: String) -> RedisError;
+}
+
+impl WithNode for RedisError {
+    fn with_node(self, node: String) -> RedisError {
+        let detail = self.detail().unwrap_or_default().to_string();
+        let code = self.code().unwrap_or("ERR").to_string();
+        RedisError::from((
+            redis::ErrorKind::Extension,
+            "node error",
+            format!("{node}: {code} {detail}"),
+        ))
+    }
+}
+
+/// What [`Limiter::acquire`] gives: a lease, or the denial.
+#[derive(Debug)]
+#[must_use = "a granted lease is given back when dropped"]
+pub enum Acquired<C: LimiterConnection> {
+    Granted(Lease<C>),
+    Denied(AllDecision),
+}
+
+/// A slot of a CONCURRENCY limit, given back when dropped (or by
+/// [`release`](Self::release), which says whether it was still live). A
+/// holder that crashes never leaks it: the lease ends by itself after the
+/// limit's lease time unless renewed ([`renew`](Self::renew), or
+/// [`keep_alive`](Self::keep_alive) in the background).
+#[must_use = "the slot is given back when the lease is dropped"]
+pub struct Lease<C: LimiterConnection> {
+    limiter: Limiter<C>,
+    key: String,
+    id: u64,
+    lease: Duration,
+    decision: AllDecision,
+    released: bool,
+    renewer: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl<C: LimiterConnection> std::fmt::Debug for Lease<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("key", &self.key)
+            .field("id", &self.id)
+            .field("decision", &self.decision)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: LimiterConnection> Lease<C> {
+    /// The lease id the server (or the fallback) handed out.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+    /// The Redis key of the CONCURRENCY limit.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+    /// The decision that granted it.
+    pub fn decision(&self) -> &AllDecision {
+        &self.decision
+    }
+
+    fn local(&self) -> bool {
+        self.decision.decision.source == Source::Fallback
+    }
+
+    /// Gives the slot back now: true if the lease was still live.
+    pub async fn release(mut self) -> Result<bool, Error> {
+        self.released = true;
+        if let Some(r) = self.renewer.take() {
+            r.abort();
+        }
+        release_lease(&self.limiter, &self.key, self.id, self.local()).await
+    }
+
+    /// Extends the lease to a full lease time from now: true if it was
+    /// still live (false: it ended; the slot may be someone else's).
+    pub async fn renew(&self) -> Result<bool, Error> {
+        renew_lease(&self.limiter, &self.key, self.id, self.lease, self.local()).await
+    }
+
+    /// Renews the lease in the background every third of its lease time
+    /// while it is held (until released or dropped).
+    pub fn keep_alive(mut self) -> Self {
+        let (limiter, key, id, lease, local) = (
+            self.limiter.clone(),
+            self.key.clone(),
+            self.id,
+            self.lease,
+            self.local(),
+        );
+        let every = (lease / 3).max(Duration::from_millis(1));
+        self.renewer = Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Ok(false) = renew_lease(&limiter, &key, id, lease, local).await {
+                    return;
+                }
+            }
+        }));
+        self
+    }
+}
+
+impl<C: LimiterConnection> Drop for Lease<C> {
+    fn drop(&mut self) {
+        if let Some(r) = self.renewer.take() {
+            r.abort();
+        }
+        if self.released {
+            return;
+        }
+        let (limiter, key, id, local) = (
+            self.limiter.clone(),
+            self.key.clone(),
+            self.id,
+            self.local(),
+        );
+        if local {
+            limiter.config.release_local(&limiter.shared, &key, id);
+            return;
+        }
+        // Drop cannot wait: the release goes out on the runtime. Outside
+        // one, the lease ends by itself at its lease time.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = release_lease(&limiter, &key, id, false).await;
+            });
+        }
+    }
+}
+
+async fn release_lease<C: LimiterConnection>(
+    limiter: &Limiter<C>,
+    key: &str,
+    id: u64,
+    local: bool,
+) -> Result<bool, Error> {
+    if local {
+        return Ok(limiter.config.release_local(&limiter.shared, key, id));
+    }
+    let mut conn = limiter.conn.clone();
+    let cmd = cmd_release(key, id);
+    match tokio::time::timeout(limiter.config.timeout, send(&mut conn, &cmd)).await {
+        Ok(Ok(v)) => Ok(redis::from_redis_value::<bool>(v)?),
+        // Not given back now: the lease ends by itself.
+        Ok(Err(e)) if is_outage(&e) => Ok(false),
+        Ok(Err(e)) => Err(Error::Redis(e)),
+        Err(_) => Ok(false),
+    }
+}
+
+async fn renew_lease<C: LimiterConnection>(
+    limiter: &Limiter<C>,
+    key: &str,
+    id: u64,
+    lease: Duration,
+    local: bool,
+) -> Result<bool, Error> {
+    if local {
+        return Ok(limiter.config.renew_local(&limiter.shared, key, id, lease));
+    }
+    let mut conn = limiter.conn.clone();
+    let cmd = cmd_renew(key, id, lease);
+    match tokio::time::timeout(limiter.config.timeout, send(&mut conn, &cmd)).await {
+        Ok(Ok(v)) => Ok(redis::from_redis_value::<bool>(v)?),
+        Ok(Err(e)) if is_outage(&e) => Ok(true),
+        Ok(Err(e)) => Err(Error::Redis(e)),
+        Err(_) => Ok(true),
+    }
+}
+
+/// Sends one command; a server error comes back as an error.
+pub(crate) async fn send<C: ConnectionLike>(conn: &mut C, cmd: &Cmd) -> Result<Value, RedisError> {
+    conn.req_packed_command(cmd)
+        .await
+        .and_then(|v| v.extract_error())
+}
+
+/// A request as a plain call sends it: `BLOCK` only where a wait asks.
+pub(crate) fn without_block(request: Request) -> Request {
+    let mut r = Request::new(request.cost());
+    r = match request.mode() {
+        Mode::DryRun => r.dry_run(),
+        Mode::Refund => r.refund(),
+        _ => r,
+    };
+    r
 }
 
 /// Wall-clock nanoseconds since the Unix epoch: calendar windows need it.
-fn wall_clock() -> Nanos {
+pub(crate) fn wall_clock() -> Nanos {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(Nanos::ZERO, |d| {
@@ -396,6 +1162,8 @@ mod tests {
             "OOM command not allowed when used memory > 'maxmemory'."
         )));
         assert!(!is_outage(&parse("ERR syntax error")));
+        assert!(is_unknown_option(&parse("ERR syntax error")));
+        assert!(!is_unknown_option(&parse("ERR unknown command 'RL.GCRA'")));
         assert!(!is_outage(&parse("ERR unknown command 'RL.GCRA'")));
         assert!(!is_outage(&parse(
             "WRONGTYPE Operation against a key holding the wrong kind of value"

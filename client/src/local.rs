@@ -15,11 +15,12 @@ use std::time::Duration;
 
 use redis_ratelimit_core::algo::all::combine;
 use redis_ratelimit_core::algo::bucket::Bucket;
+use redis_ratelimit_core::algo::lease;
 use redis_ratelimit_core::algo::lease::Concurrency;
 use redis_ratelimit_core::algo::sliding::Window;
 use redis_ratelimit_core::algo::{self, RetryAfter};
 use redis_ratelimit_core::grammar;
-use redis_ratelimit_core::limit::{evaluate, Effect, Spec, State, Stored};
+use redis_ratelimit_core::limit::{evaluate_with, Effect, Rules, Spec, State, Stored};
 use redis_ratelimit_core::time::Nanos;
 
 use crate::commands::{Mode, Request};
@@ -39,6 +40,19 @@ pub enum Share {
     /// processes the total stays within the limit. Set `n` to the number of
     /// processes that share the keys.
     DividedBy(NonZeroU32),
+}
+
+impl Share {
+    /// Each of `n` processes allows `1/n` of every limit (`n` of 0 counts
+    /// as 1: the whole limit).
+    ///
+    /// ```
+    /// # use redis_ratelimit_client::Share;
+    /// let each_of_four = Share::divided_by(4);
+    /// ```
+    pub fn divided_by(n: u32) -> Share {
+        Share::DividedBy(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
+    }
 }
 
 /// A limit with its share applied: what one process may allow alone.
@@ -109,12 +123,13 @@ pub(crate) struct Local {
 }
 
 impl Local {
-    /// Decides every limit, all or nothing, as `RL.ALL` does. `keys` and
-    /// `specs` pair up; `None` only for no limits.
+    /// Decides every limit, all or nothing, as `RL.ALL` does (a named
+    /// policy's SHADOW and LOCKOUT rules included). `keys` and `specs` pair
+    /// up; `None` only for no limits.
     pub fn decide(
         &mut self,
         keys: &[String],
-        specs: &[Spec],
+        specs: &[(Spec, Rules)],
         req: Request,
         now: Nanos,
     ) -> Option<AllDecision> {
@@ -124,24 +139,73 @@ impl Local {
             Mode::Consume | Mode::DryRun => grammar::Mode::Take,
         };
         let mut evaluated = Vec::with_capacity(keys.len());
-        for (key, spec) in keys.iter().zip(specs) {
+        let mut lockouts = Vec::new();
+        for (key, (spec, rules)) in keys.iter().zip(specs) {
             let stored = self
                 .entries
                 .get(key)
                 .map_or(Stored::Empty, |e| e.state.stored());
+            // A lease limit takes one slot whatever the cost (0: a peek).
+            let cost = match spec {
+                Spec::Concurrency(_) => u64::from(req.cost() > 0),
+                _ => req.cost(),
+            };
             // A key whose kind changed (a redefined limit) starts afresh.
-            let d = evaluate(stored, spec, now, req.cost(), mode)
-                .or_else(|_| evaluate(Stored::Empty, spec, now, req.cost(), mode))
+            let (d, effect, verdict) = evaluate_with(stored, spec, *rules, now, cost, mode)
+                .or_else(|_| evaluate_with(Stored::Empty, spec, *rules, now, cost, mode))
                 .ok()?;
-            evaluated.push(d);
+            if verdict.locked {
+                lockouts.push((key.clone(), effect.clone()));
+            }
+            evaluated.push((d, effect));
         }
         let (index, d, effects) = combine(evaluated)?;
+        let mut lease_id = None;
         if req.mode() != Mode::DryRun {
+            if !d.allowed {
+                // A denial writes nothing but a LOCKOUT it started.
+                for (key, effect) in lockouts {
+                    self.apply(&key, effect);
+                }
+            }
             for (key, effect) in keys.iter().zip(effects) {
+                lease_id = lease_id.or(effect.lease_id());
                 self.apply(key, effect);
             }
         }
-        Some(AllDecision::new(decision(&d, Source::Fallback), index))
+        let mut out = decision(&d, Source::Fallback);
+        out.lease = lease_id;
+        Some(AllDecision::new(out, index))
+    }
+
+    /// Gives lease `id` of `key` back; true if it was live.
+    pub fn release(&mut self, key: &str, id: u64, now: Nanos) -> bool {
+        let op = match self.entries.get(key).map(|e| e.state.stored()) {
+            Some(Stored::Leases(l)) => lease::release(Some(l), id, now),
+            _ => None,
+        };
+        match op {
+            Some(op) => {
+                self.apply(key, Effect::Lease(op));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Extends lease `id` of `key` to `now + lease`; true if it was live.
+    pub fn renew(&mut self, key: &str, id: u64, lease: Nanos, now: Nanos) -> bool {
+        let op = match self.entries.get(key).map(|e| e.state.stored()) {
+            Some(Stored::Leases(l)) => lease::renew(Some(l), id, lease, now),
+            _ => None,
+        };
+        match op {
+            Some(op) => {
+                self.apply(key, Effect::Lease(op));
+                true
+            }
+            None => false,
+        }
     }
 
     /// Writes an effect, as the module's store does (the core's
@@ -183,8 +247,8 @@ mod tests {
     const SEC: u64 = 1_000 * MS;
     const T0: u64 = 1_800_000_000 * SEC;
 
-    fn spec(p: impl Into<Policy>) -> Spec {
-        p.into().spec().unwrap()
+    fn spec(p: impl Into<Policy>) -> (Spec, Rules) {
+        (p.into().spec().unwrap(), Rules::default())
     }
 
     fn row(d: &Decision) -> (bool, u64, Option<u64>, u64) {
@@ -199,7 +263,7 @@ mod tests {
     /// (now since T0, cost, mode, allowed, remaining, retry_ms, reset_ms)
     type Row = (u64, u64, Mode, bool, u64, Option<u64>, u64);
 
-    fn replay(s: &Spec, rows: &[Row]) {
+    fn replay(s: &(Spec, Rules), rows: &[Row]) {
         let mut l = Local::default();
         let keys = ["k".to_string()];
         for (i, &(at, cost, mode, allowed, remaining, retry, reset)) in rows.iter().enumerate() {
@@ -303,18 +367,18 @@ mod tests {
     fn shares_divide_every_limit() {
         let four = Share::DividedBy(NonZeroU32::MIN.saturating_add(3));
         let w = share(
-            spec(SlidingWindow::new(100, Duration::from_secs(60)).unwrap()),
+            spec(SlidingWindow::new(100, Duration::from_secs(60)).unwrap()).0,
             four,
         );
         assert!(matches!(w, Spec::Window(Window { limit: 25, .. })));
         let b = share(
-            spec(TokenBucket::new(2, 1, Duration::from_secs(1)).unwrap()),
+            spec(TokenBucket::new(2, 1, Duration::from_secs(1)).unwrap()).0,
             four,
         );
         let Spec::Bucket(b) = b else { panic!() };
         assert_eq!((b.limit(), b.interval()), (1, Nanos::from_secs(4)));
         let whole = share(
-            spec(SlidingWindow::new(100, Duration::from_secs(60)).unwrap()),
+            spec(SlidingWindow::new(100, Duration::from_secs(60)).unwrap()).0,
             Share::Whole,
         );
         assert!(matches!(whole, Spec::Window(Window { limit: 100, .. })));

@@ -8,10 +8,13 @@ use std::fmt;
 use std::time::Duration;
 
 use redis_ratelimit_core::grammar::{
-    read_definition, read_throttle, Settings, Syntax, FIXED, GCRA, SLIDING, TOKENBUCKET,
+    read_definition, read_throttle, Settings, Syntax, CONCURRENCY, FIXED, GCRA, SLIDING,
+    TOKENBUCKET,
 };
-use redis_ratelimit_core::limit::Spec;
+use redis_ratelimit_core::limit::{Rules, Spec};
 use redis_ratelimit_core::num::Decimal;
+use redis_ratelimit_core::policy as stored;
+use redis_ratelimit_core::time::Nanos;
 
 use crate::error::PolicyError;
 
@@ -367,6 +370,176 @@ impl Throttle {
     pub fn limit(&self) -> u64 {
         self.max_burst + 1
     }
+
+    /// The same limit as `RL.GCRA` sees it (bursts of `max_burst + 1`,
+    /// `count` per `period`): how a throttle goes into a [`Limits`] set and
+    /// `RL.ALL` (replies in milliseconds, not redis-cell's seconds).
+    pub fn as_gcra(&self) -> Result<Gcra, PolicyError> {
+        Gcra::new(
+            self.max_burst.saturating_add(1),
+            Decimal::from_u64(self.count),
+            Duration::from_secs(self.period_secs),
+        )
+    }
+}
+
+/// `RL.ACQUIRE`: at most `limit` requests in flight, each holding one slot
+/// for at most `lease` (a holder that crashes never leaks its slot). The
+/// reply carries the lease id to give back with `RL.RELEASE`.
+///
+/// ```
+/// # use redis_ratelimit_client::Concurrency;
+/// # use std::time::Duration;
+/// let inflight = Concurrency::new(3, Duration::from_secs(30))?;
+/// # Ok::<(), redis_ratelimit_client::PolicyError>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Concurrency {
+    limit: u64,
+    lease: Duration,
+    pub(crate) lease_secs: Decimal,
+}
+
+impl Concurrency {
+    pub fn new(limit: u64, lease: Duration) -> Result<Concurrency, PolicyError> {
+        let lease_secs = Decimal::from_duration_secs(lease).ok_or(PolicyError::Invalid {
+            message: "lease_seconds must be a positive number of seconds with at most 9 decimals, at most 10 years",
+        })?;
+        check(&CONCURRENCY, &[limit.to_string(), lease_secs.to_string()])?;
+        Ok(Concurrency {
+            limit,
+            lease,
+            lease_secs,
+        })
+    }
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+    /// How long a slot is held without RL.RELEASE or RL.RENEW.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+}
+
+/// A limit kept in the server under a name (`RL.POLICY SET name ...`),
+/// with its rules: [`shadow`](Self::shadow) (decide and record as if
+/// enforced, answer allowed) and [`lockout`](Self::lockout) (a denial
+/// locks the key out for a while). Callers then name it: `RL.TAKE key
+/// name`, or `LIMIT key POLICY name` in `RL.ALL`; a [`Limits`] set can
+/// hold it like any policy (its definition serves the in-process fallback
+/// and the `RateLimit-Policy` header), and
+/// [`Limiter::store_policies`](crate::Limiter::store_policies) stores it.
+///
+/// ```
+/// # use redis_ratelimit_client::{NamedPolicy, SlidingWindow};
+/// # use std::time::Duration;
+/// let api = NamedPolicy::new("api", SlidingWindow::new(100, Duration::from_secs(60))?)?
+///     .lockout(Duration::from_secs(900))?;
+/// assert_eq!(api.definition_args(), ["SLIDING", "100", "60", "LOCKOUT", "900"]);
+/// # Ok::<(), redis_ratelimit_client::PolicyError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct NamedPolicy {
+    name: String,
+    policy: Box<Policy>,
+    shadow: bool,
+    lockout: Option<Duration>,
+}
+
+impl NamedPolicy {
+    /// `policy` under `name` (1 to 64 of `A-Z a-z 0-9 _ - .`). A named
+    /// policy cannot hold another.
+    pub fn new(
+        name: impl Into<String>,
+        policy: impl Into<Policy>,
+    ) -> Result<NamedPolicy, PolicyError> {
+        let name = name.into();
+        if !stored::valid_name(name.as_bytes()) {
+            return Err(PolicyError::InvalidPolicyName { name });
+        }
+        let policy = match policy.into() {
+            Policy::Named(n) => *n.policy,
+            Policy::Throttle(t) => Policy::Gcra(t.as_gcra()?),
+            other => other,
+        };
+        let named = NamedPolicy {
+            name,
+            policy: Box::new(policy),
+            shadow: false,
+            lockout: None,
+        };
+        named.checked()
+    }
+
+    /// Decide and record as if enforced, but answer allowed (and count the
+    /// denials in INFO as `shadow_denied`): to roll out a limit safely.
+    pub fn shadow(mut self) -> NamedPolicy {
+        self.shadow = true;
+        self
+    }
+
+    /// A denial locks the key out for `lockout` (not for a CONCURRENCY
+    /// limit): every request in that time is denied without consuming.
+    pub fn lockout(mut self, lockout: Duration) -> Result<NamedPolicy, PolicyError> {
+        if Decimal::from_duration_secs(lockout).is_none() {
+            return Err(PolicyError::Invalid {
+                message: "LOCKOUT must be a positive number of seconds with at most 9 decimals, at most 10 years",
+            });
+        }
+        self.lockout = Some(lockout);
+        self.checked()
+    }
+
+    /// Read as the module reads `RL.POLICY SET`: the same grammar.
+    fn checked(self) -> Result<NamedPolicy, PolicyError> {
+        let args = self.definition_args();
+        let w: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
+        stored::read_definition(&w[..], 0, Settings::default())?;
+        Ok(self)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+    pub fn is_shadow(&self) -> bool {
+        self.shadow
+    }
+    pub fn lockout_duration(&self) -> Option<Duration> {
+        self.lockout
+    }
+
+    /// What follows the name in `RL.POLICY SET`, exactly as sent.
+    pub fn definition_args(&self) -> Vec<String> {
+        let (syntax, words) = self.policy.definition();
+        let mut out = vec![syntax.keyword.to_string()];
+        out.extend(words);
+        if self.shadow {
+            out.push("SHADOW".into());
+        }
+        if let Some(l) = self.lockout.and_then(Decimal::from_duration_secs) {
+            out.extend(["LOCKOUT".to_string(), l.to_string()]);
+        }
+        out
+    }
+
+    /// The definition as `RL.POLICY GET` answers it for this policy
+    /// (words joined by spaces), for comparing what a server holds.
+    pub fn definition_text(&self) -> String {
+        self.definition_args().join(" ")
+    }
+
+    /// The rules the fallback applies, as the module does.
+    pub(crate) fn rules(&self) -> Rules {
+        Rules {
+            shadow: self.shadow,
+            lockout: self
+                .lockout_duration()
+                .map(|d| Nanos::new(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))),
+        }
+    }
 }
 
 /// Any limiter the `RL.*` commands (and `RL.ALL`) know.
@@ -377,6 +550,13 @@ pub enum Policy {
     Sliding(SlidingWindow),
     Gcra(Gcra),
     Fixed(FixedWindow),
+    /// redis-cell's limit, sent as the `RL.GCRA` it is (see
+    /// [`Throttle::as_gcra`]).
+    Throttle(Throttle),
+    /// At most `limit` in flight (`RL.ACQUIRE`; a lease id in the reply).
+    Concurrency(Concurrency),
+    /// A limit stored in the server under a name (`RL.TAKE`).
+    Named(NamedPolicy),
 }
 
 impl Policy {
@@ -387,7 +567,31 @@ impl Policy {
             Policy::Sliding(p) => p.limit,
             Policy::Gcra(p) => p.burst,
             Policy::Fixed(p) => p.limit,
+            Policy::Throttle(p) => p.limit(),
+            Policy::Concurrency(p) => p.limit,
+            Policy::Named(p) => p.policy.limit(),
         }
+    }
+
+    /// The policy's own kind of limit, a named policy's included.
+    pub(crate) fn inner(&self) -> &Policy {
+        match self {
+            Policy::Named(p) => &p.policy,
+            other => other,
+        }
+    }
+
+    /// A named policy's rules (none for the others).
+    pub(crate) fn rules(&self) -> Rules {
+        match self {
+            Policy::Named(p) => p.rules(),
+            _ => Rules::default(),
+        }
+    }
+
+    /// Does it hand out leases (a CONCURRENCY limit)?
+    pub fn is_concurrency(&self) -> bool {
+        matches!(self.inner(), Policy::Concurrency(_))
     }
 
     /// The time over which `limit` units are granted: a bucket's time to
@@ -398,6 +602,11 @@ impl Policy {
             Policy::Gcra(p) => nanos_times(p.interval_ns, p.burst),
             Policy::Sliding(p) => p.window,
             Policy::Fixed(p) => p.nominal_length(),
+            Policy::Throttle(p) => p
+                .as_gcra()
+                .map_or(Duration::ZERO, |g| Policy::Gcra(g).window()),
+            Policy::Concurrency(p) => p.lease,
+            Policy::Named(p) => p.policy.window(),
         }
     }
 
@@ -433,6 +642,16 @@ impl Policy {
                 }
                 (&FIXED, w)
             }
+            Policy::Throttle(p) => match p.as_gcra() {
+                Ok(g) => Policy::Gcra(g).definition(),
+                // Not built by the constructor: a throttle is always a GCRA.
+                Err(_) => (&GCRA, Vec::new()),
+            },
+            Policy::Concurrency(p) => (
+                &CONCURRENCY,
+                vec![p.limit.to_string(), p.lease_secs.to_string()],
+            ),
+            Policy::Named(p) => p.policy.definition(),
         }
     }
 
@@ -448,10 +667,14 @@ impl Policy {
         match self {
             Policy::TokenBucket(p) => Duration::from_nanos(p.interval_ns),
             Policy::Gcra(p) => Duration::from_nanos(p.interval_ns),
-            Policy::Sliding(_) | Policy::Fixed(_) => {
+            Policy::Sliding(_) | Policy::Fixed(_) | Policy::Concurrency(_) => {
                 let ns = self.window().as_nanos().div_ceil(u128::from(self.limit()));
                 Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
             }
+            Policy::Throttle(p) => p
+                .as_gcra()
+                .map_or(Duration::ZERO, |g| Duration::from_nanos(g.interval_ns)),
+            Policy::Named(p) => p.policy.unit_interval(),
         }
     }
 }
@@ -479,6 +702,21 @@ impl From<Gcra> for Policy {
 impl From<FixedWindow> for Policy {
     fn from(p: FixedWindow) -> Policy {
         Policy::Fixed(p)
+    }
+}
+impl From<Throttle> for Policy {
+    fn from(p: Throttle) -> Policy {
+        Policy::Throttle(p)
+    }
+}
+impl From<Concurrency> for Policy {
+    fn from(p: Concurrency) -> Policy {
+        Policy::Concurrency(p)
+    }
+}
+impl From<NamedPolicy> for Policy {
+    fn from(p: NamedPolicy) -> Policy {
+        Policy::Named(p)
     }
 }
 

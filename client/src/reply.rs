@@ -47,6 +47,9 @@ pub struct Decision {
     pub reset_after: Duration,
     /// The server, or the failure policy when the server could not answer.
     pub source: Source,
+    /// The lease taken (a CONCURRENCY limit allowed, not a dry run): give
+    /// it back with `RL.RELEASE`. `None` otherwise.
+    pub lease: Option<u64>,
 }
 
 impl Decision {
@@ -66,6 +69,7 @@ impl Decision {
             retry_after,
             reset_after,
             source,
+            lease: None,
         }
     }
 
@@ -74,8 +78,17 @@ impl Decision {
         !self.allowed && self.retry_after.is_none()
     }
 
-    /// Read an `RL.*` reply: five integers in RESP2 or RESP3.
+    /// Read an `RL.*` reply: five integers in RESP2 or RESP3, and a lease
+    /// id after them (`RL.ACQUIRE`, `RL.TAKE` of a CONCURRENCY policy).
     pub fn from_reply(v: &Value) -> Result<Decision, ParsingError> {
+        let with_lease = matches!(unwrapped(v), Value::Array(a) if a.len() == 6);
+        if with_lease {
+            let f: [i64; 6] = fields(v, &LEASE_FIELDS)?;
+            let [a, b, c, d, e, lease] = f;
+            let mut out = decision(&[a, b, c, d, e])?;
+            out.lease = lease_id(lease)?;
+            return Ok(out);
+        }
         let f = fields(v, &FIELDS[..5])?;
         decision(&f)
     }
@@ -102,6 +115,7 @@ impl Decision {
             retry_after,
             reset_after: Duration::from_secs(non_negative(reset, "reset_after")?),
             source: Source::Redis,
+            lease: None,
         })
     }
 }
@@ -141,11 +155,20 @@ impl AllDecision {
         AllDecision { decision, binding }
     }
 
-    /// Read an `RL.ALL` reply: six integers.
+    /// Read an `RL.ALL` reply: six integers, and a lease id after them
+    /// when a CONCURRENCY limit is part of it.
     pub fn from_reply(v: &Value) -> Result<AllDecision, ParsingError> {
-        let f: [i64; 6] = fields(v, &FIELDS)?;
+        let with_lease = matches!(unwrapped(v), Value::Array(a) if a.len() == 7);
+        let (f, lease): ([i64; 6], Option<u64>) = if with_lease {
+            let f: [i64; 7] = fields(v, &ALL_LEASE_FIELDS)?;
+            let [a, b, c, d, e, index, lease] = f;
+            ([a, b, c, d, e, index], lease_id(lease)?)
+        } else {
+            (fields(v, &FIELDS)?, None)
+        };
         let [a, b, c, d, e, index] = f;
-        let decision = decision(&[a, b, c, d, e])?;
+        let mut decision = decision(&[a, b, c, d, e])?;
+        decision.lease = lease;
         let binding = usize::try_from(index)
             .ok()
             .and_then(|i| i.checked_sub(1))
@@ -178,6 +201,36 @@ const FIELDS: [&str; 6] = [
     "reset_after_ms",
     "index",
 ];
+const LEASE_FIELDS: [&str; 6] = [
+    "allowed",
+    "limit",
+    "remaining",
+    "retry_after_ms",
+    "reset_after_ms",
+    "lease_id",
+];
+const ALL_LEASE_FIELDS: [&str; 7] = [
+    "allowed",
+    "limit",
+    "remaining",
+    "retry_after_ms",
+    "reset_after_ms",
+    "index",
+    "lease_id",
+];
+
+/// A reply without its RESP3 attribute wrappers.
+fn unwrapped(v: &Value) -> &Value {
+    match v {
+        Value::Attribute { data, .. } => unwrapped(data),
+        other => other,
+    }
+}
+
+/// A lease id: 0 is none (denied, or a dry run).
+fn lease_id(v: i64) -> Result<Option<u64>, ParsingError> {
+    Ok(Some(non_negative(v, "lease_id")?).filter(|id| *id > 0))
+}
 
 fn bad(msg: String) -> ParsingError {
     ParsingError::from(msg)
@@ -205,6 +258,7 @@ fn decision(f: &[i64; 5]) -> Result<Decision, ParsingError> {
         retry_after,
         reset_after: Duration::from_millis(non_negative(reset, "reset_after_ms")?),
         source: Source::Redis,
+        lease: None,
     })
 }
 
@@ -354,7 +408,8 @@ mod tests {
             Value::Okay,
             Value::Int(1),
             ints(&[1, 10, 9, 0]),
-            ints(&[1, 10, 9, 0, 1000, 1]),
+            ints(&[1, 10, 9, 0, 1000, 1, 1]),
+            ints(&[1, 10, 9, 0, 1000, -1]),
             ints(&[2, 10, 9, 0, 1000]),
             ints(&[1, -10, 9, 0, 1000]),
             ints(&[1, 10, -9, 0, 1000]),
@@ -373,6 +428,23 @@ mod tests {
             assert!(Decision::from_reply(&v).is_err(), "{v:?} accepted");
             assert!(redis::from_redis_value::<Decision>(v).is_err());
         }
+    }
+
+    #[test]
+    fn lease_ids_follow_the_decision() {
+        let d =
+            Decision::from_reply(&ints(&[1, 3, 2, 0, 30_000, 1_796_000_000_000_000_001])).unwrap();
+        assert_eq!(d.lease, Some(1_796_000_000_000_000_001));
+        let d = Decision::from_reply(&ints(&[0, 3, 0, 10, 30_000, 0])).unwrap();
+        assert_eq!(d.lease, None);
+        let a = AllDecision::from_reply(&ints(&[1, 3, 2, 0, 30_000, 2, 77])).unwrap();
+        assert_eq!((a.binding, a.decision.lease), (1, Some(77)));
+        assert_eq!(
+            Decision::from_reply(&ints(&[1, 10, 9, 0, 1000]))
+                .unwrap()
+                .lease,
+            None
+        );
     }
 
     #[test]

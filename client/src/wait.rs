@@ -1,8 +1,14 @@
 //! Waiting in line instead of polling: try, and while denied sleep for the
 //! reply's `retry_after` plus a random jitter (so many waiters woken by the
 //! same refill do not all arrive in the same millisecond), until allowed
-//! or until the deadline. A wait that would end past the deadline is not
-//! started: the caller learns at once that it will not make it.
+//! or until the deadline. A deadline means "wait up to": when the next
+//! retry falls past it, the wait still lasts to the deadline and tries
+//! once more there (units may come back sooner, by a refund or a
+//! release), so a wait never gives up while time remains.
+//!
+//! This is polling: fair only by luck among many waiters. A
+//! [`Limiter`](crate::Limiter) waits in line inside the server instead
+//! (`BLOCK`) where it can; see [`Limiter::wait`](crate::Limiter::wait).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -80,6 +86,16 @@ impl Wait {
         }
     }
 
+    /// The longest total wait.
+    pub fn max_wait(&self) -> Duration {
+        self.max_wait
+    }
+
+    /// The cap on each sleep's jitter.
+    pub fn jitter(&self) -> Duration {
+        self.max_jitter
+    }
+
     /// Cap the jitter (zero: sleep exactly `retry_after`).
     pub fn max_jitter(mut self, max_jitter: Duration) -> Wait {
         self.max_jitter = max_jitter;
@@ -127,15 +143,16 @@ where
     Wait::up_to(max_wait).until_allowed(attempt).await
 }
 
-/// How long to sleep before the next try, `None` if the wait needed ends
-/// past the deadline. `rand` is a uniform random 64-bit number.
+/// How long to sleep before the next try: `retry` plus jitter, cut at the
+/// deadline (`left` from now); `None` once the deadline has come. `rand`
+/// is a uniform random 64-bit number.
 pub(crate) fn next_sleep(
     retry: Duration,
     left: Duration,
     max_jitter: Duration,
     rand: u64,
 ) -> Option<Duration> {
-    if retry > left {
+    if left.is_zero() {
         return None;
     }
     // A denial with no wait (a failure policy's, say) still sleeps a little.
@@ -151,7 +168,7 @@ pub(crate) fn next_sleep(
 
 /// A fast, non-cryptographic random number (SplitMix64 over a counter
 /// seeded from the clock): jitter needs spread, not secrecy.
-fn random() -> u64 {
+pub(crate) fn random() -> u64 {
     const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
     static STATE: AtomicU64 = AtomicU64::new(0);
     if STATE.load(Ordering::Relaxed) == 0 {
@@ -206,7 +223,9 @@ mod tests {
 
     #[test]
     fn never_sleeps_past_the_deadline() {
-        assert_eq!(next_sleep(MS(800), MS(799), MS(100), 0), None);
+        // A retry past the deadline sleeps to the deadline (one more try).
+        assert_eq!(next_sleep(MS(800), MS(799), MS(100), 0), Some(MS(799)));
+        assert_eq!(next_sleep(MS(800), Duration::ZERO, MS(100), 0), None);
         assert_eq!(
             next_sleep(MS(800), MS(800), MS(100), 50_000_000),
             Some(MS(800))
@@ -255,24 +274,45 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn gives_up_early_or_never() {
+    async fn waits_up_to_the_deadline_never_less() {
         let start = Instant::now();
-        let r: Result<Decision, WaitError<Decision, ()>> =
-            wait_until_allowed(MS(500), || async { Ok(denied(Some(600))) }).await;
+        let calls = Cell::new(0);
+        let r: Result<Decision, WaitError<Decision, ()>> = wait_until_allowed(MS(500), || {
+            calls.set(calls.get() + 1);
+            async { Ok(denied(Some(600))) }
+        })
+        .await;
         assert!(matches!(r, Err(WaitError::TimedOut { .. })));
-        assert_eq!(start.elapsed(), MS(0));
+        // Tried at once and again at the deadline, not given up early.
+        assert_eq!((start.elapsed(), calls.get()), (MS(500), 2));
+        // Allowed at the deadline (a refund came): admitted.
+        let start = Instant::now();
+        let calls = Cell::new(0);
+        let r: Result<Decision, WaitError<Decision, ()>> = wait_until_allowed(MS(500), || {
+            calls.set(calls.get() + 1);
+            let d = if calls.get() == 1 {
+                denied(Some(600))
+            } else {
+                allowed()
+            };
+            async move { Ok(d) }
+        })
+        .await;
+        assert!(r.unwrap().allowed);
+        assert_eq!(start.elapsed(), MS(500));
+        let start = Instant::now();
         let r: Result<Decision, WaitError<Decision, ()>> =
             wait_until_allowed(MS(500), || async { Ok(denied(None)) }).await;
         assert!(matches!(r, Err(WaitError::Never { .. })));
         let r: Result<Decision, WaitError<Decision, &str>> =
             wait_until_allowed(MS(500), || async { Err("down") }).await;
         assert!(matches!(r, Err(WaitError::Failed("down"))));
-        // Denied until the deadline: 4 tries of 150 ms, then out.
+        // Denied until the deadline: tries at 0, 150, 300, 450 and 500 ms.
         let r: Result<Decision, WaitError<Decision, ()>> = Wait::up_to(MS(500))
             .max_jitter(Duration::ZERO)
             .until_allowed(|| async { Ok(denied(Some(150))) })
             .await;
         assert!(matches!(r, Err(WaitError::TimedOut { .. })));
-        assert_eq!(start.elapsed(), MS(450));
+        assert_eq!(start.elapsed(), MS(500));
     }
 }

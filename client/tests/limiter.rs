@@ -26,7 +26,7 @@ fn three_a_minute() -> Limits {
 async fn one_limit_uses_its_own_command_and_a_hash_tagged_key() {
     let s = Server::start();
     let limiter = Limiter::new(
-        support::multiplexed(&s).await,
+        support::manager(&s).await,
         three_a_minute(),
         FailurePolicy::FailClosed,
     );
@@ -268,20 +268,22 @@ async fn waiting_in_line() {
     let s = Server::start();
     // One token, five a second: the second call waits about 200 ms.
     let bucket = TokenBucket::new(1, 5, S(1)).unwrap();
-    let limiter = Limiter::new(
-        support::multiplexed(&s).await,
+    let client = redis::Client::open(s.url()).unwrap();
+    let limiter = Limiter::connect(
+        &client,
         Limits::single("b", bucket).unwrap(),
         FailurePolicy::FailClosed,
-    );
+    )
+    .unwrap();
     assert!(limiter.check("w").await.unwrap().decision.allowed);
     let t = Instant::now();
     let v = limiter.wait("w", S(2)).await.unwrap();
     let took = t.elapsed();
     assert!(v.decision.allowed);
     assert!(took >= MS(150) && took < MS(1500), "took {took:?}");
-    // A wait longer than the deadline ends at once.
+    // A wait longer than the deadline waits to the deadline, no less.
     let slow = Limiter::new(
-        support::multiplexed(&s).await,
+        support::manager(&s).await,
         three_a_minute(),
         FailurePolicy::FailClosed,
     );
@@ -293,8 +295,8 @@ async fn waiting_in_line() {
         Err(Error::TimedOut { last }) => assert!(last.decision.retry_after.unwrap() > S(59)),
         other => panic!("expected a timeout, got {other:?}"),
     }
-    // It did not sleep out the 300 ms.
-    assert!(t.elapsed() < MS(290), "{:?}", t.elapsed());
+    // It did not give up before the 300 ms.
+    assert!(t.elapsed() >= MS(300), "{:?}", t.elapsed());
     // A cost above the limit never fits.
     let r = slow
         .wait_with("y", Request::new(4), &Wait::up_to(S(5)))

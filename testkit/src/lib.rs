@@ -263,6 +263,54 @@ impl Server {
         let dir = self.shutdown(save);
         Server::start_raw(dir, extra)
     }
+
+    /// Stops the process (SIGKILL), keeping its port and directory: an
+    /// outage. [`Stopped::start`] brings it back on the same port.
+    pub fn stop(mut self) -> Stopped {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.keep_dir = true;
+        Stopped {
+            port: self.port,
+            dir: self.dir.clone(),
+            extra: self.extra.clone(),
+        }
+    }
+}
+
+/// A server stopped by [`Server::stop`]: its port, directory and options.
+#[derive(Debug)]
+pub struct Stopped {
+    pub port: u16,
+    pub dir: PathBuf,
+    extra: Vec<String>,
+}
+
+impl Stopped {
+    /// The same server again, on the same port and directory (the port is
+    /// retried for a few seconds if something holds it).
+    pub fn start(self) -> Server {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match Server::spawn(&self.dir, self.port, &self.extra) {
+                Ok(child) => {
+                    return Server {
+                        child: Some(child),
+                        port: self.port,
+                        dir: self.dir,
+                        extra: self.extra,
+                        keep_dir: false,
+                    }
+                }
+                Err(e) if Instant::now() > deadline => {
+                    panic!("could not restart on port {}: {e}", self.port)
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
 }
 
 impl Drop for Server {

@@ -1,0 +1,295 @@
+#![cfg(test)]
+//! Leases and named policies from the client, on a real server (and the
+//! real test cluster): `acquire` gives a guard that releases on drop and
+//! renews while held; a CONCURRENCY limit sits in `Limits` with rate
+//! limits, all or nothing; named policies are stored from `Limits`,
+//! taken with `RL.TAKE`, fanned out to every primary of a cluster and
+//! checked for agreement.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis_ratelimit_client::{
+    blocking, policies_everywhere, store_policy, Acquired, AsyncRateLimitCommands, ClusterRouted,
+    Concurrency, Error, FailurePolicy, FixedWindow, Limiter, Limits, NamedPolicy,
+    RateLimitCommands, Request, Share, SlidingWindow, TokenBucket,
+};
+use redis_ratelimit_testkit::{Cluster, Server};
+
+mod support;
+
+const S: fn(u64) -> Duration = Duration::from_secs;
+
+fn inflight(n: u64, lease: Duration) -> Limits {
+    Limits::builder()
+        .limit("inflight", Concurrency::new(n, lease).unwrap())
+        .limit("minute", SlidingWindow::new(1000, S(60)).unwrap())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leases_release_on_drop_and_never_exceed_the_limit() {
+    let s = Server::start();
+    let client = redis::Client::open(s.url()).unwrap();
+    let limiter = Limiter::connect(&client, inflight(2, S(30)), FailurePolicy::FailClosed).unwrap();
+    // Two slots: a third is denied, and spends no rate quota.
+    let Acquired::Granted(a) = limiter.acquire("llm").await.unwrap() else {
+        panic!()
+    };
+    let Acquired::Granted(b) = limiter.acquire("llm").await.unwrap() else {
+        panic!()
+    };
+    let Acquired::Denied(d) = limiter.acquire("llm").await.unwrap() else {
+        panic!()
+    };
+    assert_eq!((d.binding, d.decision.remaining), (0, 0));
+    assert!(a.id() != b.id());
+    let mut c = s.connect();
+    let minute: Vec<i64> = redis::cmd("RL.SLIDING")
+        .arg("rl:{llm}:minute")
+        .arg(1000)
+        .arg(60)
+        .arg("DRYRUN")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(minute[2], 997, "two taken, the denial took none");
+    // Released explicitly, then by drop.
+    assert!(a.release().await.unwrap());
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let Acquired::Granted(x) = limiter.acquire("llm").await.unwrap() else {
+        panic!()
+    };
+    let Acquired::Granted(y) = limiter.acquire("llm").await.unwrap() else {
+        panic!("the dropped lease was not given back")
+    };
+    drop((x, y));
+
+    // 12 tasks, 2 slots: never more than 2 hold one at once.
+    let holding = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let mut tasks = vec![];
+    for _ in 0..12 {
+        let (l, holding, most) = (limiter.clone(), holding.clone(), most.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..3 {
+                let lease = l.acquire_wait("pool", S(20)).await.unwrap();
+                let now = holding.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                holding.fetch_sub(1, Ordering::SeqCst);
+                assert!(lease.release().await.unwrap());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_lease_outlives_its_lease_time() {
+    let s = Server::start();
+    let client = redis::Client::open(s.url()).unwrap();
+    let limiter = Limiter::connect(
+        &client,
+        inflight(1, Duration::from_millis(600)),
+        FailurePolicy::FailClosed,
+    )
+    .unwrap();
+    let Acquired::Granted(held) = limiter.acquire("job").await.unwrap() else {
+        panic!()
+    };
+    let held = held.keep_alive();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Still held: renewed in the background.
+    assert!(matches!(
+        limiter.acquire("job").await.unwrap(),
+        Acquired::Denied(_)
+    ));
+    assert!(held.release().await.unwrap());
+    // Not kept alive: it ends by itself.
+    let Acquired::Granted(lapsing) = limiter.acquire("job").await.unwrap() else {
+        panic!()
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!lapsing.renew().await.unwrap(), "the lease ended");
+    std::mem::forget(lapsing);
+    assert!(matches!(
+        limiter.acquire("job").await.unwrap(),
+        Acquired::Granted(_)
+    ));
+}
+
+#[test]
+fn blocking_leases() {
+    let s = Server::start();
+    let client = redis::Client::open(s.url()).unwrap();
+    let limiter =
+        blocking::Limiter::connect(&client, inflight(1, S(30)), FailurePolicy::FailClosed);
+    let lease = limiter.acquire("b").unwrap().unwrap();
+    assert!(limiter.acquire("b").unwrap().is_err());
+    drop(lease);
+    let lease = limiter.acquire("b").unwrap().unwrap();
+    // A waiter is admitted the moment the slot comes back.
+    let l2 = limiter.clone();
+    let t = Instant::now();
+    let w = std::thread::spawn(move || l2.acquire_wait("b", S(5)).map(|l| l.id()));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(lease.release().unwrap());
+    assert!(w.join().unwrap().is_ok());
+    assert!(t.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn fallback_leases_keep_the_limit_in_process() {
+    // No server at all: the fallback hands out and takes back leases.
+    let client = redis::Client::open("redis://127.0.0.1:1/").unwrap();
+    let limiter = Limiter::connect(
+        &client,
+        inflight(2, S(30)),
+        FailurePolicy::Fallback(Share::Whole),
+    )
+    .unwrap();
+    let Acquired::Granted(a) = limiter.acquire("x").await.unwrap() else {
+        panic!()
+    };
+    let Acquired::Granted(_b) = limiter.acquire("x").await.unwrap() else {
+        panic!()
+    };
+    assert!(matches!(
+        limiter.acquire("x").await.unwrap(),
+        Acquired::Denied(_)
+    ));
+    assert!(limiter.is_degraded());
+    assert!(a.release().await.unwrap());
+    assert!(matches!(
+        limiter.acquire("x").await.unwrap(),
+        Acquired::Granted(_)
+    ));
+}
+
+#[tokio::test]
+async fn named_policies_from_limits_are_stored_and_taken() {
+    let s = Server::start();
+    let client = redis::Client::open(s.url()).unwrap();
+    let api = NamedPolicy::new("api", SlidingWindow::new(3, S(60)).unwrap())
+        .unwrap()
+        .lockout(S(600))
+        .unwrap();
+    let day = NamedPolicy::new("day", FixedWindow::new(100, S(86_400)).unwrap()).unwrap();
+    let limits = Limits::builder()
+        .limit("api", api.clone())
+        .limit("day", day.clone())
+        .build()
+        .unwrap();
+    let limiter = Limiter::connect(&client, limits, FailurePolicy::FailClosed).unwrap();
+    // Not stored yet: the server names what it lacks.
+    match limiter.check("u").await {
+        Err(Error::Redis(e)) => assert!(e.to_string().contains("no such policy 'api'"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    limiter.store_policies().await.unwrap();
+    let mut c = support::manager(&s).await;
+    assert_eq!(
+        c.policy_get("api").await.unwrap().as_deref(),
+        Some("SLIDING 3 60 LOCKOUT 600")
+    );
+    for _ in 0..3 {
+        assert!(limiter.check("u").await.unwrap().decision.allowed);
+    }
+    let d = limiter.check("u").await.unwrap();
+    assert!(!d.decision.allowed);
+    assert_eq!(d.binding, 0);
+    assert_eq!(d.decision.retry_after, Some(S(600)), "locked out");
+    // The commands directly: RL.TAKE, LIST, DEL.
+    let one = c.take("v", "day", Request::new(2)).await.unwrap();
+    assert_eq!((one.allowed, one.remaining), (true, 98));
+    let list = c.policy_list().await.unwrap();
+    assert_eq!(list.len(), 2);
+    assert!(c.policy_del("day").await.unwrap());
+    // The blocking commands too.
+    let mut sc = s.connect();
+    sc.policy_set(&day).unwrap();
+    assert_eq!(sc.take("w", "day", 1).unwrap().remaining, 99);
+}
+
+#[tokio::test]
+async fn named_policies_decide_locally_with_their_rules_when_redis_is_away() {
+    let client = redis::Client::open("redis://127.0.0.1:1/").unwrap();
+    let shadow = NamedPolicy::new("soft", TokenBucket::new(1, 1, S(60)).unwrap())
+        .unwrap()
+        .shadow();
+    let limiter = Limiter::connect(
+        &client,
+        Limits::single("soft", shadow).unwrap(),
+        FailurePolicy::Fallback(Share::Whole),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        // A shadow policy answers allowed, here as in the server.
+        assert!(limiter.check("k").await.unwrap().decision.allowed);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_reach_every_primary_and_disagreement_is_an_error() {
+    let cluster = Cluster::start();
+    let client = redis::cluster::ClusterClient::new(cluster.urls()).unwrap();
+    let api = NamedPolicy::new("api", SlidingWindow::new(5, S(60)).unwrap()).unwrap();
+    let limiter = Limiter::connect_cluster(
+        &client,
+        Limits::single("api", api.clone()).unwrap(),
+        FailurePolicy::FailClosed,
+    )
+    .await
+    .unwrap();
+    limiter.store_policies().await.unwrap();
+    let mut con = ClusterRouted::new(client.get_async_connection().await.unwrap());
+    let all = policies_everywhere(&mut con).await.unwrap();
+    assert_eq!(all.len(), 3, "{all:?}");
+    for (node, list) in &all {
+        assert_eq!(
+            list,
+            &[("api".to_string(), "SLIDING 5 60".to_string())],
+            "{node}"
+        );
+    }
+    // Keys on every shard are limited by it.
+    for i in 0..20 {
+        assert!(
+            limiter
+                .check(&format!("user{i}"))
+                .await
+                .unwrap()
+                .decision
+                .allowed
+        );
+    }
+    // One primary changed behind our back: storing again repairs it, and
+    // a check of another definition names the node that differs.
+    let master = cluster.topology().shards[1].master;
+    let mut m = cluster.node(master).connect();
+    let other = NamedPolicy::new("api", SlidingWindow::new(6, S(60)).unwrap()).unwrap();
+    m.policy_set(&other).unwrap();
+    store_policy(&mut con, &api).await.unwrap();
+    limiter.check_policies().await.unwrap();
+    m.policy_set(&other).unwrap();
+    match limiter.check_policies().await {
+        Err(Error::PoliciesDisagree {
+            name,
+            node,
+            held,
+            want,
+        }) => {
+            assert_eq!(name, "api");
+            assert!(node.contains(&master.to_string()), "{node}");
+            assert_eq!(held.as_deref(), Some("SLIDING 6 60"));
+            assert_eq!(want.as_deref(), Some("SLIDING 5 60"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
