@@ -7,12 +7,15 @@
 //! are the [`FailurePolicy`](crate::FailurePolicy)'s job) is logged through
 //! `tracing` and answered by the error hook (`500` by default). A request
 //! without a key gets what [`NoKey`] says, by default a `400`: never a
-//! silent pass. Each layer can keep its keys under its own namespace.
+//! silent pass. Each layer can keep its keys under its own namespace, and
+//! building a layer whose keys a live layer already uses under another
+//! policy is an error, not two limits silently sharing one key.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
@@ -24,7 +27,7 @@ use tower_service::Service;
 use crate::error::Error;
 use crate::headers::{ceil_secs, RateLimitHeaders};
 use crate::limiter::Limiter;
-use crate::policy::{valid_name, Limits};
+use crate::policy::{valid_name, Limits, Policy};
 use crate::reply::{AllDecision, Source};
 
 /// A boxed future, as [`AsyncKeyExtractor`] returns.
@@ -169,6 +172,19 @@ pub enum BuildError {
     InvalidNamespace { namespace: String },
     /// [`NoKey::Shared`] with an empty key.
     EmptySharedKey,
+    /// A layer built earlier, and still alive in this process, uses the
+    /// same Redis keys for a limit of the same name with another policy.
+    SharedKeys {
+        /// The keys both layers would use, `*` standing for any caller's
+        /// key: `rl:{*}:rate`.
+        keys: String,
+        /// This layer's namespace and policy.
+        namespace: Option<String>,
+        policy: Box<Policy>,
+        /// The earlier layer's namespace and policy.
+        other_namespace: Option<String>,
+        other_policy: Box<Policy>,
+    },
 }
 
 impl fmt::Display for BuildError {
@@ -182,8 +198,29 @@ impl fmt::Display for BuildError {
                 "namespace {namespace:?} must be 1 to 64 characters of A-Z a-z 0-9 _ - . :"
             ),
             BuildError::EmptySharedKey => f.write_str("NoKey::Shared needs a non-empty key"),
+            BuildError::SharedKeys {
+                keys,
+                namespace,
+                policy,
+                other_namespace,
+                other_policy,
+            } => write!(
+                f,
+                "this layer ({}) would share the keys {keys} with a layer built earlier ({}) \
+                 under another policy ({policy:?} here, {other_policy:?} there); \
+                 give the layers different namespaces",
+                describe(namespace.as_deref()),
+                describe(other_namespace.as_deref()),
+            ),
         }
     }
+}
+
+fn describe(namespace: Option<&str>) -> String {
+    namespace.map_or_else(
+        || "no namespace".to_string(),
+        |n| format!("namespace {n:?}"),
+    )
 }
 
 impl std::error::Error for BuildError {}
@@ -209,6 +246,8 @@ struct Config<B, RB> {
     /// The layer's keys with `*` for the caller's key, for the error log
     /// (which does not print callers' keys: they may be API keys).
     pattern: String,
+    /// Keeps this layer's keys claimed while the layer lives.
+    _claim: Arc<Claim>,
 }
 
 /// The layer: wraps a service in a [`RateLimitService`]. Built by
@@ -387,7 +426,15 @@ where
     B: 'static,
     RB: From<String> + 'static,
 {
-    /// Checks the options and makes the layer.
+    /// Checks the options and claims the layer's keys: if a layer built
+    /// earlier in this process, and still alive, uses one of them for a
+    /// limit with another policy, this is [`BuildError::SharedKeys`].
+    /// (The same keys with the same policy are allowed: that is the same
+    /// limit, as when each test builds the app anew. Whether two limits
+    /// are one quota or two is the namespace's job.)
+    ///
+    /// The default responses need a response body made from a `String`
+    /// (`RB: From<String>`): axum's `Body`, `String`, `Full<Bytes>`.
     pub fn build(self) -> Result<RateLimitLayer<C, B, RB>, BuildError> {
         let key = self.key.ok_or(BuildError::NoKeyExtractor)?;
         if let NoKey::Shared(k) = &self.no_key {
@@ -408,6 +455,7 @@ where
                 self.limiter.with_prefix(&prefix).map_err(|_| invalid())?
             }
         };
+        let claim = claim(&limiter, self.namespace.as_deref())?;
         let config = Config {
             key,
             cost: self.cost.unwrap_or_else(|| Box::new(|_: &Request<B>| 1)),
@@ -430,6 +478,7 @@ where
                 })
             }),
             pattern: limiter.keys("*").join(" "),
+            _claim: claim,
         };
         Ok(RateLimitLayer {
             limiter,
@@ -447,6 +496,61 @@ where
     let keys = limiter.keys("");
     let first = keys.first().map(String::as_str).unwrap_or_default();
     first.split_once('{').map_or(first, |(p, _)| p).to_string()
+}
+
+/// Held by every live layer that uses some keys; the registry keeps only
+/// weak references, so dropping a layer (and its services) frees its keys.
+struct Claim;
+
+struct Claimed {
+    policy: Policy,
+    namespace: Option<String>,
+    owners: Vec<Weak<Claim>>,
+}
+
+/// Every key pattern (`rl:{*}:rate`) a layer in this process has used,
+/// with its policy.
+static CLAIMS: Mutex<BTreeMap<String, Claimed>> = Mutex::new(BTreeMap::new());
+
+fn claim<C>(limiter: &Limiter<C>, namespace: Option<&str>) -> Result<Arc<Claim>, BuildError>
+where
+    C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
+{
+    let wanted: Vec<(String, &Policy)> = limiter
+        .keys("*")
+        .into_iter()
+        .zip(limiter.limits().iter().map(|l| l.policy()))
+        .collect();
+    // A poisoned lock only means a panic elsewhere; the map is still whole.
+    let mut claims = CLAIMS.lock().unwrap_or_else(PoisonError::into_inner);
+    for (keys, policy) in &wanted {
+        if let Some(c) = claims.get_mut(keys) {
+            c.owners.retain(|o| o.strong_count() > 0);
+            if !c.owners.is_empty() && c.policy != **policy {
+                return Err(BuildError::SharedKeys {
+                    keys: keys.clone(),
+                    namespace: namespace.map(str::to_string),
+                    policy: Box::new((*policy).clone()),
+                    other_namespace: c.namespace.clone(),
+                    other_policy: Box::new(c.policy.clone()),
+                });
+            }
+        }
+    }
+    let claim = Arc::new(Claim);
+    for (keys, policy) in wanted {
+        let c = claims.entry(keys).or_insert_with(|| Claimed {
+            policy: policy.clone(),
+            namespace: None,
+            owners: Vec::new(),
+        });
+        if c.owners.is_empty() {
+            c.policy = policy.clone();
+            c.namespace = namespace.map(str::to_string);
+        }
+        c.owners.push(Arc::downgrade(&claim));
+    }
+    Ok(claim)
 }
 
 /// A problem details response (RFC 9457) with `title`, `status` and

@@ -3,9 +3,13 @@
 //! The tower middleware in real axum servers on 127.0.0.1, answering real
 //! HTTP requests, over a real redis-server with the module: the RateLimit
 //! headers, the default 429 body, the limited and error hooks, the error
-//! log, per-request cost, the async key extractor, namespaces, each
-//! choice for requests without a key, and the failure policy when Redis
-//! is gone.
+//! log, per-request cost, the async key extractor, namespaces, the
+//! build-time refusal of layers that would share keys, each choice for
+//! requests without a key, and the failure policy when Redis is gone.
+//!
+//! Each test gives its layers a namespace (or a limit name) of its own:
+//! the registry of claimed keys is process-wide, and tests run in
+//! parallel in one process.
 
 mod support;
 
@@ -23,7 +27,9 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use redis_ratelimit_client::middleware::{BuildError, HeaderKey, NoKey, RateLimitLayer};
-use redis_ratelimit_client::{Error, FailurePolicy, Limiter, Limits, SlidingWindow, TokenBucket};
+use redis_ratelimit_client::{
+    Error, FailurePolicy, Limiter, Limits, Policy, SlidingWindow, TokenBucket,
+};
 use redis_ratelimit_testkit::{call, int, ok, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -441,6 +447,97 @@ async fn namespaces_keep_two_routes_with_one_limit_name_apart() {
     assert!(exists(&s, "rl:search:{alice}:rate"));
     assert!(exists(&s, "rl:upload:{alice}:rate"));
     assert!(!exists(&s, "rl:{alice}:rate"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layers_that_would_share_keys_under_another_policy_are_refused() {
+    let s = Server::start();
+    // A limit name no other test uses: the registry is process-wide.
+    let sliding = || {
+        Limits::single(
+            "collide",
+            SlidingWindow::new(2, Duration::from_secs(60)).unwrap(),
+        )
+        .unwrap()
+    };
+    let bucket = || {
+        Limits::single(
+            "collide",
+            TokenBucket::new(5, 1, Duration::from_secs(1)).unwrap(),
+        )
+        .unwrap()
+    };
+    let build = |l: Limiter<_>, ns: Option<&str>| {
+        let b = RateLimitLayer::builder(l).key(api_key());
+        match ns {
+            Some(ns) => b.namespace(ns),
+            None => b,
+        }
+        .build()
+    };
+
+    let first: Layer = build(limiter(&s, sliding()).await, None).unwrap();
+    // The same limit again (say the app built once more): allowed.
+    let again: Layer = build(limiter(&s, sliding()).await, None).unwrap();
+    // Another policy under the same keys: refused, naming both.
+    let err = build(limiter(&s, bucket()).await, None).unwrap_err();
+    let BuildError::SharedKeys {
+        keys,
+        namespace,
+        policy,
+        other_namespace,
+        other_policy,
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(keys, "rl:{*}:collide");
+    assert_eq!((namespace, other_namespace), (&None, &None));
+    assert!(matches!(**policy, Policy::TokenBucket(_)), "{policy:?}");
+    assert!(
+        matches!(**other_policy, Policy::Sliding(_)),
+        "{other_policy:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.starts_with(
+            "this layer (no namespace) would share the keys rl:{*}:collide with a layer \
+             built earlier (no namespace) under another policy (TokenBucket("
+        ),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("give the layers different namespaces"),
+        "{text}"
+    );
+
+    // In a namespace of its own it is fine; a second one in that
+    // namespace with the first policy is refused, naming it.
+    let _own: Layer = build(limiter(&s, bucket()).await, Some("collide-b")).unwrap();
+    let err = build(limiter(&s, sliding()).await, Some("collide-b")).unwrap_err();
+    assert!(
+        err.to_string().starts_with(
+            "this layer (namespace \"collide-b\") would share the keys rl:collide-b:{*}:collide \
+             with a layer built earlier (namespace \"collide-b\")"
+        ),
+        "{err}"
+    );
+
+    // Keys are compared, not namespaces: a limiter whose own prefix
+    // spells the same keys collides too.
+    let prefixed = limiter(&s, sliding())
+        .await
+        .with_prefix("rl:collide-b:")
+        .unwrap();
+    let err = build(prefixed, None).unwrap_err();
+    assert!(
+        matches!(&err, BuildError::SharedKeys { keys, .. } if keys == "rl:collide-b:{*}:collide"),
+        "{err:?}"
+    );
+
+    // Once the layers using the keys are gone, the keys are free.
+    drop((first, again));
+    let _now: Layer = build(limiter(&s, bucket()).await, None).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
