@@ -42,7 +42,11 @@
 //!   / `POLICY name`; [`Limiter::store_policies`] stores them on every
 //!   primary and checks that all agree ([`check_policy`]).
 //! - **HTTP**: [`headers`] formats `RateLimit-Policy`, `RateLimit` and
-//!   `Retry-After`; `middleware` (feature `tower`) applies them.
+//!   `Retry-After`; `middleware` (feature `tower`) applies them: a tower
+//!   layer with a sync or async key extractor, a per-request cost, a key
+//!   namespace per layer, an explicit choice for requests without a key
+//!   (refused by default), and hooks that shape the `429` and the response
+//!   to a limiter error (logged through `tracing`).
 //! - **Cluster**: [`Limiter::connect_cluster`]; single-key commands route
 //!   as usual, and [`ClusterRouted`] sends `RL.ALL` straight to its keys'
 //!   node. Keys of one `RL.ALL` share a slot: the limiter's keys
@@ -56,7 +60,24 @@
 //! API chooses to stay up (fail open); a request is denied with `429`, its
 //! `Retry-After` and the `RateLimit` headers. With the `tower` feature,
 //! `middleware::RateLimitLayer` does exactly this for a whole router
-//! (see `examples/axum_api.rs`).
+//! (see `examples/axum_api.rs`):
+//!
+//! ```no_run
+//! # #[cfg(feature = "tower")]
+//! # fn app(limiter: redis_ratelimit_client::Limiter<redis::aio::ConnectionManager>)
+//! # -> Result<axum::Router, Box<dyn std::error::Error>> {
+//! use axum::{body::Body, http::{HeaderName, Method, Request}, routing::get, Router};
+//! use redis_ratelimit_client::middleware::{HeaderKey, NoKey, RateLimitLayer};
+//!
+//! let layer = RateLimitLayer::builder(limiter)
+//!     .namespace("api") // keys rl:api:{<key>}:<limit>
+//!     .key(HeaderKey::new(HeaderName::from_static("x-api-key")))
+//!     .cost(|req: &Request<Body>| if req.method() == Method::POST { 5 } else { 1 })
+//!     .no_key(NoKey::shared("anonymous")) // default: NoKey::Reject (400)
+//!     .build()?;
+//! let app = Router::new().route("/", get(|| async { "hello" })).layer(layer);
+//! # Ok(app) }
+//! ```
 //!
 //! ```no_run
 //! use std::time::Duration;

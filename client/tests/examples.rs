@@ -79,3 +79,81 @@ fn worker_pool_holds_the_partners_quota_and_takes_turns() {
     assert_eq!(per.iter().sum::<u32>(), 10);
     assert!(per.iter().all(|n| *n <= 2), "turns: {per:?}");
 }
+
+/// One HTTP/1.1 GET on a fresh connection: (status, the whole response).
+fn http_get(addr: &str, path: &str, api_key: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nx-api-key: {api_key}\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, raw)
+}
+
+/// Stops the example's process however the test ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn axum_api_limits_per_key_and_answers_429_with_headers() {
+    let s = Server::start();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let _app = Running(
+        Command::new(example("axum_api"))
+            .env("REDIS_URL", s.url())
+            .env("LISTEN", &addr)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let up = std::time::Instant::now();
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(
+            up.elapsed() < std::time::Duration::from_secs(20),
+            "the example did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Bursts of 10 per key: the 11th is a 429 with its headers and body.
+    for _ in 0..10 {
+        let (status, raw) = http_get(&addr, "/", "alice");
+        assert_eq!(status, 200, "{raw}");
+        assert!(
+            raw.to_ascii_lowercase().contains("ratelimit-policy:"),
+            "{raw}"
+        );
+    }
+    let (status, raw) = http_get(&addr, "/", "alice");
+    assert_eq!(status, 429, "{raw}");
+    let lower = raw.to_ascii_lowercase();
+    assert!(
+        lower.contains("retry-after:") && lower.contains("application/problem+json"),
+        "{raw}"
+    );
+    // Another key has its own burst; /bulk weighs 5.
+    assert_eq!(http_get(&addr, "/bulk", "bob").0, 200);
+    assert_eq!(http_get(&addr, "/bulk", "bob").0, 200);
+    assert_eq!(http_get(&addr, "/bulk", "bob").0, 429);
+    // The keys are the layer's namespace's.
+    let mut c = s.connect();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+    assert!(keys.iter().all(|k| k.starts_with("rl:api:")), "{keys:?}");
+}
