@@ -1051,7 +1051,8 @@ def main():
                 block = bench_block.run(block_server, quick=opts.quick, pinning=PINNING,
                                         pin1=pin(1), log=log, seconds=opts.blocking_seconds)
                 block_server.stop()  # flushes the AOF
-                block = bench_block.finish(block, block_dir)
+                block = bench_block.finish(
+                    block, block_dir, keep=os.path.join(ROOT, "target", "bench-block.json"))
             except bench_block.BlockError as e:
                 raise BenchError(f"BLOCK benchmark: {e}")
             block["measure_s"] = time.time() - t0
