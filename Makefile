@@ -55,7 +55,7 @@ test-unit: ## Unit and property tests only (no server)
 bench: ## Criterion benches of the pure algorithms
 	$(CARGO) bench -p redis-ratelimit-core --bench algorithms
 
-bench-server: build ## Server benchmark vs INCR and Lua baselines; writes docs/BENCHMARKS.md (BENCH_ARGS=--callgrind adds instruction counts)
+bench-server: build ## Server benchmark vs INCR and Lua baselines, and BLOCK with 10,000 waiters; writes docs/BENCHMARKS.md (BENCH_ARGS=--callgrind adds instruction counts, --only-blocking only BLOCK)
 	python3 scripts/bench_server.py $(BENCH_ARGS)
 
 lint: ## rustfmt and clippy

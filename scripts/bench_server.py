@@ -14,7 +14,12 @@ generator to core 1) when `taskset` exists. Then, in that one run:
   * memory per key: used_memory delta over N keys created with redis-cli
     --pipe (sliding windows filled to their limit);
   * optionally (--callgrind) instructions per request, with the server under
-    valgrind --tool=callgrind.
+    valgrind --tool=callgrind;
+  * waiting in line (BLOCK, issue 12; scripts/bench_block.py): on a second
+    server with its AOF on, the server CPU per admission with 10,000 clients
+    waiting on 1,000 keys (and 100 on 10) against calls that never wait, and
+    the wake-up delay of each admission, read back from the AOF.
+    `--only-blocking` runs this part alone and rewrites only its section.
 
 It prints one table and the targets of issue 7 as PASS/MISS lines, and writes
 both to docs/BENCHMARKS.md (a --quick smoke run writes nothing unless given
@@ -39,6 +44,8 @@ import sys
 import tempfile
 import threading
 import time
+
+import bench_block
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_MODULE = os.path.join(ROOT, "target", "release", "libredis_ratelimit.so")
@@ -200,8 +207,9 @@ def free_port():
 
 
 class Server:
-    def __init__(self, module, workdir, wrapper=(), ready_timeout=20.0, name="redis"):
+    def __init__(self, module, workdir, wrapper=(), ready_timeout=20.0, name="redis", extra=()):
         self.module = module
+        self.extra = list(extra)
         self.workdir = workdir
         self.wrapper = list(wrapper)
         self.ready_timeout = ready_timeout
@@ -218,7 +226,7 @@ class Server:
                 "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--dir", self.workdir,
                 "--logfile", logfile, "--daemonize", "no",
-                "--loadmodule", self.module] + BENCH_POLICIES
+                "--loadmodule", self.module] + BENCH_POLICIES + self.extra
             # Own session: a Ctrl-C reaches us, and we stop the server.
             self.proc = subprocess.Popen(cmd, cwd=self.workdir, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -820,7 +828,7 @@ WHERE_THE_TIME_GOES = [
 ]
 
 
-def write_doc(path, meta, cases, rows, target_lines, cg, opts, notes):
+def write_doc(path, meta, cases, rows, target_lines, cg, opts, notes, block=None):
     seg = opts.seconds / opts.rounds
     out = []
     out.append("# Server benchmarks\n")
@@ -919,11 +927,15 @@ def write_doc(path, meta, cases, rows, target_lines, cg, opts, notes):
     out.append("")
     out.append("Fewer keys where a filled key is large (the Lua sorted-set logs, RL.SLIDING "
                "at 10,000): the per-key size then dwarfs the hash tables' share.\n")
+    if block:
+        out.extend(bench_block.section(block, meta))
     out.append("## How to reproduce\n")
     out.append("```sh\nmake bench-server                          # builds the release module, "
                "runs everything, rewrites this file\npython3 scripts/bench_server.py --quick   "
                "# a smoke run of 2-3 minutes (prints only)\npython3 scripts/bench_server.py "
-               "--callgrind  # adds instruction counts under valgrind\n```\n")
+               "--callgrind  # adds instruction counts under valgrind\npython3 "
+               "scripts/bench_server.py --only-blocking  # only the BLOCK section (about 100 s), "
+               "rewrites only it\n```\n")
     out.append("Ratios are what to compare across machines; absolute ops/s depend on the CPU and "
                "on what else runs. Run on an idle machine with at least 2 cores.\n")
     out.append("## Notes\n")
@@ -968,14 +980,26 @@ def main():
                     help="comma-separated case names to run (INCR always runs); for development")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--no-throughput", action="store_true")
+    ap.add_argument("--no-blocking", action="store_true",
+                    help="skip the BLOCK measurement (waiters, wake-up delay)")
+    ap.add_argument("--only-blocking", action="store_true",
+                    help="only the BLOCK measurement; rewrites only its section of the report")
+    ap.add_argument("--blocking-seconds", type=float, default=None,
+                    help="timed seconds per BLOCK case (default 15, --quick 3)")
     opts = ap.parse_args()
     opts.rounds = opts.rounds or (1 if opts.quick else 5)
     opts.seconds = opts.seconds or (0.6 if opts.quick else 4.5)
     opts.warmup = not opts.quick
     if opts.quick and opts.callgrind_requests == 50_000:
         opts.callgrind_requests = 20_000
+    if opts.only_blocking:
+        opts.no_throughput = opts.no_memory = True
     output = opts.output or (None if opts.quick or opts.only or opts.no_memory
                              or opts.no_throughput or opts.only_callgrind else DEFAULT_OUTPUT)
+    if opts.only_blocking and not opts.quick:
+        output = opts.output or DEFAULT_OUTPUT  # only its section is rewritten
+    run_blocking = not opts.no_blocking and not opts.only_callgrind and (
+        opts.only_blocking or not opts.only)
 
     for tool in ("redis-server", "redis-cli", "redis-benchmark"):
         if not shutil.which(tool):
@@ -1013,10 +1037,18 @@ def main():
         wanted = {s.strip().lower() for s in opts.only.split(",")}
         cases = [c for c in cases if c.name in ("INCR",) or c.name.lower() in wanted]
     results, mem, cg, notes, phases = {}, {}, {}, [], []
+    block = None
     workdir = tempfile.mkdtemp(prefix="rl-bench-")
     server = Server(opts.module, workdir)
+    # The BLOCK server's AOF goes to tmpfs where there is one: the disk is not
+    # what is measured (a write stalled by a busy disk would stall the server).
+    shm = "/dev/shm"
+    block_dir = (os.path.join(tempfile.mkdtemp(prefix="rl-bench-block-", dir=shm), "block")
+                 if os.path.isdir(shm) and os.access(shm, os.W_OK)
+                 else os.path.join(workdir, "block"))
+    block_server = Server(opts.module, block_dir, name="block", extra=bench_block.SERVER_ARGS)
     try:
-        if not opts.only_callgrind:
+        if not opts.only_callgrind and not opts.only_blocking:
             server.start()
             log(f"redis-server on 127.0.0.1:{server.port} (pid {server.proc.pid}), dir {workdir}")
             for case in cases:
@@ -1042,9 +1074,29 @@ def main():
             t0 = time.time()
             cg = run_callgrind(opts.module, workdir, opts)
             phases.append(f"callgrind {time.time() - t0:.0f} s")
+        if run_blocking:
+            log("== waiting in line (BLOCK)")
+            t0 = time.time()
+            os.makedirs(block_dir)
+            block_server.start()
+            log(f"redis-server on 127.0.0.1:{block_server.port} (pid {block_server.proc.pid}), "
+                f"dir {block_dir}, AOF on")
+            try:
+                block = bench_block.run(block_server, quick=opts.quick, pinning=PINNING,
+                                        pin1=pin(1), log=log, seconds=opts.blocking_seconds)
+                block_server.stop()  # flushes the AOF
+                block = bench_block.finish(
+                    block, block_dir, keep=os.path.join(ROOT, "target", "bench-block.json"))
+            except bench_block.BlockError as e:
+                raise BenchError(f"BLOCK benchmark: {e}")
+            block["measure_s"] = time.time() - t0
+            phases.append(f"blocking {block['measure_s']:.0f} s")
     finally:
         server.stop()
+        block_server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+        if not block_dir.startswith(workdir):
+            shutil.rmtree(os.path.dirname(block_dir), ignore_errors=True)
 
     if file_digest(opts.module) != digest:
         log("WARNING: the module file changed during the run (rebuilt?): rerun for clean numbers")
@@ -1061,7 +1113,7 @@ def main():
             meta["windows"][(name, p)] = res["window"]
 
     rows = table_rows(cases, results, mem)
-    target_lines = targets(results, mem, cg)
+    target_lines = targets(results, mem, cg) if not opts.only_blocking else []
     print()
     if rows:
         print(text_table(rows))
@@ -1073,10 +1125,20 @@ def main():
         print()
     for line in target_lines:
         print(line)
+    if block:
+        print()
+        for line in bench_block.summary_lines(block):
+            print(line)
     print(f"\nwhole run: {meta['duration']:.0f} s ({meta['phases']}); load average {meta['load_before']} -> "
           f"{meta['load_after']}")
-    if output:
-        write_doc(output, meta, cases, rows, target_lines, cg, opts, notes)
+    if output and opts.only_blocking:
+        if block:
+            if not os.path.exists(output):
+                raise BenchError(f"{output} does not exist: run the whole benchmark first")
+            bench_block.splice(output, bench_block.section(block, meta))
+            print(f"rewrote the BLOCK section of {os.path.relpath(output, os.getcwd())}")
+    elif output:
+        write_doc(output, meta, cases, rows, target_lines, cg, opts, notes, block)
         print(f"wrote {os.path.relpath(output, os.getcwd())}")
 
 
