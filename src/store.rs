@@ -155,9 +155,6 @@ fn counted(created: bool, count: &AtomicI64) {
 /// Never fails: the key was opened and its type checked by [`load`].
 #[inline]
 pub fn write(key: &mut Key<'_>, effect: &Effect) {
-    if !matches!(effect, Effect::None | Effect::Clear | Effect::Lockout(_)) {
-        unlock(key);
-    }
     match effect {
         Effect::None => {}
         Effect::Bucket(tat) => {
@@ -166,13 +163,17 @@ pub fn write(key: &mut Key<'_>, effect: &Effect) {
             key.expire_at(expiry_ms(*tat));
         }
         Effect::Fixed { counter, new_end } => {
-            counted(key.set_inline(&FIXED, nonzero(counter.count)), &KEYS_FIXED);
-            // Within a window the expiry stays what it was.
-            if *new_end {
+            // Within a window the expiry stays what it was, unless the key
+            // held another value (a lock that ended): replacing it dropped
+            // the expiry.
+            let replaced = key.set_inline(&FIXED, nonzero(counter.count));
+            counted(replaced, &KEYS_FIXED);
+            if *new_end || replaced {
                 key.expire_at(counter.end_ms);
             }
         }
         Effect::WindowAdd(u) => {
+            unlock_unless(key, &WINDOW);
             let last = match key.boxed_mut(&WINDOW) {
                 Some(log) => {
                     log.apply(u);
@@ -188,6 +189,7 @@ pub fn write(key: &mut Key<'_>, effect: &Effect) {
             key.expire_at(window_expiry_ms(last, u.span_us));
         }
         Effect::WindowRefund(r) => {
+            unlock_unless(key, &WINDOW);
             let Some(log) = key.boxed_mut(&WINDOW) else {
                 return;
             };
@@ -200,6 +202,7 @@ pub fn write(key: &mut Key<'_>, effect: &Effect) {
             }
         }
         Effect::Lease(op) => {
+            unlock_unless(key, &LEASES);
             let last = match key.boxed_mut(&LEASES) {
                 Some(leases) => {
                     leases.apply(op);
@@ -262,6 +265,16 @@ fn current(key: &Key<'_>) -> Owned {
             }
         }
         Read::Nothing | Read::Other => Owned::Empty,
+    }
+}
+
+/// Before an effect that changes the value in place (a log, leases): if
+/// the key does not hold `t` (new, or locked), puts a lock's state back.
+/// Bucket and fixed-window effects replace the value whole: no need.
+#[inline]
+fn unlock_unless<T>(key: &mut Key<'_>, t: &BoxedType<T>) {
+    if key.boxed_mut(t).is_none() {
+        unlock(key);
     }
 }
 
