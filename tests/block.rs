@@ -8,6 +8,8 @@
 //! decided on the server's clock; the tests read them back from the AOF.
 #![cfg(test)]
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -111,8 +113,17 @@ fn run_workers(
     n: usize,
 ) -> (Vec<usize>, Stalls) {
     let mut c = s.connect();
-    let end_us = server_us(&mut c) + secs * 1_000_000;
-    let probe = thread::spawn(move || stalls_until(end_us));
+    let start_us = server_us(&mut c);
+    let end_us = start_us + secs * 1_000_000;
+    // The server's clock may differ from this machine's (make test-future
+    // runs it a year ahead): the probe keeps this machine's clock and
+    // reports its stalls on the server's.
+    let offset = start_us as i64 - wall_us() as i64;
+    let stop = Arc::new(AtomicBool::new(false));
+    let probe = {
+        let stop = stop.clone();
+        thread::spawn(move || stalls_until(&stop, offset))
+    };
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     for _ in 0..n {
         assert_eq!(ints(&mut c, &a).unwrap()[0], 1);
@@ -140,13 +151,14 @@ fn run_workers(
         })
         .collect();
     let per_worker = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    stop.store(true, Ordering::Relaxed);
     (per_worker, probe.join().unwrap())
 }
 
-/// Intervals (µs, the machine's wall clock, which the server's is) when a
-/// thread that asked to sleep 1 ms woke more than 3 ms later: the machine
-/// stalled (another process, the hypervisor), and so could the server. An
-/// admission late across such a stall tells nothing about the module.
+/// Intervals (µs, on the server's clock) when a thread that asked to sleep
+/// 1 ms woke more than 3 ms later: the machine stalled (another process,
+/// the hypervisor), and so could the server. An admission late across such
+/// a stall tells nothing about the module.
 type Stalls = Vec<(u64, u64)>;
 
 fn wall_us() -> u64 {
@@ -156,19 +168,20 @@ fn wall_us() -> u64 {
         .as_micros() as u64
 }
 
-fn stalls_until(end_us: u64) -> Stalls {
+/// Watches this machine's clock until `stop`; `offset` (µs) turns its
+/// instants into the server's.
+fn stalls_until(stop: &AtomicBool, offset: i64) -> Stalls {
+    let server = |t: u64| t.saturating_add_signed(offset);
     let mut out = vec![];
-    loop {
+    while !stop.load(Ordering::Relaxed) {
         let before = wall_us();
-        if before >= end_us {
-            return out;
-        }
         thread::sleep(std::time::Duration::from_millis(1));
         let after = wall_us();
-        if after - before > 3_000 {
-            out.push((before, after));
+        if after.saturating_sub(before) > 3_000 {
+            out.push((server(before), server(after)));
         }
     }
+    out
 }
 
 /// The checks of both fairness tests, on admission instants `at` (µs) for
