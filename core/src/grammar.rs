@@ -56,12 +56,13 @@ impl<'a, 'w, W: Words<'a> + ?Sized> Cursor<'w, W> {
         self.pos
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn done(&self) -> bool {
         self.pos >= self.words.count()
     }
 
     /// Steps back over the word just read.
+    #[inline(always)]
     pub fn back(&mut self) {
         self.pos = self.pos.saturating_sub(1);
     }
@@ -72,7 +73,7 @@ impl<'a, 'w, W: Words<'a> + ?Sized> Cursor<'w, W> {
     }
 
     /// The next word, or `err` at the end.
-    #[inline]
+    #[inline(always)]
     pub fn next_or(&mut self, err: CmdError) -> Result<&'a [u8], CmdError> {
         let w = self.words.word(self.pos).ok_or(err)?;
         self.pos += 1;
@@ -80,6 +81,7 @@ impl<'a, 'w, W: Words<'a> + ?Sized> Cursor<'w, W> {
     }
 
     /// The next word; the end is a syntax error.
+    #[inline(always)]
     pub fn next_word(&mut self) -> Result<&'a [u8], CmdError> {
         self.next_or(error::SYNTAX)
     }
@@ -195,14 +197,27 @@ impl Kind {
                     .map(|us| Value::Fixed(WindowArg::Millis(us / 1000))),
             },
             Kind::Zone => Some(Value::Zone(word)),
-            Kind::Timeout => parse_u64(word)
-                .filter(|ms| *ms <= MAX_BLOCK_MS)
-                .map(Value::Int),
-            Kind::Lease => positive().and_then(|d| match d.scaled_exact(9) {
-                Some(Scaled::Value(ns)) if (1..=MAX_LEASE_NS).contains(&ns) => Some(Value::Int(ns)),
-                _ => None,
-            }),
+            // Out of line: kept small, the match folds away in each
+            // command's specialized reading (its loop over params unrolls).
+            Kind::Timeout => timeout(word),
+            Kind::Lease => lease(word),
         }
+    }
+}
+
+#[inline(never)]
+fn timeout(word: &[u8]) -> Option<Value<'_>> {
+    parse_u64(word)
+        .filter(|ms| *ms <= MAX_BLOCK_MS)
+        .map(Value::Int)
+}
+
+#[inline(never)]
+fn lease(word: &[u8]) -> Option<Value<'_>> {
+    let d = Decimal::parse(word).filter(|d| !d.is_zero())?;
+    match d.scaled_exact(9) {
+        Some(Scaled::Value(ns)) if (1..=MAX_LEASE_NS).contains(&ns) => Some(Value::Int(ns)),
+        _ => None,
     }
 }
 
