@@ -46,45 +46,6 @@ const AOF: &[&str] = &[
     "always",
 ];
 
-/// Every command in the server's AOF, in order, as argument lists.
-fn aof_commands(dir: &std::path::Path) -> Vec<Vec<Vec<u8>>> {
-    let d = dir.join("appendonlydir");
-    let mut files: Vec<_> = std::fs::read_dir(&d)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".aof"))
-        .collect();
-    files.sort();
-    let mut out = Vec::new();
-    for f in files {
-        let b = std::fs::read(&f).unwrap();
-        let mut i = 0;
-        let line = |i: &mut usize| -> Vec<u8> {
-            let start = *i;
-            while b[*i] != b'\r' {
-                *i += 1;
-            }
-            let l = b[start..*i].to_vec();
-            *i += 2;
-            l
-        };
-        while i < b.len() {
-            let head = line(&mut i);
-            assert_eq!(head[0], b'*', "{}: not RESP", f.display());
-            let n: usize = std::str::from_utf8(&head[1..]).unwrap().parse().unwrap();
-            let mut args = Vec::with_capacity(n);
-            for _ in 0..n {
-                let len = line(&mut i);
-                let len: usize = std::str::from_utf8(&len[1..]).unwrap().parse().unwrap();
-                args.push(b[i..i + len].to_vec());
-                i += len + 2;
-            }
-            out.push(args);
-        }
-    }
-    out
-}
-
 /// The admission instants (µs, server clock) of every RL.WINDOWADD on `key`.
 fn admissions(dir: &std::path::Path, key: &str) -> Vec<u64> {
     aof_commands(dir)

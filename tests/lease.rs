@@ -30,45 +30,15 @@ fn ints(c: &mut redis::Connection, args: &[&str]) -> Result<Vec<i64>, String> {
 
 /// Every RL.LEASE op on `key` in the AOF: (tag, now ns, id, expires ns).
 fn lease_ops(dir: &std::path::Path, key: &str) -> Vec<(u8, u64, u64, u64)> {
-    let d = dir.join("appendonlydir");
-    let mut files: Vec<_> = std::fs::read_dir(&d)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".incr.aof"))
-        .collect();
-    files.sort();
-    let mut out = Vec::new();
-    for f in files {
-        let b = std::fs::read(&f).unwrap();
-        let mut i = 0;
-        let line = |i: &mut usize| -> usize {
-            let start = *i;
-            while b[*i] != b'\r' {
-                *i += 1;
-            }
-            let n = std::str::from_utf8(&b[start + 1..*i])
-                .unwrap()
-                .parse()
-                .unwrap();
-            *i += 2;
-            n
-        };
-        while i < b.len() {
-            let n = line(&mut i);
-            let mut args: Vec<Vec<u8>> = Vec::with_capacity(n);
-            for _ in 0..n {
-                let len = line(&mut i);
-                args.push(b[i..i + len].to_vec());
-                i += len + 2;
-            }
-            if args[0].eq_ignore_ascii_case(b"RL.LEASE") && args[1] == key.as_bytes() {
-                let p = &args[2];
-                let u = |at: usize| u64::from_le_bytes(p[at..at + 8].try_into().unwrap());
-                out.push((p[0], u(1), u(9), u(17)));
-            }
-        }
-    }
-    out
+    aof_commands(dir)
+        .into_iter()
+        .filter(|a| a[0].eq_ignore_ascii_case(b"RL.LEASE") && a[1] == key.as_bytes())
+        .map(|a| {
+            let p = &a[2];
+            let u = |at: usize| u64::from_le_bytes(p[at..at + 8].try_into().unwrap());
+            (p[0], u(1), u(9), u(17))
+        })
+        .collect()
 }
 
 /// Lease intervals [start, end) on the server's clock, from its ops: a

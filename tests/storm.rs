@@ -670,47 +670,13 @@ fn decision_len(role: Role, v: &[Vec<u8>]) -> Result<usize, String> {
 /// Real calls of the internal commands, by upper-case name.
 type Seeds = std::collections::HashMap<String, Vec<Vec<Vec<u8>>>>;
 
-/// The commands of a RESP command stream (an AOF without RDB preamble),
-/// up to the first thing that is not one.
-fn parse_resp_commands(b: &[u8]) -> Vec<Vec<Vec<u8>>> {
-    fn int_line(b: &[u8], at: &mut usize, prefix: u8) -> Option<usize> {
-        if *b.get(*at)? != prefix {
-            return None;
-        }
-        let end = *at + b.get(*at..)?.windows(2).position(|w| w == b"\r\n")?;
-        let n = std::str::from_utf8(b.get(*at + 1..end)?)
-            .ok()?
-            .parse()
-            .ok()?;
-        *at = end + 2;
-        Some(n)
-    }
-    let mut out = vec![];
-    let mut at = 0;
-    'commands: while let Some(n) = int_line(b, &mut at, b'*') {
-        let mut argv = vec![];
-        for _ in 0..n {
-            let Some(len) = int_line(b, &mut at, b'$') else {
-                break 'commands;
-            };
-            let Some(arg) = b.get(at..at + len) else {
-                break 'commands;
-            };
-            argv.push(arg.to_vec());
-            at += len + 2;
-        }
-        out.push(argv);
-    }
-    out
-}
-
 /// Every call of an internal command in the server's AOF files.
 fn harvest_internal_calls(server: &Server, internal: &[String]) -> Seeds {
     let mut seeds = Seeds::new();
     let dir = server.dir.join("appendonlydir");
     for entry in std::fs::read_dir(&dir).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        for argv in parse_resp_commands(&bytes) {
+        for argv in resp_commands(&bytes) {
             let name = String::from_utf8_lossy(&argv[0]).to_ascii_uppercase();
             if internal.contains(&name) {
                 let calls = seeds.entry(name).or_default();

@@ -77,3 +77,53 @@ pub fn assert_state_survives_everything(master: Server, replica: &Server) -> usi
     );
     keys
 }
+
+/// The commands in RESP bytes (an AOF), each as its arguments; stops at
+/// the first thing that is not a whole command (a truncated tail).
+pub fn resp_commands(b: &[u8]) -> Vec<Vec<Vec<u8>>> {
+    fn int_line(b: &[u8], at: &mut usize, prefix: u8) -> Option<usize> {
+        if *b.get(*at)? != prefix {
+            return None;
+        }
+        let end = *at + b.get(*at..)?.windows(2).position(|w| w == b"\r\n")?;
+        let n = std::str::from_utf8(b.get(*at + 1..end)?)
+            .ok()?
+            .parse()
+            .ok()?;
+        *at = end + 2;
+        Some(n)
+    }
+    let mut out = vec![];
+    let mut at = 0;
+    'commands: while let Some(n) = int_line(b, &mut at, b'*') {
+        let mut argv = vec![];
+        for _ in 0..n {
+            let Some(len) = int_line(b, &mut at, b'$') else {
+                break 'commands;
+            };
+            let Some(arg) = b.get(at..at + len) else {
+                break 'commands;
+            };
+            argv.push(arg.to_vec());
+            at += len + 2;
+        }
+        out.push(argv);
+    }
+    out
+}
+
+/// Every command in the AOF files of the server whose directory is `dir`
+/// (Redis 7's multi-part AOF: base, then increments, in file-name order).
+pub fn aof_commands(dir: &std::path::Path) -> Vec<Vec<Vec<u8>>> {
+    let d = dir.join("appendonlydir");
+    let mut files: Vec<_> = std::fs::read_dir(&d)
+        .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".aof"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| resp_commands(&std::fs::read(f).unwrap()))
+        .collect()
+}
