@@ -399,7 +399,7 @@ fn leases_replicate_and_persist_byte_identical_and_memory_is_per_live_lease() {
     let usage = |m: &mut redis::Connection, n: usize| -> i64 {
         let key = format!("mem{n}");
         for _ in 0..n {
-            ints(m, &["RL.ACQUIRE", &key, "100000", "600"]).unwrap();
+            ints(m, &["RL.ACQUIRE", &key, "10000", "600"]).unwrap();
         }
         int(m, &["MEMORY", "USAGE", &key])
     };
