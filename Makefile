@@ -25,6 +25,7 @@ run: build ## Start redis-server on 127.0.0.1:$(PORT) with the module loaded (fo
 
 test: deps ## Build and run every test: unit, property, integration against real servers
 	./scripts/test-deps.sh
+	./scripts/check-proptest-regressions.sh
 	$(CARGO) build --release --lib
 	$(CARGO) build --lib --features test-hooks
 	$(CARGO) test -p redis-ratelimit-core
