@@ -4,6 +4,8 @@
 PORT ?= 6379
 CARGO ?= cargo
 MODULE := target/release/libredis_ratelimit.so
+# How long `make test` soaks (`make soak` runs the full minute).
+TEST_SOAK_SECS ?= 20
 TEST_MODULE := target/debug/libredis_ratelimit.so
 
 .DEFAULT_GOAL := help
@@ -30,6 +32,7 @@ test: deps ## Build and run every test: unit, property, integration against real
 	$(CARGO) build --lib --features test-hooks
 	$(CARGO) test -p redis-ratelimit-core
 	$(CARGO) test -p redis-ratelimit --features test-hooks
+	RL_SOAK_SECS=$(TEST_SOAK_SECS) $(CARGO) test -p redis-ratelimit --features test-hooks --test soak -- --ignored --nocapture
 	$(CARGO) test -p redis-ratelimit-testkit
 	$(CARGO) test -p redis-ratelimit-client --all-features
 
@@ -45,7 +48,7 @@ test-future: deps ## The module's and the client's integration suites with the s
 test-clients: build ## Every snippet of docs/CLIENTS.md on a real server: redis-py and node-redis, RESP2 and RESP3 (installs both into target/)
 	./scripts/test-clients.sh
 
-soak: deps ## Long soak tests (minutes; not part of make test)
+soak: deps ## The soak for a minute (RL_SOAK_SECS to change; make test runs it for $(TEST_SOAK_SECS) s)
 	$(CARGO) build --lib --features test-hooks
 	$(CARGO) test --features test-hooks --test soak -- --ignored --nocapture
 
