@@ -333,15 +333,13 @@ async fn waiting_without_a_limiter() {
 async fn calendar_windows_through_the_limiter() {
     let s = Server::start();
     // The partner's quota: 10 a minute and 500 a day (New York days).
+    let day = FixedWindow::calendar(500, redis_ratelimit_client::CalendarUnit::Day)
+        .unwrap()
+        .in_time_zone("America/New_York")
+        .unwrap();
     let limits = Limits::builder()
         .limit("minute", SlidingWindow::new(10, S(60)).unwrap())
-        .limit(
-            "day",
-            FixedWindow::calendar(500, redis_ratelimit_client::CalendarUnit::Day)
-                .unwrap()
-                .in_time_zone("America/New_York")
-                .unwrap(),
-        )
+        .limit("day", day.clone())
         .build()
         .unwrap();
     let limiter = Limiter::new(
@@ -349,27 +347,32 @@ async fn calendar_windows_through_the_limiter() {
         limits,
         FailurePolicy::FailClosed,
     );
-    for _ in 0..10 {
-        assert!(
-            limiter
-                .wait("partner", S(1))
-                .await
-                .unwrap()
-                .decision
-                .allowed
-        );
-    }
-    let v = limiter.check("partner").await.unwrap();
-    assert_eq!((v.decision.allowed, v.binding), (false, 0));
-    let day = redis_ratelimit_client::FixedWindow::calendar(
-        500,
-        redis_ratelimit_client::CalendarUnit::Day,
-    )
-    .unwrap()
-    .in_time_zone("America/New_York")
-    .unwrap();
     let mut mux = support::multiplexed(&s).await;
-    let d = mux.fixed("rl:{partner}:day", &day, 0).await.unwrap();
-    assert_eq!(d.remaining, 490);
-    assert!(d.reset_after <= S(86_400 + 3600));
+    // A unit of a probe key with the same day, before and after: its reply
+    // says how long the server's New York day has left. If that grew, a
+    // New York midnight passed during the calls (on the server's clock)
+    // and the day's count started over: run again on fresh keys (the next
+    // midnight is a day away).
+    for attempt in 0..2 {
+        let caller = format!("partner{attempt}");
+        let left_before = mux.fixed("day-probe", &day, 1).await.unwrap().reset_after;
+        for _ in 0..10 {
+            assert!(limiter.wait(&caller, S(1)).await.unwrap().decision.allowed);
+        }
+        let v = limiter.check(&caller).await.unwrap();
+        assert_eq!((v.decision.allowed, v.binding), (false, 0));
+        let d = mux
+            .fixed(&format!("rl:{{{caller}}}:day"), &day, 0)
+            .await
+            .unwrap();
+        let left_after = mux.fixed("day-probe", &day, 1).await.unwrap().reset_after;
+        if left_after > left_before {
+            eprintln!("a New York day ended during the calls: again on fresh keys");
+            continue;
+        }
+        assert_eq!(d.remaining, 490);
+        assert!(d.reset_after <= S(86_400 + 3600));
+        return;
+    }
+    panic!("a New York day ended during each of two runs of a few milliseconds");
 }
