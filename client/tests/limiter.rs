@@ -362,7 +362,7 @@ async fn calendar_windows_through_the_limiter() {
         let v = limiter.check(&caller).await.unwrap();
         assert_eq!((v.decision.allowed, v.binding), (false, 0));
         let d = mux
-            .fixed(&format!("rl:{{{caller}}}:day"), &day, 0)
+            .fixed(format!("rl:{{{caller}}}:day"), &day, 0)
             .await
             .unwrap();
         let left_after = mux.fixed("day-probe", &day, 1).await.unwrap().reset_after;
