@@ -107,6 +107,13 @@ impl Limiter {
         Ok(self)
     }
 
+    /// The most keys the fallback keeps in this process (see
+    /// [`crate::Limiter::with_fallback_keys`]).
+    pub fn with_fallback_keys(mut self, max_keys: usize) -> Self {
+        self.config.fallback_keys = max_keys.max(1);
+        self
+    }
+
     /// Called with the new [`Health`] each time it changes.
     pub fn on_health_change(mut self, hook: impl Fn(Health) + Send + Sync + 'static) -> Self {
         self.config.on_health = Some(Arc::new(hook));

@@ -200,7 +200,7 @@ pub use error::{Error, PolicyError};
 pub use limiter::{
     check_policy, policies_everywhere, store_policy, Acquired, FailurePolicy, Health, Lease,
     Limiter, LimiterConnection, Reconnecting, BACK_TO_REDIS, CONNECT_TIMEOUT, DEFAULT_COOLDOWN,
-    DEFAULT_PREFIX, DEFAULT_TIMEOUT, RECONNECT_MAX_DELAY,
+    DEFAULT_FALLBACK_KEYS, DEFAULT_PREFIX, DEFAULT_TIMEOUT, RECONNECT_MAX_DELAY,
 };
 pub use local::Share;
 pub use policy::{

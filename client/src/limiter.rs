@@ -66,10 +66,12 @@ pub enum FailurePolicy {
     /// window stays an exact sliding window, a calendar day still resets at
     /// local midnight, a named policy keeps its SHADOW and LOCKOUT rules,
     /// several limits are still all or nothing. The quota is shared as
-    /// `Share` says. Its state starts empty and is forgotten when Redis is
-    /// back: units taken during the outage are not known to Redis, so
-    /// across an outage's start or end (and with `Share::Whole`, across
-    /// processes) up to one more quota can get through.
+    /// `Share` says. Its state starts empty, each key's kept until it is
+    /// fresh again, at most [`DEFAULT_FALLBACK_KEYS`] keys (see
+    /// [`Limiter::with_fallback_keys`]: new keys are denied when full).
+    /// Units taken during the outage are not known to Redis, so across an
+    /// outage's start or end (and with `Share::Whole`, across processes) up
+    /// to one more quota can get through.
     Fallback(Share),
 }
 
@@ -80,6 +82,12 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(100);
 pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(1);
 /// The key prefix.
 pub const DEFAULT_PREFIX: &str = "rl:";
+/// The most keys (one per limit and caller key) the in-process fallback
+/// keeps while Redis is away, unless [`Limiter::with_fallback_keys`] says
+/// otherwise. A key costs about 150 bytes plus its name, and a sliding
+/// window's a few bytes more per unit in its window: some 10 MB for
+/// 50,000 keys of small limits.
+pub const DEFAULT_FALLBACK_KEYS: usize = 50_000;
 /// A connection attempt of [`Limiter::connect`] gives up after this.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// The longest pause between reconnection attempts of [`Limiter::connect`].
@@ -172,6 +180,8 @@ pub(crate) struct Config {
     pub(crate) cooldown: Duration,
     pub(crate) failure: FailurePolicy,
     pub(crate) on_health: Option<Arc<dyn Fn(Health) + Send + Sync>>,
+    /// The most keys the fallback keeps.
+    pub(crate) fallback_keys: usize,
 }
 
 /// Whether the server takes `BLOCK` (older modules answer `ERR syntax
@@ -260,6 +270,7 @@ impl Config {
             cooldown: DEFAULT_COOLDOWN,
             failure,
             on_health: None,
+            fallback_keys: DEFAULT_FALLBACK_KEYS,
         }
     }
 
@@ -418,7 +429,15 @@ impl Config {
                     })
                     .collect();
                 specs
-                    .and_then(|specs| shared.local().decide(keys, &specs, request, wall_clock()))
+                    .and_then(|specs| {
+                        shared.local().decide(
+                            keys,
+                            &specs,
+                            request,
+                            wall_clock(),
+                            self.fallback_keys,
+                        )
+                    })
                     .unwrap_or_else(|| {
                         AllDecision::new(
                             Decision::local(
@@ -658,6 +677,20 @@ impl<C: LimiterConnection> Limiter<C> {
     pub fn with_prefix(mut self, prefix: &str) -> Result<Self, PolicyError> {
         self.config.set_prefix(prefix)?;
         Ok(self)
+    }
+
+    /// The most keys (one per limit and caller key) the
+    /// [`FailurePolicy::Fallback`] keeps in this process while Redis is away
+    /// (default [`DEFAULT_FALLBACK_KEYS`]; at least 1), so random keys sent
+    /// during an outage cannot grow the application's memory. A key is
+    /// forgotten only when its state is fresh again; a key still counting
+    /// is never evicted (that would reset its limit). When the map is full,
+    /// a call that would add a key is denied (`Source::Fallback`, with a
+    /// `retry_after` of when a key may be fresh again); callers already
+    /// known carry on.
+    pub fn with_fallback_keys(mut self, max_keys: usize) -> Self {
+        self.config.fallback_keys = max_keys.max(1);
+        self
     }
 
     /// Called with the new [`Health`] each time it changes: Redis stopped

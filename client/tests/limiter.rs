@@ -376,3 +376,30 @@ async fn calendar_windows_through_the_limiter() {
     }
     panic!("a New York day ended during each of two runs of a few milliseconds");
 }
+
+/// Random keys while Redis is away cannot grow the application's memory:
+/// the fallback keeps at most its cap of keys, denies new ones when full,
+/// and the callers it knows carry on under their own limits.
+#[tokio::test]
+async fn the_fallback_keeps_at_most_its_cap_of_keys() {
+    // No server at all: the fallback decides every call.
+    let client = redis::Client::open("redis://127.0.0.1:1/").unwrap();
+    let limiter = Limiter::connect(
+        &client,
+        three_a_minute(),
+        FailurePolicy::Fallback(Share::Whole),
+    )
+    .unwrap()
+    .with_fallback_keys(100);
+    for i in 0..100 {
+        let d = limiter.check(&format!("user{i}")).await.unwrap().decision;
+        assert_eq!((d.allowed, d.source), (true, Source::Fallback));
+    }
+    let d = limiter.check("someone-new").await.unwrap().decision;
+    assert_eq!((d.allowed, d.source), (false, Source::Fallback));
+    assert!(d
+        .retry_after
+        .is_some_and(|r| r > Duration::ZERO && r <= S(60)));
+    let d = limiter.check("user0").await.unwrap().decision;
+    assert_eq!((d.allowed, d.remaining), (true, 1));
+}
