@@ -228,14 +228,14 @@ impl Limiter {
     ) -> Result<AllDecision, Error> {
         let request = without_block(request);
         let keys = self.config.keys(key)?;
-        let deadline = Instant::now() + wait.max_wait();
+        let deadline = crate::wait::std_deadline_after(wait.max_wait());
         if request.mode() == Mode::Consume
             && self.shared.block.load(Ordering::Relaxed) != 2
             && !self.config.skipping_redis(&self.shared)
         {
             let left = deadline.saturating_duration_since(Instant::now());
             let cmd = self.config.command(&keys, request.block(left));
-            match self.send(&cmd, left + BLOCK_SLACK) {
+            match self.send(&cmd, left.saturating_add(BLOCK_SLACK)) {
                 Ok(v) => {
                     self.shared.block.store(1, Ordering::Relaxed);
                     self.config.mark_up(&self.shared);

@@ -785,7 +785,7 @@ impl<C: LimiterConnection> Limiter<C> {
     ) -> Result<AllDecision, Error> {
         let request = without_block(request);
         let keys = self.config.keys(key)?;
-        let deadline = tokio::time::Instant::now() + wait.max_wait();
+        let deadline = crate::wait::deadline_after(wait.max_wait());
         if request.mode() == Mode::Consume {
             if let Some(d) = self.wait_in_server(&keys, request, deadline).await? {
                 return d;
@@ -835,7 +835,8 @@ impl<C: LimiterConnection> Limiter<C> {
             return Ok(None);
         };
         let cmd = self.config.command(keys, request.block(left));
-        let reply = tokio::time::timeout(left + BLOCK_SLACK, send(&mut conn, &cmd)).await;
+        let reply =
+            tokio::time::timeout(left.saturating_add(BLOCK_SLACK), send(&mut conn, &cmd)).await;
         let d = match reply {
             Ok(Ok(v)) => {
                 waits.put(conn);

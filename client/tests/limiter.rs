@@ -13,7 +13,7 @@ use redis_ratelimit_client::{
     AsyncRateLimitCommands, Error, FailurePolicy, FixedWindow, Limiter, Limits, Request, Share,
     SlidingWindow, Source, TokenBucket,
 };
-use redis_ratelimit_testkit::{clock_start, int, set_clock, Server};
+use redis_ratelimit_testkit::{clock_start, info_int, int, set_clock, wait_until, Server};
 
 const S: fn(u64) -> Duration = Duration::from_secs;
 const MS: fn(u64) -> Duration = Duration::from_millis;
@@ -402,4 +402,60 @@ async fn the_fallback_keeps_at_most_its_cap_of_keys() {
         .is_some_and(|r| r > Duration::ZERO && r <= S(60)));
     let d = limiter.check("user0").await.unwrap().decision;
     assert_eq!((d.allowed, d.remaining), (true, 1));
+}
+
+/// A wait of any length is an answer, never a panic (`Instant::now() +
+/// max_wait` overflowed for a huge `max_wait`): through the limiter (in
+/// line inside the server, and polling), the blocking limiter, and a plain
+/// `Wait`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_wait_is_waited_not_a_panic() {
+    let s = Server::start();
+    let client = redis::Client::open(s.url()).unwrap();
+    let inside = Limiter::connect(&client, three_a_minute(), FailurePolicy::FailClosed).unwrap();
+    let polling = Limiter::new(
+        support::manager(&s).await,
+        three_a_minute(),
+        FailurePolicy::FailClosed,
+    )
+    .with_prefix("poll:")
+    .unwrap();
+    for l in [&inside, &polling] {
+        let d = l.wait("k", Duration::MAX).await.unwrap();
+        assert!(d.decision.allowed);
+    }
+    // One that waits in line (BLOCK) until a refund frees a unit.
+    for _ in 0..3 {
+        assert!(inside.check("full").await.unwrap().decision.allowed);
+    }
+    let waiter = inside.clone();
+    let w = tokio::spawn(async move { waiter.wait("full", Duration::MAX).await });
+    let mut c = s.connect();
+    assert!(wait_until(10, || info_int(
+        &mut c,
+        "ratelimit",
+        "ratelimit_waiters"
+    ) == 1));
+    inside.refund("full", 1).await.unwrap();
+    assert!(w.await.unwrap().unwrap().decision.allowed);
+    let d = Wait::up_to(Duration::MAX)
+        .until_allowed(|| {
+            let l = inside.clone();
+            async move { l.check("k").await }
+        })
+        .await
+        .unwrap();
+    assert!(d.decision.allowed);
+    let blocking = redis_ratelimit_client::blocking::Limiter::connect(
+        &client,
+        three_a_minute(),
+        FailurePolicy::FailClosed,
+    )
+    .with_prefix("blocking:")
+    .unwrap();
+    let d = tokio::task::spawn_blocking(move || blocking.wait("k", Duration::MAX))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(d.decision.allowed);
 }
