@@ -319,6 +319,15 @@ impl Config {
         }
     }
 
+    /// The Redis key and lease time of the CONCURRENCY limit for caller
+    /// `key` (empty and zero if the set has none).
+    pub(crate) fn lease_of(&self, key: &str) -> (String, Duration) {
+        let keys = self.keys(key).unwrap_or_default();
+        self.lease_limit(&keys)
+            .map(|(k, l)| (k.clone(), l.policy().window()))
+            .unwrap_or_default()
+    }
+
     /// The key and limit of the CONCURRENCY limit, if the set has one.
     pub(crate) fn lease_limit<'a>(&'a self, keys: &'a [String]) -> Option<(&'a String, &'a Limit)> {
         keys.iter()
@@ -873,7 +882,9 @@ impl<C: LimiterConnection> Limiter<C> {
 
     /// Takes a slot of the limits' CONCURRENCY limit (and a unit of every
     /// other limit, all or nothing) for `key`: a [`Lease`] that gives the
-    /// slot back when dropped, or the denial.
+    /// slot back when dropped, or the denial. Every admission is a lease:
+    /// one that holds no slot (FailOpen, a SHADOW policy over a full limit)
+    /// has id 0 (see [`Lease::id`]).
     pub async fn acquire(&self, key: &str) -> Result<Acquired<C>, Error> {
         let d = self.check_with(key, Request::new(1)).await?;
         Ok(self.acquired(key, d))
@@ -889,24 +900,23 @@ impl<C: LimiterConnection> Limiter<C> {
         }
     }
 
+    /// An allowed decision is a lease, with or without a slot (see
+    /// [`Lease::id`]): "allowed, lease id 0" is an admission, never a
+    /// denial.
     fn acquired(&self, key: &str, d: AllDecision) -> Acquired<C> {
-        let keys = self.config.keys(key).unwrap_or_default();
-        let found = self
-            .config
-            .lease_limit(&keys)
-            .map(|(k, l)| (k.clone(), l.policy().window()));
-        match (d.decision.allowed, d.decision.lease, found) {
-            (true, Some(id), Some((lease_key, lease))) => Acquired::Granted(Lease {
-                limiter: self.clone(),
-                key: lease_key,
-                id,
-                lease,
-                decision: d,
-                released: false,
-                renewer: None,
-            }),
-            _ => Acquired::Denied(d),
+        if !d.decision.allowed {
+            return Acquired::Denied(d);
         }
+        let (key, lease) = self.config.lease_of(key);
+        Acquired::Granted(Lease {
+            limiter: self.clone(),
+            key,
+            id: d.decision.lease.unwrap_or(0),
+            lease,
+            decision: d,
+            released: false,
+            renewer: None,
+        })
     }
 }
 
@@ -1017,13 +1027,25 @@ impl<C: LimiterConnection> std::fmt::Debug for Lease<C> {
 }
 
 impl<C: LimiterConnection> Lease<C> {
-    /// The lease id the server (or the fallback) handed out.
+    /// The lease id the server (or the fallback) handed out; 0 for an
+    /// admission that holds no slot: by [`FailurePolicy::FailOpen`] while
+    /// Redis is away, by a SHADOW concurrency policy over a full limit (the
+    /// server answers allowed and takes none), or by limits without a
+    /// CONCURRENCY limit. Such a lease sends nothing when released,
+    /// renewed or dropped ([`release`](Self::release) and
+    /// [`renew`](Self::renew) answer true).
     pub fn id(&self) -> u64 {
         self.id
     }
-    /// The Redis key of the CONCURRENCY limit.
+    /// The Redis key of the CONCURRENCY limit (empty if the limits have
+    /// none).
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// Does the lease hold a slot (an id other than 0)?
+    fn holds_slot(&self) -> bool {
+        self.id != 0
     }
     /// The decision that granted it.
     pub fn decision(&self) -> &AllDecision {
@@ -1040,18 +1062,27 @@ impl<C: LimiterConnection> Lease<C> {
         if let Some(r) = self.renewer.take() {
             r.abort();
         }
+        if !self.holds_slot() {
+            return Ok(true);
+        }
         release_lease(&self.limiter, &self.key, self.id, self.local()).await
     }
 
     /// Extends the lease to a full lease time from now: true if it was
     /// still live (false: it ended; the slot may be someone else's).
     pub async fn renew(&self) -> Result<bool, Error> {
+        if !self.holds_slot() {
+            return Ok(true);
+        }
         renew_lease(&self.limiter, &self.key, self.id, self.lease, self.local()).await
     }
 
     /// Renews the lease in the background every third of its lease time
     /// while it is held (until released or dropped).
     pub fn keep_alive(mut self) -> Self {
+        if !self.holds_slot() {
+            return self;
+        }
         let (limiter, key, id, lease, local) = (
             self.limiter.clone(),
             self.key.clone(),
@@ -1077,7 +1108,7 @@ impl<C: LimiterConnection> Drop for Lease<C> {
         if let Some(r) = self.renewer.take() {
             r.abort();
         }
-        if self.released {
+        if self.released || !self.holds_slot() {
             return;
         }
         let (limiter, key, id, local) = (

@@ -324,3 +324,76 @@ async fn policies_reach_every_primary_and_disagreement_is_an_error() {
         other => panic!("{other:?}"),
     }
 }
+
+/// "Allowed, lease id 0" is an admission that holds no slot, not a
+/// denial: FailOpen while Redis is away, and a SHADOW concurrency policy
+/// over a full limit (the server answers allowed, takes no slot, and the
+/// other limits of the call took their unit). Read as denied, the caller
+/// was refused what it had been given, and the units were spent for
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_without_a_slot_is_granted_not_denied() {
+    // FailOpen, no server at all.
+    let nowhere = redis::Client::open("redis://127.0.0.1:1/").unwrap();
+    let open = Limiter::connect(&nowhere, inflight(1, S(30)), FailurePolicy::FailOpen).unwrap();
+    for _ in 0..2 {
+        let Acquired::Granted(lease) = open.acquire("x").await.unwrap() else {
+            panic!("FailOpen admits every request")
+        };
+        assert_eq!(lease.id(), 0);
+        assert!(lease.renew().await.unwrap());
+        assert!(lease.release().await.unwrap());
+    }
+    let lease = open.acquire_wait("x", S(1)).await.unwrap();
+    assert_eq!(lease.id(), 0);
+    drop(lease);
+
+    // A SHADOW concurrency policy of one slot, and 3 a minute.
+    let s = Server::start();
+    let client = redis::Client::open(s.url()).unwrap();
+    let pool = NamedPolicy::new("pool", Concurrency::new(1, S(30)).unwrap())
+        .unwrap()
+        .shadow();
+    let limits = Limits::builder()
+        .limit("pool", pool)
+        .limit("minute", SlidingWindow::new(3, S(60)).unwrap())
+        .build()
+        .unwrap();
+    let limiter = Limiter::connect(&client, limits, FailurePolicy::FailClosed).unwrap();
+    limiter.store_policies().await.unwrap();
+    let Acquired::Granted(held) = limiter.acquire("u").await.unwrap() else {
+        panic!()
+    };
+    assert!(held.id() > 0);
+    let Acquired::Granted(shadowed) = limiter.acquire("u").await.unwrap() else {
+        panic!("the server allowed it (SHADOW): granted, without a slot")
+    };
+    assert_eq!(shadowed.id(), 0);
+    // Both took their unit of the minute, and both were handed out.
+    let mut c = s.connect();
+    let minute: Vec<i64> = redis::cmd("RL.SLIDING")
+        .arg("rl:{u}:minute")
+        .arg(3)
+        .arg(60)
+        .arg("DRYRUN")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(minute[2], 0, "two taken, one left before this dry run");
+    // The slotless lease sends nothing: the real one is still held.
+    assert!(shadowed.release().await.unwrap());
+    let leases: i64 = redis::cmd("EXISTS")
+        .arg("rl:{u}:pool")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(leases, 1);
+    assert!(held.release().await.unwrap());
+
+    // The blocking limiter reads it the same way.
+    let blocking =
+        blocking::Limiter::connect(&nowhere, inflight(1, S(30)), FailurePolicy::FailOpen);
+    let lease = tokio::task::spawn_blocking(move || blocking.acquire("y").unwrap())
+        .await
+        .unwrap()
+        .expect("FailOpen admits every request");
+    assert_eq!(lease.id(), 0);
+}
