@@ -459,3 +459,145 @@ fn waiting_for_a_slot_with_rl_all_and_a_concurrency_policy() {
         "{counts}"
     );
 }
+
+// ---------------------------------------------------------------- policies
+
+/// A waiter keeps the policy it came with (its parameters as of the call):
+/// redefined, deleted, even replaced by another algorithm under the same
+/// name, the waiter is served on those terms; newcomers get the new ones
+/// (and wait behind it).
+#[test]
+fn redefining_or_deleting_a_policy_leaves_its_waiters_on_their_terms() {
+    let s = Server::start();
+    let mut c = s.connect();
+    ok(&mut c, &["RL.POLICY", "SET", "p", "SLIDING", "1", "3600"]);
+    assert_eq!(ints(&mut c, &["RL.TAKE", "k", "p"]).unwrap()[0], 1);
+    let w = waiting(&s, &["RL.TAKE", "k", "p", "BLOCK", "20000"]);
+    until_waiters(&mut c, 1);
+    // Raised to 3: a newcomer still waits behind the line.
+    ok(&mut c, &["RL.POLICY", "SET", "p", "SLIDING", "3", "3600"]);
+    assert_eq!(
+        ints(&mut c, &["RL.TAKE", "k", "p"]).unwrap()[..3],
+        [0, 3, 0]
+    );
+    // The unit back: the waiter is served on its own terms (limit 1).
+    assert_eq!(
+        ints(&mut c, &["RL.TAKE", "k", "p", "REFUND"]).unwrap()[0],
+        1
+    );
+    assert_eq!(w.join().unwrap().unwrap()[..3], [1, 1, 0]);
+    // The new limit from now on: two more, then denied.
+    for left in [1, 0] {
+        assert_eq!(
+            ints(&mut c, &["RL.TAKE", "k", "p"]).unwrap()[..3],
+            [1, 3, left]
+        );
+    }
+    assert_eq!(ints(&mut c, &["RL.TAKE", "k", "p"]).unwrap()[0], 0);
+
+    // Deleted, then its name given to another algorithm.
+    ok(&mut c, &["RL.POLICY", "SET", "q", "SLIDING", "1", "3600"]);
+    assert_eq!(ints(&mut c, &["RL.TAKE", "k2", "q"]).unwrap()[0], 1);
+    let w = waiting(&s, &["RL.TAKE", "k2", "q", "BLOCK", "20000"]);
+    until_waiters(&mut c, 1);
+    assert_eq!(int(&mut c, &["RL.POLICY", "DEL", "q"]), 1);
+    assert_eq!(
+        err(&mut c, &["RL.TAKE", "k2", "q"]),
+        "ERR no such policy 'q': RL.POLICY SET defines it"
+    );
+    ok(&mut c, &["RL.POLICY", "SET", "q", "FIXED", "5", "3600"]);
+    let state = bytes(&mut c, &["DUMP", "k2"]);
+    for blocking in [false, true] {
+        let mut take = vec!["RL.TAKE", "k2", "q"];
+        if blocking {
+            take.extend(["BLOCK", "20000"]);
+        }
+        assert!(
+            err(&mut c, &take).starts_with("WRONGTYPE"),
+            "the new algorithm over the old key: {take:?}"
+        );
+    }
+    assert_eq!(bytes(&mut c, &["DUMP", "k2"]), state);
+    assert_eq!(field(&mut c, "waiters"), 1);
+    // The old waiter, served on the old terms by the algorithm's own refund.
+    let refund = ["RL.SLIDING", "k2", "1", "3600", "REFUND"];
+    assert_eq!(ints(&mut c, &refund).unwrap()[0], 1);
+    assert_eq!(w.join().unwrap().unwrap()[..3], [1, 1, 0]);
+    let info: String = redis::cmd("INFO").arg("ratelimit").query(&mut c).unwrap();
+    assert!(
+        info.contains("ratelimit_policy_q:calls=0,allowed=0,denied=0"),
+        "the new q counts nothing of the old one's: {info}"
+    );
+}
+
+/// LOCKOUT with BLOCK: waiting never starts a lock (a wait in line, a
+/// wait that times out, a call denied behind waiters); a denial with no
+/// one waiting does; a waiter on a locked key is admitted when the lock
+/// ends (by the server's clock, from the AOF), not before.
+#[test]
+fn lockout_with_block_waits_for_the_lock_and_waiting_never_locks() {
+    let s = Server::start_with(AOF);
+    let mut c = s.connect();
+    ok(
+        &mut c,
+        &["RL.POLICY", "SET", "l", "SLIDING", "1", "1", "LOCKOUT", "2"],
+    );
+    let take = |key: &str| -> Vec<String> {
+        ["RL.TAKE", key, "l"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    for n in 0..3 {
+        let key = format!("lk{n}");
+        let t: Vec<String> = take(&key);
+        let t: Vec<&str> = t.iter().map(String::as_str).collect();
+        let mut wait = t.clone();
+        wait.extend(["BLOCK", "20000"]);
+        let typ = |c: &mut redis::Connection| -> String {
+            redis::cmd("TYPE").arg(&key).query(c).unwrap()
+        };
+        assert_eq!(ints(&mut c, &t).unwrap()[0], 1);
+        // In line: no lock, nor for a call denied behind it.
+        let w = waiting(&s, &wait);
+        until_waiters(&mut c, 1);
+        assert_eq!(ints(&mut c, &t).unwrap()[..3], [0, 1, 0]);
+        assert_eq!(typ(&mut c), "rl-window");
+        let mut refund = t.clone();
+        refund.push("REFUND");
+        assert_eq!(ints(&mut c, &refund).unwrap()[0], 1);
+        assert_eq!(w.join().unwrap().unwrap()[0], 1);
+        // A wait that times out: no lock.
+        let mut short = t.clone();
+        short.extend(["BLOCK", "50"]);
+        let (_, r, _) = bracketed(&mut c, &short);
+        let mut lock = None;
+        if r[0] == 0 {
+            assert_eq!(typ(&mut c), "rl-window");
+            // A denial with no one waiting: the lock, for 2 s from it.
+            let (d0, r, d1) = bracketed(&mut c, &t);
+            if r[0] == 0 {
+                assert_eq!(typ(&mut c), "rl-locked");
+                lock = Some((d0, d1));
+            }
+        }
+        let Some((d0, d1)) = lock else {
+            eprintln!("the window freed before the lock could start: again");
+            continue;
+        };
+        // On the locked key: waits until the lock ends, then admitted.
+        let r = ints(&mut c, &wait).unwrap();
+        assert_eq!(r[0], 1, "{r:?}");
+        let at = *admissions(&s.dir, &key).last().unwrap() * 1000;
+        assert!(
+            at >= d0 + 2 * SEC,
+            "admitted at {at} ns, the lock (from {d0}..{d1}) ends at {} ns at the earliest",
+            d0 + 2 * SEC
+        );
+        assert_eq!(typ(&mut c), "rl-window", "the lock is over");
+        let info: String = redis::cmd("INFO").arg("ratelimit").query(&mut c).unwrap();
+        assert!(info.contains(",lockouts=1"), "{info}");
+        return;
+    }
+    panic!("the window freed before the lock could start, three times");
+}
