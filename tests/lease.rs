@@ -498,3 +498,51 @@ fn leases_replicate_and_persist_byte_identical_and_memory_is_per_live_lease() {
     assert!(one < ten && ten < thousand);
     assert!(thousand < 1000 * 40, "{thousand}");
 }
+
+/// A promoted replica and a restarted master know every live lease: the
+/// one slot stays with its holder (a second RL.ACQUIRE is refused), the
+/// holder can release it there, and no id is ever given again, for a live
+/// key or for one that was gone and made again.
+#[test]
+fn a_promoted_replica_or_a_restarted_master_never_gives_a_slot_twice_nor_an_id_again() {
+    let master = Server::start_with(&[
+        "--appendonly",
+        "yes",
+        "--aof-use-rdb-preamble",
+        "no",
+        "--appendfsync",
+        "always",
+    ]);
+    let replica = start_replica(&master, &[]);
+    let mut m = master.connect();
+    let held = ints(&mut m, &["RL.ACQUIRE", "one", "1", "300"]).unwrap()[5];
+    let gone = ints(&mut m, &["RL.ACQUIRE", "gone", "1", "300"]).unwrap()[5];
+    assert_eq!(int(&mut m, &["RL.RELEASE", "gone", &gone.to_string()]), 1);
+    assert_eq!(int(&mut m, &["EXISTS", "gone"]), 0);
+    wait_replicas(&mut m, 1);
+    let check = |c: &mut redis::Connection, after: i64, role: &str| {
+        let r = ints(c, &["RL.ACQUIRE", "one", "1", "300"]).unwrap();
+        assert_eq!(r[..3], [0, 1, 0], "{role}: a second holder of the one slot");
+        assert_eq!(
+            int(c, &["RL.RENEW", "one", &held.to_string(), "300"]),
+            1,
+            "{role}"
+        );
+        let again = ints(c, &["RL.ACQUIRE", "gone", "1", "300"]).unwrap()[5];
+        assert!(again > after, "{role}: id {again} after {after}");
+        assert_eq!(int(c, &["RL.RELEASE", "gone", &again.to_string()]), 1);
+        again
+    };
+    let mut r = replica.connect();
+    ok(&mut r, &["REPLICAOF", "NO", "ONE"]);
+    let promoted = check(&mut r, gone, "the promoted replica");
+    assert_eq!(int(&mut r, &["RL.RELEASE", "one", &held.to_string()]), 1);
+    let next = ints(&mut r, &["RL.ACQUIRE", "one", "1", "300"]).unwrap();
+    assert!(next[0] == 1 && next[5] > held, "{next:?}");
+    // The master, restarted from its AOF and reloaded from an RDB.
+    let master = master.restart(false);
+    let mut m = master.connect();
+    let restarted = check(&mut m, promoted.max(gone), "the restarted master");
+    ok(&mut m, &["DEBUG", "RELOAD"]);
+    check(&mut m, restarted, "the reloaded master");
+}
