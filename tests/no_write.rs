@@ -326,6 +326,14 @@ fn cases() -> Vec<Case> {
             "RL.TAKE K nw.lock REFUND",
             Said::Allowed,
         ),
+        // Over the limit (filled under a larger one): even a peek is
+        // denied, and it must not lock.
+        (
+            "a peek over a LOCKOUT policy's limit",
+            &["RL.SLIDING K 9 60 COST 9"],
+            "RL.TAKE K nw.lock COST 0",
+            Said::Denied,
+        ),
     ];
     for (what, setup, call, said) in take {
         let key = format!("take:{}", out.len());
