@@ -721,6 +721,21 @@ mod tests {
     }
 
     #[test]
+    fn a_server_that_cannot_bind_is_not_taken_for_the_one_holding_its_port() {
+        // Another server holds the port: the new one fails to bind and
+        // exits, while the other answers the start-up PING on that port.
+        let other = Server::start();
+        let dir = temp_dir();
+        let started = Server::spawn(&dir, other.port, &other.extra);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            started.is_err(),
+            "a server that could not bind port {} passed for the one there",
+            other.port
+        );
+    }
+
+    #[test]
     fn seeded_rngs_repeat_themselves() {
         let a: Vec<u64> = (0..5)
             .scan(Rng::new(42), |r, _| Some(r.next_u64()))

@@ -183,3 +183,60 @@ pub fn covered(looks: &[Look], from: u64, to: u64, max: u64) -> f64 {
     }
     sum as f64 / (to - from) as f64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn look(before: u64, waiters: i64, blocked: &[&str], after: u64) -> Look {
+        Look {
+            before,
+            waiters,
+            blocked: blocked.iter().map(|s| s.to_string()).collect(),
+            after,
+        }
+    }
+
+    #[test]
+    fn blocked_clients_are_read_from_client_list() {
+        let list = "id=3 addr=127.0.0.1:1 laddr=x fd=8 name=w0 age=0 idle=0 flags=b db=0 cmd=rl.all\n\
+                    id=4 addr=127.0.0.1:2 laddr=x fd=9 name=w1 age=0 idle=0 flags=N db=0 cmd=time\n\
+                    id=5 addr=127.0.0.1:3 laddr=x fd=10 name= age=0 idle=0 flags=b db=0 cmd=rl.all\n";
+        assert_eq!(blocked_clients(list), ["w0"]);
+    }
+
+    #[test]
+    fn rounds_are_the_spans_after_a_look_that_saw_waiters() {
+        let looks = [
+            look(10, 0, &[], 11),
+            look(20, 2, &[], 21),
+            look(30, 1, &[], 31),
+            look(40, 0, &[], 41),
+        ];
+        assert_eq!(waiting_rounds(&looks), [(20, 30), (30, 40)]);
+        // Rounds longer than `max` (a stall) cover nothing.
+        assert_eq!(covered(&looks, 0, 100, 10), 0.2);
+        assert_eq!(covered(&looks, 0, 100, 9), 0.0);
+        assert_eq!(covered(&looks, 25, 35, 10), 1.0);
+    }
+
+    #[test]
+    fn a_call_is_sighted_by_the_first_look_that_certainly_saw_it_blocked() {
+        // Calls sent at 10, 50, 90; the client blocked in the first at the
+        // look of 20..21, in the second at 60..61; a look whose span holds
+        // a send (85..95) cannot tell which call it saw.
+        let looks = [
+            look(5, 0, &["w"], 6),
+            look(20, 1, &["w"], 21),
+            look(30, 1, &["w"], 31),
+            look(60, 1, &["w", "x"], 61),
+            look(85, 1, &["w"], 95),
+        ];
+        assert_eq!(
+            sighted(&looks, "w", &[10, 50, 90]),
+            [Some(21), Some(61), None]
+        );
+        assert_eq!(sighted(&looks, "x", &[55]), [Some(61)]);
+        assert_eq!(sighted(&looks, "y", &[1]), [None]);
+    }
+}
