@@ -493,7 +493,9 @@ pub fn evaluate_with(
     let mut effect = effect;
     if let Some(lockout) = rules.lockout {
         let waits = matches!(d.retry_after, RetryAfter::After(_));
-        if !d.allowed && waits && !locked_already && mode == Mode::Take {
+        // A peek (cost 0) takes nothing: it never locks, even when the
+        // limit is over (lowered under a key's state, a clock stepped back).
+        if !d.allowed && waits && !locked_already && mode == Mode::Take && cost > 0 {
             effect = Effect::Lockout(now.saturating_add(lockout));
             verdict.locked = true;
         }
@@ -697,6 +699,24 @@ mod tests {
         take(&mut fresh, &spec, Rules::default(), t0);
         let (_, e, v) = evaluate_with(fresh.stored(), &spec, rules, t0, 1, Mode::Refund).unwrap();
         assert!(!v.locked && !matches!(e, Effect::Lockout(_)));
+    }
+
+    #[test]
+    fn a_peek_over_the_limit_is_denied_and_never_locks() {
+        // Five taken under a limit of 5, then the limit lowered to 2 with
+        // a LOCKOUT: a peek sees 5 > 2 and is denied, but takes nothing.
+        let (five, _) = policy("SLIDING 5 60");
+        let (two, rules) = policy("SLIDING 2 60 LOCKOUT 30");
+        let t0 = Nanos::from_secs(1_000);
+        let (_, e) = evaluate(Stored::Empty, &five, t0, 5, Mode::Take).unwrap();
+        let mut s = State::Empty;
+        s.apply(&e);
+        let (d, e, v) = evaluate_with(s.stored(), &two, rules, t0, 0, Mode::Take).unwrap();
+        assert!(!d.allowed && !v.locked, "{d:?} {v:?}");
+        assert_eq!(e, Effect::None);
+        // A call that takes is locked out.
+        let (_, e, v) = evaluate_with(s.stored(), &two, rules, t0, 1, Mode::Take).unwrap();
+        assert!(v.locked && matches!(e, Effect::Lockout(_)));
     }
 
     #[test]
