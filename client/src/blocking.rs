@@ -12,7 +12,7 @@
 //! ```no_run
 //! use std::time::Duration;
 //! use redis_ratelimit_client::blocking::Limiter;
-//! use redis_ratelimit_client::{FailurePolicy, Limits, SlidingWindow};
+//! use redis_ratelimit_client::{redis, FailurePolicy, Limits, SlidingWindow};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = redis::Client::open("redis://127.0.0.1/")?;
 //! let limits = Limits::single("second", SlidingWindow::new(5, Duration::from_secs(1))?)?;

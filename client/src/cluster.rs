@@ -62,7 +62,7 @@ fn all_first_key(cmd: &Cmd) -> Option<Vec<u8>> {
 /// command goes through unchanged. Cheap to clone, like the connection.
 ///
 /// ```no_run
-/// use redis_ratelimit_client::{AsyncRateLimitCommands, ClusterRouted, All, SlidingWindow};
+/// use redis_ratelimit_client::{redis, AsyncRateLimitCommands, ClusterRouted, All, SlidingWindow};
 /// use std::time::Duration;
 /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 /// let client = redis::cluster::ClusterClient::new(vec!["redis://127.0.0.1:7000/"])?;

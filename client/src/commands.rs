@@ -399,7 +399,7 @@ pub(crate) fn all_parts<'a>(
 /// The rate-limit commands on any sync connection.
 ///
 /// ```no_run
-/// use redis_ratelimit_client::{RateLimitCommands, SlidingWindow, Request};
+/// use redis_ratelimit_client::{redis, RateLimitCommands, SlidingWindow, Request};
 /// use std::time::Duration;
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let mut con = redis::Client::open("redis://127.0.0.1/")?.get_connection()?;
@@ -542,7 +542,7 @@ impl<T: ConnectionLike> RateLimitCommands for T {}
 /// before the returned future, so keys and policies need not outlive it.
 ///
 /// ```no_run
-/// use redis_ratelimit_client::{AsyncRateLimitCommands, TokenBucket};
+/// use redis_ratelimit_client::{redis, AsyncRateLimitCommands, TokenBucket};
 /// use std::time::Duration;
 /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 /// let client = redis::Client::open("redis://127.0.0.1/")?;

@@ -54,7 +54,30 @@
 //!   node. Keys of one `RL.ALL` share a slot: the limiter's keys
 //!   (`rl:{user42}:minute`, `rl:{user42}:day`) do, by their hash tag.
 //! - **redis-rs**: re-exported as [`redis`], so an application uses the
-//!   same version (any 1.x from 1.8).
+//!   same version (any 1.x from 1.8): `use redis_ratelimit_client::redis;`
+//!   rather than a `redis` dependency of its own.
+//!
+//! # Cargo.toml
+//!
+//! The crate is not on crates.io: take it from a clone of its repository
+//! (the one whose `make run` serves Redis with the module), next to your
+//! project, or from git (`git = "https://github.com/redis-ratelimit/redis-ratelimit"`).
+//! The examples below need tokio's `macros` and `rt-multi-thread`:
+//!
+//! ```toml
+//! [dependencies]
+//! redis-ratelimit-client = { path = "../redis-ratelimit/client" }
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
+//! ```
+//!
+//! With the tower middleware (feature `tower`) in an axum 0.8 app:
+//!
+//! ```toml
+//! [dependencies]
+//! redis-ratelimit-client = { path = "../redis-ratelimit/client", features = ["tower"] }
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
+//! axum = "0.8"
+//! ```
 //!
 //! # Protect my API: a per-user limit on an HTTP API
 //!
@@ -66,6 +89,7 @@
 //!
 //! ```no_run
 //! # #[cfg(feature = "tower")]
+//! # use redis_ratelimit_client::redis;
 //! # fn app(limiter: redis_ratelimit_client::Limiter<redis::aio::ConnectionManager>)
 //! # -> Result<axum::Router, Box<dyn std::error::Error>> {
 //! use axum::{body::Body, http::{HeaderName, Method, Request}, routing::get, Router};
@@ -83,12 +107,13 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
+//! use redis_ratelimit_client::redis;
 //! use redis_ratelimit_client::{
 //!     headers::RateLimitHeaders, FailurePolicy, Limiter, Limits, SlidingWindow, TokenBucket,
 //! };
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let redis = redis::Client::open("redis://127.0.0.1:6379/")?;
+//! let client = redis::Client::open("redis://127.0.0.1:6379/")?;
 //! let limits = Limits::builder()
 //!     // Bursts of 20, then 5 a second.
 //!     .limit("burst", TokenBucket::new(20, 5, Duration::from_secs(1))?)
@@ -96,7 +121,7 @@
 //!     .limit("hour", SlidingWindow::new(1000, Duration::from_secs(3600))?)
 //!     .build()?;
 //! // Reconnects by itself; answers by the failure policy while Redis is away.
-//! let limiter = Limiter::connect(&redis, limits, FailurePolicy::FailOpen)?
+//! let limiter = Limiter::connect(&client, limits, FailurePolicy::FailOpen)?
 //!     .with_timeout(Duration::from_millis(50));
 //!
 //! // In the request handler:
@@ -125,13 +150,14 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
+//! use redis_ratelimit_client::redis;
 //! use redis_ratelimit_client::{
 //!     CalendarUnit, Error, FailurePolicy, FixedWindow, Limiter, Limits, SlidingWindow,
 //! };
 //!
 //! # async fn call_partner() {}
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let redis = redis::Client::open("redis://127.0.0.1:6379/")?;
+//! let client = redis::Client::open("redis://127.0.0.1:6379/")?;
 //! let limits = Limits::builder()
 //!     .limit("minute", SlidingWindow::new(10, Duration::from_secs(60))?)
 //!     .limit(
@@ -139,7 +165,7 @@
 //!         FixedWindow::calendar(500, CalendarUnit::Day)?.in_time_zone("America/New_York")?,
 //!     )
 //!     .build()?;
-//! let limiter = Limiter::connect(&redis, limits, FailurePolicy::FailClosed)?;
+//! let limiter = Limiter::connect(&client, limits, FailurePolicy::FailClosed)?;
 //!
 //! // Keys rl:{partner-api}:minute and rl:{partner-api}:day: one hash slot.
 //! match limiter.wait("partner-api", Duration::from_secs(120)).await {
@@ -157,6 +183,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
+//! use redis_ratelimit_client::redis;
 //! use redis_ratelimit_client::{
 //!     wait::Wait, All, AsyncRateLimitCommands, CalendarUnit, FixedWindow, SlidingWindow,
 //! };
@@ -177,6 +204,11 @@
 //! ```
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+// The README's programs are doctests too: they compile, or the build says so.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 pub mod blocking;
 mod cluster;

@@ -538,7 +538,7 @@ impl WaitConnections {
 /// once.
 ///
 /// ```no_run
-/// use redis_ratelimit_client::{Limiter, Limits, FailurePolicy, SlidingWindow};
+/// use redis_ratelimit_client::{redis, Limiter, Limits, FailurePolicy, SlidingWindow};
 /// use std::time::Duration;
 /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 /// let client = redis::Client::open("redis://127.0.0.1/")?;

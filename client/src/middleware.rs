@@ -256,6 +256,7 @@ struct Config<B, RB> {
 /// wraps: `axum::body::Body` for both in axum).
 ///
 /// ```no_run
+/// # use redis_ratelimit_client::redis;
 /// # async fn f(limiter: redis_ratelimit_client::Limiter<redis::aio::ConnectionManager>)
 /// # -> Result<(), Box<dyn std::error::Error>> {
 /// use redis_ratelimit_client::middleware::{HeaderKey, NoKey, RateLimitLayer};

@@ -77,7 +77,7 @@ pub(crate) fn std_deadline_after(max_wait: Duration) -> std::time::Instant {
 /// short at the deadline.
 ///
 /// ```no_run
-/// use redis_ratelimit_client::{wait::Wait, AsyncRateLimitCommands, TokenBucket};
+/// use redis_ratelimit_client::{redis, wait::Wait, AsyncRateLimitCommands, TokenBucket};
 /// use std::time::Duration;
 /// # async fn f(mut con: redis::aio::MultiplexedConnection) -> Result<(), Box<dyn std::error::Error>> {
 /// let bucket = TokenBucket::new(10, 10, Duration::from_secs(1))?;
