@@ -4,7 +4,8 @@
 //! redis-rs connection, plus a [`Limiter`] that survives Redis outages with
 //! a stated behaviour, waits in line inside the server, hands out
 //! concurrency leases, and (feature `tower`) a middleware that answers
-//! `429` with the draft IETF `RateLimit` headers.
+//! `429` with the draft IETF `RateLimit` headers (and `503` while Redis is
+//! away and the limiter fails closed).
 //!
 //! # The pieces
 //!
@@ -47,8 +48,10 @@
 //!   `Retry-After`; `middleware` (feature `tower`) applies them: a tower
 //!   layer with a sync or async key extractor, a per-request cost, a key
 //!   namespace per layer, an explicit choice for requests without a key
-//!   (refused by default), and hooks that shape the `429` and the response
-//!   to a limiter error (logged through `tracing`).
+//!   (refused by default), and hooks that shape the `429`, the `503` of a
+//!   fail-closed outage and the response to a limiter error (logged
+//!   through `tracing`). Decisions of the in-process fallback are marked
+//!   in the `RateLimit` field (`;fallback`).
 //! - **Cluster**: [`Limiter::connect_cluster`]; single-key commands route
 //!   as usual, and [`ClusterRouted`] sends `RL.ALL` straight to its keys'
 //!   node. Keys of one `RL.ALL` share a slot: the limiter's keys

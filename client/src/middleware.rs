@@ -3,9 +3,14 @@
 //! lookup) and a cost, one limiter call, then the inner service's response
 //! with `RateLimit-Policy` and `RateLimit` added, or a response from a hook
 //! with those headers (and `Retry-After`) added: `429` with a problem
-//! details body by default. A limiter error that is not an outage (outages
-//! are the [`FailurePolicy`](crate::FailurePolicy)'s job) is logged through
-//! `tracing` and answered by the error hook (`500` by default). A request
+//! details body by default. While Redis is away the limiter's
+//! [`FailurePolicy`](crate::FailurePolicy) decides: a fail-closed denial
+//! is not the caller's fault and is answered by the unavailable hook
+//! (`503 Service Unavailable` with `Retry-After` by default, never `429`);
+//! the in-process fallback's decisions are limits like any other, their
+//! `RateLimit` field marked `;fallback`. A limiter error that is not an
+//! outage is logged through `tracing` and answered by the error hook
+//! (`500` by default). A request
 //! without a key gets what [`NoKey`] says, by default a `400`: never a
 //! silent pass. Each layer can keep its keys under its own namespace, and
 //! building a layer whose keys a live layer already uses under another
@@ -121,8 +126,9 @@ impl NoKey {
     }
 }
 
-/// What the limited hook sees: the verdict, the headers the response will
-/// carry, and the request (without its body, which is dropped).
+/// What the limited and unavailable hooks see: the verdict, the headers
+/// the response will carry, and the request (without its body, which is
+/// dropped).
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Limited<'a> {
@@ -146,6 +152,14 @@ impl Limited<'_> {
     /// The name of the limit that denied.
     pub fn limit_name(&self) -> Option<&str> {
         self.limits.get(self.verdict.binding).map(|l| l.name())
+    }
+
+    /// Was the request denied because Redis could not be asked
+    /// ([`FailurePolicy::FailClosed`](crate::FailurePolicy::FailClosed)),
+    /// not because the caller is over a limit? Such denials go to the
+    /// unavailable hook.
+    pub fn is_unavailable(&self) -> bool {
+        self.verdict.decision.source == Source::FailClosed
     }
 }
 
@@ -226,6 +240,7 @@ fn describe(namespace: Option<&str>) -> String {
 impl std::error::Error for BuildError {}
 
 type OnLimited<RB> = Box<dyn Fn(&Limited<'_>) -> Response<RB> + Send + Sync>;
+type OnUnavailable<RB> = OnLimited<RB>;
 type OnError<RB> = Box<dyn Fn(&Failed<'_>) -> Response<RB> + Send + Sync>;
 type OnNoKey<RB> = Box<dyn Fn(&Parts) -> Response<RB> + Send + Sync>;
 type Cost<B> = Box<dyn Fn(&Request<B>) -> u64 + Send + Sync>;
@@ -241,6 +256,7 @@ struct Config<B, RB> {
     cost: Cost<B>,
     no_key: NoKey,
     on_limited: OnLimited<RB>,
+    on_unavailable: OnUnavailable<RB>,
     on_error: OnError<RB>,
     on_no_key: OnNoKey<RB>,
     /// The layer's keys with `*` for the caller's key, for the error log
@@ -309,6 +325,7 @@ impl<C, B, RB> RateLimitLayer<C, B, RB> {
             cost: None,
             no_key: NoKey::default(),
             on_limited: None,
+            on_unavailable: None,
             on_error: None,
             on_no_key: None,
         }
@@ -343,6 +360,7 @@ pub struct RateLimitLayerBuilder<C, B, RB> {
     cost: Option<Cost<B>>,
     no_key: NoKey,
     on_limited: Option<OnLimited<RB>>,
+    on_unavailable: Option<OnUnavailable<RB>>,
     on_error: Option<OnError<RB>>,
     on_no_key: Option<OnNoKey<RB>>,
 }
@@ -385,15 +403,30 @@ impl<C, B, RB> RateLimitLayerBuilder<C, B, RB> {
         self
     }
 
-    /// The response to a denied request. `RateLimit-Policy`, `RateLimit`
-    /// and `Retry-After` are added to it. Default: `429 Too Many Requests`
-    /// with an `application/problem+json` body (RFC 9457) naming the limit
-    /// and the wait.
+    /// The response to a request denied by a limit (by Redis, or by the
+    /// in-process fallback while Redis is away). `RateLimit-Policy`,
+    /// `RateLimit` and `Retry-After` are added to it. Default: `429 Too
+    /// Many Requests` with an `application/problem+json` body (RFC 9457)
+    /// naming the limit and the wait.
     pub fn on_limited(
         mut self,
         hook: impl Fn(&Limited<'_>) -> Response<RB> + Send + Sync + 'static,
     ) -> Self {
         self.on_limited = Some(Box::new(move |l: &Limited<'_>| hook(l)));
+        self
+    }
+
+    /// The response to a request denied because Redis could not be asked
+    /// and the limiter fails closed ([`Limited::is_unavailable`]): the
+    /// caller is not over its limit, the service cannot tell. `Retry-After`
+    /// (the limiter's cooldown, at least 1 s) and `RateLimit-Policy` are
+    /// added to it. Default: `503 Service Unavailable` with a problem
+    /// details body saying the limits cannot be checked now.
+    pub fn on_unavailable(
+        mut self,
+        hook: impl Fn(&Limited<'_>) -> Response<RB> + Send + Sync + 'static,
+    ) -> Self {
+        self.on_unavailable = Some(Box::new(move |l: &Limited<'_>| hook(l)));
         self
     }
 
@@ -462,6 +495,9 @@ where
             cost: self.cost.unwrap_or_else(|| Box::new(|_: &Request<B>| 1)),
             no_key: self.no_key,
             on_limited: self.on_limited.unwrap_or_else(|| Box::new(default_limited)),
+            on_unavailable: self
+                .on_unavailable
+                .unwrap_or_else(|| Box::new(default_unavailable)),
             on_error: self.on_error.unwrap_or_else(|| {
                 Box::new(|_: &Failed<'_>| {
                     problem(
@@ -590,21 +626,28 @@ fn json_string(s: &str) -> String {
 fn default_limited<RB: From<String>>(l: &Limited<'_>) -> Response<RB> {
     let name = l.limit_name().unwrap_or("rate");
     let d = &l.verdict.decision;
-    let detail = match (d.source, d.retry_after) {
-        (Source::FailClosed, Some(wait)) => format!(
-            "the rate limits cannot be checked now; retry in {} s",
-            ceil_secs(wait)
-        ),
-        (_, Some(wait)) => format!(
+    let detail = match d.retry_after {
+        Some(wait) => format!(
             "rate limit \"{name}\" exceeded; retry in {} s",
             ceil_secs(wait)
         ),
-        (_, None) => format!(
+        None => format!(
             "this request (cost {}) exceeds rate limit \"{name}\" and will never be allowed",
             l.cost
         ),
     };
     problem(StatusCode::TOO_MANY_REQUESTS, detail)
+}
+
+fn default_unavailable<RB: From<String>>(l: &Limited<'_>) -> Response<RB> {
+    let wait = l.verdict.decision.retry_after.unwrap_or_default();
+    problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "the rate limits cannot be checked now; retry in {} s",
+            ceil_secs(wait).max(1)
+        ),
+    )
 }
 
 /// The service [`RateLimitLayer`] makes.
@@ -729,7 +772,11 @@ where
                     cost,
                     request: &parts,
                 };
-                let mut r = (config.on_limited)(&limited);
+                let mut r = if limited.is_unavailable() {
+                    (config.on_unavailable)(&limited)
+                } else {
+                    (config.on_limited)(&limited)
+                };
                 insert(r.headers_mut(), &headers);
                 return Ok(r);
             }

@@ -28,7 +28,7 @@ use axum::routing::get;
 use axum::Router;
 use redis_ratelimit_client::middleware::{BuildError, HeaderKey, NoKey, RateLimitLayer};
 use redis_ratelimit_client::{
-    Error, FailurePolicy, Limiter, Limits, Policy, SlidingWindow, TokenBucket,
+    Error, FailurePolicy, Limiter, Limits, Policy, Share, SlidingWindow, TokenBucket,
 };
 use redis_ratelimit_testkit::{call, int, ok, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -709,8 +709,11 @@ async fn fails_open_when_redis_is_gone() {
     }
 }
 
+/// Redis unreachable and the limiter fails closed: the caller is not over
+/// its limit, the service cannot tell. `503` with `Retry-After`, not `429`
+/// (it was 429), and the limited hook is not asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fails_closed_with_retry_after() {
+async fn fails_closed_with_503_and_retry_after() {
     let s = Server::start();
     let limiter = limiter(&s, per_key())
         .await
@@ -718,19 +721,77 @@ async fn fails_closed_with_retry_after() {
     let layer = RateLimitLayer::builder(limiter)
         .namespace("closed")
         .key(api_key())
+        .on_limited(|_| (StatusCode::IM_A_TEAPOT, "not a limit").into_response())
         .build()
         .unwrap();
     let addr = serve(hello(layer)).await;
     support::kill(s);
     let r = get_with(addr, Some("k")).await;
-    assert_eq!(r.status, 429);
+    assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.headers["retry-after"], "1");
+    assert_eq!(r.headers["content-type"], "application/problem+json");
+    assert_eq!(r.headers["ratelimit-policy"], "\"per-key\";q=2;w=60");
     assert!(!r.headers.contains_key("ratelimit"));
-    assert!(
-        r.body
-            .contains("the rate limits cannot be checked now; retry in 1 s"),
-        "{}",
-        r.body
+    assert_eq!(
+        r.body,
+        "{\"title\":\"Service Unavailable\",\"status\":503,\
+         \"detail\":\"the rate limits cannot be checked now; retry in 1 s\"}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_unavailable_hook_shapes_the_503() {
+    let s = Server::start();
+    let limiter = limiter(&s, per_key())
+        .await
+        .with_timeout(Duration::from_millis(200))
+        .with_cooldown(Duration::from_secs(5));
+    let layer = RateLimitLayer::builder(limiter)
+        .namespace("closed-hook")
+        .key(api_key())
+        .on_unavailable(|l| {
+            assert!(l.is_unavailable());
+            (StatusCode::SERVICE_UNAVAILABLE, format!("later, {}", l.key)).into_response()
+        })
+        .build()
+        .unwrap();
+    let addr = serve(hello(layer)).await;
+    support::kill(s);
+    let r = get_with(addr, Some("k")).await;
+    assert_eq!((r.status, r.body.as_str()), (503, "later, k"));
+    // The cooldown: no point asking again before Redis is tried again.
+    assert_eq!(r.headers["retry-after"], "5");
+}
+
+/// The in-process fallback decides like a limit (429 when over it), and
+/// its RateLimit field says who decided: `;fallback`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_decisions_are_marked_in_the_ratelimit_field() {
+    let s = Server::start();
+    let limiter = Limiter::new(
+        support::manager(&s).await,
+        per_key(),
+        FailurePolicy::Fallback(Share::Whole),
+    )
+    .with_timeout(Duration::from_millis(200));
+    let layer = RateLimitLayer::builder(limiter)
+        .namespace("fallback")
+        .key(api_key())
+        .build()
+        .unwrap();
+    let addr = serve(hello(layer)).await;
+    support::kill(s);
+    let r = get_with(addr, Some("k")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["ratelimit-policy"], "\"per-key\";q=2;w=60");
+    assert_eq!(r.headers["ratelimit"], "\"per-key\";r=1;t=60;fallback");
+    assert_eq!(get_with(addr, Some("k")).await.status, 200);
+    let r = get_with(addr, Some("k")).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    let retry: u64 = r.headers["retry-after"].parse().unwrap();
+    assert_eq!(
+        r.headers["ratelimit"],
+        format!("\"per-key\";r=0;t={retry};fallback")
     );
 }
 
