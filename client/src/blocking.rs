@@ -31,7 +31,7 @@ use redis::{Cmd, ConnectionLike, RedisError, Value};
 use crate::commands::{cmd_release, cmd_renew, Mode, Request};
 use crate::error::{Error, PolicyError};
 use crate::limiter::{
-    is_outage, is_unknown_option, without_block, Config, FailurePolicy, Health, Shared,
+    is_outage, is_unknown_option, wall_clock, without_block, Config, FailurePolicy, Health, Shared,
     CONNECT_TIMEOUT,
 };
 use crate::policy::Limits;
@@ -199,11 +199,13 @@ impl Limiter {
             return Ok(self.config.unavailable(&self.shared, &keys, request));
         }
         let cmd = self.config.command(&keys, request);
+        let sent = wall_clock();
         let reply = match self.send(&cmd, self.config.timeout) {
             Err(e) if e.is_timeout() => None,
             r => Some(r),
         };
-        self.config.outcome(&self.shared, &keys, request, reply)
+        self.config
+            .outcome(&self.shared, &keys, request, sent, reply)
     }
 
     /// Gives `cost` units back to every limit of `key`.
@@ -235,11 +237,13 @@ impl Limiter {
         {
             let left = deadline.saturating_duration_since(Instant::now());
             let cmd = self.config.command(&keys, request.block(left));
+            let sent = wall_clock();
             match self.send(&cmd, left.saturating_add(BLOCK_SLACK)) {
                 Ok(v) => {
                     self.shared.block.store(1, Ordering::Relaxed);
                     self.config.mark_up(&self.shared);
                     let d = self.config.decode(&v)?;
+                    self.config.remember(&self.shared, &keys, request, sent, &d);
                     return if d.decision.allowed {
                         Ok(d)
                     } else if d.decision.is_never() {

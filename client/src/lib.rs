@@ -26,7 +26,8 @@
 //!   nothing with `RL.ALL`), a per-call timeout and a [`FailurePolicy`]
 //!   (fail open, fail closed, or an in-process fallback that keeps each
 //!   algorithm's guarantee, sharing the quota as [`Share`] says, in a map
-//!   of at most [`DEFAULT_FALLBACK_KEYS`] keys).
+//!   of at most [`DEFAULT_FALLBACK_KEYS`] keys, each starting from the
+//!   last decision Redis gave for it).
 //!   [`Limiter::connect`] owns a connection that reconnects by itself: a
 //!   Redis outage ends for the limiter within [`BACK_TO_REDIS`] of its end;
 //!   [`Limiter::is_degraded`] and [`Limiter::on_health_change`] tell when

@@ -47,8 +47,18 @@ use crate::wait::{Wait, WaitError};
 /// |---|---|
 /// | `FailOpen` | everything |
 /// | `FailClosed` | nothing |
-/// | `Fallback(Share::Whole)` | each limit's own quota per process, by its own algorithm (N processes: up to N quotas), plus what Redis admitted in the same window before the outage began |
-/// | `Fallback(Share::divided_by(n))` | `limit / n` per process (a bucket also refills at `1/n` of its rate): with n processes, at most the limit (plus what Redis admitted just before) |
+/// | `Fallback(Share::Whole)` | each limit's own quota per process, by its own algorithm, starting from what Redis had counted at this process's last decision on the key: one process admits no more than Redis would have; N processes, up to N times what was left |
+/// | `Fallback(Share::divided_by(n))` | `limit / n` per process (a bucket also refills at `1/n` of its rate), less what Redis had counted: with n processes, at most the limit |
+///
+/// What the fallback cannot know, and can let through on top (about one
+/// quota at most): units other processes took through Redis after this
+/// process's last decision on the key; with several limits, those of a
+/// limit that was not the binding one in that decision (Redis's reply
+/// describes the binding limit only; the others start from the last
+/// decision they bound, or empty); a call whose reply was lost in the
+/// outage; keys whose seed did not fit in [`DEFAULT_FALLBACK_KEYS`]; and,
+/// when the outage ends, what the fallback admitted (Redis never hears of
+/// it: up to one share more in the window after its return).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 #[non_exhaustive]
 pub enum FailurePolicy {
@@ -66,12 +76,16 @@ pub enum FailurePolicy {
     /// window stays an exact sliding window, a calendar day still resets at
     /// local midnight, a named policy keeps its SHADOW and LOCKOUT rules,
     /// several limits are still all or nothing. The quota is shared as
-    /// `Share` says. Its state starts empty, each key's kept until it is
-    /// fresh again, at most [`DEFAULT_FALLBACK_KEYS`] keys (see
+    /// `Share` says. Each key starts from the last decision Redis gave
+    /// this process for it (units taken, and until when), so the quota
+    /// Redis handed out just before the outage is not handed out again;
+    /// the seed is conservative (units count from when the reply arrived,
+    /// never earlier). Each key's state is kept until it is fresh again, at
+    /// most [`DEFAULT_FALLBACK_KEYS`] keys (see
     /// [`Limiter::with_fallback_keys`]: new keys are denied when full).
-    /// Units taken during the outage are not known to Redis, so across an
-    /// outage's start or end (and with `Share::Whole`, across processes) up
-    /// to one more quota can get through.
+    /// Units taken during the outage are not known to Redis, so across the
+    /// outage's end (and with `Share::Whole`, across processes) up to one
+    /// more quota can get through; the table above lists the rest.
     Fallback(Share),
 }
 
@@ -86,7 +100,9 @@ pub const DEFAULT_PREFIX: &str = "rl:";
 /// keeps while Redis is away, unless [`Limiter::with_fallback_keys`] says
 /// otherwise. A key costs about 150 bytes plus its name, and a sliding
 /// window's a few bytes more per unit in its window: some 10 MB for
-/// 50,000 keys of small limits.
+/// 50,000 keys of small limits. While Redis answers, as many seeds (the
+/// last decision Redis gave for a key, some 100 bytes plus its name) are
+/// kept for the keys in use.
 pub const DEFAULT_FALLBACK_KEYS: usize = 50_000;
 /// A connection attempt of [`Limiter::connect`] gives up after this.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -370,19 +386,23 @@ impl Config {
         }
     }
 
-    /// What a call answers, given what Redis did: its decision, or the
-    /// failure policy's for an outage (`None`: no answer in time).
+    /// What a call sent at `sent` (wall clock) answers, given what Redis
+    /// did: its decision, or the failure policy's for an outage (`None`: no
+    /// answer in time).
     pub(crate) fn outcome(
         &self,
         shared: &Shared,
         keys: &[String],
         request: Request,
+        sent: Nanos,
         reply: Option<Result<Value, RedisError>>,
     ) -> Result<AllDecision, Error> {
         match reply {
             Some(Ok(v)) => {
                 self.mark_up(shared);
-                Ok(self.decode(&v)?)
+                let d = self.decode(&v)?;
+                self.remember(shared, keys, request, sent, &d);
+                Ok(d)
             }
             Some(Err(e)) if is_outage(&e) => {
                 self.mark_down(shared);
@@ -398,6 +418,27 @@ impl Config {
                 Ok(self.unavailable(shared, keys, request))
             }
         }
+    }
+
+    /// Hands a decision of Redis to the fallback, which starts the key
+    /// from it if Redis fails (only under [`FailurePolicy::Fallback`]; a
+    /// dry run's numbers are those of a request not made, and are left
+    /// out).
+    pub(crate) fn remember(
+        &self,
+        shared: &Shared,
+        keys: &[String],
+        request: Request,
+        sent: Nanos,
+        d: &AllDecision,
+    ) {
+        if !matches!(self.failure, FailurePolicy::Fallback(_)) || request.mode() == Mode::DryRun {
+            return;
+        }
+        let seed = local::Seed::of(&d.decision, sent, wall_clock());
+        shared
+            .local()
+            .remember(keys, d.binding, seed, self.fallback_keys);
     }
 
     /// The failure policy's answer.
@@ -691,7 +732,8 @@ impl<C: LimiterConnection> Limiter<C> {
     /// The most keys (one per limit and caller key) the
     /// [`FailurePolicy::Fallback`] keeps in this process while Redis is away
     /// (default [`DEFAULT_FALLBACK_KEYS`]; at least 1), so random keys sent
-    /// during an outage cannot grow the application's memory. A key is
+    /// during an outage cannot grow the application's memory; as many
+    /// seeds (Redis's last decision per key) while Redis answers. A key is
     /// forgotten only when its state is fresh again; a key still counting
     /// is never evicted (that would reset its limit). When the map is full,
     /// a call that would add a key is denied (`Source::Fallback`, with a
@@ -755,11 +797,13 @@ impl<C: LimiterConnection> Limiter<C> {
         }
         let cmd = self.config.command(&keys, request);
         let mut conn = self.conn.clone();
+        let sent = wall_clock();
         let reply =
             tokio::time::timeout(self.config.timeout, async { send(&mut conn, &cmd).await })
                 .await
                 .ok();
-        self.config.outcome(&self.shared, &keys, request, reply)
+        self.config
+            .outcome(&self.shared, &keys, request, sent, reply)
     }
 
     /// Gives `cost` units back to every limit of `key` (the work did not
@@ -844,6 +888,7 @@ impl<C: LimiterConnection> Limiter<C> {
             return Ok(None);
         };
         let cmd = self.config.command(keys, request.block(left));
+        let sent = wall_clock();
         let reply =
             tokio::time::timeout(left.saturating_add(BLOCK_SLACK), send(&mut conn, &cmd)).await;
         let d = match reply {
@@ -851,7 +896,9 @@ impl<C: LimiterConnection> Limiter<C> {
                 waits.put(conn);
                 self.shared.block.store(BLOCK_YES, Ordering::Relaxed);
                 self.config.mark_up(&self.shared);
-                self.config.decode(&v)?
+                let d = self.config.decode(&v)?;
+                self.config.remember(&self.shared, keys, request, sent, &d);
+                d
             }
             Ok(Err(e)) if is_unknown_option(&e) => {
                 waits.put(conn);
