@@ -22,7 +22,7 @@
 //! ```
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,110 @@ struct Inner {
     client: redis::Client,
     idle: Mutex<Vec<redis::Connection>>,
     lines: Mutex<HashMap<String, Weak<Line>>>,
+    renewals: Arc<Renewals>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last limiter (and lease) is gone: the renewer thread ends.
+        self.renewals.lock().closed = true;
+        self.renewals.wake.notify_all();
+    }
+}
+
+/// The leases a limiter keeps alive, renewed by one thread of its own
+/// (started with the first), not a thread per lease.
+#[derive(Default)]
+struct Renewals {
+    state: Mutex<RenewState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct RenewState {
+    /// By ticket: when it is due next, and what to renew.
+    leases: HashMap<u64, (Instant, Renewal)>,
+    next_ticket: u64,
+    running: bool,
+    closed: bool,
+}
+
+#[derive(Clone)]
+struct Renewal {
+    key: String,
+    id: u64,
+    lease: Duration,
+    local: bool,
+}
+
+impl Renewals {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RenewState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops renewing `ticket`.
+    fn remove(&self, ticket: u64) {
+        self.lock().leases.remove(&ticket);
+    }
+}
+
+/// Every third of the lease time.
+fn renew_every(lease: Duration) -> Duration {
+    (lease / 3).max(Duration::from_millis(1))
+}
+
+/// The renewer thread: sleeps until the next lease is due, renews what is
+/// due (outside the lock), forgets leases that ended; ends with the
+/// limiter (`closed`).
+fn renew_loop(renewals: Arc<Renewals>, inner: Weak<Inner>, config: Config, shared: Arc<Shared>) {
+    loop {
+        let due: Vec<(u64, Renewal)> = {
+            let mut st = renewals.lock();
+            loop {
+                if st.closed {
+                    return;
+                }
+                let now = Instant::now();
+                match st.leases.values().map(|(at, _)| *at).min() {
+                    Some(at) if at <= now => break,
+                    Some(at) => {
+                        st = renewals
+                            .wake
+                            .wait_timeout(st, at - now)
+                            .map(|(g, _)| g)
+                            .unwrap_or_else(|p| p.into_inner().0);
+                    }
+                    None => {
+                        st = renewals.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+                    }
+                }
+            }
+            let now = Instant::now();
+            st.leases
+                .iter_mut()
+                .filter(|(_, (at, _))| *at <= now)
+                .map(|(ticket, (at, r))| {
+                    *at = now + renew_every(r.lease);
+                    (*ticket, r.clone())
+                })
+                .collect()
+        };
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let limiter = Limiter {
+            inner,
+            config: config.clone(),
+            shared: shared.clone(),
+        };
+        for (ticket, r) in due {
+            if let Ok(false) = limiter.renew_lease(&r.key, r.id, r.lease, r.local) {
+                // It ended (an outage longer than the lease, a pause): the
+                // slot may be someone else's now.
+                renewals.remove(ticket);
+            }
+        }
+    }
 }
 
 /// A blocking rate limiter; cheap to clone (clones share connections and
@@ -82,6 +186,7 @@ impl Limiter {
                 client: client.clone(),
                 idle: Mutex::new(Vec::new()),
                 lines: Mutex::new(HashMap::new()),
+                renewals: Arc::default(),
             }),
             config: Config::new(limits, failure),
             shared: Arc::new(Shared::new()),
@@ -111,6 +216,15 @@ impl Limiter {
     /// [`crate::Limiter::with_fallback_keys`]).
     pub fn with_fallback_keys(mut self, max_keys: usize) -> Self {
         self.config.fallback_keys = max_keys.max(1);
+        self
+    }
+
+    /// Whether the leases [`acquire`](Self::acquire) hands out renew
+    /// themselves while held (default `true`; see
+    /// [`crate::Limiter::with_lease_keep_alive`]). One thread per limiter
+    /// renews them all.
+    pub fn with_lease_keep_alive(mut self, keep_alive: bool) -> Self {
+        self.config.lease_keep_alive = keep_alive;
         self
     }
 
@@ -299,9 +413,12 @@ impl Limiter {
     }
 
     /// Takes a slot of the limits' CONCURRENCY limit (and a unit of every
-    /// other limit, all or nothing): a [`Lease`] given back when dropped,
-    /// or the denial. Every admission is a lease: one that holds no slot
-    /// (FailOpen, a SHADOW policy over a full limit) has id 0.
+    /// other limit, all or nothing): a [`Lease`] that holds the slot while
+    /// it lives (renewed in the background unless
+    /// [`with_lease_keep_alive(false)`](Self::with_lease_keep_alive)) and
+    /// gives it back when dropped, or the denial. Every admission is a
+    /// lease: one that holds no slot (FailOpen, a SHADOW policy over a full
+    /// limit) has id 0.
     pub fn acquire(&self, key: &str) -> Result<Result<Lease, AllDecision>, Error> {
         let d = self.check_with(key, Request::new(1))?;
         Ok(self.lease(key, d))
@@ -321,15 +438,51 @@ impl Limiter {
             return Err(d);
         }
         let (key, lease) = self.config.lease_of(key);
-        Ok(Lease {
+        let lease = Lease {
             limiter: self.clone(),
             key,
             id: d.decision.lease.unwrap_or(0),
             lease,
             decision: d,
             released: false,
-            renewer: None,
+            renewal: None,
+        };
+        Ok(if self.config.lease_keep_alive {
+            lease.keep_alive()
+        } else {
+            lease
         })
+    }
+
+    /// Renews a lease from the limiter's renewer thread until
+    /// [`Renewals::remove`]: its ticket.
+    fn keep_renewing(&self, r: Renewal) -> u64 {
+        let renewals = &self.inner.renewals;
+        let mut st = renewals.lock();
+        let ticket = st.next_ticket;
+        st.next_ticket += 1;
+        let due = Instant::now() + renew_every(r.lease);
+        st.leases.insert(ticket, (due, r));
+        if !st.running {
+            st.running = true;
+            let (renewals, inner, config, shared) = (
+                renewals.clone(),
+                Arc::downgrade(&self.inner),
+                self.config.clone(),
+                self.shared.clone(),
+            );
+            let spawned = std::thread::Builder::new()
+                .name("rl-lease-renewer".into())
+                .spawn(move || renew_loop(renewals, inner, config, shared));
+            if spawned.is_err() {
+                // No thread: the leases end at their lease time, as
+                // without keep-alive.
+                st.running = false;
+                st.leases.remove(&ticket);
+            }
+        }
+        renewals.wake.notify_all();
+        ticket
     }
 
     fn release_lease(&self, key: &str, id: u64, local: bool) -> Result<bool, Error> {
@@ -415,7 +568,8 @@ impl Drop for Turn<'_> {
     }
 }
 
-/// A slot of a CONCURRENCY limit, given back when dropped.
+/// A slot of a CONCURRENCY limit, held (and renewed in the background)
+/// while the guard lives, given back when dropped: see [`crate::Lease`].
 #[must_use = "the slot is given back when the lease is dropped"]
 pub struct Lease {
     limiter: Limiter,
@@ -424,7 +578,8 @@ pub struct Lease {
     lease: Duration,
     decision: AllDecision,
     released: bool,
-    renewer: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
+    /// Its ticket with the limiter's renewer thread, while kept alive.
+    renewal: Option<u64>,
 }
 
 impl std::fmt::Debug for Lease {
@@ -477,39 +632,28 @@ impl Lease {
             .renew_lease(&self.key, self.id, self.lease, self.local())
     }
 
-    /// Renews the lease from a background thread every third of its lease
-    /// time while it is held.
+    /// Renews the lease in the background every third of its lease time
+    /// while it is held (until released or dropped, or until a renewal
+    /// finds it ended), from the limiter's renewer thread. What
+    /// [`Limiter::acquire`] does by default; a no-op on a lease already
+    /// renewing itself.
     pub fn keep_alive(mut self) -> Self {
-        if !self.holds_slot() {
+        if !self.holds_slot() || self.renewal.is_some() {
             return self;
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let (limiter, key, id, lease, local) = (
-            self.limiter.clone(),
-            self.key.clone(),
-            self.id,
-            self.lease,
-            self.local(),
-        );
-        let every = (lease / 3).max(Duration::from_millis(1));
-        let flag = stop.clone();
-        let handle = std::thread::spawn(move || loop {
-            std::thread::park_timeout(every);
-            if flag.load(Ordering::Relaxed) {
-                return;
-            }
-            if let Ok(false) = limiter.renew_lease(&key, id, lease, local) {
-                return;
-            }
-        });
-        self.renewer = Some((stop, handle));
+        let r = Renewal {
+            key: self.key.clone(),
+            id: self.id,
+            lease: self.lease,
+            local: self.local(),
+        };
+        self.renewal = Some(self.limiter.keep_renewing(r));
         self
     }
 
     fn stop_renewing(&mut self) {
-        if let Some((stop, handle)) = self.renewer.take() {
-            stop.store(true, Ordering::Relaxed);
-            handle.thread().unpark();
+        if let Some(ticket) = self.renewal.take() {
+            self.limiter.inner.renewals.remove(ticket);
         }
     }
 }
@@ -519,6 +663,42 @@ impl Drop for Lease {
         self.stop_renewing();
         if !self.released && self.holds_slot() {
             let _ = self.limiter.release_lease(&self.key, self.id, self.local());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Concurrency;
+    use crate::Share;
+
+    /// The renewer thread renews fallback leases too, and ends with the
+    /// last limiter and lease (it holds the renewals' other reference).
+    #[test]
+    fn the_renewer_thread_ends_with_the_limiter() {
+        // Nothing listens on port 1: the fallback hands out leases.
+        let client = redis::Client::open("redis://127.0.0.1:1/").unwrap();
+        let limits = Limits::single(
+            "inflight",
+            Concurrency::new(1, Duration::from_millis(300)).unwrap(),
+        )
+        .unwrap();
+        let limiter = Limiter::connect(&client, limits, FailurePolicy::Fallback(Share::Whole));
+        let lease = limiter.acquire("k").unwrap().unwrap();
+        assert_ne!(lease.id(), 0);
+        let renewals = limiter.inner.renewals.clone();
+        assert!(renewals.lock().running);
+        std::thread::sleep(Duration::from_millis(700));
+        assert!(limiter.acquire("k").unwrap().is_err(), "still held");
+        drop((lease, limiter));
+        let start = Instant::now();
+        while Arc::strong_count(&renewals) > 1 {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the renewer thread outlived its limiter"
+            );
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }

@@ -39,8 +39,9 @@
 //!   per key in this process where it cannot; a deadline is always waited
 //!   out, never cut short. [`wait::Wait`] polls any call.
 //! - **Leases**: a [`Concurrency`] limit in [`Limits`]; [`Limiter::acquire`]
-//!   gives a [`Lease`] that releases its slot when dropped and can renew
-//!   itself ([`Lease::keep_alive`]); an admission that holds no slot
+//!   gives a [`Lease`] that holds its slot while it lives (renewing it in
+//!   the background, unless [`Limiter::with_lease_keep_alive`] says not
+//!   to) and releases it when dropped; an admission that holds no slot
 //!   (FailOpen, a SHADOW policy) is a lease with id 0.
 //! - **Named policies**: [`NamedPolicy`] in [`Limits`] is sent as `RL.TAKE`
 //!   / `POLICY name`; [`Limiter::store_policies`] stores them on every

@@ -198,6 +198,8 @@ pub(crate) struct Config {
     pub(crate) on_health: Option<Arc<dyn Fn(Health) + Send + Sync>>,
     /// The most keys the fallback keeps.
     pub(crate) fallback_keys: usize,
+    /// Leases renew themselves while held ([`Limiter::with_lease_keep_alive`]).
+    pub(crate) lease_keep_alive: bool,
 }
 
 /// Whether the server takes `BLOCK` (older modules answer `ERR syntax
@@ -287,6 +289,7 @@ impl Config {
             failure,
             on_health: None,
             fallback_keys: DEFAULT_FALLBACK_KEYS,
+            lease_keep_alive: true,
         }
     }
 
@@ -744,6 +747,16 @@ impl<C: LimiterConnection> Limiter<C> {
         self
     }
 
+    /// Whether the leases [`acquire`](Self::acquire) and
+    /// [`acquire_wait`](Self::acquire_wait) hand out renew themselves in
+    /// the background while held (default `true`, see [`Lease`]). With
+    /// `false`, a lease ends at the limit's lease time even while its
+    /// guard lives, unless renewed ([`Lease::renew`], [`Lease::keep_alive`]).
+    pub fn with_lease_keep_alive(mut self, keep_alive: bool) -> Self {
+        self.config.lease_keep_alive = keep_alive;
+        self
+    }
+
     /// Called with the new [`Health`] each time it changes: Redis stopped
     /// answering (`Degraded`), or decides again (`Healthy`). Runs inside the
     /// call that saw the change: keep it short (log, count, flip a flag).
@@ -928,10 +941,12 @@ impl<C: LimiterConnection> Limiter<C> {
     }
 
     /// Takes a slot of the limits' CONCURRENCY limit (and a unit of every
-    /// other limit, all or nothing) for `key`: a [`Lease`] that gives the
-    /// slot back when dropped, or the denial. Every admission is a lease:
-    /// one that holds no slot (FailOpen, a SHADOW policy over a full limit)
-    /// has id 0 (see [`Lease::id`]).
+    /// other limit, all or nothing) for `key`: a [`Lease`] that holds the
+    /// slot while it lives (renewing it in the background, see
+    /// [`with_lease_keep_alive`](Self::with_lease_keep_alive)) and gives it
+    /// back when dropped, or the denial. Every admission is a lease: one
+    /// that holds no slot (FailOpen, a SHADOW policy over a full limit) has
+    /// id 0 (see [`Lease::id`]).
     pub async fn acquire(&self, key: &str) -> Result<Acquired<C>, Error> {
         let d = self.check_with(key, Request::new(1)).await?;
         Ok(self.acquired(key, d))
@@ -955,7 +970,7 @@ impl<C: LimiterConnection> Limiter<C> {
             return Acquired::Denied(d);
         }
         let (key, lease) = self.config.lease_of(key);
-        Acquired::Granted(Lease {
+        let lease = Lease {
             limiter: self.clone(),
             key,
             id: d.decision.lease.unwrap_or(0),
@@ -963,6 +978,11 @@ impl<C: LimiterConnection> Limiter<C> {
             decision: d,
             released: false,
             renewer: None,
+        };
+        Acquired::Granted(if self.config.lease_keep_alive {
+            lease.keep_alive()
+        } else {
+            lease
         })
     }
 }
@@ -1047,11 +1067,20 @@ pub enum Acquired<C: LimiterConnection> {
     Denied(AllDecision),
 }
 
-/// A slot of a CONCURRENCY limit, given back when dropped (or by
-/// [`release`](Self::release), which says whether it was still live). A
-/// holder that crashes never leaks it: the lease ends by itself after the
-/// limit's lease time unless renewed ([`renew`](Self::renew), or
-/// [`keep_alive`](Self::keep_alive) in the background).
+/// A slot of a CONCURRENCY limit, held while the guard lives and given
+/// back when dropped (or by [`release`](Self::release), which says
+/// whether it was still live).
+///
+/// While held it renews itself in the background, every third of the
+/// limit's lease time, so a job that runs longer than the lease time
+/// keeps its slot (unless the limiter was built
+/// [`with_lease_keep_alive(false)`](Limiter::with_lease_keep_alive)).
+/// A process that crashes never leaks it: its renewals stop with it, and
+/// the lease ends by itself after the lease time. A task that hangs with
+/// the guard alive keeps the slot: that is what holding a guard means; a
+/// limiter without keep-alive lets each lease end at its lease time
+/// instead, guard or not (then [`renew`](Self::renew) it, or
+/// [`keep_alive`](Self::keep_alive) it, yourself).
 #[must_use = "the slot is given back when the lease is dropped"]
 pub struct Lease<C: LimiterConnection> {
     limiter: Limiter<C>,
@@ -1125,11 +1154,17 @@ impl<C: LimiterConnection> Lease<C> {
     }
 
     /// Renews the lease in the background every third of its lease time
-    /// while it is held (until released or dropped).
+    /// while it is held (until released or dropped, or until a renewal
+    /// finds it ended). What [`Limiter::acquire`] does by default; a
+    /// no-op on a lease already renewing itself, or outside a tokio
+    /// runtime.
     pub fn keep_alive(mut self) -> Self {
-        if !self.holds_slot() {
+        if !self.holds_slot() || self.renewer.is_some() {
             return self;
         }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return self;
+        };
         let (limiter, key, id, lease, local) = (
             self.limiter.clone(),
             self.key.clone(),
@@ -1138,7 +1173,7 @@ impl<C: LimiterConnection> Lease<C> {
             self.local(),
         );
         let every = (lease / 3).max(Duration::from_millis(1));
-        self.renewer = Some(tokio::spawn(async move {
+        self.renewer = Some(rt.spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
                 if let Ok(false) = renew_lease(&limiter, &key, id, lease, local).await {
