@@ -90,6 +90,9 @@ pub enum FailurePolicy {
 }
 
 /// The time a call waits for Redis before the failure policy answers.
+/// The async [`Limiter`] counts it so that its own runtime's overload is
+/// not taken for an outage: time the runtime spent too busy to read the
+/// reply does not count (see [`Limiter::with_timeout`]).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(100);
 /// After an outage, calls skip Redis this long (answering by the failure
 /// policy at once) before trying it again.
@@ -713,7 +716,18 @@ pub trait LimiterConnection: ConnectionLike + Clone + Send + Sync + 'static {}
 impl<T: ConnectionLike + Clone + Send + Sync + 'static> LimiterConnection for T {}
 
 impl<C: LimiterConnection> Limiter<C> {
-    /// How long a call waits for Redis before the failure policy answers.
+    /// How long a call waits for Redis before the failure policy answers
+    /// (default [`DEFAULT_TIMEOUT`]).
+    ///
+    /// It is Redis's time, not the application's: the wait is counted in
+    /// four steps, each of which counts only once its timer has fired and
+    /// every task queued on the runtime has had a turn (the one reading
+    /// Redis's replies among them). On a responsive runtime a call gives
+    /// up after the timeout; on one too busy to poll its tasks on time
+    /// (many tasks, CPU-bound work between awaits), it waits as long as
+    /// the stall, and reads the reply Redis sent, instead of taking the
+    /// application's overload for a Redis outage (which put the limiter on
+    /// its failure policy again and again while Redis was idle).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.config.timeout = timeout;
         self
@@ -811,10 +825,7 @@ impl<C: LimiterConnection> Limiter<C> {
         let cmd = self.config.command(&keys, request);
         let mut conn = self.conn.clone();
         let sent = wall_clock();
-        let reply =
-            tokio::time::timeout(self.config.timeout, async { send(&mut conn, &cmd).await })
-                .await
-                .ok();
+        let reply = within(self.config.timeout, send(&mut conn, &cmd)).await;
         self.config
             .outcome(&self.shared, &keys, request, sent, reply)
     }
@@ -894,18 +905,17 @@ impl<C: LimiterConnection> Limiter<C> {
             return Ok(None);
         }
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let Ok(Ok(mut conn)) =
-            tokio::time::timeout(self.config.timeout.max(CONNECT_TIMEOUT), waits.take()).await
+        let Some(Ok(mut conn)) =
+            within(self.config.timeout.max(CONNECT_TIMEOUT), waits.take()).await
         else {
             self.config.mark_down(&self.shared);
             return Ok(None);
         };
         let cmd = self.config.command(keys, request.block(left));
         let sent = wall_clock();
-        let reply =
-            tokio::time::timeout(left.saturating_add(BLOCK_SLACK), send(&mut conn, &cmd)).await;
+        let reply = within(left.saturating_add(BLOCK_SLACK), send(&mut conn, &cmd)).await;
         let d = match reply {
-            Ok(Ok(v)) => {
+            Some(Ok(v)) => {
                 waits.put(conn);
                 self.shared.block.store(BLOCK_YES, Ordering::Relaxed);
                 self.config.mark_up(&self.shared);
@@ -913,20 +923,20 @@ impl<C: LimiterConnection> Limiter<C> {
                 self.config.remember(&self.shared, keys, request, sent, &d);
                 d
             }
-            Ok(Err(e)) if is_unknown_option(&e) => {
+            Some(Err(e)) if is_unknown_option(&e) => {
                 waits.put(conn);
                 self.shared.block.store(BLOCK_NO, Ordering::Relaxed);
                 return Ok(None);
             }
             // A failover (UNBLOCKED, TRYAGAIN) or an outage: poll, which
             // the failure policy answers while Redis is away.
-            Ok(Err(e)) if is_outage(&e) || e.code() == Some("UNBLOCKED") => return Ok(None),
-            Ok(Err(e)) => {
+            Some(Err(e)) if is_outage(&e) || e.code() == Some("UNBLOCKED") => return Ok(None),
+            Some(Err(e)) => {
                 waits.put(conn);
                 return Err(Error::Redis(e));
             }
             // No answer long after the BLOCK ended: the connection is lost.
-            Err(_) => {
+            None => {
                 self.config.mark_down(&self.shared);
                 return Ok(None);
             }
@@ -1224,12 +1234,12 @@ async fn release_lease<C: LimiterConnection>(
     }
     let mut conn = limiter.conn.clone();
     let cmd = cmd_release(key, id);
-    match tokio::time::timeout(limiter.config.timeout, send(&mut conn, &cmd)).await {
-        Ok(Ok(v)) => Ok(redis::from_redis_value::<bool>(v)?),
+    match within(limiter.config.timeout, send(&mut conn, &cmd)).await {
+        Some(Ok(v)) => Ok(redis::from_redis_value::<bool>(v)?),
         // Not given back now: the lease ends by itself.
-        Ok(Err(e)) if is_outage(&e) => Ok(false),
-        Ok(Err(e)) => Err(Error::Redis(e)),
-        Err(_) => Ok(false),
+        Some(Err(e)) if is_outage(&e) => Ok(false),
+        Some(Err(e)) => Err(Error::Redis(e)),
+        None => Ok(false),
     }
 }
 
@@ -1245,11 +1255,52 @@ async fn renew_lease<C: LimiterConnection>(
     }
     let mut conn = limiter.conn.clone();
     let cmd = cmd_renew(key, id, lease);
-    match tokio::time::timeout(limiter.config.timeout, send(&mut conn, &cmd)).await {
-        Ok(Ok(v)) => Ok(redis::from_redis_value::<bool>(v)?),
-        Ok(Err(e)) if is_outage(&e) => Ok(true),
-        Ok(Err(e)) => Err(Error::Redis(e)),
-        Err(_) => Ok(true),
+    match within(limiter.config.timeout, send(&mut conn, &cmd)).await {
+        Some(Ok(v)) => Ok(redis::from_redis_value::<bool>(v)?),
+        Some(Err(e)) if is_outage(&e) => Ok(true),
+        Some(Err(e)) => Err(Error::Redis(e)),
+        None => Ok(true),
+    }
+}
+
+/// A timeout counts this many steps of `timeout / TIMEOUT_STEPS`.
+const TIMEOUT_STEPS: u32 = 4;
+
+/// `fut`'s output, or `None` if Redis did not answer within `timeout`, as
+/// told apart from the caller's own runtime being too busy to hear it.
+///
+/// A plain `tokio::time::timeout` cannot tell: on a runtime whose threads
+/// are all busy (many tasks, CPU-bound work between their awaits), the
+/// task that reads the reply off the socket and the task waiting for it
+/// are both starved, and the timer fires at the waiting task's next poll
+/// whether the reply came in a millisecond or not at all: the limiter took
+/// its own overload for an outage, again and again. Here the timeout is
+/// counted in [`TIMEOUT_STEPS`] steps, each a fresh timer of a quarter of
+/// it: a step counts only once it has fired and this task has run again,
+/// so the call times out after the whole timeout has passed *and* the
+/// runtime has had that many turns to deliver the reply. On a responsive
+/// runtime that is the timeout (plus a few timer ticks); on a stalled one
+/// it stretches with the stall, and the reply, if Redis sent one, is read
+/// before it ends. The time spent stalled never counts against Redis.
+pub(crate) async fn within<F: std::future::Future>(timeout: Duration, fut: F) -> Option<F::Output> {
+    let step = (timeout / TIMEOUT_STEPS).max(Duration::from_millis(1));
+    let mut waited = Duration::ZERO;
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let Ok(out) = tokio::time::timeout(step, fut.as_mut()).await {
+            return Some(out);
+        }
+        // The step's timer fired. Before it counts, every task queued
+        // before this one runs (the one reading the socket among them):
+        // a yield puts this task at the back of the queue.
+        tokio::task::yield_now().await;
+        waited = waited.saturating_add(step);
+        if waited >= timeout {
+            // One last look: the reply may have been read in that turn.
+            return tokio::time::timeout(Duration::ZERO, fut.as_mut())
+                .await
+                .ok();
+        }
     }
 }
 
@@ -1283,6 +1334,25 @@ pub(crate) fn wall_clock() -> Nanos {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On a responsive runtime the timeout is the timeout: a call with no
+    /// answer gives up after it, one answered just before it is read.
+    #[tokio::test(start_paused = true)]
+    async fn within_keeps_the_timeout_on_a_responsive_runtime() {
+        let start = tokio::time::Instant::now();
+        let never = within(Duration::from_millis(100), std::future::pending::<()>()).await;
+        assert_eq!(never, None);
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(100) && took < Duration::from_millis(110),
+            "{took:?}"
+        );
+        let late = async {
+            tokio::time::sleep(Duration::from_millis(99)).await;
+            7
+        };
+        assert_eq!(within(Duration::from_millis(100), late).await, Some(7));
+    }
 
     #[test]
     fn outages_are_told_from_answers() {
