@@ -117,6 +117,11 @@ pub enum Error {
         held: Option<String>,
         want: Option<String>,
     },
+    /// [`Limiter::connect`](crate::Limiter::connect) was called outside a
+    /// tokio runtime: its connection runs on one. Call it from async code
+    /// (under `#[tokio::main]`, or inside `Runtime::enter`), or use
+    /// [`blocking::Limiter`](crate::blocking::Limiter) in code without one.
+    NoRuntime,
 }
 
 impl fmt::Display for Error {
@@ -140,6 +145,10 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "policy {name:?} differs on {node}: it holds {held:?}, expected {want:?}"
+            ),
+            Error::NoRuntime => f.write_str(
+                "Limiter::connect must be called inside a tokio runtime (from async code, or \
+                 within Runtime::enter); without one, use blocking::Limiter",
             ),
         }
     }

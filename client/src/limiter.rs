@@ -644,11 +644,20 @@ impl Limiter<ConnectionManager> {
     /// It starts even if Redis is down (the failure policy answers until
     /// it is up). Waits ([`wait`](Self::wait)) wait in line inside the
     /// server, each on a connection of its own.
+    ///
+    /// It must be called inside a tokio runtime (its connection runs
+    /// there): from async code, or within `Runtime::enter`. Outside one it
+    /// is [`Error::NoRuntime`], not a panic; code without a runtime has
+    /// [`blocking::Limiter`](crate::blocking::Limiter).
     pub fn connect(
         client: &redis::Client,
         limits: Limits,
         failure: FailurePolicy,
     ) -> Result<Limiter<ConnectionManager>, Error> {
+        // redis-rs would panic ("no reactor running") spawning its task.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::NoRuntime);
+        }
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config())?;
         let mut limiter = Limiter::new(conn, limits, failure);
         limiter.waits = Some(Arc::new(WaitConnections {

@@ -461,3 +461,24 @@ async fn a_huge_wait_is_waited_not_a_panic() {
         .unwrap();
     assert!(d.decision.allowed);
 }
+
+/// `Limiter::connect` is a plain function: called outside a tokio runtime
+/// it panicked ("there is no reactor running"); it says so in an error.
+#[test]
+fn connect_outside_a_runtime_is_an_error_not_a_panic() {
+    let client = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
+    let r = std::panic::catch_unwind(|| {
+        Limiter::connect(&client, three_a_minute(), FailurePolicy::FailClosed)
+    });
+    match r {
+        Ok(Err(e @ Error::NoRuntime)) => {
+            assert!(e.to_string().contains("inside a tokio runtime"), "{e}")
+        }
+        Ok(other) => panic!("expected Error::NoRuntime, got {other:?}"),
+        Err(_) => panic!("Limiter::connect panicked outside a runtime"),
+    }
+    // Inside one (entered, not even running a task), it connects.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _in = rt.enter();
+    assert!(Limiter::connect(&client, three_a_minute(), FailurePolicy::FailClosed).is_ok());
+}
