@@ -55,7 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let layer = RateLimitLayer::builder(limiter)
         .namespace("api")
-        .key(caller::<axum::body::Body>)
+        .key(caller)
         .cost(|req| if req.uri().path() == "/bulk" { 5 } else { 1 })
         .build()?;
 

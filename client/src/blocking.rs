@@ -249,15 +249,19 @@ impl Limiter {
         self
     }
 
+    /// The limits every call checks.
     pub fn limits(&self) -> &Limits {
         &self.config.limits
     }
+    /// What answers while Redis cannot.
     pub fn failure_policy(&self) -> FailurePolicy {
         self.config.failure
     }
+    /// Is the failure policy deciding (Redis did not answer the last call)?
     pub fn is_degraded(&self) -> bool {
         self.health() == Health::Degraded
     }
+    /// Whether Redis decided the last call.
     pub fn health(&self) -> Health {
         self.config.health(&self.shared)
     }
@@ -642,6 +646,7 @@ impl Lease {
     fn holds_slot(&self) -> bool {
         self.id != 0
     }
+    /// The decision that granted it.
     pub fn decision(&self) -> &AllDecision {
         &self.decision
     }

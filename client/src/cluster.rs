@@ -78,12 +78,15 @@ pub struct ClusterRouted {
 }
 
 impl ClusterRouted {
+    /// Wraps a cluster connection.
     pub fn new(inner: ClusterConnection) -> ClusterRouted {
         ClusterRouted { inner }
     }
+    /// The cluster connection, unwrapped.
     pub fn into_inner(self) -> ClusterConnection {
         self.inner
     }
+    /// The cluster connection, for what this wrapper does not do.
     pub fn inner_mut(&mut self) -> &mut ClusterConnection {
         &mut self.inner
     }

@@ -87,9 +87,11 @@ impl Request {
         self.mode = Mode::Refund;
         self
     }
+    /// The units the request takes (or gives back).
     pub const fn cost(&self) -> u64 {
         self.cost
     }
+    /// What the request does with its cost.
     pub const fn mode(&self) -> Mode {
         self.mode
     }
@@ -161,14 +163,17 @@ impl All {
         self.request = request;
         self
     }
+    /// Answer as if, change nothing (`DRYRUN`).
     pub fn dry_run(mut self) -> All {
         self.request.mode = Mode::DryRun;
         self
     }
+    /// Give the cost back (`REFUND`).
     pub fn refund(mut self) -> All {
         self.request.mode = Mode::Refund;
         self
     }
+    /// The number of limits.
     pub fn len(&self) -> usize {
         self.limits.len()
     }

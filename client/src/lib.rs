@@ -97,13 +97,13 @@
 //! # use redis_ratelimit_client::redis;
 //! # fn app(limiter: redis_ratelimit_client::Limiter<redis::aio::ConnectionManager>)
 //! # -> Result<axum::Router, Box<dyn std::error::Error>> {
-//! use axum::{body::Body, http::{HeaderName, Method, Request}, routing::get, Router};
+//! use axum::{http::Method, routing::get, Router};
 //! use redis_ratelimit_client::middleware::{HeaderKey, NoKey, RateLimitLayer};
 //!
 //! let layer = RateLimitLayer::builder(limiter)
 //!     .namespace("api") // keys rl:api:{<key>}:<limit>
-//!     .key(HeaderKey::new(HeaderName::from_static("x-api-key")))
-//!     .cost(|req: &Request<Body>| if req.method() == Method::POST { 5 } else { 1 })
+//!     .key_extractor(HeaderKey::new("x-api-key"))
+//!     .cost(|req| if req.method() == Method::POST { 5 } else { 1 })
 //!     .no_key(NoKey::shared("anonymous")) // default: NoKey::Reject (400)
 //!     .build()?;
 //! let app = Router::new().route("/", get(|| async { "hello" })).layer(layer);
@@ -133,7 +133,7 @@
 //! let user = "user42";
 //! let verdict = limiter.check(user).await?;
 //! let headers = RateLimitHeaders::new(limiter.limits(), &verdict);
-//! if verdict.decision.allowed {
+//! if verdict.allowed() {
 //!     // ... serve, adding headers.pairs() to the response
 //! } else {
 //!     // ... answer 429 Too Many Requests with headers.pairs()
@@ -177,7 +177,7 @@
 //!     Ok(_) => call_partner().await,
 //!     Err(Error::TimedOut { last }) => {
 //!         // The daily quota is spent (or two minutes were not enough).
-//!         println!("no slot before the deadline; retry in {:?}", last.decision.retry_after);
+//!         println!("no slot before the deadline; retry in {:?}", last.retry_after());
 //!     }
 //!     Err(e) => return Err(e.into()),
 //! }
@@ -209,6 +209,7 @@
 //! ```
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![warn(missing_docs)]
 
 // The README's programs are doctests too: they compile, or the build says so.
 #[cfg(doctest)]

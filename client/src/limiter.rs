@@ -142,18 +142,37 @@ mod sealed {
 /// and does not compile here. [`Limiter::connect`] builds the right one.
 pub trait Reconnecting: ConnectionLike + Clone + Send + Sync + 'static + sealed::Sealed {
     /// Sends `cmd` to every primary (one, unless a cluster); each reply
-    /// with the node it came from.
+    /// with the node it came from (`host:port`).
     fn every_primary<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Vec<(String, Value)>>;
 }
 
 impl sealed::Sealed for ConnectionManager {}
 impl Reconnecting for ConnectionManager {
+    /// The one server, named by the address it serves this connection on
+    /// (`host:port`, from `CLIENT INFO`'s `laddr`; "standalone server" if
+    /// it does not say).
     fn every_primary<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Vec<(String, Value)>> {
         Box::pin(async move {
             let v = self.req_packed_command(cmd).await?;
-            Ok(vec![("redis".to_string(), v)])
+            let node = server_address(self)
+                .await
+                .unwrap_or_else(|| "standalone server".to_string());
+            Ok(vec![(node, v)])
         })
     }
+}
+
+/// The address the server serves `conn` on, as `CLIENT INFO` says
+/// (`laddr=127.0.0.1:6379`).
+async fn server_address(conn: &mut ConnectionManager) -> Option<String> {
+    let info: String = redis::cmd("CLIENT")
+        .arg("INFO")
+        .query_async(conn)
+        .await
+        .ok()?;
+    info.split_whitespace()
+        .find_map(|field| field.strip_prefix("laddr="))
+        .map(str::to_string)
 }
 
 fn all_primaries(v: Value) -> Vec<(String, Value)> {
@@ -593,7 +612,7 @@ impl WaitConnections {
 /// let limiter = Limiter::connect(&client, limits, FailurePolicy::FailOpen)?
 ///     .with_timeout(Duration::from_millis(50));
 /// let verdict = limiter.check("user42").await?; // key rl:{user42}:minute
-/// if !verdict.decision.allowed { /* 429 */ }
+/// if !verdict.allowed() { /* 429 */ }
 /// # Ok(()) }
 /// ```
 pub struct Limiter<C> {
@@ -788,12 +807,15 @@ impl<C: LimiterConnection> Limiter<C> {
         self
     }
 
+    /// The limits every call checks.
     pub fn limits(&self) -> &Limits {
         &self.config.limits
     }
+    /// What answers while Redis cannot.
     pub fn failure_policy(&self) -> FailurePolicy {
         self.config.failure
     }
+    /// How long a call waits for Redis (see [`with_timeout`](Self::with_timeout)).
     pub fn timeout(&self) -> Duration {
         self.config.timeout
     }
@@ -807,6 +829,7 @@ impl<C: LimiterConnection> Limiter<C> {
         self.health() == Health::Degraded
     }
 
+    /// Whether Redis decided the last call.
     pub fn health(&self) -> Health {
         self.config.health(&self.shared)
     }
@@ -1082,7 +1105,9 @@ impl WithNode for RedisError {
 #[derive(Debug)]
 #[must_use = "a granted lease is given back when dropped"]
 pub enum Acquired<C: LimiterConnection> {
+    /// Admitted: the lease (id 0 if it holds no slot, see [`Lease::id`]).
     Granted(Lease<C>),
+    /// Denied: the binding limit's decision.
     Denied(AllDecision),
 }
 

@@ -38,10 +38,14 @@ use crate::reply::{AllDecision, Source};
 /// A boxed future, as [`AsyncKeyExtractor`] returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Finds the rate-limit key of a request. Any
-/// `Fn(&http::Request<B>) -> Option<String>` is one; [`HeaderKey`] reads a
-/// header. `None` (or an empty key): the request has no key, see [`NoKey`].
+/// Finds the rate-limit key of a request, for
+/// [`key_extractor`](RateLimitLayerBuilder::key_extractor): [`HeaderKey`]
+/// reads a header; implement it for a type of yours. (A closure or a
+/// function goes to [`key`](RateLimitLayerBuilder::key), which infers its
+/// argument's type.) `None` (or an empty key): the request has no key, see
+/// [`NoKey`].
 pub trait KeyExtractor<B>: Send + Sync + 'static {
+    /// The key of `request`, or `None` if it has none.
     fn key(&self, request: &Request<B>) -> Option<String>;
 }
 
@@ -55,14 +59,18 @@ where
 }
 
 /// Finds the rate-limit key of a request asynchronously: the tenant a
-/// token belongs to, from a database or a cache. Any
-/// `Fn(&http::Request<B>) -> impl Future<Output = Option<String>>` whose
-/// future owns what it needs (clone it out of the request first) is one.
+/// token belongs to, from a database or a cache, for
+/// [`key_extractor_async`](RateLimitLayerBuilder::key_extractor_async).
+/// Any `Fn(&http::Request<B>) -> impl Future<Output = Option<String>>`
+/// whose future owns what it needs (clone it out of the request first) is
+/// one; a closure goes to [`key_async`](RateLimitLayerBuilder::key_async),
+/// which infers its argument's type.
 ///
 /// The future may borrow the extractor but not the request: bodies such as
 /// axum's are not `Sync`, so a future holding `&Request` would not be
 /// `Send`.
 pub trait AsyncKeyExtractor<B>: Send + Sync + 'static {
+    /// The key of `request`, or `None` if it has none.
     fn key<'a>(&'a self, request: &Request<B>) -> BoxFuture<'a, Option<String>>;
 }
 
@@ -78,20 +86,41 @@ where
 
 /// The key is a request header's value (say `x-api-key`); a request
 /// without it (or with an empty or non-text value) has no key.
+///
+/// ```
+/// use redis_ratelimit_client::middleware::HeaderKey;
+/// let by_api_key = HeaderKey::new("x-api-key");
+/// assert_eq!(by_api_key.name().map(|n| n.as_str()), Some("x-api-key"));
+/// ```
 #[derive(Clone, Debug)]
 pub struct HeaderKey {
-    name: HeaderName,
+    name: Option<HeaderName>,
 }
 
 impl HeaderKey {
-    pub fn new(name: HeaderName) -> HeaderKey {
-        HeaderKey { name }
+    /// The header `name`: a `&str` or `String` (any case: header names are
+    /// compared in lower case) or a `HeaderName`. A string that is not a
+    /// header name (a space in it, say) matches no request, so every
+    /// request has no key and [`NoKey`] decides (by default, `400`): check
+    /// with [`name`](Self::name).
+    pub fn new<N>(name: N) -> HeaderKey
+    where
+        HeaderName: TryFrom<N>,
+    {
+        HeaderKey {
+            name: HeaderName::try_from(name).ok(),
+        }
+    }
+
+    /// The header read, `None` if the name given was not a header name.
+    pub fn name(&self) -> Option<&HeaderName> {
+        self.name.as_ref()
     }
 }
 
 impl<B> KeyExtractor<B> for HeaderKey {
     fn key(&self, request: &Request<B>) -> Option<String> {
-        let v = request.headers().get(&self.name)?.to_str().ok()?;
+        let v = request.headers().get(self.name.as_ref()?)?.to_str().ok()?;
         (!v.is_empty()).then(|| v.to_string())
     }
 }
@@ -168,6 +197,7 @@ impl Limited<'_> {
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Failed<'a> {
+    /// The limiter's error.
     pub error: &'a Error,
     /// The caller's key.
     pub key: &'a str,
@@ -179,11 +209,17 @@ pub struct Failed<'a> {
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// Neither [`key`](RateLimitLayerBuilder::key) nor
-    /// [`key_async`](RateLimitLayerBuilder::key_async) was given.
+    /// None of [`key`](RateLimitLayerBuilder::key),
+    /// [`key_async`](RateLimitLayerBuilder::key_async),
+    /// [`key_extractor`](RateLimitLayerBuilder::key_extractor) or
+    /// [`key_extractor_async`](RateLimitLayerBuilder::key_extractor_async)
+    /// was given.
     NoKeyExtractor,
     /// A namespace must be 1 to 64 characters of `A-Z a-z 0-9 _ - . :`.
-    InvalidNamespace { namespace: String },
+    InvalidNamespace {
+        /// The namespace given.
+        namespace: String,
+    },
     /// [`NoKey::Shared`] with an empty key.
     EmptySharedKey,
     /// A layer built earlier, and still alive in this process, uses the
@@ -194,9 +230,11 @@ pub enum BuildError {
         keys: String,
         /// This layer's namespace and policy.
         namespace: Option<String>,
+        /// This layer's policy.
         policy: Box<Policy>,
         /// The earlier layer's namespace and policy.
         other_namespace: Option<String>,
+        /// The earlier layer's policy.
         other_policy: Box<Policy>,
     },
 }
@@ -205,7 +243,7 @@ impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BuildError::NoKeyExtractor => {
-                f.write_str("no key extractor: call .key(..) or .key_async(..)")
+                f.write_str("no key extractor: call .key(..), .key_async(..), .key_extractor(..) or .key_extractor_async(..)")
             }
             BuildError::InvalidNamespace { namespace } => write!(
                 f,
@@ -279,8 +317,8 @@ struct Config<B, RB> {
 /// # type Body = String;
 /// let layer = RateLimitLayer::builder(limiter)
 ///     .namespace("search") // keys rl:search:{<key>}:<limit>
-///     .key(HeaderKey::new(http::HeaderName::from_static("x-api-key")))
-///     .cost(|req: &http::Request<Body>| if req.uri().path().ends_with("/bulk") { 10 } else { 1 })
+///     .key_extractor(HeaderKey::new("x-api-key"))
+///     .cost(|req| if req.uri().path().ends_with("/bulk") { 10 } else { 1 })
 ///     .no_key(NoKey::shared("anonymous"))
 ///     .build()?;
 /// # let _: redis_ratelimit_client::middleware::RateLimitLayer<_, Body, Body> = layer;
@@ -375,15 +413,34 @@ impl<C, B, RB> RateLimitLayerBuilder<C, B, RB> {
         self
     }
 
-    /// The key of each request, found synchronously.
-    pub fn key(mut self, key: impl KeyExtractor<B>) -> Self {
+    /// The key of each request, found by a closure or a function:
+    /// `.key(|req| req.headers().get("x-tenant")?.to_str().ok().map(String::from))`
+    /// (the argument's type is inferred). For [`HeaderKey`] or an extractor
+    /// type of yours: [`key_extractor`](Self::key_extractor).
+    pub fn key(self, key: impl Fn(&Request<B>) -> Option<String> + Send + Sync + 'static) -> Self {
+        self.key_extractor(key)
+    }
+
+    /// The key of each request, found by a [`KeyExtractor`]:
+    /// `.key_extractor(HeaderKey::new("x-api-key"))`.
+    pub fn key_extractor(mut self, key: impl KeyExtractor<B>) -> Self {
         self.key = Some(KeySource::Sync(Box::new(key)));
         self
     }
 
-    /// The key of each request, found asynchronously (say the tenant of a
-    /// bearer token, from a database).
-    pub fn key_async(mut self, key: impl AsyncKeyExtractor<B>) -> Self {
+    /// The key of each request, found asynchronously by a closure that
+    /// returns a future (say the tenant of a bearer token, from a
+    /// database): `.key_async(|req| { let token = ...; async move { .. } })`
+    /// (the argument's type is inferred; the future owns what it needs).
+    pub fn key_async<Fut>(self, key: impl Fn(&Request<B>) -> Fut + Send + Sync + 'static) -> Self
+    where
+        Fut: Future<Output = Option<String>> + Send + 'static,
+    {
+        self.key_extractor_async(key)
+    }
+
+    /// The key of each request, found by an [`AsyncKeyExtractor`] type.
+    pub fn key_extractor_async(mut self, key: impl AsyncKeyExtractor<B>) -> Self {
         self.key = Some(KeySource::Async(Box::new(key)));
         self
     }
@@ -812,6 +869,26 @@ mod tests {
 
     #[test]
     fn header_keys() {
+        // A &str, in any case, or a HeaderName; a name that is not one
+        // matches nothing.
+        assert_eq!(
+            HeaderKey::new("X-Api-Key").name(),
+            Some(&HeaderName::from_static("x-api-key"))
+        );
+        assert_eq!(
+            HeaderKey::new(String::from("x-api-key")).name(),
+            Some(&HeaderName::from_static("x-api-key"))
+        );
+        let bad = HeaderKey::new("x api key");
+        assert_eq!(bad.name(), None);
+        let mut with = Request::new(());
+        with.headers_mut()
+            .insert("x-api-key", HeaderValue::from_static("alice"));
+        assert_eq!(bad.key(&with), None);
+        assert_eq!(
+            HeaderKey::new("x-api-key").key(&with).as_deref(),
+            Some("alice")
+        );
         let k = HeaderKey::new(HeaderName::from_static("x-api-key"));
         let req = |v: &[u8]| {
             let mut r = Request::new(());

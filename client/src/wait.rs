@@ -23,9 +23,15 @@ use crate::reply::Decision;
 #[non_exhaustive]
 pub enum WaitError<D, E> {
     /// Still denied at the deadline, or the next try would fall after it.
-    TimedOut { last: D },
+    TimedOut {
+        /// The last answer.
+        last: D,
+    },
     /// The request can never be allowed (its cost is above a limit).
-    Never { last: D },
+    Never {
+        /// The answer that said so.
+        last: D,
+    },
     /// A try failed.
     Failed(E),
 }

@@ -359,6 +359,32 @@ async fn policies_reach_every_primary_and_disagreement_is_an_error() {
     }
 }
 
+/// On a standalone server, a disagreement names the server by its
+/// address, as a cluster names its node (it said "redis").
+#[tokio::test]
+async fn a_standalone_disagreement_names_the_server() {
+    let s = Server::start();
+    let client = redis::Client::open(s.url()).unwrap();
+    let api = NamedPolicy::new("api", SlidingWindow::new(5, S(60)).unwrap()).unwrap();
+    let limiter = Limiter::connect(
+        &client,
+        Limits::single("api", api).unwrap(),
+        FailurePolicy::FailClosed,
+    )
+    .unwrap();
+    let other = NamedPolicy::new("api", SlidingWindow::new(6, S(60)).unwrap()).unwrap();
+    s.connect().policy_set(&other).unwrap();
+    match limiter.check_policies().await {
+        Err(e @ Error::PoliciesDisagree { .. }) => {
+            let Error::PoliciesDisagree { node, .. } = &e else {
+                unreachable!()
+            };
+            assert_eq!(node, &format!("127.0.0.1:{}", s.port), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 /// "Allowed, lease id 0" is an admission that holds no slot, not a
 /// denial: FailOpen while Redis is away, and a SHADOW concurrency policy
 /// over a full limit (the server answers allowed, takes no slot, and the

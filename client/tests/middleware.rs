@@ -98,7 +98,7 @@ fn hello(layer: Layer) -> Router {
 }
 
 fn api_key() -> HeaderKey {
-    HeaderKey::new(http::HeaderName::from_static("x-api-key"))
+    HeaderKey::new("x-api-key")
 }
 
 fn per_key() -> Limits {
@@ -117,7 +117,7 @@ async fn limiter(s: &Server, limits: Limits) -> Limiter<redis::aio::ConnectionMa
 async fn api_layer(s: &Server, namespace: &str) -> Layer {
     RateLimitLayer::builder(limiter(s, per_key()).await)
         .namespace(namespace)
-        .key(api_key())
+        .key_extractor(api_key())
         .build()
         .unwrap()
 }
@@ -166,7 +166,7 @@ async fn hooks_shape_the_429_and_the_error_response() {
     let s = Server::start();
     let layer = RateLimitLayer::builder(limiter(&s, per_key()).await)
         .namespace("hooks")
-        .key(api_key())
+        .key_extractor(api_key())
         .on_limited(|l| {
             let d = &l.verdict.decision;
             let body = format!(
@@ -312,7 +312,7 @@ async fn each_request_takes_its_cost() {
     .unwrap();
     let layer: Layer = RateLimitLayer::builder(limiter(&s, limits).await)
         .namespace("cost")
-        .key(api_key())
+        .key_extractor(api_key())
         .cost(|req| {
             req.headers()
                 .get("x-cost")
@@ -367,7 +367,7 @@ async fn an_async_extractor_finds_the_tenant_of_a_token() {
     let lookup = support::multiplexed(&s).await;
     let layer: Layer = RateLimitLayer::builder(limiter(&s, per_key()).await)
         .namespace("tenants")
-        .key_async(move |req: &http::Request<Body>| {
+        .key_async(move |req| {
             let token = req
                 .headers()
                 .get("authorization")
@@ -422,12 +422,12 @@ async fn namespaces_keep_two_routes_with_one_limit_name_apart() {
     // No type annotations: axum's router pins the body types.
     let search = RateLimitLayer::builder(limiter(&s, search_limits).await)
         .namespace("search")
-        .key(api_key())
+        .key_extractor(api_key())
         .build()
         .unwrap();
     let upload = RateLimitLayer::builder(limiter(&s, upload_limits).await)
         .namespace("upload")
-        .key(api_key())
+        .key_extractor(api_key())
         .build()
         .unwrap();
     let app = Router::new()
@@ -468,7 +468,7 @@ async fn layers_that_would_share_keys_under_another_policy_are_refused() {
         .unwrap()
     };
     let build = |l: Limiter<_>, ns: Option<&str>| {
-        let b = RateLimitLayer::builder(l).key(api_key());
+        let b = RateLimitLayer::builder(l).key_extractor(api_key());
         match ns {
             Some(ns) => b.namespace(ns),
             None => b,
@@ -552,7 +552,7 @@ async fn build_errors_say_what_is_missing_or_wrong() {
     };
     let build = |l: Limiter<_>, ns: &str| -> Result<Layer, _> {
         RateLimitLayer::builder(l)
-            .key(api_key())
+            .key_extractor(api_key())
             .namespace(ns)
             .build()
     };
@@ -576,7 +576,7 @@ async fn build_errors_say_what_is_missing_or_wrong() {
         .unwrap_err();
     assert_eq!(e, BuildError::NoKeyExtractor);
     let e = RateLimitLayer::<_, Body, Body>::builder(limiter(&s, sliding()).await)
-        .key(api_key())
+        .key_extractor(api_key())
         .no_key(NoKey::shared(""))
         .build()
         .unwrap_err();
@@ -625,7 +625,7 @@ async fn no_key_is_rejected_by_default() {
     // The no-key hook shapes the refusal.
     let hooked: Layer = RateLimitLayer::builder(limiter(&s, per_key()).await)
         .namespace("reject")
-        .key(api_key())
+        .key_extractor(api_key())
         .on_no_key(|parts| {
             (
                 StatusCode::UNAUTHORIZED,
@@ -645,7 +645,7 @@ async fn no_key_shared_limits_keyless_requests_together() {
     let s = Server::start();
     let layer: Layer = RateLimitLayer::builder(limiter(&s, per_key()).await)
         .namespace("shared")
-        .key(api_key())
+        .key_extractor(api_key())
         .no_key(NoKey::shared("anonymous"))
         .build()
         .unwrap();
@@ -665,7 +665,7 @@ async fn no_key_pass_lets_keyless_requests_through_unlimited() {
     let s = Server::start();
     let layer: Layer = RateLimitLayer::builder(limiter(&s, per_key()).await)
         .namespace("pass")
-        .key(api_key())
+        .key_extractor(api_key())
         .no_key(NoKey::Pass)
         .build()
         .unwrap();
@@ -694,7 +694,7 @@ async fn fails_open_when_redis_is_gone() {
     .with_timeout(Duration::from_millis(200));
     let layer = RateLimitLayer::builder(limiter)
         .namespace("open")
-        .key(api_key())
+        .key_extractor(api_key())
         .build()
         .unwrap();
     let addr = serve(hello(layer)).await;
@@ -720,7 +720,7 @@ async fn fails_closed_with_503_and_retry_after() {
         .with_timeout(Duration::from_millis(200));
     let layer = RateLimitLayer::builder(limiter)
         .namespace("closed")
-        .key(api_key())
+        .key_extractor(api_key())
         .on_limited(|_| (StatusCode::IM_A_TEAPOT, "not a limit").into_response())
         .build()
         .unwrap();
@@ -748,7 +748,7 @@ async fn the_unavailable_hook_shapes_the_503() {
         .with_cooldown(Duration::from_secs(5));
     let layer = RateLimitLayer::builder(limiter)
         .namespace("closed-hook")
-        .key(api_key())
+        .key_extractor(api_key())
         .on_unavailable(|l| {
             assert!(l.is_unavailable());
             (StatusCode::SERVICE_UNAVAILABLE, format!("later, {}", l.key)).into_response()
@@ -776,7 +776,7 @@ async fn fallback_decisions_are_marked_in_the_ratelimit_field() {
     .with_timeout(Duration::from_millis(200));
     let layer = RateLimitLayer::builder(limiter)
         .namespace("fallback")
-        .key(api_key())
+        .key_extractor(api_key())
         .build()
         .unwrap();
     let addr = serve(hello(layer)).await;
@@ -795,14 +795,35 @@ async fn fallback_decisions_are_marked_in_the_ratelimit_field() {
     );
 }
 
+/// A closure is a key extractor, its argument's type inferred (it needed
+/// `|req: &Request<Body>|`: E0282 without), and so is a function generic
+/// over the body; the body type comes from the router.
 #[test]
 fn a_closure_extracts_keys_too() {
-    // Any Fn(&Request<B>) -> Option<String> is a key extractor: here the
-    // tenant from the path.
-    let _layer = |limiter: Limiter<redis::aio::ConnectionManager>| -> Layer {
-        RateLimitLayer::builder(limiter)
-            .key(|req: &http::Request<Body>| req.uri().path().split('/').nth(1).map(str::to_string))
+    fn tenant<B>(req: &http::Request<B>) -> Option<String> {
+        req.uri().path().split('/').nth(1).map(str::to_string)
+    }
+    let _app = |limiter: Limiter<redis::aio::ConnectionManager>| -> Router {
+        let by_path = RateLimitLayer::builder(limiter.clone())
+            .namespace("closure")
+            .key(|req| req.uri().path().split('/').nth(1).map(str::to_string))
+            .cost(|req| {
+                if req.uri().path().ends_with("/bulk") {
+                    5
+                } else {
+                    1
+                }
+            })
             .build()
-            .unwrap()
+            .unwrap();
+        let by_fn = RateLimitLayer::builder(limiter)
+            .namespace("function")
+            .key(tenant)
+            .build()
+            .unwrap();
+        Router::new()
+            .route("/", get(|| async { "hello" }))
+            .layer(by_path)
+            .layer(by_fn)
     };
 }
