@@ -522,9 +522,11 @@ pub fn evaluate_with(
         Stored::Locked(l) => own_fresh(l.inner.stored(), spec),
         other => own_fresh(other, spec),
     };
+    // Only a request that takes writes the cut, as only one starts a lock:
+    // a peek, a refund or a dry run sees the cut lock and writes nothing.
     let effect = match cut {
-        Some(until) => Effect::Lockout { until, own },
-        None => effect,
+        Some(until) if mode == Mode::Take && cost > 0 => Effect::Lockout { until, own },
+        _ => effect,
     };
     let mut verdict = Verdict {
         denied: !d.allowed,
@@ -725,6 +727,13 @@ mod tests {
         take(&mut s3, &spec, long, t0);
         take(&mut s3, &spec, long, t0);
         assert!(!take(&mut s3, &spec, Rules::default(), later).0.allowed);
+        // A peek or a refund sees the cut lock and writes nothing (the
+        // storm found a refund writing it): only a take writes the cut.
+        for (cost, mode) in [(0, Mode::Take), (1, Mode::Refund)] {
+            let (d, e, _) = evaluate_with(s3.stored(), &spec, short, later, cost, mode).unwrap();
+            assert_eq!(e, Effect::None, "{cost} {mode:?}");
+            assert_eq!(d.retry_after, RetryAfter::After(Nanos::from_secs(900)));
+        }
     }
 
     #[test]
