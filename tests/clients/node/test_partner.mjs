@@ -167,25 +167,34 @@ await check('4 workers on 3 per 0.5 s: served in turn, one RL.ALL per admission;
       const trace = JSON.stringify(admitted);
       eq(admitted.length, 12, `RESP${RESP} admissions ([ms after the first 3 calls, worker]): ${trace}`);
       // Turns: the 3 units free up together every 0.5 s and go to the first 3
-      // in line, first come first served: each turn admits 3 different
-      // workers, and after each no worker is more than one admission ahead.
+      // in line, first come first served. Workers answered in the same turn
+      // rejoin the line in the order their calls reach the server, so the line
+      // guarantees: while at least 3 workers have batches left, a turn admits
+      // 3 different workers, and no worker misses two turns in a row.
       const turns = new Map();
       for (const [t, w] of admitted) turns.set(Math.round(t / 500), [...(turns.get(Math.round(t / 500)) ?? []), w]);
       eq([...turns.keys()], [1, 2, 3, 4], `RESP${RESP}: turns, at 500, 1000, 1500 and 2000 ms: ${trace}`);
-      const counts = [0, 0, 0, 0];
+      const left = [3, 3, 3, 3];
       for (const [k, ws] of turns) {
-        eq([...new Set(ws)].sort(), [...ws].sort(), `RESP${RESP}: turn ${k}, a worker at most once: ${trace}`);
         eq(ws.length, 3, `RESP${RESP}: turn ${k}'s admissions: ${trace}`);
-        for (const w of ws) counts[w] += 1;
-        if (Math.max(...counts) - Math.min(...counts) > 1) {
-          throw new Error(`RESP${RESP}: after turn ${k}, admissions per worker ${counts}: ${trace}`);
+        if (left.filter((n) => n > 0).length >= 3) {
+          eq([...new Set(ws)].sort(), [...ws].sort(), `RESP${RESP}: turn ${k}, a worker at most once: ${trace}`);
         }
+        for (const w of ws) left[w] -= 1;
+      }
+      for (const k of [1, 2]) {
+        const served = [...new Set([...turns.get(k), ...turns.get(k + 1)])].sort();
+        eq(served, [0, 1, 2, 3], `RESP${RESP}: every worker served in turns ${k} and ${k + 1}: ${trace}`);
       }
       const after = await counters(admin);
       eq([after.calls, after.failed], [12, 0], `RESP${RESP}: RL.ALL calls, failed: one per admission, no polling`);
-      eq(delta(before.waits, after.waits),
-        { waits_started: 12, waits_admitted: 12, waits_timed_out: 0, waits_cancelled: 0, waits_refused: 0 },
-        `RESP${RESP}: INFO ratelimit: every call waited in line, and got in`);
+      const waits = delta(before.waits, after.waits);
+      // The last calls may find a unit free and nobody waiting: admitted at once.
+      if (waits.waits_started < 10 || waits.waits_started > 12) {
+        throw new Error(`RESP${RESP}: INFO ratelimit: calls that waited: ${JSON.stringify(waits)}`);
+      }
+      eq(waits, { waits_started: waits.waits_started, waits_admitted: waits.waits_started, waits_timed_out: 0,
+        waits_cancelled: 0, waits_refused: 0 }, `RESP${RESP}: INFO ratelimit: every call that waited in line got in`);
     } finally {
       if (pool) await pool.close();
       for (const c of own) await c.close();

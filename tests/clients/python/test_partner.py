@@ -200,25 +200,32 @@ def _():
         trace = [(round(t - start, 3), w) for t, w in admitted]
         eq(len(admitted), 12, f"RESP{protocol} admissions (seconds after the first 3 calls, worker): {trace}")
         # Turns: the 3 units free up together every 0.5 s and go to the first 3
-        # in line, first come first served: each turn admits 3 different
-        # workers, and after each no worker is more than one admission ahead.
+        # in line, first come first served. Workers answered in the same turn
+        # rejoin the line in the order their calls reach the server, so the
+        # line guarantees: while at least 3 workers have batches left, a turn
+        # admits 3 different workers, and no worker misses two turns in a row.
         turns = {}
         for t, w in trace:
             turns.setdefault(round(t / 0.5), []).append(w)
         eq(sorted(turns), [1, 2, 3, 4], f"RESP{protocol}: turns, at 0.5 s, 1 s, 1.5 s and 2 s: {trace}")
-        counts = [0] * 4
+        left = [3] * 4
         for k in sorted(turns):
-            eq(sorted(set(turns[k])), sorted(turns[k]), f"RESP{protocol}: turn {k}, a worker at most once: {trace}")
             eq(len(turns[k]), 3, f"RESP{protocol}: turn {k}'s admissions: {trace}")
+            if sum(1 for n in left if n > 0) >= 3:
+                eq(sorted(set(turns[k])), sorted(turns[k]), f"RESP{protocol}: turn {k}, a worker at most once: {trace}")
             for w in turns[k]:
-                counts[w] += 1
-            if max(counts) - min(counts) > 1:
-                raise AssertionError(f"RESP{protocol}: after turn {k}, admissions per worker {counts}: {trace}")
+                left[w] -= 1
+        for k in (1, 2):
+            served = set(turns[k]) | set(turns[k + 1])
+            eq(sorted(served), [0, 1, 2, 3], f"RESP{protocol}: every worker served in turns {k} and {k + 1}: {trace}")
         calls, failed, after = counters(r)
         eq((calls, failed), (12, 0), f"RESP{protocol}: RL.ALL calls, failed: one per admission, no polling")
-        eq(delta(before, after), {"waits_started": 12, "waits_admitted": 12, "waits_timed_out": 0,
-                                  "waits_cancelled": 0, "waits_refused": 0},
-           f"RESP{protocol}: INFO ratelimit: every call waited in line, and got in")
+        waits = delta(before, after)
+        # The last calls may find a unit free and nobody waiting: admitted at once.
+        within(waits["waits_started"], 10, 12, f"RESP{protocol}: INFO ratelimit: calls that waited: {waits}")
+        eq(waits, {"waits_started": waits["waits_started"], "waits_admitted": waits["waits_started"],
+                   "waits_timed_out": 0, "waits_cancelled": 0, "waits_refused": 0},
+           f"RESP{protocol}: INFO ratelimit: every call that waited in line got in")
 
 
 @check("a call without BLOCK cannot jump the line: denied while a batch waits, its retry_after_ms counts the batch")
