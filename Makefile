@@ -4,6 +4,8 @@
 PORT ?= 6379
 CARGO ?= cargo
 MODULE := target/release/libredis_ratelimit.so
+# How long `make test` soaks (`make soak` runs the full minute).
+TEST_SOAK_SECS ?= 20
 TEST_MODULE := target/debug/libredis_ratelimit.so
 
 .DEFAULT_GOAL := help
@@ -25,10 +27,12 @@ run: build ## Start redis-server on 127.0.0.1:$(PORT) with the module loaded (fo
 
 test: deps ## Build and run every test: unit, property, integration against real servers
 	./scripts/test-deps.sh
+	./scripts/check-proptest-regressions.sh
 	$(CARGO) build --release --lib
 	$(CARGO) build --lib --features test-hooks
 	$(CARGO) test -p redis-ratelimit-core
 	$(CARGO) test -p redis-ratelimit --features test-hooks
+	RL_SOAK_SECS=$(TEST_SOAK_SECS) $(CARGO) test -p redis-ratelimit --features test-hooks --test soak -- --ignored --nocapture
 	$(CARGO) test -p redis-ratelimit-testkit
 	$(CARGO) test -p redis-ratelimit-client --all-features
 
@@ -44,7 +48,7 @@ test-future: deps ## The module's and the client's integration suites with the s
 test-clients: build ## Every snippet of docs/CLIENTS.md on a real server: redis-py and node-redis, RESP2 and RESP3 (installs both into target/)
 	./scripts/test-clients.sh
 
-soak: deps ## Long soak tests (minutes; not part of make test)
+soak: deps ## The soak for a minute (RL_SOAK_SECS to change; make test runs it for $(TEST_SOAK_SECS) s)
 	$(CARGO) build --lib --features test-hooks
 	$(CARGO) test --features test-hooks --test soak -- --ignored --nocapture
 
@@ -58,8 +62,11 @@ bench: ## Criterion benches of the pure algorithms
 bench-server: build ## Server benchmark vs INCR and Lua baselines, and BLOCK with 10,000 waiters; writes docs/BENCHMARKS.md (BENCH_ARGS=--callgrind adds instruction counts, --only-blocking only BLOCK)
 	python3 scripts/bench_server.py $(BENCH_ARGS)
 
-lint: ## rustfmt and clippy
+lint: ## rustfmt and clippy (warnings are errors; unwrap, expect, panic and indexing are denied outside tests)
+	@$(CARGO) fmt --version >/dev/null 2>&1 || { echo "rustfmt is missing: rustup component add rustfmt" >&2; exit 1; }
+	@$(CARGO) clippy --version >/dev/null 2>&1 || { echo "clippy is missing: rustup component add clippy" >&2; exit 1; }
 	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy -p redis-ratelimit --lib -- -D warnings
 	$(CARGO) clippy -p redis-ratelimit --all-targets --features test-hooks -- -D warnings
 	$(CARGO) clippy -p redis-ratelimit-core -p redis-ratelimit-client -p redis-ratelimit-testkit --all-targets --all-features -- -D warnings
 

@@ -40,9 +40,74 @@ type RawString = *mut raw::RedisModuleString;
 const OK: c_int = raw::REDISMODULE_OK as c_int;
 const ERR: c_int = raw::REDISMODULE_ERR as c_int;
 
-/// Runs `f`; a panic becomes `default`. Nothing unwinds into Redis.
+/// Runs `f`; a panic becomes `default`, and a warning in the server's log
+/// (where, and what). Nothing unwinds into Redis.
 pub fn guard<T>(default: T, f: impl FnOnce() -> T) -> T {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or(default)
+    guard_named(|| "a callback".to_string(), default, f)
+}
+
+/// [`guard`], naming what ran (a command's name) in the log line.
+pub fn guard_named<T>(what: impl FnOnce() -> String, default: T, f: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(_) => {
+            let (location, message) = panic_hook::last();
+            let what = what();
+            log_warning(&format!(
+                "ratelimit: a panic in {what} at {location}: {message}; \
+                 it was answered with an error and nothing was written. \
+                 Please report it (docs/SECURITY.md)."
+            ));
+            default
+        }
+    }
+}
+
+/// Writes a warning to the server's log, outside any command.
+pub fn log_warning(msg: &str) {
+    if let Ok(m) = CString::new(msg.replace('\0', " ")) {
+        rm!(RedisModule_Log(std::ptr::null_mut(), c"warning".as_ptr(), c"%s".as_ptr(), m.as_ptr()) else ());
+    }
+}
+
+/// Where the last panic on this thread happened, for the log line the
+/// guard writes (a panic hook records it; the payload alone has no place).
+mod panic_hook {
+    use std::cell::RefCell;
+    use std::sync::Once;
+
+    thread_local! {
+        static LAST: RefCell<Option<(String, String)>> = const { RefCell::new(None) };
+    }
+
+    static INSTALL: Once = Once::new();
+
+    /// Installs the hook once per process; whatever hook was there before
+    /// (another module's, or Rust's default) still runs after ours.
+    pub fn install() {
+        INSTALL.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                let location = info
+                    .location()
+                    .map_or_else(|| "an unknown place".to_string(), |l| l.to_string());
+                let payload = info.payload();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".to_string());
+                LAST.with(|l| *l.borrow_mut() = Some((location, message)));
+                previous(info);
+            }));
+        });
+    }
+
+    /// The last panic's location and message on this thread.
+    pub fn last() -> (String, String) {
+        LAST.with(|l| l.borrow_mut().take())
+            .unwrap_or_else(|| ("an unknown place".to_string(), "no message".to_string()))
+    }
 }
 
 // ---------------------------------------------------------------- loading
@@ -66,6 +131,7 @@ pub extern "C" fn RedisModule_OnLoad(ctx: RawCtx, argv: *mut RawString, argc: c_
             return ERR;
         }
         let c = Ctx::new(ctx);
+        panic_hook::install();
         if let Err(missing) = check_api() {
             c.log_warning(&format!(
                 "ratelimit: this server lacks {missing}; not loading"
@@ -274,6 +340,11 @@ impl Flags {
     pub fn cluster(self) -> bool {
         self.has(raw::REDISMODULE_CTX_FLAGS_CLUSTER)
     }
+    /// Loading in the background (a replica's full sync, Redis 7.0+'s
+    /// repl-diskless-load swapdb).
+    pub fn async_loading(self) -> bool {
+        self.has(raw::REDISMODULE_CTX_FLAGS_ASYNC_LOADING)
+    }
     /// May this call make its client wait? Not inside MULTI/EXEC, a script
     /// or function, RM_Call, an AOF load or from a master; only on a master.
     pub fn can_block(self) -> bool {
@@ -381,6 +452,23 @@ impl<'a> Ctx<'a> {
             key.ptr,
             payload.as_ptr().cast::<c_char>(),
             payload.len(),
+        ) else 0);
+    }
+
+    /// Propagates `cmd` with these arguments (RL.POLICY SET with a
+    /// definition's canonical words: never a client's text verbatim).
+    pub fn replicate_words(&self, cmd: &CStr, words: &[&[u8]]) {
+        let strings: Vec<OwnedString> = words.iter().filter_map(|w| self.string(w)).collect();
+        if strings.len() != words.len() {
+            return;
+        }
+        let mut ptrs: Vec<RawString> = strings.iter().map(|s| s.0.as_ptr()).collect();
+        rm!(RedisModule_Replicate(
+            self.raw,
+            cmd.as_ptr(),
+            c"v".as_ptr(),
+            ptrs.as_mut_ptr(),
+            ptrs.len(),
         ) else 0);
     }
 
@@ -496,8 +584,15 @@ pub fn run_command(
         Ok(n) if !argv.is_null() => unsafe { std::slice::from_raw_parts(argv, n) },
         _ => &[],
     };
-    let result = guard(Err(redis_ratelimit_core::error::INTERNAL), || {
-        body(&c, Argv { args })
+    let argv = Argv { args };
+    let name = || {
+        argv.word(0).map_or_else(
+            || "a command".to_string(),
+            |w| String::from_utf8_lossy(w).into_owned(),
+        )
+    };
+    let result = guard_named(name, Err(redis_ratelimit_core::error::INTERNAL), || {
+        body(&c, argv)
     });
     if let Err(e) = result {
         guard((), || {
@@ -569,6 +664,13 @@ pub fn create_subcommand(
 /// false where the server lacks the API or refuses.
 pub fn add_acl_category(ctx: &Ctx<'_>, name: &CStr) -> bool {
     rm!(RedisModule_AddACLCategory(ctx.raw, name.as_ptr()) else ERR) == OK
+}
+
+/// Whether the server lets modules add ACL categories (Redis 7.4+, Valkey 8.0+).
+pub fn has_add_acl_category() -> bool {
+    // SAFETY: a copy of a pointer-sized static set by RedisModule_Init.
+    let f = unsafe { raw::RedisModule_AddACLCategory };
+    f.is_some()
 }
 
 /// Whether the server lets modules set command ACL categories (7.2+).
@@ -1074,6 +1176,12 @@ pub trait TimerCallback: 'static {
 
 extern "C" fn timer_fire<T: TimerCallback>(ctx: RawCtx, data: *mut c_void) {
     guard((), || T::fire(&Ctx::new(ctx), data as usize as u64));
+}
+
+/// The server's own flags, outside any command (loading, role): what a
+/// type callback such as `rdb_load` may ask.
+pub fn server_flags() -> Flags {
+    Flags(rm!(RedisModule_GetContextFlags(std::ptr::null_mut()) else 0))
 }
 
 /// True while clients are paused for a failover or a shutdown: nothing

@@ -111,9 +111,6 @@ struct Line {
     by_client: HashMap<BlockedId, u64>,
     /// By database, then key.
     queues: HashMap<i32, HashMap<Vec<u8>, Queue>>,
-    /// Admitted waiters not told yet, in admission order.
-    deliveries: VecDeque<(BlockedClient, Outcome)>,
-    delivery_timer: Option<TimerId>,
 }
 
 impl Line {
@@ -137,14 +134,10 @@ fn with_line<T>(f: impl FnOnce(&mut Line) -> T) -> T {
 /// Timers carry a waiter id and what they are for.
 const DEADLINE: u64 = 0;
 const ADMIT: u64 = 1;
-const DELIVER: u64 = 2;
 
 fn timer_data(id: u64, what: u64) -> u64 {
     (id << 2) | what
 }
-
-/// The pace of replies after a burst of admissions.
-const DELIVERY_TICK_MS: u64 = 1;
 
 /// Rounded up: a timer never fires before the instant.
 fn ceil_ms(span: Nanos) -> u64 {
@@ -159,10 +152,6 @@ impl TimerCallback for Timers {
         let id = data >> 2;
         match data & 3 {
             ADMIT => admit(ctx, id),
-            DELIVER => {
-                with_line(|l| l.delivery_timer = None);
-                deliver(ctx);
-            }
             _ => deadline(ctx, id),
         }
     }
@@ -182,12 +171,6 @@ impl BlockCallbacks for Waiting {
     }
 
     fn unblocked(ctx: &Ctx<'_>, client: BlockedId) {
-        // Admitted, its reply not sent yet: it gets it now.
-        if let Some((bc, outcome)) = take_delivery(client) {
-            Waiting::reply(ctx, &outcome);
-            api::unblock::<Waiting>(bc, None);
-            return;
-        }
         // CLIENT UNBLOCK .. TIMEOUT: answered now, as at its deadline.
         let Some(id) = with_line(|l| l.by_client.get(&client).copied()) else {
             return;
@@ -200,11 +183,6 @@ impl BlockCallbacks for Waiting {
     }
 
     fn disconnected(ctx: &Ctx<'_>, client: BlockedId) {
-        // Admitted, its reply not sent yet: the admission stands.
-        if let Some((bc, _)) = take_delivery(client) {
-            api::unblock::<Waiting>(bc, None);
-            return;
-        }
         let Some(id) = with_line(|l| l.by_client.get(&client).copied()) else {
             // Already unblocked: its reply was on its way.
             return;
@@ -213,14 +191,6 @@ impl BlockCallbacks for Waiting {
         bump(&CANCELLED);
         api::unblock::<Waiting>(w.bc, None);
     }
-}
-
-/// An admitted waiter whose reply is still to be sent.
-fn take_delivery(client: BlockedId) -> Option<(BlockedClient, Outcome)> {
-    with_line(|l| {
-        let i = l.deliveries.iter().position(|(bc, _)| bc.id() == client)?;
-        l.deliveries.remove(i)
-    })
 }
 
 /// Server events: a flush can free units at once; a role change ends
@@ -564,28 +534,14 @@ fn admit(ctx: &Ctx<'_>, id: u64) {
             w.admit = None;
         }
     });
-    let mut work = vec![id];
-    while let Some(id) = work.pop() {
-        work.extend(admit_one(ctx, id));
-    }
-    deliver(ctx);
-}
-
-/// Replies to admitted waiters, one per millisecond in the order they
-/// were admitted: a burst of units freed at once is taken at once, and
-/// each admitted client hears back, and can queue again, before the next
-/// one does, so workers that share a limit take turns.
-fn deliver(ctx: &Ctx<'_>) {
-    let (next, more, armed) = with_line(|l| {
-        let next = l.deliveries.pop_front();
-        (next, !l.deliveries.is_empty(), l.delivery_timer.is_some())
-    });
-    if let Some((bc, outcome)) = next {
-        api::unblock::<Waiting>(bc, Some(Box::new(outcome)));
-    }
-    if more && !armed {
-        let t = ctx.create_timer::<Timers>(DELIVERY_TICK_MS, timer_data(0, DELIVER));
-        with_line(|l| l.delivery_timer = Some(t));
+    // Oldest first: the waiters behind one admitted are considered in the
+    // order they arrived, and each admitted one is answered at once (Redis
+    // sends the replies of clients it unblocks in the order it was told).
+    let mut work = VecDeque::from([id]);
+    while let Some(id) = work.pop_front() {
+        let mut next = admit_one(ctx, id);
+        next.sort_unstable();
+        work.extend(next);
     }
 }
 
@@ -670,7 +626,7 @@ fn admit_one(ctx: &Ctx<'_>, id: u64) -> Vec<u64> {
     };
     let lease = effects.iter().find_map(|e| e.lease_id());
     let outcome = Outcome::Fields(fields(shape, &d, index, lease));
-    with_line(|l| l.deliveries.push_back((w.bc, outcome)));
+    api::unblock::<Waiting>(w.bc, Some(Box::new(outcome)));
     next
 }
 

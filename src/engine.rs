@@ -186,7 +186,9 @@ pub fn all(
     for (i, (l, key)) in limits.iter().zip(&keys).enumerate() {
         let stored = store::load(key, l.spec.kind())?;
         let (d, effect, v) = evaluate_with(stored, l.spec, l.rules(), now, l.cost, req.mode())?;
-        if v.locked {
+        // A lockout this denial starts, or a lock cut to what its policy
+        // says now: written even though the request is denied.
+        if matches!(effect, Effect::Lockout(_)) {
             lockouts.push((i, effect.clone()));
         }
         verdicts.push(v);

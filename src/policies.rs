@@ -224,7 +224,7 @@ fn apply_args() {
     let args = with(|r| r.from_args.clone());
     for (name, words) in args {
         let w: Vec<&[u8]> = words.iter().map(Vec::as_slice).collect();
-        if let Ok(d) = read(&name, &w, config::settings()) {
+        if let Ok(d) = read(&name, &w, config::settings().loading()) {
             // A kind change from what the RDB held: the arguments win.
             with(|r| r.policies.remove(name.as_slice()));
             let _ = set(&name, d, false);
@@ -275,7 +275,8 @@ impl AuxMethods for Aux {
         if encver != AUX_VERSION {
             return false;
         }
-        let Some(n) = input.unsigned() else {
+        // No more than a master could hold (the widest max-policies).
+        let Some(n) = input.unsigned().filter(|n| *n <= MAX_POLICIES_STORED) else {
             return false;
         };
         let mut read_all = Vec::new();
@@ -294,7 +295,7 @@ impl AuxMethods for Aux {
                 words.push(w);
             }
             let w: Vec<&[u8]> = words.iter().map(Vec::as_slice).collect();
-            let Ok(d) = read(&name, &w, config::settings()) else {
+            let Ok(d) = read(&name, &w, config::settings().loading()) else {
                 return false;
             };
             read_all.push((name, d));
@@ -310,8 +311,13 @@ impl AuxMethods for Aux {
     }
 }
 
-/// No definition has more words than this (the longest is about 8).
+/// No stored definition has more words than this (the longest is about 8;
+/// SET refuses more than [`MAX_POLICY_WORDS`], and an RDB written before
+/// that bound loads if its definitions read within it).
 const MAX_WORDS: u64 = 64;
+
+/// The most policies an RDB may carry: the widest `ratelimit.max-policies`.
+const MAX_POLICIES_STORED: u64 = crate::config::MAX_POLICIES_MAX as u64;
 
 // ---------------------------------------------------------------- INFO
 

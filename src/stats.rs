@@ -16,8 +16,8 @@ use crate::commands::COMMANDS;
 /// calls, allowed, denied, dry runs, refunds, errors.
 const FIELDS: usize = 6;
 const LABELS: [&str; FIELDS] = ["calls", "allowed", "denied", "dryruns", "refunds", "errors"];
-/// Rows of the command table that can be counted.
-const ROWS: usize = 16;
+/// Rows of the command table: every one can be counted.
+const ROWS: usize = COMMANDS.len();
 
 static COUNTERS: [[AtomicU64; FIELDS]; ROWS] =
     [const { [const { AtomicU64::new(0) }; FIELDS] }; ROWS];

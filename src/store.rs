@@ -30,8 +30,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use redis_ratelimit_core::algo::fixed::Counter;
 use redis_ratelimit_core::algo::lease::Leases;
 use redis_ratelimit_core::algo::sliding::Log;
+use redis_ratelimit_core::bounds::{MAX_INT, RESTORE_SKEW};
 use redis_ratelimit_core::error::{CmdError, WRONGTYPE};
-use redis_ratelimit_core::limit::{Effect, Kind, Lock, State as Owned, Stored};
+use redis_ratelimit_core::limit::{plausible, Effect, Kind, Lock, State as Owned, Stored};
 use redis_ratelimit_core::num::parse_u64;
 use redis_ratelimit_core::time::Nanos;
 
@@ -104,16 +105,22 @@ pub fn load<'k>(key: &'k Key<'_>, kind: Kind) -> Result<Stored<'k>, CmdError> {
 
 /// [`load`], and for a bucket also a string left by redis-cell: the
 /// theoretical arrival time in Unix nanoseconds, as digits (CL.THROTTLE).
+/// Any other string, a counter of the application's own included, is
+/// WRONGTYPE: CL.THROTTLE never overwrites it.
 pub fn load_or_cell<'k>(key: &'k Key<'_>, kind: Kind) -> Result<Stored<'k>, CmdError> {
     if kind != Kind::Bucket || key.holds() != Holds::Other {
         return load(key, kind);
     }
     let bytes = key.string_bytes().ok_or(WRONGTYPE)?;
     parse_u64(bytes)
-        .filter(|v| *v > 0)
+        .filter(|v| *v >= CELL_TAT_FLOOR)
         .map(|v| Stored::Bucket(Nanos::new(v)))
         .ok_or(WRONGTYPE)
 }
+
+/// The smallest time redis-cell can have stored: 10^18 ns, September 2001
+/// (it ran years later); a smaller number is not its state.
+const CELL_TAT_FLOOR: u64 = 1_000_000_000_000_000_000;
 
 /// True if the key is empty or holds one of this module's types.
 pub fn holds_ours_or_nothing(key: &Key<'_>) -> bool {
@@ -330,6 +337,21 @@ pub fn write_state(key: &mut Key<'_>, state: State) {
 
 // ---------------------------------------------------------------- callbacks
 
+/// Is a value being decoded for a client's RESTORE on a master (rather
+/// than an RDB loaded at start, a full sync, DEBUG RELOAD, or what a
+/// master sends)? Such a value must also be one a command on this server
+/// could have written ([`plausible`]): a forged payload cannot deny for
+/// centuries. What this server or its master saved always loads back.
+fn restoring() -> bool {
+    let f = api::server_flags();
+    f.master() && !f.loading() && !f.async_loading()
+}
+
+/// A decoded state, as RESTORE takes it (see [`restoring`]).
+fn restorable(stored: Stored<'_>) -> bool {
+    !restoring() || plausible(stored, crate::clock::now(), RESTORE_SKEW)
+}
+
 struct BucketType;
 
 impl InlineMethods for BucketType {
@@ -340,6 +362,7 @@ impl InlineMethods for BucketType {
         (encver == ENCODING_VERSION)
             .then_some(NonZeroU64::new(v))
             .flatten()
+            .filter(|v| restorable(Stored::Bucket(Nanos::new(v.get()))))
     }
     fn rewrite(v: u64, key: Name<'_>, aof: &mut Aof<'_>) {
         aof.emit(wire::SETSTATE, key, &wire::bucket(v));
@@ -359,9 +382,11 @@ impl InlineMethods for FixedType {
         &FIXED
     }
     fn load(encver: i32, v: u64) -> Option<NonZeroU64> {
+        // A count above i64::MAX is one no limit allows (a reply field).
         (encver == ENCODING_VERSION)
             .then_some(NonZeroU64::new(v))
             .flatten()
+            .filter(|v| v.get() <= MAX_INT)
     }
     fn rewrite(v: u64, key: Name<'_>, aof: &mut Aof<'_>) {
         // The window's end is the key's expiry: the PEXPIREAT Redis writes next.
@@ -386,7 +411,9 @@ impl BoxedMethods for WindowType {
         if encver != ENCODING_VERSION {
             return None;
         }
-        Log::decode(bytes).ok()
+        Log::decode(bytes)
+            .ok()
+            .filter(|log| restorable(Stored::Window(log)))
     }
     fn encode(log: &Log, out: &mut Vec<u8>) {
         out.reserve(log.encoded_len());
@@ -417,7 +444,7 @@ impl BoxedMethods for LeaseType {
         if encver != ENCODING_VERSION {
             return None;
         }
-        Leases::decode(bytes).filter(|l| !l.is_empty())
+        Leases::decode(bytes).filter(|l| !l.is_empty() && restorable(Stored::Leases(l)))
     }
     fn encode(leases: &Leases, out: &mut Vec<u8>) {
         out.reserve(leases.encoded_len());
@@ -448,7 +475,7 @@ impl BoxedMethods for LockedType {
         if encver != ENCODING_VERSION {
             return None;
         }
-        Lock::decode(bytes)
+        Lock::decode(bytes).filter(|l| restorable(Stored::Locked(l)))
     }
     fn encode(lock: &Lock, out: &mut Vec<u8>) {
         out.reserve(lock.encoded_len());

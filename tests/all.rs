@@ -278,8 +278,12 @@ fn malformed_limits_reject_the_whole_command() {
     let before = dirty(&mut c);
     let cases: &[(&[&str], &str)] = &[
         (
-            &["RL.ALL", "LIMIT", "a", "SLIDING", "5"],
+            &["RL.ALL", "LIMIT", "a", "SLIDING"],
             "ERR wrong number of arguments for 'RL.ALL' command",
+        ),
+        (
+            &["RL.ALL", "LIMIT", "a", "SLIDING", "5"],
+            "ERR window must be a positive number of seconds with at most 3 decimals, at most 10 years",
         ),
         (
             &[

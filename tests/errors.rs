@@ -82,7 +82,7 @@ const CASES: &[(&[&str], &str)] = &[
     (&["CL.THROTTLE", "k", "9223372036854775807", "1", "1"], "ERR max_burst must be an integer between 0 and 9223372036854775806"),
     (&["CL.THROTTLE", "k", "1", "1", "9223372036854775807"], "ERR (max_burst + 1) * period / count_per_period must be at most 100 years"),
     // RL.ALL
-    (&["RL.ALL", "LIMIT", "k", "SLIDING", "5"], "ERR wrong number of arguments for 'RL.ALL' command"),
+    (&["RL.ALL", "LIMIT", "k", "SLIDING"], "ERR wrong number of arguments for 'RL.ALL' command"),
     (&["RL.ALL", "LIMIT", "k", "SLIDING", "5", "60", "LIMIT"], "ERR syntax error"),
     (&["RL.ALL", "LIMIT", "k", "SLIDING", "5", "60", "LIMIT", "j"], "ERR LIMIT takes a key and TOKENBUCKET, SLIDING, GCRA, FIXED or CONCURRENCY"),
     // the internal effect commands refuse ordinary clients, whatever they carry
@@ -144,4 +144,17 @@ fn a_panic_inside_a_handler_is_an_error_not_a_crash() {
         Ok(Value::SimpleString("PONG".into()))
     );
     assert_eq!(rl(&mut c, &["RL.TOKENBUCKET", "k", "1", "1", "1"])[0], 1);
+    // The operator learns of it: a warning in the server's log naming the
+    // command, the place and the message.
+    let log = s.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("ratelimit: a panic in"))
+        .unwrap_or_else(|| panic!("no panic logged:\n{log}"));
+    assert!(line.contains(" # "), "not at warning level: {line}");
+    assert!(
+        line.contains("a panic in RL.TEST.PANIC at src/commands/testing.rs:")
+            && line.contains("a deliberate panic inside a handler"),
+        "{line}"
+    );
 }

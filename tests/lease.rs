@@ -79,25 +79,63 @@ fn max_live(leases: &[(u64, u64, u64, bool)]) -> usize {
         .unwrap_or(0)
 }
 
-#[test]
-fn sixteen_workers_never_hold_more_than_three_and_crashed_slots_come_back() {
+/// `args` between two TIMEs in one pipeline, for a reply that is one
+/// integer: (just before, the reply, just after), in Unix ns.
+fn bracketed_int(c: &mut redis::Connection, args: &[&str]) -> (u64, i64, u64) {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    let (t0, r, t1): ((u64, u64), i64, (u64, u64)) = redis::pipe()
+        .cmd("TIME")
+        .add_command(cmd)
+        .cmd("TIME")
+        .query(c)
+        .unwrap();
+    let ns = |(s, us): (u64, u64)| s * SEC + us * 1000;
+    (ns(t0), r, ns(t1) + 999)
+}
+
+/// A renewal or release a worker made: (op tag as in the AOF, lease id,
+/// server instant just before, the reply, just after).
+type Made = (u8, u64, u64, i64, u64);
+
+/// The most leases live at once at any instant of `[a, b]`.
+fn most_live(leases: &[(u64, u64, u64, bool)], a: u64, b: u64) -> usize {
+    let live = |s: u64| {
+        leases
+            .iter()
+            .filter(|&&(_, st, end, _)| st <= s && s < end)
+            .count()
+    };
+    leases
+        .iter()
+        .map(|l| l.1)
+        .filter(|&st| a <= st && st <= b)
+        .chain([a])
+        .map(live)
+        .max()
+        .unwrap_or(0)
+}
+
+/// One run of the hammer: sixteen workers take one of three slots (BLOCK),
+/// hold it a while, and release it, renew it first, or crash (never
+/// release). Everything is checked on the server's record: the AOF's
+/// RL.LEASE ops, the instants each renewal and release was decided
+/// between, and the probe's looks at the line. `Err` when the looks
+/// covered too little of the run to judge.
+fn hammer(seed: u64) -> Result<(), String> {
     let s = Server::start_with(AOF);
-    let seed = Rng::seed_from_env("RL_LEASE_SEED");
-    println!("RL_LEASE_SEED={seed}");
+    let probe = Probe::start(&s, false);
+    let start = server_now_ns(&mut s.connect());
     let stop = std::time::Instant::now() + Duration::from_secs(8);
     let handles: Vec<_> = (0..16u64)
         .map(|w| {
             let port = s.port;
             thread::spawn(move || {
                 let mut rng = Rng::new(seed ^ (w + 1));
-                let connect = || {
-                    redis::Client::open(format!("redis://127.0.0.1:{port}/"))
-                        .unwrap()
-                        .get_connection()
-                        .unwrap()
-                };
-                let mut c = connect();
-                let (mut taken, mut crashed) = (0, 0);
+                let mut c = connect_to(port);
+                let (mut taken, mut crashed, mut made) = (0, 0, Vec::<Made>::new());
                 while std::time::Instant::now() < stop {
                     let r = ints(
                         &mut c,
@@ -112,37 +150,33 @@ fn sixteen_workers_never_hold_more_than_three_and_crashed_slots_come_back() {
                     if rng.one_in(8) {
                         // A crash: the lease is never released.
                         crashed += 1;
-                        c = connect();
+                        c = connect_to(port);
                         continue;
                     }
                     let id = r[5].to_string();
                     if rng.one_in(4) {
-                        let renewed: i64 = redis::cmd("RL.RENEW")
-                            .arg("slots")
-                            .arg(&id)
-                            .arg("0.3")
-                            .query(&mut c)
-                            .unwrap();
-                        assert!(renewed == 1 || renewed == 0);
+                        let (t0, renewed, t1) =
+                            bracketed_int(&mut c, &["RL.RENEW", "slots", &id, "0.3"]);
+                        made.push((b'N', r[5] as u64, t0, renewed, t1));
                     }
-                    let released: i64 = redis::cmd("RL.RELEASE")
-                        .arg("slots")
-                        .arg(&id)
-                        .query(&mut c)
-                        .unwrap();
-                    assert!(released == 1 || released == 0);
+                    let (t0, released, t1) = bracketed_int(&mut c, &["RL.RELEASE", "slots", &id]);
+                    made.push((b'R', r[5] as u64, t0, released, t1));
                 }
-                (taken, crashed)
+                (taken, crashed, made)
             })
         })
         .collect();
-    let results: Vec<(u32, u32)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let results: Vec<(u32, u32, Vec<Made>)> =
+        handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let looks = probe.stop();
     let taken: u32 = results.iter().map(|r| r.0).sum();
     let crashed: u32 = results.iter().map(|r| r.1).sum();
     let mut c = s.connect();
+    let end = server_now_ns(&mut c);
     ok(&mut c, &["CONFIG", "SET", "appendfsync", "always"]);
     call(&mut c, &["PING"]).unwrap();
-    let leases = intervals(&lease_ops(&s.dir, "slots"));
+    let ops = lease_ops(&s.dir, "slots");
+    let leases = intervals(&ops);
     assert_eq!(leases.len() as u32, taken, "replies and AOF disagree");
     assert!(crashed > 0, "no crash happened (seed {seed})");
     assert_eq!(
@@ -150,26 +184,68 @@ fn sixteen_workers_never_hold_more_than_three_and_crashed_slots_come_back() {
         3,
         "seed {seed}: more than 3 leases live at once"
     );
-    // Every slot that ended by expiry (a crash) was taken again at once by
-    // a waiter: at its expiry, within a few milliseconds, never before.
-    let starts: Vec<u64> = leases.iter().map(|l| l.1).collect();
-    let end_of_run = starts.iter().max().copied().unwrap();
-    let mut expired = 0;
-    for &(id, _, end, released) in &leases {
-        if released || end + 200_000_000 > end_of_run {
-            continue;
+    // Every renewal and release answered what it did: 1 for an op decided
+    // between its TIMEs, 0 for a lease already over by then.
+    for &(tag, id, t0, reply, t1) in results.iter().flat_map(|r| &r.2) {
+        let did = ops
+            .iter()
+            .any(|&(t, now, i, _)| t == tag && i == id && (t0..=t1).contains(&now));
+        let lease = leases.iter().find(|l| l.0 == id).unwrap();
+        match reply {
+            1 => assert!(
+                did,
+                "seed {seed}: {} of lease {id} answered 1, did nothing",
+                tag as char
+            ),
+            0 => assert!(
+                !did && lease.2 <= t1,
+                "seed {seed}: {} of lease {id} answered 0, the lease live until {} (asked by {t1})",
+                tag as char,
+                lease.2
+            ),
+            other => panic!("{} answered {other}", tag as char),
         }
-        expired += 1;
-        let next = starts.iter().filter(|&&st| st >= end).min().copied();
-        let next = next.unwrap_or_else(|| panic!("lease {id}'s slot never came back"));
+    }
+    // Every slot comes back for whoever waits: a round of the server's
+    // event loop that ran while someone waited, with a slot free for
+    // longer than a timer's slack (an expiry, a release), is a slot left
+    // idle. A stall only removes rounds.
+    for (a, b) in waiting_rounds(&looks) {
         assert!(
-            next - end < 20_000_000,
-            "lease {id}'s slot came back {} µs after it expired",
-            (next - end) / 1000
+            most_live(&leases, a - TIMER_SLACK_NS, b) == 3,
+            "seed {seed}: someone waited at {a} ns, a slot was free from {} ns until the \
+             server had run its timers ({b} ns)",
+            a - TIMER_SLACK_NS
         );
     }
+    let expired = leases.iter().filter(|l| !l.3 && l.2 < end).count();
     assert!(expired > 0, "no lease expired (seed {seed})");
-    println!("{taken} leases, {crashed} crashed, {expired} expired slots checked");
+    let covered = covered(&looks, start, end, TIMER_SLACK_NS);
+    println!(
+        "{taken} leases, {crashed} crashed, {expired} ended by expiry; the looks covered {:.0}% \
+         of the run",
+        covered * 100.0
+    );
+    if covered < 0.5 {
+        return Err(format!(
+            "the looks covered {:.0}% of the run",
+            covered * 100.0
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn sixteen_workers_never_hold_more_than_three_and_every_slot_comes_back() {
+    let seed = Rng::seed_from_env("RL_LEASE_SEED");
+    println!("RL_LEASE_SEED={seed}");
+    for n in 1..=3 {
+        match hammer(seed) {
+            Ok(()) => return,
+            Err(e) => eprintln!("attempt {n}: {e}"),
+        }
+    }
+    panic!("three runs in a row proved too little");
 }
 
 #[test]
@@ -189,11 +265,25 @@ fn rl_all_takes_a_slot_and_quota_together_or_neither() {
         "1",
         "30",
     ];
-    let r = ints(&mut c, &all).unwrap();
+    let (t0, r, t1) = bracketed(&mut c, &all);
     assert_eq!(r.len(), 7);
     assert_eq!((r[0], r[5]), (1, 2));
     let lease = r[6];
     assert!(lease > 0);
+    // Each key expires exactly when its state is fresh again, from the
+    // decision's instant (between t0 and t1): the lease's end 30 s on,
+    // the window's 60 s on.
+    for (key, secs) in [("{u}:slots", 30), ("{u}:rate", 60)] {
+        let at = int(&mut c, &["PEXPIRETIME", key]) as u64;
+        let (lo, hi) = (
+            (t0 + secs * SEC).div_ceil(MS),
+            (t1 + secs * SEC).div_ceil(MS),
+        );
+        assert!(
+            (lo..=hi).contains(&at),
+            "{key} expires at {at}, not in [{lo}, {hi}]"
+        );
+    }
     // No slot: refused, and the rate quota is not spent.
     let r = ints(&mut c, &all).unwrap();
     assert_eq!((r[0], r[5], r[6]), (0, 2, 0));
@@ -399,7 +489,7 @@ fn leases_replicate_and_persist_byte_identical_and_memory_is_per_live_lease() {
     let usage = |m: &mut redis::Connection, n: usize| -> i64 {
         let key = format!("mem{n}");
         for _ in 0..n {
-            ints(m, &["RL.ACQUIRE", &key, "100000", "600"]).unwrap();
+            ints(m, &["RL.ACQUIRE", &key, "10000", "600"]).unwrap();
         }
         int(m, &["MEMORY", "USAGE", &key])
     };
@@ -407,4 +497,52 @@ fn leases_replicate_and_persist_byte_identical_and_memory_is_per_live_lease() {
     println!("MEMORY USAGE with 1, 10, 1000 live leases: {one} {ten} {thousand} bytes");
     assert!(one < ten && ten < thousand);
     assert!(thousand < 1000 * 40, "{thousand}");
+}
+
+/// A promoted replica and a restarted master know every live lease: the
+/// one slot stays with its holder (a second RL.ACQUIRE is refused), the
+/// holder can release it there, and no id is ever given again, for a live
+/// key or for one that was gone and made again.
+#[test]
+fn a_promoted_replica_or_a_restarted_master_never_gives_a_slot_twice_nor_an_id_again() {
+    let master = Server::start_with(&[
+        "--appendonly",
+        "yes",
+        "--aof-use-rdb-preamble",
+        "no",
+        "--appendfsync",
+        "always",
+    ]);
+    let replica = start_replica(&master, &[]);
+    let mut m = master.connect();
+    let held = ints(&mut m, &["RL.ACQUIRE", "one", "1", "300"]).unwrap()[5];
+    let gone = ints(&mut m, &["RL.ACQUIRE", "gone", "1", "300"]).unwrap()[5];
+    assert_eq!(int(&mut m, &["RL.RELEASE", "gone", &gone.to_string()]), 1);
+    assert_eq!(int(&mut m, &["EXISTS", "gone"]), 0);
+    wait_replicas(&mut m, 1);
+    let check = |c: &mut redis::Connection, after: i64, role: &str| {
+        let r = ints(c, &["RL.ACQUIRE", "one", "1", "300"]).unwrap();
+        assert_eq!(r[..3], [0, 1, 0], "{role}: a second holder of the one slot");
+        assert_eq!(
+            int(c, &["RL.RENEW", "one", &held.to_string(), "300"]),
+            1,
+            "{role}"
+        );
+        let again = ints(c, &["RL.ACQUIRE", "gone", "1", "300"]).unwrap()[5];
+        assert!(again > after, "{role}: id {again} after {after}");
+        assert_eq!(int(c, &["RL.RELEASE", "gone", &again.to_string()]), 1);
+        again
+    };
+    let mut r = replica.connect();
+    ok(&mut r, &["REPLICAOF", "NO", "ONE"]);
+    let promoted = check(&mut r, gone, "the promoted replica");
+    assert_eq!(int(&mut r, &["RL.RELEASE", "one", &held.to_string()]), 1);
+    let next = ints(&mut r, &["RL.ACQUIRE", "one", "1", "300"]).unwrap();
+    assert!(next[0] == 1 && next[5] > held, "{next:?}");
+    // The master, restarted from its AOF and reloaded from an RDB.
+    let master = master.restart(false);
+    let mut m = master.connect();
+    let restarted = check(&mut m, promoted.max(gone), "the restarted master");
+    ok(&mut m, &["DEBUG", "RELOAD"]);
+    check(&mut m, restarted, "the reloaded master");
 }

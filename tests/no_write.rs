@@ -1,7 +1,10 @@
 //! Every path that must write nothing, for every command: peeks (COST 0,
 //! CL.THROTTLE quantity 0), dry runs (allowed and denied), denials, costs
 //! that can never fit, refunds with nothing to give back (a missing key,
-//! a cost of 0, a dry run), and the same through RL.ALL. "Nothing" means:
+//! a cost of 0, a dry run), and the same through RL.ALL and through named
+//! policies (RL.TAKE: SHADOW denials, every call on a key a LOCKOUT
+//! locked); RL.POLICY SET refused and RL.POLICY DEL of an unknown name.
+//! "Nothing" means:
 //! the key's bytes and absolute expiry unchanged (or the key still
 //! missing), INFO's dirty counter unchanged, nothing propagated (the
 //! replication offset of a master with a replica attached, and its AOF,
@@ -51,6 +54,8 @@ struct Case {
     call: Vec<String>,
     keys: Vec<String>,
     said: Said,
+    /// The last setup step is a denial that starts a LOCKOUT (it writes).
+    locks: bool,
 }
 
 fn words(s: &str) -> Vec<String> {
@@ -91,6 +96,7 @@ fn cases() -> Vec<Case> {
                 call: limiter(t, &key, cost, flags),
                 keys: vec![key],
                 said,
+                locks: false,
             });
         };
         case("a peek on a missing key", &[], 0, "", Said::Allowed);
@@ -141,6 +147,7 @@ fn cases() -> Vec<Case> {
             call: throttle(&key, q),
             keys: vec![key],
             said,
+            locks: false,
         });
     }
     // Leases: a dry run, a full limit, a release or renewal of a lease
@@ -209,6 +216,139 @@ fn cases() -> Vec<Case> {
             call: with_key(call),
             keys: vec![key.clone()],
             said: *said,
+            locks: false,
+        });
+    }
+    // RL.TAKE: the same paths through named policies (defined by the test
+    // first, see POLICIES), SHADOW denials (answered allowed), and every
+    // call on a key a LOCKOUT locked (a setup step: the denial that
+    // starts the lock writes it).
+    let take: &[(&str, &[&str], &str, Said)] = &[
+        (
+            "a peek on a missing key",
+            &[],
+            "RL.TAKE K nw.sw COST 0",
+            Said::Allowed,
+        ),
+        (
+            "a peek",
+            &["RL.TAKE K nw.sw COST 3"],
+            "RL.TAKE K nw.sw COST 0",
+            Said::Allowed,
+        ),
+        (
+            "a dry run",
+            &["RL.TAKE K nw.sw"],
+            "RL.TAKE K nw.sw DRYRUN",
+            Said::Allowed,
+        ),
+        (
+            "a denied dry run",
+            &["RL.TAKE K nw.sw COST 5"],
+            "RL.TAKE K nw.sw DRYRUN",
+            Said::Denied,
+        ),
+        (
+            "a denial",
+            &["RL.TAKE K nw.sw COST 4"],
+            "RL.TAKE K nw.sw COST 2",
+            Said::Denied,
+        ),
+        (
+            "a cost that never fits",
+            &[],
+            "RL.TAKE K nw.sw COST 6",
+            Said::Never,
+        ),
+        (
+            "a refund to a missing key",
+            &[],
+            "RL.TAKE K nw.sw REFUND",
+            Said::Allowed,
+        ),
+        (
+            "a refund of 0",
+            &["RL.TAKE K nw.sw"],
+            "RL.TAKE K nw.sw COST 0 REFUND",
+            Said::Allowed,
+        ),
+        (
+            "a shadow denial",
+            &["RL.TAKE K nw.shadow COST 5"],
+            "RL.TAKE K nw.shadow",
+            Said::Allowed,
+        ),
+        (
+            "a shadow dry run",
+            &["RL.TAKE K nw.shadow COST 5"],
+            "RL.TAKE K nw.shadow DRYRUN",
+            Said::Allowed,
+        ),
+        (
+            "a denial on a locked key",
+            LOCKED,
+            "RL.TAKE K nw.lock",
+            Said::Denied,
+        ),
+        (
+            "a peek on a locked key",
+            LOCKED,
+            "RL.TAKE K nw.lock COST 0",
+            Said::Denied,
+        ),
+        (
+            "a refund on a locked key",
+            LOCKED,
+            "RL.TAKE K nw.lock REFUND",
+            Said::Denied,
+        ),
+        (
+            "a dry run on a locked key",
+            LOCKED,
+            "RL.TAKE K nw.lock DRYRUN",
+            Said::Denied,
+        ),
+        (
+            "the algorithm's own command on a locked key",
+            LOCKED,
+            "RL.SLIDING K 5 60",
+            Said::Denied,
+        ),
+        (
+            "a denied dry run of a LOCKOUT policy",
+            &["RL.TAKE K nw.lock COST 5"],
+            "RL.TAKE K nw.lock DRYRUN",
+            Said::Denied,
+        ),
+        (
+            "a refund of a LOCKOUT policy on a missing key",
+            &[],
+            "RL.TAKE K nw.lock REFUND",
+            Said::Allowed,
+        ),
+        // Over the limit (filled under a larger one): even a peek is
+        // denied, and it must not lock.
+        (
+            "a peek over a LOCKOUT policy's limit",
+            &["RL.SLIDING K 9 60 COST 9"],
+            "RL.TAKE K nw.lock COST 0",
+            Said::Denied,
+        ),
+    ];
+    for (what, setup, call, said) in take {
+        let key = format!("take:{}", out.len());
+        let with_key = |a: &str| {
+            a.split(' ')
+                .map(|w| if w == "K" { key.clone() } else { w.to_string() })
+                .collect::<Vec<_>>()
+        };
+        out.push(Case {
+            what: format!("RL.TAKE: {what}"),
+            setup: setup.iter().map(|a| with_key(a)).collect(),
+            call: with_key(call),
+            keys: vec![key.clone()],
+            said: *said,
+            locks: setup == &LOCKED,
         });
     }
     // A denial that waited in line (BLOCK) and timed out.
@@ -220,6 +360,7 @@ fn cases() -> Vec<Case> {
             call: limiter(t, &key, 2, "BLOCK 20"),
             keys: vec![key],
             said: Said::Denied,
+            locks: false,
         });
     }
     // RL.ALL with a lease clause: a dry run, and a denial by the rate limit.
@@ -239,6 +380,7 @@ fn cases() -> Vec<Case> {
             call: args(top, cost),
             keys: vec![format!("{{{tag}}}sw"), format!("{{{tag}}}l")],
             said,
+            locks: false,
         });
     }
     // RL.ALL over one limit of each algorithm.
@@ -340,10 +482,21 @@ fn cases() -> Vec<Case> {
             call: all(&tag, top, costs),
             keys: keys(&tag),
             said,
+            locks: false,
         });
     }
     out
 }
+
+/// The policies the RL.TAKE cases name, defined before them.
+const POLICIES: &[&str] = &[
+    "RL.POLICY SET nw.sw SLIDING 5 60",
+    "RL.POLICY SET nw.shadow SLIDING 5 60 SHADOW",
+    "RL.POLICY SET nw.lock SLIDING 5 60 LOCKOUT 30",
+];
+
+/// A key locked by nw.lock: the limit spent, then a denial that locks.
+const LOCKED: &[&str] = &["RL.TAKE K nw.lock COST 5", "RL.TAKE K nw.lock"];
 
 /// Each key's DUMP and absolute expiry.
 fn keys_state(c: &mut redis::Connection, keys: &[String]) -> Vec<(Option<Vec<u8>>, i64)> {
@@ -379,13 +532,22 @@ fn no_write_paths_write_nothing_and_propagate_nothing() {
     let mut watcher = master.connect();
     let t = clock_start(&mut c) + 250_000_123;
     set_clock(&mut c, t);
+    for p in POLICIES {
+        ok(&mut c, &p.split(' ').collect::<Vec<_>>());
+    }
     let cases = cases();
     let mut existing = 0;
     for case in &cases {
         for s in &case.setup {
             let w = written(&mut c);
             let r = ints(&mut c, s);
-            assert_eq!(said(s, &r), Said::Allowed, "{}: setup {s:?}", case.what);
+            // Setup steps are allowed, but the denial that starts a lock.
+            let expect = if case.locks && case.setup.last() == Some(s) {
+                Said::Denied
+            } else {
+                Said::Allowed
+            };
+            assert_eq!(said(s, &r), expect, "{}: setup {s:?}", case.what);
             // The probe sees a write: every counter moves.
             let now = written(&mut c);
             assert!(
@@ -439,6 +601,48 @@ fn no_write_paths_write_nothing_and_propagate_nothing() {
         "{} no-write calls ({existing} keys existed before them)",
         cases.len()
     );
+
+    // RL.POLICY SET refused (a bad definition, a bad name, another kind of
+    // algorithm, the cap) and RL.POLICY DEL of an unknown name: nothing
+    // written or propagated, the set of policies unchanged.
+    let list = |c: &mut redis::Connection| -> Vec<(String, String)> {
+        redis::cmd("RL.POLICY").arg("LIST").query(c).unwrap()
+    };
+    let policies = list(&mut c);
+    let before = written(&mut c);
+    ok(&mut c, &["CONFIG", "SET", "ratelimit.max-policies", "3"]);
+    for (args, e) in [
+        (
+            "RL.POLICY SET nw.sw SLIDING 0 60",
+            "ERR limit must be an integer between 1 and 9223372036854775807",
+        ),
+        (
+            "RL.POLICY SET nw/sw SLIDING 5 60",
+            "ERR policy name must be 1 to 64 characters of A-Z a-z 0-9 _ - .",
+        ),
+        (
+            "RL.POLICY SET nw.sw FIXED 5 60",
+            "ERR a policy keeps its algorithm: RL.POLICY DEL it first to change it",
+        ),
+        (
+            "RL.POLICY SET nw.more SLIDING 5 60",
+            "ERR too many policies: raise ratelimit.max-policies or RL.POLICY DEL some",
+        ),
+    ] {
+        assert_eq!(
+            err(&mut c, &args.split(' ').collect::<Vec<_>>()),
+            e,
+            "{args}"
+        );
+    }
+    assert_eq!(int(&mut c, &["RL.POLICY", "DEL", "nw.nothing"]), 0);
+    assert_eq!(
+        written(&mut c),
+        before,
+        "a refused RL.POLICY wrote something"
+    );
+    assert_eq!(list(&mut c), policies);
+    ok(&mut c, &["CONFIG", "SET", "ratelimit.max-policies", "1000"]);
 
     // Three days later by the module's clock every limiter is fresh again,
     // while Redis (on its real clock) still holds the keys: a refund has

@@ -229,3 +229,92 @@ fn a_replica_raises_the_internal_commands_events() {
         assert_eq!(step(&mut l, &mut c, &mut n), want, "{args}");
     }
 }
+
+/// An admission after waiting in line raises the event of the command
+/// that waited, on every key it writes, as the command would have (it is
+/// decided in the module's timer, not by a command); waiting raises
+/// nothing. RL.TAKE raises `rl.take`, and so does the LOCKOUT a denial of
+/// it starts; a denial on the locked key raises nothing.
+#[test]
+fn timer_admissions_rl_take_and_locks_raise_their_events() {
+    let s = Server::start_with(&["--notify-keyspace-events", "KEA"]);
+    let mut c = s.connect();
+    let mut l = listen(&s);
+    let mut n = 0;
+    ok(
+        &mut c,
+        &[
+            "RL.POLICY",
+            "SET",
+            "p",
+            "SLIDING",
+            "1",
+            "3600",
+            "LOCKOUT",
+            "60",
+        ],
+    );
+    let cases: &[(&str, &[(&str, &str)])] = &[
+        ("RL.TAKE t p", &[("rl.take", "t")]),
+        // Denied: the lock starts, and is written.
+        ("RL.TAKE t p", &[("rl.take", "t")]),
+        // Denied by the lock: nothing.
+        ("RL.TAKE t p", &[]),
+        ("RL.TAKE t p COST 0", &[]),
+    ];
+    for (args, events) in cases {
+        run(&mut c, args);
+        let want: Vec<(String, String)> = events.iter().flat_map(|(e, k)| raised(e, k)).collect();
+        assert_eq!(step(&mut l, &mut c, &mut n), want, "{args}");
+    }
+    // Each waiter, with what fills its limit first, what gives a unit
+    // back, and the events of its admission.
+    ok(&mut c, &["RL.POLICY", "SET", "q", "GCRA", "1", "1", "3600"]);
+    /// (fill, wait, refund, the admission's (event, key)s)
+    type Wait<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let waits: &[Wait] = &[
+        (
+            "RL.SLIDING w 1 3600",
+            "RL.SLIDING w 1 3600 BLOCK 20000",
+            "RL.SLIDING w 1 3600 REFUND",
+            &[("rl.sliding", "w")],
+        ),
+        (
+            "RL.ALL LIMIT {a}x SLIDING 1 3600",
+            "RL.ALL LIMIT {a}x SLIDING 1 3600 LIMIT {a}y GCRA 5 1 60 BLOCK 20000",
+            "RL.SLIDING {a}x 1 3600 REFUND",
+            &[("rl.all", "{a}x"), ("rl.all", "{a}y")],
+        ),
+        (
+            "RL.TAKE g q",
+            "RL.TAKE g q BLOCK 20000",
+            "RL.TAKE g q REFUND",
+            &[("rl.take", "g")],
+        ),
+    ];
+    for (fill, wait, refund, events) in waits {
+        run(&mut c, fill);
+        step(&mut l, &mut c, &mut n);
+        let mut w = s.connect();
+        let args: Vec<String> = wait.split(' ').map(str::to_string).collect();
+        let h = std::thread::spawn(move || {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            call(&mut w, &a)
+        });
+        assert!(wait_until(10, || info_int(
+            &mut c,
+            "ratelimit",
+            "ratelimit_waiters"
+        ) == 1));
+        assert_eq!(step(&mut l, &mut c, &mut n), vec![], "waiting: {wait}");
+        run(&mut c, refund);
+        h.join().unwrap().unwrap();
+        let refunded = refund.split(' ').nth(1).unwrap();
+        let mut want = raised(
+            &refund.split(' ').next().unwrap().to_ascii_lowercase(),
+            refunded,
+        );
+        want.extend(events.iter().flat_map(|(e, k)| raised(e, k)));
+        assert_eq!(step(&mut l, &mut c, &mut n), want, "{wait}");
+    }
+}

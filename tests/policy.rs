@@ -86,11 +86,12 @@ fn set_get_del_list() {
         &mut c,
         &["RL.POLICY", "SET", "jobs", "CONCURRENCY", "3", "30"],
     );
-    // Keywords come back in capitals, values as given.
+    // Keywords and calendar units come back in capitals, numbers in their
+    // plain form, a zone's name as given.
     assert_eq!(get(&mut c, "api").as_deref(), Some("SLIDING 100 60"));
     assert_eq!(
         get(&mut c, "partner-day").as_deref(),
-        Some("FIXED 500 day TZ America/New_York")
+        Some("FIXED 500 DAY TZ America/New_York")
     );
     assert_eq!(
         get(&mut c, "gcra.v2").as_deref(),

@@ -1,18 +1,46 @@
 //! The release module (what `make run` loads): it loads, answers, and
-//! carries none of the test hooks.
+//! carries none of the test hooks. `make test` builds it first; run alone,
+//! the test fails (never skips) when it is missing or older than the
+//! module's sources, naming the command that builds it.
 #![cfg(test)]
+
+use std::path::Path;
+use std::time::SystemTime;
 
 use redis_ratelimit_testkit::*;
 
+/// The newest modification time of the files under `path`.
+fn newest(path: &Path) -> SystemTime {
+    let meta = std::fs::metadata(path).unwrap();
+    if !meta.is_dir() {
+        return meta.modified().unwrap();
+    }
+    std::fs::read_dir(path)
+        .unwrap()
+        .map(|e| newest(&e.unwrap().path()))
+        .max()
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
 #[test]
 fn release_module_loads_without_test_hooks() {
-    let path = workspace_root().join("target/release/libredis_ratelimit.so");
-    if !path.exists() {
-        eprintln!(
-            "skipped: {} not built (make test builds it)",
+    let root = workspace_root();
+    let path = root.join("target/release/libredis_ratelimit.so");
+    let build = "cargo build --release --lib (make test runs it first)";
+    assert!(
+        path.exists(),
+        "{} is not built: run {build}",
+        path.display()
+    );
+    let built = newest(&path);
+    // The module's sources, which cargo rebuilds it for when they change
+    // (not Cargo.lock: a change for another crate rebuilds nothing here).
+    for source in ["src", "core/src"] {
+        assert!(
+            newest(&root.join(source)) <= built,
+            "{} is older than {source}: run {build}",
             path.display()
         );
-        return;
     }
     let s = Server::start_full(temp_dir(), path, &[]);
     let mut c = s.connect();

@@ -1,4 +1,4 @@
-//! The long soak (`make soak`; ignored by `make test`): 60 s of 24
+//! The soak (`make soak`; `make test` runs it for 20 s): 60 s of 24
 //! connections on a few keys of every limiter, with a replica
 //! attached. Every key stays within its bound for the whole run:
 //! - token bucket, GCRA, CL.THROTTLE: admitted <= burst + rate * elapsed,
@@ -101,7 +101,7 @@ fn assert_fixed_bound(what: &str, adm: &Admissions, limit: usize, window_us: u64
 }
 
 #[test]
-#[ignore = "a minute long: run by `make soak`"]
+#[ignore = "a minute long: run by `make soak`, and for 20 s by `make test`"]
 fn a_minute_of_many_connections_keeps_every_limiter_within_its_bound() {
     let secs: u64 = std::env::var("RL_SOAK_SECS")
         .ok()

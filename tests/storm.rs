@@ -62,18 +62,48 @@ fn deciding() -> Vec<String> {
 }
 
 /// The named policies the storm defines (one per algorithm, one of them
-/// in SHADOW), by name, with their limits: RL.TAKE and RL.ALL's `POLICY`
-/// clauses name them. None has a LOCKOUT (a denial that writes the lock
-/// would break the storm's "a denial writes nothing").
-type Policies = BTreeMap<String, Spec>;
+/// in SHADOW, one with a LOCKOUT per rate-limiting algorithm), by name,
+/// with their limits and whether they lock out: RL.TAKE and RL.ALL's
+/// `POLICY` clauses name them. A denial under a LOCKOUT policy may write
+/// one thing: the lock on a key that was not locked (see [`check`]).
+type Policies = BTreeMap<String, (Spec, bool)>;
 
 thread_local! {
     static POLICIES: std::cell::RefCell<Policies> = Default::default();
 }
 
+fn policy_locks(name: &[u8]) -> bool {
+    let name = String::from_utf8_lossy(name).into_owned();
+    POLICIES.with_borrow(|p| p.get(&name).is_some_and(|(_, locks)| *locks))
+}
+
+/// May this denial start a lock: a call that takes (not a dry run, not a
+/// refund, not a peek) under a LOCKOUT policy, in RL.TAKE or an RL.ALL
+/// clause.
+fn may_lock(role: Role, v: &[Vec<u8>]) -> bool {
+    let words: Vec<&[u8]> = v.iter().map(|a| a.as_slice()).collect();
+    let words = &words[..];
+    let locks = |i: usize| policy_locks(words.get(i).copied().unwrap_or_default());
+    match role {
+        Role::Take => read_take(words)
+            .is_ok_and(|req| !req.dry_run && !req.refund && req.cost.unwrap_or(1) > 0 && locks(2)),
+        Role::All => read_all(words, Settings::default()).is_ok_and(|a| {
+            !a.request.dry_run
+                && !a.request.refund
+                && a.clauses.iter().any(|c| match c.limit {
+                    ClauseLimit::Policy(i) => {
+                        c.cost.or(a.request.cost).unwrap_or(1) > 0 && locks(i)
+                    }
+                    _ => false,
+                })
+        }),
+        _ => false,
+    }
+}
+
 fn policy_spec(name: &[u8]) -> Option<Spec> {
     let name = String::from_utf8_lossy(name).into_owned();
-    POLICIES.with_borrow(|p| p.get(&name).cloned())
+    POLICIES.with_borrow(|p| p.get(&name).map(|(spec, _)| spec.clone()))
 }
 
 fn policy_names() -> Vec<String> {
@@ -830,6 +860,8 @@ struct Tally {
     unknown_command: u64,
     arity: u64,
     internal_refused: u64,
+    /// Denials that started a LOCKOUT policy's lock.
+    locks: u64,
 }
 
 /// The error an internal command answers an ordinary client, in the
@@ -851,7 +883,9 @@ fn internal_error(name: &str) -> String {
 }
 
 /// The keys a call touched: (DUMP, PEXPIRETIME) of each, before and after.
-type KeyStates = Vec<(Value, Value)>;
+/// Each touched key's DUMP, PEXPIRETIME and, where a denial may lock
+/// ([`may_lock`]), TYPE (else nil).
+type KeyStates = Vec<(Value, Value, Value)>;
 
 /// Checks one reply, given the touched keys' states before and after and
 /// what the server had written before and after.
@@ -973,8 +1007,25 @@ fn check(
                 }
                 flag == 0
             };
-            let all_missing = keys.0.iter().all(|(dump, _)| *dump == Value::Nil);
-            if denied {
+            let all_missing = keys.0.iter().all(|(dump, ..)| *dump == Value::Nil);
+            if denied && may_lock(role, v) && written.0 != written.1 {
+                // The one write a denial may make: a LOCKOUT policy's lock
+                // (on a key not locked, or whose lock had ended: a key that
+                // is still locked denies and writes nothing, as no_write.rs
+                // checks).
+                let locked = |t: &Value| matches!(t, Value::SimpleString(s) if s == "rl-locked");
+                for (b, a) in keys.0.iter().zip(keys.1) {
+                    if b != a && !locked(&a.2) {
+                        return bad(&format!(
+                            "a denial changed {b:?} into {a:?}, not into a lock"
+                        ));
+                    }
+                }
+                if keys.0.iter().zip(keys.1).all(|(b, a)| b == a) {
+                    return bad("a denial wrote, and no key was locked");
+                }
+                t.locks += 1;
+            } else if denied {
                 unchanged("a denied request")?;
             } else {
                 t.allowed += 1;
@@ -1069,14 +1120,20 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
     // Named policies for RL.TAKE and RL.ALL: one per algorithm, from the
     // grammar, and one in SHADOW.
     for (i, s) in ALGORITHMS.iter().enumerate() {
-        for shadow in [false, true] {
-            if shadow && i != 0 {
+        for (shadow, lockout) in [(false, false), (true, false), (false, true)] {
+            if shadow && i != 0 || lockout && s.keyword.eq_ignore_ascii_case("CONCURRENCY") {
                 continue;
             }
             let name = format!(
                 "p.{}{}",
                 s.keyword.to_ascii_lowercase(),
-                if shadow { ".shadow" } else { "" }
+                if shadow {
+                    ".shadow"
+                } else if lockout {
+                    ".lockout"
+                } else {
+                    ""
+                }
             );
             let mut def = vec![s.keyword.as_bytes().to_vec()];
             let spec = loop {
@@ -1084,6 +1141,10 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
                 limit_args(&mut r, s, &mut def, false, false, false);
                 if shadow {
                     def.push(b"SHADOW".to_vec());
+                }
+                if lockout {
+                    def.push(b"LOCKOUT".to_vec());
+                    def.push(format!("{}.5", 1 + r.below(3600)).into_bytes());
                 }
                 let words: Vec<&[u8]> = def.iter().map(Vec::as_slice).collect();
                 if let Ok(d) = read_definition(&words[..], 0, Settings::default()) {
@@ -1096,7 +1157,7 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
                 cmd.arg(w.as_slice());
             }
             let _: () = cmd.query(&mut c).unwrap();
-            POLICIES.with_borrow_mut(|p| p.insert(name, spec));
+            POLICIES.with_borrow_mut(|p| p.insert(name, (spec, lockout)));
         }
     }
     eprintln!("policies: {:?}", policies_of(&mut c));
@@ -1193,10 +1254,16 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
         let mut touched = vec![];
         for v in &vectors {
             let keys = touched_keys(v);
+            // TYPE too where a denial may lock (see check).
+            let name = String::from_utf8_lossy(&v[0]).to_ascii_uppercase();
+            let lockable = may_lock(roles.get(&name).copied().unwrap_or(Role::Other), v);
             let state = |p: &mut redis::Pipeline| {
                 for k in &keys {
                     p.cmd("DUMP").arg(k);
                     p.cmd("PEXPIRETIME").arg(k);
+                    if lockable {
+                        p.cmd("TYPE").arg(k);
+                    }
                 }
             };
             state(&mut p);
@@ -1207,7 +1274,7 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
             p.add_command(cmd);
             state(&mut p);
             p.cmd("INFO").arg("persistence").arg("replication");
-            touched.push(keys.len());
+            touched.push((keys.len(), 2 + usize::from(lockable)));
         }
         let replies: Vec<Value> = match p.query(&mut c) {
             Ok(r) => r,
@@ -1222,21 +1289,19 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
         };
         let mut written = written_of(&replies[1]);
         let mut at = 2;
-        for (i, (v, &k)) in vectors.iter().zip(&touched).enumerate() {
-            let pairs = |from: usize| -> KeyStates {
+        for (i, (v, &(k, per))) in vectors.iter().zip(&touched).enumerate() {
+            let states = |from: usize| -> KeyStates {
                 (0..k)
                     .map(|j| {
-                        (
-                            replies[from + 2 * j].clone(),
-                            replies[from + 2 * j + 1].clone(),
-                        )
+                        let r = |n: usize| replies[from + per * j + n].clone();
+                        (r(0), r(1), if per == 3 { r(2) } else { Value::Nil })
                     })
                     .collect()
             };
-            let before = pairs(at);
-            let reply = &replies[at + 2 * k];
-            let after = pairs(at + 2 * k + 1);
-            let now = written_of(&replies[at + 4 * k + 1]);
+            let before = states(at);
+            let reply = &replies[at + per * k];
+            let after = states(at + per * k + 1);
+            let now = written_of(&replies[at + 2 * per * k + 1]);
             let name = String::from_utf8_lossy(&v[0]).to_ascii_uppercase();
             let role = roles.get(&name).copied().unwrap_or(Role::Other);
             if let Err(why) = check(
@@ -1254,7 +1319,7 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
                 );
             }
             written = now;
-            at += 4 * k + 2;
+            at += 2 * per * k + 2;
         }
         done += n;
     }
@@ -1284,7 +1349,8 @@ fn an_argument_storm_gets_errors_or_decisions_and_errors_write_nothing() {
             && tally.allowed_no_write > 0
             && tally.wrongtype > 0
             && tally.arity > 0
-            && tally.internal_refused > 0,
+            && tally.internal_refused > 0
+            && tally.locks > 0,
         "{tally:?}"
     );
     assert_eq!(

@@ -107,6 +107,13 @@ impl Limiter {
         Ok(self)
     }
 
+    /// The most keys the fallback keeps in this process (see
+    /// [`crate::Limiter::with_fallback_keys`]).
+    pub fn with_fallback_keys(mut self, max_keys: usize) -> Self {
+        self.config.fallback_keys = max_keys.max(1);
+        self
+    }
+
     /// Called with the new [`Health`] each time it changes.
     pub fn on_health_change(mut self, hook: impl Fn(Health) + Send + Sync + 'static) -> Self {
         self.config.on_health = Some(Arc::new(hook));
@@ -221,14 +228,14 @@ impl Limiter {
     ) -> Result<AllDecision, Error> {
         let request = without_block(request);
         let keys = self.config.keys(key)?;
-        let deadline = Instant::now() + wait.max_wait();
+        let deadline = crate::wait::std_deadline_after(wait.max_wait());
         if request.mode() == Mode::Consume
             && self.shared.block.load(Ordering::Relaxed) != 2
             && !self.config.skipping_redis(&self.shared)
         {
             let left = deadline.saturating_duration_since(Instant::now());
             let cmd = self.config.command(&keys, request.block(left));
-            match self.send(&cmd, left + BLOCK_SLACK) {
+            match self.send(&cmd, left.saturating_add(BLOCK_SLACK)) {
                 Ok(v) => {
                     self.shared.block.store(1, Ordering::Relaxed);
                     self.config.mark_up(&self.shared);
@@ -289,7 +296,8 @@ impl Limiter {
 
     /// Takes a slot of the limits' CONCURRENCY limit (and a unit of every
     /// other limit, all or nothing): a [`Lease`] given back when dropped,
-    /// or the denial.
+    /// or the denial. Every admission is a lease: one that holds no slot
+    /// (FailOpen, a SHADOW policy over a full limit) has id 0.
     pub fn acquire(&self, key: &str) -> Result<Result<Lease, AllDecision>, Error> {
         let d = self.check_with(key, Request::new(1))?;
         Ok(self.lease(key, d))
@@ -301,24 +309,23 @@ impl Limiter {
         self.lease(key, d).map_err(|last| Error::TimedOut { last })
     }
 
+    /// An allowed decision is a lease, with or without a slot (see
+    /// [`Lease::id`]): "allowed, lease id 0" is an admission, never a
+    /// denial.
     fn lease(&self, key: &str, d: AllDecision) -> Result<Lease, AllDecision> {
-        let keys = self.config.keys(key).unwrap_or_default();
-        let found = self
-            .config
-            .lease_limit(&keys)
-            .map(|(k, l)| (k.clone(), l.policy().window()));
-        match (d.decision.allowed, d.decision.lease, found) {
-            (true, Some(id), Some((key, lease))) => Ok(Lease {
-                limiter: self.clone(),
-                key,
-                id,
-                lease,
-                decision: d,
-                released: false,
-                renewer: None,
-            }),
-            _ => Err(d),
+        if !d.decision.allowed {
+            return Err(d);
         }
+        let (key, lease) = self.config.lease_of(key);
+        Ok(Lease {
+            limiter: self.clone(),
+            key,
+            id: d.decision.lease.unwrap_or(0),
+            lease,
+            decision: d,
+            released: false,
+            renewer: None,
+        })
     }
 
     fn release_lease(&self, key: &str, id: u64, local: bool) -> Result<bool, Error> {
@@ -426,11 +433,19 @@ impl std::fmt::Debug for Lease {
 }
 
 impl Lease {
+    /// The lease id; 0 for an admission that holds no slot (see
+    /// [`crate::Lease::id`]), which sends nothing when released, renewed
+    /// or dropped.
     pub fn id(&self) -> u64 {
         self.id
     }
+    /// The Redis key of the CONCURRENCY limit (empty if the limits have
+    /// none).
     pub fn key(&self) -> &str {
         &self.key
+    }
+    fn holds_slot(&self) -> bool {
+        self.id != 0
     }
     pub fn decision(&self) -> &AllDecision {
         &self.decision
@@ -443,11 +458,17 @@ impl Lease {
     pub fn release(mut self) -> Result<bool, Error> {
         self.released = true;
         self.stop_renewing();
+        if !self.holds_slot() {
+            return Ok(true);
+        }
         self.limiter.release_lease(&self.key, self.id, self.local())
     }
 
     /// Extends the lease to a full lease time from now: true if live.
     pub fn renew(&self) -> Result<bool, Error> {
+        if !self.holds_slot() {
+            return Ok(true);
+        }
         self.limiter
             .renew_lease(&self.key, self.id, self.lease, self.local())
     }
@@ -455,6 +476,9 @@ impl Lease {
     /// Renews the lease from a background thread every third of its lease
     /// time while it is held.
     pub fn keep_alive(mut self) -> Self {
+        if !self.holds_slot() {
+            return self;
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let (limiter, key, id, lease, local) = (
             self.limiter.clone(),
@@ -489,7 +513,7 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         self.stop_renewing();
-        if !self.released {
+        if !self.released && self.holds_slot() {
             let _ = self.limiter.release_lease(&self.key, self.id, self.local());
         }
     }

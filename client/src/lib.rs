@@ -24,7 +24,8 @@
 //! - **[`Limiter`]**: a named set of [`Limits`] (several are checked all or
 //!   nothing with `RL.ALL`), a per-call timeout and a [`FailurePolicy`]
 //!   (fail open, fail closed, or an in-process fallback that keeps each
-//!   algorithm's guarantee, sharing the quota as [`Share`] says).
+//!   algorithm's guarantee, sharing the quota as [`Share`] says, in a map
+//!   of at most [`DEFAULT_FALLBACK_KEYS`] keys).
 //!   [`Limiter::connect`] owns a connection that reconnects by itself: a
 //!   Redis outage ends for the limiter within [`BACK_TO_REDIS`] of its end;
 //!   [`Limiter::is_degraded`] and [`Limiter::on_health_change`] tell when
@@ -37,7 +38,8 @@
 //!   out, never cut short. [`wait::Wait`] polls any call.
 //! - **Leases**: a [`Concurrency`] limit in [`Limits`]; [`Limiter::acquire`]
 //!   gives a [`Lease`] that releases its slot when dropped and can renew
-//!   itself ([`Lease::keep_alive`]).
+//!   itself ([`Lease::keep_alive`]); an admission that holds no slot
+//!   (FailOpen, a SHADOW policy) is a lease with id 0.
 //! - **Named policies**: [`NamedPolicy`] in [`Limits`] is sent as `RL.TAKE`
 //!   / `POLICY name`; [`Limiter::store_policies`] stores them on every
 //!   primary and checks that all agree ([`check_policy`]).
@@ -200,7 +202,7 @@ pub use error::{Error, PolicyError};
 pub use limiter::{
     check_policy, policies_everywhere, store_policy, Acquired, FailurePolicy, Health, Lease,
     Limiter, LimiterConnection, Reconnecting, BACK_TO_REDIS, CONNECT_TIMEOUT, DEFAULT_COOLDOWN,
-    DEFAULT_PREFIX, DEFAULT_TIMEOUT, RECONNECT_MAX_DELAY,
+    DEFAULT_FALLBACK_KEYS, DEFAULT_PREFIX, DEFAULT_TIMEOUT, RECONNECT_MAX_DELAY,
 };
 pub use local::Share;
 pub use policy::{

@@ -66,10 +66,12 @@ pub enum FailurePolicy {
     /// window stays an exact sliding window, a calendar day still resets at
     /// local midnight, a named policy keeps its SHADOW and LOCKOUT rules,
     /// several limits are still all or nothing. The quota is shared as
-    /// `Share` says. Its state starts empty and is forgotten when Redis is
-    /// back: units taken during the outage are not known to Redis, so
-    /// across an outage's start or end (and with `Share::Whole`, across
-    /// processes) up to one more quota can get through.
+    /// `Share` says. Its state starts empty, each key's kept until it is
+    /// fresh again, at most [`DEFAULT_FALLBACK_KEYS`] keys (see
+    /// [`Limiter::with_fallback_keys`]: new keys are denied when full).
+    /// Units taken during the outage are not known to Redis, so across an
+    /// outage's start or end (and with `Share::Whole`, across processes) up
+    /// to one more quota can get through.
     Fallback(Share),
 }
 
@@ -80,6 +82,12 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(100);
 pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(1);
 /// The key prefix.
 pub const DEFAULT_PREFIX: &str = "rl:";
+/// The most keys (one per limit and caller key) the in-process fallback
+/// keeps while Redis is away, unless [`Limiter::with_fallback_keys`] says
+/// otherwise. A key costs about 150 bytes plus its name, and a sliding
+/// window's a few bytes more per unit in its window: some 10 MB for
+/// 50,000 keys of small limits.
+pub const DEFAULT_FALLBACK_KEYS: usize = 50_000;
 /// A connection attempt of [`Limiter::connect`] gives up after this.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// The longest pause between reconnection attempts of [`Limiter::connect`].
@@ -172,6 +180,8 @@ pub(crate) struct Config {
     pub(crate) cooldown: Duration,
     pub(crate) failure: FailurePolicy,
     pub(crate) on_health: Option<Arc<dyn Fn(Health) + Send + Sync>>,
+    /// The most keys the fallback keeps.
+    pub(crate) fallback_keys: usize,
 }
 
 /// Whether the server takes `BLOCK` (older modules answer `ERR syntax
@@ -260,6 +270,7 @@ impl Config {
             cooldown: DEFAULT_COOLDOWN,
             failure,
             on_health: None,
+            fallback_keys: DEFAULT_FALLBACK_KEYS,
         }
     }
 
@@ -306,6 +317,15 @@ impl Config {
         } else {
             Ok(AllDecision::from_reply(v)?)
         }
+    }
+
+    /// The Redis key and lease time of the CONCURRENCY limit for caller
+    /// `key` (empty and zero if the set has none).
+    pub(crate) fn lease_of(&self, key: &str) -> (String, Duration) {
+        let keys = self.keys(key).unwrap_or_default();
+        self.lease_limit(&keys)
+            .map(|(k, l)| (k.clone(), l.policy().window()))
+            .unwrap_or_default()
     }
 
     /// The key and limit of the CONCURRENCY limit, if the set has one.
@@ -418,7 +438,15 @@ impl Config {
                     })
                     .collect();
                 specs
-                    .and_then(|specs| shared.local().decide(keys, &specs, request, wall_clock()))
+                    .and_then(|specs| {
+                        shared.local().decide(
+                            keys,
+                            &specs,
+                            request,
+                            wall_clock(),
+                            self.fallback_keys,
+                        )
+                    })
                     .unwrap_or_else(|| {
                         AllDecision::new(
                             Decision::local(
@@ -660,6 +688,20 @@ impl<C: LimiterConnection> Limiter<C> {
         Ok(self)
     }
 
+    /// The most keys (one per limit and caller key) the
+    /// [`FailurePolicy::Fallback`] keeps in this process while Redis is away
+    /// (default [`DEFAULT_FALLBACK_KEYS`]; at least 1), so random keys sent
+    /// during an outage cannot grow the application's memory. A key is
+    /// forgotten only when its state is fresh again; a key still counting
+    /// is never evicted (that would reset its limit). When the map is full,
+    /// a call that would add a key is denied (`Source::Fallback`, with a
+    /// `retry_after` of when a key may be fresh again); callers already
+    /// known carry on.
+    pub fn with_fallback_keys(mut self, max_keys: usize) -> Self {
+        self.config.fallback_keys = max_keys.max(1);
+        self
+    }
+
     /// Called with the new [`Health`] each time it changes: Redis stopped
     /// answering (`Degraded`), or decides again (`Healthy`). Runs inside the
     /// call that saw the change: keep it short (log, count, flip a flag).
@@ -752,7 +794,7 @@ impl<C: LimiterConnection> Limiter<C> {
     ) -> Result<AllDecision, Error> {
         let request = without_block(request);
         let keys = self.config.keys(key)?;
-        let deadline = tokio::time::Instant::now() + wait.max_wait();
+        let deadline = crate::wait::deadline_after(wait.max_wait());
         if request.mode() == Mode::Consume {
             if let Some(d) = self.wait_in_server(&keys, request, deadline).await? {
                 return d;
@@ -802,7 +844,8 @@ impl<C: LimiterConnection> Limiter<C> {
             return Ok(None);
         };
         let cmd = self.config.command(keys, request.block(left));
-        let reply = tokio::time::timeout(left + BLOCK_SLACK, send(&mut conn, &cmd)).await;
+        let reply =
+            tokio::time::timeout(left.saturating_add(BLOCK_SLACK), send(&mut conn, &cmd)).await;
         let d = match reply {
             Ok(Ok(v)) => {
                 waits.put(conn);
@@ -839,7 +882,9 @@ impl<C: LimiterConnection> Limiter<C> {
 
     /// Takes a slot of the limits' CONCURRENCY limit (and a unit of every
     /// other limit, all or nothing) for `key`: a [`Lease`] that gives the
-    /// slot back when dropped, or the denial.
+    /// slot back when dropped, or the denial. Every admission is a lease:
+    /// one that holds no slot (FailOpen, a SHADOW policy over a full limit)
+    /// has id 0 (see [`Lease::id`]).
     pub async fn acquire(&self, key: &str) -> Result<Acquired<C>, Error> {
         let d = self.check_with(key, Request::new(1)).await?;
         Ok(self.acquired(key, d))
@@ -855,24 +900,23 @@ impl<C: LimiterConnection> Limiter<C> {
         }
     }
 
+    /// An allowed decision is a lease, with or without a slot (see
+    /// [`Lease::id`]): "allowed, lease id 0" is an admission, never a
+    /// denial.
     fn acquired(&self, key: &str, d: AllDecision) -> Acquired<C> {
-        let keys = self.config.keys(key).unwrap_or_default();
-        let found = self
-            .config
-            .lease_limit(&keys)
-            .map(|(k, l)| (k.clone(), l.policy().window()));
-        match (d.decision.allowed, d.decision.lease, found) {
-            (true, Some(id), Some((lease_key, lease))) => Acquired::Granted(Lease {
-                limiter: self.clone(),
-                key: lease_key,
-                id,
-                lease,
-                decision: d,
-                released: false,
-                renewer: None,
-            }),
-            _ => Acquired::Denied(d),
+        if !d.decision.allowed {
+            return Acquired::Denied(d);
         }
+        let (key, lease) = self.config.lease_of(key);
+        Acquired::Granted(Lease {
+            limiter: self.clone(),
+            key,
+            id: d.decision.lease.unwrap_or(0),
+            lease,
+            decision: d,
+            released: false,
+            renewer: None,
+        })
     }
 }
 
@@ -983,13 +1027,25 @@ impl<C: LimiterConnection> std::fmt::Debug for Lease<C> {
 }
 
 impl<C: LimiterConnection> Lease<C> {
-    /// The lease id the server (or the fallback) handed out.
+    /// The lease id the server (or the fallback) handed out; 0 for an
+    /// admission that holds no slot: by [`FailurePolicy::FailOpen`] while
+    /// Redis is away, by a SHADOW concurrency policy over a full limit (the
+    /// server answers allowed and takes none), or by limits without a
+    /// CONCURRENCY limit. Such a lease sends nothing when released,
+    /// renewed or dropped ([`release`](Self::release) and
+    /// [`renew`](Self::renew) answer true).
     pub fn id(&self) -> u64 {
         self.id
     }
-    /// The Redis key of the CONCURRENCY limit.
+    /// The Redis key of the CONCURRENCY limit (empty if the limits have
+    /// none).
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// Does the lease hold a slot (an id other than 0)?
+    fn holds_slot(&self) -> bool {
+        self.id != 0
     }
     /// The decision that granted it.
     pub fn decision(&self) -> &AllDecision {
@@ -1006,18 +1062,27 @@ impl<C: LimiterConnection> Lease<C> {
         if let Some(r) = self.renewer.take() {
             r.abort();
         }
+        if !self.holds_slot() {
+            return Ok(true);
+        }
         release_lease(&self.limiter, &self.key, self.id, self.local()).await
     }
 
     /// Extends the lease to a full lease time from now: true if it was
     /// still live (false: it ended; the slot may be someone else's).
     pub async fn renew(&self) -> Result<bool, Error> {
+        if !self.holds_slot() {
+            return Ok(true);
+        }
         renew_lease(&self.limiter, &self.key, self.id, self.lease, self.local()).await
     }
 
     /// Renews the lease in the background every third of its lease time
     /// while it is held (until released or dropped).
     pub fn keep_alive(mut self) -> Self {
+        if !self.holds_slot() {
+            return self;
+        }
         let (limiter, key, id, lease, local) = (
             self.limiter.clone(),
             self.key.clone(),
@@ -1043,7 +1108,7 @@ impl<C: LimiterConnection> Drop for Lease<C> {
         if let Some(r) = self.renewer.take() {
             r.abort();
         }
-        if self.released {
+        if self.released || !self.holds_slot() {
             return;
         }
         let (limiter, key, id, local) = (

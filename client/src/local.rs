@@ -8,6 +8,17 @@
 //! The decision takes `now` (wall-clock nanoseconds since the Unix epoch,
 //! which calendar windows need); only [`Local::decide`]'s caller reads the
 //! clock.
+//!
+//! The map is bounded: at most `max_keys` keys (one per limit and caller
+//! key), so callers that send random keys during an outage cannot grow the
+//! application's memory. A key is forgotten only when its state is fresh
+//! again (forgetting it then changes no decision); a key still counting is
+//! never evicted, since that would reset its limit and admit more than it
+//! allows. When the map is full, a call that would add a key is denied
+//! (keys already known carry on), with a `retry_after` of when a key may
+//! be fresh again; a full map looks for fresh keys at most once per
+//! [`FULL_SWEEP_EVERY`], so a flood of new keys costs a pass over the map
+//! ten times a second, not one per call.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -115,23 +126,33 @@ pub(crate) fn decision(d: &algo::Decision, source: Source) -> Decision {
     )
 }
 
+/// How often a full map may look for keys that are fresh again.
+const FULL_SWEEP_EVERY: Nanos = Nanos::from_millis(100);
+
 /// The fallback's state: each key's limiter state.
 #[derive(Debug, Default)]
 pub(crate) struct Local {
     entries: HashMap<String, Entry>,
     calls: u64,
+    /// When a full map last looked for fresh keys, and the earliest
+    /// expiry it left: no key can be fresh before then.
+    last_sweep: Nanos,
+    earliest: Nanos,
 }
 
 impl Local {
     /// Decides every limit, all or nothing, as `RL.ALL` does (a named
-    /// policy's SHADOW and LOCKOUT rules included). `keys` and `specs` pair
-    /// up; `None` only for no limits.
+    /// policy's SHADOW and LOCKOUT rules included), keeping at most
+    /// `max_keys` keys (at least 1): a call that would add keys to a full
+    /// map is denied and writes nothing. `keys` and `specs` pair up; `None`
+    /// only for no limits.
     pub fn decide(
         &mut self,
         keys: &[String],
         specs: &[(Spec, Rules)],
         req: Request,
         now: Nanos,
+        max_keys: usize,
     ) -> Option<AllDecision> {
         self.sweep(now);
         let mode = match req.mode() {
@@ -162,6 +183,31 @@ impl Local {
         let (index, d, effects) = combine(evaluated)?;
         let mut lease_id = None;
         if req.mode() != Mode::DryRun {
+            // Keys the call would add: is there room for them?
+            let writes: Vec<&String> = if d.allowed {
+                keys.iter()
+                    .zip(&effects)
+                    .filter(|(_, e)| !matches!(e, Effect::None))
+                    .map(|(k, _)| k)
+                    .collect()
+            } else {
+                lockouts.iter().map(|(k, _)| k).collect()
+            };
+            let new = writes
+                .iter()
+                .filter(|k| !self.entries.contains_key(k.as_str()))
+                .count();
+            if let Err(retry) = self.room_for(new, max_keys.max(1), now) {
+                let limit = specs.first().map_or(0, |(s, _)| s.limit());
+                let full = algo::Decision {
+                    allowed: false,
+                    limit,
+                    remaining: 0,
+                    retry_after: RetryAfter::After(retry),
+                    reset_after: retry,
+                };
+                return Some(AllDecision::new(decision(&full, Source::Fallback), 0));
+            }
             if !d.allowed {
                 // A denial writes nothing but a LOCKOUT it started.
                 for (key, effect) in lockouts {
@@ -223,6 +269,36 @@ impl Local {
         }
     }
 
+    /// Is there room for `new` more keys (forgetting the keys fresh again
+    /// if the map is full, at most once per [`FULL_SWEEP_EVERY`])? If not,
+    /// how long until there may be.
+    fn room_for(&mut self, new: usize, max_keys: usize, now: Nanos) -> Result<(), Nanos> {
+        let fits = |l: &Local| l.entries.len().saturating_add(new) <= max_keys;
+        if fits(self) {
+            return Ok(());
+        }
+        let next_sweep = self.last_sweep.saturating_add(FULL_SWEEP_EVERY);
+        // A clock stepped back allows a sweep too.
+        if (now >= next_sweep && now >= self.earliest) || now < self.last_sweep {
+            self.entries.retain(|_, e| e.expires > now);
+            self.last_sweep = now;
+            self.earliest = self
+                .entries
+                .values()
+                .map(|e| e.expires)
+                .min()
+                .unwrap_or(now);
+            if fits(self) {
+                return Ok(());
+            }
+        }
+        let next_sweep = self.last_sweep.saturating_add(FULL_SWEEP_EVERY);
+        Err(next_sweep
+            .max(self.earliest)
+            .saturating_sub(now)
+            .max(Nanos::from_millis(1)))
+    }
+
     /// Forgets keys that are fresh again, now and then, so the map holds
     /// only the keys in use.
     fn sweep(&mut self, now: Nanos) {
@@ -246,6 +322,7 @@ mod tests {
     const MS: u64 = 1_000_000;
     const SEC: u64 = 1_000 * MS;
     const T0: u64 = 1_800_000_000 * SEC;
+    const MAX: usize = usize::MAX;
 
     fn spec(p: impl Into<Policy>) -> (Spec, Rules) {
         (p.into().spec().unwrap(), Rules::default())
@@ -273,7 +350,13 @@ mod tests {
                 Mode::Refund => Request::new(cost).refund(),
             };
             let d = l
-                .decide(&keys, std::slice::from_ref(s), req, Nanos::new(T0 + at))
+                .decide(
+                    &keys,
+                    std::slice::from_ref(s),
+                    req,
+                    Nanos::new(T0 + at),
+                    MAX,
+                )
                 .unwrap();
             assert_eq!(
                 row(&d.decision),
@@ -321,6 +404,7 @@ mod tests {
                     std::slice::from_ref(&s),
                     Request::new(1),
                     Nanos::new(now),
+                    MAX,
                 )
                 .unwrap();
             if d.decision.allowed {
@@ -351,6 +435,7 @@ mod tests {
                 std::slice::from_ref(&s),
                 Request::new(1),
                 Nanos::new(t),
+                MAX,
             )
             .unwrap()
             .decision
@@ -394,18 +479,135 @@ mod tests {
         ];
         let now = Nanos::new(T0);
         let r = Request::new(1);
-        let first = l.decide(&keys, &specs, r, now).unwrap();
+        let first = l.decide(&keys, &specs, r, now, MAX).unwrap();
         assert_eq!((first.binding, first.decision.remaining), (1, 1));
-        l.decide(&keys, &specs, r, now).unwrap();
-        let denied = l.decide(&keys, &specs, r, now).unwrap();
+        l.decide(&keys, &specs, r, now, MAX).unwrap();
+        let denied = l.decide(&keys, &specs, r, now, MAX).unwrap();
         assert!(!denied.decision.allowed);
         assert_eq!(denied.binding, 1);
         assert_eq!(denied.decision.retry_after, Some(Duration::from_secs(60)));
         // The denial took nothing from "a": 8 left of 10 after two calls.
         let peek = l
-            .decide(&keys[..1], &specs[..1], Request::new(0), now)
+            .decide(&keys[..1], &specs[..1], Request::new(0), now, MAX)
             .unwrap();
         assert_eq!(peek.decision.remaining, 8);
+    }
+
+    /// Random keys during an outage: the map stops at its cap (it grew
+    /// without bound), new keys are denied, known keys carry on under
+    /// their own limits (never reset by an eviction), and once keys are
+    /// fresh again there is room.
+    #[test]
+    fn a_full_map_denies_new_keys_and_never_resets_a_counting_one() {
+        let mut l = Local::default();
+        // One unit per minute: every key that took one is still counting.
+        let s = [spec(
+            SlidingWindow::new(1, Duration::from_secs(60)).unwrap(),
+        )];
+        let cap = 1000;
+        let at = |ms: u64| Nanos::new(T0 + ms * MS);
+        for i in 0..5000u64 {
+            l.decide(&[format!("r{i}")], &s, Request::new(1), at(i), cap);
+        }
+        assert_eq!(l.len(), cap);
+        // A new key is denied, with a wait, by the fallback.
+        let new = l
+            .decide(&["new".to_string()], &s, Request::new(1), at(5000), cap)
+            .unwrap()
+            .decision;
+        assert!(!new.allowed);
+        assert_eq!(new.source, Source::Fallback);
+        let retry = new.retry_after.unwrap();
+        assert!(
+            retry > Duration::ZERO && retry <= Duration::from_secs(60),
+            "{retry:?}"
+        );
+        // A known key is still denied by its own limit: not forgotten.
+        let known = l
+            .decide(&["r0".to_string()], &s, Request::new(1), at(5000), cap)
+            .unwrap()
+            .decision;
+        assert!(!known.allowed);
+        assert_eq!(known.remaining, 0);
+        // A peek and a dry run add nothing: answered as usual.
+        let peek = l
+            .decide(&["new".to_string()], &s, Request::new(0), at(5000), cap)
+            .unwrap()
+            .decision;
+        assert_eq!((peek.allowed, peek.remaining), (true, 1));
+        let dry = l
+            .decide(
+                &["new".to_string()],
+                &s,
+                Request::new(1).dry_run(),
+                at(5000),
+                cap,
+            )
+            .unwrap()
+            .decision;
+        assert!(dry.allowed);
+        assert_eq!(l.len(), cap);
+        // A minute after the first ones, they are fresh again: room.
+        let later = at(60_000 + 5);
+        let d = l
+            .decide(&["new".to_string()], &s, Request::new(1), later, cap)
+            .unwrap()
+            .decision;
+        assert!(d.allowed, "{d:?}");
+        assert!(l.len() <= cap);
+    }
+
+    /// A full map looks for fresh keys at most once per FULL_SWEEP_EVERY,
+    /// and the denial says when to come back.
+    #[test]
+    fn a_full_map_sweeps_at_most_ten_times_a_second() {
+        let mut l = Local::default();
+        let s = [spec(SlidingWindow::new(1, Duration::from_secs(1)).unwrap())];
+        for i in 0..10u64 {
+            l.decide(&[format!("k{i}")], &s, Request::new(1), Nanos::new(T0), 10);
+        }
+        // Full, and nothing fresh before T0 + 1 s.
+        let d = l
+            .decide(
+                &["x".to_string()],
+                &s,
+                Request::new(1),
+                Nanos::new(T0 + MS),
+                10,
+            )
+            .unwrap()
+            .decision;
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after, Some(Duration::from_millis(999)));
+        // At T0 + 1 s every key is fresh: the next call finds room.
+        let d = l
+            .decide(
+                &["x".to_string()],
+                &s,
+                Request::new(1),
+                Nanos::new(T0 + SEC),
+                10,
+            )
+            .unwrap()
+            .decision;
+        assert!(d.allowed);
+        assert_eq!(l.len(), 1);
+    }
+
+    /// More keys in one call than the map may ever hold: denied.
+    #[test]
+    fn a_call_with_more_keys_than_the_cap_is_denied() {
+        let mut l = Local::default();
+        let keys = ["a".to_string(), "b".to_string()];
+        let specs = [
+            spec(SlidingWindow::new(5, Duration::from_secs(1)).unwrap()),
+            spec(SlidingWindow::new(5, Duration::from_secs(1)).unwrap()),
+        ];
+        let d = l
+            .decide(&keys, &specs, Request::new(1), Nanos::new(T0), 1)
+            .unwrap();
+        assert!(!d.decision.allowed);
+        assert_eq!(l.len(), 0);
     }
 
     #[test]
@@ -415,7 +617,7 @@ mod tests {
             TokenBucket::new(1, 1000, Duration::from_secs(1)).unwrap(),
         )];
         for i in 0..3000u64 {
-            l.decide(&[format!("k{i}")], &s, Request::new(1), Nanos::new(T0));
+            l.decide(&[format!("k{i}")], &s, Request::new(1), Nanos::new(T0), MAX);
         }
         assert!(l.len() > 1024);
         for _ in 0..1024 {
@@ -424,6 +626,7 @@ mod tests {
                 &s,
                 Request::new(0),
                 Nanos::new(T0 + SEC),
+                MAX,
             );
         }
         assert!(l.len() < 10, "{}", l.len());

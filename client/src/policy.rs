@@ -534,6 +534,7 @@ impl NamedPolicy {
     /// The rules the fallback applies, as the module does.
     pub(crate) fn rules(&self) -> Rules {
         Rules {
+            policy: true,
             shadow: self.shadow,
             lockout: self
                 .lockout_duration()

@@ -52,6 +52,24 @@ impl<D: std::fmt::Debug, E: std::error::Error + 'static> std::error::Error for W
 /// The default cap on the jitter added to each sleep.
 pub const DEFAULT_MAX_JITTER: Duration = Duration::from_secs(1);
 
+/// The longest wait (about 30 years): a longer `max_wait` waits this long,
+/// so a deadline is always an instant (`Duration::MAX` means "as long as it
+/// takes", never a panic).
+pub const LONGEST_WAIT: Duration = Duration::from_secs(30 * 365 * 86_400);
+
+/// `max_wait` from now (at most [`LONGEST_WAIT`]; never past what the
+/// clock can hold).
+pub(crate) fn deadline_after(max_wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(max_wait.min(LONGEST_WAIT)).unwrap_or(now)
+}
+
+/// [`deadline_after`] on the standard clock (the blocking limiter).
+pub(crate) fn std_deadline_after(max_wait: Duration) -> std::time::Instant {
+    let now = std::time::Instant::now();
+    now.checked_add(max_wait.min(LONGEST_WAIT)).unwrap_or(now)
+}
+
 /// Wait options: the longest total wait, and the jitter.
 ///
 /// Each sleep is `retry_after` plus a uniformly random jitter of up to an
@@ -78,10 +96,11 @@ pub struct Wait {
 }
 
 impl Wait {
-    /// Wait at most `max_wait` in total.
+    /// Wait at most `max_wait` in total (at most [`LONGEST_WAIT`]: a
+    /// longer one, `Duration::MAX` included, waits that long).
     pub fn up_to(max_wait: Duration) -> Wait {
         Wait {
-            max_wait,
+            max_wait: max_wait.min(LONGEST_WAIT),
             max_jitter: DEFAULT_MAX_JITTER,
         }
     }
@@ -111,7 +130,7 @@ impl Wait {
         Fut: Future<Output = Result<D, E>>,
         D: AsRef<Decision>,
     {
-        let deadline = Instant::now() + self.max_wait;
+        let deadline = deadline_after(self.max_wait);
         loop {
             let d = attempt().await.map_err(WaitError::Failed)?;
             let decision = *d.as_ref();
@@ -163,7 +182,7 @@ pub(crate) fn next_sleep(
         Some(n) => Duration::from_nanos(rand % n),
         None => Duration::from_nanos(rand),
     };
-    Some((retry + jitter).min(left))
+    Some(retry.saturating_add(jitter).min(left))
 }
 
 /// A fast, non-cryptographic random number (SplitMix64 over a counter

@@ -8,14 +8,14 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis_ratelimit_client::{
     blocking, policies_everywhere, store_policy, Acquired, AsyncRateLimitCommands, ClusterRouted,
     Concurrency, Error, FailurePolicy, FixedWindow, Limiter, Limits, NamedPolicy,
     RateLimitCommands, Request, Share, SlidingWindow, TokenBucket,
 };
-use redis_ratelimit_testkit::{Cluster, Server};
+use redis_ratelimit_testkit::{info_int, server_now_ns, wait_until, Cluster, Server};
 
 mod support;
 
@@ -55,10 +55,28 @@ async fn leases_release_on_drop_and_never_exceed_the_limit() {
         .query(&mut c)
         .unwrap();
     assert_eq!(minute[2], 997, "two taken, the denial took none");
-    // Released explicitly, then by drop.
+    // Released explicitly, then by drop: the drop's release goes out in
+    // the background; the server shows when it has come (no slot held: a
+    // dry run would leave one of two), or the test fails.
     assert!(a.release().await.unwrap());
     drop(b);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut probe = s.connect();
+    let free = move || {
+        let r: Vec<i64> = redis::cmd("RL.ACQUIRE")
+            .arg("rl:{llm}:inflight")
+            .arg(2)
+            .arg(30)
+            .arg("DRYRUN")
+            .query(&mut probe)
+            .unwrap();
+        r[2] == 1
+    };
+    assert!(
+        tokio::task::spawn_blocking(move || wait_until(10, free))
+            .await
+            .unwrap(),
+        "the dropped lease was never given back"
+    );
     let Acquired::Granted(x) = limiter.acquire("llm").await.unwrap() else {
         panic!()
     };
@@ -134,14 +152,27 @@ fn blocking_leases() {
     assert!(limiter.acquire("b").unwrap().is_err());
     drop(lease);
     let lease = limiter.acquire("b").unwrap().unwrap();
-    // A waiter is admitted the moment the slot comes back.
+    // A waiter is admitted the moment the slot comes back: by the time the
+    // server has answered the release (the admission runs in the same pass
+    // of its event loop), no one waits and one wait was admitted; the new
+    // lease began after the release (its id is the server's clock in ns).
+    let mut c = s.connect();
     let l2 = limiter.clone();
-    let t = Instant::now();
-    let w = std::thread::spawn(move || l2.acquire_wait("b", S(5)).map(|l| l.id()));
-    std::thread::sleep(Duration::from_millis(300));
+    let w = std::thread::spawn(move || l2.acquire_wait("b", S(30)).map(|l| l.id()));
+    assert!(
+        wait_until(10, || info_int(&mut c, "ratelimit", "ratelimit_waiters")
+            == 1),
+        "the waiter never queued"
+    );
+    let before_release = server_now_ns(&mut c);
     assert!(lease.release().unwrap());
-    assert!(w.join().unwrap().is_ok());
-    assert!(t.elapsed() < Duration::from_secs(2));
+    assert_eq!(info_int(&mut c, "ratelimit", "ratelimit_waiters"), 0);
+    assert_eq!(info_int(&mut c, "ratelimit", "ratelimit_waits_admitted"), 1);
+    let id = w.join().unwrap().unwrap();
+    assert!(
+        id > before_release,
+        "lease {id} began before the release ({before_release})"
+    );
 }
 
 #[tokio::test]
@@ -292,4 +323,77 @@ async fn policies_reach_every_primary_and_disagreement_is_an_error() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// "Allowed, lease id 0" is an admission that holds no slot, not a
+/// denial: FailOpen while Redis is away, and a SHADOW concurrency policy
+/// over a full limit (the server answers allowed, takes no slot, and the
+/// other limits of the call took their unit). Read as denied, the caller
+/// was refused what it had been given, and the units were spent for
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_without_a_slot_is_granted_not_denied() {
+    // FailOpen, no server at all.
+    let nowhere = redis::Client::open("redis://127.0.0.1:1/").unwrap();
+    let open = Limiter::connect(&nowhere, inflight(1, S(30)), FailurePolicy::FailOpen).unwrap();
+    for _ in 0..2 {
+        let Acquired::Granted(lease) = open.acquire("x").await.unwrap() else {
+            panic!("FailOpen admits every request")
+        };
+        assert_eq!(lease.id(), 0);
+        assert!(lease.renew().await.unwrap());
+        assert!(lease.release().await.unwrap());
+    }
+    let lease = open.acquire_wait("x", S(1)).await.unwrap();
+    assert_eq!(lease.id(), 0);
+    drop(lease);
+
+    // A SHADOW concurrency policy of one slot, and 3 a minute.
+    let s = Server::start();
+    let client = redis::Client::open(s.url()).unwrap();
+    let pool = NamedPolicy::new("pool", Concurrency::new(1, S(30)).unwrap())
+        .unwrap()
+        .shadow();
+    let limits = Limits::builder()
+        .limit("pool", pool)
+        .limit("minute", SlidingWindow::new(3, S(60)).unwrap())
+        .build()
+        .unwrap();
+    let limiter = Limiter::connect(&client, limits, FailurePolicy::FailClosed).unwrap();
+    limiter.store_policies().await.unwrap();
+    let Acquired::Granted(held) = limiter.acquire("u").await.unwrap() else {
+        panic!()
+    };
+    assert!(held.id() > 0);
+    let Acquired::Granted(shadowed) = limiter.acquire("u").await.unwrap() else {
+        panic!("the server allowed it (SHADOW): granted, without a slot")
+    };
+    assert_eq!(shadowed.id(), 0);
+    // Both took their unit of the minute, and both were handed out.
+    let mut c = s.connect();
+    let minute: Vec<i64> = redis::cmd("RL.SLIDING")
+        .arg("rl:{u}:minute")
+        .arg(3)
+        .arg(60)
+        .arg("DRYRUN")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(minute[2], 0, "two taken, one left before this dry run");
+    // The slotless lease sends nothing: the real one is still held.
+    assert!(shadowed.release().await.unwrap());
+    let leases: i64 = redis::cmd("EXISTS")
+        .arg("rl:{u}:pool")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(leases, 1);
+    assert!(held.release().await.unwrap());
+
+    // The blocking limiter reads it the same way.
+    let blocking =
+        blocking::Limiter::connect(&nowhere, inflight(1, S(30)), FailurePolicy::FailOpen);
+    let lease = tokio::task::spawn_blocking(move || blocking.acquire("y").unwrap())
+        .await
+        .unwrap()
+        .expect("FailOpen admits every request");
+    assert_eq!(lease.id(), 0);
 }

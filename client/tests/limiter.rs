@@ -13,7 +13,7 @@ use redis_ratelimit_client::{
     AsyncRateLimitCommands, Error, FailurePolicy, FixedWindow, Limiter, Limits, Request, Share,
     SlidingWindow, Source, TokenBucket,
 };
-use redis_ratelimit_testkit::{clock_start, int, set_clock, Server};
+use redis_ratelimit_testkit::{clock_start, info_int, int, set_clock, wait_until, Server};
 
 const S: fn(u64) -> Duration = Duration::from_secs;
 const MS: fn(u64) -> Duration = Duration::from_millis;
@@ -333,15 +333,13 @@ async fn waiting_without_a_limiter() {
 async fn calendar_windows_through_the_limiter() {
     let s = Server::start();
     // The partner's quota: 10 a minute and 500 a day (New York days).
+    let day = FixedWindow::calendar(500, redis_ratelimit_client::CalendarUnit::Day)
+        .unwrap()
+        .in_time_zone("America/New_York")
+        .unwrap();
     let limits = Limits::builder()
         .limit("minute", SlidingWindow::new(10, S(60)).unwrap())
-        .limit(
-            "day",
-            FixedWindow::calendar(500, redis_ratelimit_client::CalendarUnit::Day)
-                .unwrap()
-                .in_time_zone("America/New_York")
-                .unwrap(),
-        )
+        .limit("day", day.clone())
         .build()
         .unwrap();
     let limiter = Limiter::new(
@@ -349,27 +347,115 @@ async fn calendar_windows_through_the_limiter() {
         limits,
         FailurePolicy::FailClosed,
     );
-    for _ in 0..10 {
-        assert!(
-            limiter
-                .wait("partner", S(1))
-                .await
-                .unwrap()
-                .decision
-                .allowed
-        );
+    let mut mux = support::multiplexed(&s).await;
+    // A unit of a probe key with the same day, before and after: its reply
+    // says how long the server's New York day has left. If that grew, a
+    // New York midnight passed during the calls (on the server's clock)
+    // and the day's count started over: run again on fresh keys (the next
+    // midnight is a day away).
+    for attempt in 0..2 {
+        let caller = format!("partner{attempt}");
+        let left_before = mux.fixed("day-probe", &day, 1).await.unwrap().reset_after;
+        for _ in 0..10 {
+            assert!(limiter.wait(&caller, S(1)).await.unwrap().decision.allowed);
+        }
+        let v = limiter.check(&caller).await.unwrap();
+        assert_eq!((v.decision.allowed, v.binding), (false, 0));
+        let d = mux
+            .fixed(format!("rl:{{{caller}}}:day"), &day, 0)
+            .await
+            .unwrap();
+        let left_after = mux.fixed("day-probe", &day, 1).await.unwrap().reset_after;
+        if left_after > left_before {
+            eprintln!("a New York day ended during the calls: again on fresh keys");
+            continue;
+        }
+        assert_eq!(d.remaining, 490);
+        assert!(d.reset_after <= S(86_400 + 3600));
+        return;
     }
-    let v = limiter.check("partner").await.unwrap();
-    assert_eq!((v.decision.allowed, v.binding), (false, 0));
-    let day = redis_ratelimit_client::FixedWindow::calendar(
-        500,
-        redis_ratelimit_client::CalendarUnit::Day,
+    panic!("a New York day ended during each of two runs of a few milliseconds");
+}
+
+/// Random keys while Redis is away cannot grow the application's memory:
+/// the fallback keeps at most its cap of keys, denies new ones when full,
+/// and the callers it knows carry on under their own limits.
+#[tokio::test]
+async fn the_fallback_keeps_at_most_its_cap_of_keys() {
+    // No server at all: the fallback decides every call.
+    let client = redis::Client::open("redis://127.0.0.1:1/").unwrap();
+    let limiter = Limiter::connect(
+        &client,
+        three_a_minute(),
+        FailurePolicy::Fallback(Share::Whole),
     )
     .unwrap()
-    .in_time_zone("America/New_York")
+    .with_fallback_keys(100);
+    for i in 0..100 {
+        let d = limiter.check(&format!("user{i}")).await.unwrap().decision;
+        assert_eq!((d.allowed, d.source), (true, Source::Fallback));
+    }
+    let d = limiter.check("someone-new").await.unwrap().decision;
+    assert_eq!((d.allowed, d.source), (false, Source::Fallback));
+    assert!(d
+        .retry_after
+        .is_some_and(|r| r > Duration::ZERO && r <= S(60)));
+    let d = limiter.check("user0").await.unwrap().decision;
+    assert_eq!((d.allowed, d.remaining), (true, 1));
+}
+
+/// A wait of any length is an answer, never a panic (`Instant::now() +
+/// max_wait` overflowed for a huge `max_wait`): through the limiter (in
+/// line inside the server, and polling), the blocking limiter, and a plain
+/// `Wait`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_wait_is_waited_not_a_panic() {
+    let s = Server::start();
+    let client = redis::Client::open(s.url()).unwrap();
+    let inside = Limiter::connect(&client, three_a_minute(), FailurePolicy::FailClosed).unwrap();
+    let polling = Limiter::new(
+        support::manager(&s).await,
+        three_a_minute(),
+        FailurePolicy::FailClosed,
+    )
+    .with_prefix("poll:")
     .unwrap();
-    let mut mux = support::multiplexed(&s).await;
-    let d = mux.fixed("rl:{partner}:day", &day, 0).await.unwrap();
-    assert_eq!(d.remaining, 490);
-    assert!(d.reset_after <= S(86_400 + 3600));
+    for l in [&inside, &polling] {
+        let d = l.wait("k", Duration::MAX).await.unwrap();
+        assert!(d.decision.allowed);
+    }
+    // One that waits in line (BLOCK) until a refund frees a unit.
+    for _ in 0..3 {
+        assert!(inside.check("full").await.unwrap().decision.allowed);
+    }
+    let waiter = inside.clone();
+    let w = tokio::spawn(async move { waiter.wait("full", Duration::MAX).await });
+    let mut c = s.connect();
+    assert!(wait_until(10, || info_int(
+        &mut c,
+        "ratelimit",
+        "ratelimit_waiters"
+    ) == 1));
+    inside.refund("full", 1).await.unwrap();
+    assert!(w.await.unwrap().unwrap().decision.allowed);
+    let d = Wait::up_to(Duration::MAX)
+        .until_allowed(|| {
+            let l = inside.clone();
+            async move { l.check("k").await }
+        })
+        .await
+        .unwrap();
+    assert!(d.decision.allowed);
+    let blocking = redis_ratelimit_client::blocking::Limiter::connect(
+        &client,
+        three_a_minute(),
+        FailurePolicy::FailClosed,
+    )
+    .with_prefix("blocking:")
+    .unwrap();
+    let d = tokio::task::spawn_blocking(move || blocking.wait("k", Duration::MAX))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(d.decision.allowed);
 }

@@ -2,30 +2,44 @@
 //! Waiting that is fair: 8 workers share "5 a second" AND 500 a day (the
 //! day at New York midnight) and each waits for its next call, over and
 //! over. Served first come, first served, they take turns: per-worker
-//! admissions never differ by more than one, and no worker waits much
-//! longer than the 7 ahead of it need. Inside the server (`BLOCK`, with
-//! `Limiter::connect` and the blocking limiter) and, where a limiter
+//! admissions never differ by more than one. Inside the server (`BLOCK`,
+//! with `Limiter::connect` and the blocking limiter) and, where a limiter
 //! polls, in line in the process. A deadline is "up to": a wait that
 //! cannot be admitted in time still lasts to its deadline.
+//!
+//! What is judged comes from the server, not this machine's clock: the
+//! admissions are the server's (its AOF records each one with the instant
+//! it was made, on its clock), so over-admission (6 within a second) and
+//! admissions the workers saw but the server never made (or the reverse)
+//! both fail. Turns are counted from the workers' own replies, which no
+//! scheduling delay can change; see [`run`] for why the order in which the
+//! workers arrive does not matter.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis_ratelimit_client::{
-    blocking, CalendarUnit, Error, FailurePolicy, FixedWindow, Limiter, Limits, SlidingWindow,
+    blocking, AllDecision, CalendarUnit, Error, FailurePolicy, FixedWindow, Limiter, Limits,
+    SlidingWindow, Source,
 };
-use redis_ratelimit_testkit::{info_int, Server};
+use redis_ratelimit_testkit::{aof_commands, info_int, server_now_ns, Server, AOF_COMMANDS};
 
 mod support;
 
 const WORKERS: usize = 8;
 const RUN: Duration = Duration::from_secs(4);
+/// 5 a second.
+const LIMIT: usize = 5;
+const SPAN_US: u64 = 1_000_000;
+/// How far apart the limit is filled before the workers start.
+const FILL_GAP: Duration = Duration::from_millis(200);
+/// The sliding window's key (the caller's key is "partner").
+const SECOND_KEY: &str = "rl:{partner}:second";
 
 fn limits() -> Limits {
     Limits::builder()
         .limit(
             "second",
-            SlidingWindow::new(5, Duration::from_secs(1)).unwrap(),
+            SlidingWindow::new(LIMIT as u64, Duration::from_secs(1)).unwrap(),
         )
         .limit(
             "day",
@@ -38,132 +52,209 @@ fn limits() -> Limits {
         .unwrap()
 }
 
-/// Admissions in order: (worker, since start, how long it waited).
-type Order = Arc<Mutex<Vec<(usize, Duration, Duration)>>>;
+/// A server whose AOF is the stream of admissions (one RL.WINDOWADD each,
+/// with its instant).
+fn server() -> Server {
+    Server::start_with(AOF_COMMANDS)
+}
 
-/// Units free when the workers start: taken by whoever asks first, before
-/// anyone waits. Turns are counted after them.
-const BURST: usize = 5;
+/// The instants (µs, server clock) of every admission on `key`, in the
+/// order the server made them.
+fn admissions(s: &Server, key: &str) -> Vec<u64> {
+    aof_commands(&s.dir)
+        .into_iter()
+        .filter(|a| a[0].eq_ignore_ascii_case(b"RL.WINDOWADD") && a[1] == key.as_bytes())
+        .map(|a| {
+            let p = &a[2];
+            let units = u64::from_le_bytes(p[24..32].try_into().unwrap());
+            assert_eq!(units, 1, "one unit per admission");
+            u64::from_le_bytes(p[16..24].try_into().unwrap())
+        })
+        .collect()
+}
 
-fn assert_fair(what: &str, order: &[(usize, Duration, Duration)]) {
-    let mut per = [0usize; WORKERS];
-    for (w, _, _) in order.iter().skip(BURST) {
-        per[*w] += 1;
-    }
-    let (lo, hi) = (per.iter().min().unwrap(), per.iter().max().unwrap());
-    let longest = order.iter().skip(BURST).map(|o| o.2).max().unwrap();
-    eprintln!(
-        "{what}: {} admissions ({BURST} before anyone waited), then per worker {per:?}, longest wait {longest:?}",
-        order.len()
-    );
+/// The limit's `LIMIT` units are taken `FILL_GAP` apart before the
+/// workers start, each decided by Redis: every worker then starts in line,
+/// and the admissions that follow come `FILL_GAP` apart (a sliding window
+/// admits again at the instants of the units it forgets).
+fn filled(d: AllDecision) {
     assert!(
-        order.len() >= 15,
-        "{what}: only {} admissions in {RUN:?}",
-        order.len()
-    );
-    assert!(hi - lo <= 1, "{what}: per-worker admissions {per:?}");
-    // 7 ahead of a worker at 5 a second take 1.4 s; allow scheduling slack.
-    assert!(
-        longest < Duration::from_millis(2600),
-        "{what}: a wait of {longest:?}"
+        d.decision.allowed && d.decision.source == Source::Redis,
+        "{d:?}"
     );
 }
 
-async fn workers<F, Fut>(call: F) -> Vec<(usize, Duration, Duration)>
+async fn fill<C: redis_ratelimit_client::LimiterConnection>(l: &Limiter<C>) {
+    for i in 0..LIMIT {
+        if i > 0 {
+            tokio::time::sleep(FILL_GAP).await;
+        }
+        filled(l.check("partner").await.unwrap());
+    }
+}
+
+/// The checks, on the server's record of the run (`server_secs` long on
+/// its clock) and each worker's count of its admissions:
+/// - the server made exactly the fill's admissions and the workers'
+///   (none the workers did not see, none they saw that it did not make);
+/// - never `LIMIT + 1` within a second, on the server's clock;
+/// - as many as the limit allows, give or take a loaded machine (half);
+/// - turns: per-worker admissions differ by at most one.
+fn check(what: &str, s: &Server, per_worker: &[usize], server_secs: f64) {
+    let at = admissions(s, SECOND_KEY);
+    let seen: usize = per_worker.iter().sum();
+    eprintln!(
+        "{what}: {} admissions in {server_secs:.1} s ({LIMIT} by the fill), per worker {per_worker:?}",
+        at.len()
+    );
+    assert_eq!(
+        at.len(),
+        LIMIT + seen,
+        "{what}: the server made {} admissions, the workers saw {seen} after the fill's {LIMIT}",
+        at.len()
+    );
+    for k in LIMIT..at.len() {
+        assert!(
+            at[k] - at[k - LIMIT] >= SPAN_US,
+            "{what}: admission {k} at {} µs is {} µs after admission {}",
+            at[k],
+            at[k] - at[k - LIMIT],
+            k - LIMIT
+        );
+    }
+    assert!(
+        (at.len() as f64) * 2.0 >= LIMIT as f64 * server_secs,
+        "{what}: only {} admissions in {server_secs:.1} s",
+        at.len()
+    );
+    let (lo, hi) = (
+        per_worker.iter().min().unwrap(),
+        per_worker.iter().max().unwrap(),
+    );
+    assert!(hi - lo <= 1, "{what}: per-worker admissions {per_worker:?}");
+}
+
+/// Runs `WORKERS` workers, all at once, each calling `call` (a wait for
+/// one unit) until `RUN` has passed; returns each one's admissions.
+///
+/// The order they arrive in does not matter: served first come, first
+/// served, each admitted worker queues again behind the others, so they
+/// take turns in whatever order they first queued, and admissions
+/// `FILL_GAP` apart give each one 200 ms to queue again before the next
+/// admission. Per-worker counts could differ by two only if one worker
+/// stayed out of line for a whole round (7 admissions, 1.4 s) while the
+/// others ran.
+async fn run<F, Fut>(call: F) -> Vec<usize>
 where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Result<(), Error>> + Send,
 {
     let start = Instant::now();
-    let order: Order = Arc::default();
-    let mut tasks = vec![];
-    for w in 0..WORKERS {
-        let (call, order) = (call.clone(), order.clone());
-        tasks.push(tokio::spawn(async move {
-            while start.elapsed() < RUN {
-                let asked = Instant::now();
-                call().await.unwrap();
-                order
-                    .lock()
-                    .unwrap()
-                    .push((w, start.elapsed(), asked.elapsed()));
-            }
-        }));
-        // Arrive in order.
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    let counts: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let call = call.clone();
+            tokio::spawn(async move {
+                let mut admitted = 0;
+                while start.elapsed() < RUN {
+                    call().await.unwrap();
+                    admitted += 1;
+                }
+                admitted
+            })
+        })
+        .collect();
+    let mut out = vec![];
+    for c in counts {
+        out.push(c.await.unwrap());
     }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let o = order.lock().unwrap().clone();
-    o
+    out
+}
+
+fn server_secs(since_ns: u64, s: &Server) -> f64 {
+    (server_now_ns(&mut s.connect()) - since_ns) as f64 / 1e9
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_workers_take_turns_in_line_inside_the_server() {
-    let s = Server::start();
+    let s = server();
+    let t0 = server_now_ns(&mut s.connect());
     let client = redis::Client::open(s.url()).unwrap();
     let limiter = Limiter::connect(&client, limits(), FailurePolicy::FailClosed).unwrap();
+    fill(&limiter).await;
     let l = limiter.clone();
-    let order = workers(move || {
+    let per_worker = run(move || {
         let l = l.clone();
         async move { l.wait("partner", Duration::from_secs(30)).await.map(|_| ()) }
     })
     .await;
-    assert_fair("BLOCK", &order);
+    check("BLOCK", &s, &per_worker, server_secs(t0, &s));
     // They waited inside the server: one call per admission, no polling.
     let mut c = s.connect();
+    let admitted: usize = per_worker.iter().sum();
     assert_eq!(
         info_int(&mut c, "ratelimit", "ratelimit_all_calls") as usize,
-        order.len() + info_int(&mut c, "ratelimit", "ratelimit_waits_timed_out") as usize,
+        LIMIT + admitted + info_int(&mut c, "ratelimit", "ratelimit_waits_timed_out") as usize,
     );
     assert!(info_int(&mut c, "ratelimit", "ratelimit_waits_admitted") > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_workers_take_turns_when_the_limiter_polls() {
-    let s = Server::start();
+    let s = server();
+    let t0 = server_now_ns(&mut s.connect());
     let limiter = Limiter::new(
         support::manager(&s).await,
         limits(),
         FailurePolicy::FailClosed,
     );
+    fill(&limiter).await;
     let l = limiter.clone();
-    let order = workers(move || {
+    let per_worker = run(move || {
         let l = l.clone();
         async move { l.wait("partner", Duration::from_secs(30)).await.map(|_| ()) }
     })
     .await;
-    assert_fair("polling, in line in the process", &order);
+    check(
+        "polling, in line in the process",
+        &s,
+        &per_worker,
+        server_secs(t0, &s),
+    );
 }
 
 #[test]
 fn eight_threads_take_turns_with_the_blocking_limiter() {
-    let s = Server::start();
+    let s = server();
+    let t0 = server_now_ns(&mut s.connect());
     let client = redis::Client::open(s.url()).unwrap();
     let limiter = blocking::Limiter::connect(&client, limits(), FailurePolicy::FailClosed);
+    for i in 0..LIMIT {
+        if i > 0 {
+            std::thread::sleep(FILL_GAP);
+        }
+        filled(limiter.check("partner").unwrap());
+    }
     let start = Instant::now();
-    let order: Order = Arc::default();
     let threads: Vec<_> = (0..WORKERS)
-        .map(|w| {
-            let (l, order) = (limiter.clone(), order.clone());
-            std::thread::sleep(Duration::from_millis(5));
+        .map(|_| {
+            let l = limiter.clone();
             std::thread::spawn(move || {
+                let mut admitted = 0;
                 while start.elapsed() < RUN {
-                    let asked = Instant::now();
                     l.wait("partner", Duration::from_secs(30)).unwrap();
-                    order
-                        .lock()
-                        .unwrap()
-                        .push((w, start.elapsed(), asked.elapsed()));
+                    admitted += 1;
                 }
+                admitted
             })
         })
         .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
-    assert_fair("blocking::Limiter, BLOCK", &order.lock().unwrap());
+    let per_worker: Vec<usize> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    check(
+        "blocking::Limiter, BLOCK",
+        &s,
+        &per_worker,
+        server_secs(t0, &s),
+    );
 }
 
 #[tokio::test]

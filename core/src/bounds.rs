@@ -28,3 +28,33 @@ pub const MAX_BLOCK_MS: u64 = 31 * 24 * 3600 * 1000;
 
 /// The longest lease: 10 years, in nanoseconds.
 pub const MAX_LEASE_NS: u64 = 10 * YEAR_SECS * 1_000_000_000;
+
+/// Limits one RL.ALL or RL.TAKEALL call may name: the default of the
+/// module's `ratelimit.max-limits`, and the most it may be set to. A call
+/// with more is refused before any key is read, so one call's cost is
+/// bounded by the setting, never by what the caller sends.
+pub const MAX_LIMITS_DEFAULT: u32 = 32;
+pub const MAX_LIMITS_MAX: u32 = 1000;
+
+/// Live leases one key may hold: the default of `ratelimit.max-leases`
+/// (the largest CONCURRENCY limit a command or a policy may name), and the
+/// most it may be set to, which is also what a key's state may hold when
+/// it is decoded (RDB, RESTORE, replication): a lease key costs at most
+/// 16 bytes a lease and O(leases) per call.
+pub const MAX_LEASES_DEFAULT: u32 = 10_000;
+pub const MAX_LEASES_MAX: u32 = 1_000_000;
+
+/// A policy definition: at most this many words, each at most this many
+/// bytes once written in its canonical form (what GET answers and what
+/// persistence and replication carry; the longest real one is about 8
+/// words of under 40 bytes).
+pub const MAX_POLICY_WORDS: usize = 16;
+pub const MAX_POLICY_WORD: usize = 64;
+
+/// The longest LOCKOUT: 10 years, in nanoseconds.
+pub const MAX_LOCKOUT_NS: u64 = MAX_LEASE_NS;
+
+/// How far ahead of this server's clock a state handed to RESTORE may
+/// reach beyond what a command could have written (clock skew between the
+/// server that dumped it and this one): one day.
+pub const RESTORE_SKEW: Nanos = Nanos::from_secs(24 * 3600);

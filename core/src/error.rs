@@ -125,6 +125,10 @@ errors! {
     LOCKOUT = c"ERR LOCKOUT must be a positive number of seconds with at most 9 decimals, at most 10 years";
     LOCKOUT_LEASES = c"ERR LOCKOUT needs a rate limit: a CONCURRENCY policy cannot lock out";
     ALL_DISTINCT = c"ERR RL.ALL needs a different key for each LIMIT";
+    TOO_MANY_LIMITS = c"ERR too many limits in one call: at most ratelimit.max-limits (CONFIG GET ratelimit.max-limits)";
+    POLICIES_ONLY = c"ERR RL.TAKEALL takes POLICY clauses only (LIMIT key POLICY name): a limit written inline needs RL.ALL";
+    LEASE_LIMIT = c"ERR a CONCURRENCY limit must be at most ratelimit.max-leases slots (CONFIG GET ratelimit.max-leases)";
+    POLICY_TOO_LONG = c"ERR a policy definition has at most 16 words of at most 64 bytes each";
 
     STATE_PAYLOAD = c"ERR state is not a valid limiter state";
     UPDATE = c"ERR not a valid window update";

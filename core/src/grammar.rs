@@ -19,7 +19,10 @@ use crate::algo::bucket::{Bucket, BucketError};
 use crate::algo::calendar::{Calendar, Unit};
 use crate::algo::lease::Concurrency;
 use crate::algo::sliding::Window;
-use crate::bounds::{MAX_BLOCK_MS, MAX_INT, MAX_LEASE_NS, MAX_SPAN_US, WINDOW_DECIMALS};
+use crate::bounds::{
+    MAX_BLOCK_MS, MAX_INT, MAX_LEASES_DEFAULT, MAX_LEASES_MAX, MAX_LEASE_NS, MAX_LIMITS_DEFAULT,
+    MAX_LIMITS_MAX, MAX_SPAN_US, WINDOW_DECIMALS,
+};
 use crate::error::{self, CmdError};
 use crate::limit::Spec;
 use crate::num::{parse_u64, Decimal, Scaled};
@@ -395,12 +398,32 @@ impl<'a> Values<'a> {
 pub struct Settings {
     /// Entries a sliding-window log keeps before it merges admissions.
     pub sliding_max_entries: u32,
+    /// Limits one RL.ALL or RL.TAKEALL call may name.
+    pub max_limits: u32,
+    /// The largest CONCURRENCY limit (live leases a key may hold).
+    pub max_leases: u32,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             sliding_max_entries: SLIDING_MAX_ENTRIES_DEFAULT,
+            max_limits: MAX_LIMITS_DEFAULT,
+            max_leases: MAX_LEASES_DEFAULT,
+        }
+    }
+}
+
+impl Settings {
+    /// For what a server already holds or is sent (an RDB, an AOF, a
+    /// master's stream, the module's arguments): the caps at their widest,
+    /// so a definition accepted under an earlier configuration still
+    /// loads; what was decided under it stays within the hard bounds.
+    pub fn loading(self) -> Settings {
+        Settings {
+            max_limits: MAX_LIMITS_MAX,
+            max_leases: MAX_LEASES_MAX,
+            ..self
         }
     }
 }
@@ -466,10 +489,16 @@ impl Syntax {
                 };
                 bucket(v.int(0)?, &v.decimal(1)?, &v.decimal(2)?, &errors).map(Spec::Bucket)
             }
-            Algorithm::Concurrency => Ok(Spec::Concurrency(Concurrency {
-                limit: v.int(0)?,
-                lease: Nanos::new(v.int(1)?),
-            })),
+            Algorithm::Concurrency => {
+                let limit = v.int(0)?;
+                if limit > u64::from(settings.max_leases.min(MAX_LEASES_MAX)) {
+                    return Err(error::LEASE_LIMIT);
+                }
+                Ok(Spec::Concurrency(Concurrency {
+                    limit,
+                    lease: Nanos::new(v.int(1)?),
+                }))
+            }
             Algorithm::Fixed => {
                 let zone = match v.option(0) {
                     Some(Value::Zone(name)) => Some(zone(name).ok_or(error::TZ_UNKNOWN)?),
@@ -796,13 +825,32 @@ pub fn read_all<'a, W: Words<'a> + ?Sized>(
     words: &W,
     settings: Settings,
 ) -> Result<AllArgs, CmdError> {
-    if words.count() < 6 {
+    read_clauses(words, settings, false)
+}
+
+/// `RL.TAKEALL [options] LIMIT key POLICY name ... [LIMIT key POLICY name ...]`:
+/// RL.ALL's grammar with named policies only (what an application account,
+/// which may not choose its own limits, can send).
+pub fn read_take_all<'a, W: Words<'a> + ?Sized>(
+    words: &W,
+    settings: Settings,
+) -> Result<AllArgs, CmdError> {
+    read_clauses(words, settings, true)
+}
+
+fn read_clauses<'a, W: Words<'a> + ?Sized>(
+    words: &W,
+    settings: Settings,
+    policies_only: bool,
+) -> Result<AllArgs, CmdError> {
+    if words.count() < 5 {
         return Err(CmdError::WrongArity);
     }
+    let max = usize::try_from(settings.max_limits.min(MAX_LIMITS_MAX)).unwrap_or(0);
     let mut c = Cursor::at(words, 1);
     let mut request = Request::default();
     while let Some(word) = c.peek() {
-        if is(word, "LIMIT") {
+        if is(word, LIMIT_CLAUSE) {
             break;
         }
         c.next_word()?;
@@ -812,15 +860,18 @@ pub fn read_all<'a, W: Words<'a> + ?Sized>(
     }
     let mut clauses: Vec<Clause> = Vec::new();
     while !c.done() {
-        if !is(c.next_word()?, "LIMIT") {
+        if !is(c.next_word()?, LIMIT_CLAUSE) {
             return Err(error::SYNTAX);
+        }
+        if clauses.len() >= max {
+            return Err(error::TOO_MANY_LIMITS);
         }
         let key = c.pos();
         c.next_word()?;
         let word = c.next_or(error::ALGORITHM)?;
         let mut cost = None;
         let mut other = |w: &[u8], c: &mut Cursor<'_, W>| {
-            if is(w, "COST") && cost.is_none() {
+            if is(w, COST_OPTION.keyword) && cost.is_none() {
                 cost = Some(read_cost(c)?);
                 return Ok(true);
             }
@@ -830,7 +881,7 @@ pub fn read_all<'a, W: Words<'a> + ?Sized>(
             let name = c.pos();
             c.next_or(error::POLICY_NAME)?;
             while let Some(w) = c.peek() {
-                if is(w, "LIMIT") {
+                if is(w, LIMIT_CLAUSE) {
                     break;
                 }
                 c.next_word()?;
@@ -839,9 +890,11 @@ pub fn read_all<'a, W: Words<'a> + ?Sized>(
                 }
             }
             ClauseLimit::Policy(name)
+        } else if policies_only {
+            return Err(error::POLICIES_ONLY);
         } else {
             let syntax = algorithm(word).ok_or(error::ALGORITHM)?;
-            let spec = syntax.read(&mut c, settings, None, |w| is(w, "LIMIT"), &mut other)?;
+            let spec = syntax.read(&mut c, settings, None, |w| is(w, LIMIT_CLAUSE), &mut other)?;
             ClauseLimit::Inline(spec)
         };
         clauses.push(Clause { key, limit, cost });
@@ -850,11 +903,12 @@ pub fn read_all<'a, W: Words<'a> + ?Sized>(
         return Err(error::SYNTAX);
     }
     request.check()?;
-    for (i, a) in clauses.iter().enumerate() {
-        let name = words.word(a.key);
-        if clauses.iter().take(i).any(|b| words.word(b.key) == name) {
-            return Err(error::ALL_DISTINCT);
-        }
+    let keys: Vec<&[u8]> = clauses
+        .iter()
+        .map(|c| words.word(c.key).unwrap_or(&[]))
+        .collect();
+    if !all_distinct(&keys) {
+        return Err(error::ALL_DISTINCT);
     }
     // Checked once the policies are known too (the module resolves them).
     let inline: Vec<(&Spec, Option<u64>)> = clauses
@@ -867,6 +921,22 @@ pub fn read_all<'a, W: Words<'a> + ?Sized>(
     check_all(&inline, &request)?;
     Ok(AllArgs { clauses, request })
 }
+
+/// No two keys equal, in time linear in their count (a hash set; pairs
+/// compared directly when there are few).
+fn all_distinct(keys: &[&[u8]]) -> bool {
+    if keys.len() <= 8 {
+        return keys
+            .iter()
+            .enumerate()
+            .all(|(i, k)| !keys.iter().take(i).any(|b| b == k));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(keys.len());
+    keys.iter().all(|k| seen.insert(*k))
+}
+
+/// The keyword that starts each clause of RL.ALL and RL.TAKEALL.
+pub const LIMIT_CLAUSE: &str = "LIMIT";
 
 /// The rules RL.ALL's limits obey together, once every clause's limit is
 /// known: at most one CONCURRENCY limit, which takes no COST and no REFUND.
@@ -896,11 +966,16 @@ pub fn all_key_positions<'a, W: Words<'a> + ?Sized>(words: &W) -> Vec<usize> {
     let mut out = Vec::new();
     let mut i = 1;
     // Top-level options: flags alone, the others with a value.
-    while i < n && !is(word(i), "LIMIT") {
+    while i < n && !is(word(i), LIMIT_CLAUSE) {
         i += if is_request_flag(word(i)) { 1 } else { 2 };
     }
-    while i + 1 < n {
-        if !is(word(i), "LIMIT") {
+    // One past the widest cap: the command refuses such a call before it
+    // reads a key, so the keys after it need no routing or ACL check.
+    let most = usize::try_from(MAX_LIMITS_MAX)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1);
+    while i + 1 < n && out.len() < most {
+        if !is(word(i), LIMIT_CLAUSE) {
             break;
         }
         out.push(i + 1);
@@ -912,7 +987,7 @@ pub fn all_key_positions<'a, W: Words<'a> + ?Sized>(words: &W) -> Vec<usize> {
             break;
         };
         i += 3 + params;
-        while i < n && !is(word(i), "LIMIT") {
+        while i < n && !is(word(i), LIMIT_CLAUSE) {
             i += if is_request_flag(word(i)) { 1 } else { 2 };
         }
     }
@@ -1059,5 +1134,86 @@ mod tests {
             read_all(&w[..], Settings::default()).unwrap_err(),
             error::ALGORITHM
         );
+    }
+
+    #[test]
+    fn clauses_are_capped_and_checked_distinct_in_linear_time() {
+        let many = |n: usize, key: &dyn Fn(usize) -> String| {
+            let mut s = "RL.ALL".to_string();
+            for i in 0..n {
+                s.push_str(&format!(" LIMIT {} GCRA 1 1 1", key(i)));
+            }
+            s
+        };
+        let settings = Settings::default();
+        let cap = settings.max_limits as usize;
+        let at_cap = many(cap, &|i| format!("k{i}"));
+        assert_eq!(
+            read_all(&words(&at_cap)[..], settings)
+                .unwrap()
+                .clauses
+                .len(),
+            cap
+        );
+        let over = many(cap + 1, &|i| format!("k{i}"));
+        assert_eq!(
+            read_all(&words(&over)[..], settings).unwrap_err(),
+            error::TOO_MANY_LIMITS
+        );
+        // The widest cap, with a repeated key last: found (a hash set).
+        let wide = Settings {
+            max_limits: MAX_LIMITS_MAX,
+            ..settings
+        };
+        let n = MAX_LIMITS_MAX as usize;
+        let dup = many(n, &|i| {
+            if i + 1 == n {
+                "k0".into()
+            } else {
+                format!("k{i}")
+            }
+        });
+        assert_eq!(
+            read_all(&words(&dup)[..], wide).unwrap_err(),
+            error::ALL_DISTINCT
+        );
+        // Key positions stop one past the widest cap.
+        let flood = many(n + 50, &|i| format!("k{i}"));
+        assert_eq!(all_key_positions(&words(&flood)[..]).len(), n + 1);
+    }
+
+    #[test]
+    fn take_all_takes_policy_clauses_only() {
+        let w = words("RL.TAKEALL LIMIT a POLICY p COST 2 LIMIT b POLICY q DRYRUN");
+        let all = read_take_all(&w[..], Settings::default()).unwrap();
+        assert_eq!(all.clauses.len(), 2);
+        assert!(all.request.dry_run);
+        assert_eq!(all_key_positions(&w[..]), [2, 8]);
+        let w = words("RL.TAKEALL LIMIT a POLICY p LIMIT b SLIDING 1 1");
+        assert_eq!(
+            read_take_all(&w[..], Settings::default()).unwrap_err(),
+            error::POLICIES_ONLY
+        );
+        let w = words("RL.ALL LIMIT a POLICY p");
+        assert_eq!(
+            read_all(&w[..], Settings::default()).unwrap().clauses.len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_concurrency_limit_is_within_the_lease_cap() {
+        let capped = Settings {
+            max_leases: 5,
+            ..Settings::default()
+        };
+        let w = words("RL.ACQUIRE k 5 30");
+        assert!(read_command(&CONCURRENCY, &w[..], capped).is_ok());
+        let w = words("RL.ACQUIRE k 6 30");
+        assert_eq!(
+            read_command(&CONCURRENCY, &w[..], capped).unwrap_err(),
+            error::LEASE_LIMIT
+        );
+        assert!(read_command(&CONCURRENCY, &w[..], capped.loading()).is_ok());
     }
 }

@@ -269,6 +269,28 @@ impl Lock {
     }
 }
 
+/// Could a command on a server whose clock reads `now` have written this
+/// state? Each instant within the longest span its kind allows (a bucket
+/// refills within 100 years, leases and lockouts last at most 10 years, a
+/// window's entries are admissions, never ahead of the clock), plus `skew`
+/// for the clock of the server that wrote it. What [`Lock::decode`] and
+/// the kinds' own decoders accept is what saves and loads again; this is
+/// the stricter test a RESTORE from a client also passes, so a forged
+/// payload cannot deny for centuries.
+pub fn plausible(stored: Stored<'_>, now: Nanos, skew: Nanos) -> bool {
+    let within = |t: Nanos, span: Nanos| t <= now.saturating_add(span).saturating_add(skew);
+    match stored {
+        Stored::Empty | Stored::Fixed(_) => true,
+        Stored::Bucket(tat) => within(tat, crate::bounds::MAX_REFILL),
+        Stored::Window(log) => within(Nanos::from_micros(log.last_us()), Nanos::ZERO),
+        Stored::Leases(leases) => leases.plausible(now, skew),
+        Stored::Locked(lock) => {
+            within(lock.until, Nanos::new(crate::bounds::MAX_LOCKOUT_NS))
+                && plausible(lock.inner.stored(), now, skew)
+        }
+    }
+}
+
 /// The write a decision calls for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
@@ -409,6 +431,11 @@ pub struct Rules {
     pub shadow: bool,
     /// A denial locks the key out for this long.
     pub lockout: Option<Nanos>,
+    /// The rules are a named policy's, as it is defined now: a lock the key
+    /// holds from an earlier definition lasts no longer than this one's
+    /// LOCKOUT from now (none at all if it has no LOCKOUT). Limits written
+    /// inline leave a key's lock as it is.
+    pub policy: bool,
 }
 
 /// What a decision under rules did, for counting.
@@ -433,8 +460,32 @@ pub fn evaluate_with(
     cost: u64,
     mode: Mode,
 ) -> Result<(Decision, Effect, Verdict), CmdError> {
+    // A policy mended since the key was locked: the lock is cut to what
+    // the policy says now (the cut is written, so it is done once).
+    let mut cut = None;
+    let mended;
+    let stored = match stored {
+        Stored::Locked(l) if rules.policy && now < l.until => match rules.lockout {
+            None => l.inner.stored(),
+            Some(len) if l.until > now.saturating_add(len) => {
+                let until = now.saturating_add(len);
+                cut = Some(until);
+                mended = Lock {
+                    until,
+                    inner: l.inner.clone(),
+                };
+                Stored::Locked(&mended)
+            }
+            Some(_) => stored,
+        },
+        other => other,
+    };
     let locked_already = matches!(stored, Stored::Locked(l) if now < l.until);
     let (d, effect) = evaluate(stored, spec, now, cost, mode)?;
+    let effect = match cut {
+        Some(until) => Effect::Lockout(until),
+        None => effect,
+    };
     let mut verdict = Verdict {
         denied: !d.allowed,
         locked: false,
@@ -442,7 +493,9 @@ pub fn evaluate_with(
     let mut effect = effect;
     if let Some(lockout) = rules.lockout {
         let waits = matches!(d.retry_after, RetryAfter::After(_));
-        if !d.allowed && waits && !locked_already && mode == Mode::Take {
+        // A peek (cost 0) takes nothing: it never locks, even when the
+        // limit is over (lowered under a key's state, a clock stepped back).
+        if !d.allowed && waits && !locked_already && mode == Mode::Take && cost > 0 {
             effect = Effect::Lockout(now.saturating_add(lockout));
             verdict.locked = true;
         }
@@ -596,6 +649,42 @@ mod tests {
     }
 
     #[test]
+    fn a_mended_policy_cuts_the_locks_its_earlier_definition_set() {
+        // A ten-year lockout, then the policy is mended to 15 minutes: the
+        // lock is cut to 15 minutes from the first call that sees it, and
+        // the cut is written, so it ends then whatever comes after.
+        let (spec, long) = policy("FIXED 1 60 LOCKOUT 315360000");
+        let (_, short) = policy("FIXED 1 60 LOCKOUT 900");
+        let (_, none) = policy("FIXED 1 60");
+        let t0 = Nanos::from_secs(1_799_999_940);
+        let mut s = State::Empty;
+        take(&mut s, &spec, long, t0);
+        let (_, v) = take(&mut s, &spec, long, t0);
+        assert!(v.locked);
+        let t1 = t0.saturating_add(Nanos::from_secs(3600));
+        let (d, v) = take(&mut s, &spec, short, t1);
+        assert!(!d.allowed && !v.locked);
+        assert_eq!(d.retry_after, RetryAfter::After(Nanos::from_secs(900)));
+        let cut = t1.saturating_add(Nanos::from_secs(900));
+        assert!(matches!(&s, State::Locked(l) if l.until == cut), "{s:?}");
+        // Under the long definition again, or inline, the cut lock stands.
+        let (d, _) = take(&mut s, &spec, Rules::default(), t1);
+        assert_eq!(d.retry_after, RetryAfter::After(Nanos::from_secs(900)));
+        // A policy that no longer locks out ignores the lock altogether.
+        let mut s2 = State::Empty;
+        take(&mut s2, &spec, long, t0);
+        take(&mut s2, &spec, long, t0);
+        let later = t0.saturating_add(Nanos::from_secs(61));
+        assert!(take(&mut s2, &spec, none, later).0.allowed);
+        assert!(matches!(s2, State::Fixed(c) if c.count == 1), "{s2:?}");
+        // Inline limits still see an uncut lock.
+        let mut s3 = State::Empty;
+        take(&mut s3, &spec, long, t0);
+        take(&mut s3, &spec, long, t0);
+        assert!(!take(&mut s3, &spec, Rules::default(), later).0.allowed);
+    }
+
+    #[test]
     fn shadow_answers_allowed_and_records_as_if_enforced() {
         let (spec, rules) = policy("SLIDING 1 10 SHADOW LOCKOUT 20");
         let mut s = State::Empty;
@@ -610,6 +699,24 @@ mod tests {
         take(&mut fresh, &spec, Rules::default(), t0);
         let (_, e, v) = evaluate_with(fresh.stored(), &spec, rules, t0, 1, Mode::Refund).unwrap();
         assert!(!v.locked && !matches!(e, Effect::Lockout(_)));
+    }
+
+    #[test]
+    fn a_peek_over_the_limit_is_denied_and_never_locks() {
+        // Five taken under a limit of 5, then the limit lowered to 2 with
+        // a LOCKOUT: a peek sees 5 > 2 and is denied, but takes nothing.
+        let (five, _) = policy("SLIDING 5 60");
+        let (two, rules) = policy("SLIDING 2 60 LOCKOUT 30");
+        let t0 = Nanos::from_secs(1_000);
+        let (_, e) = evaluate(Stored::Empty, &five, t0, 5, Mode::Take).unwrap();
+        let mut s = State::Empty;
+        s.apply(&e);
+        let (d, e, v) = evaluate_with(s.stored(), &two, rules, t0, 0, Mode::Take).unwrap();
+        assert!(!d.allowed && !v.locked, "{d:?} {v:?}");
+        assert_eq!(e, Effect::None);
+        // A call that takes is locked out.
+        let (_, e, v) = evaluate_with(s.stored(), &two, rules, t0, 1, Mode::Take).unwrap();
+        assert!(v.locked && matches!(e, Effect::Lockout(_)));
     }
 
     #[test]

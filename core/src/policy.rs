@@ -7,9 +7,12 @@
 //! `FIXED 500 DAY TZ America/New_York`, `TOKENBUCKET 10 1 PERIOD 60`,
 //! `CONCURRENCY 3 30`, then `[SHADOW] [LOCKOUT seconds]`.
 
+use crate::algo::calendar::Unit;
+use crate::bounds::{MAX_POLICY_WORD, MAX_POLICY_WORDS};
 use crate::error::{self, CmdError};
 use crate::grammar::{algorithm, is, Algorithm, Cursor, Kind, Settings, Syntax, Value, Words};
 use crate::limit::{Rules, Spec};
+use crate::num::Decimal;
 use crate::time::Nanos;
 
 /// The longest policy name.
@@ -21,8 +24,11 @@ pub struct Definition {
     pub syntax: &'static Syntax,
     pub spec: Spec,
     pub rules: Rules,
-    /// The definition as given, keywords in capitals: what RL.POLICY GET
-    /// answers and what persistence stores.
+    /// The definition in its canonical form: keywords in capitals, numbers
+    /// as plain decimals (`060` is `60`, `1e4` is `10000`), a zone's name
+    /// as given. What RL.POLICY GET answers, what persistence stores and
+    /// what replicas are sent: at most [`MAX_POLICY_WORDS`] words of at
+    /// most [`MAX_POLICY_WORD`] bytes.
     pub words: Vec<Vec<u8>>,
 }
 
@@ -41,6 +47,9 @@ pub fn read_definition<'a, W: Words<'a> + ?Sized>(
     start: usize,
     settings: Settings,
 ) -> Result<Definition, CmdError> {
+    if words.count().saturating_sub(start) > MAX_POLICY_WORDS {
+        return Err(error::POLICY_TOO_LONG);
+    }
     let mut c = Cursor::at(words, start);
     let keyword = c.next_or(error::POLICY_ALGORITHM)?;
     let syntax = algorithm(keyword).ok_or(error::POLICY_ALGORITHM)?;
@@ -52,11 +61,11 @@ pub fn read_definition<'a, W: Words<'a> + ?Sized>(
         None,
         |_| false,
         |w, c| {
-            if is(w, "SHADOW") && !shadow {
+            if is(w, SHADOW) && !shadow {
                 shadow = true;
                 return Ok(true);
             }
-            if is(w, "LOCKOUT") && rules.lockout.is_none() {
+            if is(w, LOCKOUT) && rules.lockout.is_none() {
                 let value = c.next_or(error::LOCKOUT)?;
                 rules.lockout = match Kind::Lease.read(value) {
                     Some(Value::Int(ns)) => Some(Nanos::new(ns)),
@@ -68,17 +77,18 @@ pub fn read_definition<'a, W: Words<'a> + ?Sized>(
         },
     )?;
     rules.shadow = shadow;
+    rules.policy = true;
     if rules.lockout.is_some() && syntax.algorithm == Algorithm::Concurrency {
         return Err(error::LOCKOUT_LEASES);
     }
     let mut out: Vec<Vec<u8>> = Vec::new();
     let mut i = start;
     while let Some(w) = words.word(i) {
-        let known = std::iter::once(syntax.keyword)
-            .chain(syntax.options.iter().filter_map(|o| o.token))
-            .chain(["SHADOW", "LOCKOUT"])
-            .find(|k| is(w, k));
-        out.push(known.map_or_else(|| w.to_vec(), |k| k.as_bytes().to_vec()));
+        let word = canonical(syntax, w);
+        if word.len() > MAX_POLICY_WORD {
+            return Err(error::POLICY_TOO_LONG);
+        }
+        out.push(word);
         i += 1;
     }
     Ok(Definition {
@@ -87,6 +97,31 @@ pub fn read_definition<'a, W: Words<'a> + ?Sized>(
         rules,
         words: out,
     })
+}
+
+/// The keyword SHADOW, a rule of a policy.
+pub const SHADOW: &str = "SHADOW";
+/// The keyword LOCKOUT, a rule of a policy.
+pub const LOCKOUT: &str = "LOCKOUT";
+
+/// A definition's word as it is kept: keywords and calendar units in
+/// capitals, numbers as plain decimals, anything else (a zone's name) as
+/// given. Reading the canonical words gives the same limit.
+fn canonical(syntax: &Syntax, w: &[u8]) -> Vec<u8> {
+    let keyword = std::iter::once(syntax.keyword)
+        .chain(syntax.options.iter().filter_map(|o| o.token))
+        .chain([SHADOW, LOCKOUT])
+        .find(|k| is(w, k));
+    if let Some(k) = keyword {
+        return k.as_bytes().to_vec();
+    }
+    if Unit::parse(w).is_some() {
+        return w.to_ascii_uppercase();
+    }
+    match Decimal::parse(w) {
+        Some(d) => d.to_string().into_bytes(),
+        None => w.to_vec(),
+    }
 }
 
 #[cfg(test)]
@@ -106,7 +141,8 @@ mod tests {
             d.rules,
             Rules {
                 shadow: true,
-                lockout: Some(Nanos::from_millis(2500))
+                lockout: Some(Nanos::from_millis(2500)),
+                policy: true,
             }
         );
         let words: Vec<String> = d
@@ -115,8 +151,24 @@ mod tests {
             .map(|w| String::from_utf8_lossy(w).into_owned())
             .collect();
         assert_eq!(words, ["SLIDING", "100", "60", "SHADOW", "LOCKOUT", "2.5"]);
-        let d = def("FIXED 500 DAY tz America/New_York").unwrap();
+        let d = def("FIXED 500 day tz America/New_York").unwrap();
+        assert_eq!(d.words[2], b"DAY");
         assert_eq!(d.words[3], b"TZ");
+        assert_eq!(d.words[4], b"America/New_York");
+        // Numbers are kept in their plain form, however they were typed:
+        // a definition's size is bounded by what it means, not by its text.
+        let zeros = format!("SLIDING 10 {}60 LOCKOUT 2.50", "0".repeat(100_000));
+        let d = def(&zeros).unwrap();
+        assert_eq!(d.words, [&b"SLIDING"[..], b"10", b"60", b"LOCKOUT", b"2.5"]);
+        let d = def("TOKENBUCKET 010000 0.5e1 PERIOD 060").unwrap();
+        assert_eq!(
+            d.words,
+            [&b"TOKENBUCKET"[..], b"10000", b"5", b"PERIOD", b"60"]
+        );
+        let long_zone = format!("FIXED 5 DAY TZ {}", "A".repeat(65));
+        assert_eq!(def(&long_zone).unwrap_err(), error::TZ_UNKNOWN);
+        let many = format!("SLIDING 10 60{}", " SHADOW".repeat(14));
+        assert_eq!(def(&many).unwrap_err(), error::POLICY_TOO_LONG);
         assert!(def("CONCURRENCY 3 30").is_ok());
         assert_eq!(def("LEAKY 1 1").unwrap_err(), error::POLICY_ALGORITHM);
         assert_eq!(def("SLIDING 0 60").unwrap_err(), error::LIMIT);

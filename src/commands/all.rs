@@ -8,7 +8,9 @@
 use std::rc::Rc;
 
 use redis_ratelimit_core::error::{CmdError, SYNTAX};
-use redis_ratelimit_core::grammar::{all_key_positions, check_all, read_all, ClauseLimit, Words};
+use redis_ratelimit_core::grammar::{
+    all_key_positions, check_all, read_all, read_take_all, ClauseLimit, Words,
+};
 
 use super::Cmd;
 use crate::api::{Argv, Ctx};
@@ -21,6 +23,16 @@ use crate::engine::{self, Answer, Limit, Shape};
 /// RL.ALL [COST n] [DRYRUN] [REFUND] [BLOCK ms] LIMIT key <algorithm> ... [COST n] [LIMIT ...] ...
 /// (a clause's limit may also be `POLICY name`)
 pub fn all(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
+    clauses(ctx, argv, cmd, false)
+}
+
+/// RL.TAKEALL [COST n] [DRYRUN] [REFUND] [BLOCK ms] LIMIT key POLICY name [COST n] [LIMIT ...] ...
+pub fn take_all(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
+    clauses(ctx, argv, cmd, true)
+}
+
+/// Both: every clause decided on its key, all or nothing.
+fn clauses(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd, policies_only: bool) -> Result<(), CmdError> {
     if ctx.is_keys_position_request() {
         // Cluster routing and COMMAND GETKEYS: report every clause's key.
         for pos in all_key_positions(&argv) {
@@ -28,7 +40,11 @@ pub fn all(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
         }
         return Ok(());
     }
-    let parsed = read_all(&argv, config::settings())?;
+    let parsed = if policies_only {
+        read_take_all(&argv, config::settings())?
+    } else {
+        read_all(&argv, config::settings())?
+    };
     // Policies first: an unknown one is an error before anything is read.
     let mut named: Vec<Option<Rc<Policy>>> = Vec::with_capacity(parsed.clauses.len());
     for c in &parsed.clauses {

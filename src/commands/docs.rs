@@ -6,10 +6,13 @@
 use std::ffi::CString;
 
 use redis_ratelimit_core::grammar::{
-    Kind, Param, Syntax, ALGORITHMS, POLICY_CLAUSE, REQUEST_OPTIONS,
+    Kind, Param, Syntax, ALGORITHMS, LIMIT_CLAUSE, POLICY_CLAUSE, REQUEST_OPTIONS,
 };
 
 use super::{Args, Body, Command, Keys};
+
+/// The clause keyword, as the key spec names it (the grammar's: tested).
+const LIMIT_KEYWORD: &std::ffi::CStr = c"LIMIT";
 use crate::api::{self, Ctx, DocArg, DocInfo, DocType, KeySpec};
 
 fn cstring(s: &str) -> CString {
@@ -73,9 +76,11 @@ fn limiter_args(s: &Syntax) -> Vec<DocArg> {
 }
 
 /// `[COST n] [DRYRUN] [REFUND] LIMIT key <algorithm> ... [COST n] ...`
-fn all_args() -> Vec<DocArg> {
+/// (RL.ALL), or with `POLICY name` as the only limit (RL.TAKEALL).
+fn all_args(inline: bool) -> Vec<DocArg> {
     let mut algorithms: Vec<DocArg> = ALGORITHMS
         .iter()
+        .filter(|_| inline)
         .map(|s| DocArg {
             token: Some(cstring(s.keyword)),
             subargs: s.params.iter().chain(s.options).map(param).collect(),
@@ -100,7 +105,7 @@ fn all_args() -> Vec<DocArg> {
     ];
     let mut out = request_options(true);
     out.push(DocArg {
-        token: Some(cstring("LIMIT")),
+        token: Some(cstring(LIMIT_CLAUSE)),
         multiple: true,
         subargs: clause,
         ..arg("limit", DocType::Block)
@@ -153,7 +158,8 @@ pub fn register(ctx: &Ctx<'_>, commands: &[Command]) -> Result<(), String> {
     for row in commands {
         let args = match (&row.args, &row.body) {
             (Args::Syntax, Body::Limiter(s)) => limiter_args(s),
-            (Args::All, _) => all_args(),
+            (Args::All, _) => all_args(true),
+            (Args::TakeAll, _) => all_args(false),
             (Args::Listed(list), _) => list
                 .iter()
                 .map(|(name, ty, optional)| DocArg {
@@ -167,9 +173,10 @@ pub fn register(ctx: &Ctx<'_>, commands: &[Command]) -> Result<(), String> {
         };
         let keys = match row.keys {
             Keys::First => Some((u64::from(row.key_flags), KeySpec::Index(1))),
-            Keys::AfterEachLimit => {
-                Some((u64::from(row.key_flags), KeySpec::AfterKeyword(c"LIMIT")))
-            }
+            Keys::AfterEachLimit => Some((
+                u64::from(row.key_flags),
+                KeySpec::AfterKeyword(LIMIT_KEYWORD),
+            )),
             Keys::None => None,
         };
         let info = DocInfo {
@@ -188,4 +195,15 @@ pub fn register(ctx: &Ctx<'_>, commands: &[Command]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_key_spec_keyword_is_the_grammars() {
+        assert_eq!(
+            super::LIMIT_KEYWORD.to_bytes(),
+            super::LIMIT_CLAUSE.as_bytes()
+        );
+    }
 }

@@ -64,6 +64,8 @@ pub enum Args {
     PolicySet,
     /// RL.TAKE's: a key, a policy name, the request options.
     Take,
+    /// RL.TAKEALL's: request options, then `LIMIT key POLICY name` clauses.
+    TakeAll,
 }
 
 /// One row of the table.
@@ -85,9 +87,47 @@ pub struct Command {
     pub counted: Option<&'static str>,
     /// The keyspace notification its writes raise (class `d`, module).
     pub event: &'static CStr,
-    /// Applies effects only: refused to ordinary clients.
-    pub internal: bool,
+    /// Who may call it: its ACL category.
+    pub role: Role,
 }
+
+/// Who a command is for, as an operator grants it: each role is an ACL
+/// category where the server lets a module add one (Redis 7.4+, Valkey
+/// 8.0+), and a list of commands elsewhere (docs/SECURITY.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `@ratelimit`: applies the operator's named policies (RL.TAKE,
+    /// RL.TAKEALL) and gives back or extends the leases it holds. Cannot
+    /// choose a limit, nor read or change policies.
+    App,
+    /// `@ratelimit-inline`: passes its own limits inline (the algorithms'
+    /// commands, RL.ALL, CL.THROTTLE). For trusted services: whoever may
+    /// call a limiter on a key chooses that key's limit.
+    Inline,
+    /// `@ratelimit-admin`: reads and changes the named policies.
+    Admin,
+    /// Applies effects only (replication, AOF): refused to every client,
+    /// in no category of ours.
+    Internal,
+    /// Test builds only: in no category.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    Test,
+}
+
+impl Role {
+    /// The ACL category of this module that holds the role's commands.
+    pub fn category(self) -> Option<&'static CStr> {
+        match self {
+            Role::App => Some(c"ratelimit"),
+            Role::Inline => Some(c"ratelimit-inline"),
+            Role::Admin => Some(c"ratelimit-admin"),
+            Role::Internal | Role::Test => None,
+        }
+    }
+}
+
+/// The categories this module adds, in the order they are created.
+pub const CATEGORIES: [Role; 3] = [Role::App, Role::Inline, Role::Admin];
 
 impl Command {
     /// The arity `COMMAND INFO` shows (negative: at least).
@@ -124,41 +164,41 @@ use api::DocType::{Double, Int, Key as KeyArg, Str};
 
 /// Every command this module adds.
 #[rustfmt::skip]
-pub static COMMANDS: &[Command] = &[
+pub const COMMANDS: &[Command] = &[
     Command {
         name: c"RL.TOKENBUCKET", body: Body::Limiter(&grammar::TOKENBUCKET),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
         summary: c"Takes cost tokens from a token bucket of capacity tokens refilled at rate per PERIOD seconds, if it holds them.",
         complexity: c"O(1)", args: Args::Syntax,
-        counted: Some("tokenbucket"), event: c"rl.tokenbucket", internal: false,
+        counted: Some("tokenbucket"), event: c"rl.tokenbucket", role: Role::Inline,
     },
     Command {
         name: c"RL.SLIDING", body: Body::Limiter(&grammar::SLIDING),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
         summary: c"Admits COST units if the units admitted in the last window seconds stay within limit (an exact sliding window).",
         complexity: c"O(1) amortized when allowed; O(k) when denied, k the log entries scanned", args: Args::Syntax,
-        counted: Some("sliding"), event: c"rl.sliding", internal: false,
+        counted: Some("sliding"), event: c"rl.sliding", role: Role::Inline,
     },
     Command {
         name: c"RL.GCRA", body: Body::Limiter(&grammar::GCRA),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
         summary: c"Generic cell rate algorithm: rate units per period seconds with bursts of up to burst.",
         complexity: c"O(1)", args: Args::Syntax,
-        counted: Some("gcra"), event: c"rl.gcra", internal: false,
+        counted: Some("gcra"), event: c"rl.gcra", role: Role::Inline,
     },
     Command {
         name: c"RL.FIXED", body: Body::Limiter(&grammar::FIXED),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
         summary: c"Counts COST units in the current fixed window (seconds, or MINUTE/HOUR/DAY/WEEK/MONTH, optionally in a TZ) up to limit.",
         complexity: c"O(1)", args: Args::Syntax,
-        counted: Some("fixed"), event: c"rl.fixed", internal: false,
+        counted: Some("fixed"), event: c"rl.fixed", role: Role::Inline,
     },
     Command {
         name: c"RL.ACQUIRE", body: Body::Limiter(&grammar::CONCURRENCY),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
         summary: c"Takes one of limit slots for lease_seconds (a concurrency lease) if one is free; replies with its lease id.",
         complexity: c"O(n) in the key's leases", args: Args::Syntax,
-        counted: Some("acquire"), event: c"rl.acquire", internal: false,
+        counted: Some("acquire"), event: c"rl.acquire", role: Role::Inline,
     },
     Command {
         name: c"RL.RELEASE", body: Body::Handler(lease::release),
@@ -166,7 +206,7 @@ pub static COMMANDS: &[Command] = &[
         summary: c"Frees a concurrency lease: 1 if it was live, 0 if unknown or already expired.",
         complexity: c"O(n) in the key's leases",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"lease_id", Int, false)]),
-        counted: Some("release"), event: c"rl.release", internal: false,
+        counted: Some("release"), event: c"rl.release", role: Role::App,
     },
     Command {
         name: c"RL.RENEW", body: Body::Handler(lease::renew),
@@ -174,14 +214,14 @@ pub static COMMANDS: &[Command] = &[
         summary: c"Extends a live concurrency lease to lease_seconds from now: 1 if it was live, 0 if not.",
         complexity: c"O(n) in the key's leases",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"lease_id", Int, false), (c"lease_seconds", Double, false)]),
-        counted: Some("renew"), event: c"rl.renew", internal: false,
+        counted: Some("renew"), event: c"rl.renew", role: Role::App,
     },
     Command {
         name: c"RL.ALL", body: Body::Handler(all::all),
-        flags: c"write deny-oom getkeys-api", keys: Keys::AfterEachLimit, key_flags: RW | ACCESS | UPDATE | INCOMPLETE, arity: Some(-6),
+        flags: c"write deny-oom getkeys-api", keys: Keys::AfterEachLimit, key_flags: RW | ACCESS | UPDATE | INCOMPLETE, arity: Some(-5),
         summary: c"Checks several limits on several keys and consumes from all of them only if every one allows.",
-        complexity: c"O(k) for k limits", args: Args::All,
-        counted: Some("all"), event: c"rl.all", internal: false,
+        complexity: c"O(k) for k limits (at most ratelimit.max-limits), each as its algorithm's own command", args: Args::All,
+        counted: Some("all"), event: c"rl.all", role: Role::Inline,
     },
     Command {
         name: c"CL.THROTTLE", body: Body::Handler(throttle::throttle),
@@ -189,49 +229,56 @@ pub static COMMANDS: &[Command] = &[
         summary: c"redis-cell compatible GCRA: count_per_period per period seconds with bursts of max_burst + 1.",
         complexity: c"O(1)",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"max_burst", Int, false), (c"count_per_period", Int, false), (c"period", Int, false), (c"quantity", Int, true)]),
-        counted: Some("throttle"), event: c"cl.throttle", internal: false,
+        counted: Some("throttle"), event: c"cl.throttle", role: Role::Inline,
     },
     Command {
         name: c"RL.TAKE", body: Body::Handler(policy::take),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: Some(-3),
         summary: c"Applies a named policy (RL.POLICY SET) to a key: its algorithm, its reply, its SHADOW and LOCKOUT rules.",
         complexity: c"O(1) for bucket, GCRA and fixed policies; as the algorithm's own command otherwise", args: Args::Take,
-        counted: Some("take"), event: c"rl.take", internal: false,
+        counted: Some("take"), event: c"rl.take", role: Role::App,
+    },
+    Command {
+        name: c"RL.TAKEALL", body: Body::Handler(all::take_all),
+        flags: c"write deny-oom getkeys-api", keys: Keys::AfterEachLimit, key_flags: RW | ACCESS | UPDATE | INCOMPLETE, arity: Some(-5),
+        summary: c"Applies several named policies to several keys at once, all or nothing: RL.ALL with POLICY clauses only, for accounts that may not choose their own limits.",
+        complexity: c"O(k) for k limits (at most ratelimit.max-limits), each as its policy's own command", args: Args::TakeAll,
+        counted: Some("takeall"), event: c"rl.takeall", role: Role::App,
     },
     Command {
         name: c"RL.POLICY", body: Body::Container,
         flags: c"", keys: Keys::None, key_flags: 0, arity: Some(-2),
         summary: c"Named policies kept in the server: SET, GET, DEL, LIST.",
         complexity: c"Depends on the subcommand", args: Args::Listed(&[]),
-        counted: None, event: c"", internal: false,
+        counted: None, event: c"", role: Role::Admin,
     },
     Command {
         name: c"RL.POLICY|SET", body: Body::Handler(policy::set),
         flags: c"write deny-oom", keys: Keys::None, key_flags: 0, arity: Some(-5),
         summary: c"Defines or redefines a named policy: an algorithm and its arguments as its own command takes them after the key, then [SHADOW] [LOCKOUT seconds].",
         complexity: c"O(1)", args: Args::PolicySet,
-        counted: None, event: c"", internal: false,
+        counted: None, event: c"", role: Role::Admin,
     },
     Command {
         name: c"RL.POLICY|GET", body: Body::Handler(policy::get),
         flags: c"readonly fast", keys: Keys::None, key_flags: 0, arity: Some(3),
         summary: c"A named policy's definition, or nil.",
         complexity: c"O(1)", args: Args::Listed(&[(c"name", Str, false)]),
-        counted: None, event: c"", internal: false,
+        counted: None, event: c"", role: Role::Admin,
     },
     Command {
         name: c"RL.POLICY|DEL", body: Body::Handler(policy::del),
         flags: c"write", keys: Keys::None, key_flags: 0, arity: Some(3),
         summary: c"Removes a named policy: 1 if it was defined, else 0. The keys it limited keep their state until they expire.",
         complexity: c"O(1)", args: Args::Listed(&[(c"name", Str, false)]),
-        counted: None, event: c"", internal: false,
+        counted: None, event: c"", role: Role::Admin,
     },
     Command {
         name: c"RL.POLICY|LIST", body: Body::Handler(policy::list),
         flags: c"readonly", keys: Keys::None, key_flags: 0, arity: Some(2),
         summary: c"Every named policy as [name, definition] pairs, by name.",
         complexity: c"O(n) for n policies", args: Args::Listed(&[]),
-        counted: None, event: c"", internal: false,
+        counted: None, event: c"", role: Role::Admin,
     },
     // Internal: how replicas and the AOF receive effects. Refused to clients.
     Command {
@@ -240,7 +287,7 @@ pub static COMMANDS: &[Command] = &[
         summary: c"Internal: sets a limiter state with its absolute expiry (replication, AOF).",
         complexity: c"O(1) for bucket and fixed, O(n) in the state for window",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"state", Str, false)]),
-        counted: None, event: c"rl.setstate", internal: true,
+        counted: None, event: c"rl.setstate", role: Role::Internal,
     },
     Command {
         name: c"RL.WINDOWADD", body: Body::Handler(state::windowadd),
@@ -248,7 +295,7 @@ pub static COMMANDS: &[Command] = &[
         summary: c"Internal: applies one allowed sliding-window request (replication, AOF).",
         complexity: c"O(1) amortized",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"update", Str, false)]),
-        counted: None, event: c"rl.windowadd", internal: true,
+        counted: None, event: c"rl.windowadd", role: Role::Internal,
     },
     Command {
         name: c"RL.LEASE", body: Body::Handler(state::lease),
@@ -256,7 +303,7 @@ pub static COMMANDS: &[Command] = &[
         summary: c"Internal: applies one lease taken, released or renewed (replication, AOF).",
         complexity: c"O(n) in the key's leases",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"op", Str, false)]),
-        counted: None, event: c"rl.lease", internal: true,
+        counted: None, event: c"rl.lease", role: Role::Internal,
     },
     Command {
         name: c"RL.WINDOWREFUND", body: Body::Handler(state::windowrefund),
@@ -264,7 +311,7 @@ pub static COMMANDS: &[Command] = &[
         summary: c"Internal: applies a sliding-window refund (replication, AOF).",
         complexity: c"O(n) in the log's entries",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"refund", Str, false)]),
-        counted: None, event: c"rl.windowrefund", internal: true,
+        counted: None, event: c"rl.windowrefund", role: Role::Internal,
     },
 ];
 
@@ -292,7 +339,7 @@ extern "C" fn entry<const TEST: bool, const I: usize>(
             {
                 stats::call(I);
             }
-            if row.internal && !(c.flags().loading() || c.flags().replicated()) {
+            if row.role == Role::Internal && !(c.flags().loading() || c.flags().replicated()) {
                 return Err(CmdError::InternalCommand(row.name));
             }
             match row.body {
@@ -309,40 +356,24 @@ extern "C" fn entry<const TEST: bool, const I: usize>(
     )
 }
 
-/// One entry point per possible row; the table may not outgrow it.
-const ENTRIES: [EntryFn; 24] = [
-    entry::<false, 0>,
-    entry::<false, 1>,
-    entry::<false, 2>,
-    entry::<false, 3>,
-    entry::<false, 4>,
-    entry::<false, 5>,
-    entry::<false, 6>,
-    entry::<false, 7>,
-    entry::<false, 8>,
-    entry::<false, 9>,
-    entry::<false, 10>,
-    entry::<false, 11>,
-    entry::<false, 12>,
-    entry::<false, 13>,
-    entry::<false, 14>,
-    entry::<false, 15>,
-    entry::<false, 16>,
-    entry::<false, 17>,
-    entry::<false, 18>,
-    entry::<false, 19>,
-    entry::<false, 20>,
-    entry::<false, 21>,
-    entry::<false, 22>,
-    entry::<false, 23>,
-];
+/// One entry point per row of a table of up to `N` rows.
+macro_rules! entries {
+    ($test:literal; $($i:literal)*) => {
+        [$(entry::<$test, $i>),*]
+    };
+}
 
-const TEST_ENTRIES: [EntryFn; 4] = [
-    entry::<true, 0>,
-    entry::<true, 1>,
-    entry::<true, 2>,
-    entry::<true, 3>,
-];
+/// One entry point per possible row: the table may not outgrow it (the
+/// build fails if it does, and so does a stats table that would not count
+/// every row: see `stats`).
+const ENTRIES: [EntryFn; 32] = entries!(false;
+    0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);
+const _: () = assert!(
+    COMMANDS.len() <= ENTRIES.len(),
+    "the command table outgrew its entry points"
+);
+
+const TEST_ENTRIES: [EntryFn; 4] = entries!(true; 0 1 2 3);
 
 #[cfg(feature = "test-hooks")]
 fn testing_table() -> &'static [Command] {
@@ -355,27 +386,25 @@ fn testing_table() -> &'static [Command] {
 }
 
 /// ACL categories, where the server lets modules set them. Every command
-/// gets the categories its flags give core commands (`@write`, and `@fast`
-/// or `@slow`: Redis 7.2+), and every command an application calls also
-/// gets `@ratelimit` (`ACL SETUSER app +@ratelimit`) where modules may add
-/// a category (Redis 7.4+, Valkey 8.0+). Redis 7.0 has neither: name the
-/// commands (`+rl.sliding +rl.all ...`).
+/// gets the categories its flags give core commands (`@write` or `@read`,
+/// and `@fast` or `@slow`: Redis 7.2+), and, where modules may add
+/// categories (Redis 7.4+, Valkey 8.0+), the one of its [`Role`]. Redis
+/// 7.0 has neither: an operator names the commands (docs/SECURITY.md).
 fn acl_categories(row: &Command, with_own: bool) -> CString {
     let flags = row.flags.to_bytes();
     let has = |word: &[u8]| flags.split(|b| *b == b' ').any(|w| w == word);
     let speed = if has(b"fast") { "fast" } else { "slow" };
     let access = if has(b"readonly") { "read" } else { "write" };
-    let own = if with_own && !row.internal {
-        " ratelimit"
-    } else {
-        ""
+    let own = match row.role.category().filter(|_| with_own) {
+        Some(c) => format!(" {}", c.to_string_lossy()),
+        None => String::new(),
     };
     CString::new(format!("{access} {speed}{own}")).unwrap_or_default()
 }
 
 /// Registers every command, its docs and its ACL categories.
 pub fn register(ctx: &Ctx<'_>) -> Result<(), String> {
-    if COMMANDS.len() > ENTRIES.len() || testing_table().len() > TEST_ENTRIES.len() {
+    if testing_table().len() > TEST_ENTRIES.len() {
         return Err("the command table outgrew its entry points".into());
     }
     for (row, entry) in COMMANDS
@@ -400,7 +429,14 @@ pub fn register(ctx: &Ctx<'_>) -> Result<(), String> {
         }
     }
     if api::has_command_acl_categories() {
-        let own = api::add_acl_category(ctx, c"ratelimit");
+        let own = api::has_add_acl_category();
+        if own {
+            // A category may exist already (the module was loaded before
+            // and unloaded): setting it on a command below checks it.
+            for name in CATEGORIES.iter().filter_map(|r| r.category()) {
+                api::add_acl_category(ctx, name);
+            }
+        }
         for row in COMMANDS
             .iter()
             .filter(|r| !matches!(r.body, Body::Container))

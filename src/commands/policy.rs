@@ -1,7 +1,8 @@
 //! RL.POLICY SET/GET/DEL/LIST and RL.TAKE: limits kept in the server under
 //! a name (see `policies`).
 
-use redis_ratelimit_core::error::{CmdError, SYNTAX};
+use redis_ratelimit_core::bounds::MAX_POLICY_WORD;
+use redis_ratelimit_core::error::{CmdError, POLICY_TOO_LONG, SYNTAX};
 use redis_ratelimit_core::grammar::{check_request, read_take, Words};
 
 use super::Cmd;
@@ -49,16 +50,30 @@ pub fn set(ctx: &Ctx<'_>, argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError> {
     }
     let name = name(&argv)?;
     let words: Vec<&[u8]> = (3..argv.count()).filter_map(|i| argv.word(i)).collect();
-    let def = policies::read(name, &words, config::settings())?;
     let flags = ctx.flags();
-    // What a master sends or an AOF holds is taken whole: the cap is the
-    // master's to enforce.
-    let capped = !(flags.loading() || flags.replicated());
-    policies::set(name, def, capped)?;
-    ctx.replicate_verbatim();
+    // What a master sends or an AOF holds is taken whole: the caps are the
+    // master's to enforce (and were, under its configuration then).
+    let from_client = !(flags.loading() || flags.replicated());
+    let settings = if from_client {
+        if words.iter().any(|w| w.len() > MAX_POLICY_WORD) {
+            return Err(POLICY_TOO_LONG);
+        }
+        config::settings()
+    } else {
+        config::settings().loading()
+    };
+    let def = policies::read(name, &words, settings)?;
+    // Replicas and the AOF get the canonical words, never the text sent.
+    let mut out: Vec<&[u8]> = vec![SET_WORD, name];
+    out.extend(def.words.iter().map(Vec::as_slice));
+    policies::set(name, def.clone(), from_client)?;
+    ctx.replicate_words(c"RL.POLICY", &out);
     ctx.reply_ok();
     Ok(())
 }
+
+/// The subcommand's name as replicas receive it.
+const SET_WORD: &[u8] = b"SET";
 
 /// RL.POLICY GET name: the definition, or nil.
 pub fn get(ctx: &Ctx<'_>, argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError> {

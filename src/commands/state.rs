@@ -71,13 +71,15 @@ pub fn windowadd(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError
     let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
     // A log never holds more units than the largest limit, i64::MAX: what
     // would pass it is refused here (RL.SLIDING never sends such an update),
-    // so every log stays one that RDB, DUMP and RL.SETSTATE load back.
+    // so every log stays one that RDB, DUMP and RL.SETSTATE load back. The
+    // units counted are those left once the update's instant has trimmed
+    // the log, as the master counted them.
     let held = match store::load(&key, Kind::Window)? {
-        Stored::Window(log) => log.total(),
-        Stored::Locked(Lock {
+        Stored::Window(log)
+        | Stored::Locked(Lock {
             inner: State::Window(log),
             ..
-        }) => log.total(),
+        }) => log.total_at(u.now_us, u.span_us),
         _ => 0,
     };
     if held.saturating_add(u.units) > MAX_INT {

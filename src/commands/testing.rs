@@ -5,7 +5,7 @@
 use redis_ratelimit_core::error::{CmdError, SYNTAX};
 use redis_ratelimit_core::grammar::{int, is, Cursor, Words};
 
-use super::{Args, Body, Cmd, Command, Keys};
+use super::{Args, Body, Cmd, Command, Keys, Role};
 use crate::api::{Argv, Ctx};
 use crate::clock::test_clock;
 
@@ -44,11 +44,11 @@ pub static COMMANDS: &[Command] = &[
     Command {
         name: c"RL.TEST.PANIC", body: Body::Handler(panic_now), flags: c"", keys: Keys::None, key_flags: 0, arity: Some(-1),
         summary: c"Test builds only: panics inside a handler.", complexity: c"O(1)", args: Args::Listed(&[]),
-        counted: None, event: c"rl.test", internal: false,
+        counted: None, event: c"rl.test", role: Role::Test,
     },
     Command {
         name: c"RL.TEST.CLOCK", body: Body::Handler(clock), flags: c"", keys: Keys::None, key_flags: 0, arity: Some(-2),
         summary: c"Test builds only: fixes the module's clock (SET unix-ns) or restores it (REAL).", complexity: c"O(1)", args: Args::Listed(&[]),
-        counted: None, event: c"rl.test", internal: false,
+        counted: None, event: c"rl.test", role: Role::Test,
     },
 ];

@@ -26,11 +26,13 @@ mod civil;
 mod cluster;
 pub mod dump;
 mod durable;
+mod line;
 mod rng;
 mod traffic;
 pub use civil::*;
 pub use cluster::*;
 pub use durable::*;
+pub use line::*;
 pub use rng::Rng;
 pub use traffic::*;
 
@@ -172,11 +174,17 @@ impl Server {
             if let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}/")) {
                 if let Ok(mut con) = client.get_connection_with_timeout(Duration::from_millis(200))
                 {
-                    // LOADING while replaying an AOF: keep waiting.
+                    let _ = con.set_read_timeout(Some(Duration::from_secs(2)));
+                    // LOADING while replaying an AOF: keep waiting. The
+                    // answer must come from this child: another test's
+                    // server may have taken the port first (this one then
+                    // fails to bind and exits, and the caller retries).
                     if let Ok(Value::Okay | Value::SimpleString(_)) =
                         redis::cmd("PING").query::<Value>(&mut con)
                     {
-                        return Ok(child);
+                        if process_id(&mut con).is_some_and(|p| started_by(p, child.id())) {
+                            return Ok(child);
+                        }
                     }
                 }
             }
@@ -193,11 +201,9 @@ impl Server {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// A connection whose replies time out after [`REPLY_TIMEOUT`].
     pub fn connect(&self) -> redis::Connection {
-        let client = redis::Client::open(self.url()).unwrap();
-        client
-            .get_connection_with_timeout(Duration::from_secs(5))
-            .unwrap()
+        connect_to(self.port)
     }
 
     pub fn log(&self) -> String {
@@ -325,6 +331,43 @@ impl Drop for Server {
     }
 }
 
+/// How long a test connection waits for a reply: longer than any wait a
+/// test makes on purpose, so that a lost wake-up (a `BLOCK 0` never
+/// answered) fails its test instead of hanging the run.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A connection to the server on loopback `port`, with [`REPLY_TIMEOUT`].
+pub fn connect_to(port: u16) -> redis::Connection {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+    let con = client
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .unwrap();
+    con.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    con.set_write_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    con
+}
+
+/// The `process_id` a server reports in `INFO server`.
+fn process_id(con: &mut redis::Connection) -> Option<u32> {
+    let info: String = redis::cmd("INFO").arg("server").query(con).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Is `pid` the process `child`, or its child (a wrapper that forks)?
+fn started_by(pid: u32, child: u32) -> bool {
+    pid == child
+        || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                // pid (comm) state ppid ...: comm may hold spaces.
+                let rest = &s[s.rfind(')')? + 1..];
+                rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+            })
+            == Some(child)
+}
+
 /// Runs a command; a server error comes back as its full text.
 pub fn call(con: &mut redis::Connection, args: &[&str]) -> Result<Value, String> {
     let mut c = redis::cmd(args[0]);
@@ -335,6 +378,12 @@ pub fn call(con: &mut redis::Connection, args: &[&str]) -> Result<Value, String>
 }
 
 pub fn error_text(e: redis::RedisError) -> String {
+    if e.is_timeout() {
+        return format!(
+            "no reply within {} s (a wake-up lost?): {e}",
+            REPLY_TIMEOUT.as_secs()
+        );
+    }
     match (e.code(), e.detail()) {
         (Some(code), Some(detail)) => format!("{code} {detail}"),
         (Some(code), None) => code.to_string(),
@@ -668,6 +717,21 @@ mod tests {
         assert_eq!(
             most_within(&[(0, 1), (500, 501), (510, 511)], 100),
             (2, 500)
+        );
+    }
+
+    #[test]
+    fn a_server_that_cannot_bind_is_not_taken_for_the_one_holding_its_port() {
+        // Another server holds the port: the new one fails to bind and
+        // exits, while the other answers the start-up PING on that port.
+        let other = Server::start();
+        let dir = temp_dir();
+        let started = Server::spawn(&dir, other.port, &other.extra);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            started.is_err(),
+            "a server that could not bind port {} passed for the one there",
+            other.port
         );
     }
 

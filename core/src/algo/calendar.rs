@@ -235,6 +235,54 @@ mod tests {
         assert_eq!(b, (ms("2026-11-22T14:30:00Z"), ms("2026-11-22T15:30:00Z")));
     }
 
+    /// Windows whose bounds were computed outside this crate and outside
+    /// jiff: Python's `zoneinfo` on the system's tz database (the first
+    /// instant of each local date, found by stepping through UTC), and by
+    /// hand for UTC. Daylight-saving days in New York (23 and 25 hours),
+    /// half-hour offsets (Kolkata), a half-hour daylight-saving shift
+    /// (Lord Howe: days of 23.5 and 24.5 hours, hours on the half hour
+    /// half the year), a change at midnight (Santiago: the day starts at
+    /// 01:00), and UTC months across leap years and centuries.
+    #[rustfmt::skip]
+    const KNOWN: &[(Option<&str>, Unit, &str, &str, &str)] = &[
+        // (zone, unit, now, start, end)
+        (Some("America/New_York"), Unit::Day, "2027-03-14T12:00:00Z", "2027-03-14T05:00:00Z", "2027-03-15T04:00:00Z"),
+        (Some("America/New_York"), Unit::Day, "2027-11-07T12:00:00Z", "2027-11-07T04:00:00Z", "2027-11-08T05:00:00Z"),
+        (Some("America/New_York"), Unit::Day, "2027-11-08T04:59:59Z", "2027-11-07T04:00:00Z", "2027-11-08T05:00:00Z"),
+        (Some("America/New_York"), Unit::Day, "2027-11-08T05:00:00Z", "2027-11-08T05:00:00Z", "2027-11-09T05:00:00Z"),
+        (Some("America/New_York"), Unit::Week, "2027-03-10T12:00:00Z", "2027-03-08T05:00:00Z", "2027-03-15T04:00:00Z"),
+        (Some("America/New_York"), Unit::Month, "2027-03-10T12:00:00Z", "2027-03-01T05:00:00Z", "2027-04-01T04:00:00Z"),
+        (Some("Asia/Kolkata"), Unit::Day, "2027-05-12T20:00:00Z", "2027-05-12T18:30:00Z", "2027-05-13T18:30:00Z"),
+        (Some("Asia/Kolkata"), Unit::Hour, "2027-05-12T15:04:05Z", "2027-05-12T14:30:00Z", "2027-05-12T15:30:00Z"),
+        (Some("Australia/Lord_Howe"), Unit::Day, "2027-04-04T06:00:00Z", "2027-04-03T13:00:00Z", "2027-04-04T13:30:00Z"),
+        (Some("Australia/Lord_Howe"), Unit::Day, "2027-10-03T06:00:00Z", "2027-10-02T13:30:00Z", "2027-10-03T13:00:00Z"),
+        (Some("Australia/Lord_Howe"), Unit::Hour, "2027-04-04T06:00:00Z", "2027-04-04T05:30:00Z", "2027-04-04T06:30:00Z"),
+        (Some("Australia/Lord_Howe"), Unit::Hour, "2027-01-15T06:00:00Z", "2027-01-15T06:00:00Z", "2027-01-15T07:00:00Z"),
+        (Some("Australia/Lord_Howe"), Unit::Week, "2027-04-04T06:00:00Z", "2027-03-28T13:00:00Z", "2027-04-04T13:30:00Z"),
+        (Some("Australia/Lord_Howe"), Unit::Month, "2027-04-04T06:00:00Z", "2027-03-31T13:00:00Z", "2027-04-30T13:30:00Z"),
+        (Some("America/Santiago"), Unit::Day, "2027-09-05T12:00:00Z", "2027-09-05T04:00:00Z", "2027-09-06T03:00:00Z"),
+        (Some("America/Santiago"), Unit::Day, "2027-04-04T02:00:00Z", "2027-04-03T03:00:00Z", "2027-04-04T04:00:00Z"),
+        (None, Unit::Month, "2100-02-15T00:00:00Z", "2100-02-01T00:00:00Z", "2100-03-01T00:00:00Z"),
+        (None, Unit::Month, "2000-02-29T23:59:59Z", "2000-02-01T00:00:00Z", "2000-03-01T00:00:00Z"),
+        (None, Unit::Month, "2400-02-29T12:00:00Z", "2400-02-01T00:00:00Z", "2400-03-01T00:00:00Z"),
+        (None, Unit::Month, "2027-12-31T23:59:59Z", "2027-12-01T00:00:00Z", "2028-01-01T00:00:00Z"),
+        (None, Unit::Month, "1969-12-31T12:00:00Z", "1969-12-01T00:00:00Z", "1970-01-01T00:00:00Z"),
+        (None, Unit::Week, "2027-01-01T00:00:00Z", "2026-12-28T00:00:00Z", "2027-01-04T00:00:00Z"),
+        (None, Unit::Day, "1969-12-31T12:00:00Z", "1969-12-31T00:00:00Z", "1970-01-01T00:00:00Z"),
+    ];
+
+    #[test]
+    fn bounds_match_a_table_computed_elsewhere() {
+        for &(zone, unit, now, start, end) in KNOWN {
+            let cal = Calendar::Unit(unit, zone.map(tz));
+            assert_eq!(
+                bounds(&cal, ms(now)),
+                Some((ms(start), ms(end))),
+                "{zone:?} {unit:?} at {now}"
+            );
+        }
+    }
+
     proptest::proptest! {
         /// UTC arithmetic agrees with the time zone database's UTC.
         #[test]

@@ -13,6 +13,7 @@
 //! [`Leases::apply`] performs, the same on a master and on every replica.
 
 use super::{Decision, RetryAfter};
+use crate::bounds::{MAX_INT, MAX_LEASES_MAX, MAX_LEASE_NS};
 use crate::time::Nanos;
 
 /// What a lease decision changes, replicated as it is.
@@ -75,6 +76,19 @@ impl Leases {
         self.live.capacity() * std::mem::size_of::<(u64, Nanos)>()
     }
 
+    /// Could a command on a server whose clock reads `now` have written
+    /// these leases? Expiries within the longest lease (plus `skew`), ids
+    /// not ahead of the clock by more than `skew` (ids start at `now` in
+    /// nanoseconds and grow by one per lease). RESTORE refuses anything
+    /// else.
+    pub fn plausible(&self, now: Nanos, skew: Nanos) -> bool {
+        let horizon = now
+            .saturating_add(Nanos::new(MAX_LEASE_NS))
+            .saturating_add(skew);
+        self.last_id <= now.saturating_add(skew).as_u64()
+            && self.live.iter().all(|(_, e)| *e <= horizon)
+    }
+
     /// Is lease `id` live at `now`?
     pub fn holds(&self, id: u64, now: Nanos) -> bool {
         self.live.iter().any(|(i, e)| *i == id && *e > now)
@@ -127,8 +141,12 @@ impl Leases {
         17 + 16 * self.live.len()
     }
 
-    /// Decodes and validates: ids positive, distinct and at most the last
-    /// id, expiries positive; anything else is refused.
+    /// Decodes and validates, in time linear in the leases: at most
+    /// [`MAX_LEASES_MAX`] of them, ids positive, strictly increasing (the
+    /// order they were given in) and at most the last id, which is at most
+    /// `i64::MAX` (a reply field); expiries positive. Anything else is
+    /// refused, so whatever loads is what [`acquire`] and [`Leases::apply`]
+    /// could have made, and saves and loads again.
     pub fn decode(b: &[u8]) -> Option<Leases> {
         let u64_at = |at: usize| -> Option<u64> {
             Some(u64::from_le_bytes(
@@ -140,16 +158,21 @@ impl Leases {
         }
         let last_id = u64_at(1)?;
         let n = usize::try_from(u64_at(9)?).ok()?;
-        if b.len() != n.checked_mul(16)?.checked_add(17)? {
+        if last_id > MAX_INT
+            || n > MAX_LEASES_MAX as usize
+            || b.len() != n.checked_mul(16)?.checked_add(17)?
+        {
             return None;
         }
         let mut live = Vec::with_capacity(n);
+        let mut previous = 0;
         for i in 0..n {
             let at = 17 + 16 * i;
             let (id, e) = (u64_at(at)?, u64_at(at + 8)?);
-            if id == 0 || id > last_id || e == 0 || live.iter().any(|(x, _)| *x == id) {
+            if id <= previous || id > last_id || e == 0 {
                 return None;
             }
+            previous = id;
             live.push((id, Nanos::new(e)));
         }
         Some(Leases { last_id, live })
@@ -179,11 +202,15 @@ pub fn acquire(state: Option<&Leases>, c: &Concurrency, now: Nanos) -> (Decision
         None => (0, None, None, 0),
     };
     let until = |t: Option<Nanos>| t.map_or(Nanos::ZERO, |t| t.saturating_sub(now));
-    if held < c.limit {
+    // Ids grow with time: never one given before, even to a key that
+    // expired in between. Past i64::MAX (a reply field) there is none to
+    // give: the key takes no lease until its last one ends and it is gone.
+    let next_id = last_id
+        .checked_add(1)
+        .map(|i| i.max(now.as_u64()))
+        .filter(|i| *i <= MAX_INT);
+    if let (true, Some(id)) = (held < c.limit, next_id) {
         let expires = now.saturating_add(c.lease);
-        // Ids grow with time: never one given before, even to a key that
-        // expired in between.
-        let id = last_id.saturating_add(1).max(now.as_u64());
         let d = Decision {
             allowed: true,
             limit: c.limit,
@@ -197,9 +224,10 @@ pub fn acquire(state: Option<&Leases>, c: &Concurrency, now: Nanos) -> (Decision
         allowed: false,
         limit: c.limit,
         remaining: 0,
-        retry_after: match earliest {
-            Some(t) => RetryAfter::After(t.saturating_sub(now)),
-            None => RetryAfter::Never,
+        // Out of ids: a fresh key starts again once every lease has ended.
+        retry_after: match (next_id, earliest, last) {
+            (Some(_), Some(t), _) | (None, _, Some(t)) => RetryAfter::After(t.saturating_sub(now)),
+            _ => RetryAfter::Never,
         },
         reset_after: until(last),
     };
@@ -289,6 +317,68 @@ mod tests {
             panic!()
         };
         assert!(third > second);
+    }
+
+    #[test]
+    fn a_key_out_of_ids_gives_no_lease_and_never_repeats_one() {
+        // A forged state whose last id is the largest a reply can carry:
+        // acquiring used to hand out that id again (saturating), twice.
+        let c = Concurrency {
+            limit: 10,
+            lease: Nanos::from_secs(5),
+        };
+        let mut b = vec![FORMAT_V1];
+        b.extend_from_slice(&MAX_INT.to_le_bytes());
+        b.extend_from_slice(&1u64.to_le_bytes());
+        b.extend_from_slice(&MAX_INT.to_le_bytes());
+        b.extend_from_slice(&at(30.0).as_u64().to_le_bytes());
+        let s = Leases::decode(&b).expect("the largest id is valid");
+        let (d, op) = acquire(Some(&s), &c, at(0.0));
+        assert!(!d.allowed && op.is_none(), "{d:?} {op:?}");
+        // It can take one again once the key is gone (when its lease ends).
+        assert_eq!(d.retry_after, RetryAfter::After(Nanos::from_secs(30)));
+        // Past i64::MAX the state is refused.
+        b[1..9].copy_from_slice(&(MAX_INT + 1).to_le_bytes());
+        assert!(Leases::decode(&b).is_none());
+    }
+
+    #[test]
+    fn decode_takes_ids_in_the_order_they_were_given_only() {
+        let pair = |id: u64| [id.to_le_bytes(), at(9.0).as_u64().to_le_bytes()].concat();
+        let encoded = |ids: &[u64]| {
+            let mut b = vec![FORMAT_V1];
+            b.extend_from_slice(&10u64.to_le_bytes());
+            b.extend_from_slice(&(ids.len() as u64).to_le_bytes());
+            for id in ids {
+                b.extend_from_slice(&pair(*id));
+            }
+            b
+        };
+        assert!(Leases::decode(&encoded(&[1, 2, 7])).is_some());
+        assert!(Leases::decode(&encoded(&[2, 1])).is_none());
+        assert!(Leases::decode(&encoded(&[2, 2])).is_none());
+        assert!(Leases::decode(&encoded(&[3, 11])).is_none());
+        // A million and one leases are refused by their count alone.
+        let mut b = vec![FORMAT_V1];
+        b.extend_from_slice(&10u64.to_le_bytes());
+        b.extend_from_slice(&(u64::from(MAX_LEASES_MAX) + 1).to_le_bytes());
+        assert!(Leases::decode(&b).is_none());
+    }
+
+    #[test]
+    fn plausible_leases_are_what_a_clock_near_now_could_write() {
+        let c = Concurrency {
+            limit: 3,
+            lease: Nanos::new(MAX_LEASE_NS),
+        };
+        let (_, op) = acquire(None, &c, at(0.0));
+        let s = Leases::from_op(&op.unwrap());
+        let skew = Nanos::from_secs(60);
+        assert!(s.plausible(at(0.0), skew));
+        // Dumped by a server a minute ahead: still within the skew.
+        let before = |secs: u64| at(0.0).saturating_sub(Nanos::from_secs(secs));
+        assert!(s.plausible(before(59), skew));
+        assert!(!s.plausible(before(61), skew));
     }
 
     #[test]

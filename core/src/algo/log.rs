@@ -140,6 +140,13 @@ impl Log {
         self.total
     }
 
+    /// Units still in the window of length `span_us` at `now_us`: what
+    /// [`Log::apply`] keeps before it adds an update at that instant.
+    pub fn total_at(&self, now_us: u64, span_us: u64) -> u64 {
+        self.total
+            .saturating_sub(self.expired_at(now_us, span_us).units)
+    }
+
     pub fn entries(&self) -> u32 {
         self.entries
     }
