@@ -188,7 +188,7 @@ pub fn all(
         let (d, effect, v) = evaluate_with(stored, l.spec, l.rules(), now, l.cost, req.mode())?;
         // A lockout this denial starts, or a lock cut to what its policy
         // says now: written even though the request is denied.
-        if matches!(effect, Effect::Lockout(_)) {
+        if matches!(effect, Effect::Lockout { .. }) {
             lockouts.push((i, effect.clone()));
         }
         verdicts.push(v);

@@ -105,8 +105,13 @@ fn with<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
 }
 
 /// The policy a request names; the error names it when there is none.
+/// A name too long to be one is refused before it is hashed (a caller
+/// could otherwise send hundreds of megabytes to hash).
 #[inline]
 pub fn find(name: &[u8]) -> Result<Rc<Policy>, CmdError> {
+    if name.len() > policy::MAX_NAME {
+        return Err(error::POLICY_NAME);
+    }
     REGISTRY
         .with(|r| r.borrow().policies.get(name).cloned())
         .ok_or_else(|| unknown(name))

@@ -228,14 +228,18 @@ pub fn write(key: &mut Key<'_>, effect: &Effect) {
                 Some(t) => key.expire_at(expiry_ms(t)),
             }
         }
-        Effect::Lockout(until) => {
+        Effect::Lockout { until, own } => {
             // The limit's state stays under the lock; the key lives until
-            // both are over.
+            // both are over. A key not locked yet keeps at least its
+            // expiry; a lock cut (or renewed) gets its own state's: the
+            // key's expiry is then the end of the lock it replaces.
             let inner = current(key);
-            let held_until = match inner {
+            let kept = match inner {
                 Owned::Empty => 0,
+                _ if lock_of(key).is_some() => 0,
                 _ => key.expire_at_ms().unwrap_or(0),
             };
+            let held_until = kept.max(own.map_or(0, expiry_ms));
             let lock = Lock {
                 until: *until,
                 inner,

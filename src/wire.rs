@@ -51,7 +51,7 @@ pub fn replicate(ctx: &Ctx<'_>, key: Name<'_>, held: &Key<'_>, effect: &Effect) 
         Effect::Lease(op) => ctx.replicate_blob(LEASE, key, &lease_op(op)),
         // The whole lock as written, the limit's state inside it: rare,
         // and a replica then holds exactly what the master holds.
-        Effect::Lockout(_) => {
+        Effect::Lockout { .. } => {
             if let Some(lock) = store::lock_of(held) {
                 let expire_ms = held.expire_at_ms().unwrap_or(0);
                 ctx.replicate_blob(SETSTATE, key, &lockout(expire_ms, lock));
@@ -394,8 +394,9 @@ mod tests {
                     let inner = match inner {
                         0 => LimitState::Empty,
                         1 => LimitState::Bucket(Nanos::new(a)),
+                        // A count as a limit allows: at most i64::MAX.
                         2 => LimitState::Fixed(Counter {
-                            count: a,
+                            count: (a >> 1).max(1),
                             end_ms: b,
                         }),
                         3 => LimitState::Window(log_of(start, &[(1, 2), (3, 4)])),

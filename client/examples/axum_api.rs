@@ -24,7 +24,7 @@ use axum::http::Request;
 use axum::routing::get;
 use axum::Router;
 use redis_ratelimit_client::middleware::RateLimitLayer;
-use redis_ratelimit_client::{FailurePolicy, Limiter, Limits, TokenBucket};
+use redis_ratelimit_client::{redis, FailurePolicy, Limiter, Limits, TokenBucket};
 
 /// The caller: its API key if it sent one, else its IP address. The IP
 /// needs `into_make_service_with_connect_info` below; without it no
@@ -55,7 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let layer = RateLimitLayer::builder(limiter)
         .namespace("api")
-        .key(caller::<axum::body::Body>)
+        .key(caller)
         .cost(|req| if req.uri().path() == "/bulk" { 5 } else { 1 })
         .build()?;
 

@@ -79,7 +79,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         // The run ended first (or the day's quota is spent).
                         eprintln!(
                             "worker {worker}: no slot in time (next in {:?})",
-                            last.decision.retry_after
+                            last.retry_after()
                         );
                     }
                     Err(Error::NeverAllowed { .. }) => break,

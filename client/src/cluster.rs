@@ -62,7 +62,7 @@ fn all_first_key(cmd: &Cmd) -> Option<Vec<u8>> {
 /// command goes through unchanged. Cheap to clone, like the connection.
 ///
 /// ```no_run
-/// use redis_ratelimit_client::{AsyncRateLimitCommands, ClusterRouted, All, SlidingWindow};
+/// use redis_ratelimit_client::{redis, AsyncRateLimitCommands, ClusterRouted, All, SlidingWindow};
 /// use std::time::Duration;
 /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 /// let client = redis::cluster::ClusterClient::new(vec!["redis://127.0.0.1:7000/"])?;
@@ -78,12 +78,15 @@ pub struct ClusterRouted {
 }
 
 impl ClusterRouted {
+    /// Wraps a cluster connection.
     pub fn new(inner: ClusterConnection) -> ClusterRouted {
         ClusterRouted { inner }
     }
+    /// The cluster connection, unwrapped.
     pub fn into_inner(self) -> ClusterConnection {
         self.inner
     }
+    /// The cluster connection, for what this wrapper does not do.
     pub fn inner_mut(&mut self) -> &mut ClusterConnection {
         &mut self.inner
     }

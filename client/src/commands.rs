@@ -87,9 +87,11 @@ impl Request {
         self.mode = Mode::Refund;
         self
     }
+    /// The units the request takes (or gives back).
     pub const fn cost(&self) -> u64 {
         self.cost
     }
+    /// What the request does with its cost.
     pub const fn mode(&self) -> Mode {
         self.mode
     }
@@ -161,14 +163,17 @@ impl All {
         self.request = request;
         self
     }
+    /// Answer as if, change nothing (`DRYRUN`).
     pub fn dry_run(mut self) -> All {
         self.request.mode = Mode::DryRun;
         self
     }
+    /// Give the cost back (`REFUND`).
     pub fn refund(mut self) -> All {
         self.request.mode = Mode::Refund;
         self
     }
+    /// The number of limits.
     pub fn len(&self) -> usize {
         self.limits.len()
     }
@@ -399,7 +404,7 @@ pub(crate) fn all_parts<'a>(
 /// The rate-limit commands on any sync connection.
 ///
 /// ```no_run
-/// use redis_ratelimit_client::{RateLimitCommands, SlidingWindow, Request};
+/// use redis_ratelimit_client::{redis, RateLimitCommands, SlidingWindow, Request};
 /// use std::time::Duration;
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let mut con = redis::Client::open("redis://127.0.0.1/")?.get_connection()?;
@@ -542,7 +547,7 @@ impl<T: ConnectionLike> RateLimitCommands for T {}
 /// before the returned future, so keys and policies need not outlive it.
 ///
 /// ```no_run
-/// use redis_ratelimit_client::{AsyncRateLimitCommands, TokenBucket};
+/// use redis_ratelimit_client::{redis, AsyncRateLimitCommands, TokenBucket};
 /// use std::time::Duration;
 /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 /// let client = redis::Client::open("redis://127.0.0.1/")?;

@@ -19,19 +19,37 @@ pub enum PolicyError {
     /// (without the `ERR ` code), from the same grammar the module reads
     /// its arguments with, e.g. `capacity must be an integer between 1 and
     /// 9223372036854775807`.
-    Invalid { message: &'static str },
+    Invalid {
+        /// The module's message.
+        message: &'static str,
+    },
     /// Text that is not a plain non-negative decimal.
-    InvalidDecimal { input: String },
+    InvalidDecimal {
+        /// The text.
+        input: String,
+    },
     /// A limit name that cannot be used in a key and an HTTP header.
-    InvalidName { name: String },
+    InvalidName {
+        /// The name.
+        name: String,
+    },
     /// Two limits with the same name in one set.
-    DuplicateName { name: String },
+    DuplicateName {
+        /// The name.
+        name: String,
+    },
     /// A limit set with no limit.
     NoLimits,
     /// A key prefix with a `{` or `}` (it would break the hash tag).
-    InvalidPrefix { prefix: String },
+    InvalidPrefix {
+        /// The prefix.
+        prefix: String,
+    },
     /// A policy name the module refuses (1 to 64 of `A-Z a-z 0-9 _ - .`).
-    InvalidPolicyName { name: String },
+    InvalidPolicyName {
+        /// The name.
+        name: String,
+    },
 }
 
 impl PolicyError {
@@ -101,22 +119,40 @@ pub enum Error {
     /// reply could not be read.
     Redis(redis::RedisError),
     /// The key cannot be used (it is empty).
-    InvalidKey { reason: &'static str },
+    InvalidKey {
+        /// Why.
+        reason: &'static str,
+    },
     /// [`Limiter::wait`](crate::Limiter::wait): still denied at the deadline,
     /// or the wait needed would end past it.
-    TimedOut { last: AllDecision },
+    TimedOut {
+        /// The last decision.
+        last: AllDecision,
+    },
     /// [`Limiter::wait`](crate::Limiter::wait): the request can never be
     /// allowed (its cost is above a limit).
-    NeverAllowed { last: AllDecision },
+    NeverAllowed {
+        /// The decision that said so.
+        last: AllDecision,
+    },
     /// A named policy is not the same on every primary (`held`: what
     /// `node` holds under `name`, `None` if nothing; `want`: what was
     /// stored, if anything).
     PoliciesDisagree {
+        /// The policy's name.
         name: String,
+        /// The node that differs (`host:port`).
         node: String,
+        /// What the node holds under the name, `None` if nothing.
         held: Option<String>,
+        /// What was stored, if anything.
         want: Option<String>,
     },
+    /// [`Limiter::connect`](crate::Limiter::connect) was called outside a
+    /// tokio runtime: its connection runs on one. Call it from async code
+    /// (under `#[tokio::main]`, or inside `Runtime::enter`), or use
+    /// [`blocking::Limiter`](crate::blocking::Limiter) in code without one.
+    NoRuntime,
 }
 
 impl fmt::Display for Error {
@@ -140,6 +176,10 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "policy {name:?} differs on {node}: it holds {held:?}, expected {want:?}"
+            ),
+            Error::NoRuntime => f.write_str(
+                "Limiter::connect must be called inside a tokio runtime (from async code, or \
+                 within Runtime::enter); without one, use blocking::Limiter",
             ),
         }
     }

@@ -13,9 +13,16 @@
 //! - `Retry-After: 30` on a denial: whole seconds, rounded up (a client
 //!   that waits exactly that long gets in); absent when no wait helps.
 //!
-//! A decision made without Redis (fail open or closed) has no real numbers:
-//! it gets no `RateLimit` field, only the policy and, if denied, a
-//! `Retry-After`.
+//! Decisions made without Redis say so:
+//!
+//! - fail open or fail closed: no real numbers, so no `RateLimit` field,
+//!   only the policy and, if denied, a `Retry-After`;
+//! - the in-process fallback ([`FailurePolicy::Fallback`](crate::FailurePolicy::Fallback)):
+//!   its own numbers, for this process's share of the quota, marked with
+//!   the boolean parameter `fallback`: `RateLimit: "minute";r=2;t=40;fallback`.
+//!   A Structured Fields parser keeps a parameter it does not know, and a
+//!   client that ignores it reads the usual item; `RateLimit-Policy` stays
+//!   as it is (the draft wants it consistent across responses).
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -29,6 +36,9 @@ pub const RATELIMIT_POLICY: &str = "RateLimit-Policy";
 pub const RATELIMIT: &str = "RateLimit";
 /// `Retry-After` (RFC 9110).
 pub const RETRY_AFTER: &str = "Retry-After";
+/// The boolean parameter that marks a `RateLimit` item decided by the
+/// in-process fallback while Redis was away: `"minute";r=2;t=40;fallback`.
+pub const FALLBACK_PARAMETER: &str = "fallback";
 
 /// Seconds, rounded up.
 pub fn ceil_secs(d: Duration) -> u64 {
@@ -97,13 +107,19 @@ pub fn ratelimit_policy(limits: &Limits) -> String {
         .join(", ")
 }
 
-/// `"name";r=remaining;t=seconds` for the limit that decided.
+/// `"name";r=remaining;t=seconds` for the limit that decided, with
+/// `;fallback` when the in-process fallback decided ([`FALLBACK_PARAMETER`]).
 pub fn ratelimit(name: &str, d: &Decision) -> String {
     let t = match (d.allowed, d.retry_after) {
         (false, Some(retry)) => retry,
         _ => d.reset_after,
     };
-    item(name, &[("r", d.remaining), ("t", ceil_secs(t))])
+    let mut out = item(name, &[("r", d.remaining), ("t", ceil_secs(t))]);
+    if d.source == Source::Fallback {
+        out.push(';');
+        out.push_str(FALLBACK_PARAMETER);
+    }
+    out
 }
 
 /// `Retry-After` for a denial that a wait can fix.
@@ -120,7 +136,9 @@ pub fn retry_after(d: &Decision) -> Option<String> {
 pub struct RateLimitHeaders {
     /// `RateLimit-Policy`.
     pub policy: String,
-    /// `RateLimit` (absent when the decision was made without Redis).
+    /// `RateLimit` (absent when the failure policy answered with no
+    /// numbers: fail open, fail closed; marked `;fallback` when the
+    /// in-process fallback decided).
     pub ratelimit: Option<String>,
     /// `Retry-After` (denials a wait can fix).
     pub retry_after: Option<String>,
@@ -273,8 +291,14 @@ mod tests {
         let h = RateLimitHeaders::new(&limits, &AllDecision::new(closed, 0));
         assert_eq!(h.ratelimit, None);
         assert_eq!(h.retry_after.as_deref(), Some("1"));
+        // The fallback's own numbers, marked as its.
         let fb = Decision::local(false, 10, 0, Some(MS(1500)), S(6), Source::Fallback);
         let h = RateLimitHeaders::new(&limits, &AllDecision::new(fb, 0));
-        assert_eq!(h.ratelimit.as_deref(), Some("\"m\";r=0;t=2"));
+        assert_eq!(h.ratelimit.as_deref(), Some("\"m\";r=0;t=2;fallback"));
+        assert_eq!(h.retry_after.as_deref(), Some("2"));
+        let p: Policy = SlidingWindow::new(10, S(60)).unwrap().into();
+        let fb = Decision::local(true, 10, 7, Some(MS(0)), S(59), Source::Fallback);
+        let h = RateLimitHeaders::for_policy("m", &p, &fb);
+        assert_eq!(h.ratelimit.as_deref(), Some("\"m\";r=7;t=59;fallback"));
     }
 }

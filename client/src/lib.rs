@@ -4,7 +4,8 @@
 //! redis-rs connection, plus a [`Limiter`] that survives Redis outages with
 //! a stated behaviour, waits in line inside the server, hands out
 //! concurrency leases, and (feature `tower`) a middleware that answers
-//! `429` with the draft IETF `RateLimit` headers.
+//! `429` with the draft IETF `RateLimit` headers (and `503` while Redis is
+//! away and the limiter fails closed).
 //!
 //! # The pieces
 //!
@@ -25,7 +26,8 @@
 //!   nothing with `RL.ALL`), a per-call timeout and a [`FailurePolicy`]
 //!   (fail open, fail closed, or an in-process fallback that keeps each
 //!   algorithm's guarantee, sharing the quota as [`Share`] says, in a map
-//!   of at most [`DEFAULT_FALLBACK_KEYS`] keys).
+//!   of at most [`DEFAULT_FALLBACK_KEYS`] keys, each starting from the
+//!   last decision Redis gave for it).
 //!   [`Limiter::connect`] owns a connection that reconnects by itself: a
 //!   Redis outage ends for the limiter within [`BACK_TO_REDIS`] of its end;
 //!   [`Limiter::is_degraded`] and [`Limiter::on_health_change`] tell when
@@ -37,8 +39,9 @@
 //!   per key in this process where it cannot; a deadline is always waited
 //!   out, never cut short. [`wait::Wait`] polls any call.
 //! - **Leases**: a [`Concurrency`] limit in [`Limits`]; [`Limiter::acquire`]
-//!   gives a [`Lease`] that releases its slot when dropped and can renew
-//!   itself ([`Lease::keep_alive`]); an admission that holds no slot
+//!   gives a [`Lease`] that holds its slot while it lives (renewing it in
+//!   the background, unless [`Limiter::with_lease_keep_alive`] says not
+//!   to) and releases it when dropped; an admission that holds no slot
 //!   (FailOpen, a SHADOW policy) is a lease with id 0.
 //! - **Named policies**: [`NamedPolicy`] in [`Limits`] is sent as `RL.TAKE`
 //!   / `POLICY name`; [`Limiter::store_policies`] stores them on every
@@ -47,14 +50,39 @@
 //!   `Retry-After`; `middleware` (feature `tower`) applies them: a tower
 //!   layer with a sync or async key extractor, a per-request cost, a key
 //!   namespace per layer, an explicit choice for requests without a key
-//!   (refused by default), and hooks that shape the `429` and the response
-//!   to a limiter error (logged through `tracing`).
+//!   (refused by default), and hooks that shape the `429`, the `503` of a
+//!   fail-closed outage and the response to a limiter error (logged
+//!   through `tracing`). Decisions of the in-process fallback are marked
+//!   in the `RateLimit` field (`;fallback`).
 //! - **Cluster**: [`Limiter::connect_cluster`]; single-key commands route
 //!   as usual, and [`ClusterRouted`] sends `RL.ALL` straight to its keys'
 //!   node. Keys of one `RL.ALL` share a slot: the limiter's keys
 //!   (`rl:{user42}:minute`, `rl:{user42}:day`) do, by their hash tag.
 //! - **redis-rs**: re-exported as [`redis`], so an application uses the
-//!   same version (any 1.x from 1.8).
+//!   same version (any 1.x from 1.8): `use redis_ratelimit_client::redis;`
+//!   rather than a `redis` dependency of its own.
+//!
+//! # Cargo.toml
+//!
+//! The crate is not on crates.io: take it from a clone of its repository
+//! (the one whose `make run` serves Redis with the module), next to your
+//! project, or from git (`git = "https://github.com/redis-ratelimit/redis-ratelimit"`).
+//! The examples below need tokio's `macros` and `rt-multi-thread`:
+//!
+//! ```toml
+//! [dependencies]
+//! redis-ratelimit-client = { path = "../redis-ratelimit/client" }
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
+//! ```
+//!
+//! With the tower middleware (feature `tower`) in an axum 0.8 app:
+//!
+//! ```toml
+//! [dependencies]
+//! redis-ratelimit-client = { path = "../redis-ratelimit/client", features = ["tower"] }
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
+//! axum = "0.8"
+//! ```
 //!
 //! # Protect my API: a per-user limit on an HTTP API
 //!
@@ -66,15 +94,16 @@
 //!
 //! ```no_run
 //! # #[cfg(feature = "tower")]
+//! # use redis_ratelimit_client::redis;
 //! # fn app(limiter: redis_ratelimit_client::Limiter<redis::aio::ConnectionManager>)
 //! # -> Result<axum::Router, Box<dyn std::error::Error>> {
-//! use axum::{body::Body, http::{HeaderName, Method, Request}, routing::get, Router};
+//! use axum::{http::Method, routing::get, Router};
 //! use redis_ratelimit_client::middleware::{HeaderKey, NoKey, RateLimitLayer};
 //!
 //! let layer = RateLimitLayer::builder(limiter)
 //!     .namespace("api") // keys rl:api:{<key>}:<limit>
-//!     .key(HeaderKey::new(HeaderName::from_static("x-api-key")))
-//!     .cost(|req: &Request<Body>| if req.method() == Method::POST { 5 } else { 1 })
+//!     .key_extractor(HeaderKey::new("x-api-key"))
+//!     .cost(|req| if req.method() == Method::POST { 5 } else { 1 })
 //!     .no_key(NoKey::shared("anonymous")) // default: NoKey::Reject (400)
 //!     .build()?;
 //! let app = Router::new().route("/", get(|| async { "hello" })).layer(layer);
@@ -83,12 +112,13 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
+//! use redis_ratelimit_client::redis;
 //! use redis_ratelimit_client::{
 //!     headers::RateLimitHeaders, FailurePolicy, Limiter, Limits, SlidingWindow, TokenBucket,
 //! };
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let redis = redis::Client::open("redis://127.0.0.1:6379/")?;
+//! let client = redis::Client::open("redis://127.0.0.1:6379/")?;
 //! let limits = Limits::builder()
 //!     // Bursts of 20, then 5 a second.
 //!     .limit("burst", TokenBucket::new(20, 5, Duration::from_secs(1))?)
@@ -96,14 +126,14 @@
 //!     .limit("hour", SlidingWindow::new(1000, Duration::from_secs(3600))?)
 //!     .build()?;
 //! // Reconnects by itself; answers by the failure policy while Redis is away.
-//! let limiter = Limiter::connect(&redis, limits, FailurePolicy::FailOpen)?
+//! let limiter = Limiter::connect(&client, limits, FailurePolicy::FailOpen)?
 //!     .with_timeout(Duration::from_millis(50));
 //!
 //! // In the request handler:
 //! let user = "user42";
 //! let verdict = limiter.check(user).await?;
 //! let headers = RateLimitHeaders::new(limiter.limits(), &verdict);
-//! if verdict.decision.allowed {
+//! if verdict.allowed() {
 //!     // ... serve, adding headers.pairs() to the response
 //! } else {
 //!     // ... answer 429 Too Many Requests with headers.pairs()
@@ -125,13 +155,14 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
+//! use redis_ratelimit_client::redis;
 //! use redis_ratelimit_client::{
 //!     CalendarUnit, Error, FailurePolicy, FixedWindow, Limiter, Limits, SlidingWindow,
 //! };
 //!
 //! # async fn call_partner() {}
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let redis = redis::Client::open("redis://127.0.0.1:6379/")?;
+//! let client = redis::Client::open("redis://127.0.0.1:6379/")?;
 //! let limits = Limits::builder()
 //!     .limit("minute", SlidingWindow::new(10, Duration::from_secs(60))?)
 //!     .limit(
@@ -139,14 +170,14 @@
 //!         FixedWindow::calendar(500, CalendarUnit::Day)?.in_time_zone("America/New_York")?,
 //!     )
 //!     .build()?;
-//! let limiter = Limiter::connect(&redis, limits, FailurePolicy::FailClosed)?;
+//! let limiter = Limiter::connect(&client, limits, FailurePolicy::FailClosed)?;
 //!
 //! // Keys rl:{partner-api}:minute and rl:{partner-api}:day: one hash slot.
 //! match limiter.wait("partner-api", Duration::from_secs(120)).await {
 //!     Ok(_) => call_partner().await,
 //!     Err(Error::TimedOut { last }) => {
 //!         // The daily quota is spent (or two minutes were not enough).
-//!         println!("no slot before the deadline; retry in {:?}", last.decision.retry_after);
+//!         println!("no slot before the deadline; retry in {:?}", last.retry_after());
 //!     }
 //!     Err(e) => return Err(e.into()),
 //! }
@@ -157,6 +188,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
+//! use redis_ratelimit_client::redis;
 //! use redis_ratelimit_client::{
 //!     wait::Wait, All, AsyncRateLimitCommands, CalendarUnit, FixedWindow, SlidingWindow,
 //! };
@@ -177,6 +209,12 @@
 //! ```
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![warn(missing_docs)]
+
+// The README's programs are doctests too: they compile, or the build says so.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 pub mod blocking;
 mod cluster;

@@ -47,8 +47,18 @@ use crate::wait::{Wait, WaitError};
 /// |---|---|
 /// | `FailOpen` | everything |
 /// | `FailClosed` | nothing |
-/// | `Fallback(Share::Whole)` | each limit's own quota per process, by its own algorithm (N processes: up to N quotas), plus what Redis admitted in the same window before the outage began |
-/// | `Fallback(Share::divided_by(n))` | `limit / n` per process (a bucket also refills at `1/n` of its rate): with n processes, at most the limit (plus what Redis admitted just before) |
+/// | `Fallback(Share::Whole)` | each limit's own quota per process, by its own algorithm, starting from what Redis had counted at this process's last decision on the key: one process admits no more than Redis would have; N processes, up to N times what was left |
+/// | `Fallback(Share::divided_by(n))` | `limit / n` per process (a bucket also refills at `1/n` of its rate), less what Redis had counted: with n processes, at most the limit |
+///
+/// What the fallback cannot know, and can let through on top (about one
+/// quota at most): units other processes took through Redis after this
+/// process's last decision on the key; with several limits, those of a
+/// limit that was not the binding one in that decision (Redis's reply
+/// describes the binding limit only; the others start from the last
+/// decision they bound, or empty); a call whose reply was lost in the
+/// outage; keys whose seed did not fit in [`DEFAULT_FALLBACK_KEYS`]; and,
+/// when the outage ends, what the fallback admitted (Redis never hears of
+/// it: up to one share more in the window after its return).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 #[non_exhaustive]
 pub enum FailurePolicy {
@@ -66,16 +76,23 @@ pub enum FailurePolicy {
     /// window stays an exact sliding window, a calendar day still resets at
     /// local midnight, a named policy keeps its SHADOW and LOCKOUT rules,
     /// several limits are still all or nothing. The quota is shared as
-    /// `Share` says. Its state starts empty, each key's kept until it is
-    /// fresh again, at most [`DEFAULT_FALLBACK_KEYS`] keys (see
+    /// `Share` says. Each key starts from the last decision Redis gave
+    /// this process for it (units taken, and until when), so the quota
+    /// Redis handed out just before the outage is not handed out again;
+    /// the seed is conservative (units count from when the reply arrived,
+    /// never earlier). Each key's state is kept until it is fresh again, at
+    /// most [`DEFAULT_FALLBACK_KEYS`] keys (see
     /// [`Limiter::with_fallback_keys`]: new keys are denied when full).
-    /// Units taken during the outage are not known to Redis, so across an
-    /// outage's start or end (and with `Share::Whole`, across processes) up
-    /// to one more quota can get through.
+    /// Units taken during the outage are not known to Redis, so across the
+    /// outage's end (and with `Share::Whole`, across processes) up to one
+    /// more quota can get through; the table above lists the rest.
     Fallback(Share),
 }
 
 /// The time a call waits for Redis before the failure policy answers.
+/// The async [`Limiter`] counts it so that its own runtime's overload is
+/// not taken for an outage: time the runtime spent too busy to read the
+/// reply does not count (see [`Limiter::with_timeout`]).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(100);
 /// After an outage, calls skip Redis this long (answering by the failure
 /// policy at once) before trying it again.
@@ -86,7 +103,9 @@ pub const DEFAULT_PREFIX: &str = "rl:";
 /// keeps while Redis is away, unless [`Limiter::with_fallback_keys`] says
 /// otherwise. A key costs about 150 bytes plus its name, and a sliding
 /// window's a few bytes more per unit in its window: some 10 MB for
-/// 50,000 keys of small limits.
+/// 50,000 keys of small limits. While Redis answers, as many seeds (the
+/// last decision Redis gave for a key, some 100 bytes plus its name) are
+/// kept for the keys in use.
 pub const DEFAULT_FALLBACK_KEYS: usize = 50_000;
 /// A connection attempt of [`Limiter::connect`] gives up after this.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -123,18 +142,37 @@ mod sealed {
 /// and does not compile here. [`Limiter::connect`] builds the right one.
 pub trait Reconnecting: ConnectionLike + Clone + Send + Sync + 'static + sealed::Sealed {
     /// Sends `cmd` to every primary (one, unless a cluster); each reply
-    /// with the node it came from.
+    /// with the node it came from (`host:port`).
     fn every_primary<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Vec<(String, Value)>>;
 }
 
 impl sealed::Sealed for ConnectionManager {}
 impl Reconnecting for ConnectionManager {
+    /// The one server, named by the address it serves this connection on
+    /// (`host:port`, from `CLIENT INFO`'s `laddr`; "standalone server" if
+    /// it does not say).
     fn every_primary<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Vec<(String, Value)>> {
         Box::pin(async move {
             let v = self.req_packed_command(cmd).await?;
-            Ok(vec![("redis".to_string(), v)])
+            let node = server_address(self)
+                .await
+                .unwrap_or_else(|| "standalone server".to_string());
+            Ok(vec![(node, v)])
         })
     }
+}
+
+/// The address the server serves `conn` on, as `CLIENT INFO` says
+/// (`laddr=127.0.0.1:6379`).
+async fn server_address(conn: &mut ConnectionManager) -> Option<String> {
+    let info: String = redis::cmd("CLIENT")
+        .arg("INFO")
+        .query_async(conn)
+        .await
+        .ok()?;
+    info.split_whitespace()
+        .find_map(|field| field.strip_prefix("laddr="))
+        .map(str::to_string)
 }
 
 fn all_primaries(v: Value) -> Vec<(String, Value)> {
@@ -182,6 +220,8 @@ pub(crate) struct Config {
     pub(crate) on_health: Option<Arc<dyn Fn(Health) + Send + Sync>>,
     /// The most keys the fallback keeps.
     pub(crate) fallback_keys: usize,
+    /// Leases renew themselves while held ([`Limiter::with_lease_keep_alive`]).
+    pub(crate) lease_keep_alive: bool,
 }
 
 /// Whether the server takes `BLOCK` (older modules answer `ERR syntax
@@ -271,6 +311,7 @@ impl Config {
             failure,
             on_health: None,
             fallback_keys: DEFAULT_FALLBACK_KEYS,
+            lease_keep_alive: true,
         }
     }
 
@@ -370,19 +411,23 @@ impl Config {
         }
     }
 
-    /// What a call answers, given what Redis did: its decision, or the
-    /// failure policy's for an outage (`None`: no answer in time).
+    /// What a call sent at `sent` (wall clock) answers, given what Redis
+    /// did: its decision, or the failure policy's for an outage (`None`: no
+    /// answer in time).
     pub(crate) fn outcome(
         &self,
         shared: &Shared,
         keys: &[String],
         request: Request,
+        sent: Nanos,
         reply: Option<Result<Value, RedisError>>,
     ) -> Result<AllDecision, Error> {
         match reply {
             Some(Ok(v)) => {
                 self.mark_up(shared);
-                Ok(self.decode(&v)?)
+                let d = self.decode(&v)?;
+                self.remember(shared, keys, request, sent, &d);
+                Ok(d)
             }
             Some(Err(e)) if is_outage(&e) => {
                 self.mark_down(shared);
@@ -398,6 +443,27 @@ impl Config {
                 Ok(self.unavailable(shared, keys, request))
             }
         }
+    }
+
+    /// Hands a decision of Redis to the fallback, which starts the key
+    /// from it if Redis fails (only under [`FailurePolicy::Fallback`]; a
+    /// dry run's numbers are those of a request not made, and are left
+    /// out).
+    pub(crate) fn remember(
+        &self,
+        shared: &Shared,
+        keys: &[String],
+        request: Request,
+        sent: Nanos,
+        d: &AllDecision,
+    ) {
+        if !matches!(self.failure, FailurePolicy::Fallback(_)) || request.mode() == Mode::DryRun {
+            return;
+        }
+        let seed = local::Seed::of(&d.decision, sent, wall_clock());
+        shared
+            .local()
+            .remember(keys, d.binding, seed, self.fallback_keys);
     }
 
     /// The failure policy's answer.
@@ -538,7 +604,7 @@ impl WaitConnections {
 /// once.
 ///
 /// ```no_run
-/// use redis_ratelimit_client::{Limiter, Limits, FailurePolicy, SlidingWindow};
+/// use redis_ratelimit_client::{redis, Limiter, Limits, FailurePolicy, SlidingWindow};
 /// use std::time::Duration;
 /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 /// let client = redis::Client::open("redis://127.0.0.1/")?;
@@ -546,7 +612,7 @@ impl WaitConnections {
 /// let limiter = Limiter::connect(&client, limits, FailurePolicy::FailOpen)?
 ///     .with_timeout(Duration::from_millis(50));
 /// let verdict = limiter.check("user42").await?; // key rl:{user42}:minute
-/// if !verdict.decision.allowed { /* 429 */ }
+/// if !verdict.allowed() { /* 429 */ }
 /// # Ok(()) }
 /// ```
 pub struct Limiter<C> {
@@ -597,11 +663,20 @@ impl Limiter<ConnectionManager> {
     /// It starts even if Redis is down (the failure policy answers until
     /// it is up). Waits ([`wait`](Self::wait)) wait in line inside the
     /// server, each on a connection of its own.
+    ///
+    /// It must be called inside a tokio runtime (its connection runs
+    /// there): from async code, or within `Runtime::enter`. Outside one it
+    /// is [`Error::NoRuntime`], not a panic; code without a runtime has
+    /// [`blocking::Limiter`](crate::blocking::Limiter).
     pub fn connect(
         client: &redis::Client,
         limits: Limits,
         failure: FailurePolicy,
     ) -> Result<Limiter<ConnectionManager>, Error> {
+        // redis-rs would panic ("no reactor running") spawning its task.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::NoRuntime);
+        }
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config())?;
         let mut limiter = Limiter::new(conn, limits, failure);
         limiter.waits = Some(Arc::new(WaitConnections {
@@ -669,7 +744,18 @@ pub trait LimiterConnection: ConnectionLike + Clone + Send + Sync + 'static {}
 impl<T: ConnectionLike + Clone + Send + Sync + 'static> LimiterConnection for T {}
 
 impl<C: LimiterConnection> Limiter<C> {
-    /// How long a call waits for Redis before the failure policy answers.
+    /// How long a call waits for Redis before the failure policy answers
+    /// (default [`DEFAULT_TIMEOUT`]).
+    ///
+    /// It is Redis's time, not the application's: the wait is counted in
+    /// four steps, each of which counts only once its timer has fired and
+    /// every task queued on the runtime has had a turn (the one reading
+    /// Redis's replies among them). On a responsive runtime a call gives
+    /// up after the timeout; on one too busy to poll its tasks on time
+    /// (many tasks, CPU-bound work between awaits), it waits as long as
+    /// the stall, and reads the reply Redis sent, instead of taking the
+    /// application's overload for a Redis outage (which put the limiter on
+    /// its failure policy again and again while Redis was idle).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.config.timeout = timeout;
         self
@@ -691,7 +777,8 @@ impl<C: LimiterConnection> Limiter<C> {
     /// The most keys (one per limit and caller key) the
     /// [`FailurePolicy::Fallback`] keeps in this process while Redis is away
     /// (default [`DEFAULT_FALLBACK_KEYS`]; at least 1), so random keys sent
-    /// during an outage cannot grow the application's memory. A key is
+    /// during an outage cannot grow the application's memory; as many
+    /// seeds (Redis's last decision per key) while Redis answers. A key is
     /// forgotten only when its state is fresh again; a key still counting
     /// is never evicted (that would reset its limit). When the map is full,
     /// a call that would add a key is denied (`Source::Fallback`, with a
@@ -699,6 +786,16 @@ impl<C: LimiterConnection> Limiter<C> {
     /// known carry on.
     pub fn with_fallback_keys(mut self, max_keys: usize) -> Self {
         self.config.fallback_keys = max_keys.max(1);
+        self
+    }
+
+    /// Whether the leases [`acquire`](Self::acquire) and
+    /// [`acquire_wait`](Self::acquire_wait) hand out renew themselves in
+    /// the background while held (default `true`, see [`Lease`]). With
+    /// `false`, a lease ends at the limit's lease time even while its
+    /// guard lives, unless renewed ([`Lease::renew`], [`Lease::keep_alive`]).
+    pub fn with_lease_keep_alive(mut self, keep_alive: bool) -> Self {
+        self.config.lease_keep_alive = keep_alive;
         self
     }
 
@@ -710,12 +807,15 @@ impl<C: LimiterConnection> Limiter<C> {
         self
     }
 
+    /// The limits every call checks.
     pub fn limits(&self) -> &Limits {
         &self.config.limits
     }
+    /// What answers while Redis cannot.
     pub fn failure_policy(&self) -> FailurePolicy {
         self.config.failure
     }
+    /// How long a call waits for Redis (see [`with_timeout`](Self::with_timeout)).
     pub fn timeout(&self) -> Duration {
         self.config.timeout
     }
@@ -729,6 +829,7 @@ impl<C: LimiterConnection> Limiter<C> {
         self.health() == Health::Degraded
     }
 
+    /// Whether Redis decided the last call.
     pub fn health(&self) -> Health {
         self.config.health(&self.shared)
     }
@@ -755,11 +856,10 @@ impl<C: LimiterConnection> Limiter<C> {
         }
         let cmd = self.config.command(&keys, request);
         let mut conn = self.conn.clone();
-        let reply =
-            tokio::time::timeout(self.config.timeout, async { send(&mut conn, &cmd).await })
-                .await
-                .ok();
-        self.config.outcome(&self.shared, &keys, request, reply)
+        let sent = wall_clock();
+        let reply = within(self.config.timeout, send(&mut conn, &cmd)).await;
+        self.config
+            .outcome(&self.shared, &keys, request, sent, reply)
     }
 
     /// Gives `cost` units back to every limit of `key` (the work did not
@@ -837,36 +937,38 @@ impl<C: LimiterConnection> Limiter<C> {
             return Ok(None);
         }
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let Ok(Ok(mut conn)) =
-            tokio::time::timeout(self.config.timeout.max(CONNECT_TIMEOUT), waits.take()).await
+        let Some(Ok(mut conn)) =
+            within(self.config.timeout.max(CONNECT_TIMEOUT), waits.take()).await
         else {
             self.config.mark_down(&self.shared);
             return Ok(None);
         };
         let cmd = self.config.command(keys, request.block(left));
-        let reply =
-            tokio::time::timeout(left.saturating_add(BLOCK_SLACK), send(&mut conn, &cmd)).await;
+        let sent = wall_clock();
+        let reply = within(left.saturating_add(BLOCK_SLACK), send(&mut conn, &cmd)).await;
         let d = match reply {
-            Ok(Ok(v)) => {
+            Some(Ok(v)) => {
                 waits.put(conn);
                 self.shared.block.store(BLOCK_YES, Ordering::Relaxed);
                 self.config.mark_up(&self.shared);
-                self.config.decode(&v)?
+                let d = self.config.decode(&v)?;
+                self.config.remember(&self.shared, keys, request, sent, &d);
+                d
             }
-            Ok(Err(e)) if is_unknown_option(&e) => {
+            Some(Err(e)) if is_unknown_option(&e) => {
                 waits.put(conn);
                 self.shared.block.store(BLOCK_NO, Ordering::Relaxed);
                 return Ok(None);
             }
             // A failover (UNBLOCKED, TRYAGAIN) or an outage: poll, which
             // the failure policy answers while Redis is away.
-            Ok(Err(e)) if is_outage(&e) || e.code() == Some("UNBLOCKED") => return Ok(None),
-            Ok(Err(e)) => {
+            Some(Err(e)) if is_outage(&e) || e.code() == Some("UNBLOCKED") => return Ok(None),
+            Some(Err(e)) => {
                 waits.put(conn);
                 return Err(Error::Redis(e));
             }
             // No answer long after the BLOCK ended: the connection is lost.
-            Err(_) => {
+            None => {
                 self.config.mark_down(&self.shared);
                 return Ok(None);
             }
@@ -881,10 +983,12 @@ impl<C: LimiterConnection> Limiter<C> {
     }
 
     /// Takes a slot of the limits' CONCURRENCY limit (and a unit of every
-    /// other limit, all or nothing) for `key`: a [`Lease`] that gives the
-    /// slot back when dropped, or the denial. Every admission is a lease:
-    /// one that holds no slot (FailOpen, a SHADOW policy over a full limit)
-    /// has id 0 (see [`Lease::id`]).
+    /// other limit, all or nothing) for `key`: a [`Lease`] that holds the
+    /// slot while it lives (renewing it in the background, see
+    /// [`with_lease_keep_alive`](Self::with_lease_keep_alive)) and gives it
+    /// back when dropped, or the denial. Every admission is a lease: one
+    /// that holds no slot (FailOpen, a SHADOW policy over a full limit) has
+    /// id 0 (see [`Lease::id`]).
     pub async fn acquire(&self, key: &str) -> Result<Acquired<C>, Error> {
         let d = self.check_with(key, Request::new(1)).await?;
         Ok(self.acquired(key, d))
@@ -908,7 +1012,7 @@ impl<C: LimiterConnection> Limiter<C> {
             return Acquired::Denied(d);
         }
         let (key, lease) = self.config.lease_of(key);
-        Acquired::Granted(Lease {
+        let lease = Lease {
             limiter: self.clone(),
             key,
             id: d.decision.lease.unwrap_or(0),
@@ -916,6 +1020,11 @@ impl<C: LimiterConnection> Limiter<C> {
             decision: d,
             released: false,
             renewer: None,
+        };
+        Acquired::Granted(if self.config.lease_keep_alive {
+            lease.keep_alive()
+        } else {
+            lease
         })
     }
 }
@@ -996,15 +1105,26 @@ impl WithNode for RedisError {
 #[derive(Debug)]
 #[must_use = "a granted lease is given back when dropped"]
 pub enum Acquired<C: LimiterConnection> {
+    /// Admitted: the lease (id 0 if it holds no slot, see [`Lease::id`]).
     Granted(Lease<C>),
+    /// Denied: the binding limit's decision.
     Denied(AllDecision),
 }
 
-/// A slot of a CONCURRENCY limit, given back when dropped (or by
-/// [`release`](Self::release), which says whether it was still live). A
-/// holder that crashes never leaks it: the lease ends by itself after the
-/// limit's lease time unless renewed ([`renew`](Self::renew), or
-/// [`keep_alive`](Self::keep_alive) in the background).
+/// A slot of a CONCURRENCY limit, held while the guard lives and given
+/// back when dropped (or by [`release`](Self::release), which says
+/// whether it was still live).
+///
+/// While held it renews itself in the background, every third of the
+/// limit's lease time, so a job that runs longer than the lease time
+/// keeps its slot (unless the limiter was built
+/// [`with_lease_keep_alive(false)`](Limiter::with_lease_keep_alive)).
+/// A process that crashes never leaks it: its renewals stop with it, and
+/// the lease ends by itself after the lease time. A task that hangs with
+/// the guard alive keeps the slot: that is what holding a guard means; a
+/// limiter without keep-alive lets each lease end at its lease time
+/// instead, guard or not (then [`renew`](Self::renew) it, or
+/// [`keep_alive`](Self::keep_alive) it, yourself).
 #[must_use = "the slot is given back when the lease is dropped"]
 pub struct Lease<C: LimiterConnection> {
     limiter: Limiter<C>,
@@ -1078,11 +1198,17 @@ impl<C: LimiterConnection> Lease<C> {
     }
 
     /// Renews the lease in the background every third of its lease time
-    /// while it is held (until released or dropped).
+    /// while it is held (until released or dropped, or until a renewal
+    /// finds it ended). What [`Limiter::acquire`] does by default; a
+    /// no-op on a lease already renewing itself, or outside a tokio
+    /// runtime.
     pub fn keep_alive(mut self) -> Self {
-        if !self.holds_slot() {
+        if !self.holds_slot() || self.renewer.is_some() {
             return self;
         }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return self;
+        };
         let (limiter, key, id, lease, local) = (
             self.limiter.clone(),
             self.key.clone(),
@@ -1091,7 +1217,7 @@ impl<C: LimiterConnection> Lease<C> {
             self.local(),
         );
         let every = (lease / 3).max(Duration::from_millis(1));
-        self.renewer = Some(tokio::spawn(async move {
+        self.renewer = Some(rt.spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
                 if let Ok(false) = renew_lease(&limiter, &key, id, lease, local).await {
@@ -1142,12 +1268,12 @@ async fn release_lease<C: LimiterConnection>(
     }
     let mut conn = limiter.conn.clone();
     let cmd = cmd_release(key, id);
-    match tokio::time::timeout(limiter.config.timeout, send(&mut conn, &cmd)).await {
-        Ok(Ok(v)) => Ok(redis::from_redis_value::<bool>(v)?),
+    match within(limiter.config.timeout, send(&mut conn, &cmd)).await {
+        Some(Ok(v)) => Ok(redis::from_redis_value::<bool>(v)?),
         // Not given back now: the lease ends by itself.
-        Ok(Err(e)) if is_outage(&e) => Ok(false),
-        Ok(Err(e)) => Err(Error::Redis(e)),
-        Err(_) => Ok(false),
+        Some(Err(e)) if is_outage(&e) => Ok(false),
+        Some(Err(e)) => Err(Error::Redis(e)),
+        None => Ok(false),
     }
 }
 
@@ -1163,11 +1289,52 @@ async fn renew_lease<C: LimiterConnection>(
     }
     let mut conn = limiter.conn.clone();
     let cmd = cmd_renew(key, id, lease);
-    match tokio::time::timeout(limiter.config.timeout, send(&mut conn, &cmd)).await {
-        Ok(Ok(v)) => Ok(redis::from_redis_value::<bool>(v)?),
-        Ok(Err(e)) if is_outage(&e) => Ok(true),
-        Ok(Err(e)) => Err(Error::Redis(e)),
-        Err(_) => Ok(true),
+    match within(limiter.config.timeout, send(&mut conn, &cmd)).await {
+        Some(Ok(v)) => Ok(redis::from_redis_value::<bool>(v)?),
+        Some(Err(e)) if is_outage(&e) => Ok(true),
+        Some(Err(e)) => Err(Error::Redis(e)),
+        None => Ok(true),
+    }
+}
+
+/// A timeout counts this many steps of `timeout / TIMEOUT_STEPS`.
+const TIMEOUT_STEPS: u32 = 4;
+
+/// `fut`'s output, or `None` if Redis did not answer within `timeout`, as
+/// told apart from the caller's own runtime being too busy to hear it.
+///
+/// A plain `tokio::time::timeout` cannot tell: on a runtime whose threads
+/// are all busy (many tasks, CPU-bound work between their awaits), the
+/// task that reads the reply off the socket and the task waiting for it
+/// are both starved, and the timer fires at the waiting task's next poll
+/// whether the reply came in a millisecond or not at all: the limiter took
+/// its own overload for an outage, again and again. Here the timeout is
+/// counted in [`TIMEOUT_STEPS`] steps, each a fresh timer of a quarter of
+/// it: a step counts only once it has fired and this task has run again,
+/// so the call times out after the whole timeout has passed *and* the
+/// runtime has had that many turns to deliver the reply. On a responsive
+/// runtime that is the timeout (plus a few timer ticks); on a stalled one
+/// it stretches with the stall, and the reply, if Redis sent one, is read
+/// before it ends. The time spent stalled never counts against Redis.
+pub(crate) async fn within<F: std::future::Future>(timeout: Duration, fut: F) -> Option<F::Output> {
+    let step = (timeout / TIMEOUT_STEPS).max(Duration::from_millis(1));
+    let mut waited = Duration::ZERO;
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let Ok(out) = tokio::time::timeout(step, fut.as_mut()).await {
+            return Some(out);
+        }
+        // The step's timer fired. Before it counts, every task queued
+        // before this one runs (the one reading the socket among them):
+        // a yield puts this task at the back of the queue.
+        tokio::task::yield_now().await;
+        waited = waited.saturating_add(step);
+        if waited >= timeout {
+            // One last look: the reply may have been read in that turn.
+            return tokio::time::timeout(Duration::ZERO, fut.as_mut())
+                .await
+                .ok();
+        }
     }
 }
 
@@ -1201,6 +1368,25 @@ pub(crate) fn wall_clock() -> Nanos {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On a responsive runtime the timeout is the timeout: a call with no
+    /// answer gives up after it, one answered just before it is read.
+    #[tokio::test(start_paused = true)]
+    async fn within_keeps_the_timeout_on_a_responsive_runtime() {
+        let start = tokio::time::Instant::now();
+        let never = within(Duration::from_millis(100), std::future::pending::<()>()).await;
+        assert_eq!(never, None);
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(100) && took < Duration::from_millis(110),
+            "{took:?}"
+        );
+        let late = async {
+            tokio::time::sleep(Duration::from_millis(99)).await;
+            7
+        };
+        assert_eq!(within(Duration::from_millis(100), late).await, Some(7));
+    }
 
     #[test]
     fn outages_are_told_from_answers() {

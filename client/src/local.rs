@@ -19,6 +19,17 @@
 //! be fresh again; a full map looks for fresh keys at most once per
 //! [`FULL_SWEEP_EVERY`], so a flood of new keys costs a pass over the map
 //! ten times a second, not one per call.
+//!
+//! A key does not start empty when Redis fails: while Redis answers, the
+//! limiter hands each decision to [`Local::remember`] (a [`Seed`]: what
+//! Redis counted as taken, and when the limit is fresh again), and the
+//! first fallback decision on the key starts from it ([`seeded`]), so the
+//! units Redis admitted just before the outage still count: a quota is not
+//! handed out a second time at the moment Redis fails. The seed is
+//! conservative: every unit Redis counted is taken as taken at the instant
+//! its reply arrived (later than it was), so the fallback never admits
+//! more than Redis would have. Seeds are bounded like the keys (at most
+//! `max_keys`; a key whose seed did not fit starts empty).
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -31,7 +42,7 @@ use redis_ratelimit_core::algo::lease::Concurrency;
 use redis_ratelimit_core::algo::sliding::Window;
 use redis_ratelimit_core::algo::{self, RetryAfter};
 use redis_ratelimit_core::grammar;
-use redis_ratelimit_core::limit::{evaluate_with, Effect, Rules, Spec, State, Stored};
+use redis_ratelimit_core::limit::{evaluate_with, Effect, Lock, Rules, Spec, State, Stored};
 use redis_ratelimit_core::time::Nanos;
 
 use crate::commands::{Mode, Request};
@@ -129,6 +140,104 @@ pub(crate) fn decision(d: &algo::Decision, source: Source) -> Decision {
 /// How often a full map may look for keys that are fresh again.
 const FULL_SWEEP_EVERY: Nanos = Nanos::from_millis(100);
 
+/// The most slots a seed holds for a CONCURRENCY limit: taking them one by
+/// one costs a pass over the slots already held each.
+const MAX_SEEDED_LEASES: u64 = 1000;
+
+/// The last decision Redis gave for a key, as the fallback starts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Seed {
+    /// Units Redis counted as taken: its limit minus its remaining.
+    pub used: u64,
+    /// When the call was sent (wall clock): a seed from a call sent
+    /// earlier never replaces one from a call sent later.
+    pub sent: Nanos,
+    /// When its reply arrived (wall clock): the units count from then.
+    pub at: Nanos,
+    /// When Redis said the limit is fresh again (`at + reset_after`).
+    pub fresh_at: Nanos,
+    /// A denial's wait: under a LOCKOUT policy, the key was locked out
+    /// until `at` plus this.
+    pub denied_for: Option<Nanos>,
+}
+
+impl Seed {
+    /// The seed of a decision Redis gave for a call sent at `sent`, whose
+    /// reply arrived at `at`.
+    pub fn of(d: &Decision, sent: Nanos, at: Nanos) -> Seed {
+        let nanos = |t: Duration| Nanos::new(u64::try_from(t.as_nanos()).unwrap_or(u64::MAX));
+        Seed {
+            used: d.limit.saturating_sub(d.remaining),
+            sent,
+            at,
+            fresh_at: at.saturating_add(nanos(d.reset_after)),
+            denied_for: d
+                .retry_after
+                .filter(|_| !d.allowed)
+                .map(nanos)
+                .filter(|t| *t > Nanos::ZERO),
+        }
+    }
+}
+
+/// The state a key starts from in the fallback: `seed.used` units (at
+/// most the limit, or this process's share of it) taken at `seed.at`,
+/// and, for a LOCKOUT policy's denial, the lock. When it is fresh again
+/// too; `None` if it holds nothing.
+pub(crate) fn seeded(spec: &Spec, rules: Rules, seed: &Seed) -> Option<(State, Nanos)> {
+    let used = seed.used.min(spec.limit());
+    let mut state = State::Empty;
+    let mut fresh = None;
+    match spec {
+        Spec::Concurrency(c) => {
+            // The slots Redis counted, held until every lease there may
+            // have ended (its reset).
+            let held = Concurrency {
+                limit: c.limit,
+                lease: seed
+                    .fresh_at
+                    .saturating_sub(seed.at)
+                    .max(Nanos::from_millis(1)),
+            };
+            for _ in 0..used.min(MAX_SEEDED_LEASES) {
+                let leases = match &state {
+                    State::Leases(l) => Some(l),
+                    _ => None,
+                };
+                let (d, op) = lease::acquire(leases, &held, seed.at);
+                match op {
+                    Some(op) if d.allowed => fresh = state.apply(&Effect::Lease(op)),
+                    _ => break,
+                }
+            }
+        }
+        _ if used > 0 => {
+            let (d, effect, _) = evaluate_with(
+                Stored::Empty,
+                spec,
+                Rules::default(),
+                seed.at,
+                used,
+                grammar::Mode::Take,
+            )
+            .ok()?;
+            if d.allowed {
+                fresh = state.apply(&effect);
+            }
+        }
+        _ => {}
+    }
+    if let (Some(_), Some(wait)) = (rules.lockout, seed.denied_for) {
+        let until = seed.at.saturating_add(wait);
+        fresh = Some(fresh.map_or(until, |f| f.max(until)));
+        state = State::Locked(Box::new(Lock {
+            until,
+            inner: state,
+        }));
+    }
+    Some((state, fresh?))
+}
+
 /// The fallback's state: each key's limiter state.
 #[derive(Debug, Default)]
 pub(crate) struct Local {
@@ -138,6 +247,13 @@ pub(crate) struct Local {
     /// expiry it left: no key can be fresh before then.
     last_sweep: Nanos,
     earliest: Nanos,
+    /// The last decision Redis gave for each key, not adopted yet.
+    seeds: HashMap<String, Seed>,
+    /// When a full map of seeds last looked for fresh ones.
+    seeds_swept: Nanos,
+    /// When the fallback last decided: a reply to a call sent before then
+    /// is older than the fallback's state, and seeds nothing.
+    last_local: Nanos,
 }
 
 impl Local {
@@ -155,6 +271,10 @@ impl Local {
         max_keys: usize,
     ) -> Option<AllDecision> {
         self.sweep(now);
+        self.last_local = self.last_local.max(now);
+        for (key, (spec, rules)) in keys.iter().zip(specs) {
+            self.adopt(key, spec, *rules, now, max_keys);
+        }
         let mode = match req.mode() {
             Mode::Refund => grammar::Mode::Refund,
             Mode::Consume | Mode::DryRun => grammar::Mode::Take,
@@ -222,6 +342,69 @@ impl Local {
         let mut out = decision(&d, Source::Fallback);
         out.lease = lease_id;
         Some(AllDecision::new(out, index))
+    }
+
+    /// Records what Redis decided for a call on `keys` (sent at `seed.sent`):
+    /// the fallback's state of those keys is out of date, and the binding
+    /// limit's key (`keys[binding]`, the one the reply describes) starts
+    /// from `seed` if Redis fails. Keeps at most `max_keys` seeds; a reply
+    /// to a call sent before the fallback's last decision changes nothing
+    /// (the fallback's state is newer).
+    pub fn remember(&mut self, keys: &[String], binding: usize, seed: Seed, max_keys: usize) {
+        if seed.sent < self.last_local {
+            return;
+        }
+        for k in keys {
+            self.entries.remove(k);
+        }
+        let Some(key) = keys.get(binding) else {
+            return;
+        };
+        if seed.fresh_at <= seed.at && seed.denied_for.is_none() {
+            self.seeds.remove(key);
+            return;
+        }
+        if let Some(old) = self.seeds.get_mut(key) {
+            if old.sent <= seed.sent {
+                *old = seed;
+            }
+            return;
+        }
+        if self.seeds.len() >= max_keys.max(1) {
+            // Full: forget the seeds that are fresh again, at most ten
+            // times a second; if none is, this key goes without.
+            if seed.at < self.seeds_swept.saturating_add(FULL_SWEEP_EVERY)
+                && seed.at >= self.seeds_swept
+            {
+                return;
+            }
+            self.seeds_swept = seed.at;
+            self.seeds.retain(|_, s| s.fresh_at > seed.at);
+            if self.seeds.len() >= max_keys.max(1) {
+                return;
+            }
+        }
+        self.seeds.insert(key.clone(), seed);
+    }
+
+    /// A key the fallback has no state for starts from its seed, if Redis
+    /// left one that is not fresh yet (and the map has room).
+    fn adopt(&mut self, key: &str, spec: &Spec, rules: Rules, now: Nanos, max_keys: usize) {
+        if self.entries.contains_key(key) {
+            return;
+        }
+        let Some(seed) = self.seeds.remove(key) else {
+            return;
+        };
+        if self.entries.len() >= max_keys.max(1) {
+            return;
+        }
+        if let Some((state, expires)) = seeded(spec, rules, &seed) {
+            if expires > now {
+                self.entries
+                    .insert(key.to_string(), Entry { state, expires });
+            }
+        }
     }
 
     /// Gives lease `id` of `key` back; true if it was live.
@@ -317,7 +500,9 @@ impl Local {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{CalendarUnit, FixedWindow, Policy, SlidingWindow, TokenBucket};
+    use crate::policy::{
+        CalendarUnit, Concurrency, FixedWindow, NamedPolicy, Policy, SlidingWindow, TokenBucket,
+    };
 
     const MS: u64 = 1_000_000;
     const SEC: u64 = 1_000 * MS;
@@ -608,6 +793,185 @@ mod tests {
             .unwrap();
         assert!(!d.decision.allowed);
         assert_eq!(l.len(), 0);
+    }
+
+    /// The decision Redis gave just before it failed, as a seed.
+    fn seed_of(d: Decision, sent: u64, at: u64) -> Seed {
+        Seed::of(&d, Nanos::new(T0 + sent), Nanos::new(T0 + at))
+    }
+
+    fn redis(allowed: bool, limit: u64, remaining: u64, retry_ms: u64, reset_ms: u64) -> Decision {
+        Decision::local(
+            allowed,
+            limit,
+            remaining,
+            Some(Duration::from_millis(retry_ms)),
+            Duration::from_millis(reset_ms),
+            Source::Redis,
+        )
+    }
+
+    /// The field report: "5 per 3 s" under Fallback(Share::Whole) admitted
+    /// 10 in 2.1 s, a fresh quota at the moment Redis failed. Seeded from
+    /// Redis's last decision (5 taken), the fallback admits nothing until
+    /// those 5 leave the window, then 5.
+    #[test]
+    fn the_fallback_starts_from_redis_last_decision() {
+        let s = [spec(SlidingWindow::new(5, Duration::from_secs(3)).unwrap())];
+        let keys = ["k".to_string()];
+        let mut l = Local::default();
+        // Redis admitted the fifth at T0 (its reply came 1 ms later).
+        l.remember(&keys, 0, seed_of(redis(true, 5, 0, 0, 3000), 0, MS), MAX);
+        let mut admitted = Vec::new();
+        for step in 0..=600u64 {
+            let now = T0 + 10 * MS + step * 10 * MS;
+            let d = l
+                .decide(&keys, &s, Request::new(1), Nanos::new(now), MAX)
+                .unwrap()
+                .decision;
+            if step == 0 {
+                assert!(!d.allowed);
+                assert_eq!(d.retry_after, Some(Duration::from_millis(2991)));
+            }
+            if d.allowed {
+                admitted.push(now - T0);
+            }
+        }
+        // Nothing before T0 + 3 s (+ the 1 ms the reply took), then 5,
+        // then one more 3 s later.
+        assert_eq!(admitted.len(), 5 + 1, "{admitted:?}");
+        assert!(admitted[0] >= 3 * SEC + MS, "{admitted:?}");
+        let in_first_3s = admitted.iter().filter(|t| **t < 3 * SEC).count();
+        assert_eq!(in_first_3s, 0);
+    }
+
+    /// Each kind of limit starts from what Redis counted, conservatively:
+    /// never with more than Redis had left.
+    #[test]
+    #[rustfmt::skip]
+    fn every_kind_of_limit_is_seeded() {
+        let at = |ms: u64| Nanos::new(T0 + ms * MS);
+        let first = |s: (Spec, Rules), seed: Seed, t: u64| {
+            let mut l = Local::default();
+            let keys = ["k".to_string()];
+            l.remember(&keys, 0, seed, MAX);
+            l.decide(&keys, &[s], Request::new(1), at(t), MAX).unwrap().decision
+        };
+        // A bucket of 10, one a second, 3 left: 3 more, not 10.
+        let b = spec(TokenBucket::new(10, 1, Duration::from_secs(1)).unwrap());
+        let d = first(b.clone(), seed_of(redis(true, 10, 3, 0, 7000), 0, 0), 0);
+        assert_eq!((d.allowed, d.remaining), (true, 2));
+        // A fixed window of 4 (of a minute), 1 left.
+        let f = spec(FixedWindow::new(4, Duration::from_secs(60)).unwrap());
+        let d = first(f, seed_of(redis(true, 4, 1, 0, 30_000), 0, 0), 0);
+        assert_eq!((d.allowed, d.remaining), (true, 0));
+        // Two slots of three held: one left.
+        let c = spec(Concurrency::new(3, Duration::from_secs(30)).unwrap());
+        let d = first(c.clone(), seed_of(redis(true, 3, 1, 0, 30_000), 0, 0), 0);
+        assert_eq!((d.allowed, d.remaining), (true, 0));
+        // ... held until every lease there may have ended.
+        let d = first(c, seed_of(redis(true, 3, 1, 0, 30_000), 0, 0), 30_000);
+        assert_eq!((d.allowed, d.remaining), (true, 2));
+        // A LOCKOUT policy's denial: still locked out locally.
+        let p = NamedPolicy::new("seeded-lock", SlidingWindow::new(2, Duration::from_secs(60)).unwrap())
+            .unwrap()
+            .lockout(Duration::from_secs(900))
+            .unwrap();
+        let locked: Policy = p.into();
+        let s = (locked.spec().unwrap(), locked.rules());
+        let d = first(s, seed_of(redis(false, 2, 0, 900_000, 900_000), 0, 0), 100_000);
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after, Some(Duration::from_secs(800)));
+        // A seed fresh again by the time Redis fails: the whole limit.
+        let d = first(b, seed_of(redis(true, 10, 3, 0, 7000), 0, 0), 7000);
+        assert_eq!((d.allowed, d.remaining), (true, 9));
+    }
+
+    /// A share of the quota (Share::divided_by) starts from what Redis
+    /// counted too, up to the share.
+    #[test]
+    fn a_share_is_seeded_up_to_the_share() {
+        let half = share(
+            spec(SlidingWindow::new(10, Duration::from_secs(60)).unwrap()).0,
+            Share::divided_by(2),
+        );
+        let keys = ["k".to_string()];
+        let mut l = Local::default();
+        l.remember(&keys, 0, seed_of(redis(true, 10, 7, 0, 60_000), 0, 0), MAX);
+        let d = l
+            .decide(
+                &keys,
+                &[(half, Rules::default())],
+                Request::new(1),
+                Nanos::new(T0),
+                MAX,
+            )
+            .unwrap()
+            .decision;
+        // 3 of the share of 5 counted: 1 left after this one.
+        assert_eq!((d.allowed, d.remaining), (true, 1));
+    }
+
+    /// Several limits: the reply describes the binding one, which is
+    /// seeded; the fallback's older state of every key of the call is
+    /// dropped (Redis has decided since). A reply to a call sent before
+    /// the fallback's last decision changes nothing; nor does one older
+    /// than the seed it would replace.
+    #[test]
+    fn seeds_follow_the_newest_redis_decision() {
+        let specs = [
+            spec(SlidingWindow::new(100, Duration::from_secs(60)).unwrap()),
+            spec(SlidingWindow::new(3, Duration::from_secs(60)).unwrap()),
+        ];
+        let keys = ["a".to_string(), "b".to_string()];
+        let mut l = Local::default();
+        let r = Request::new(1);
+        l.decide(&keys, &specs, r, Nanos::new(T0 + MS), MAX)
+            .unwrap();
+        assert_eq!(l.len(), 2);
+        // A reply to a call sent before that decision: ignored.
+        l.remember(&keys, 1, seed_of(redis(true, 3, 0, 0, 60_000), 0, 0), MAX);
+        assert_eq!(l.len(), 2);
+        // A later one drops both keys' state and seeds "b".
+        l.remember(
+            &keys,
+            1,
+            seed_of(redis(true, 3, 1, 0, 60_000), 2 * MS, 3 * MS),
+            MAX,
+        );
+        assert_eq!(l.len(), 0);
+        // An older reply, processed late, does not replace it.
+        l.remember(
+            &keys,
+            1,
+            seed_of(redis(true, 3, 2, 0, 60_000), MS, 4 * MS),
+            MAX,
+        );
+        let d = l
+            .decide(&keys, &specs, r, Nanos::new(T0 + 5 * MS), MAX)
+            .unwrap();
+        assert_eq!((d.binding, d.decision.remaining), (1, 0));
+    }
+
+    /// Seeds are bounded like keys: a full map of seeds that are all still
+    /// counting takes no more (those keys start empty).
+    #[test]
+    fn seeds_are_bounded() {
+        let mut l = Local::default();
+        for i in 0..100u64 {
+            let keys = [format!("k{i}")];
+            l.remember(&keys, 0, seed_of(redis(true, 5, 0, 0, 60_000), i, i), 10);
+        }
+        assert_eq!(l.seeds.len(), 10);
+        // Once they are fresh again, there is room.
+        let keys = ["late".to_string()];
+        l.remember(
+            &keys,
+            0,
+            seed_of(redis(true, 5, 0, 0, 60_000), 0, 61 * SEC),
+            10,
+        );
+        assert_eq!(l.seeds.len(), 1);
     }
 
     #[test]

@@ -3,9 +3,14 @@
 //! lookup) and a cost, one limiter call, then the inner service's response
 //! with `RateLimit-Policy` and `RateLimit` added, or a response from a hook
 //! with those headers (and `Retry-After`) added: `429` with a problem
-//! details body by default. A limiter error that is not an outage (outages
-//! are the [`FailurePolicy`](crate::FailurePolicy)'s job) is logged through
-//! `tracing` and answered by the error hook (`500` by default). A request
+//! details body by default. While Redis is away the limiter's
+//! [`FailurePolicy`](crate::FailurePolicy) decides: a fail-closed denial
+//! is not the caller's fault and is answered by the unavailable hook
+//! (`503 Service Unavailable` with `Retry-After` by default, never `429`);
+//! the in-process fallback's decisions are limits like any other, their
+//! `RateLimit` field marked `;fallback`. A limiter error that is not an
+//! outage is logged through `tracing` and answered by the error hook
+//! (`500` by default). A request
 //! without a key gets what [`NoKey`] says, by default a `400`: never a
 //! silent pass. Each layer can keep its keys under its own namespace, and
 //! building a layer whose keys a live layer already uses under another
@@ -33,10 +38,14 @@ use crate::reply::{AllDecision, Source};
 /// A boxed future, as [`AsyncKeyExtractor`] returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Finds the rate-limit key of a request. Any
-/// `Fn(&http::Request<B>) -> Option<String>` is one; [`HeaderKey`] reads a
-/// header. `None` (or an empty key): the request has no key, see [`NoKey`].
+/// Finds the rate-limit key of a request, for
+/// [`key_extractor`](RateLimitLayerBuilder::key_extractor): [`HeaderKey`]
+/// reads a header; implement it for a type of yours. (A closure or a
+/// function goes to [`key`](RateLimitLayerBuilder::key), which infers its
+/// argument's type.) `None` (or an empty key): the request has no key, see
+/// [`NoKey`].
 pub trait KeyExtractor<B>: Send + Sync + 'static {
+    /// The key of `request`, or `None` if it has none.
     fn key(&self, request: &Request<B>) -> Option<String>;
 }
 
@@ -50,14 +59,18 @@ where
 }
 
 /// Finds the rate-limit key of a request asynchronously: the tenant a
-/// token belongs to, from a database or a cache. Any
-/// `Fn(&http::Request<B>) -> impl Future<Output = Option<String>>` whose
-/// future owns what it needs (clone it out of the request first) is one.
+/// token belongs to, from a database or a cache, for
+/// [`key_extractor_async`](RateLimitLayerBuilder::key_extractor_async).
+/// Any `Fn(&http::Request<B>) -> impl Future<Output = Option<String>>`
+/// whose future owns what it needs (clone it out of the request first) is
+/// one; a closure goes to [`key_async`](RateLimitLayerBuilder::key_async),
+/// which infers its argument's type.
 ///
 /// The future may borrow the extractor but not the request: bodies such as
 /// axum's are not `Sync`, so a future holding `&Request` would not be
 /// `Send`.
 pub trait AsyncKeyExtractor<B>: Send + Sync + 'static {
+    /// The key of `request`, or `None` if it has none.
     fn key<'a>(&'a self, request: &Request<B>) -> BoxFuture<'a, Option<String>>;
 }
 
@@ -73,20 +86,41 @@ where
 
 /// The key is a request header's value (say `x-api-key`); a request
 /// without it (or with an empty or non-text value) has no key.
+///
+/// ```
+/// use redis_ratelimit_client::middleware::HeaderKey;
+/// let by_api_key = HeaderKey::new("x-api-key");
+/// assert_eq!(by_api_key.name().map(|n| n.as_str()), Some("x-api-key"));
+/// ```
 #[derive(Clone, Debug)]
 pub struct HeaderKey {
-    name: HeaderName,
+    name: Option<HeaderName>,
 }
 
 impl HeaderKey {
-    pub fn new(name: HeaderName) -> HeaderKey {
-        HeaderKey { name }
+    /// The header `name`: a `&str` or `String` (any case: header names are
+    /// compared in lower case) or a `HeaderName`. A string that is not a
+    /// header name (a space in it, say) matches no request, so every
+    /// request has no key and [`NoKey`] decides (by default, `400`): check
+    /// with [`name`](Self::name).
+    pub fn new<N>(name: N) -> HeaderKey
+    where
+        HeaderName: TryFrom<N>,
+    {
+        HeaderKey {
+            name: HeaderName::try_from(name).ok(),
+        }
+    }
+
+    /// The header read, `None` if the name given was not a header name.
+    pub fn name(&self) -> Option<&HeaderName> {
+        self.name.as_ref()
     }
 }
 
 impl<B> KeyExtractor<B> for HeaderKey {
     fn key(&self, request: &Request<B>) -> Option<String> {
-        let v = request.headers().get(&self.name)?.to_str().ok()?;
+        let v = request.headers().get(self.name.as_ref()?)?.to_str().ok()?;
         (!v.is_empty()).then(|| v.to_string())
     }
 }
@@ -121,8 +155,9 @@ impl NoKey {
     }
 }
 
-/// What the limited hook sees: the verdict, the headers the response will
-/// carry, and the request (without its body, which is dropped).
+/// What the limited and unavailable hooks see: the verdict, the headers
+/// the response will carry, and the request (without its body, which is
+/// dropped).
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Limited<'a> {
@@ -147,6 +182,14 @@ impl Limited<'_> {
     pub fn limit_name(&self) -> Option<&str> {
         self.limits.get(self.verdict.binding).map(|l| l.name())
     }
+
+    /// Was the request denied because Redis could not be asked
+    /// ([`FailurePolicy::FailClosed`](crate::FailurePolicy::FailClosed)),
+    /// not because the caller is over a limit? Such denials go to the
+    /// unavailable hook.
+    pub fn is_unavailable(&self) -> bool {
+        self.verdict.decision.source == Source::FailClosed
+    }
 }
 
 /// What the error hook sees: a limiter error that is not an outage (say
@@ -154,6 +197,7 @@ impl Limited<'_> {
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Failed<'a> {
+    /// The limiter's error.
     pub error: &'a Error,
     /// The caller's key.
     pub key: &'a str,
@@ -165,11 +209,17 @@ pub struct Failed<'a> {
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// Neither [`key`](RateLimitLayerBuilder::key) nor
-    /// [`key_async`](RateLimitLayerBuilder::key_async) was given.
+    /// None of [`key`](RateLimitLayerBuilder::key),
+    /// [`key_async`](RateLimitLayerBuilder::key_async),
+    /// [`key_extractor`](RateLimitLayerBuilder::key_extractor) or
+    /// [`key_extractor_async`](RateLimitLayerBuilder::key_extractor_async)
+    /// was given.
     NoKeyExtractor,
     /// A namespace must be 1 to 64 characters of `A-Z a-z 0-9 _ - . :`.
-    InvalidNamespace { namespace: String },
+    InvalidNamespace {
+        /// The namespace given.
+        namespace: String,
+    },
     /// [`NoKey::Shared`] with an empty key.
     EmptySharedKey,
     /// A layer built earlier, and still alive in this process, uses the
@@ -180,9 +230,11 @@ pub enum BuildError {
         keys: String,
         /// This layer's namespace and policy.
         namespace: Option<String>,
+        /// This layer's policy.
         policy: Box<Policy>,
         /// The earlier layer's namespace and policy.
         other_namespace: Option<String>,
+        /// The earlier layer's policy.
         other_policy: Box<Policy>,
     },
 }
@@ -191,7 +243,7 @@ impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BuildError::NoKeyExtractor => {
-                f.write_str("no key extractor: call .key(..) or .key_async(..)")
+                f.write_str("no key extractor: call .key(..), .key_async(..), .key_extractor(..) or .key_extractor_async(..)")
             }
             BuildError::InvalidNamespace { namespace } => write!(
                 f,
@@ -226,6 +278,7 @@ fn describe(namespace: Option<&str>) -> String {
 impl std::error::Error for BuildError {}
 
 type OnLimited<RB> = Box<dyn Fn(&Limited<'_>) -> Response<RB> + Send + Sync>;
+type OnUnavailable<RB> = OnLimited<RB>;
 type OnError<RB> = Box<dyn Fn(&Failed<'_>) -> Response<RB> + Send + Sync>;
 type OnNoKey<RB> = Box<dyn Fn(&Parts) -> Response<RB> + Send + Sync>;
 type Cost<B> = Box<dyn Fn(&Request<B>) -> u64 + Send + Sync>;
@@ -241,6 +294,7 @@ struct Config<B, RB> {
     cost: Cost<B>,
     no_key: NoKey,
     on_limited: OnLimited<RB>,
+    on_unavailable: OnUnavailable<RB>,
     on_error: OnError<RB>,
     on_no_key: OnNoKey<RB>,
     /// The layer's keys with `*` for the caller's key, for the error log
@@ -256,14 +310,15 @@ struct Config<B, RB> {
 /// wraps: `axum::body::Body` for both in axum).
 ///
 /// ```no_run
+/// # use redis_ratelimit_client::redis;
 /// # async fn f(limiter: redis_ratelimit_client::Limiter<redis::aio::ConnectionManager>)
 /// # -> Result<(), Box<dyn std::error::Error>> {
 /// use redis_ratelimit_client::middleware::{HeaderKey, NoKey, RateLimitLayer};
 /// # type Body = String;
 /// let layer = RateLimitLayer::builder(limiter)
 ///     .namespace("search") // keys rl:search:{<key>}:<limit>
-///     .key(HeaderKey::new(http::HeaderName::from_static("x-api-key")))
-///     .cost(|req: &http::Request<Body>| if req.uri().path().ends_with("/bulk") { 10 } else { 1 })
+///     .key_extractor(HeaderKey::new("x-api-key"))
+///     .cost(|req| if req.uri().path().ends_with("/bulk") { 10 } else { 1 })
 ///     .no_key(NoKey::shared("anonymous"))
 ///     .build()?;
 /// # let _: redis_ratelimit_client::middleware::RateLimitLayer<_, Body, Body> = layer;
@@ -308,6 +363,7 @@ impl<C, B, RB> RateLimitLayer<C, B, RB> {
             cost: None,
             no_key: NoKey::default(),
             on_limited: None,
+            on_unavailable: None,
             on_error: None,
             on_no_key: None,
         }
@@ -342,6 +398,7 @@ pub struct RateLimitLayerBuilder<C, B, RB> {
     cost: Option<Cost<B>>,
     no_key: NoKey,
     on_limited: Option<OnLimited<RB>>,
+    on_unavailable: Option<OnUnavailable<RB>>,
     on_error: Option<OnError<RB>>,
     on_no_key: Option<OnNoKey<RB>>,
 }
@@ -356,15 +413,34 @@ impl<C, B, RB> RateLimitLayerBuilder<C, B, RB> {
         self
     }
 
-    /// The key of each request, found synchronously.
-    pub fn key(mut self, key: impl KeyExtractor<B>) -> Self {
+    /// The key of each request, found by a closure or a function:
+    /// `.key(|req| req.headers().get("x-tenant")?.to_str().ok().map(String::from))`
+    /// (the argument's type is inferred). For [`HeaderKey`] or an extractor
+    /// type of yours: [`key_extractor`](Self::key_extractor).
+    pub fn key(self, key: impl Fn(&Request<B>) -> Option<String> + Send + Sync + 'static) -> Self {
+        self.key_extractor(key)
+    }
+
+    /// The key of each request, found by a [`KeyExtractor`]:
+    /// `.key_extractor(HeaderKey::new("x-api-key"))`.
+    pub fn key_extractor(mut self, key: impl KeyExtractor<B>) -> Self {
         self.key = Some(KeySource::Sync(Box::new(key)));
         self
     }
 
-    /// The key of each request, found asynchronously (say the tenant of a
-    /// bearer token, from a database).
-    pub fn key_async(mut self, key: impl AsyncKeyExtractor<B>) -> Self {
+    /// The key of each request, found asynchronously by a closure that
+    /// returns a future (say the tenant of a bearer token, from a
+    /// database): `.key_async(|req| { let token = ...; async move { .. } })`
+    /// (the argument's type is inferred; the future owns what it needs).
+    pub fn key_async<Fut>(self, key: impl Fn(&Request<B>) -> Fut + Send + Sync + 'static) -> Self
+    where
+        Fut: Future<Output = Option<String>> + Send + 'static,
+    {
+        self.key_extractor_async(key)
+    }
+
+    /// The key of each request, found by an [`AsyncKeyExtractor`] type.
+    pub fn key_extractor_async(mut self, key: impl AsyncKeyExtractor<B>) -> Self {
         self.key = Some(KeySource::Async(Box::new(key)));
         self
     }
@@ -384,15 +460,30 @@ impl<C, B, RB> RateLimitLayerBuilder<C, B, RB> {
         self
     }
 
-    /// The response to a denied request. `RateLimit-Policy`, `RateLimit`
-    /// and `Retry-After` are added to it. Default: `429 Too Many Requests`
-    /// with an `application/problem+json` body (RFC 9457) naming the limit
-    /// and the wait.
+    /// The response to a request denied by a limit (by Redis, or by the
+    /// in-process fallback while Redis is away). `RateLimit-Policy`,
+    /// `RateLimit` and `Retry-After` are added to it. Default: `429 Too
+    /// Many Requests` with an `application/problem+json` body (RFC 9457)
+    /// naming the limit and the wait.
     pub fn on_limited(
         mut self,
         hook: impl Fn(&Limited<'_>) -> Response<RB> + Send + Sync + 'static,
     ) -> Self {
         self.on_limited = Some(Box::new(move |l: &Limited<'_>| hook(l)));
+        self
+    }
+
+    /// The response to a request denied because Redis could not be asked
+    /// and the limiter fails closed ([`Limited::is_unavailable`]): the
+    /// caller is not over its limit, the service cannot tell. `Retry-After`
+    /// (the limiter's cooldown, at least 1 s) and `RateLimit-Policy` are
+    /// added to it. Default: `503 Service Unavailable` with a problem
+    /// details body saying the limits cannot be checked now.
+    pub fn on_unavailable(
+        mut self,
+        hook: impl Fn(&Limited<'_>) -> Response<RB> + Send + Sync + 'static,
+    ) -> Self {
+        self.on_unavailable = Some(Box::new(move |l: &Limited<'_>| hook(l)));
         self
     }
 
@@ -461,6 +552,9 @@ where
             cost: self.cost.unwrap_or_else(|| Box::new(|_: &Request<B>| 1)),
             no_key: self.no_key,
             on_limited: self.on_limited.unwrap_or_else(|| Box::new(default_limited)),
+            on_unavailable: self
+                .on_unavailable
+                .unwrap_or_else(|| Box::new(default_unavailable)),
             on_error: self.on_error.unwrap_or_else(|| {
                 Box::new(|_: &Failed<'_>| {
                     problem(
@@ -589,21 +683,28 @@ fn json_string(s: &str) -> String {
 fn default_limited<RB: From<String>>(l: &Limited<'_>) -> Response<RB> {
     let name = l.limit_name().unwrap_or("rate");
     let d = &l.verdict.decision;
-    let detail = match (d.source, d.retry_after) {
-        (Source::FailClosed, Some(wait)) => format!(
-            "the rate limits cannot be checked now; retry in {} s",
-            ceil_secs(wait)
-        ),
-        (_, Some(wait)) => format!(
+    let detail = match d.retry_after {
+        Some(wait) => format!(
             "rate limit \"{name}\" exceeded; retry in {} s",
             ceil_secs(wait)
         ),
-        (_, None) => format!(
+        None => format!(
             "this request (cost {}) exceeds rate limit \"{name}\" and will never be allowed",
             l.cost
         ),
     };
     problem(StatusCode::TOO_MANY_REQUESTS, detail)
+}
+
+fn default_unavailable<RB: From<String>>(l: &Limited<'_>) -> Response<RB> {
+    let wait = l.verdict.decision.retry_after.unwrap_or_default();
+    problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "the rate limits cannot be checked now; retry in {} s",
+            ceil_secs(wait).max(1)
+        ),
+    )
 }
 
 /// The service [`RateLimitLayer`] makes.
@@ -728,7 +829,11 @@ where
                     cost,
                     request: &parts,
                 };
-                let mut r = (config.on_limited)(&limited);
+                let mut r = if limited.is_unavailable() {
+                    (config.on_unavailable)(&limited)
+                } else {
+                    (config.on_limited)(&limited)
+                };
                 insert(r.headers_mut(), &headers);
                 return Ok(r);
             }
@@ -764,6 +869,26 @@ mod tests {
 
     #[test]
     fn header_keys() {
+        // A &str, in any case, or a HeaderName; a name that is not one
+        // matches nothing.
+        assert_eq!(
+            HeaderKey::new("X-Api-Key").name(),
+            Some(&HeaderName::from_static("x-api-key"))
+        );
+        assert_eq!(
+            HeaderKey::new(String::from("x-api-key")).name(),
+            Some(&HeaderName::from_static("x-api-key"))
+        );
+        let bad = HeaderKey::new("x api key");
+        assert_eq!(bad.name(), None);
+        let mut with = Request::new(());
+        with.headers_mut()
+            .insert("x-api-key", HeaderValue::from_static("alice"));
+        assert_eq!(bad.key(&with), None);
+        assert_eq!(
+            HeaderKey::new("x-api-key").key(&with).as_deref(),
+            Some("alice")
+        );
         let k = HeaderKey::new(HeaderName::from_static("x-api-key"));
         let req = |v: &[u8]| {
             let mut r = Request::new(());

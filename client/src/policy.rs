@@ -64,6 +64,8 @@ pub struct TokenBucket {
 }
 
 impl TokenBucket {
+    /// A bucket of `capacity` tokens refilled at `rate` tokens per `period`,
+    /// checked as the module reads `RL.TOKENBUCKET`.
     pub fn new(
         capacity: u64,
         rate: impl Into<Decimal>,
@@ -87,12 +89,15 @@ impl TokenBucket {
         })
     }
 
+    /// The most tokens it holds (the reply's `limit`).
     pub fn capacity(&self) -> u64 {
         self.capacity
     }
+    /// Tokens added per period.
     pub fn rate(&self) -> Decimal {
         self.rate
     }
+    /// The period the rate is counted in.
     pub fn period(&self) -> Duration {
         self.period
     }
@@ -113,6 +118,8 @@ pub struct SlidingWindow {
 }
 
 impl SlidingWindow {
+    /// At most `limit` units in any `window`, checked as the module reads
+    /// `RL.SLIDING`.
     pub fn new(limit: u64, window: Duration) -> Result<SlidingWindow, PolicyError> {
         let window_secs = secs(window);
         check(&SLIDING, &[limit.to_string(), window_secs.to_string()])?;
@@ -123,9 +130,11 @@ impl SlidingWindow {
         })
     }
 
+    /// The most units in a window.
     pub fn limit(&self) -> u64 {
         self.limit
     }
+    /// The window's length.
     pub fn window(&self) -> Duration {
         self.window
     }
@@ -143,6 +152,8 @@ pub struct Gcra {
 }
 
 impl Gcra {
+    /// Bursts of up to `burst`, then `rate` per `period`, checked as the module
+    /// reads `RL.GCRA`.
     pub fn new(
         burst: u64,
         rate: impl Into<Decimal>,
@@ -163,12 +174,15 @@ impl Gcra {
         })
     }
 
+    /// The largest burst (the reply's `limit`).
     pub fn burst(&self) -> u64 {
         self.burst
     }
+    /// Requests allowed per period, after a burst.
     pub fn rate(&self) -> Decimal {
         self.rate
     }
+    /// The period the rate is counted in.
     pub fn period(&self) -> Duration {
         self.period
     }
@@ -184,10 +198,15 @@ impl Gcra {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 #[non_exhaustive]
 pub enum CalendarUnit {
+    /// Windows start on whole minutes.
     Minute,
+    /// Windows start on whole hours.
     Hour,
+    /// Windows start at midnight.
     Day,
+    /// Windows start on Mondays at midnight.
     Week,
+    /// Windows start on the 1st of the month at midnight.
     Month,
 }
 
@@ -227,7 +246,9 @@ pub enum FixedSpan {
     Length(Duration),
     /// Windows start at calendar boundaries, in UTC or in `time_zone`.
     Calendar {
+        /// The calendar unit.
         unit: CalendarUnit,
+        /// The IANA time zone, `None` for UTC.
         time_zone: Option<String>,
     },
 }
@@ -295,9 +316,11 @@ impl FixedWindow {
         Ok(self)
     }
 
+    /// The most units per window.
     pub fn limit(&self) -> u64 {
         self.limit
     }
+    /// How windows are laid out.
     pub fn span(&self) -> &FixedSpan {
         &self.span
     }
@@ -339,6 +362,8 @@ pub struct Throttle {
 }
 
 impl Throttle {
+    /// `count` per `period` (whole seconds) with bursts of `max_burst + 1`,
+    /// checked as the module reads `CL.THROTTLE`.
     pub fn new(max_burst: u64, count: u64, period: Duration) -> Result<Throttle, PolicyError> {
         // Checked as the module reads CL.THROTTLE (whole seconds only).
         let words = [
@@ -357,12 +382,15 @@ impl Throttle {
         })
     }
 
+    /// The burst beyond the first request, as redis-cell counts it.
     pub fn max_burst(&self) -> u64 {
         self.max_burst
     }
+    /// Requests per period.
     pub fn count_per_period(&self) -> u64 {
         self.count
     }
+    /// The period, in whole seconds.
     pub fn period(&self) -> Duration {
         Duration::from_secs(self.period_secs)
     }
@@ -401,6 +429,8 @@ pub struct Concurrency {
 }
 
 impl Concurrency {
+    /// At most `limit` in flight, each slot leased for `lease`, checked as the
+    /// module reads `RL.ACQUIRE`.
     pub fn new(limit: u64, lease: Duration) -> Result<Concurrency, PolicyError> {
         let lease_secs = Decimal::from_duration_secs(lease).ok_or(PolicyError::Invalid {
             message: "lease_seconds must be a positive number of seconds with at most 9 decimals, at most 10 years",
@@ -412,6 +442,7 @@ impl Concurrency {
             lease_secs,
         })
     }
+    /// The most slots in flight.
     pub fn limit(&self) -> u64 {
         self.limit
     }
@@ -498,15 +529,19 @@ impl NamedPolicy {
         Ok(self)
     }
 
+    /// The policy's name in the server.
     pub fn name(&self) -> &str {
         &self.name
     }
+    /// The limit it stands for.
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
+    /// Does it answer allowed while recording denials (`SHADOW`)?
     pub fn is_shadow(&self) -> bool {
         self.shadow
     }
+    /// How long a denial locks the key out (`LOCKOUT`), if it does.
     pub fn lockout_duration(&self) -> Option<Duration> {
         self.lockout
     }
@@ -547,9 +582,13 @@ impl NamedPolicy {
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 #[non_exhaustive]
 pub enum Policy {
+    /// `RL.TOKENBUCKET`.
     TokenBucket(TokenBucket),
+    /// `RL.SLIDING`.
     Sliding(SlidingWindow),
+    /// `RL.GCRA`.
     Gcra(Gcra),
+    /// `RL.FIXED`.
     Fixed(FixedWindow),
     /// redis-cell's limit, sent as the `RL.GCRA` it is (see
     /// [`Throttle::as_gcra`]).
@@ -730,9 +769,11 @@ pub struct Limit {
 }
 
 impl Limit {
+    /// The limit's name, in its keys and headers.
     pub fn name(&self) -> &str {
         &self.name
     }
+    /// The limit.
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
@@ -757,6 +798,7 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// Starts a set; add limits with [`LimitsBuilder::limit`].
     pub fn builder() -> LimitsBuilder {
         LimitsBuilder { items: Vec::new() }
     }
@@ -769,9 +811,11 @@ impl Limits {
         Limits::builder().limit(name, policy).build()
     }
 
+    /// The limits, in the order they were given.
     pub fn iter(&self) -> std::slice::Iter<'_, Limit> {
         self.items.iter()
     }
+    /// The number of limits (at least 1).
     pub fn len(&self) -> usize {
         self.items.len()
     }
@@ -779,6 +823,7 @@ impl Limits {
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
+    /// The limit at `index`, in the order they were given.
     pub fn get(&self, index: usize) -> Option<&Limit> {
         self.items.get(index)
     }
@@ -799,6 +844,8 @@ pub struct LimitsBuilder {
 }
 
 impl LimitsBuilder {
+    /// Adds a limit under `name` (1 to 64 of `A-Z a-z 0-9 _ - . :`, unique in
+    /// the set).
     pub fn limit(mut self, name: impl Into<String>, policy: impl Into<Policy>) -> LimitsBuilder {
         self.items.push(Limit {
             name: name.into(),
@@ -807,6 +854,8 @@ impl LimitsBuilder {
         self
     }
 
+    /// The set: [`PolicyError`] if it is empty, or a name is invalid or used
+    /// twice.
     pub fn build(self) -> Result<Limits, PolicyError> {
         if self.items.is_empty() {
             return Err(PolicyError::NoLimits);

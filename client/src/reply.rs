@@ -155,6 +155,43 @@ impl AllDecision {
         AllDecision { decision, binding }
     }
 
+    /// Was the request allowed? (`decision.allowed`)
+    pub fn allowed(&self) -> bool {
+        self.decision.allowed
+    }
+    /// The binding limit's capacity, limit or burst (`decision.limit`).
+    pub fn limit(&self) -> u64 {
+        self.decision.limit
+    }
+    /// Units the binding limit can still take right now
+    /// (`decision.remaining`).
+    pub fn remaining(&self) -> u64 {
+        self.decision.remaining
+    }
+    /// `Some(ZERO)` when allowed; when denied, the wait after which the
+    /// same request is allowed, `None` if never (`decision.retry_after`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.decision.retry_after
+    }
+    /// Time until the binding limit is fresh again
+    /// (`decision.reset_after`).
+    pub fn reset_after(&self) -> Duration {
+        self.decision.reset_after
+    }
+    /// Who decided: Redis, or the failure policy (`decision.source`).
+    pub fn source(&self) -> Source {
+        self.decision.source
+    }
+    /// The lease taken, if a CONCURRENCY limit gave one
+    /// (`decision.lease`).
+    pub fn lease(&self) -> Option<u64> {
+        self.decision.lease
+    }
+    /// Denied, and no wait will ever allow it (`decision.is_never()`).
+    pub fn is_never(&self) -> bool {
+        self.decision.is_never()
+    }
+
     /// Read an `RL.ALL` reply: six integers, and a lease id after them
     /// when a CONCURRENCY limit is part of it.
     pub fn from_reply(v: &Value) -> Result<AllDecision, ParsingError> {
@@ -328,6 +365,30 @@ fn int(v: &Value) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_decisions_answer_without_the_nesting() {
+        let d = Decision {
+            allowed: false,
+            limit: 10,
+            remaining: 0,
+            retry_after: Some(Duration::from_millis(1500)),
+            reset_after: Duration::from_secs(6),
+            source: Source::Fallback,
+            lease: Some(7),
+        };
+        let v = AllDecision::new(d, 1);
+        assert_eq!(
+            (v.allowed(), v.limit(), v.remaining(), v.retry_after()),
+            (false, 10, 0, Some(Duration::from_millis(1500)))
+        );
+        assert_eq!(
+            (v.reset_after(), v.source(), v.lease(), v.is_never()),
+            (Duration::from_secs(6), Source::Fallback, Some(7), false)
+        );
+        // The fields are still there.
+        assert_eq!((v.decision, v.binding), (d, 1));
+    }
 
     fn ints(v: &[i64]) -> Value {
         Value::Array(v.iter().map(|i| Value::Int(*i)).collect())

@@ -23,9 +23,15 @@ use crate::reply::Decision;
 #[non_exhaustive]
 pub enum WaitError<D, E> {
     /// Still denied at the deadline, or the next try would fall after it.
-    TimedOut { last: D },
+    TimedOut {
+        /// The last answer.
+        last: D,
+    },
     /// The request can never be allowed (its cost is above a limit).
-    Never { last: D },
+    Never {
+        /// The answer that said so.
+        last: D,
+    },
     /// A try failed.
     Failed(E),
 }
@@ -77,7 +83,7 @@ pub(crate) fn std_deadline_after(max_wait: Duration) -> std::time::Instant {
 /// short at the deadline.
 ///
 /// ```no_run
-/// use redis_ratelimit_client::{wait::Wait, AsyncRateLimitCommands, TokenBucket};
+/// use redis_ratelimit_client::{redis, wait::Wait, AsyncRateLimitCommands, TokenBucket};
 /// use std::time::Duration;
 /// # async fn f(mut con: redis::aio::MultiplexedConnection) -> Result<(), Box<dyn std::error::Error>> {
 /// let bucket = TokenBucket::new(10, 10, Duration::from_secs(1))?;

@@ -108,8 +108,12 @@ async fn leases_release_on_drop_and_never_exceed_the_limit() {
     assert_eq!(most.load(Ordering::SeqCst), 2);
 }
 
+/// A lease is held while its guard lives, past its lease time, without
+/// the caller asking (it used to end silently at the lease time unless
+/// the caller called keep_alive); a limiter told not to keep leases alive
+/// lets them end at their lease time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_kept_alive_lease_outlives_its_lease_time() {
+async fn a_lease_is_held_while_its_guard_lives() {
     let s = Server::start();
     let client = redis::Client::open(s.url()).unwrap();
     let limiter = Limiter::connect(
@@ -121,16 +125,19 @@ async fn a_kept_alive_lease_outlives_its_lease_time() {
     let Acquired::Granted(held) = limiter.acquire("job").await.unwrap() else {
         panic!()
     };
-    let held = held.keep_alive();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    // Still held: renewed in the background.
+    // Still held, by the server's account: renewed in the background.
     assert!(matches!(
         limiter.acquire("job").await.unwrap(),
         Acquired::Denied(_)
     ));
+    assert!(held.renew().await.unwrap(), "the lease is live");
+    // keep_alive on it is a no-op, not a second renewer.
+    let held = held.keep_alive();
     assert!(held.release().await.unwrap());
     // Not kept alive: it ends by itself.
-    let Acquired::Granted(lapsing) = limiter.acquire("job").await.unwrap() else {
+    let lapse = limiter.clone().with_lease_keep_alive(false);
+    let Acquired::Granted(lapsing) = lapse.acquire("job").await.unwrap() else {
         panic!()
     };
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -140,6 +147,33 @@ async fn a_kept_alive_lease_outlives_its_lease_time() {
         limiter.acquire("job").await.unwrap(),
         Acquired::Granted(_)
     ));
+}
+
+/// The blocking limiter's leases too, renewed by one thread of the
+/// limiter's.
+#[test]
+fn a_blocking_lease_is_held_while_its_guard_lives() {
+    let s = Server::start();
+    let client = redis::Client::open(s.url()).unwrap();
+    let limiter = blocking::Limiter::connect(
+        &client,
+        inflight(2, Duration::from_millis(600)),
+        FailurePolicy::FailClosed,
+    );
+    let a = limiter.acquire("job").unwrap().unwrap();
+    let b = limiter.acquire("job").unwrap().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(limiter.acquire("job").unwrap().is_err(), "both still held");
+    assert!(a.renew().unwrap() && b.renew().unwrap());
+    drop(a);
+    let c = limiter.acquire("job").unwrap().unwrap();
+    // Without keep-alive: ends at its lease time, guard or not.
+    drop((b, c));
+    let lapse = limiter.clone().with_lease_keep_alive(false);
+    let lapsing = lapse.acquire("job").unwrap().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(!lapsing.renew().unwrap(), "the lease ended");
+    drop(lapsing);
 }
 
 #[test]
@@ -320,6 +354,32 @@ async fn policies_reach_every_primary_and_disagreement_is_an_error() {
             assert!(node.contains(&master.to_string()), "{node}");
             assert_eq!(held.as_deref(), Some("SLIDING 6 60"));
             assert_eq!(want.as_deref(), Some("SLIDING 5 60"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// On a standalone server, a disagreement names the server by its
+/// address, as a cluster names its node (it said "redis").
+#[tokio::test]
+async fn a_standalone_disagreement_names_the_server() {
+    let s = Server::start();
+    let client = redis::Client::open(s.url()).unwrap();
+    let api = NamedPolicy::new("api", SlidingWindow::new(5, S(60)).unwrap()).unwrap();
+    let limiter = Limiter::connect(
+        &client,
+        Limits::single("api", api).unwrap(),
+        FailurePolicy::FailClosed,
+    )
+    .unwrap();
+    let other = NamedPolicy::new("api", SlidingWindow::new(6, S(60)).unwrap()).unwrap();
+    s.connect().policy_set(&other).unwrap();
+    match limiter.check_policies().await {
+        Err(e @ Error::PoliciesDisagree { .. }) => {
+            let Error::PoliciesDisagree { node, .. } = &e else {
+                unreachable!()
+            };
+            assert_eq!(node, &format!("127.0.0.1:{}", s.port), "{e}");
         }
         other => panic!("{other:?}"),
     }

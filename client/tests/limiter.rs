@@ -181,8 +181,9 @@ async fn fallback_keeps_limiting_in_process() {
         Source::Redis
     );
     support::kill(s);
-    // The fallback starts empty: the whole quota, then denials.
-    for left in [2, 1, 0] {
+    // The fallback starts from Redis's last decision (one of three taken):
+    // the two left, then denials. (It started empty: three more.)
+    for left in [1, 0] {
         let v = whole.check("k").await.unwrap();
         assert_eq!(v.decision.source, Source::Fallback);
         assert_eq!((v.decision.allowed, v.decision.remaining), (true, left));
@@ -190,8 +191,9 @@ async fn fallback_keeps_limiting_in_process() {
     let v = whole.check("k").await.unwrap();
     assert!(!v.decision.allowed);
     // Still a sliding window: nothing comes back until the first of the
-    // three leaves it, a minute after it was admitted (a bucket would give
-    // one back every 20 s, 9 admissions in the first minute of an outage).
+    // three (Redis's) leaves it, a minute after it was admitted (a bucket
+    // would give one back every 20 s, 9 admissions in the first minute of
+    // an outage).
     let retry = v.decision.retry_after.unwrap();
     assert!(retry > S(59) && retry <= S(60), "{retry:?}");
     // A third of the quota per process: one unit.
@@ -458,4 +460,25 @@ async fn a_huge_wait_is_waited_not_a_panic() {
         .unwrap()
         .unwrap();
     assert!(d.decision.allowed);
+}
+
+/// `Limiter::connect` is a plain function: called outside a tokio runtime
+/// it panicked ("there is no reactor running"); it says so in an error.
+#[test]
+fn connect_outside_a_runtime_is_an_error_not_a_panic() {
+    let client = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
+    let r = std::panic::catch_unwind(|| {
+        Limiter::connect(&client, three_a_minute(), FailurePolicy::FailClosed)
+    });
+    match r {
+        Ok(Err(e @ Error::NoRuntime)) => {
+            assert!(e.to_string().contains("inside a tokio runtime"), "{e}")
+        }
+        Ok(other) => panic!("expected Error::NoRuntime, got {other:?}"),
+        Err(_) => panic!("Limiter::connect panicked outside a runtime"),
+    }
+    // Inside one (entered, not even running a task), it connects.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _in = rt.enter();
+    assert!(Limiter::connect(&client, three_a_minute(), FailurePolicy::FailClosed).is_ok());
 }

@@ -28,7 +28,7 @@ use axum::routing::get;
 use axum::Router;
 use redis_ratelimit_client::middleware::{BuildError, HeaderKey, NoKey, RateLimitLayer};
 use redis_ratelimit_client::{
-    Error, FailurePolicy, Limiter, Limits, Policy, SlidingWindow, TokenBucket,
+    Error, FailurePolicy, Limiter, Limits, Policy, Share, SlidingWindow, TokenBucket,
 };
 use redis_ratelimit_testkit::{call, int, ok, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -98,7 +98,7 @@ fn hello(layer: Layer) -> Router {
 }
 
 fn api_key() -> HeaderKey {
-    HeaderKey::new(http::HeaderName::from_static("x-api-key"))
+    HeaderKey::new("x-api-key")
 }
 
 fn per_key() -> Limits {
@@ -117,7 +117,7 @@ async fn limiter(s: &Server, limits: Limits) -> Limiter<redis::aio::ConnectionMa
 async fn api_layer(s: &Server, namespace: &str) -> Layer {
     RateLimitLayer::builder(limiter(s, per_key()).await)
         .namespace(namespace)
-        .key(api_key())
+        .key_extractor(api_key())
         .build()
         .unwrap()
 }
@@ -166,7 +166,7 @@ async fn hooks_shape_the_429_and_the_error_response() {
     let s = Server::start();
     let layer = RateLimitLayer::builder(limiter(&s, per_key()).await)
         .namespace("hooks")
-        .key(api_key())
+        .key_extractor(api_key())
         .on_limited(|l| {
             let d = &l.verdict.decision;
             let body = format!(
@@ -312,7 +312,7 @@ async fn each_request_takes_its_cost() {
     .unwrap();
     let layer: Layer = RateLimitLayer::builder(limiter(&s, limits).await)
         .namespace("cost")
-        .key(api_key())
+        .key_extractor(api_key())
         .cost(|req| {
             req.headers()
                 .get("x-cost")
@@ -367,7 +367,7 @@ async fn an_async_extractor_finds_the_tenant_of_a_token() {
     let lookup = support::multiplexed(&s).await;
     let layer: Layer = RateLimitLayer::builder(limiter(&s, per_key()).await)
         .namespace("tenants")
-        .key_async(move |req: &http::Request<Body>| {
+        .key_async(move |req| {
             let token = req
                 .headers()
                 .get("authorization")
@@ -422,12 +422,12 @@ async fn namespaces_keep_two_routes_with_one_limit_name_apart() {
     // No type annotations: axum's router pins the body types.
     let search = RateLimitLayer::builder(limiter(&s, search_limits).await)
         .namespace("search")
-        .key(api_key())
+        .key_extractor(api_key())
         .build()
         .unwrap();
     let upload = RateLimitLayer::builder(limiter(&s, upload_limits).await)
         .namespace("upload")
-        .key(api_key())
+        .key_extractor(api_key())
         .build()
         .unwrap();
     let app = Router::new()
@@ -468,7 +468,7 @@ async fn layers_that_would_share_keys_under_another_policy_are_refused() {
         .unwrap()
     };
     let build = |l: Limiter<_>, ns: Option<&str>| {
-        let b = RateLimitLayer::builder(l).key(api_key());
+        let b = RateLimitLayer::builder(l).key_extractor(api_key());
         match ns {
             Some(ns) => b.namespace(ns),
             None => b,
@@ -552,7 +552,7 @@ async fn build_errors_say_what_is_missing_or_wrong() {
     };
     let build = |l: Limiter<_>, ns: &str| -> Result<Layer, _> {
         RateLimitLayer::builder(l)
-            .key(api_key())
+            .key_extractor(api_key())
             .namespace(ns)
             .build()
     };
@@ -576,7 +576,7 @@ async fn build_errors_say_what_is_missing_or_wrong() {
         .unwrap_err();
     assert_eq!(e, BuildError::NoKeyExtractor);
     let e = RateLimitLayer::<_, Body, Body>::builder(limiter(&s, sliding()).await)
-        .key(api_key())
+        .key_extractor(api_key())
         .no_key(NoKey::shared(""))
         .build()
         .unwrap_err();
@@ -625,7 +625,7 @@ async fn no_key_is_rejected_by_default() {
     // The no-key hook shapes the refusal.
     let hooked: Layer = RateLimitLayer::builder(limiter(&s, per_key()).await)
         .namespace("reject")
-        .key(api_key())
+        .key_extractor(api_key())
         .on_no_key(|parts| {
             (
                 StatusCode::UNAUTHORIZED,
@@ -645,7 +645,7 @@ async fn no_key_shared_limits_keyless_requests_together() {
     let s = Server::start();
     let layer: Layer = RateLimitLayer::builder(limiter(&s, per_key()).await)
         .namespace("shared")
-        .key(api_key())
+        .key_extractor(api_key())
         .no_key(NoKey::shared("anonymous"))
         .build()
         .unwrap();
@@ -665,7 +665,7 @@ async fn no_key_pass_lets_keyless_requests_through_unlimited() {
     let s = Server::start();
     let layer: Layer = RateLimitLayer::builder(limiter(&s, per_key()).await)
         .namespace("pass")
-        .key(api_key())
+        .key_extractor(api_key())
         .no_key(NoKey::Pass)
         .build()
         .unwrap();
@@ -694,7 +694,7 @@ async fn fails_open_when_redis_is_gone() {
     .with_timeout(Duration::from_millis(200));
     let layer = RateLimitLayer::builder(limiter)
         .namespace("open")
-        .key(api_key())
+        .key_extractor(api_key())
         .build()
         .unwrap();
     let addr = serve(hello(layer)).await;
@@ -709,39 +709,121 @@ async fn fails_open_when_redis_is_gone() {
     }
 }
 
+/// Redis unreachable and the limiter fails closed: the caller is not over
+/// its limit, the service cannot tell. `503` with `Retry-After`, not `429`
+/// (it was 429), and the limited hook is not asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fails_closed_with_retry_after() {
+async fn fails_closed_with_503_and_retry_after() {
     let s = Server::start();
     let limiter = limiter(&s, per_key())
         .await
         .with_timeout(Duration::from_millis(200));
     let layer = RateLimitLayer::builder(limiter)
         .namespace("closed")
-        .key(api_key())
+        .key_extractor(api_key())
+        .on_limited(|_| (StatusCode::IM_A_TEAPOT, "not a limit").into_response())
         .build()
         .unwrap();
     let addr = serve(hello(layer)).await;
     support::kill(s);
     let r = get_with(addr, Some("k")).await;
-    assert_eq!(r.status, 429);
+    assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.headers["retry-after"], "1");
+    assert_eq!(r.headers["content-type"], "application/problem+json");
+    assert_eq!(r.headers["ratelimit-policy"], "\"per-key\";q=2;w=60");
     assert!(!r.headers.contains_key("ratelimit"));
-    assert!(
-        r.body
-            .contains("the rate limits cannot be checked now; retry in 1 s"),
-        "{}",
-        r.body
+    assert_eq!(
+        r.body,
+        "{\"title\":\"Service Unavailable\",\"status\":503,\
+         \"detail\":\"the rate limits cannot be checked now; retry in 1 s\"}"
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_unavailable_hook_shapes_the_503() {
+    let s = Server::start();
+    let limiter = limiter(&s, per_key())
+        .await
+        .with_timeout(Duration::from_millis(200))
+        .with_cooldown(Duration::from_secs(5));
+    let layer = RateLimitLayer::builder(limiter)
+        .namespace("closed-hook")
+        .key_extractor(api_key())
+        .on_unavailable(|l| {
+            assert!(l.is_unavailable());
+            (StatusCode::SERVICE_UNAVAILABLE, format!("later, {}", l.key)).into_response()
+        })
+        .build()
+        .unwrap();
+    let addr = serve(hello(layer)).await;
+    support::kill(s);
+    let r = get_with(addr, Some("k")).await;
+    assert_eq!((r.status, r.body.as_str()), (503, "later, k"));
+    // The cooldown: no point asking again before Redis is tried again.
+    assert_eq!(r.headers["retry-after"], "5");
+}
+
+/// The in-process fallback decides like a limit (429 when over it), and
+/// its RateLimit field says who decided: `;fallback`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_decisions_are_marked_in_the_ratelimit_field() {
+    let s = Server::start();
+    let limiter = Limiter::new(
+        support::manager(&s).await,
+        per_key(),
+        FailurePolicy::Fallback(Share::Whole),
+    )
+    .with_timeout(Duration::from_millis(200));
+    let layer = RateLimitLayer::builder(limiter)
+        .namespace("fallback")
+        .key_extractor(api_key())
+        .build()
+        .unwrap();
+    let addr = serve(hello(layer)).await;
+    support::kill(s);
+    let r = get_with(addr, Some("k")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["ratelimit-policy"], "\"per-key\";q=2;w=60");
+    assert_eq!(r.headers["ratelimit"], "\"per-key\";r=1;t=60;fallback");
+    assert_eq!(get_with(addr, Some("k")).await.status, 200);
+    let r = get_with(addr, Some("k")).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    let retry: u64 = r.headers["retry-after"].parse().unwrap();
+    assert_eq!(
+        r.headers["ratelimit"],
+        format!("\"per-key\";r=0;t={retry};fallback")
+    );
+}
+
+/// A closure is a key extractor, its argument's type inferred (it needed
+/// `|req: &Request<Body>|`: E0282 without), and so is a function generic
+/// over the body; the body type comes from the router.
 #[test]
 fn a_closure_extracts_keys_too() {
-    // Any Fn(&Request<B>) -> Option<String> is a key extractor: here the
-    // tenant from the path.
-    let _layer = |limiter: Limiter<redis::aio::ConnectionManager>| -> Layer {
-        RateLimitLayer::builder(limiter)
-            .key(|req: &http::Request<Body>| req.uri().path().split('/').nth(1).map(str::to_string))
+    fn tenant<B>(req: &http::Request<B>) -> Option<String> {
+        req.uri().path().split('/').nth(1).map(str::to_string)
+    }
+    let _app = |limiter: Limiter<redis::aio::ConnectionManager>| -> Router {
+        let by_path = RateLimitLayer::builder(limiter.clone())
+            .namespace("closure")
+            .key(|req| req.uri().path().split('/').nth(1).map(str::to_string))
+            .cost(|req| {
+                if req.uri().path().ends_with("/bulk") {
+                    5
+                } else {
+                    1
+                }
+            })
             .build()
-            .unwrap()
+            .unwrap();
+        let by_fn = RateLimitLayer::builder(limiter)
+            .namespace("function")
+            .key(tenant)
+            .build()
+            .unwrap();
+        Router::new()
+            .route("/", get(|| async { "hello" }))
+            .layer(by_path)
+            .layer(by_fn)
     };
 }

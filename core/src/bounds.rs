@@ -51,6 +51,13 @@ pub const MAX_LEASES_MAX: u32 = 1_000_000;
 pub const MAX_POLICY_WORDS: usize = 16;
 pub const MAX_POLICY_WORD: usize = 64;
 
+/// The longest decimal argument (a rate, a window, a lease length), in
+/// bytes: what a policy word may hold. Reading one costs time linear in
+/// its length, so a 500 MB argument of zeros would hold the server for
+/// most of a second; integers are at most 20 bytes
+/// ([`crate::num::parse_u64`]).
+pub const MAX_DECIMAL_LEN: usize = MAX_POLICY_WORD;
+
 /// The longest LOCKOUT: 10 years, in nanoseconds.
 pub const MAX_LOCKOUT_NS: u64 = MAX_LEASE_NS;
 

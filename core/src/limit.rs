@@ -115,7 +115,7 @@ impl State {
     /// Applies an effect; returns when the state is fresh again (its key
     /// would expire), or `None` once it is empty.
     pub fn apply(&mut self, effect: &Effect) -> Option<Nanos> {
-        if let Effect::Lockout(until) = effect {
+        if let Effect::Lockout { until, .. } = effect {
             let inner = std::mem::take(self).unlocked();
             *self = State::Locked(Box::new(Lock {
                 until: *until,
@@ -145,7 +145,7 @@ impl State {
                     }
                 }
             }
-            Effect::Lockout(_) => {}
+            Effect::Lockout { .. } => {}
             Effect::Lease(op) => {
                 match self {
                     State::Leases(l) => l.apply(op),
@@ -171,7 +171,13 @@ impl State {
             State::Fixed(c) => Some(Nanos::from_millis(c.end_ms)),
             State::Window(l) => Some(Nanos::from_micros(l.last_us().saturating_add(span_us))),
             State::Leases(l) => l.last_expiry(),
-            State::Locked(l) => Some(l.inner.fresh_at(effect).map_or(l.until, |t| t.max(l.until))),
+            State::Locked(l) => {
+                let own = match effect {
+                    Effect::Lockout { own, .. } => *own,
+                    _ => l.inner.fresh_at(effect),
+                };
+                Some(own.map_or(l.until, |t| t.max(l.until)))
+            }
         }
     }
 
@@ -248,8 +254,10 @@ impl Lock {
         let inner = match (*b.get(8)?, rest.len()) {
             (INNER_EMPTY, 0) => State::Empty,
             (INNER_BUCKET, 8) => State::Bucket(Nanos::new(u64_at(9).filter(|t| *t > 0)?)),
+            // A count as an rl-fixwin's: one no limit allows (above
+            // i64::MAX) would be written back as one that fails to load.
             (INNER_FIXED, 16) => State::Fixed(Counter {
-                count: u64_at(9).filter(|c| *c > 0)?,
+                count: u64_at(9).filter(|c| (1..=crate::bounds::MAX_INT).contains(c))?,
                 end_ms: u64_at(17)?,
             }),
             (INNER_WINDOW, _) => State::Window(Log::decode(rest).ok().filter(|l| !l.is_empty())?),
@@ -280,7 +288,14 @@ impl Lock {
 pub fn plausible(stored: Stored<'_>, now: Nanos, skew: Nanos) -> bool {
     let within = |t: Nanos, span: Nanos| t <= now.saturating_add(span).saturating_add(skew);
     match stored {
-        Stored::Empty | Stored::Fixed(_) => true,
+        Stored::Empty => true,
+        // A window ends at most its length from now. (An rl-fixwin's end
+        // is its key's expiry, which RESTORE's caller sets: only a lock's
+        // inner window arrives here.)
+        Stored::Fixed(c) => within(
+            Nanos::from_millis(c.end_ms),
+            Nanos::from_micros(crate::bounds::MAX_SPAN_US),
+        ),
         Stored::Bucket(tat) => within(tat, crate::bounds::MAX_REFILL),
         Stored::Window(log) => within(Nanos::from_micros(log.last_us()), Nanos::ZERO),
         Stored::Leases(leases) => leases.plausible(now, skew),
@@ -307,8 +322,13 @@ pub enum Effect {
     WindowRefund(Refund),
     /// A lease taken, released or renewed.
     Lease(Op),
-    /// A policy's LOCKOUT: the key denies everything until this instant.
-    Lockout(Nanos),
+    /// A policy's LOCKOUT: the key denies everything until `until`. `own`:
+    /// when the limit's own state kept under the lock is fresh again (none
+    /// if it is empty); the key lives until the later of the two.
+    Lockout {
+        until: Nanos,
+        own: Option<Nanos>,
+    },
     /// The limiter is fresh again: delete the key.
     Clear,
 }
@@ -447,6 +467,20 @@ pub struct Verdict {
     pub locked: bool,
 }
 
+/// When a limit's own state is fresh again (its key would expire), if it
+/// holds anything: a window's log needs the limit's window length.
+fn own_fresh(stored: Stored<'_>, spec: &Spec) -> Option<Nanos> {
+    match (stored, spec) {
+        (Stored::Bucket(tat), _) => Some(tat),
+        (Stored::Fixed(c), _) => Some(Nanos::from_millis(c.end_ms)),
+        (Stored::Window(log), Spec::Window(w)) => {
+            Some(Nanos::from_micros(log.last_us().saturating_add(w.span_us)))
+        }
+        (Stored::Leases(l), _) => l.last_expiry(),
+        _ => None,
+    }
+}
+
 /// [`evaluate`] under a policy's rules. A denial (one that some wait would
 /// allow) of a key that is not locked out already starts a LOCKOUT; under
 /// SHADOW the decision and its record are those of the limit, and the
@@ -482,9 +516,17 @@ pub fn evaluate_with(
     };
     let locked_already = matches!(stored, Stored::Locked(l) if now < l.until);
     let (d, effect) = evaluate(stored, spec, now, cost, mode)?;
+    // When the state kept under a lock is fresh again: a cut lock's key
+    // expires then (or at the cut), not at the end of the lock it replaces.
+    let own = match stored {
+        Stored::Locked(l) => own_fresh(l.inner.stored(), spec),
+        other => own_fresh(other, spec),
+    };
+    // Only a request that takes writes the cut, as only one starts a lock:
+    // a peek, a refund or a dry run sees the cut lock and writes nothing.
     let effect = match cut {
-        Some(until) => Effect::Lockout(until),
-        None => effect,
+        Some(until) if mode == Mode::Take && cost > 0 => Effect::Lockout { until, own },
+        _ => effect,
     };
     let mut verdict = Verdict {
         denied: !d.allowed,
@@ -496,7 +538,10 @@ pub fn evaluate_with(
         // A peek (cost 0) takes nothing: it never locks, even when the
         // limit is over (lowered under a key's state, a clock stepped back).
         if !d.allowed && waits && !locked_already && mode == Mode::Take && cost > 0 {
-            effect = Effect::Lockout(now.saturating_add(lockout));
+            effect = Effect::Lockout {
+                until: now.saturating_add(lockout),
+                own,
+            };
             verdict.locked = true;
         }
     }
@@ -682,6 +727,41 @@ mod tests {
         take(&mut s3, &spec, long, t0);
         take(&mut s3, &spec, long, t0);
         assert!(!take(&mut s3, &spec, Rules::default(), later).0.allowed);
+        // A peek or a refund sees the cut lock and writes nothing (the
+        // storm found a refund writing it): only a take writes the cut.
+        for (cost, mode) in [(0, Mode::Take), (1, Mode::Refund)] {
+            let (d, e, _) = evaluate_with(s3.stored(), &spec, short, later, cost, mode).unwrap();
+            assert_eq!(e, Effect::None, "{cost} {mode:?}");
+            assert_eq!(d.retry_after, RetryAfter::After(Nanos::from_secs(900)));
+        }
+    }
+
+    #[test]
+    fn a_cut_lock_is_fresh_when_its_own_state_is_not_when_the_old_lock_ended() {
+        // Found by the abuse suite: the key of a cut lock kept the ten-year
+        // expiry of the lock it replaced. A window's own state is fresh
+        // once its last admission leaves the window (the limit's length).
+        let (spec, long) = policy("SLIDING 1 60 LOCKOUT 315360000");
+        let (_, short) = policy("SLIDING 100 60 LOCKOUT 5");
+        let t0 = Nanos::from_secs(1_800_000_000);
+        let mut s = State::Empty;
+        take(&mut s, &spec, long, t0);
+        let (_, e, _) = evaluate_with(s.stored(), &spec, long, t0, 1, Mode::Take).unwrap();
+        let own = Some(t0.saturating_add(Nanos::from_secs(60)));
+        let ten_years = t0.saturating_add(Nanos::from_secs(315_360_000));
+        assert_eq!(
+            e,
+            Effect::Lockout {
+                until: ten_years,
+                own
+            }
+        );
+        assert_eq!(s.apply(&e), Some(ten_years));
+        let t1 = t0.saturating_add(Nanos::from_secs(1));
+        let (_, e, _) = evaluate_with(s.stored(), &spec, short, t1, 1, Mode::Take).unwrap();
+        let cut = t1.saturating_add(Nanos::from_secs(5));
+        assert_eq!(e, Effect::Lockout { until: cut, own });
+        assert_eq!(s.apply(&e), own);
     }
 
     #[test]
@@ -698,7 +778,7 @@ mod tests {
         let mut fresh = State::Empty;
         take(&mut fresh, &spec, Rules::default(), t0);
         let (_, e, v) = evaluate_with(fresh.stored(), &spec, rules, t0, 1, Mode::Refund).unwrap();
-        assert!(!v.locked && !matches!(e, Effect::Lockout(_)));
+        assert!(!v.locked && !matches!(e, Effect::Lockout { .. }));
     }
 
     #[test]
@@ -716,7 +796,7 @@ mod tests {
         assert_eq!(e, Effect::None);
         // A call that takes is locked out.
         let (_, e, v) = evaluate_with(s.stored(), &two, rules, t0, 1, Mode::Take).unwrap();
-        assert!(v.locked && matches!(e, Effect::Lockout(_)));
+        assert!(v.locked && matches!(e, Effect::Lockout { .. }));
     }
 
     #[test]
@@ -758,5 +838,40 @@ mod tests {
             assert_eq!(Lock::decode(&bad_tag), None);
         }
         assert_eq!(Lock::decode(&[0; 9]), None);
+    }
+
+    #[test]
+    fn a_locked_fixed_window_is_bounded_as_its_own_key_is() {
+        // Found by the abuse suite: a lock's inner count above i64::MAX
+        // loaded, and a REFUND after the lock wrote it back as an
+        // rl-fixwin that the next load refused.
+        let lock = |count: u64, end_ms: u64| {
+            let mut out = vec![];
+            Lock {
+                until: Nanos::from_secs(1),
+                inner: State::Fixed(Counter { count, end_ms }),
+            }
+            .encode(&mut out);
+            Lock::decode(&out)
+        };
+        assert!(lock(i64::MAX as u64, 1).is_some());
+        assert_eq!(lock(i64::MAX as u64 + 1, 1), None);
+        assert_eq!(lock(u64::MAX, 1), None);
+        assert_eq!(lock(0, 1), None);
+        // RESTORE: a window ending at most 10 years (and the skew) ahead.
+        let now = Nanos::from_secs(1_800_000_000);
+        let skew = Nanos::from_secs(60);
+        let ten_years_ms = crate::bounds::MAX_SPAN_US / 1000;
+        let fixed = |end_ms: u64| {
+            let lock = Lock {
+                until: now,
+                inner: State::Fixed(Counter { count: 5, end_ms }),
+            };
+            plausible(Stored::Locked(&lock), now, skew)
+        };
+        let now_ms = now.as_u64() / 1_000_000;
+        assert!(fixed(now_ms + ten_years_ms + 60_000));
+        assert!(!fixed(now_ms + ten_years_ms + 60_001));
+        assert!(!fixed(u64::MAX));
     }
 }

@@ -153,9 +153,20 @@ impl Decimal {
         self.digits as f64 * 10f64.powi(self.exp)
     }
 
-    /// `[digits][.digits][(e|E)[+|-]digits]`, at least one mantissa digit.
+    /// `[digits][.digits][(e|E)[+|-]digits]`, at least one mantissa digit,
+    /// at most [`MAX_DECIMAL_LEN`](crate::bounds::MAX_DECIMAL_LEN) bytes.
     #[inline]
     pub fn parse(s: &[u8]) -> Option<Decimal> {
+        if s.len() > crate::bounds::MAX_DECIMAL_LEN {
+            return None;
+        }
+        Decimal::parse_long(s)
+    }
+
+    /// [`Decimal::parse`] of any length, in time linear in it: for the
+    /// words of a policy definition a server already holds (an RDB written
+    /// before the bound kept what a client typed), read once at load.
+    pub fn parse_long(s: &[u8]) -> Option<Decimal> {
         let mut digits: u64 = 0;
         let mut exp: i32 = 0;
         let mut seen_digit = false;
@@ -397,6 +408,19 @@ mod tests {
 
     fn d(s: &str) -> Option<Decimal> {
         Decimal::parse(s.as_bytes())
+    }
+
+    #[test]
+    fn decimals_are_at_most_64_bytes() {
+        // Found by the abuse suite: a decimal of 100 MB of zeros was read
+        // whole, holding the server about 150 ms (RL.RENEW's lease, from
+        // an application account).
+        let zeros = |n: usize, tail: &str| format!("{}{tail}", "0".repeat(n));
+        assert_eq!(d(&zeros(62, "60")), d("60"));
+        assert_eq!(d(&zeros(63, "60")), None);
+        assert_eq!(d(&format!("60.{}", "0".repeat(61))), d("60"));
+        assert_eq!(d(&format!("60.{}", "0".repeat(62))), None);
+        assert_eq!(d(&zeros(100 << 20, "1")), None);
     }
 
     #[test]

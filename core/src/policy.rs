@@ -50,9 +50,20 @@ pub fn read_definition<'a, W: Words<'a> + ?Sized>(
     if words.count().saturating_sub(start) > MAX_POLICY_WORDS {
         return Err(error::POLICY_TOO_LONG);
     }
-    let mut c = Cursor::at(words, start);
-    let keyword = c.next_or(error::POLICY_ALGORITHM)?;
+    let keyword = words.word(start).ok_or(error::POLICY_ALGORITHM)?;
     let syntax = algorithm(keyword).ok_or(error::POLICY_ALGORITHM)?;
+    // The grammar reads the canonical words: a number typed with a
+    // thousand leading zeros (kept so by an RDB written before numbers
+    // were bounded) reads as the plain one, and reading them gives the
+    // same limit.
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut i = start;
+    while let Some(w) = words.word(i) {
+        out.push(canonical(syntax, w));
+        i += 1;
+    }
+    let canonical_words: Vec<&[u8]> = out.iter().map(Vec::as_slice).collect();
+    let mut c = Cursor::at(&canonical_words[..], 1);
     let mut rules = Rules::default();
     let mut shadow = false;
     let spec = syntax.read(
@@ -81,15 +92,8 @@ pub fn read_definition<'a, W: Words<'a> + ?Sized>(
     if rules.lockout.is_some() && syntax.algorithm == Algorithm::Concurrency {
         return Err(error::LOCKOUT_LEASES);
     }
-    let mut out: Vec<Vec<u8>> = Vec::new();
-    let mut i = start;
-    while let Some(w) = words.word(i) {
-        let word = canonical(syntax, w);
-        if word.len() > MAX_POLICY_WORD {
-            return Err(error::POLICY_TOO_LONG);
-        }
-        out.push(word);
-        i += 1;
+    if out.iter().any(|w| w.len() > MAX_POLICY_WORD) {
+        return Err(error::POLICY_TOO_LONG);
     }
     Ok(Definition {
         syntax,
@@ -118,7 +122,7 @@ fn canonical(syntax: &Syntax, w: &[u8]) -> Vec<u8> {
     if Unit::parse(w).is_some() {
         return w.to_ascii_uppercase();
     }
-    match Decimal::parse(w) {
+    match Decimal::parse_long(w) {
         Some(d) => d.to_string().into_bytes(),
         None => w.to_vec(),
     }

@@ -292,6 +292,107 @@ pub fn variant(r: &mut Rng, orig: &Dump, others: &[&Dump], now_us: u64) -> (Dump
     (d, what)
 }
 
+/// Module data holding one unsigned, as rl-bucket and rl-fixwin save
+/// their value (a bucket's full-again instant in ns, a window's count).
+pub fn inline_body(v: u64) -> Vec<u8> {
+    let mut b = vec![OP_UINT];
+    rdb_len(&mut b, v);
+    b.push(OP_EOF);
+    b
+}
+
+/// Module data holding one string, as rl-window, rl-leases and rl-locked
+/// save their encoded value.
+pub fn boxed_body(value: &[u8]) -> Vec<u8> {
+    let mut b = vec![OP_STRING];
+    rdb_len(&mut b, value.len() as u64);
+    b.extend_from_slice(value);
+    b.push(OP_EOF);
+    b
+}
+
+/// The encodings of the boxed values, written here by hand (not by the
+/// module's own encoder) so a test can forge any of them: lies included.
+pub mod value {
+    /// A lease key: version 1, the last id given, the count of leases
+    /// (`count`: it may lie), then each lease's (id, expiry ns), all u64
+    /// little endian.
+    pub fn leases(last_id: u64, count: u64, live: &[(u64, u64)]) -> Vec<u8> {
+        let mut b = vec![1];
+        b.extend_from_slice(&last_id.to_le_bytes());
+        b.extend_from_slice(&count.to_le_bytes());
+        for (id, e) in live {
+            b.extend_from_slice(&id.to_le_bytes());
+            b.extend_from_slice(&e.to_le_bytes());
+        }
+        b
+    }
+
+    /// A sliding-window log: version 1, the oldest entry's instant (us,
+    /// u64 LE), then each entry as (delta us from the one before, count):
+    /// a varint of `delta << 1`, or of `delta << 1 | 1` and the count when
+    /// it is not 1.
+    pub fn log(first_us: u64, entries: &[(u64, u64)]) -> Vec<u8> {
+        let mut b = vec![1];
+        b.extend_from_slice(&first_us.to_le_bytes());
+        for &(delta, count) in entries {
+            if count == 1 {
+                super::varint(&mut b, delta << 1);
+            } else {
+                super::varint(&mut b, (delta << 1) | 1);
+                super::varint(&mut b, count);
+            }
+        }
+        b
+    }
+
+    /// What a lock holds under it.
+    pub enum Inner<'a> {
+        Empty,
+        /// A bucket's full-again instant (ns).
+        Bucket(u64),
+        /// A fixed window's count and end (Unix ms).
+        Fixed(u64, u64),
+        /// An encoded log ([`log`]).
+        Window(&'a [u8]),
+        /// Encoded leases ([`leases`]).
+        Leases(&'a [u8]),
+        /// Any tag and bytes.
+        Raw(u8, &'a [u8]),
+    }
+
+    /// A policy's lock: the instant it ends (ns, u64 LE), then the inner
+    /// state's tag (`E`, `B`, `F`, `W`, `L`) and its bytes.
+    pub fn lock(until_ns: u64, inner: Inner<'_>) -> Vec<u8> {
+        let mut b = until_ns.to_le_bytes().to_vec();
+        match inner {
+            Inner::Empty => b.push(b'E'),
+            Inner::Bucket(tat) => {
+                b.push(b'B');
+                b.extend_from_slice(&tat.to_le_bytes());
+            }
+            Inner::Fixed(count, end_ms) => {
+                b.push(b'F');
+                b.extend_from_slice(&count.to_le_bytes());
+                b.extend_from_slice(&end_ms.to_le_bytes());
+            }
+            Inner::Window(log) => {
+                b.push(b'W');
+                b.extend_from_slice(log);
+            }
+            Inner::Leases(l) => {
+                b.push(b'L');
+                b.extend_from_slice(l);
+            }
+            Inner::Raw(tag, bytes) => {
+                b.push(tag);
+                b.extend_from_slice(bytes);
+            }
+        }
+        b
+    }
+}
+
 /// `RESTORE key ttl_ms payload REPLACE`: OK, or the server's error text.
 pub fn restore(
     c: &mut redis::Connection,

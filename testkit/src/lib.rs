@@ -27,12 +27,14 @@ mod cluster;
 pub mod dump;
 mod durable;
 mod line;
+mod pinger;
 mod rng;
 mod traffic;
 pub use civil::*;
 pub use cluster::*;
 pub use durable::*;
 pub use line::*;
+pub use pinger::*;
 pub use rng::Rng;
 pub use traffic::*;
 
