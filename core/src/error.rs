@@ -91,7 +91,10 @@ errors! {
     BLOCK = c"ERR BLOCK must be a timeout in milliseconds between 0 and 2678400000 (0 waits without limit)";
     BLOCK_MODE = c"ERR BLOCK waits to take units: it cannot be used with DRYRUN or REFUND";
     TRYAGAIN = c"TRYAGAIN the key's slot moved while the request waited in line; nothing was taken";
-    NOT_MASTER = c"ERR this server became a replica while the request waited in line; nothing was taken";
+    // The code Redis itself ends waits with when it becomes a replica:
+    // Valkey 9 leaves BLOCK's waiters to the module, and clients retry
+    // UNBLOCKED as they do on every other server.
+    NOT_MASTER = c"UNBLOCKED this server became a replica while the request waited in line; nothing was taken";
 
     BURST = c"ERR burst must be an integer between 1 and 9223372036854775807";
     GCRA_PERIOD = c"ERR period must be a positive number of seconds";
@@ -141,7 +144,10 @@ mod tests {
             let CmdError::Msg(m) = e else { continue };
             let s = m.to_str().unwrap();
             assert!(
-                s.starts_with("ERR ") || s.starts_with("WRONGTYPE ") || s.starts_with("TRYAGAIN "),
+                s.starts_with("ERR ")
+                    || s.starts_with("WRONGTYPE ")
+                    || s.starts_with("TRYAGAIN ")
+                    || s.starts_with("UNBLOCKED "),
                 "{s}"
             );
         }

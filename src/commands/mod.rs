@@ -332,7 +332,11 @@ extern "C" fn entry<const TEST: bool, const I: usize>(
         |c, args| {
             let row = row.ok_or(redis_ratelimit_core::error::INTERNAL)?;
             let cmd = Cmd { row, id: I };
-            if counted {
+            // Where are the keys? (getkeys-api: RL.ALL) is asked before the
+            // call in a cluster, and always on Valkey 9.1: not a call.
+            if counted
+                && !(matches!(row.keys, Keys::AfterEachLimit) && c.is_keys_position_request())
+            {
                 stats::call(I);
             }
             if row.role == Role::Internal && !(c.flags().loading() || c.flags().replicated()) {
