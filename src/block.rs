@@ -25,10 +25,9 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use redis_ratelimit_core::algo::all::combine;
-use redis_ratelimit_core::algo::{Decision, RetryAfter};
+use redis_ratelimit_core::algo::{Answer, RetryAfter};
 use redis_ratelimit_core::error::{CmdError, INTERNAL};
-use redis_ratelimit_core::grammar::Mode;
-use redis_ratelimit_core::limit::{evaluate, Spec, State};
+use redis_ratelimit_core::limit::{evaluate, Action, Spec, State};
 use redis_ratelimit_core::time::Nanos;
 
 use crate::api::{
@@ -239,7 +238,7 @@ pub fn behind(ctx: &Ctx<'_>, key: &[u8], spec: &Spec, cost: u64, now: Nanos) -> 
         let at = q.tail_at.max(now);
         let ahead = at.saturating_sub(now).max(MIN_RETRY);
         Some(
-            match evaluate(q.tail_state.stored(), spec, at, cost, Mode::Take) {
+            match evaluate(q.tail_state.stored(), spec, at, cost, Action::Take) {
                 Ok((d, _)) if d.allowed => RetryAfter::After(ahead),
                 Ok((d, _)) => match d.retry_after {
                     RetryAfter::After(w) => RetryAfter::After(ahead.saturating_add(w)),
@@ -253,8 +252,8 @@ pub fn behind(ctx: &Ctx<'_>, key: &[u8], spec: &Spec, cost: u64, now: Nanos) -> 
 }
 
 /// A denial because others wait ahead: nothing can be taken now.
-pub fn queued_denial(d: Decision, retry: RetryAfter) -> Decision {
-    Decision {
+pub fn queued_denial(d: Answer, retry: RetryAfter) -> Answer {
+    Answer {
         allowed: false,
         remaining: 0,
         retry_after: retry,
@@ -335,7 +334,13 @@ pub fn wait(
 fn project(q: &mut Queue, need: &Need, now: Nanos) {
     let mut at = q.tail_at.max(now);
     for _ in 0..2 {
-        match evaluate(q.tail_state.stored(), &need.spec, at, need.cost, Mode::Take) {
+        match evaluate(
+            q.tail_state.stored(),
+            &need.spec,
+            at,
+            need.cost,
+            Action::Take,
+        ) {
             Ok((d, effect)) if d.allowed => {
                 q.tail_state.apply(&effect);
                 q.tail_at = at;
@@ -405,7 +410,7 @@ fn in_db<T>(ctx: &Ctx<'_>, db: i32, f: impl FnOnce() -> T) -> T {
 }
 
 /// The combined decision of `needs` on the current state, writing nothing.
-fn peek(ctx: &Ctx<'_>, db: i32, needs: &[Need], now: Nanos) -> Option<Decision> {
+fn peek(ctx: &Ctx<'_>, db: i32, needs: &[Need], now: Nanos) -> Option<Answer> {
     in_db(ctx, db, || {
         let names: Vec<OwnedString> = needs.iter().filter_map(|n| ctx.string(&n.key)).collect();
         let mut evaluated = Vec::with_capacity(needs.len());
@@ -413,7 +418,7 @@ fn peek(ctx: &Ctx<'_>, db: i32, needs: &[Need], now: Nanos) -> Option<Decision> 
             let key = ctx.open_key(name.name())?;
             let stored = store::load(&key, n.spec.kind()).ok()?;
             evaluated.push((
-                evaluate(stored, &n.spec, now, n.cost, Mode::Take).ok()?.0,
+                evaluate(stored, &n.spec, now, n.cost, Action::Take).ok()?.0,
                 (),
             ));
         }
@@ -488,7 +493,7 @@ fn denial(ctx: &Ctx<'_>, w: &Waiter, now: Nanos) -> Option<Vec<i64>> {
         for (n, name) in w.needs.iter().zip(&names) {
             let key = ctx.open_key(name.name())?;
             let stored = store::load(&key, n.spec.kind()).ok()?;
-            let (d, _) = evaluate(stored, &n.spec, now, n.cost, Mode::Take).ok()?;
+            let (d, _) = evaluate(stored, &n.spec, now, n.cost, Action::Take).ok()?;
             let d = match behind(ctx, &n.key, &n.spec, n.cost, now) {
                 Some(retry) => queued_denial(d, retry),
                 None if d.allowed => queued_denial(d, RetryAfter::After(MIN_RETRY)),
@@ -501,7 +506,7 @@ fn denial(ctx: &Ctx<'_>, w: &Waiter, now: Nanos) -> Option<Vec<i64>> {
     })
 }
 
-fn fields(shape: Shape, d: &Decision, index: usize, lease: Option<u64>) -> Vec<i64> {
+fn fields(shape: Shape, d: &Answer, index: usize, lease: Option<u64>) -> Vec<i64> {
     let (f, n) = engine::fields(shape, d, index, lease);
     f.get(..n).unwrap_or(&[]).to_vec()
 }
@@ -589,7 +594,7 @@ fn admit_one(ctx: &Ctx<'_>, id: u64) -> Vec<u64> {
     let mut evaluated = Vec::with_capacity(needs.len());
     for (n, key) in needs.iter().zip(&keys) {
         let decided = store::load(key, n.spec.kind())
-            .and_then(|stored| evaluate(stored, &n.spec, now, n.cost, Mode::Take));
+            .and_then(|stored| evaluate(stored, &n.spec, now, n.cost, Action::Take));
         match decided {
             Ok(e) => evaluated.push(e),
             Err(e) => {

@@ -8,11 +8,11 @@
 use std::ffi::CStr;
 
 use redis_ratelimit_core::algo::all::combine;
-use redis_ratelimit_core::algo::{Decision, RetryAfter};
+use redis_ratelimit_core::algo::{Answer, RetryAfter};
 use redis_ratelimit_core::error::{CmdError, INTERNAL};
-use redis_ratelimit_core::grammar::{Mode, Request};
+use redis_ratelimit_core::grammar::RequestArgs;
 use redis_ratelimit_core::limit::{
-    evaluate_with, Effect, Kind, Rules, Spec, State, Stored, Verdict,
+    evaluate_with, Action, Effect, Rules, Spec, State, StateKind, Stored, Verdict,
 };
 
 use crate::api::{Ctx, Key, Name};
@@ -24,9 +24,9 @@ use crate::{clock, stats, store};
 
 /// What a request gets: a decision now, or a place in line (the reply
 /// comes when it is admitted or its wait ends).
-pub enum Answer {
+pub enum Outcome {
     /// The decision, the position of the binding limit, and the lease taken.
-    Decided(Decision, usize, Option<u64>),
+    Decided(Answer, usize, Option<u64>),
     Waiting,
 }
 
@@ -40,7 +40,7 @@ pub struct Shape {
 
 /// The reply's integers (the first `n` of them).
 #[inline]
-pub fn fields(shape: Shape, d: &Decision, index: usize, lease: Option<u64>) -> ([i64; 7], usize) {
+pub fn fields(shape: Shape, d: &Answer, index: usize, lease: Option<u64>) -> ([i64; 7], usize) {
     let [a, b, c, e, f] = d.reply_fields();
     let mut out = [a, b, c, e, f, 0, 0];
     let mut n = 5;
@@ -68,18 +68,24 @@ pub fn one(
     cmd: Cmd,
     name: Name<'_>,
     spec: &Spec,
-    req: Request,
+    req: RequestArgs,
     policy: Option<&Policy>,
-    load: impl for<'k> Fn(&'k Key<'_>, Kind) -> Result<Stored<'k>, CmdError>,
-    reply: impl FnOnce(&Decision, Option<u64>),
+    load: impl for<'k> Fn(&'k Key<'_>, StateKind) -> Result<Stored<'k>, CmdError>,
+    reply: impl FnOnce(&Answer, Option<u64>),
 ) -> Result<(), CmdError> {
     let now = clock::now();
     let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
     let cost = req.cost.unwrap_or(1);
     let rules = policy.map_or(Rules::default(), |p| p.rules);
-    let (decision, effect, verdict) =
-        evaluate_with(load(&key, spec.kind())?, spec, rules, now, cost, req.mode())?;
-    let takes = req.mode() == Mode::Take && cost > 0;
+    let (decision, effect, verdict) = evaluate_with(
+        load(&key, spec.kind())?,
+        spec,
+        rules,
+        now,
+        cost,
+        req.action(),
+    )?;
+    let takes = req.action() == Action::Take && cost > 0;
     let counted = |verdict: Verdict| {
         if let Some(p) = policy {
             p.counters.called();
@@ -102,7 +108,7 @@ pub fn one(
             };
             let shape = Shape {
                 all: false,
-                lease: spec.kind() == Kind::Leases,
+                lease: spec.kind() == StateKind::Leases,
             };
             if block::wait(ctx, cmd, vec![need], shape, ms, vec![state], now) {
                 if let Some(p) = policy {
@@ -138,8 +144,8 @@ pub fn one(
 }
 
 /// What a shadow policy answers for a denial: allowed.
-fn shadowed(d: Decision) -> Decision {
-    Decision {
+fn shadowed(d: Answer) -> Answer {
+    Answer {
         allowed: true,
         retry_after: redis_ratelimit_core::algo::RetryAfter::Now,
         ..d
@@ -147,7 +153,7 @@ fn shadowed(d: Decision) -> Decision {
 }
 
 /// Denied, but some wait would allow it.
-fn waits_for_limit(d: &Decision) -> bool {
+fn waits_for_limit(d: &Answer) -> bool {
     !d.allowed && matches!(d.retry_after, RetryAfter::After(_))
 }
 
@@ -173,8 +179,8 @@ pub fn all(
     ctx: &Ctx<'_>,
     cmd: Cmd,
     limits: &[Limit<'_, '_>],
-    req: Request,
-) -> Result<Answer, CmdError> {
+    req: RequestArgs,
+) -> Result<Outcome, CmdError> {
     let now = clock::now();
     let mut keys: Vec<Key<'_>> = Vec::with_capacity(limits.len());
     for l in limits {
@@ -185,7 +191,7 @@ pub fn all(
     let mut lockouts = Vec::new();
     for (i, (l, key)) in limits.iter().zip(&keys).enumerate() {
         let stored = store::load(key, l.spec.kind())?;
-        let (d, effect, v) = evaluate_with(stored, l.spec, l.rules(), now, l.cost, req.mode())?;
+        let (d, effect, v) = evaluate_with(stored, l.spec, l.rules(), now, l.cost, req.action())?;
         // A lockout this denial starts, or a lock cut to what its policy
         // says now: written even though the request is denied.
         if matches!(effect, Effect::Lockout(_)) {
@@ -194,7 +200,7 @@ pub fn all(
         verdicts.push(v);
         evaluated.push((d, effect));
     }
-    let takes = req.mode() == Mode::Take && limits.iter().any(|l| l.cost > 0);
+    let takes = req.action() == Action::Take && limits.iter().any(|l| l.cost > 0);
     let count = |verdicts: &[Verdict]| {
         for (l, v) in limits.iter().zip(verdicts) {
             if let Some(p) = l.policy {
@@ -204,7 +210,7 @@ pub fn all(
             }
         }
     };
-    let denied_now: Vec<Decision> = evaluated.iter().map(|(d, _)| *d).collect();
+    let denied_now: Vec<Answer> = evaluated.iter().map(|(d, _)| *d).collect();
     let (index, decision, effects) = combine(evaluated).ok_or(INTERNAL)?;
     // A shadow policy never makes anyone wait (its denials answer allowed).
     let block = req
@@ -238,13 +244,13 @@ pub fn all(
             }
             let shape = Shape {
                 all: true,
-                lease: limits.iter().any(|l| l.spec.kind() == Kind::Leases),
+                lease: limits.iter().any(|l| l.spec.kind() == StateKind::Leases),
             };
             if block::wait(ctx, cmd, needs, shape, ms, states, now) {
                 for p in limits.iter().filter_map(|l| l.policy) {
                     p.counters.called();
                 }
-                return Ok(Answer::Waiting);
+                return Ok(Outcome::Waiting);
             }
             count(&queued_verdicts(limits.len()));
             return denied(cmd, req, behind);
@@ -278,7 +284,7 @@ pub fn all(
         .iter()
         .find_map(Effect::lease_id)
         .filter(|_| !req.dry_run);
-    Ok(Answer::Decided(decision, index, lease))
+    Ok(Outcome::Decided(decision, index, lease))
 }
 
 /// Every clause denied (the request cannot go ahead of a queue).
@@ -293,14 +299,14 @@ fn queued_verdicts(n: usize) -> Vec<Verdict> {
 }
 
 /// The denial RL.ALL answers when it cannot go ahead of a queue.
-fn denied(cmd: Cmd, req: Request, decisions: Vec<(Decision, ())>) -> Result<Answer, CmdError> {
+fn denied(cmd: Cmd, req: RequestArgs, decisions: Vec<(Answer, ())>) -> Result<Outcome, CmdError> {
     let (index, d, _) = combine(decisions).ok_or(INTERNAL)?;
-    let d = Decision {
+    let d = Answer {
         allowed: false,
         ..d
     };
     stats::decided(cmd.id, false, req.dry_run, false);
-    Ok(Answer::Decided(d, index, None))
+    Ok(Outcome::Decided(d, index, None))
 }
 
 /// Writes an effect into its key, propagates it with absolute times, and

@@ -32,7 +32,7 @@ use redis_ratelimit_core::algo::lease::Leases;
 use redis_ratelimit_core::algo::sliding::Log;
 use redis_ratelimit_core::bounds::{MAX_INT, RESTORE_SKEW};
 use redis_ratelimit_core::error::{CmdError, WRONGTYPE};
-use redis_ratelimit_core::limit::{plausible, Effect, Kind, Lock, State as Owned, Stored};
+use redis_ratelimit_core::limit::{plausible, Effect, Lock, State as Owned, StateKind, Stored};
 use redis_ratelimit_core::num::parse_u64;
 use redis_ratelimit_core::time::Nanos;
 
@@ -77,7 +77,7 @@ pub fn register_types(ctx: &Ctx<'_>) -> Result<(), &'static str> {
 /// WRONGTYPE. A fixed-window counter without an expiry (someone ran
 /// PERSIST) reads as fresh and is overwritten on the next write.
 #[inline]
-pub fn load<'k>(key: &'k Key<'_>, kind: Kind) -> Result<Stored<'k>, CmdError> {
+pub fn load<'k>(key: &'k Key<'_>, kind: StateKind) -> Result<Stored<'k>, CmdError> {
     match key.read() {
         Read::Nothing => Ok(Stored::Empty),
         // Locked out: whatever the limit, the lock answers (and its inner
@@ -86,18 +86,18 @@ pub fn load<'k>(key: &'k Key<'_>, kind: Kind) -> Result<Stored<'k>, CmdError> {
             held.boxed(&LOCKED).map(Stored::Locked).ok_or(WRONGTYPE)
         }
         Read::Module(held) => match kind {
-            Kind::Bucket => held
+            StateKind::Bucket => held
                 .inline(&BUCKET)
                 .map(|v| Stored::Bucket(Nanos::new(v.get())))
                 .ok_or(WRONGTYPE),
-            Kind::Fixed => {
+            StateKind::Fixed => {
                 let count = held.inline(&FIXED).ok_or(WRONGTYPE)?.get();
                 Ok(key.expire_at_ms().map_or(Stored::Empty, |end_ms| {
                     Stored::Fixed(Counter { count, end_ms })
                 }))
             }
-            Kind::Window => held.boxed(&WINDOW).map(Stored::Window).ok_or(WRONGTYPE),
-            Kind::Leases => held.boxed(&LEASES).map(Stored::Leases).ok_or(WRONGTYPE),
+            StateKind::Window => held.boxed(&WINDOW).map(Stored::Window).ok_or(WRONGTYPE),
+            StateKind::Leases => held.boxed(&LEASES).map(Stored::Leases).ok_or(WRONGTYPE),
         },
         Read::Other => Err(WRONGTYPE),
     }
@@ -107,8 +107,8 @@ pub fn load<'k>(key: &'k Key<'_>, kind: Kind) -> Result<Stored<'k>, CmdError> {
 /// theoretical arrival time in Unix nanoseconds, as digits (CL.THROTTLE).
 /// Any other string, a counter of the application's own included, is
 /// WRONGTYPE: CL.THROTTLE never overwrites it.
-pub fn load_or_cell<'k>(key: &'k Key<'_>, kind: Kind) -> Result<Stored<'k>, CmdError> {
-    if kind != Kind::Bucket || key.holds() != Holds::Other {
+pub fn load_or_cell<'k>(key: &'k Key<'_>, kind: StateKind) -> Result<Stored<'k>, CmdError> {
+    if kind != StateKind::Bucket || key.holds() != Holds::Other {
         return load(key, kind);
     }
     let bytes = key.string_bytes().ok_or(WRONGTYPE)?;

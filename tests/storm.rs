@@ -11,7 +11,7 @@
 //!
 //! The limiters' calls come from the shared grammar (`redis_ratelimit_core::
 //! grammar`): each algorithm's [`Syntax`] (positional arguments, options
-//! and their [`Kind`]s) and the [`REQUEST_OPTIONS`], so a new algorithm,
+//! and their [`ArgKind`]s) and the [`REQUEST_OPTIONS`], so a new algorithm,
 //! option or request option is stormed without editing this file. The same
 //! grammar reads back every vector the module decided on, to know whether
 //! it had to write nothing. A request option named BLOCK (a denied call
@@ -33,7 +33,7 @@
 use redis_ratelimit_core::error::CmdError;
 use redis_ratelimit_core::grammar::{
     all_key_positions, check_request, is, read_all, read_command, read_take, read_throttle,
-    ClauseLimit, Kind, RequestOption, Settings, Syntax, ALGORITHMS, REQUEST_OPTIONS,
+    ArgKind, ClauseLimit, RequestOption, Settings, Syntax, ALGORITHMS, REQUEST_OPTIONS,
 };
 use redis_ratelimit_core::limit::Spec;
 use redis_ratelimit_core::policy::read_definition;
@@ -271,41 +271,41 @@ fn random_case(r: &mut Rng, s: &str) -> String {
 /// (integers from 1) of a few units, costs (integers from 0) of fewer,
 /// rates and windows from a millisecond to a day, calendar units in any
 /// case, zones with odd offsets and daylight saving.
-fn valid_value(r: &mut Rng, kind: Kind) -> String {
+fn valid_value(r: &mut Rng, kind: ArgKind) -> String {
     #[allow(unreachable_patterns)]
     match kind {
-        Kind::Int { min: 0 } => match r.below(8) {
+        ArgKind::Int { min: 0 } => match r.below(8) {
             0 => "0".into(),
             1 => int_str(r),
             _ => (1 + r.below(3)).to_string(),
         },
-        Kind::Int { min } => match r.below(12) {
+        ArgKind::Int { min } => match r.below(12) {
             0 => int_str(r),
             _ => r.pick(&["1", "2", "3", "5", "10", "100", "1000"]).into(),
         }
         .parse::<u64>()
         .map_or_else(|_| min.to_string(), |v| v.max(min).to_string()),
-        Kind::Positive => r
+        ArgKind::Positive => r
             .pick(&[
                 "0.001", "0.5", "1", "2", "10", "100", "1e4", "1e-3", "1.5", "3.25", "60",
             ])
             .into(),
-        Kind::Window => r
+        ArgKind::Window => r
             .pick(&["0.001", "0.25", "0.5", "1", "1.5", "60", "3600", "86400"])
             .into(),
-        Kind::FixedWindow => {
+        ArgKind::FixedWindow => {
             if r.one_in(2) {
                 let unit = r.pick(&["MINUTE", "HOUR", "DAY", "WEEK", "MONTH"]);
                 random_case(r, unit)
             } else {
-                valid_value(r, Kind::Window)
+                valid_value(r, ArgKind::Window)
             }
         }
-        Kind::Timeout => "1".into(),
-        Kind::Lease => r
+        ArgKind::Timeout => "1".into(),
+        ArgKind::Lease => r
             .pick(&["0.000000001", "0.001", "0.05", "1", "1.5", "60", "3600"])
             .into(),
-        Kind::Zone => r
+        ArgKind::Zone => r
             .pick(&[
                 "UTC",
                 "America/New_York",
@@ -322,10 +322,10 @@ fn valid_value(r: &mut Rng, kind: Kind) -> String {
 }
 
 /// A value `kind` refuses.
-fn invalid_value(r: &mut Rng, kind: Kind) -> String {
+fn invalid_value(r: &mut Rng, kind: ArgKind) -> String {
     #[allow(unreachable_patterns)]
     match kind {
-        Kind::Int { min } => {
+        ArgKind::Int { min } => {
             let below = min.checked_sub(1).map(|m| m.to_string());
             let mut bad = vec!["-1", "9223372036854775808", "1.5", "1e3", "x", ""];
             if let Some(b) = &below {
@@ -333,14 +333,14 @@ fn invalid_value(r: &mut Rng, kind: Kind) -> String {
             }
             r.pick(&bad).into()
         }
-        Kind::Positive => r
+        ArgKind::Positive => r
             .pick(&["0", "-1", "nan", "inf", "1e999", "1/2", ""])
             .into(),
-        Kind::Window => r.pick(&["0", "0.0005", "1e10", "-60", "60s", "nan"]).into(),
-        Kind::FixedWindow => r.pick(&["YEAR", "0", "0.0001", "days", ""]).into(),
-        Kind::Zone => r.pick(&["Nope/Nowhere", "", "America/New_Yorkk"]).into(),
-        Kind::Timeout => r.pick(&["-1", "x", "1.5"]).into(),
-        Kind::Lease => r
+        ArgKind::Window => r.pick(&["0", "0.0005", "1e10", "-60", "60s", "nan"]).into(),
+        ArgKind::FixedWindow => r.pick(&["YEAR", "0", "0.0001", "days", ""]).into(),
+        ArgKind::Zone => r.pick(&["Nope/Nowhere", "", "America/New_Yorkk"]).into(),
+        ArgKind::Timeout => r.pick(&["-1", "x", "1.5"]).into(),
+        ArgKind::Lease => r
             .pick(&["0", "-1", "1e-10", "0.0000000001", "315360001", "nan"])
             .into(),
         _ => String::from_utf8_lossy(&random_token(r)).into_owned(),
@@ -348,7 +348,7 @@ fn invalid_value(r: &mut Rng, kind: Kind) -> String {
 }
 
 /// A value of `kind`: valid, one time in `odds` not.
-fn value(r: &mut Rng, kind: Kind, odds: u64) -> String {
+fn value(r: &mut Rng, kind: ArgKind, odds: u64) -> String {
     if r.one_in(odds) {
         invalid_value(r, kind)
     } else {
@@ -387,7 +387,7 @@ fn limit_args(
         push(v, value(r, p.kind, 40));
     }
     if s.cost_positional && request {
-        push(v, value(r, Kind::Int { min: 0 }, 40));
+        push(v, value(r, ArgKind::Int { min: 0 }, 40));
     }
     let mut groups: Vec<Vec<String>> = vec![];
     for o in s.options {
@@ -485,7 +485,7 @@ fn generated(r: &mut Rng, name: &str, role: Role, seeds: &Seeds, block: bool) ->
                     push(&mut v, name);
                     if r.one_in(4) {
                         push(&mut v, "COST");
-                        push(&mut v, value(r, Kind::Int { min: 0 }, 40));
+                        push(&mut v, value(r, ArgKind::Int { min: 0 }, 40));
                     }
                     continue;
                 }
@@ -522,7 +522,7 @@ fn generated(r: &mut Rng, name: &str, role: Role, seeds: &Seeds, block: bool) ->
             v.push(key(r, "concurrency"));
             push(&mut v, int_str(r));
             if name == "RL.RENEW" {
-                push(&mut v, value(r, Kind::Lease, 40));
+                push(&mut v, value(r, ArgKind::Lease, 40));
             }
         }
         Role::Internal | Role::Other => match seeds.get(name) {

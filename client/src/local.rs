@@ -19,8 +19,7 @@ use redis_ratelimit_core::algo::lease;
 use redis_ratelimit_core::algo::lease::Concurrency;
 use redis_ratelimit_core::algo::sliding::Window;
 use redis_ratelimit_core::algo::{self, RetryAfter};
-use redis_ratelimit_core::grammar;
-use redis_ratelimit_core::limit::{evaluate_with, Effect, Rules, Spec, State, Stored};
+use redis_ratelimit_core::limit::{evaluate_with, Action, Effect, Rules, Spec, State, Stored};
 use redis_ratelimit_core::time::Nanos;
 
 use crate::commands::{Mode, Request};
@@ -99,7 +98,7 @@ fn ceil_ms(span: Nanos) -> Duration {
 }
 
 /// A core decision as the client reports it.
-pub(crate) fn decision(d: &algo::Decision, source: Source) -> Decision {
+pub(crate) fn decision(d: &algo::Answer, source: Source) -> Decision {
     let retry = match d.retry_after {
         RetryAfter::Now => Some(Duration::ZERO),
         RetryAfter::After(span) => Some(ceil_ms(span)),
@@ -135,8 +134,8 @@ impl Local {
     ) -> Option<AllDecision> {
         self.sweep(now);
         let mode = match req.mode() {
-            Mode::Refund => grammar::Mode::Refund,
-            Mode::Consume | Mode::DryRun => grammar::Mode::Take,
+            Mode::Refund => Action::Refund,
+            Mode::Consume | Mode::DryRun => Action::Take,
         };
         let mut evaluated = Vec::with_capacity(keys.len());
         let mut lockouts = Vec::new();

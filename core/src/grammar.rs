@@ -8,7 +8,7 @@
 //! back here), `COMMAND DOCS`, and the argument generator of the storm test.
 //!
 //! The request options every limiter command takes (COST, DRYRUN, REFUND)
-//! are [`REQUEST_OPTIONS`], read by [`Request::read`].
+//! are [`REQUEST_OPTIONS`], read by [`RequestArgs::read`].
 //!
 //! Reading works on [`Words`], so the module reads its arguments in place
 //! (no copy) and the client and tests read plain byte strings.
@@ -24,7 +24,7 @@ use crate::bounds::{
     MAX_LIMITS_MAX, MAX_SPAN_US, WINDOW_DECIMALS,
 };
 use crate::error::{self, CmdError};
-use crate::limit::Spec;
+use crate::limit::{Action, Spec};
 use crate::num::{parse_u64, Decimal, Scaled};
 use crate::time::Nanos;
 
@@ -100,7 +100,7 @@ pub fn is(word: &[u8], keyword: &str) -> bool {
 
 /// What one argument holds, and so how it is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum ArgKind {
     /// An integer in `min..=i64::MAX`.
     Int { min: u64 },
     /// A positive decimal (`0.5`, `100`, `1e4`).
@@ -124,12 +124,12 @@ pub struct Param {
     pub name: &'static str,
     /// The option's keyword; `None` for a positional argument.
     pub token: Option<&'static str>,
-    pub kind: Kind,
+    pub kind: ArgKind,
     /// The error a bad value answers.
     pub error: CmdError,
 }
 
-const fn positional(name: &'static str, kind: Kind, error: CmdError) -> Param {
+const fn positional(name: &'static str, kind: ArgKind, error: CmdError) -> Param {
     Param {
         name,
         token: None,
@@ -138,7 +138,7 @@ const fn positional(name: &'static str, kind: Kind, error: CmdError) -> Param {
     }
 }
 
-const fn option(name: &'static str, token: &'static str, kind: Kind, error: CmdError) -> Param {
+const fn option(name: &'static str, token: &'static str, kind: ArgKind, error: CmdError) -> Param {
     Param {
         name,
         token: Some(token),
@@ -154,7 +154,7 @@ pub enum WindowArg {
     Unit(Unit),
 }
 
-/// A value read by [`Kind`].
+/// A value read by [`ArgKind`].
 #[derive(Debug, Clone, Copy, Default)]
 pub enum Value<'a> {
     /// Not given (an option left out).
@@ -184,26 +184,26 @@ pub fn int(word: &[u8], min: u64) -> Option<u64> {
     parse_u64(word).filter(|v| *v >= min && *v <= MAX_INT)
 }
 
-impl Kind {
+impl ArgKind {
     /// The value `word` holds, if it is one of this kind.
     #[inline(always)]
     pub fn read(self, word: &[u8]) -> Option<Value<'_>> {
         let positive = || Decimal::parse(word).filter(|d| !d.is_zero());
         match self {
-            Kind::Int { min } => int(word, min).map(Value::Int),
-            Kind::Positive => positive().map(Value::Decimal),
-            Kind::Window => positive().and_then(|d| window_span_us(&d)).map(Value::Span),
-            Kind::FixedWindow => match Unit::parse(word) {
+            ArgKind::Int { min } => int(word, min).map(Value::Int),
+            ArgKind::Positive => positive().map(Value::Decimal),
+            ArgKind::Window => positive().and_then(|d| window_span_us(&d)).map(Value::Span),
+            ArgKind::FixedWindow => match Unit::parse(word) {
                 Some(u) => Some(Value::Fixed(WindowArg::Unit(u))),
                 None => positive()
                     .and_then(|d| window_span_us(&d))
                     .map(|us| Value::Fixed(WindowArg::Millis(us / 1000))),
             },
-            Kind::Zone => Some(Value::Zone(word)),
+            ArgKind::Zone => Some(Value::Zone(word)),
             // Out of line: kept small, the match folds away in each
             // command's specialized reading (its loop over params unrolls).
-            Kind::Timeout => timeout(word),
-            Kind::Lease => lease(word),
+            ArgKind::Timeout => timeout(word),
+            ArgKind::Lease => lease(word),
         }
     }
 }
@@ -274,10 +274,10 @@ pub const TOKENBUCKET: Syntax = Syntax {
     keyword: "TOKENBUCKET",
     command: "RL.TOKENBUCKET",
     params: &[
-        positional("capacity", Kind::Int { min: 1 }, error::CAPACITY),
-        positional("rate", Kind::Positive, error::RATE),
+        positional("capacity", ArgKind::Int { min: 1 }, error::CAPACITY),
+        positional("rate", ArgKind::Positive, error::RATE),
     ],
-    options: &[option("period", "PERIOD", Kind::Positive, error::PERIOD)],
+    options: &[option("period", "PERIOD", ArgKind::Positive, error::PERIOD)],
     cost_positional: true,
     costs: true,
 };
@@ -287,8 +287,8 @@ pub const SLIDING: Syntax = Syntax {
     keyword: "SLIDING",
     command: "RL.SLIDING",
     params: &[
-        positional("limit", Kind::Int { min: 1 }, error::LIMIT),
-        positional("window", Kind::Window, error::WINDOW),
+        positional("limit", ArgKind::Int { min: 1 }, error::LIMIT),
+        positional("window", ArgKind::Window, error::WINDOW),
     ],
     options: &[],
     cost_positional: false,
@@ -300,9 +300,9 @@ pub const GCRA: Syntax = Syntax {
     keyword: "GCRA",
     command: "RL.GCRA",
     params: &[
-        positional("burst", Kind::Int { min: 1 }, error::BURST),
-        positional("rate", Kind::Positive, error::RATE),
-        positional("period", Kind::Positive, error::GCRA_PERIOD),
+        positional("burst", ArgKind::Int { min: 1 }, error::BURST),
+        positional("rate", ArgKind::Positive, error::RATE),
+        positional("period", ArgKind::Positive, error::GCRA_PERIOD),
     ],
     options: &[],
     cost_positional: false,
@@ -314,10 +314,10 @@ pub const FIXED: Syntax = Syntax {
     keyword: "FIXED",
     command: "RL.FIXED",
     params: &[
-        positional("limit", Kind::Int { min: 1 }, error::LIMIT),
-        positional("window", Kind::FixedWindow, error::FIXED_WINDOW),
+        positional("limit", ArgKind::Int { min: 1 }, error::LIMIT),
+        positional("window", ArgKind::FixedWindow, error::FIXED_WINDOW),
     ],
-    options: &[option("zone", "TZ", Kind::Zone, error::TZ_UNKNOWN)],
+    options: &[option("zone", "TZ", ArgKind::Zone, error::TZ_UNKNOWN)],
     cost_positional: false,
     costs: true,
 };
@@ -327,8 +327,8 @@ pub const CONCURRENCY: Syntax = Syntax {
     keyword: "CONCURRENCY",
     command: "RL.ACQUIRE",
     params: &[
-        positional("limit", Kind::Int { min: 1 }, error::LIMIT),
-        positional("lease_seconds", Kind::Lease, error::LEASE),
+        positional("limit", ArgKind::Int { min: 1 }, error::LIMIT),
+        positional("lease_seconds", ArgKind::Lease, error::LEASE),
     ],
     options: &[],
     cost_positional: false,
@@ -624,7 +624,7 @@ const COST_OPTION: RequestOption = RequestOption {
     value: Some(option(
         "cost",
         "COST",
-        Kind::Int { min: 0 },
+        ArgKind::Int { min: 0 },
         error::COST_OPTION,
     )),
 };
@@ -638,7 +638,7 @@ const REFUND_OPTION: RequestOption = RequestOption {
 };
 const BLOCK_OPTION: RequestOption = RequestOption {
     keyword: "BLOCK",
-    value: Some(option("timeout", "BLOCK", Kind::Timeout, error::BLOCK)),
+    value: Some(option("timeout", "BLOCK", ArgKind::Timeout, error::BLOCK)),
 };
 
 /// Every option a limiter request takes, in every command: COST, DRYRUN,
@@ -655,7 +655,7 @@ pub fn is_request_flag(word: &[u8]) -> bool {
 
 /// The options of one request: cost, DRYRUN, REFUND, BLOCK.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Request {
+pub struct RequestArgs {
     pub cost: Option<u64>,
     pub dry_run: bool,
     pub refund: bool,
@@ -663,14 +663,7 @@ pub struct Request {
     pub block: Option<u64>,
 }
 
-/// Take units, or give them back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Take,
-    Refund,
-}
-
-impl Request {
+impl RequestArgs {
     /// Reads `word` (and its value) if it is a request option not yet
     /// given; `false` if it is not one. With `flags_only`, COST is not one
     /// (RL.ALL's clauses keep their own cost).
@@ -710,11 +703,11 @@ impl Request {
         Ok(())
     }
 
-    pub fn mode(&self) -> Mode {
+    pub fn action(&self) -> Action {
         if self.refund {
-            Mode::Refund
+            Action::Refund
         } else {
-            Mode::Take
+            Action::Take
         }
     }
 }
@@ -734,12 +727,12 @@ pub fn read_command<'a, W: Words<'a> + ?Sized>(
     syntax: &Syntax,
     words: &W,
     settings: Settings,
-) -> Result<(Spec, Request), CmdError> {
+) -> Result<(Spec, RequestArgs), CmdError> {
     if words.count() < syntax.command_arity() + 1 {
         return Err(CmdError::WrongArity);
     }
     let mut c = Cursor::at(words, 2);
-    let mut req = Request::default();
+    let mut req = RequestArgs::default();
     let mut positional_cost = None;
     let cost = syntax.cost_positional.then_some(&mut positional_cost);
     let spec = syntax.read(
@@ -765,12 +758,12 @@ pub fn read_command<'a, W: Words<'a> + ?Sized>(
 /// word 1, the policy's name word 2 (the module resolves it, then checks
 /// the request against its limit with [`check_request`]).
 #[inline]
-pub fn read_take<'a, W: Words<'a> + ?Sized>(words: &W) -> Result<Request, CmdError> {
+pub fn read_take<'a, W: Words<'a> + ?Sized>(words: &W) -> Result<RequestArgs, CmdError> {
     if words.count() < 3 {
         return Err(CmdError::WrongArity);
     }
     let mut c = Cursor::at(words, 3);
-    let mut req = Request::default();
+    let mut req = RequestArgs::default();
     while !c.done() {
         let w = c.next_word()?;
         if !req.read(w, &mut c, false)? {
@@ -783,7 +776,7 @@ pub fn read_take<'a, W: Words<'a> + ?Sized>(words: &W) -> Result<Request, CmdErr
 
 /// The request options a limit accepts: a CONCURRENCY limit takes no COST
 /// and no REFUND (RL.ACQUIRE's own syntax says so as it reads them).
-pub fn check_request(spec: &Spec, req: &Request) -> Result<(), CmdError> {
+pub fn check_request(spec: &Spec, req: &RequestArgs) -> Result<(), CmdError> {
     if matches!(spec, Spec::Concurrency(_)) && (req.cost.is_some() || req.refund) {
         return Err(error::CONCURRENCY_REFUND);
     }
@@ -815,7 +808,7 @@ pub const POLICY_CLAUSE: &str = "POLICY";
 #[derive(Debug, Clone)]
 pub struct AllArgs {
     pub clauses: Vec<Clause>,
-    pub request: Request,
+    pub request: RequestArgs,
 }
 
 /// `RL.ALL [options] LIMIT key <algorithm> ... [LIMIT key <algorithm> ...]`.
@@ -848,7 +841,7 @@ fn read_clauses<'a, W: Words<'a> + ?Sized>(
     }
     let max = usize::try_from(settings.max_limits.min(MAX_LIMITS_MAX)).unwrap_or(0);
     let mut c = Cursor::at(words, 1);
-    let mut request = Request::default();
+    let mut request = RequestArgs::default();
     while let Some(word) = c.peek() {
         if is(word, LIMIT_CLAUSE) {
             break;
@@ -940,7 +933,7 @@ pub const LIMIT_CLAUSE: &str = "LIMIT";
 
 /// The rules RL.ALL's limits obey together, once every clause's limit is
 /// known: at most one CONCURRENCY limit, which takes no COST and no REFUND.
-pub fn check_all(limits: &[(&Spec, Option<u64>)], request: &Request) -> Result<(), CmdError> {
+pub fn check_all(limits: &[(&Spec, Option<u64>)], request: &RequestArgs) -> Result<(), CmdError> {
     let leases: Vec<&Option<u64>> = limits
         .iter()
         .filter(|(s, _)| matches!(s, Spec::Concurrency(_)))
@@ -1002,7 +995,7 @@ mod tests {
         s.split(' ').map(str::as_bytes).collect()
     }
 
-    fn command(s: &str) -> Result<(Spec, Request), CmdError> {
+    fn command(s: &str) -> Result<(Spec, RequestArgs), CmdError> {
         let w = words(s);
         let syntax = ALGORITHMS
             .iter()
@@ -1019,7 +1012,7 @@ mod tests {
         );
         assert_eq!(
             req,
-            Request {
+            RequestArgs {
                 cost: Some(3),
                 dry_run: true,
                 refund: false,
@@ -1030,7 +1023,7 @@ mod tests {
         assert!(matches!(spec, Spec::Window(w) if w.limit == 5 && w.span_us == 250_000));
         assert_eq!(
             req,
-            Request {
+            RequestArgs {
                 cost: Some(2),
                 dry_run: false,
                 refund: true,
@@ -1109,7 +1102,7 @@ mod tests {
         );
         assert_eq!(
             all.request,
-            Request {
+            RequestArgs {
                 cost: Some(2),
                 dry_run: true,
                 refund: false,

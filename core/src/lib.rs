@@ -9,6 +9,8 @@
 //! - [`num`], [`time`], [`bounds`], [`error`]: exact decimals, absolute
 //!   nanoseconds, the bounds every limit lives within, every error text.
 
+#![forbid(unsafe_code)]
+
 pub mod algo;
 pub mod bounds;
 pub mod error;

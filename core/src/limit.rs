@@ -2,7 +2,7 @@
 //! clause and the client's fallback makes, and the write it calls for.
 //!
 //! [`evaluate`] is pure: the stored state, the limit, `now`, the cost and
-//! the mode in; the decision and its [`Effect`] out. Whoever keeps the
+//! the action in; the decision and its [`Effect`] out. Whoever keeps the
 //! state (a Redis key, a map in the client) writes the effect.
 
 use crate::algo::bucket::Bucket;
@@ -10,10 +10,16 @@ use crate::algo::calendar::{self, Calendar};
 use crate::algo::fixed::{self, Counter};
 use crate::algo::lease::{self, Concurrency, Leases, Op};
 use crate::algo::sliding::{self, Log, Refund, Update, Window};
-use crate::algo::{Change, Decision, RetryAfter};
+use crate::algo::{Answer, Change, RetryAfter};
 use crate::error::{CmdError, INTERNAL, WRONGTYPE};
-use crate::grammar::Mode;
 use crate::time::Nanos;
+
+/// Take units, or give them back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Take,
+    Refund,
+}
 
 /// A limit's parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,7 +36,7 @@ pub enum Spec {
 
 /// The state kinds, one per module type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum StateKind {
     Bucket,
     Window,
     Fixed,
@@ -39,12 +45,12 @@ pub enum Kind {
 
 impl Spec {
     /// The kind of state this limit keeps.
-    pub fn kind(&self) -> Kind {
+    pub fn kind(&self) -> StateKind {
         match self {
-            Spec::Bucket(_) => Kind::Bucket,
-            Spec::Window(_) => Kind::Window,
-            Spec::Fixed { .. } => Kind::Fixed,
-            Spec::Concurrency(_) => Kind::Leases,
+            Spec::Bucket(_) => StateKind::Bucket,
+            Spec::Window(_) => StateKind::Window,
+            Spec::Fixed { .. } => StateKind::Fixed,
+            Spec::Concurrency(_) => StateKind::Leases,
         }
     }
 
@@ -321,11 +327,11 @@ pub fn evaluate(
     spec: &Spec,
     now: Nanos,
     cost: u64,
-    mode: Mode,
-) -> Result<(Decision, Effect), CmdError> {
+    action: Action,
+) -> Result<(Answer, Effect), CmdError> {
     let stored = match stored {
         Stored::Locked(l) if now < l.until => {
-            let (own, _) = evaluate(l.inner.stored(), spec, now, cost, mode)?;
+            let (own, _) = evaluate(l.inner.stored(), spec, now, cost, action)?;
             return Ok((locked(spec, l.until, now, &own), Effect::None));
         }
         // The lock ended: the limit carries on from its state.
@@ -338,7 +344,7 @@ pub fn evaluate(
                 Stored::Bucket(t) => Some(t),
                 _ => None,
             };
-            Ok(bucket(b, tat, now, cost, mode))
+            Ok(bucket(b, tat, now, cost, action))
         }
         (Spec::Window(w), Stored::Empty | Stored::Window(_)) => {
             let log = match stored {
@@ -346,12 +352,12 @@ pub fn evaluate(
                 _ => None,
             };
             let now_us = now.as_micros();
-            Ok(match mode {
-                Mode::Take => {
+            Ok(match action {
+                Action::Take => {
                     let (d, u) = sliding::decide(log, w, now_us, cost);
                     (d, u.map_or(Effect::None, Effect::WindowAdd))
                 }
-                Mode::Refund => {
+                Action::Refund => {
                     let (d, r) = sliding::refund(log, w, now_us, cost);
                     (d, r.map_or(Effect::None, Effect::WindowRefund))
                 }
@@ -362,8 +368,8 @@ pub fn evaluate(
                 Stored::Fixed(c) => Some(c),
                 _ => None,
             };
-            Ok(match mode {
-                Mode::Take => {
+            Ok(match action {
+                Action::Take => {
                     let now_ms = i64::try_from(now.as_u64() / 1_000_000).map_err(|_| INTERNAL)?;
                     let (_, end) = calendar::bounds(calendar, now_ms).ok_or(INTERNAL)?;
                     let end = u64::try_from(end).map_err(|_| INTERNAL)?;
@@ -375,7 +381,7 @@ pub fn evaluate(
                     });
                     (d, effect)
                 }
-                Mode::Refund => {
+                Action::Refund => {
                     let (d, ch) = fixed::refund(*limit, stored, now, cost);
                     let set = |counter| Effect::Fixed {
                         counter,
@@ -390,15 +396,15 @@ pub fn evaluate(
                 Stored::Leases(l) => Some(l),
                 _ => None,
             };
-            match mode {
+            match action {
                 // Cost 0 is a peek: the decision, no lease.
-                Mode::Take => {
+                Action::Take => {
                     let (d, op) = lease::acquire(leases, c, now);
                     let op = op.filter(|_| cost > 0);
                     Ok((d, op.map_or(Effect::None, Effect::Lease)))
                 }
                 // Slots come back by RL.RELEASE (the grammar refuses this).
-                Mode::Refund => Err(INTERNAL),
+                Action::Refund => Err(INTERNAL),
             }
         }
         _ => Err(WRONGTYPE),
@@ -408,14 +414,14 @@ pub fn evaluate(
 /// The answer of a locked-out key: denied, nothing taken, nothing given
 /// back. The retry is when the lock ends, or later if the limit itself
 /// (`own`, its decision without the lock) would deny until then.
-fn locked(spec: &Spec, until: Nanos, now: Nanos, own: &Decision) -> Decision {
+fn locked(spec: &Spec, until: Nanos, now: Nanos, own: &Answer) -> Answer {
     let left = until.saturating_sub(now);
     let retry_after = match own.retry_after {
         RetryAfter::After(t) => RetryAfter::After(t.max(left)),
         RetryAfter::Never => RetryAfter::Never,
         RetryAfter::Now => RetryAfter::After(left),
     };
-    Decision {
+    Answer {
         allowed: false,
         limit: spec.limit(),
         remaining: 0,
@@ -458,8 +464,8 @@ pub fn evaluate_with(
     rules: Rules,
     now: Nanos,
     cost: u64,
-    mode: Mode,
-) -> Result<(Decision, Effect, Verdict), CmdError> {
+    action: Action,
+) -> Result<(Answer, Effect, Verdict), CmdError> {
     // A policy mended since the key was locked: the lock is cut to what
     // the policy says now (the cut is written, so it is done once).
     let mut cut = None;
@@ -481,7 +487,7 @@ pub fn evaluate_with(
         other => other,
     };
     let locked_already = matches!(stored, Stored::Locked(l) if now < l.until);
-    let (d, effect) = evaluate(stored, spec, now, cost, mode)?;
+    let (d, effect) = evaluate(stored, spec, now, cost, action)?;
     let effect = match cut {
         Some(until) => Effect::Lockout(until),
         None => effect,
@@ -493,7 +499,7 @@ pub fn evaluate_with(
     let mut effect = effect;
     if let Some(lockout) = rules.lockout {
         let waits = matches!(d.retry_after, RetryAfter::After(_));
-        if !d.allowed && waits && !locked_already && mode == Mode::Take {
+        if !d.allowed && waits && !locked_already && action == Action::Take {
             effect = Effect::Lockout(now.saturating_add(lockout));
             verdict.locked = true;
         }
@@ -505,7 +511,7 @@ pub fn evaluate_with(
             _ => Nanos::ZERO,
         };
         let lockout = rules.lockout.unwrap_or(Nanos::ZERO);
-        Decision {
+        Answer {
             retry_after: RetryAfter::After(lockout.max(limit_wait)),
             reset_after: d.reset_after.max(lockout),
             ..d
@@ -514,7 +520,7 @@ pub fn evaluate_with(
         d
     };
     let replied = if rules.shadow && !d.allowed {
-        Decision {
+        Answer {
             allowed: true,
             retry_after: RetryAfter::Now,
             ..d
@@ -542,14 +548,14 @@ pub fn bucket(
     tat: Option<Nanos>,
     now: Nanos,
     cost: u64,
-    mode: Mode,
-) -> (Decision, Effect) {
-    match mode {
-        Mode::Take => {
+    action: Action,
+) -> (Answer, Effect) {
+    match action {
+        Action::Take => {
             let (d, new) = b.decide(tat, now, cost);
             (d, new.map_or(Effect::None, Effect::Bucket))
         }
-        Mode::Refund => {
+        Action::Refund => {
             let (d, ch) = b.refund(tat, now, cost);
             (d, effect_of(ch, Effect::Bucket))
         }
@@ -575,8 +581,8 @@ mod tests {
         (d.spec, d.rules)
     }
 
-    fn take(state: &mut State, spec: &Spec, rules: Rules, at: Nanos) -> (Decision, Verdict) {
-        let (d, e, v) = evaluate_with(state.stored(), spec, rules, at, 1, Mode::Take).unwrap();
+    fn take(state: &mut State, spec: &Spec, rules: Rules, at: Nanos) -> (Answer, Verdict) {
+        let (d, e, v) = evaluate_with(state.stored(), spec, rules, at, 1, Action::Take).unwrap();
         state.apply(&e);
         (d, v)
     }
@@ -695,7 +701,7 @@ mod tests {
         // A dry run or refund never starts a lockout.
         let mut fresh = State::Empty;
         take(&mut fresh, &spec, Rules::default(), t0);
-        let (_, e, v) = evaluate_with(fresh.stored(), &spec, rules, t0, 1, Mode::Refund).unwrap();
+        let (_, e, v) = evaluate_with(fresh.stored(), &spec, rules, t0, 1, Action::Refund).unwrap();
         assert!(!v.locked && !matches!(e, Effect::Lockout(_)));
     }
 

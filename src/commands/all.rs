@@ -16,9 +16,9 @@ use super::Cmd;
 use crate::api::{Argv, Ctx};
 use crate::config;
 use crate::policies::{self, Policy};
-use redis_ratelimit_core::limit::Kind;
+use redis_ratelimit_core::limit::StateKind;
 
-use crate::engine::{self, Answer, Limit, Shape};
+use crate::engine::{self, Limit, Outcome, Shape};
 
 /// RL.ALL [COST n] [DRYRUN] [REFUND] [BLOCK ms] LIMIT key <algorithm> ... [COST n] [LIMIT ...] ...
 /// (a clause's limit may also be `POLICY name`)
@@ -74,12 +74,12 @@ fn clauses(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd, policies_only: bool) -> Resu
         .map(|(c, l)| (l.spec, c.cost))
         .collect();
     check_all(&together, &parsed.request)?;
-    let Answer::Decided(d, index, lease) = engine::all(ctx, cmd, &limits, parsed.request)? else {
+    let Outcome::Decided(d, index, lease) = engine::all(ctx, cmd, &limits, parsed.request)? else {
         return Ok(());
     };
     let shape = Shape {
         all: true,
-        lease: limits.iter().any(|l| l.spec.kind() == Kind::Leases),
+        lease: limits.iter().any(|l| l.spec.kind() == StateKind::Leases),
     };
     let (f, n) = engine::fields(shape, &d, index, lease);
     ctx.reply_ints(f.get(..n).unwrap_or(&[]));

@@ -6,7 +6,7 @@
 use std::ffi::CString;
 
 use redis_ratelimit_core::grammar::{
-    Kind, Param, Syntax, ALGORITHMS, LIMIT_CLAUSE, POLICY_CLAUSE, REQUEST_OPTIONS,
+    ArgKind, Param, Syntax, ALGORITHMS, LIMIT_CLAUSE, POLICY_CLAUSE, REQUEST_OPTIONS,
 };
 
 use super::{Args, Body, Command, Keys};
@@ -30,11 +30,11 @@ fn arg(name: &str, ty: DocType) -> DocArg {
     }
 }
 
-fn doc_type(kind: Kind) -> DocType {
+fn doc_type(kind: ArgKind) -> DocType {
     match kind {
-        Kind::Int { .. } | Kind::Timeout => DocType::Int,
-        Kind::Positive | Kind::Window | Kind::Lease => DocType::Double,
-        Kind::FixedWindow | Kind::Zone => DocType::Str,
+        ArgKind::Int { .. } | ArgKind::Timeout => DocType::Int,
+        ArgKind::Positive | ArgKind::Window | ArgKind::Lease => DocType::Double,
+        ArgKind::FixedWindow | ArgKind::Zone => DocType::Str,
     }
 }
 

@@ -5,8 +5,8 @@
 
 use redis_ratelimit_core::algo::lease::{self, Leases};
 use redis_ratelimit_core::error::{CmdError, INTERNAL, LEASE, LEASE_ID, SYNTAX};
-use redis_ratelimit_core::grammar::{int, Kind as ArgKind, Value, Words};
-use redis_ratelimit_core::limit::{Effect, Kind, Stored};
+use redis_ratelimit_core::grammar::{int, ArgKind, Value, Words};
+use redis_ratelimit_core::limit::{Effect, StateKind, Stored};
 use redis_ratelimit_core::time::Nanos;
 
 use super::Cmd;
@@ -61,7 +61,7 @@ fn change(
     let name = argv.name(1).ok_or(SYNTAX)?;
     let now = clock::now();
     let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
-    let decided = match store::load(&key, Kind::Leases)? {
+    let decided = match store::load(&key, StateKind::Leases)? {
         Stored::Leases(l) => op(Some(l), now),
         _ => None,
     };

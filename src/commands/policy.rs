@@ -20,7 +20,7 @@ pub fn take(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     let key = argv.name(1).ok_or(SYNTAX)?;
     let shape = Shape {
         all: false,
-        lease: policy.spec.kind() == redis_ratelimit_core::limit::Kind::Leases,
+        lease: policy.spec.kind() == redis_ratelimit_core::limit::StateKind::Leases,
     };
     let spec = &policy.spec;
     engine::one(

@@ -12,7 +12,7 @@ use redis_ratelimit_core::algo::lease::Op;
 use redis_ratelimit_core::bounds::MAX_INT;
 use redis_ratelimit_core::error::{CmdError, INTERNAL, STATE_PAYLOAD, SYNTAX, UPDATE};
 use redis_ratelimit_core::grammar::Words;
-use redis_ratelimit_core::limit::{Effect, Kind, Lock, State, Stored};
+use redis_ratelimit_core::limit::{Effect, Lock, State, StateKind, Stored};
 
 use super::Cmd;
 use crate::api::{Argv, Ctx, Holds, Name};
@@ -74,7 +74,7 @@ pub fn windowadd(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError
     // so every log stays one that RDB, DUMP and RL.SETSTATE load back. The
     // units counted are those left once the update's instant has trimmed
     // the log, as the master counted them.
-    let held = match store::load(&key, Kind::Window)? {
+    let held = match store::load(&key, StateKind::Window)? {
         Stored::Window(log)
         | Stored::Locked(Lock {
             inner: State::Window(log),
@@ -100,7 +100,7 @@ pub fn windowrefund(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdEr
     let r = wire::decode_refund(payload).ok_or(UPDATE)?;
     let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
     let held = matches!(
-        store::load(&key, Kind::Window)?,
+        store::load(&key, StateKind::Window)?,
         Stored::Window(_)
             | Stored::Locked(Lock {
                 inner: State::Window(_),
@@ -126,7 +126,7 @@ pub fn lease(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     // Checks the key's type; a release or renewal of a key that is gone
     // changes nothing.
     let held = matches!(
-        store::load(&key, Kind::Leases)?,
+        store::load(&key, StateKind::Leases)?,
         Stored::Leases(_)
             | Stored::Locked(Lock {
                 inner: State::Leases(_),

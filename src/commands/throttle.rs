@@ -10,7 +10,7 @@
 
 use redis_ratelimit_core::algo::RetryAfter;
 use redis_ratelimit_core::error::{CmdError, SYNTAX};
-use redis_ratelimit_core::grammar::{read_throttle, Request};
+use redis_ratelimit_core::grammar::{read_throttle, RequestArgs};
 use redis_ratelimit_core::limit::Spec;
 use redis_ratelimit_core::time::Nanos;
 
@@ -22,9 +22,9 @@ use crate::store;
 pub fn throttle(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     let (bucket, quantity) = read_throttle(&argv)?;
     let key = argv.name(1).ok_or(SYNTAX)?;
-    let req = Request {
+    let req = RequestArgs {
         cost: Some(quantity),
-        ..Request::default()
+        ..RequestArgs::default()
     };
     let spec = Spec::Bucket(bucket);
     engine::one(

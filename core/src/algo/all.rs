@@ -5,7 +5,7 @@
 //! denies, no change is kept at all, so no limit spends units on a request
 //! another one refused.
 
-use super::{Decision, RetryAfter};
+use super::{Answer, RetryAfter};
 
 /// Combines per-limit decisions (with the change each would make). Returns
 /// the index of the binding limit, its decision, and the changes to apply:
@@ -15,7 +15,7 @@ use super::{Decision, RetryAfter};
 /// never-allowing one first of all): its `retry_after` is the wait after
 /// which every limit allows. When allowed, it is the limit with the least
 /// remaining. Ties go to the earlier limit. `None` for no limits.
-pub fn combine<E>(evaluated: Vec<(Decision, E)>) -> Option<(usize, Decision, Vec<E>)> {
+pub fn combine<E>(evaluated: Vec<(Answer, E)>) -> Option<(usize, Answer, Vec<E>)> {
     let index = binding(evaluated.iter().map(|(d, _)| d))?;
     let decision = evaluated.get(index).map(|(d, _)| *d)?;
     let changes = if evaluated.iter().all(|(d, _)| d.allowed) {
@@ -26,7 +26,7 @@ pub fn combine<E>(evaluated: Vec<(Decision, E)>) -> Option<(usize, Decision, Vec
     Some((index, decision, changes))
 }
 
-fn wait(d: &Decision) -> u128 {
+fn wait(d: &Answer) -> u128 {
     match d.retry_after {
         RetryAfter::Never => u128::MAX,
         RetryAfter::After(s) => u128::from(s.as_u64()),
@@ -35,8 +35,8 @@ fn wait(d: &Decision) -> u128 {
 }
 
 /// The binding limit's index among per-limit decisions (see [`combine`]).
-pub fn binding<'a>(decisions: impl Iterator<Item = &'a Decision>) -> Option<usize> {
-    let mut best: Option<(usize, &Decision)> = None;
+pub fn binding<'a>(decisions: impl Iterator<Item = &'a Answer>) -> Option<usize> {
+    let mut best: Option<(usize, &Answer)> = None;
     for (i, d) in decisions.enumerate() {
         let better = match best {
             None => true,
@@ -157,7 +157,7 @@ mod tests {
 
     #[test]
     fn binding_prefers_the_longest_wait_then_the_least_remaining() {
-        let d = |allowed, remaining, retry| Decision {
+        let d = |allowed, remaining, retry| Answer {
             allowed,
             limit: 10,
             remaining,

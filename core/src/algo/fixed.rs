@@ -10,7 +10,7 @@
 //! with a shorter window) keeps its count until its own end: the counter
 //! never resets early, so it never admits more than it should.
 
-use super::{Change, Decision, RetryAfter};
+use super::{Answer, Change, RetryAfter};
 use crate::time::Nanos;
 
 /// A window's count and its end (Unix milliseconds, exclusive).
@@ -35,7 +35,7 @@ pub fn decide(
     window_end_ms: u64,
     now: Nanos,
     cost: u64,
-) -> (Decision, Option<Counter>) {
+) -> (Answer, Option<Counter>) {
     let (count, end_ms) = match live(stored, now) {
         Some(c) => (c.count, c.end_ms.max(window_end_ms)),
         None => (0, window_end_ms),
@@ -48,7 +48,7 @@ pub fn decide(
         }
     };
     if cost > limit {
-        let d = Decision {
+        let d = Answer {
             allowed: false,
             limit,
             remaining: limit.saturating_sub(count),
@@ -59,7 +59,7 @@ pub fn decide(
     }
     match count.checked_add(cost).filter(|c| *c <= limit) {
         Some(new_count) => {
-            let d = Decision {
+            let d = Answer {
                 allowed: true,
                 limit,
                 remaining: limit - new_count,
@@ -73,7 +73,7 @@ pub fn decide(
             (d, change)
         }
         None => {
-            let d = Decision {
+            let d = Answer {
                 allowed: false,
                 limit,
                 remaining: limit.saturating_sub(count),
@@ -91,9 +91,9 @@ pub fn refund(
     stored: Option<Counter>,
     now: Nanos,
     units: u64,
-) -> (Decision, Change<Counter>) {
+) -> (Answer, Change<Counter>) {
     let Some(c) = live(stored, now) else {
-        let d = Decision {
+        let d = Answer {
             allowed: true,
             limit,
             remaining: limit,
@@ -103,7 +103,7 @@ pub fn refund(
         return (d, Change::None);
     };
     let count = c.count.saturating_sub(units);
-    let d = Decision {
+    let d = Answer {
         allowed: true,
         limit,
         remaining: limit.saturating_sub(count),
@@ -392,7 +392,7 @@ mod tests {
             before in 0i64..3 * DAY_MS,
             steps in prop::collection::vec((0u32..3, 0u64..1_000_000, 0u64..4, prop::bool::weighted(0.15)), 1..60),
         ) {
-            use crate::grammar::Mode;
+            use crate::limit::Action;
             use crate::limit::{evaluate, Effect, Spec, Stored};
             let spec = Spec::Fixed { limit, calendar: cal.clone() };
             let mut now_ns = start(&cal, year_offset, near_change, before) as u64 * 1_000_000;
@@ -416,8 +416,8 @@ mod tests {
                 let used = ledger.get(&start).copied().unwrap_or(0);
                 let until_end = Nanos::new(end as u64 * 1_000_000 - now_ns);
                 let held = stored.map_or(Stored::Empty, Stored::Fixed);
-                let mode = if is_refund { Mode::Refund } else { Mode::Take };
-                let (d, effect) = evaluate(held, &spec, Nanos::new(now_ns), cost, mode).unwrap();
+                let action = if is_refund { Action::Refund } else { Action::Take };
+                let (d, effect) = evaluate(held, &spec, Nanos::new(now_ns), cost, action).unwrap();
                 let count = if is_refund {
                     let count = used.saturating_sub(cost);
                     prop_assert!(d.allowed);

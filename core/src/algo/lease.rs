@@ -12,7 +12,7 @@
 //! Deciding never mutates: the functions return an [`Op`], which
 //! [`Leases::apply`] performs, the same on a master and on every replica.
 
-use super::{Decision, RetryAfter};
+use super::{Answer, RetryAfter};
 use crate::bounds::{MAX_INT, MAX_LEASES_MAX, MAX_LEASE_NS};
 use crate::time::Nanos;
 
@@ -190,7 +190,7 @@ pub struct Concurrency {
 /// The reply's fields: `remaining` free slots after this call;
 /// `retry_after` when the earliest lease ends (a release may come
 /// sooner); `reset_after` when all leases end.
-pub fn acquire(state: Option<&Leases>, c: &Concurrency, now: Nanos) -> (Decision, Option<Op>) {
+pub fn acquire(state: Option<&Leases>, c: &Concurrency, now: Nanos) -> (Answer, Option<Op>) {
     let live = |e: &Nanos| *e > now;
     let (held, earliest, last, last_id) = match state {
         Some(s) => (
@@ -211,7 +211,7 @@ pub fn acquire(state: Option<&Leases>, c: &Concurrency, now: Nanos) -> (Decision
         .filter(|i| *i <= MAX_INT);
     if let (true, Some(id)) = (held < c.limit, next_id) {
         let expires = now.saturating_add(c.lease);
-        let d = Decision {
+        let d = Answer {
             allowed: true,
             limit: c.limit,
             remaining: c.limit - held - 1,
@@ -220,7 +220,7 @@ pub fn acquire(state: Option<&Leases>, c: &Concurrency, now: Nanos) -> (Decision
         };
         return (d, Some(Op::Acquire { now, id, expires }));
     }
-    let d = Decision {
+    let d = Answer {
         allowed: false,
         limit: c.limit,
         remaining: 0,

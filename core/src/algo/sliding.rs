@@ -13,7 +13,7 @@
 //! [`Update`]; [`Log::apply`] performs it. The same `Update`, replicated,
 //! gives a replica the same bytes.
 
-use super::{Decision, RetryAfter};
+use super::{Answer, RetryAfter};
 use crate::time::Nanos;
 
 pub use super::log::{DecodeError, Log, Refund, Update};
@@ -31,7 +31,7 @@ pub struct Window {
 /// Decide on a request of `cost` units at `now_us` against `log` (`None`
 /// for a fresh key). Returns the decision and, if allowed with a cost, the
 /// update to apply and replicate.
-pub fn decide(log: Option<&Log>, w: &Window, now_us: u64, cost: u64) -> (Decision, Option<Update>) {
+pub fn decide(log: Option<&Log>, w: &Window, now_us: u64, cost: u64) -> (Answer, Option<Update>) {
     let span = w.span_us;
     let (live, live_entries, last) = match log {
         Some(l) => {
@@ -52,7 +52,7 @@ pub fn decide(log: Option<&Log>, w: &Window, now_us: u64, cost: u64) -> (Decisio
     };
     let remaining_now = w.limit.saturating_sub(live);
     if cost > w.limit {
-        let d = Decision {
+        let d = Answer {
             allowed: false,
             limit: w.limit,
             remaining: remaining_now,
@@ -63,7 +63,7 @@ pub fn decide(log: Option<&Log>, w: &Window, now_us: u64, cost: u64) -> (Decisio
     }
     if live.saturating_add(cost) <= w.limit {
         if cost == 0 {
-            let d = Decision {
+            let d = Answer {
                 allowed: true,
                 limit: w.limit,
                 remaining: remaining_now,
@@ -76,7 +76,7 @@ pub fn decide(log: Option<&Log>, w: &Window, now_us: u64, cost: u64) -> (Decisio
         // stay in order and old units only expire later.
         let at = if live > 0 { now_us.max(last) } else { now_us };
         let coalesce = live_entries >= w.max_entries.max(1) && at > last;
-        let d = Decision {
+        let d = Answer {
             allowed: true,
             limit: w.limit,
             remaining: remaining_now - cost,
@@ -109,7 +109,7 @@ pub fn decide(log: Option<&Log>, w: &Window, now_us: u64, cost: u64) -> (Decisio
             true
         });
     }
-    let d = Decision {
+    let d = Answer {
         allowed: false,
         limit: w.limit,
         remaining: remaining_now,
@@ -121,12 +121,7 @@ pub fn decide(log: Option<&Log>, w: &Window, now_us: u64, cost: u64) -> (Decisio
 
 /// Gives `units` back to the window (the work did not happen), taking them
 /// from the newest admissions; never beyond an empty window.
-pub fn refund(
-    log: Option<&Log>,
-    w: &Window,
-    now_us: u64,
-    units: u64,
-) -> (Decision, Option<Refund>) {
+pub fn refund(log: Option<&Log>, w: &Window, now_us: u64, units: u64) -> (Answer, Option<Refund>) {
     let span = w.span_us;
     let mut list = log.map(|l| l.entry_list()).unwrap_or_default();
     list.retain(|&(t, _)| t.saturating_add(span) > now_us);
@@ -145,7 +140,7 @@ pub fn refund(
     let reset_us = list
         .last()
         .map_or(0, |&(t, _)| t.saturating_add(span).saturating_sub(now_us));
-    let d = Decision {
+    let d = Answer {
         allowed: true,
         limit: w.limit,
         remaining: w.limit.saturating_sub(live - back),
