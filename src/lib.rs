@@ -11,9 +11,9 @@
 //! Layout: the `redis-ratelimit-core` crate holds the pure algorithms and
 //! the grammar (no clock, no Redis); `commands` is the command table and
 //! its handlers; `engine` loads, decides, writes and replicates; `store`
-//! says how state lives in a key and `wire` how effects travel; `api` is
-//! the one file that calls into Redis (with the allocator, the only code
-//! that needs Rust's unsafe).
+//! says how state lives in a key and `wire` how effects travel; `api/`
+//! is the only code that calls into Redis (with the allocator, the only
+//! code that needs Rust's unsafe), one file per part of the module API.
 
 #[cfg(not(target_pointer_width = "64"))]
 compile_error!("redis-ratelimit keeps 64-bit state in a pointer field: 64-bit targets only");
@@ -30,7 +30,7 @@ mod stats;
 mod store;
 mod wire;
 
-use std::ffi::CStr;
+use std::ffi::{c_int, CStr};
 
 use redis_module::raw;
 
@@ -38,6 +38,17 @@ use redis_module::raw;
 pub const MODULE_NAME: &CStr = c"ratelimit";
 /// `MODULE LIST` shows this version: major * 10000 + minor * 100 + patch.
 pub const MODULE_VERSION: i32 = 100;
+
+/// The entry point Redis calls on `loadmodule` / `MODULE LOAD`: the API is
+/// set up, checked and guarded in [`api::load`], which then runs [`init`].
+#[no_mangle]
+pub extern "C" fn RedisModule_OnLoad(
+    ctx: api::RawCtx,
+    argv: *mut api::RawString,
+    argc: c_int,
+) -> c_int {
+    api::load(ctx, argv, argc, MODULE_NAME, MODULE_VERSION, init)
+}
 
 /// Every allocation goes through Redis's allocator inside a server.
 #[global_allocator]
