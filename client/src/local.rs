@@ -13,13 +13,12 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use redis_ratelimit_core::algo::all::combine;
 use redis_ratelimit_core::algo::bucket::Bucket;
 use redis_ratelimit_core::algo::lease;
 use redis_ratelimit_core::algo::lease::Concurrency;
 use redis_ratelimit_core::algo::sliding::Window;
 use redis_ratelimit_core::algo::{self, RetryAfter};
-use redis_ratelimit_core::limit::{evaluate_with, Action, Effect, Rules, Spec, State, Stored};
+use redis_ratelimit_core::limit::{decide_all, Action, Claim, Effect, Rules, Spec, State, Stored};
 use redis_ratelimit_core::time::Nanos;
 
 use crate::commands::{Mode, Request};
@@ -133,48 +132,47 @@ impl Local {
         now: Nanos,
     ) -> Option<AllDecision> {
         self.sweep(now);
-        let mode = match req.mode() {
+        let action = match req.mode() {
             Mode::Refund => Action::Refund,
             Mode::Consume | Mode::DryRun => Action::Take,
         };
-        let mut evaluated = Vec::with_capacity(keys.len());
-        let mut lockouts = Vec::new();
-        for (key, (spec, rules)) in keys.iter().zip(specs) {
-            let stored = self
-                .entries
-                .get(key)
-                .map_or(Stored::Empty, |e| e.state.stored());
-            // A lease limit takes one slot whatever the cost (0: a peek).
-            let cost = match spec {
-                Spec::Concurrency(_) => u64::from(req.cost() > 0),
-                _ => req.cost(),
-            };
-            // A key whose kind changed (a redefined limit) starts afresh.
-            let (d, effect, verdict) = evaluate_with(stored, spec, *rules, now, cost, mode)
-                .or_else(|_| evaluate_with(Stored::Empty, spec, *rules, now, cost, mode))
-                .ok()?;
-            if verdict.locked {
-                lockouts.push((key.clone(), effect.clone()));
-            }
-            evaluated.push((d, effect));
-        }
-        let (index, d, effects) = combine(evaluated)?;
+        // A key whose kind changed (a redefined limit) starts afresh.
+        let claims: Vec<Claim<'_>> = keys
+            .iter()
+            .zip(specs)
+            .map(|(key, (spec, rules))| {
+                let stored = self
+                    .entries
+                    .get(key)
+                    .map_or(Stored::Empty, |e| e.state.stored());
+                Claim {
+                    stored: match stored.kind() {
+                        Some(kind) if kind != spec.kind() => Stored::Empty,
+                        _ => stored,
+                    },
+                    spec,
+                    rules: *rules,
+                    // A lease limit takes one slot whatever the cost (0: a peek).
+                    cost: match spec {
+                        Spec::Concurrency(_) => u64::from(req.cost() > 0),
+                        _ => req.cost(),
+                    },
+                }
+            })
+            .collect();
+        let decided = decide_all(&claims, now, action).ok()?;
+        drop(claims);
         let mut lease_id = None;
         if req.mode() != Mode::DryRun {
-            if !d.allowed {
-                // A denial writes nothing but a LOCKOUT it started.
-                for (key, effect) in lockouts {
-                    self.apply(&key, effect);
-                }
-            }
-            for (key, effect) in keys.iter().zip(effects) {
-                lease_id = lease_id.or(effect.lease_id());
-                self.apply(key, effect);
+            // A denial writes nothing but a LOCKOUT it starts (decide_all says).
+            for (key, d) in keys.iter().zip(decided.limits.iter()) {
+                lease_id = lease_id.or(d.effect.lease_id());
+                self.apply(key, d.effect.clone());
             }
         }
-        let mut out = decision(&d, Source::Fallback);
+        let mut out = decision(&decided.answer, Source::Fallback);
         out.lease = lease_id;
-        Some(AllDecision::new(out, index))
+        Some(AllDecision::new(out, decided.index))
     }
 
     /// Gives lease `id` of `key` back; true if it was live.

@@ -14,6 +14,7 @@
 pub mod algo;
 pub mod bounds;
 pub mod error;
+pub mod few;
 pub mod grammar;
 pub mod limit;
 pub mod num;

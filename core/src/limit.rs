@@ -5,6 +5,7 @@
 //! the action in; the decision and its [`Effect`] out. Whoever keeps the
 //! state (a Redis key, a map in the client) writes the effect.
 
+use crate::algo::all::binding;
 use crate::algo::bucket::Bucket;
 use crate::algo::calendar::{self, Calendar};
 use crate::algo::fixed::{self, Counter};
@@ -12,6 +13,7 @@ use crate::algo::lease::{self, Concurrency, Leases, Op};
 use crate::algo::sliding::{self, Log, Refund, Update, Window};
 use crate::algo::{Answer, Change, RetryAfter};
 use crate::error::{CmdError, INTERNAL, WRONGTYPE};
+use crate::few::Few;
 use crate::time::Nanos;
 
 /// Take units, or give them back.
@@ -531,6 +533,102 @@ pub fn evaluate_with(
     Ok((replied, effect, verdict))
 }
 
+/// One limit of a request, on its key's state, as [`decide_all`] takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'s> {
+    pub stored: Stored<'s>,
+    pub spec: &'s Spec,
+    pub rules: Rules,
+    pub cost: u64,
+}
+
+/// What one limit of a request decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    /// Its own answer, as it replies (a SHADOW limit's denial answers allowed).
+    pub answer: Answer,
+    /// What to write into its key: its effect when the request is allowed;
+    /// when it is denied, only a LOCKOUT it starts or a lock it cuts.
+    pub effect: Effect,
+    pub verdict: Verdict,
+}
+
+/// What several limits decided together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllDecided {
+    /// The binding limit (see [`binding`]): its position and its answer,
+    /// which is the request's.
+    pub index: usize,
+    pub answer: Answer,
+    /// Each limit's own, in the request's order.
+    pub limits: Few<Decided>,
+}
+
+impl AllDecided {
+    /// The lease the request takes, if one of its limits takes one.
+    pub fn lease_id(&self) -> Option<u64> {
+        self.limits.iter().find_map(|d| d.effect.lease_id())
+    }
+}
+
+/// Several limits, all or nothing: each decides on its own state (under its
+/// rules); the request is allowed only if every limit allows, and then
+/// every limit writes its effect. If any denies, none writes, but for a
+/// policy's LOCKOUT that the denial starts (or a lock cut to what its
+/// policy says now). One limit alone decides as [`evaluate_with`] does.
+///
+/// The one decision of RL.ALL, of every limiter command, of a waiter's
+/// admission, and of the client's fallback. Pure: whoever keeps the states
+/// writes the effects (nothing, for a dry run). `None` limits is INTERNAL.
+#[inline]
+pub fn decide_all(
+    claims: &[Claim<'_>],
+    now: Nanos,
+    action: Action,
+) -> Result<AllDecided, CmdError> {
+    let mut limits: Few<Decided> = claims
+        .iter()
+        .map(|c| {
+            let (answer, effect, verdict) =
+                evaluate_with(c.stored, c.spec, c.rules, now, c.cost, action)?;
+            Ok(Decided {
+                answer,
+                effect,
+                verdict,
+            })
+        })
+        .collect::<Result<_, CmdError>>()?;
+    let index = binding(limits.iter().map(|d| &d.answer)).ok_or(INTERNAL)?;
+    let answer = limits.get(index).ok_or(INTERNAL)?.answer;
+    if !limits.iter().all(|d| d.answer.allowed) {
+        for d in limits.iter_mut() {
+            if !matches!(d.effect, Effect::Lockout(_)) {
+                d.effect = Effect::None;
+            }
+        }
+    }
+    Ok(AllDecided {
+        index,
+        answer,
+        limits,
+    })
+}
+
+impl Stored<'_> {
+    /// The kind of state held (a lock's: the limit's own under it); `None`
+    /// when empty.
+    pub fn kind(&self) -> Option<StateKind> {
+        match self {
+            Stored::Empty => None,
+            Stored::Bucket(_) => Some(StateKind::Bucket),
+            Stored::Fixed(_) => Some(StateKind::Fixed),
+            Stored::Window(_) => Some(StateKind::Window),
+            Stored::Leases(_) => Some(StateKind::Leases),
+            Stored::Locked(l) => l.inner.stored().kind(),
+        }
+    }
+}
+
 impl Effect {
     /// The lease an effect takes, if it takes one.
     pub fn lease_id(&self) -> Option<u64> {
@@ -574,6 +672,7 @@ fn effect_of<S>(c: Change<S>, set: impl FnOnce(S) -> Effect) -> Effect {
 mod tests {
     use super::*;
     use crate::policy::read_definition;
+    use proptest::prelude::*;
 
     fn policy(s: &str) -> (Spec, Rules) {
         let w: Vec<&[u8]> = s.split(' ').map(str::as_bytes).collect();
@@ -744,5 +843,112 @@ mod tests {
             assert_eq!(Lock::decode(&bad_tag), None);
         }
         assert_eq!(Lock::decode(&[0; 9]), None);
+    }
+
+    /// Takes `cost` from each state under one [`decide_all`], writing what
+    /// it says (as the module's engine does).
+    fn take_all(
+        states: &mut [State],
+        specs: &[(Spec, Rules)],
+        cost: &[u64],
+        at: Nanos,
+    ) -> AllDecided {
+        let claims: Vec<Claim<'_>> = states
+            .iter()
+            .zip(specs)
+            .zip(cost)
+            .map(|((s, (spec, rules)), cost)| Claim {
+                stored: s.stored(),
+                spec,
+                rules: *rules,
+                cost: *cost,
+            })
+            .collect();
+        let all = decide_all(&claims, at, Action::Take).unwrap();
+        drop(claims);
+        for (s, d) in states.iter_mut().zip(all.limits.iter()) {
+            s.apply(&d.effect);
+        }
+        all
+    }
+
+    #[test]
+    fn a_denial_writes_nothing_but_the_lockout_it_starts() {
+        let specs = [policy("FIXED 1 60 LOCKOUT 5"), policy("TOKENBUCKET 10 1")];
+        let mut s = [State::Empty, State::Empty];
+        let t0 = Nanos::from_secs(1_799_999_940);
+        let first = take_all(&mut s, &specs, &[1, 1], t0);
+        assert!(first.answer.allowed);
+        // Binding when allowed: the least remaining (the window's 0).
+        assert_eq!((first.index, first.answer.remaining), (0, 0));
+        assert!(matches!(s[1], State::Bucket(_)));
+        let bucket = s[1].clone();
+        let denied = take_all(&mut s, &specs, &[1, 1], t0);
+        assert!(!denied.answer.allowed && denied.limits[0].verdict.locked);
+        assert_eq!(denied.index, 0);
+        assert!(matches!(s[0], State::Locked(_)), "{:?}", s[0]);
+        assert_eq!(s[1], bucket, "the bucket took nothing");
+        assert_eq!(denied.limits[1].effect, Effect::None);
+        assert_eq!(denied.lease_id(), None);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// A bucket, a sliding window and a fixed window behind one
+        /// decide_all: a denial by any of them changes none; an allowed
+        /// request changes all; the binding limit waits longest when denied
+        /// and has the least left when allowed; each limit's own bound
+        /// holds over the whole history (computed here by brute force).
+        #[test]
+        fn never_consumes_when_one_denies(
+            steps in prop::collection::vec((0u64..400_000_000, 0u64..4, 0u64..4, 0u64..4), 1..80),
+        ) {
+            let specs = [
+                (Spec::Bucket(Bucket::new(4, Nanos::new(250_000_000)).unwrap()), Rules::default()),
+                (Spec::Window(Window { limit: 6, span_us: 2_000_000, max_entries: 1_000 }), Rules::default()),
+                (Spec::Fixed { limit: 5, calendar: Calendar::Millis(3_000) }, Rules::default()),
+            ];
+            let mut states = [State::Empty, State::Empty, State::Empty];
+            let mut now = 1_700_000_000_000_000_000u64;
+            let mut admitted: Vec<(u64, u64, u64, u64)> = vec![];
+            for (gap, cb, cw, cf) in steps {
+                now += gap;
+                let before = states.clone();
+                let own: Vec<Answer> = states
+                    .iter()
+                    .zip(&specs)
+                    .zip([cb, cw, cf])
+                    .map(|((s, (spec, _)), c)| evaluate(s.stored(), spec, Nanos::new(now), c, Action::Take).unwrap().0)
+                    .collect();
+                let all = take_all(&mut states, &specs, &[cb, cw, cf], Nanos::new(now));
+                let all_ok = own.iter().all(|a| a.allowed);
+                prop_assert_eq!(all.answer.allowed, all_ok);
+                prop_assert!(all.index < 3);
+                let wait = |a: &Answer| match a.retry_after {
+                    RetryAfter::Never => u128::MAX,
+                    RetryAfter::After(s) => u128::from(s.as_u64()),
+                    RetryAfter::Now => 0,
+                };
+                if all_ok {
+                    prop_assert_eq!(all.answer.remaining, own.iter().map(|a| a.remaining).min().unwrap());
+                    admitted.push((now, cb, cw, cf));
+                } else {
+                    for other in own.iter().filter(|a| !a.allowed) {
+                        prop_assert!(wait(&all.answer) >= wait(other));
+                    }
+                    prop_assert_eq!(&states, &before);
+                }
+                for (i, &(a, ..)) in admitted.iter().enumerate() {
+                    let bucket_units: u64 = admitted[i..].iter().map(|x| x.1).sum();
+                    prop_assert!(u128::from(bucket_units) * 250_000_000 <= 4 * 250_000_000 + u128::from(now - a));
+                    let window_units: u64 = admitted.iter().filter(|x| x.0 >= a && x.0 < a + 2_000_000_000).map(|x| x.2).sum();
+                    prop_assert!(window_units <= 6);
+                    let fixed_window = |t: u64| t / 3_000_000_000;
+                    let fixed_units: u64 = admitted.iter().filter(|x| fixed_window(x.0) == fixed_window(a)).map(|x| x.3).sum();
+                    prop_assert!(fixed_units <= 5, "{} units in the 3 s window of {}", fixed_units, a);
+                }
+            }
+        }
     }
 }
