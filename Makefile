@@ -58,7 +58,8 @@ bench: ## Criterion benches of the pure algorithms
 bench-server: build ## Server benchmark vs INCR and Lua baselines, and BLOCK with 10,000 waiters; writes docs/BENCHMARKS.md (BENCH_ARGS=--callgrind adds instruction counts, --only-blocking only BLOCK)
 	python3 scripts/bench_server.py $(BENCH_ARGS)
 
-lint: ## rustfmt and clippy
+lint: ## rustfmt, clippy, and no import circle in src/ (scripts/check_layers.py)
+	python3 scripts/check_layers.py
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy -p redis-ratelimit --all-targets --features test-hooks -- -D warnings
 	$(CARGO) clippy -p redis-ratelimit-core -p redis-ratelimit-client -p redis-ratelimit-testkit --all-targets --all-features -- -D warnings

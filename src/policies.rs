@@ -120,7 +120,7 @@ fn unknown(name: &[u8]) -> CmdError {
     }
 }
 
-/// Reads and checks a definition for `name` (words from `start`), as SET
+/// Reads and checks the definition `words` for `name`, as SET
 /// would store it; changes nothing.
 pub fn read(name: &[u8], words: &[&[u8]], settings: Settings) -> Result<Definition, CmdError> {
     if !policy::valid_name(name) {

@@ -1,6 +1,7 @@
 //! How effects travel: each effect's internal command and its binary
 //! payload, side by side (`RL.SETSTATE key <state>`, `RL.WINDOWADD key
-//! <update>`, `RL.WINDOWREFUND key <refund>`, or a plain `DEL`).
+//! <update>`, `RL.WINDOWREFUND key <refund>`, `RL.LEASE key <op>`, or a
+//! plain `DEL`). The command table registers these names from here.
 //!
 //! One compact argument instead of several formatted ones: propagation is a
 //! large share of a limiter command's cost, and every argument Redis builds,
@@ -15,8 +16,7 @@ use redis_ratelimit_core::bounds::{MAX_INSTANT_US, MAX_INT, MAX_SPAN_US};
 use redis_ratelimit_core::limit::{Effect, Lock};
 use redis_ratelimit_core::time::Nanos;
 
-use crate::api::{Ctx, Key, Name};
-use crate::store;
+use crate::api::{Ctx, Name};
 
 /// A whole state with its absolute expiry.
 pub const SETSTATE: &CStr = c"RL.SETSTATE";
@@ -37,9 +37,15 @@ const LEASES: u8 = b'L';
 const LOCKOUT: u8 = b'K';
 
 /// Propagates an effect to replicas and the AOF: the command it travels
-/// as and its payload, with absolute times.
+/// as and its payload, with absolute times. A lockout travels as the whole
+/// lock as written and the key's expiry (`written` reads them).
 #[inline]
-pub fn replicate(ctx: &Ctx<'_>, key: Name<'_>, held: &Key<'_>, effect: &Effect) {
+pub fn replicate<'k>(
+    ctx: &Ctx<'_>,
+    key: Name<'_>,
+    effect: &Effect,
+    written: impl FnOnce() -> Option<(&'k Lock, u64)>,
+) {
     match effect {
         Effect::None => {}
         Effect::Bucket(tat) => ctx.replicate_blob(SETSTATE, key, &bucket(tat.as_u64())),
@@ -52,8 +58,7 @@ pub fn replicate(ctx: &Ctx<'_>, key: Name<'_>, held: &Key<'_>, effect: &Effect) 
         // The whole lock as written, the limit's state inside it: rare,
         // and a replica then holds exactly what the master holds.
         Effect::Lockout(_) => {
-            if let Some(lock) = store::lock_of(held) {
-                let expire_ms = held.expire_at_ms().unwrap_or(0);
+            if let Some((lock, expire_ms)) = written() {
                 ctx.replicate_blob(SETSTATE, key, &lockout(expire_ms, lock));
             }
         }
@@ -61,9 +66,10 @@ pub fn replicate(ctx: &Ctx<'_>, key: Name<'_>, held: &Key<'_>, effect: &Effect) 
     }
 }
 
-/// A limiter state with what its expiry should be.
+/// A whole limiter state with what its key's expiry should be, as
+/// RL.SETSTATE carries it (and an AOF rewrite writes it).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum State {
+pub enum Snapshot {
     /// The full-again instant (ns); the key expires then (rounded up to ms).
     Bucket { tat_ns: u64 },
     /// A count and its window's end (ms), which is the key's expiry; an end
@@ -77,15 +83,15 @@ pub enum State {
     Lockout { expire_ms: u64, lock: Lock },
 }
 
-impl State {
+impl Snapshot {
     /// The key's expiry this state names (Unix ms; 0 for none).
     pub fn expire_ms(&self) -> u64 {
         match self {
-            State::Bucket { tat_ns } => Nanos::new(*tat_ns).ceil_millis(),
-            State::Fixed { end_ms, .. } => *end_ms,
-            State::Window { expire_ms, .. }
-            | State::Leases { expire_ms, .. }
-            | State::Lockout { expire_ms, .. } => *expire_ms,
+            Snapshot::Bucket { tat_ns } => Nanos::new(*tat_ns).ceil_millis(),
+            Snapshot::Fixed { end_ms, .. } => *end_ms,
+            Snapshot::Window { expire_ms, .. }
+            | Snapshot::Leases { expire_ms, .. }
+            | Snapshot::Lockout { expire_ms, .. } => *expire_ms,
         }
     }
 }
@@ -163,24 +169,24 @@ pub fn decode_lease_op(b: &[u8]) -> Option<Op> {
     }
 }
 
-pub fn decode_state(b: &[u8]) -> Option<State> {
+pub fn decode_state(b: &[u8]) -> Option<Snapshot> {
     match (b.first()?, b.len()) {
-        (&BUCKET, 9) => Some(State::Bucket {
+        (&BUCKET, 9) => Some(Snapshot::Bucket {
             tat_ns: u64_at(b, 1).filter(|t| *t > 0)?,
         }),
-        (&LOCKOUT, n) if n > 9 => Some(State::Lockout {
+        (&LOCKOUT, n) if n > 9 => Some(Snapshot::Lockout {
             expire_ms: u64_at(b, 1)?,
             lock: Lock::decode(b.get(9..)?)?,
         }),
-        (&FIXED, 17) => Some(State::Fixed {
+        (&FIXED, 17) => Some(Snapshot::Fixed {
             count: u64_at(b, 1).filter(|c| *c > 0)?,
             end_ms: u64_at(b, 9)?,
         }),
-        (&WINDOW, n) if n > 9 => Some(State::Window {
+        (&WINDOW, n) if n > 9 => Some(Snapshot::Window {
             expire_ms: u64_at(b, 1)?,
             log: Log::decode(b.get(9..)?).ok()?,
         }),
-        (&LEASES, n) if n > 9 => Some(State::Leases {
+        (&LEASES, n) if n > 9 => Some(Snapshot::Leases {
             expire_ms: u64_at(b, 1)?,
             leases: Leases::decode(b.get(9..)?).filter(|l| !l.is_empty())?,
         }),
@@ -246,11 +252,11 @@ mod tests {
     fn states_round_trip() {
         assert_eq!(
             decode_state(&bucket(42)),
-            Some(State::Bucket { tat_ns: 42 })
+            Some(Snapshot::Bucket { tat_ns: 42 })
         );
         assert_eq!(
             decode_state(&fixed(3, 99)),
-            Some(State::Fixed {
+            Some(Snapshot::Fixed {
                 count: 3,
                 end_ms: 99
             })
@@ -264,7 +270,7 @@ mod tests {
         });
         assert_eq!(
             decode_state(&window(7, &log)),
-            Some(State::Window { expire_ms: 7, log })
+            Some(Snapshot::Window { expire_ms: 7, log })
         );
     }
 
@@ -476,11 +482,11 @@ mod tests {
             }
             if let Some(s) = state {
                 let again = match &s {
-                    State::Bucket { tat_ns } => bucket(*tat_ns).to_vec(),
-                    State::Fixed { count, end_ms } => fixed(*count, *end_ms).to_vec(),
-                    State::Window { expire_ms, log } => window(*expire_ms, log),
-                    State::Leases { expire_ms, leases: l } => leases(*expire_ms, l),
-                    State::Lockout { expire_ms, lock } => lockout(*expire_ms, lock),
+                    Snapshot::Bucket { tat_ns } => bucket(*tat_ns).to_vec(),
+                    Snapshot::Fixed { count, end_ms } => fixed(*count, *end_ms).to_vec(),
+                    Snapshot::Window { expire_ms, log } => window(*expire_ms, log),
+                    Snapshot::Leases { expire_ms, leases: l } => leases(*expire_ms, l),
+                    Snapshot::Lockout { expire_ms, lock } => lockout(*expire_ms, lock),
                 };
                 prop_assert_eq!(&again, &b);
             }

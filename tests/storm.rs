@@ -33,7 +33,8 @@
 use redis_ratelimit_core::error::CmdError;
 use redis_ratelimit_core::grammar::{
     all_key_positions, check_request, is, read_all, read_command, read_take, read_throttle,
-    ArgKind, ClauseLimit, RequestOption, Settings, Syntax, ALGORITHMS, REQUEST_OPTIONS,
+    ArgKind, ClauseLimit, PolicyLookup, RequestOption, Settings, Syntax, ALGORITHMS,
+    REQUEST_OPTIONS,
 };
 use redis_ratelimit_core::limit::Spec;
 use redis_ratelimit_core::policy::read_definition;
@@ -552,15 +553,7 @@ fn reads(role: Role, v: &[Vec<u8>]) -> Result<(), CmdError> {
     let words = &words[..];
     match role {
         Role::Limiter(s) => read_command(s, words, Settings::default()).map(|_| ()),
-        Role::All => read_all(words, Settings::default()).and_then(|a| {
-            for c in &a.clauses {
-                if let ClauseLimit::Policy(i) = c.limit {
-                    policy_spec(words.get(i).copied().unwrap_or_default())
-                        .ok_or(redis_ratelimit_core::error::SYNTAX)?;
-                }
-            }
-            Ok(())
-        }),
+        Role::All => read_all(words, Settings::default(), known_policies()).map(|_| ()),
         Role::Throttle => read_throttle(words).map(|_| ()),
         Role::Take => read_take(words).and_then(|req| {
             let spec = policy_spec(words.get(2).copied().unwrap_or_default())
@@ -571,13 +564,17 @@ fn reads(role: Role, v: &[Vec<u8>]) -> Result<(), CmdError> {
     }
 }
 
-/// An RL.ALL clause's limit: its own, or its policy's.
-fn clause_spec(words: &[&[u8]], limit: &ClauseLimit) -> Result<Spec, String> {
-    match limit {
-        ClauseLimit::Inline(s) => Ok(s.clone()),
-        ClauseLimit::Policy(i) => policy_spec(words.get(*i).copied().unwrap_or_default())
-            .ok_or_else(|| "the module decided on an unknown policy".to_string()),
+/// The test's policies, as RL.ALL's POLICY clauses resolve them.
+fn known_policies<'a>() -> PolicyLookup<impl FnMut(&'a [u8]) -> Result<Spec, CmdError>, Spec> {
+    PolicyLookup {
+        resolve: |name: &'a [u8]| policy_spec(name).ok_or(redis_ratelimit_core::error::SYNTAX),
+        spec: |s| s,
     }
+}
+
+/// An RL.ALL clause's limit: its own, or its policy's.
+fn clause_spec(limit: &ClauseLimit<Spec>) -> Result<Spec, String> {
+    Ok(limit.spec(|s| s).clone())
 }
 
 /// A well-formed call of `name`: generated until the grammar reads it (a
@@ -618,10 +615,10 @@ fn writes_nothing(role: Role, v: &[Vec<u8>], all_missing: bool) -> Result<bool, 
                 || (req.refund && all_missing)
         }
         Role::All => {
-            let a = read_all(words, Settings::default()).map_err(refused)?;
+            let a = read_all(words, Settings::default(), known_policies()).map_err(refused)?;
             let mut nothing_taken = true;
             for c in &a.clauses {
-                let spec = clause_spec(words, &c.limit)?;
+                let spec = clause_spec(&c.limit)?;
                 nothing_taken &= takes_units(&spec) && c.cost.or(a.request.cost).unwrap_or(1) == 0;
             }
             a.request.dry_run || nothing_taken || (a.request.refund && all_missing)
@@ -651,10 +648,10 @@ fn decision_len(role: Role, v: &[Vec<u8>]) -> Result<usize, String> {
             5 + usize::from(!takes_units(&spec))
         }
         Role::All => {
-            let a = read_all(words, Settings::default()).map_err(refused)?;
+            let a = read_all(words, Settings::default(), known_policies()).map_err(refused)?;
             let mut lease = false;
             for c in &a.clauses {
-                lease |= !takes_units(&clause_spec(words, &c.limit)?);
+                lease |= !takes_units(&clause_spec(&c.limit)?);
             }
             6 + usize::from(lease)
         }

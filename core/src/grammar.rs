@@ -7,8 +7,8 @@
 //! client's validation (it renders its policies as words and reads them
 //! back here), `COMMAND DOCS`, and the argument generator of the storm test.
 //!
-//! The request options every limiter command takes (COST, DRYRUN, REFUND)
-//! are [`REQUEST_OPTIONS`], read by [`RequestArgs::read`].
+//! The request options every limiter command takes (COST, DRYRUN, REFUND,
+//! BLOCK) are [`REQUEST_OPTIONS`], read by [`RequestArgs::read`].
 //!
 //! Reading works on [`Words`], so the module reads its arguments in place
 //! (no copy) and the client and tests read plain byte strings.
@@ -619,11 +619,14 @@ pub struct RequestOption {
     pub value: Option<Param>,
 }
 
+/// The keyword of the COST option (a request's, or an RL.ALL clause's).
+pub const COST: &str = "COST";
+
 const COST_OPTION: RequestOption = RequestOption {
-    keyword: "COST",
+    keyword: COST,
     value: Some(option(
         "cost",
-        "COST",
+        COST,
         ArgKind::Int { min: 0 },
         error::COST_OPTION,
     )),
@@ -785,19 +788,29 @@ pub fn check_request(spec: &Spec, req: &RequestArgs) -> Result<(), CmdError> {
 
 /// What an RL.ALL clause limits by.
 #[derive(Debug, Clone)]
-pub enum ClauseLimit {
+pub enum ClauseLimit<P> {
     /// `<algorithm> args...`
     Inline(Spec),
-    /// `POLICY name`: the name's word index (the module resolves it).
-    Policy(usize),
+    /// `POLICY name`: the policy the name resolved to.
+    Policy(P),
+}
+
+impl<P> ClauseLimit<P> {
+    /// The clause's limit: its own, or its policy's (`spec` reads it).
+    pub fn spec(&self, spec: fn(&P) -> &Spec) -> &Spec {
+        match self {
+            ClauseLimit::Inline(s) => s,
+            ClauseLimit::Policy(p) => spec(p),
+        }
+    }
 }
 
 /// One `LIMIT key <algorithm> ...` (or `LIMIT key POLICY name`) clause.
 #[derive(Debug, Clone)]
-pub struct Clause {
+pub struct Clause<P> {
     /// The key's word index.
     pub key: usize,
-    pub limit: ClauseLimit,
+    pub limit: ClauseLimit<P>,
     pub cost: Option<u64>,
 }
 
@@ -806,36 +819,60 @@ pub const POLICY_CLAUSE: &str = "POLICY";
 
 /// RL.ALL's arguments: the clauses and the command's request options.
 #[derive(Debug, Clone)]
-pub struct AllArgs {
-    pub clauses: Vec<Clause>,
+pub struct AllArgs<P> {
+    pub clauses: Vec<Clause<P>>,
     pub request: RequestArgs,
+}
+
+/// How RL.ALL and RL.TAKEALL find a named policy: `resolve` looks a name
+/// up (its error is the command's), `spec` reads the policy's limit.
+pub struct PolicyLookup<R, P> {
+    pub resolve: R,
+    pub spec: fn(&P) -> &Spec,
 }
 
 /// `RL.ALL [options] LIMIT key <algorithm> ... [LIMIT key <algorithm> ...]`.
 /// DRYRUN and REFUND are the command's wherever they stand; a COST inside a
-/// clause is that clause's.
-pub fn read_all<'a, W: Words<'a> + ?Sized>(
+/// clause is that clause's. A clause may name a policy (`LIMIT key POLICY
+/// name`), which `policies` resolves once every clause has been read; then
+/// the limits are checked together ([`check_all`]).
+pub fn read_all<'a, W, P, R>(
     words: &W,
     settings: Settings,
-) -> Result<AllArgs, CmdError> {
-    read_clauses(words, settings, false)
+    policies: PolicyLookup<R, P>,
+) -> Result<AllArgs<P>, CmdError>
+where
+    W: Words<'a> + ?Sized,
+    R: FnMut(&'a [u8]) -> Result<P, CmdError>,
+{
+    read_clauses(words, settings, false, policies)
 }
 
 /// `RL.TAKEALL [options] LIMIT key POLICY name ... [LIMIT key POLICY name ...]`:
 /// RL.ALL's grammar with named policies only (what an application account,
 /// which may not choose its own limits, can send).
-pub fn read_take_all<'a, W: Words<'a> + ?Sized>(
+pub fn read_take_all<'a, W, P, R>(
     words: &W,
     settings: Settings,
-) -> Result<AllArgs, CmdError> {
-    read_clauses(words, settings, true)
+    policies: PolicyLookup<R, P>,
+) -> Result<AllArgs<P>, CmdError>
+where
+    W: Words<'a> + ?Sized,
+    R: FnMut(&'a [u8]) -> Result<P, CmdError>,
+{
+    read_clauses(words, settings, true, policies)
 }
 
-fn read_clauses<'a, W: Words<'a> + ?Sized>(
+fn read_clauses<'a, W, P, R>(
     words: &W,
     settings: Settings,
     policies_only: bool,
-) -> Result<AllArgs, CmdError> {
+    mut policies: PolicyLookup<R, P>,
+) -> Result<AllArgs<P>, CmdError>
+where
+    W: Words<'a> + ?Sized,
+    R: FnMut(&'a [u8]) -> Result<P, CmdError>,
+{
     if words.count() < 5 {
         return Err(CmdError::WrongArity);
     }
@@ -851,7 +888,7 @@ fn read_clauses<'a, W: Words<'a> + ?Sized>(
             return Err(error::SYNTAX);
         }
     }
-    let mut clauses: Vec<Clause> = Vec::new();
+    let mut clauses: Vec<Clause<usize>> = Vec::new();
     while !c.done() {
         if !is(c.next_word()?, LIMIT_CLAUSE) {
             return Err(error::SYNTAX);
@@ -903,16 +940,32 @@ fn read_clauses<'a, W: Words<'a> + ?Sized>(
     if !all_distinct(&keys) {
         return Err(error::ALL_DISTINCT);
     }
-    // Checked once the policies are known too (the module resolves them).
-    let inline: Vec<(&Spec, Option<u64>)> = clauses
+    // PolicyLookup once every clause reads: an unknown one is an error before
+    // any limit is checked or any key read.
+    let mut resolved = Vec::with_capacity(clauses.len());
+    for c in clauses {
+        let limit = match c.limit {
+            ClauseLimit::Inline(spec) => ClauseLimit::Inline(spec),
+            ClauseLimit::Policy(name) => {
+                let name = words.word(name).ok_or(error::POLICY_NAME)?;
+                ClauseLimit::Policy((policies.resolve)(name)?)
+            }
+        };
+        resolved.push(Clause {
+            key: c.key,
+            limit,
+            cost: c.cost,
+        });
+    }
+    let together: Vec<(&Spec, Option<u64>)> = resolved
         .iter()
-        .filter_map(|c| match &c.limit {
-            ClauseLimit::Inline(s) => Some((s, c.cost)),
-            ClauseLimit::Policy(_) => None,
-        })
+        .map(|c| (c.limit.spec(policies.spec), c.cost))
         .collect();
-    check_all(&inline, &request)?;
-    Ok(AllArgs { clauses, request })
+    check_all(&together, &request)?;
+    Ok(AllArgs {
+        clauses: resolved,
+        request,
+    })
 }
 
 /// No two keys equal, in time linear in their count (a hash set; pairs
@@ -993,6 +1046,26 @@ mod tests {
 
     fn words(s: &str) -> Vec<&[u8]> {
         s.split(' ').map(str::as_bytes).collect()
+    }
+
+    /// Test policies: `p` and `q` are sliding windows, `c` a concurrency
+    /// limit; any other name is unknown.
+    fn policies<'a>() -> PolicyLookup<impl FnMut(&'a [u8]) -> Result<Spec, CmdError>, Spec> {
+        PolicyLookup {
+            resolve: |name: &'a [u8]| match name {
+                b"p" | b"q" => Ok(Spec::Window(Window {
+                    limit: 1,
+                    span_us: 1_000_000,
+                    max_entries: 10,
+                })),
+                b"c" => Ok(Spec::Concurrency(Concurrency {
+                    limit: 3,
+                    lease: Nanos::from_secs(30),
+                })),
+                _ => Err(error::POLICY_NAME),
+            },
+            spec: |s| s,
+        }
     }
 
     fn command(s: &str) -> Result<(Spec, RequestArgs), CmdError> {
@@ -1082,7 +1155,10 @@ mod tests {
         );
         let w = words("RL.ALL LIMIT a SLIDING 1 1 BLOCK 50 LIMIT b GCRA 1 1 1");
         assert_eq!(
-            read_all(&w[..], Settings::default()).unwrap().request.block,
+            read_all(&w[..], Settings::default(), policies())
+                .unwrap()
+                .request
+                .block,
             Some(50)
         );
         assert_eq!(all_key_positions(&w[..]), [2, 9]);
@@ -1091,7 +1167,7 @@ mod tests {
     #[test]
     fn all_reads_clauses_and_finds_keys() {
         let w = words("RL.ALL COST 2 LIMIT a SLIDING 10 60 DRYRUN LIMIT b FIXED 5 DAY TZ UTC COST 1 LIMIT c TOKENBUCKET 3 1 PERIOD 2");
-        let all = read_all(&w[..], Settings::default()).unwrap();
+        let all = read_all(&w[..], Settings::default(), policies()).unwrap();
         assert_eq!(
             all.clauses.iter().map(|c| c.key).collect::<Vec<_>>(),
             [4, 10, 19]
@@ -1114,17 +1190,20 @@ mod tests {
         let w = words("RL.ALL LIMIT LIMIT GCRA 1 1 1 LIMIT x SLIDING 1 1");
         assert_eq!(all_key_positions(&w[..]), [2, 8]);
         assert_eq!(
-            read_all(&w[..], Settings::default()).unwrap().clauses.len(),
+            read_all(&w[..], Settings::default(), policies())
+                .unwrap()
+                .clauses
+                .len(),
             2
         );
         let w = words("RL.ALL LIMIT a SLIDING 1 1 LIMIT a GCRA 1 1 1");
         assert_eq!(
-            read_all(&w[..], Settings::default()).unwrap_err(),
+            read_all(&w[..], Settings::default(), policies()).unwrap_err(),
             error::ALL_DISTINCT
         );
         let w = words("RL.ALL LIMIT a LEAKY 1 1 1 1");
         assert_eq!(
-            read_all(&w[..], Settings::default()).unwrap_err(),
+            read_all(&w[..], Settings::default(), policies()).unwrap_err(),
             error::ALGORITHM
         );
     }
@@ -1142,7 +1221,7 @@ mod tests {
         let cap = settings.max_limits as usize;
         let at_cap = many(cap, &|i| format!("k{i}"));
         assert_eq!(
-            read_all(&words(&at_cap)[..], settings)
+            read_all(&words(&at_cap)[..], settings, policies())
                 .unwrap()
                 .clauses
                 .len(),
@@ -1150,7 +1229,7 @@ mod tests {
         );
         let over = many(cap + 1, &|i| format!("k{i}"));
         assert_eq!(
-            read_all(&words(&over)[..], settings).unwrap_err(),
+            read_all(&words(&over)[..], settings, policies()).unwrap_err(),
             error::TOO_MANY_LIMITS
         );
         // The widest cap, with a repeated key last: found (a hash set).
@@ -1167,7 +1246,7 @@ mod tests {
             }
         });
         assert_eq!(
-            read_all(&words(&dup)[..], wide).unwrap_err(),
+            read_all(&words(&dup)[..], wide, policies()).unwrap_err(),
             error::ALL_DISTINCT
         );
         // Key positions stop one past the widest cap.
@@ -1178,20 +1257,52 @@ mod tests {
     #[test]
     fn take_all_takes_policy_clauses_only() {
         let w = words("RL.TAKEALL LIMIT a POLICY p COST 2 LIMIT b POLICY q DRYRUN");
-        let all = read_take_all(&w[..], Settings::default()).unwrap();
+        let all = read_take_all(&w[..], Settings::default(), policies()).unwrap();
         assert_eq!(all.clauses.len(), 2);
         assert!(all.request.dry_run);
         assert_eq!(all_key_positions(&w[..]), [2, 8]);
         let w = words("RL.TAKEALL LIMIT a POLICY p LIMIT b SLIDING 1 1");
         assert_eq!(
-            read_take_all(&w[..], Settings::default()).unwrap_err(),
+            read_take_all(&w[..], Settings::default(), policies()).unwrap_err(),
             error::POLICIES_ONLY
         );
         let w = words("RL.ALL LIMIT a POLICY p");
         assert_eq!(
-            read_all(&w[..], Settings::default()).unwrap().clauses.len(),
+            read_all(&w[..], Settings::default(), policies())
+                .unwrap()
+                .clauses
+                .len(),
             1
         );
+    }
+
+    #[test]
+    fn policies_resolve_once_every_clause_reads_then_all_limits_are_checked_together() {
+        let all = |s: &str| read_all(&words(s)[..], Settings::default(), policies());
+        // A policy's limit counts with the inline ones: one CONCURRENCY in all.
+        assert_eq!(
+            all("RL.ALL LIMIT a POLICY c LIMIT b CONCURRENCY 1 1").unwrap_err(),
+            error::ALL_ONE_CONCURRENCY
+        );
+        assert_eq!(
+            all("RL.ALL REFUND LIMIT a POLICY c").unwrap_err(),
+            error::CONCURRENCY_REFUND
+        );
+        // A syntax error anywhere comes before an unknown policy, which
+        // comes before the limits' check.
+        assert_eq!(
+            all("RL.ALL LIMIT a POLICY x LIMIT b SLIDING 0 1").unwrap_err(),
+            error::LIMIT
+        );
+        assert_eq!(
+            all("RL.ALL LIMIT a POLICY x LIMIT b POLICY c LIMIT d POLICY c").unwrap_err(),
+            error::POLICY_NAME
+        );
+        let ok = all("RL.ALL LIMIT a POLICY c LIMIT b POLICY q").unwrap();
+        assert!(matches!(
+            ok.clauses[0].limit,
+            ClauseLimit::Policy(Spec::Concurrency(_))
+        ));
     }
 
     #[test]

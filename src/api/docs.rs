@@ -32,12 +32,12 @@ pub enum DocType {
 
 /// How a command's keys are found, for its key spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeySpec {
+pub enum KeySpec<'d> {
     /// The argument at this index.
     Index(i32),
     /// The argument after each of these keywords (found by the getkeys API
     /// beyond the first).
-    AfterKeyword(&'static CStr),
+    AfterKeyword(&'d CStr),
 }
 
 /// What `COMMAND INFO` and `COMMAND DOCS` say about a command.
@@ -48,7 +48,7 @@ pub struct DocInfo<'d> {
     pub arity: i32,
     /// `REDISMODULE_CMD_KEY_*` flags and where the keys are; `None` for
     /// commands without keys.
-    pub keys: Option<(u64, KeySpec)>,
+    pub keys: Option<(u64, KeySpec<'d>)>,
     pub args: &'d [DocArg],
 }
 

@@ -1,12 +1,15 @@
 //! The command table: one row per command, and everything derived from it
-//! (registration, key positions, `COMMAND DOCS`, INFO counters, keyspace
-//! events, the internal-command check).
+//! (registration, arity, key positions, `COMMAND DOCS`, INFO counters,
+//! keyspace events, the internal-command check).
 //!
 //! Adding a command is one row here and its handler; a new limiter
 //! algorithm is a row whose body is its [`Syntax`](redis_ratelimit_core::grammar::Syntax).
 //!
 //! Every handler runs inside [`api::run_command`], which catches panics
-//! and answers the error a handler returns. Handlers do everything
+//! and answers the error a handler returns, and is given its row: its
+//! counters and keyspace event go with it to the engine. The entry point
+//! checks the row's arity before any handler runs (Redis checks it too for
+//! clients, but not for an AOF being loaded). Handlers do everything
 //! fallible before their first write, so an error never leaves half a
 //! change behind.
 
@@ -15,144 +18,23 @@ mod docs;
 mod lease;
 mod limiter;
 mod policy;
+mod row;
 mod state;
 #[cfg(feature = "test-hooks")]
 mod testing;
 mod throttle;
 
-use std::ffi::{c_int, CStr, CString};
+use std::ffi::{c_int, CString};
 
 use redis_ratelimit_core::error::CmdError;
-use redis_ratelimit_core::grammar::{self, Syntax};
+use redis_ratelimit_core::grammar::{self, Words};
 
-use crate::api::{self, Argv, Ctx, EntryFn};
-use crate::stats;
+use crate::api::{self, Ctx, EntryFn};
+use crate::stats::Report;
+use crate::wire;
 
-/// A handler: the context, the arguments, and which command runs.
-pub type Handler = fn(&Ctx<'_>, Argv<'_>, Cmd) -> Result<(), CmdError>;
-
-/// What a command does.
-pub enum Body {
-    /// An algorithm's own command, read by its syntax and decided by the engine.
-    Limiter(&'static Syntax),
-    Handler(Handler),
-    /// A container of subcommands (rows named `PARENT|SUB` follow it).
-    Container,
-}
-
-/// Where a command's keys are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Keys {
-    /// The first argument.
-    First,
-    /// After each LIMIT (RL.ALL): the keys-position API finds them.
-    AfterEachLimit,
-    /// None (test hooks).
-    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
-    None,
-}
-
-/// What `COMMAND DOCS` shows as the arguments.
-pub enum Args {
-    /// A limiter's: derived from its syntax.
-    Syntax,
-    /// RL.ALL's: derived from every algorithm's syntax.
-    All,
-    /// Written out: (name, type, optional).
-    Listed(&'static [(&'static CStr, api::DocType, bool)]),
-    /// RL.POLICY SET's: a name, then any algorithm's definition.
-    PolicySet,
-    /// RL.TAKE's: a key, a policy name, the request options.
-    Take,
-    /// RL.TAKEALL's: request options, then `LIMIT key POLICY name` clauses.
-    TakeAll,
-}
-
-/// One row of the table.
-pub struct Command {
-    pub name: &'static CStr,
-    pub body: Body,
-    /// Redis command flags.
-    pub flags: &'static CStr,
-    pub keys: Keys,
-    /// `REDISMODULE_CMD_KEY_*` flags of the key spec.
-    pub key_flags: u32,
-    /// Arity as `COMMAND INFO` shows it (negative: at least); `None` for
-    /// limiters, whose syntax says it.
-    pub arity: Option<i32>,
-    pub summary: &'static CStr,
-    pub complexity: &'static CStr,
-    pub args: Args,
-    /// The name INFO counts its calls under; `None`: not counted.
-    pub counted: Option<&'static str>,
-    /// The keyspace notification its writes raise (class `d`, module).
-    pub event: &'static CStr,
-    /// Who may call it: its ACL category.
-    pub role: Role,
-}
-
-/// Who a command is for, as an operator grants it: each role is an ACL
-/// category where the server lets a module add one (Redis 7.4+, Valkey
-/// 8.0+), and a list of commands elsewhere (docs/SECURITY.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// `@ratelimit`: applies the operator's named policies (RL.TAKE,
-    /// RL.TAKEALL) and gives back or extends the leases it holds. Cannot
-    /// choose a limit, nor read or change policies.
-    App,
-    /// `@ratelimit-inline`: passes its own limits inline (the algorithms'
-    /// commands, RL.ALL, CL.THROTTLE). For trusted services: whoever may
-    /// call a limiter on a key chooses that key's limit.
-    Inline,
-    /// `@ratelimit-admin`: reads and changes the named policies.
-    Admin,
-    /// Applies effects only (replication, AOF): refused to every client,
-    /// in no category of ours.
-    Internal,
-    /// Test builds only: in no category.
-    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
-    Test,
-}
-
-impl Role {
-    /// The ACL category of this module that holds the role's commands.
-    pub fn category(self) -> Option<&'static CStr> {
-        match self {
-            Role::App => Some(c"ratelimit"),
-            Role::Inline => Some(c"ratelimit-inline"),
-            Role::Admin => Some(c"ratelimit-admin"),
-            Role::Internal | Role::Test => None,
-        }
-    }
-}
-
-/// The categories this module adds, in the order they are created.
-pub const CATEGORIES: [Role; 3] = [Role::App, Role::Inline, Role::Admin];
-
-impl Command {
-    /// The arity `COMMAND INFO` shows (negative: at least).
-    pub fn arity(&self) -> i32 {
-        match (&self.body, self.arity) {
-            (_, Some(a)) => a,
-            (Body::Limiter(s), None) => -i32::try_from(s.command_arity() + 1).unwrap_or(i32::MAX),
-            (Body::Handler(_) | Body::Container, None) => -1,
-        }
-    }
-
-    /// `PARENT|SUB` for a subcommand: the parent and the subcommand's name.
-    pub fn parent(&self) -> Option<(&'static [u8], &'static [u8])> {
-        let name = self.name.to_bytes();
-        let bar = name.iter().position(|b| *b == b'|')?;
-        Some((name.get(..bar)?, name.get(bar + 1..)?))
-    }
-}
-
-/// A running command: its row and its index in the table.
-#[derive(Clone, Copy)]
-pub struct Cmd {
-    pub row: &'static Command,
-    pub id: usize,
-}
+pub use row::Command;
+use row::{Args, Body, Keys, Role, CATEGORIES};
 
 const RW: u32 = redis_module::raw::REDISMODULE_CMD_KEY_RW;
 const OW: u32 = redis_module::raw::REDISMODULE_CMD_KEY_OW;
@@ -164,41 +46,41 @@ use api::DocType::{Double, Int, Key as KeyArg, Str};
 
 /// Every command this module adds.
 #[rustfmt::skip]
-pub const COMMANDS: &[Command] = &[
+pub static COMMANDS: [Command; 20] = [
     Command {
         name: c"RL.TOKENBUCKET", body: Body::Limiter(&grammar::TOKENBUCKET),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
         summary: c"Takes cost tokens from a token bucket of capacity tokens refilled at rate per PERIOD seconds, if it holds them.",
         complexity: c"O(1)", args: Args::Syntax,
-        counted: Some("tokenbucket"), event: c"rl.tokenbucket", role: Role::Inline,
+        counted: Some("tokenbucket"), report: Report::new(c"rl.tokenbucket"), role: Role::Inline,
     },
     Command {
         name: c"RL.SLIDING", body: Body::Limiter(&grammar::SLIDING),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
         summary: c"Admits COST units if the units admitted in the last window seconds stay within limit (an exact sliding window).",
         complexity: c"O(1) amortized when allowed; O(k) when denied, k the log entries scanned", args: Args::Syntax,
-        counted: Some("sliding"), event: c"rl.sliding", role: Role::Inline,
+        counted: Some("sliding"), report: Report::new(c"rl.sliding"), role: Role::Inline,
     },
     Command {
         name: c"RL.GCRA", body: Body::Limiter(&grammar::GCRA),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
         summary: c"Generic cell rate algorithm: rate units per period seconds with bursts of up to burst.",
         complexity: c"O(1)", args: Args::Syntax,
-        counted: Some("gcra"), event: c"rl.gcra", role: Role::Inline,
+        counted: Some("gcra"), report: Report::new(c"rl.gcra"), role: Role::Inline,
     },
     Command {
         name: c"RL.FIXED", body: Body::Limiter(&grammar::FIXED),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
         summary: c"Counts COST units in the current fixed window (seconds, or MINUTE/HOUR/DAY/WEEK/MONTH, optionally in a TZ) up to limit.",
         complexity: c"O(1)", args: Args::Syntax,
-        counted: Some("fixed"), event: c"rl.fixed", role: Role::Inline,
+        counted: Some("fixed"), report: Report::new(c"rl.fixed"), role: Role::Inline,
     },
     Command {
         name: c"RL.ACQUIRE", body: Body::Limiter(&grammar::CONCURRENCY),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
         summary: c"Takes one of limit slots for lease_seconds (a concurrency lease) if one is free; replies with its lease id.",
         complexity: c"O(n) in the key's leases", args: Args::Syntax,
-        counted: Some("acquire"), event: c"rl.acquire", role: Role::Inline,
+        counted: Some("acquire"), report: Report::new(c"rl.acquire"), role: Role::Inline,
     },
     Command {
         name: c"RL.RELEASE", body: Body::Handler(lease::release),
@@ -206,7 +88,7 @@ pub const COMMANDS: &[Command] = &[
         summary: c"Frees a concurrency lease: 1 if it was live, 0 if unknown or already expired.",
         complexity: c"O(n) in the key's leases",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"lease_id", Int, false)]),
-        counted: Some("release"), event: c"rl.release", role: Role::App,
+        counted: Some("release"), report: Report::new(c"rl.release"), role: Role::App,
     },
     Command {
         name: c"RL.RENEW", body: Body::Handler(lease::renew),
@@ -214,14 +96,14 @@ pub const COMMANDS: &[Command] = &[
         summary: c"Extends a live concurrency lease to lease_seconds from now: 1 if it was live, 0 if not.",
         complexity: c"O(n) in the key's leases",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"lease_id", Int, false), (c"lease_seconds", Double, false)]),
-        counted: Some("renew"), event: c"rl.renew", role: Role::App,
+        counted: Some("renew"), report: Report::new(c"rl.renew"), role: Role::App,
     },
     Command {
         name: c"RL.ALL", body: Body::Handler(all::all),
         flags: c"write deny-oom getkeys-api", keys: Keys::AfterEachLimit, key_flags: RW | ACCESS | UPDATE | INCOMPLETE, arity: Some(-5),
         summary: c"Checks several limits on several keys and consumes from all of them only if every one allows.",
         complexity: c"O(k) for k limits (at most ratelimit.max-limits), each as its algorithm's own command", args: Args::All,
-        counted: Some("all"), event: c"rl.all", role: Role::Inline,
+        counted: Some("all"), report: Report::new(c"rl.all"), role: Role::Inline,
     },
     Command {
         name: c"CL.THROTTLE", body: Body::Handler(throttle::throttle),
@@ -229,124 +111,126 @@ pub const COMMANDS: &[Command] = &[
         summary: c"redis-cell compatible GCRA: count_per_period per period seconds with bursts of max_burst + 1.",
         complexity: c"O(1)",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"max_burst", Int, false), (c"count_per_period", Int, false), (c"period", Int, false), (c"quantity", Int, true)]),
-        counted: Some("throttle"), event: c"cl.throttle", role: Role::Inline,
+        counted: Some("throttle"), report: Report::new(c"cl.throttle"), role: Role::Inline,
     },
     Command {
-        name: c"RL.TAKE", body: Body::Handler(policy::take),
+        name: c"RL.TAKE", body: Body::Handler(limiter::take),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: Some(-3),
         summary: c"Applies a named policy (RL.POLICY SET) to a key: its algorithm, its reply, its SHADOW and LOCKOUT rules.",
         complexity: c"O(1) for bucket, GCRA and fixed policies; as the algorithm's own command otherwise", args: Args::Take,
-        counted: Some("take"), event: c"rl.take", role: Role::App,
+        counted: Some("take"), report: Report::new(c"rl.take"), role: Role::App,
     },
     Command {
         name: c"RL.TAKEALL", body: Body::Handler(all::take_all),
         flags: c"write deny-oom getkeys-api", keys: Keys::AfterEachLimit, key_flags: RW | ACCESS | UPDATE | INCOMPLETE, arity: Some(-5),
         summary: c"Applies several named policies to several keys at once, all or nothing: RL.ALL with POLICY clauses only, for accounts that may not choose their own limits.",
         complexity: c"O(k) for k limits (at most ratelimit.max-limits), each as its policy's own command", args: Args::TakeAll,
-        counted: Some("takeall"), event: c"rl.takeall", role: Role::App,
+        counted: Some("takeall"), report: Report::new(c"rl.takeall"), role: Role::App,
     },
     Command {
         name: c"RL.POLICY", body: Body::Container,
         flags: c"", keys: Keys::None, key_flags: 0, arity: Some(-2),
         summary: c"Named policies kept in the server: SET, GET, DEL, LIST.",
         complexity: c"Depends on the subcommand", args: Args::Listed(&[]),
-        counted: None, event: c"", role: Role::Admin,
+        counted: None, report: Report::new(c""), role: Role::Admin,
     },
     Command {
         name: c"RL.POLICY|SET", body: Body::Handler(policy::set),
         flags: c"write deny-oom", keys: Keys::None, key_flags: 0, arity: Some(-5),
         summary: c"Defines or redefines a named policy: an algorithm and its arguments as its own command takes them after the key, then [SHADOW] [LOCKOUT seconds].",
         complexity: c"O(1)", args: Args::PolicySet,
-        counted: None, event: c"", role: Role::Admin,
+        counted: None, report: Report::new(c""), role: Role::Admin,
     },
     Command {
         name: c"RL.POLICY|GET", body: Body::Handler(policy::get),
         flags: c"readonly fast", keys: Keys::None, key_flags: 0, arity: Some(3),
         summary: c"A named policy's definition, or nil.",
         complexity: c"O(1)", args: Args::Listed(&[(c"name", Str, false)]),
-        counted: None, event: c"", role: Role::Admin,
+        counted: None, report: Report::new(c""), role: Role::Admin,
     },
     Command {
         name: c"RL.POLICY|DEL", body: Body::Handler(policy::del),
         flags: c"write", keys: Keys::None, key_flags: 0, arity: Some(3),
         summary: c"Removes a named policy: 1 if it was defined, else 0. The keys it limited keep their state until they expire.",
         complexity: c"O(1)", args: Args::Listed(&[(c"name", Str, false)]),
-        counted: None, event: c"", role: Role::Admin,
+        counted: None, report: Report::new(c""), role: Role::Admin,
     },
     Command {
         name: c"RL.POLICY|LIST", body: Body::Handler(policy::list),
         flags: c"readonly", keys: Keys::None, key_flags: 0, arity: Some(2),
         summary: c"Every named policy as [name, definition] pairs, by name.",
         complexity: c"O(n) for n policies", args: Args::Listed(&[]),
-        counted: None, event: c"", role: Role::Admin,
+        counted: None, report: Report::new(c""), role: Role::Admin,
     },
     // Internal: how replicas and the AOF receive effects. Refused to clients.
     Command {
-        name: c"RL.SETSTATE", body: Body::Handler(state::setstate),
+        name: wire::SETSTATE, body: Body::Handler(state::setstate),
         flags: c"write deny-oom", keys: Keys::First, key_flags: OW | UPDATE, arity: Some(3),
         summary: c"Internal: sets a limiter state with its absolute expiry (replication, AOF).",
         complexity: c"O(1) for bucket and fixed, O(n) in the state for window",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"state", Str, false)]),
-        counted: None, event: c"rl.setstate", role: Role::Internal,
+        counted: None, report: Report::new(c"rl.setstate"), role: Role::Internal,
     },
     Command {
-        name: c"RL.WINDOWADD", body: Body::Handler(state::windowadd),
+        name: wire::WINDOWADD, body: Body::Handler(state::windowadd),
         flags: c"write deny-oom", keys: Keys::First, key_flags: RW | UPDATE, arity: Some(3),
         summary: c"Internal: applies one allowed sliding-window request (replication, AOF).",
         complexity: c"O(1) amortized",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"update", Str, false)]),
-        counted: None, event: c"rl.windowadd", role: Role::Internal,
+        counted: None, report: Report::new(c"rl.windowadd"), role: Role::Internal,
     },
     Command {
-        name: c"RL.LEASE", body: Body::Handler(state::lease),
+        name: wire::LEASE, body: Body::Handler(state::lease),
         flags: c"write deny-oom", keys: Keys::First, key_flags: RW | UPDATE, arity: Some(3),
         summary: c"Internal: applies one lease taken, released or renewed (replication, AOF).",
         complexity: c"O(n) in the key's leases",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"op", Str, false)]),
-        counted: None, event: c"rl.lease", role: Role::Internal,
+        counted: None, report: Report::new(c"rl.lease"), role: Role::Internal,
     },
     Command {
-        name: c"RL.WINDOWREFUND", body: Body::Handler(state::windowrefund),
+        name: wire::WINDOWREFUND, body: Body::Handler(state::windowrefund),
         flags: c"write deny-oom", keys: Keys::First, key_flags: RW | UPDATE, arity: Some(3),
         summary: c"Internal: applies a sliding-window refund (replication, AOF).",
         complexity: c"O(n) in the log's entries",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"refund", Str, false)]),
-        counted: None, event: c"rl.windowrefund", role: Role::Internal,
+        counted: None, report: Report::new(c"rl.windowrefund"), role: Role::Internal,
     },
 ];
 
-/// Runs row `I` of `table`: Redis has no per-command user data, so each
+/// Runs row `I` of its table: Redis has no per-command user data, so each
 /// row gets its own instance of this entry point.
 extern "C" fn entry<const TEST: bool, const I: usize>(
     ctx: *mut redis_module::raw::RedisModuleCtx,
     argv: *mut *mut redis_module::raw::RedisModuleString,
     argc: c_int,
 ) -> c_int {
-    let table = if TEST { testing_table() } else { COMMANDS };
+    let table = if TEST { testing_table() } else { &COMMANDS };
     let row = table.get(I);
-    let counted = row.is_some_and(|r| r.counted.is_some()) && !TEST;
+    let counted = row.filter(|r| r.counted.is_some());
     api::run_command(
         ctx,
         argv,
         argc,
         |c, args| {
             let row = row.ok_or(redis_ratelimit_core::error::INTERNAL)?;
-            let cmd = Cmd { row, id: I };
-            if counted {
-                stats::call(I);
+            if let Some(r) = counted {
+                r.report.call();
             }
             if row.role == Role::Internal && !(c.flags().loading() || c.flags().replicated()) {
                 return Err(CmdError::InternalCommand(row.name));
             }
+            if !row.takes(args.count()) {
+                return Err(CmdError::WrongArity);
+            }
             match row.body {
-                Body::Limiter(syntax) => limiter::limiter(c, args, cmd, syntax),
-                Body::Handler(h) => h(c, args, cmd),
+                Body::Limiter(syntax) => limiter::limiter(c, args, row, syntax),
+                Body::Handler(h) => h(c, args, row),
                 Body::Container => Err(redis_ratelimit_core::error::INTERNAL),
             }
         },
         || {
-            if counted {
-                stats::error(I);
+            if let Some(r) = counted {
+                r.report.error();
             }
         },
     )
@@ -373,7 +257,7 @@ const TEST_ENTRIES: [EntryFn; 4] = entries!(true; 0 1 2 3);
 
 #[cfg(feature = "test-hooks")]
 fn testing_table() -> &'static [Command] {
-    testing::COMMANDS
+    &testing::COMMANDS
 }
 
 #[cfg(not(feature = "test-hooks"))]
@@ -445,5 +329,5 @@ pub fn register(ctx: &Ctx<'_>) -> Result<(), String> {
             }
         }
     }
-    docs::register(ctx, COMMANDS)
+    docs::register(ctx, &COMMANDS)
 }

@@ -14,23 +14,20 @@ use redis_ratelimit_core::error::{CmdError, INTERNAL, STATE_PAYLOAD, SYNTAX, UPD
 use redis_ratelimit_core::grammar::Words;
 use redis_ratelimit_core::limit::{Effect, Lock, State, StateKind, Stored};
 
-use super::Cmd;
+use super::row::Command;
 use crate::api::{Argv, Ctx, Holds, Name};
 use crate::wire;
 use crate::{clock, store};
 
-/// The key and the one payload argument.
+/// The key and the one payload argument (the row's arity: exactly these).
 fn key_and_payload<'a>(argv: &Argv<'a>) -> Result<(Name<'a>, &'a [u8]), CmdError> {
-    if argv.count() != 3 {
-        return Err(CmdError::WrongArity);
-    }
     let key = argv.name(1).ok_or(SYNTAX)?;
     let payload = argv.word(2).ok_or(SYNTAX)?;
     Ok((key, payload))
 }
 
 /// RL.SETSTATE key state
-pub fn setstate(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
+pub fn setstate(ctx: &Ctx<'_>, argv: Argv<'_>, row: &'static Command) -> Result<(), CmdError> {
     let (name, payload) = key_and_payload(&argv)?;
     let state = wire::decode_state(payload).ok_or(STATE_PAYLOAD)?;
     let expire_ms = state.expire_ms();
@@ -58,14 +55,14 @@ pub fn setstate(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError>
     store::write_state(&mut key, state);
     ctx.replicate_verbatim();
     ctx.signal_modified(name);
-    ctx.notify(cmd.row.event, name);
+    ctx.notify(row.report.event, name);
     drop(key);
     ctx.reply_ok();
     Ok(())
 }
 
 /// RL.WINDOWADD key update
-pub fn windowadd(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
+pub fn windowadd(ctx: &Ctx<'_>, argv: Argv<'_>, row: &'static Command) -> Result<(), CmdError> {
     let (name, payload) = key_and_payload(&argv)?;
     let u = wire::decode_update(payload).ok_or(UPDATE)?;
     let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
@@ -88,14 +85,14 @@ pub fn windowadd(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError
     store::write(&mut key, &Effect::WindowAdd(u));
     ctx.replicate_verbatim();
     ctx.signal_modified(name);
-    ctx.notify(cmd.row.event, name);
+    ctx.notify(row.report.event, name);
     drop(key);
     ctx.reply_ok();
     Ok(())
 }
 
 /// RL.WINDOWREFUND key refund
-pub fn windowrefund(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
+pub fn windowrefund(ctx: &Ctx<'_>, argv: Argv<'_>, row: &'static Command) -> Result<(), CmdError> {
     let (name, payload) = key_and_payload(&argv)?;
     let r = wire::decode_refund(payload).ok_or(UPDATE)?;
     let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
@@ -111,7 +108,7 @@ pub fn windowrefund(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdEr
         store::write(&mut key, &Effect::WindowRefund(r));
         ctx.replicate_verbatim();
         ctx.signal_modified(name);
-        ctx.notify(cmd.row.event, name);
+        ctx.notify(row.report.event, name);
     }
     drop(key);
     ctx.reply_ok();
@@ -119,7 +116,7 @@ pub fn windowrefund(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdEr
 }
 
 /// RL.LEASE key op
-pub fn lease(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
+pub fn lease(ctx: &Ctx<'_>, argv: Argv<'_>, row: &'static Command) -> Result<(), CmdError> {
     let (name, payload) = key_and_payload(&argv)?;
     let op = wire::decode_lease_op(payload).ok_or(UPDATE)?;
     let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
@@ -137,7 +134,7 @@ pub fn lease(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
         store::write(&mut key, &Effect::Lease(op));
         ctx.replicate_verbatim();
         ctx.signal_modified(name);
-        ctx.notify(cmd.row.event, name);
+        ctx.notify(row.report.event, name);
     }
     drop(key);
     ctx.reply_ok();

@@ -3,14 +3,15 @@
 //! clock, to test calendar and clock-step behaviour without waiting.
 
 use redis_ratelimit_core::error::{CmdError, SYNTAX};
-use redis_ratelimit_core::grammar::{int, is, Cursor, Words};
+use redis_ratelimit_core::grammar::{int, is, Cursor};
 
-use super::{Args, Body, Cmd, Command, Keys, Role};
+use super::row::{Args, Body, Command, Keys, Role};
 use crate::api::{Argv, Ctx};
 use crate::clock::test_clock;
+use crate::stats::Report;
 
 /// RL.TEST.PANIC
-fn panic_now(_ctx: &Ctx<'_>, _argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError> {
+fn panic_now(_ctx: &Ctx<'_>, _argv: Argv<'_>, _row: &'static Command) -> Result<(), CmdError> {
     #[allow(clippy::panic)]
     {
         panic!("RL.TEST.PANIC: a deliberate panic inside a handler");
@@ -18,10 +19,7 @@ fn panic_now(_ctx: &Ctx<'_>, _argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError>
 }
 
 /// RL.TEST.CLOCK SET unix-ns | RL.TEST.CLOCK REAL
-fn clock(ctx: &Ctx<'_>, argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError> {
-    if argv.count() < 2 {
-        return Err(CmdError::WrongArity);
-    }
+fn clock(ctx: &Ctx<'_>, argv: Argv<'_>, _row: &'static Command) -> Result<(), CmdError> {
     let mut c = Cursor::at(&argv, 1);
     let what = c.next_word()?;
     if is(what, "SET") {
@@ -40,15 +38,15 @@ fn clock(ctx: &Ctx<'_>, argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError> {
 }
 
 #[rustfmt::skip]
-pub static COMMANDS: &[Command] = &[
+pub static COMMANDS: [Command; 2] = [
     Command {
         name: c"RL.TEST.PANIC", body: Body::Handler(panic_now), flags: c"", keys: Keys::None, key_flags: 0, arity: Some(-1),
         summary: c"Test builds only: panics inside a handler.", complexity: c"O(1)", args: Args::Listed(&[]),
-        counted: None, event: c"rl.test", role: Role::Test,
+        counted: None, report: Report::new(c"rl.test"), role: Role::Test,
     },
     Command {
         name: c"RL.TEST.CLOCK", body: Body::Handler(clock), flags: c"", keys: Keys::None, key_flags: 0, arity: Some(-2),
         summary: c"Test builds only: fixes the module's clock (SET unix-ns) or restores it (REAL).", complexity: c"O(1)", args: Args::Listed(&[]),
-        counted: None, event: c"rl.test", role: Role::Test,
+        counted: None, report: Report::new(c"rl.test"), role: Role::Test,
     },
 ];
