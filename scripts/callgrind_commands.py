@@ -57,7 +57,7 @@ CASES = [
 ]
 
 
-def run(module, n, only, json_path=None):
+def run(module, n, only, json_path=None, keep=None):
     workdir = tempfile.mkdtemp(prefix="rl-callgrind-")
     out_base = os.path.join(workdir, "callgrind.out")
     server = bs.Server(module, workdir, name="callgrind", ready_timeout=120,
@@ -103,6 +103,9 @@ def run(module, n, only, json_path=None):
             if total is None:
                 raise bs.BenchError(f"no totals in {new[-1]}")
             results[name] = total / n
+            if keep:
+                os.makedirs(keep, exist_ok=True)
+                shutil.copy(new[-1], os.path.join(keep, "callgrind." + tag))
             bs.log(f"{name:<18} {results[name]:10,.0f} instructions per request")
             if json_path:
                 with open(json_path, "w") as f:
@@ -133,12 +136,15 @@ def main():
     ap.add_argument("--only", default=None, help="comma-separated case names")
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"))
+    ap.add_argument("--keep-dumps", default=None, metavar="DIR",
+                    help="copy each case's dump to DIR (for callgrind_annotate)")
     opts = ap.parse_args()
     if opts.compare:
         compare(*opts.compare)
         return
     only = {s.strip() for s in opts.only.split(",")} if opts.only else None
-    results = run(os.path.abspath(opts.module), opts.requests, only, opts.json)
+    results = run(os.path.abspath(opts.module), opts.requests, only, opts.json,
+                  opts.keep_dumps)
     for name, _, _ in CASES:
         if name in results:
             print(f"{name:<18} {results[name]:10,.0f}")

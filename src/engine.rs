@@ -49,36 +49,97 @@ pub fn decide(
     args: RequestArgs,
     reply: Reply,
 ) -> Result<(), CmdError> {
+    match limits {
+        [_] => request::<One>(ctx, report, limits, args, reply),
+        _ => request::<Many>(ctx, report, limits, args, reply),
+    }
+}
+
+/// How a request keeps one thing per limit (its keys, their states): in
+/// place for a single limit, as nearly every request has (the compiler
+/// then sees one of each and writes no loop), on the heap for several.
+trait PerLimit {
+    type List<T>: AsRef<[T]> + AsMut<[T]>;
+    /// `f` of each limit, in order, stopping at the first error.
+    fn try_map<'s, S, T>(
+        items: &'s [S],
+        f: impl FnMut(&'s S) -> Result<T, CmdError>,
+    ) -> Result<Self::List<T>, CmdError>;
+}
+
+/// A single limit.
+struct One;
+
+impl PerLimit for One {
+    type List<T> = [T; 1];
+    #[inline(always)]
+    fn try_map<'s, S, T>(
+        items: &'s [S],
+        mut f: impl FnMut(&'s S) -> Result<T, CmdError>,
+    ) -> Result<[T; 1], CmdError> {
+        match items {
+            [one] => Ok([f(one)?]),
+            _ => Err(INTERNAL),
+        }
+    }
+}
+
+/// Any number of limits.
+struct Many;
+
+impl PerLimit for Many {
+    type List<T> = Vec<T>;
+    fn try_map<'s, S, T>(
+        items: &'s [S],
+        f: impl FnMut(&'s S) -> Result<T, CmdError>,
+    ) -> Result<Vec<T>, CmdError> {
+        items.iter().map(f).collect()
+    }
+}
+
+#[inline(always)]
+fn request<L: PerLimit>(
+    ctx: &Ctx<'_>,
+    report: &'static Report,
+    limits: &[Limit<'_>],
+    args: RequestArgs,
+    reply: Reply,
+) -> Result<(), CmdError> {
     let now = clock::now();
-    let mut keys: Few<Key<'_>> = limits
-        .iter()
-        .map(|l| ctx.open_key(l.name).ok_or(INTERNAL))
-        .collect::<Result<_, _>>()?;
+    let mut keys = L::try_map(limits, |l| ctx.open_key(l.name).ok_or(INTERNAL))?;
     let action = args.action();
     let takes = action == Action::Take && limits.iter().any(|l| l.cost > 0);
-    let decided = {
-        let claims: Few<Claim<'_>> = limits
-            .iter()
-            .zip(keys.iter())
-            .map(|(l, key)| {
-                Ok(Claim {
-                    stored: load(key, l.spec.kind(), reply)?,
-                    spec: l.spec,
-                    rules: l.rules(),
-                    cost: l.cost,
-                })
-            })
-            .collect::<Result<_, CmdError>>()?;
-        let decided = decide_all(&claims, now, action)?;
-        let line = block::waiters() > 0 || (args.block.is_some() && !decided.answer.allowed);
-        if takes && line && in_line(ctx, report, limits, &claims, &decided, args, reply, now) {
-            return Ok(());
-        }
-        decided
-    };
+    let mut each_key = keys.as_ref().iter();
+    let claims = L::try_map(limits, |l| {
+        Ok(Claim {
+            stored: load(each_key.next().ok_or(INTERNAL)?, l.spec.kind(), reply)?,
+            spec: l.spec,
+            rules: l.rules(),
+            cost: l.cost,
+        })
+    })?;
+    let decided = decide_all(claims.as_ref(), now, action)?;
+    let line = block::waiters() > 0 || (args.block.is_some() && !decided.answer.allowed);
+    if takes
+        && line
+        && in_line(
+            ctx,
+            report,
+            limits,
+            claims.as_ref(),
+            &decided,
+            args,
+            reply,
+            now,
+        )
+    {
+        return Ok(());
+    }
+    // The states were read; what follows writes.
+    drop(claims);
     if !args.dry_run {
         let effects = decided.limits.iter().map(|d| &d.effect);
-        for ((l, key), effect) in limits.iter().zip(keys.iter_mut()).zip(effects) {
+        for ((l, key), effect) in limits.iter().zip(keys.as_mut()).zip(effects) {
             store::commit(ctx, key, l.name, effect, report.event);
             if args.refund && !matches!(effect, Effect::None) {
                 // Units came back: the first waiter on the key may fit sooner.
@@ -89,7 +150,11 @@ pub fn decide(
     report.decided(decided.answer.allowed, args.dry_run, args.refund);
     let verdicts = decided.limits.iter().map(|d| d.verdict);
     count(limits, verdicts, takes && !args.dry_run);
-    let lease = decided.lease_id().filter(|_| !args.dry_run);
+    let lease = reply
+        .takes_lease()
+        .then(|| decided.lease_id())
+        .flatten()
+        .filter(|_| !args.dry_run);
     reply.send(ctx, &decided.answer, decided.index, lease);
     Ok(())
 }

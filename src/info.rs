@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::api::{Info, InfoSource};
-use crate::commands::COMMANDS;
+use crate::commands::{COMMANDS, REPORTS};
 use crate::{block, policies, stats};
 
 /// The module's INFO section.
@@ -14,9 +14,9 @@ pub struct Section;
 impl InfoSource for Section {
     fn fill(info: &mut Info<'_>) {
         info.section();
-        for row in COMMANDS.iter() {
+        for (row, report) in COMMANDS.iter().zip(REPORTS.iter()) {
             let Some(name) = row.counted else { continue };
-            for (label, n) in stats::LABELS.iter().zip(row.report.values()) {
+            for (label, n) in stats::LABELS.iter().zip(report.values()) {
                 info.field(&format!("{name}_{label}"), n);
             }
         }

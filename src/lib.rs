@@ -1,19 +1,22 @@
 //! redis-ratelimit: native rate-limiting commands for Redis.
 //!
 //! Loaded as a module (`loadmodule .../libredis_ratelimit.so`), it adds
-//! `RL.TOKENBUCKET`, `RL.SLIDING`, `RL.GCRA`, `RL.FIXED`, `RL.ACQUIRE`,
-//! `RL.ALL`, `RL.TAKE` (named policies, `RL.POLICY`) and `CL.THROTTLE`,
-//! which decide and update limiters in one atomic step inside
-//! the server. Decisions use the server's clock; state holds absolute times
-//! and is replicated as its effect, so replicas, restarts and AOF replays
-//! hold exactly the master's state.
+//! `RL.TOKENBUCKET`, `RL.SLIDING`, `RL.GCRA`, `RL.FIXED`, `RL.ACQUIRE` (with
+//! `RL.RELEASE` and `RL.RENEW`), `RL.ALL`, named policies (`RL.POLICY`,
+//! `RL.TAKE`, `RL.TAKEALL`) and `CL.THROTTLE`, which decide and update
+//! limiters in one atomic step inside the server. Decisions use the
+//! server's clock; state holds absolute times and is replicated as its
+//! effect, so replicas, restarts and AOF replays hold exactly the master's
+//! state.
 //!
-//! Layout: the `redis-ratelimit-core` crate holds the pure algorithms and
-//! the grammar (no clock, no Redis); `commands` is the command table and
-//! its handlers; `engine` loads, decides, writes and replicates; `store`
-//! says how state lives in a key and `wire` how effects travel; `api/`
-//! is the only code that calls into Redis (with the allocator, the only
-//! code that needs Rust's unsafe), one file per part of the module API.
+//! Layout (docs/ARCHITECTURE.md): the `redis-ratelimit-core` crate holds
+//! the pure algorithms and the grammar (no clock, no Redis); `commands` is
+//! the command table and its handlers; `engine` loads, decides, writes and
+//! replicates, with `block` (the waiting line) as a peer it calls; `store`
+//! says how state lives in a key and `wire` how effects travel; `api/` is
+//! the only code that calls into Redis (with the allocator, the only code
+//! that needs Rust's unsafe), one file per part of the module API. Each
+//! layer uses only those below it (`scripts/check_layers.py`).
 
 #[cfg(not(target_pointer_width = "64"))]
 compile_error!("redis-ratelimit keeps 64-bit state in a pointer field: 64-bit targets only");

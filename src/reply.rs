@@ -66,6 +66,11 @@ impl Reply {
         }
     }
 
+    /// A CONCURRENCY limit takes part: the reply ends with the lease id.
+    pub fn takes_lease(&self) -> bool {
+        self.lease
+    }
+
     /// The request reads keys redis-cell left behind (CL.THROTTLE).
     pub fn reads_cell_keys(&self) -> bool {
         self.shape == Shape::Cell
@@ -103,7 +108,7 @@ impl Reply {
     }
 
     /// Writes the reply.
-    #[inline]
+    #[inline(always)]
     pub fn send(&self, ctx: &Ctx<'_>, answer: &Answer, index: usize, lease: Option<u64>) {
         ctx.reply_ints(self.fields(answer, index, lease).as_slice());
     }

@@ -34,7 +34,7 @@ use crate::limiter::{
     is_outage, is_unknown_option, without_block, Config, FailurePolicy, Health, Shared,
     CONNECT_TIMEOUT,
 };
-use crate::policy::Limits;
+use crate::limits::Limits;
 use crate::reply::{AllDecision, Source};
 use crate::wait::{next_sleep, random, Wait};
 

@@ -238,7 +238,7 @@ impl Local {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{CalendarUnit, FixedWindow, Policy, SlidingWindow, TokenBucket};
+    use crate::limits::{CalendarUnit, FixedWindow, Policy, SlidingWindow, TokenBucket};
 
     const MS: u64 = 1_000_000;
     const SEC: u64 = 1_000 * MS;

@@ -12,6 +12,21 @@ pub enum Few<T> {
     Many(Vec<T>),
 }
 
+impl<T> Few<T> {
+    /// `f` of each item, in order, stopping at the first error. A single
+    /// item takes a path of its own: no heap, no iterator adapters.
+    #[inline]
+    pub fn try_map<'s, S, E>(
+        items: &'s [S],
+        mut f: impl FnMut(&'s S) -> Result<T, E>,
+    ) -> Result<Few<T>, E> {
+        match items {
+            [one] => Ok(Few::One([f(one)?])),
+            many => many.iter().map(f).collect::<Result<_, E>>().map(Few::Many),
+        }
+    }
+}
+
 impl<T> Default for Few<T> {
     fn default() -> Self {
         Few::Many(Vec::new())
@@ -74,5 +89,10 @@ mod tests {
         assert_eq!(three.iter().sum::<u8>(), 9);
         let failed: Result<Few<u8>, ()> = [Ok(1), Err(())].into_iter().collect();
         assert!(failed.is_err());
+        let one = Few::try_map(&[3u8], |x| Ok::<_, ()>(x * 2)).unwrap();
+        assert!(matches!(one, Few::One([6])));
+        let two = Few::try_map(&[3u8, 4], |x| Ok::<_, ()>(x * 2)).unwrap();
+        assert_eq!(&two[..], &[6, 8]);
+        assert!(Few::try_map(&[3u8, 4], |x| if *x == 4 { Err(()) } else { Ok(*x) }).is_err());
     }
 }

@@ -171,7 +171,7 @@ pub enum Value<'a> {
 
 /// A window length in microseconds, or `None`.
 #[inline]
-pub fn window_span_us(d: &Decimal) -> Option<u64> {
+fn window_span_us(d: &Decimal) -> Option<u64> {
     match d.scaled_exact(WINDOW_DECIMALS) {
         Some(Scaled::Value(ms)) if (1..=MAX_SPAN_US / 1000).contains(&ms) => Some(ms * 1000),
         _ => None,
@@ -650,7 +650,7 @@ pub const REQUEST_OPTIONS: &[RequestOption] =
     &[COST_OPTION, DRYRUN_OPTION, REFUND_OPTION, BLOCK_OPTION];
 
 /// Does `word` name a request option that takes no value?
-pub fn is_request_flag(word: &[u8]) -> bool {
+fn is_request_flag(word: &[u8]) -> bool {
     REQUEST_OPTIONS
         .iter()
         .any(|o| o.value.is_none() && is(word, o.keyword))
@@ -986,7 +986,7 @@ pub const LIMIT_CLAUSE: &str = "LIMIT";
 
 /// The rules RL.ALL's limits obey together, once every clause's limit is
 /// known: at most one CONCURRENCY limit, which takes no COST and no REFUND.
-pub fn check_all(limits: &[(&Spec, Option<u64>)], request: &RequestArgs) -> Result<(), CmdError> {
+fn check_all(limits: &[(&Spec, Option<u64>)], request: &RequestArgs) -> Result<(), CmdError> {
     let leases: Vec<&Option<u64>> = limits
         .iter()
         .filter(|(s, _)| matches!(s, Spec::Concurrency(_)))

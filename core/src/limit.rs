@@ -184,7 +184,7 @@ impl State {
     }
 
     /// The limit's own state under a lock (itself if not locked).
-    pub fn unlocked(self) -> State {
+    fn unlocked(self) -> State {
         match self {
             State::Locked(l) => l.inner,
             other => other,
@@ -579,32 +579,41 @@ impl AllDecided {
 ///
 /// The one decision of RL.ALL, of every limiter command, of a waiter's
 /// admission, and of the client's fallback. Pure: whoever keeps the states
-/// writes the effects (nothing, for a dry run). `None` limits is INTERNAL.
+/// writes the effects (nothing, for a dry run). No limits at all is INTERNAL.
 #[inline]
 pub fn decide_all(
     claims: &[Claim<'_>],
     now: Nanos,
     action: Action,
 ) -> Result<AllDecided, CmdError> {
-    let mut limits: Few<Decided> = claims
-        .iter()
-        .map(|c| {
-            let (answer, effect, verdict) =
-                evaluate_with(c.stored, c.spec, c.rules, now, c.cost, action)?;
-            Ok(Decided {
-                answer,
-                effect,
-                verdict,
-            })
+    let decide = |c: &Claim<'_>| {
+        let (answer, effect, verdict) =
+            evaluate_with(c.stored, c.spec, c.rules, now, c.cost, action)?;
+        Ok(Decided {
+            answer,
+            effect,
+            verdict,
         })
-        .collect::<Result<_, CmdError>>()?;
+    };
+    if let [one] = claims {
+        // One limit binds alone (nearly every request).
+        let mut one = decide(one)?;
+        if !one.answer.allowed {
+            one.effect = written_on_denial(one.effect);
+        }
+        return Ok(AllDecided {
+            index: 0,
+            answer: one.answer,
+            limits: Few::One([one]),
+        });
+    }
+    let mut limits = Few::Many(claims.iter().map(decide).collect::<Result<_, CmdError>>()?);
     let index = binding(limits.iter().map(|d| &d.answer)).ok_or(INTERNAL)?;
     let answer = limits.get(index).ok_or(INTERNAL)?.answer;
-    if !limits.iter().all(|d| d.answer.allowed) {
+    // The binding limit denies if any does.
+    if !answer.allowed {
         for d in limits.iter_mut() {
-            if !matches!(d.effect, Effect::Lockout(_)) {
-                d.effect = Effect::None;
-            }
+            d.effect = written_on_denial(std::mem::replace(&mut d.effect, Effect::None));
         }
     }
     Ok(AllDecided {
@@ -612,6 +621,16 @@ pub fn decide_all(
         answer,
         limits,
     })
+}
+
+/// What a limit writes when the request is denied: a LOCKOUT it starts,
+/// or a lock cut to what its policy says now; nothing else.
+#[inline]
+fn written_on_denial(effect: Effect) -> Effect {
+    match effect {
+        Effect::Lockout(_) => effect,
+        _ => Effect::None,
+    }
 }
 
 impl Stored<'_> {

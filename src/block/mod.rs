@@ -315,23 +315,20 @@ fn names(ctx: &Ctx<'_>, needs: &[Need]) -> Option<Vec<OwnedString>> {
 }
 
 fn open<'c>(ctx: &Ctx<'c>, names: &[OwnedString]) -> Option<Few<Key<'c>>> {
-    names.iter().map(|n| ctx.open_key(n.name())).collect()
+    Few::try_map(names, |n| ctx.open_key(n.name()).ok_or(())).ok()
 }
 
 /// A waiter's limits decided on its keys' states now, writing nothing.
 fn decide(keys: &[Key<'_>], needs: &[Need], now: Nanos) -> Result<AllDecided, CmdError> {
-    let claims: Few<Claim<'_>> = needs
-        .iter()
-        .zip(keys)
-        .map(|(n, key)| {
-            Ok(Claim {
-                stored: store::load(key, n.spec.kind())?,
-                spec: &n.spec,
-                rules: Rules::default(),
-                cost: n.cost,
-            })
+    let mut each_key = keys.iter();
+    let claims = Few::try_map(needs, |n| {
+        Ok(Claim {
+            stored: store::load(each_key.next().ok_or(INTERNAL)?, n.spec.kind())?,
+            spec: &n.spec,
+            rules: Rules::default(),
+            cost: n.cost,
         })
-        .collect::<Result<_, CmdError>>()?;
+    })?;
     decide_all(&claims, now, Action::Take)
 }
 

@@ -13,7 +13,7 @@ use redis_ratelimit_core::grammar::{
 };
 
 use super::limiter::leases;
-use super::row::Command;
+use super::row::Cmd;
 use crate::api::{Argv, Ctx};
 use crate::config;
 use crate::engine::{self, Limit};
@@ -22,22 +22,17 @@ use crate::reply::Reply;
 
 /// RL.ALL [COST n] [DRYRUN] [REFUND] [BLOCK ms] LIMIT key <algorithm> ... [COST n] [LIMIT ...] ...
 /// (a clause's limit may also be `POLICY name`)
-pub fn all(ctx: &Ctx<'_>, argv: Argv<'_>, row: &'static Command) -> Result<(), CmdError> {
-    clauses(ctx, argv, row, false)
+pub fn all(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
+    clauses(ctx, argv, cmd, false)
 }
 
 /// RL.TAKEALL [COST n] [DRYRUN] [REFUND] [BLOCK ms] LIMIT key POLICY name [COST n] [LIMIT ...] ...
-pub fn take_all(ctx: &Ctx<'_>, argv: Argv<'_>, row: &'static Command) -> Result<(), CmdError> {
-    clauses(ctx, argv, row, true)
+pub fn take_all(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
+    clauses(ctx, argv, cmd, true)
 }
 
 /// Both: every clause decided on its key, all or nothing.
-fn clauses(
-    ctx: &Ctx<'_>,
-    argv: Argv<'_>,
-    row: &'static Command,
-    policies_only: bool,
-) -> Result<(), CmdError> {
+fn clauses(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd, policies_only: bool) -> Result<(), CmdError> {
     if ctx.is_keys_position_request() {
         // Cluster routing and COMMAND GETKEYS: report every clause's key.
         for pos in all_key_positions(&argv) {
@@ -70,5 +65,5 @@ fn clauses(
         });
     }
     let reply = Reply::all(limits.iter().any(|l| leases(l.spec)));
-    engine::decide(ctx, &row.report, &limits, parsed.request, reply)
+    engine::decide(ctx, cmd.report, &limits, parsed.request, reply)
 }

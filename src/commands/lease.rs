@@ -8,20 +8,20 @@ use redis_ratelimit_core::error::{CmdError, LEASE, LEASE_ID, SYNTAX};
 use redis_ratelimit_core::grammar::{int, ArgKind, Value, Words};
 use redis_ratelimit_core::time::Nanos;
 
-use super::row::Command;
+use super::row::Cmd;
 use crate::api::{Argv, Ctx};
 use crate::engine;
 
 /// RL.RELEASE key lease_id
-pub fn release(ctx: &Ctx<'_>, argv: Argv<'_>, row: &'static Command) -> Result<(), CmdError> {
+pub fn release(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     let name = argv.name(1).ok_or(SYNTAX)?;
     let id = argv.word(2).and_then(|w| int(w, 1)).ok_or(LEASE_ID)?;
     let op = |leases: Option<&_>, now| lease::release(leases, id, now);
-    engine::change_lease(ctx, &row.report, name, op, true)
+    engine::change_lease(ctx, cmd.report, name, op, true)
 }
 
 /// RL.RENEW key lease_id lease_seconds
-pub fn renew(ctx: &Ctx<'_>, argv: Argv<'_>, row: &'static Command) -> Result<(), CmdError> {
+pub fn renew(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     let name = argv.name(1).ok_or(SYNTAX)?;
     let id = argv.word(2).and_then(|w| int(w, 1)).ok_or(LEASE_ID)?;
     let lease = match argv.word(3).and_then(|w| ArgKind::Lease.read(w)) {
@@ -29,5 +29,5 @@ pub fn renew(ctx: &Ctx<'_>, argv: Argv<'_>, row: &'static Command) -> Result<(),
         _ => return Err(LEASE),
     };
     let op = |leases: Option<&_>, now| lease::renew(leases, id, lease, now);
-    engine::change_lease(ctx, &row.report, name, op, false)
+    engine::change_lease(ctx, cmd.report, name, op, false)
 }

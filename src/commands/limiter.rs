@@ -7,7 +7,7 @@ use redis_ratelimit_core::error::{CmdError, SYNTAX};
 use redis_ratelimit_core::grammar::{check_request, read_command, read_take, Syntax, Words};
 use redis_ratelimit_core::limit::Spec;
 
-use super::row::Command;
+use super::row::Cmd;
 use crate::api::{Argv, Ctx};
 use crate::engine::{self, Limit};
 use crate::reply::Reply;
@@ -15,12 +15,7 @@ use crate::{config, policies};
 
 /// `<command> key <params> [options] [COST n] [DRYRUN] [REFUND] [BLOCK ms]`
 #[inline(always)]
-pub fn limiter(
-    ctx: &Ctx<'_>,
-    argv: Argv<'_>,
-    row: &'static Command,
-    syntax: &Syntax,
-) -> Result<(), CmdError> {
+pub fn limiter(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd, syntax: &Syntax) -> Result<(), CmdError> {
     let (spec, args) = read_command(syntax, &argv, config::settings())?;
     let limit = Limit {
         name: argv.name(1).ok_or(SYNTAX)?,
@@ -28,18 +23,12 @@ pub fn limiter(
         cost: args.cost.unwrap_or(1),
         policy: None,
     };
-    engine::decide(
-        ctx,
-        &row.report,
-        &[limit],
-        args,
-        Reply::limit(leases(&spec)),
-    )
+    engine::decide(ctx, cmd.report, &[limit], args, Reply::limit(leases(&spec)))
 }
 
 /// RL.TAKE key policy [COST n] [DRYRUN] [REFUND] [BLOCK timeout_ms]
 #[inline]
-pub fn take(ctx: &Ctx<'_>, argv: Argv<'_>, row: &'static Command) -> Result<(), CmdError> {
+pub fn take(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     let args = read_take(&argv)?;
     let policy = policies::find(argv.word(2).ok_or(SYNTAX)?)?;
     check_request(&policy.spec, &args)?;
@@ -50,7 +39,7 @@ pub fn take(ctx: &Ctx<'_>, argv: Argv<'_>, row: &'static Command) -> Result<(), 
         policy: Some(&policy),
     };
     let reply = Reply::limit(leases(&policy.spec));
-    engine::decide(ctx, &row.report, &[limit], args, reply)
+    engine::decide(ctx, cmd.report, &[limit], args, reply)
 }
 
 /// A CONCURRENCY limit: the reply carries the lease id.

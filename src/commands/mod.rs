@@ -34,7 +34,7 @@ use crate::stats::Report;
 use crate::wire;
 
 pub use row::Command;
-use row::{Args, Body, Keys, Role, CATEGORIES};
+use row::{reports, Args, Body, Cmd, Keys, Role, CATEGORIES};
 
 const RW: u32 = redis_module::raw::REDISMODULE_CMD_KEY_RW;
 const OW: u32 = redis_module::raw::REDISMODULE_CMD_KEY_OW;
@@ -46,41 +46,41 @@ use api::DocType::{Double, Int, Key as KeyArg, Str};
 
 /// Every command this module adds.
 #[rustfmt::skip]
-pub static COMMANDS: [Command; 20] = [
+pub const COMMANDS: &[Command] = &[
     Command {
         name: c"RL.TOKENBUCKET", body: Body::Limiter(&grammar::TOKENBUCKET),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
         summary: c"Takes cost tokens from a token bucket of capacity tokens refilled at rate per PERIOD seconds, if it holds them.",
         complexity: c"O(1)", args: Args::Syntax,
-        counted: Some("tokenbucket"), report: Report::new(c"rl.tokenbucket"), role: Role::Inline,
+        counted: Some("tokenbucket"), event: c"rl.tokenbucket", role: Role::Inline,
     },
     Command {
         name: c"RL.SLIDING", body: Body::Limiter(&grammar::SLIDING),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
         summary: c"Admits COST units if the units admitted in the last window seconds stay within limit (an exact sliding window).",
         complexity: c"O(1) amortized when allowed; O(k) when denied, k the log entries scanned", args: Args::Syntax,
-        counted: Some("sliding"), report: Report::new(c"rl.sliding"), role: Role::Inline,
+        counted: Some("sliding"), event: c"rl.sliding", role: Role::Inline,
     },
     Command {
         name: c"RL.GCRA", body: Body::Limiter(&grammar::GCRA),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
         summary: c"Generic cell rate algorithm: rate units per period seconds with bursts of up to burst.",
         complexity: c"O(1)", args: Args::Syntax,
-        counted: Some("gcra"), report: Report::new(c"rl.gcra"), role: Role::Inline,
+        counted: Some("gcra"), event: c"rl.gcra", role: Role::Inline,
     },
     Command {
         name: c"RL.FIXED", body: Body::Limiter(&grammar::FIXED),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
         summary: c"Counts COST units in the current fixed window (seconds, or MINUTE/HOUR/DAY/WEEK/MONTH, optionally in a TZ) up to limit.",
         complexity: c"O(1)", args: Args::Syntax,
-        counted: Some("fixed"), report: Report::new(c"rl.fixed"), role: Role::Inline,
+        counted: Some("fixed"), event: c"rl.fixed", role: Role::Inline,
     },
     Command {
         name: c"RL.ACQUIRE", body: Body::Limiter(&grammar::CONCURRENCY),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
         summary: c"Takes one of limit slots for lease_seconds (a concurrency lease) if one is free; replies with its lease id.",
         complexity: c"O(n) in the key's leases", args: Args::Syntax,
-        counted: Some("acquire"), report: Report::new(c"rl.acquire"), role: Role::Inline,
+        counted: Some("acquire"), event: c"rl.acquire", role: Role::Inline,
     },
     Command {
         name: c"RL.RELEASE", body: Body::Handler(lease::release),
@@ -88,7 +88,7 @@ pub static COMMANDS: [Command; 20] = [
         summary: c"Frees a concurrency lease: 1 if it was live, 0 if unknown or already expired.",
         complexity: c"O(n) in the key's leases",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"lease_id", Int, false)]),
-        counted: Some("release"), report: Report::new(c"rl.release"), role: Role::App,
+        counted: Some("release"), event: c"rl.release", role: Role::App,
     },
     Command {
         name: c"RL.RENEW", body: Body::Handler(lease::renew),
@@ -96,14 +96,14 @@ pub static COMMANDS: [Command; 20] = [
         summary: c"Extends a live concurrency lease to lease_seconds from now: 1 if it was live, 0 if not.",
         complexity: c"O(n) in the key's leases",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"lease_id", Int, false), (c"lease_seconds", Double, false)]),
-        counted: Some("renew"), report: Report::new(c"rl.renew"), role: Role::App,
+        counted: Some("renew"), event: c"rl.renew", role: Role::App,
     },
     Command {
         name: c"RL.ALL", body: Body::Handler(all::all),
         flags: c"write deny-oom getkeys-api", keys: Keys::AfterEachLimit, key_flags: RW | ACCESS | UPDATE | INCOMPLETE, arity: Some(-5),
         summary: c"Checks several limits on several keys and consumes from all of them only if every one allows.",
         complexity: c"O(k) for k limits (at most ratelimit.max-limits), each as its algorithm's own command", args: Args::All,
-        counted: Some("all"), report: Report::new(c"rl.all"), role: Role::Inline,
+        counted: Some("all"), event: c"rl.all", role: Role::Inline,
     },
     Command {
         name: c"CL.THROTTLE", body: Body::Handler(throttle::throttle),
@@ -111,56 +111,56 @@ pub static COMMANDS: [Command; 20] = [
         summary: c"redis-cell compatible GCRA: count_per_period per period seconds with bursts of max_burst + 1.",
         complexity: c"O(1)",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"max_burst", Int, false), (c"count_per_period", Int, false), (c"period", Int, false), (c"quantity", Int, true)]),
-        counted: Some("throttle"), report: Report::new(c"cl.throttle"), role: Role::Inline,
+        counted: Some("throttle"), event: c"cl.throttle", role: Role::Inline,
     },
     Command {
         name: c"RL.TAKE", body: Body::Handler(limiter::take),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: Some(-3),
         summary: c"Applies a named policy (RL.POLICY SET) to a key: its algorithm, its reply, its SHADOW and LOCKOUT rules.",
         complexity: c"O(1) for bucket, GCRA and fixed policies; as the algorithm's own command otherwise", args: Args::Take,
-        counted: Some("take"), report: Report::new(c"rl.take"), role: Role::App,
+        counted: Some("take"), event: c"rl.take", role: Role::App,
     },
     Command {
         name: c"RL.TAKEALL", body: Body::Handler(all::take_all),
         flags: c"write deny-oom getkeys-api", keys: Keys::AfterEachLimit, key_flags: RW | ACCESS | UPDATE | INCOMPLETE, arity: Some(-5),
         summary: c"Applies several named policies to several keys at once, all or nothing: RL.ALL with POLICY clauses only, for accounts that may not choose their own limits.",
         complexity: c"O(k) for k limits (at most ratelimit.max-limits), each as its policy's own command", args: Args::TakeAll,
-        counted: Some("takeall"), report: Report::new(c"rl.takeall"), role: Role::App,
+        counted: Some("takeall"), event: c"rl.takeall", role: Role::App,
     },
     Command {
         name: c"RL.POLICY", body: Body::Container,
         flags: c"", keys: Keys::None, key_flags: 0, arity: Some(-2),
         summary: c"Named policies kept in the server: SET, GET, DEL, LIST.",
         complexity: c"Depends on the subcommand", args: Args::Listed(&[]),
-        counted: None, report: Report::new(c""), role: Role::Admin,
+        counted: None, event: c"", role: Role::Admin,
     },
     Command {
         name: c"RL.POLICY|SET", body: Body::Handler(policy::set),
         flags: c"write deny-oom", keys: Keys::None, key_flags: 0, arity: Some(-5),
         summary: c"Defines or redefines a named policy: an algorithm and its arguments as its own command takes them after the key, then [SHADOW] [LOCKOUT seconds].",
         complexity: c"O(1)", args: Args::PolicySet,
-        counted: None, report: Report::new(c""), role: Role::Admin,
+        counted: None, event: c"", role: Role::Admin,
     },
     Command {
         name: c"RL.POLICY|GET", body: Body::Handler(policy::get),
         flags: c"readonly fast", keys: Keys::None, key_flags: 0, arity: Some(3),
         summary: c"A named policy's definition, or nil.",
         complexity: c"O(1)", args: Args::Listed(&[(c"name", Str, false)]),
-        counted: None, report: Report::new(c""), role: Role::Admin,
+        counted: None, event: c"", role: Role::Admin,
     },
     Command {
         name: c"RL.POLICY|DEL", body: Body::Handler(policy::del),
         flags: c"write", keys: Keys::None, key_flags: 0, arity: Some(3),
         summary: c"Removes a named policy: 1 if it was defined, else 0. The keys it limited keep their state until they expire.",
         complexity: c"O(1)", args: Args::Listed(&[(c"name", Str, false)]),
-        counted: None, report: Report::new(c""), role: Role::Admin,
+        counted: None, event: c"", role: Role::Admin,
     },
     Command {
         name: c"RL.POLICY|LIST", body: Body::Handler(policy::list),
         flags: c"readonly", keys: Keys::None, key_flags: 0, arity: Some(2),
         summary: c"Every named policy as [name, definition] pairs, by name.",
         complexity: c"O(n) for n policies", args: Args::Listed(&[]),
-        counted: None, report: Report::new(c""), role: Role::Admin,
+        counted: None, event: c"", role: Role::Admin,
     },
     // Internal: how replicas and the AOF receive effects. Refused to clients.
     Command {
@@ -169,7 +169,7 @@ pub static COMMANDS: [Command; 20] = [
         summary: c"Internal: sets a limiter state with its absolute expiry (replication, AOF).",
         complexity: c"O(1) for bucket and fixed, O(n) in the state for window",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"state", Str, false)]),
-        counted: None, report: Report::new(c"rl.setstate"), role: Role::Internal,
+        counted: None, event: c"rl.setstate", role: Role::Internal,
     },
     Command {
         name: wire::WINDOWADD, body: Body::Handler(state::windowadd),
@@ -177,7 +177,7 @@ pub static COMMANDS: [Command; 20] = [
         summary: c"Internal: applies one allowed sliding-window request (replication, AOF).",
         complexity: c"O(1) amortized",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"update", Str, false)]),
-        counted: None, report: Report::new(c"rl.windowadd"), role: Role::Internal,
+        counted: None, event: c"rl.windowadd", role: Role::Internal,
     },
     Command {
         name: wire::LEASE, body: Body::Handler(state::lease),
@@ -185,7 +185,7 @@ pub static COMMANDS: [Command; 20] = [
         summary: c"Internal: applies one lease taken, released or renewed (replication, AOF).",
         complexity: c"O(n) in the key's leases",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"op", Str, false)]),
-        counted: None, report: Report::new(c"rl.lease"), role: Role::Internal,
+        counted: None, event: c"rl.lease", role: Role::Internal,
     },
     Command {
         name: wire::WINDOWREFUND, body: Body::Handler(state::windowrefund),
@@ -193,9 +193,15 @@ pub static COMMANDS: [Command; 20] = [
         summary: c"Internal: applies a sliding-window refund (replication, AOF).",
         complexity: c"O(n) in the log's entries",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"refund", Str, false)]),
-        counted: None, report: Report::new(c"rl.windowrefund"), role: Role::Internal,
+        counted: None, event: c"rl.windowrefund", role: Role::Internal,
     },
 ];
+
+/// Each row's report (its counters and keyspace event), in table order. A
+/// static apart from the table: counters change, and the table stays a
+/// constant the compiler reads through (each limiter's entry point reads its
+/// syntax at build time). Sized by the table: no row goes uncounted.
+pub static REPORTS: [Report; COMMANDS.len()] = reports(COMMANDS);
 
 /// Runs row `I` of its table: Redis has no per-command user data, so each
 /// row gets its own instance of this entry point.
@@ -204,17 +210,25 @@ extern "C" fn entry<const TEST: bool, const I: usize>(
     argv: *mut *mut redis_module::raw::RedisModuleString,
     argc: c_int,
 ) -> c_int {
-    let table = if TEST { testing_table() } else { &COMMANDS };
-    let row = table.get(I);
-    let counted = row.filter(|r| r.counted.is_some());
+    let (table, reports) = if TEST {
+        testing_table()
+    } else {
+        (COMMANDS, &REPORTS[..])
+    };
+    let cmd = match (table.get(I), reports.get(I)) {
+        (Some(row), Some(report)) => Some(Cmd { row, report }),
+        _ => None,
+    };
+    let counted = cmd.filter(|c| c.row.counted.is_some());
     api::run_command(
         ctx,
         argv,
         argc,
         |c, args| {
-            let row = row.ok_or(redis_ratelimit_core::error::INTERNAL)?;
-            if let Some(r) = counted {
-                r.report.call();
+            let cmd = cmd.ok_or(redis_ratelimit_core::error::INTERNAL)?;
+            let row = cmd.row;
+            if let Some(c) = counted {
+                c.report.call();
             }
             if row.role == Role::Internal && !(c.flags().loading() || c.flags().replicated()) {
                 return Err(CmdError::InternalCommand(row.name));
@@ -223,14 +237,14 @@ extern "C" fn entry<const TEST: bool, const I: usize>(
                 return Err(CmdError::WrongArity);
             }
             match row.body {
-                Body::Limiter(syntax) => limiter::limiter(c, args, row, syntax),
-                Body::Handler(h) => h(c, args, row),
+                Body::Limiter(syntax) => limiter::limiter(c, args, cmd, syntax),
+                Body::Handler(h) => h(c, args, cmd),
                 Body::Container => Err(redis_ratelimit_core::error::INTERNAL),
             }
         },
         || {
-            if let Some(r) = counted {
-                r.report.error();
+            if let Some(c) = counted {
+                c.report.error();
             }
         },
     )
@@ -256,13 +270,13 @@ const _: () = assert!(
 const TEST_ENTRIES: [EntryFn; 4] = entries!(true; 0 1 2 3);
 
 #[cfg(feature = "test-hooks")]
-fn testing_table() -> &'static [Command] {
-    &testing::COMMANDS
+fn testing_table() -> (&'static [Command], &'static [Report]) {
+    (testing::COMMANDS, &testing::REPORTS)
 }
 
 #[cfg(not(feature = "test-hooks"))]
-fn testing_table() -> &'static [Command] {
-    &[]
+fn testing_table() -> (&'static [Command], &'static [Report]) {
+    (&[], &[])
 }
 
 /// ACL categories, where the server lets modules set them. Every command
@@ -284,13 +298,13 @@ fn acl_categories(row: &Command, with_own: bool) -> CString {
 
 /// Registers every command, its docs and its ACL categories.
 pub fn register(ctx: &Ctx<'_>) -> Result<(), String> {
-    if testing_table().len() > TEST_ENTRIES.len() {
+    if testing_table().0.len() > TEST_ENTRIES.len() {
         return Err("the command table outgrew its entry points".into());
     }
     for (row, entry) in COMMANDS
         .iter()
         .zip(ENTRIES)
-        .chain(testing_table().iter().zip(TEST_ENTRIES))
+        .chain(testing_table().0.iter().zip(TEST_ENTRIES))
     {
         let keys = match row.keys {
             Keys::First => (1, 1, 1),
@@ -329,5 +343,5 @@ pub fn register(ctx: &Ctx<'_>) -> Result<(), String> {
             }
         }
     }
-    docs::register(ctx, &COMMANDS)
+    docs::register(ctx, COMMANDS)
 }

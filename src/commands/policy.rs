@@ -7,7 +7,7 @@ use std::ffi::CString;
 use redis_ratelimit_core::error::{CmdError, INTERNAL, POLICY_TOO_LONG, SYNTAX};
 use redis_ratelimit_core::grammar::Words;
 
-use super::row::Command;
+use super::row::Cmd;
 use crate::api::{Argv, Ctx};
 use crate::{config, policies};
 
@@ -18,7 +18,7 @@ fn name<'a>(argv: &Argv<'a>) -> Result<&'a [u8], CmdError> {
 }
 
 /// RL.POLICY SET name <ALGORITHM> args... [SHADOW] [LOCKOUT seconds]
-pub fn set(ctx: &Ctx<'_>, argv: Argv<'_>, row: &'static Command) -> Result<(), CmdError> {
+pub fn set(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     let name = name(&argv)?;
     let words: Vec<&[u8]> = (3..argv.count()).filter_map(|i| argv.word(i)).collect();
     let flags = ctx.flags();
@@ -35,7 +35,7 @@ pub fn set(ctx: &Ctx<'_>, argv: Argv<'_>, row: &'static Command) -> Result<(), C
     };
     let def = policies::read(name, &words, settings)?;
     // Replicas and the AOF get the canonical words, never the text sent.
-    let (command, sub) = row.parent().ok_or(INTERNAL)?;
+    let (command, sub) = cmd.row.parent().ok_or(INTERNAL)?;
     let command = CString::new(command).map_err(|_| INTERNAL)?;
     let mut out: Vec<&[u8]> = vec![sub, name];
     out.extend(def.words.iter().map(Vec::as_slice));
@@ -46,7 +46,7 @@ pub fn set(ctx: &Ctx<'_>, argv: Argv<'_>, row: &'static Command) -> Result<(), C
 }
 
 /// RL.POLICY GET name: the definition, or nil.
-pub fn get(ctx: &Ctx<'_>, argv: Argv<'_>, _row: &'static Command) -> Result<(), CmdError> {
+pub fn get(ctx: &Ctx<'_>, argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError> {
     match policies::find(name(&argv)?) {
         Ok(p) => ctx.reply_bulk(&policies::definition_text(&p.words)),
         Err(_) => ctx.reply_null(),
@@ -56,7 +56,7 @@ pub fn get(ctx: &Ctx<'_>, argv: Argv<'_>, _row: &'static Command) -> Result<(), 
 
 /// RL.POLICY DEL name: 1 if it was defined, else 0. Keys it limited keep
 /// their state (and expire as usual).
-pub fn del(ctx: &Ctx<'_>, argv: Argv<'_>, _row: &'static Command) -> Result<(), CmdError> {
+pub fn del(ctx: &Ctx<'_>, argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError> {
     let deleted = policies::del(name(&argv)?);
     if deleted {
         ctx.replicate_verbatim();
@@ -66,7 +66,7 @@ pub fn del(ctx: &Ctx<'_>, argv: Argv<'_>, _row: &'static Command) -> Result<(), 
 }
 
 /// RL.POLICY LIST: `[name, definition]` pairs, by name.
-pub fn list(ctx: &Ctx<'_>, _argv: Argv<'_>, _row: &'static Command) -> Result<(), CmdError> {
+pub fn list(ctx: &Ctx<'_>, _argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError> {
     let all = policies::list();
     ctx.reply_array(all.len());
     for (name, p) in all {

@@ -11,8 +11,16 @@ use redis_ratelimit_core::grammar::Syntax;
 use crate::api::{self, Argv, Ctx};
 use crate::stats::Report;
 
-/// A handler: the context, the arguments, and the row of the command that runs.
-pub type Handler = fn(&Ctx<'_>, Argv<'_>, &'static Command) -> Result<(), CmdError>;
+/// A handler: the context, the arguments, and the command that runs.
+pub type Handler = fn(&Ctx<'_>, Argv<'_>, Cmd) -> Result<(), CmdError>;
+
+/// A running command: its row, and its report (its counters and keyspace
+/// event), which the handler hands to the engine and the waiting line.
+#[derive(Clone, Copy)]
+pub struct Cmd {
+    pub row: &'static Command,
+    pub report: &'static Report,
+}
 
 /// What a command does.
 pub enum Body {
@@ -68,8 +76,8 @@ pub struct Command {
     pub args: Args,
     /// The name INFO counts its calls under; `None`: not counted.
     pub counted: Option<&'static str>,
-    /// Its counters, and the keyspace notification its writes raise.
-    pub report: Report,
+    /// The keyspace notification its writes raise (class `d`, module).
+    pub event: &'static CStr,
     /// Who may call it: its ACL category.
     pub role: Role,
 }
@@ -139,4 +147,17 @@ impl Command {
         let bar = name.iter().position(|b| *b == b'|')?;
         Some((name.get(..bar)?, name.get(bar + 1..)?))
     }
+}
+
+/// One report per row, with the row's event. Evaluated while building.
+#[allow(clippy::indexing_slicing)]
+pub const fn reports<const N: usize>(mut rows: &[Command]) -> [Report; N] {
+    let mut out = [const { Report::new(c"") }; N];
+    let mut i = 0;
+    while let [row, rest @ ..] = rows {
+        out[i] = Report::new(row.event);
+        rows = rest;
+        i += 1;
+    }
+    out
 }

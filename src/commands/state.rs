@@ -14,7 +14,7 @@ use redis_ratelimit_core::error::{CmdError, INTERNAL, STATE_PAYLOAD, SYNTAX, UPD
 use redis_ratelimit_core::grammar::Words;
 use redis_ratelimit_core::limit::{Effect, Lock, State, StateKind, Stored};
 
-use super::row::Command;
+use super::row::Cmd;
 use crate::api::{Argv, Ctx, Holds, Name};
 use crate::wire;
 use crate::{clock, store};
@@ -27,7 +27,7 @@ fn key_and_payload<'a>(argv: &Argv<'a>) -> Result<(Name<'a>, &'a [u8]), CmdError
 }
 
 /// RL.SETSTATE key state
-pub fn setstate(ctx: &Ctx<'_>, argv: Argv<'_>, row: &'static Command) -> Result<(), CmdError> {
+pub fn setstate(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     let (name, payload) = key_and_payload(&argv)?;
     let state = wire::decode_state(payload).ok_or(STATE_PAYLOAD)?;
     let expire_ms = state.expire_ms();
@@ -55,14 +55,14 @@ pub fn setstate(ctx: &Ctx<'_>, argv: Argv<'_>, row: &'static Command) -> Result<
     store::write_state(&mut key, state);
     ctx.replicate_verbatim();
     ctx.signal_modified(name);
-    ctx.notify(row.report.event, name);
+    ctx.notify(cmd.row.event, name);
     drop(key);
     ctx.reply_ok();
     Ok(())
 }
 
 /// RL.WINDOWADD key update
-pub fn windowadd(ctx: &Ctx<'_>, argv: Argv<'_>, row: &'static Command) -> Result<(), CmdError> {
+pub fn windowadd(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     let (name, payload) = key_and_payload(&argv)?;
     let u = wire::decode_update(payload).ok_or(UPDATE)?;
     let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
@@ -85,14 +85,14 @@ pub fn windowadd(ctx: &Ctx<'_>, argv: Argv<'_>, row: &'static Command) -> Result
     store::write(&mut key, &Effect::WindowAdd(u));
     ctx.replicate_verbatim();
     ctx.signal_modified(name);
-    ctx.notify(row.report.event, name);
+    ctx.notify(cmd.row.event, name);
     drop(key);
     ctx.reply_ok();
     Ok(())
 }
 
 /// RL.WINDOWREFUND key refund
-pub fn windowrefund(ctx: &Ctx<'_>, argv: Argv<'_>, row: &'static Command) -> Result<(), CmdError> {
+pub fn windowrefund(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     let (name, payload) = key_and_payload(&argv)?;
     let r = wire::decode_refund(payload).ok_or(UPDATE)?;
     let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
@@ -108,7 +108,7 @@ pub fn windowrefund(ctx: &Ctx<'_>, argv: Argv<'_>, row: &'static Command) -> Res
         store::write(&mut key, &Effect::WindowRefund(r));
         ctx.replicate_verbatim();
         ctx.signal_modified(name);
-        ctx.notify(row.report.event, name);
+        ctx.notify(cmd.row.event, name);
     }
     drop(key);
     ctx.reply_ok();
@@ -116,7 +116,7 @@ pub fn windowrefund(ctx: &Ctx<'_>, argv: Argv<'_>, row: &'static Command) -> Res
 }
 
 /// RL.LEASE key op
-pub fn lease(ctx: &Ctx<'_>, argv: Argv<'_>, row: &'static Command) -> Result<(), CmdError> {
+pub fn lease(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     let (name, payload) = key_and_payload(&argv)?;
     let op = wire::decode_lease_op(payload).ok_or(UPDATE)?;
     let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
@@ -134,7 +134,7 @@ pub fn lease(ctx: &Ctx<'_>, argv: Argv<'_>, row: &'static Command) -> Result<(),
         store::write(&mut key, &Effect::Lease(op));
         ctx.replicate_verbatim();
         ctx.signal_modified(name);
-        ctx.notify(row.report.event, name);
+        ctx.notify(cmd.row.event, name);
     }
     drop(key);
     ctx.reply_ok();

@@ -5,13 +5,13 @@
 use redis_ratelimit_core::error::{CmdError, SYNTAX};
 use redis_ratelimit_core::grammar::{int, is, Cursor};
 
-use super::row::{Args, Body, Command, Keys, Role};
+use super::row::{reports, Args, Body, Cmd, Command, Keys, Role};
 use crate::api::{Argv, Ctx};
 use crate::clock::test_clock;
 use crate::stats::Report;
 
 /// RL.TEST.PANIC
-fn panic_now(_ctx: &Ctx<'_>, _argv: Argv<'_>, _row: &'static Command) -> Result<(), CmdError> {
+fn panic_now(_ctx: &Ctx<'_>, _argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError> {
     #[allow(clippy::panic)]
     {
         panic!("RL.TEST.PANIC: a deliberate panic inside a handler");
@@ -19,7 +19,7 @@ fn panic_now(_ctx: &Ctx<'_>, _argv: Argv<'_>, _row: &'static Command) -> Result<
 }
 
 /// RL.TEST.CLOCK SET unix-ns | RL.TEST.CLOCK REAL
-fn clock(ctx: &Ctx<'_>, argv: Argv<'_>, _row: &'static Command) -> Result<(), CmdError> {
+fn clock(ctx: &Ctx<'_>, argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError> {
     let mut c = Cursor::at(&argv, 1);
     let what = c.next_word()?;
     if is(what, "SET") {
@@ -38,15 +38,18 @@ fn clock(ctx: &Ctx<'_>, argv: Argv<'_>, _row: &'static Command) -> Result<(), Cm
 }
 
 #[rustfmt::skip]
-pub static COMMANDS: [Command; 2] = [
+pub const COMMANDS: &[Command] = &[
     Command {
         name: c"RL.TEST.PANIC", body: Body::Handler(panic_now), flags: c"", keys: Keys::None, key_flags: 0, arity: Some(-1),
         summary: c"Test builds only: panics inside a handler.", complexity: c"O(1)", args: Args::Listed(&[]),
-        counted: None, report: Report::new(c"rl.test"), role: Role::Test,
+        counted: None, event: c"rl.test", role: Role::Test,
     },
     Command {
         name: c"RL.TEST.CLOCK", body: Body::Handler(clock), flags: c"", keys: Keys::None, key_flags: 0, arity: Some(-2),
         summary: c"Test builds only: fixes the module's clock (SET unix-ns) or restores it (REAL).", complexity: c"O(1)", args: Args::Listed(&[]),
-        counted: None, report: Report::new(c"rl.test"), role: Role::Test,
+        counted: None, event: c"rl.test", role: Role::Test,
     },
 ];
+
+/// The test rows' reports (see `REPORTS`).
+pub static REPORTS: [Report; COMMANDS.len()] = reports(COMMANDS);

@@ -13,12 +13,12 @@ use redis_ratelimit_core::error::{CmdError, SYNTAX};
 use redis_ratelimit_core::grammar::{read_throttle, RequestArgs};
 use redis_ratelimit_core::limit::Spec;
 
-use super::row::Command;
+use super::row::Cmd;
 use crate::api::{Argv, Ctx};
 use crate::engine::{self, Limit};
 use crate::reply::Reply;
 
-pub fn throttle(ctx: &Ctx<'_>, argv: Argv<'_>, row: &'static Command) -> Result<(), CmdError> {
+pub fn throttle(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     let (bucket, quantity) = read_throttle(&argv)?;
     let args = RequestArgs {
         cost: Some(quantity),
@@ -30,5 +30,5 @@ pub fn throttle(ctx: &Ctx<'_>, argv: Argv<'_>, row: &'static Command) -> Result<
         cost: quantity,
         policy: None,
     };
-    engine::decide(ctx, &row.report, &[limit], args, Reply::cell())
+    engine::decide(ctx, cmd.report, &[limit], args, Reply::cell())
 }

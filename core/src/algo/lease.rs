@@ -49,7 +49,8 @@ const FORMAT_V1: u8 = 1;
 
 impl Leases {
     /// Leases not yet expired at `now`.
-    pub fn live_at(&self, now: Nanos) -> usize {
+    #[cfg(test)]
+    fn live_at(&self, now: Nanos) -> usize {
         self.live.iter().filter(|(_, e)| *e > now).count()
     }
 
@@ -60,10 +61,6 @@ impl Leases {
 
     pub fn is_empty(&self) -> bool {
         self.live.is_empty()
-    }
-
-    pub fn last_id(&self) -> u64 {
-        self.last_id
     }
 
     /// When the last lease ends (the key's expiry), if any.
