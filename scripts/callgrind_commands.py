@@ -39,7 +39,7 @@ CASES = [
     ("RL.FIXED DAY TZ", ["RL.FIXED", f"fxd:{R}", "1000000", "DAY", "TZ", "Europe/Paris"], 1),
     ("RL.SLIDING", ["RL.SLIDING", f"sl:{R}", "1000000", "60"], 1),
     ("RL.SLIDING BLOCK", ["RL.SLIDING", f"slb:{R}", "1000000", "60", "BLOCK", "1000"], 1),
-    ("RL.ACQUIRE", ["RL.ACQUIRE", f"acq:{R}", "10000", "60"], 1),
+    ("RL.ACQUIRE", ["RL.ACQUIRE", f"acq:{R}", "10000", "3600"], 1),
     ("RL.TAKE", ["RL.TAKE", f"take:{R}", "bench"], 1),
     ("CL.THROTTLE", ["CL.THROTTLE", f"cl:{R}", "1000000", "1", "60"], 1),
     ("RL.ALL", ["RL.ALL", "LIMIT", f"a:{R}", "TOKENBUCKET", "1000000", "1", "PERIOD", "60",

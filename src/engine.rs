@@ -13,7 +13,8 @@ use redis_ratelimit_core::error::{CmdError, INTERNAL};
 use redis_ratelimit_core::few::Few;
 use redis_ratelimit_core::grammar::RequestArgs;
 use redis_ratelimit_core::limit::{
-    decide_all, Action, AllDecided, Claim, Effect, Rules, Spec, State, StateKind, Stored, Verdict,
+    decide_all, decide_one, Action, AllDecided, Claim, Decided, Effect, Rules, Spec, State,
+    StateKind, Stored, Verdict,
 };
 use redis_ratelimit_core::time::Nanos;
 
@@ -40,26 +41,35 @@ impl Limit<'_> {
 }
 
 /// Decides `limits` on their keys, all or nothing, and answers with
-/// `reply`: now, or when a wait in line ends.
+/// `reply`: now, or when a wait in line ends. `load` reads a key's state
+/// (CL.THROTTLE's also reads what redis-cell left).
 #[inline]
-pub fn decide(
+pub fn decide<F>(
     ctx: &Ctx<'_>,
     report: &'static Report,
     limits: &[Limit<'_>],
     args: RequestArgs,
     reply: Reply,
-) -> Result<(), CmdError> {
+    load: F,
+) -> Result<(), CmdError>
+where
+    F: for<'k> Fn(&'k Key<'_>, StateKind) -> Result<Stored<'k>, CmdError>,
+{
     match limits {
-        [_] => request::<One>(ctx, report, limits, args, reply),
-        _ => request::<Many>(ctx, report, limits, args, reply),
+        [_] => request::<One, F>(ctx, report, limits, args, reply, load),
+        _ => request::<Many, F>(ctx, report, limits, args, reply, load),
     }
 }
 
-/// How a request keeps one thing per limit (its keys, their states): in
-/// place for a single limit, as nearly every request has (the compiler
-/// then sees one of each and writes no loop), on the heap for several.
+/// How a request keeps one thing per limit (its keys, their states, what
+/// each decided): in place for a single limit, as nearly every request
+/// has (the compiler then sees one of each and writes no loop), on the heap
+/// for several.
 trait PerLimit {
     type List<T>: AsRef<[T]> + AsMut<[T]>;
+    type Decided: Outcome;
+    /// Core's decision over the claims: `decide_one` or `decide_all`.
+    fn decide(claims: &[Claim<'_>], now: Nanos, action: Action) -> Result<Self::Decided, CmdError>;
     /// `f` of each limit, in order, stopping at the first error.
     fn try_map<'s, S, T>(
         items: &'s [S],
@@ -67,11 +77,51 @@ trait PerLimit {
     ) -> Result<Self::List<T>, CmdError>;
 }
 
+/// What a request decided: the binding limit and its answer, and each
+/// limit's own decision.
+trait Outcome {
+    fn index(&self) -> usize;
+    fn answer(&self) -> &Answer;
+    fn each(&self) -> &[Decided];
+}
+
+impl Outcome for Decided {
+    fn index(&self) -> usize {
+        0
+    }
+    fn answer(&self) -> &Answer {
+        &self.answer
+    }
+    fn each(&self) -> &[Decided] {
+        std::slice::from_ref(self)
+    }
+}
+
+impl Outcome for AllDecided {
+    fn index(&self) -> usize {
+        self.index
+    }
+    fn answer(&self) -> &Answer {
+        &self.answer
+    }
+    fn each(&self) -> &[Decided] {
+        &self.limits
+    }
+}
+
 /// A single limit.
 struct One;
 
 impl PerLimit for One {
     type List<T> = [T; 1];
+    type Decided = Decided;
+    #[inline(always)]
+    fn decide(claims: &[Claim<'_>], now: Nanos, action: Action) -> Result<Decided, CmdError> {
+        match claims {
+            [one] => decide_one(one, now, action),
+            _ => Err(INTERNAL),
+        }
+    }
     #[inline(always)]
     fn try_map<'s, S, T>(
         items: &'s [S],
@@ -89,6 +139,10 @@ struct Many;
 
 impl PerLimit for Many {
     type List<T> = Vec<T>;
+    type Decided = AllDecided;
+    fn decide(claims: &[Claim<'_>], now: Nanos, action: Action) -> Result<AllDecided, CmdError> {
+        decide_all(claims, now, action)
+    }
     fn try_map<'s, S, T>(
         items: &'s [S],
         f: impl FnMut(&'s S) -> Result<T, CmdError>,
@@ -97,14 +151,17 @@ impl PerLimit for Many {
     }
 }
 
-#[inline(always)]
-fn request<L: PerLimit>(
+fn request<L: PerLimit, F>(
     ctx: &Ctx<'_>,
     report: &'static Report,
     limits: &[Limit<'_>],
     args: RequestArgs,
     reply: Reply,
-) -> Result<(), CmdError> {
+    load: F,
+) -> Result<(), CmdError>
+where
+    F: for<'k> Fn(&'k Key<'_>, StateKind) -> Result<Stored<'k>, CmdError>,
+{
     let now = clock::now();
     let mut keys = L::try_map(limits, |l| ctx.open_key(l.name).ok_or(INTERNAL))?;
     let action = args.action();
@@ -112,14 +169,15 @@ fn request<L: PerLimit>(
     let mut each_key = keys.as_ref().iter();
     let claims = L::try_map(limits, |l| {
         Ok(Claim {
-            stored: load(each_key.next().ok_or(INTERNAL)?, l.spec.kind(), reply)?,
+            stored: load(each_key.next().ok_or(INTERNAL)?, l.spec.kind())?,
             spec: l.spec,
             rules: l.rules(),
             cost: l.cost,
         })
     })?;
-    let decided = decide_all(claims.as_ref(), now, action)?;
-    let line = block::waiters() > 0 || (args.block.is_some() && !decided.answer.allowed);
+    let decided = L::decide(claims.as_ref(), now, action)?;
+    let answer = decided.answer();
+    let line = block::waiters() > 0 || (args.block.is_some() && !answer.allowed);
     if takes
         && line
         && in_line(
@@ -138,7 +196,7 @@ fn request<L: PerLimit>(
     // The states were read; what follows writes.
     drop(claims);
     if !args.dry_run {
-        let effects = decided.limits.iter().map(|d| &d.effect);
+        let effects = decided.each().iter().map(|d| &d.effect);
         for ((l, key), effect) in limits.iter().zip(keys.as_mut()).zip(effects) {
             store::commit(ctx, key, l.name, effect, report.event);
             if args.refund && !matches!(effect, Effect::None) {
@@ -147,26 +205,16 @@ fn request<L: PerLimit>(
             }
         }
     }
-    report.decided(decided.answer.allowed, args.dry_run, args.refund);
-    let verdicts = decided.limits.iter().map(|d| d.verdict);
+    report.decided(answer.allowed, args.dry_run, args.refund);
+    let verdicts = decided.each().iter().map(|d| d.verdict);
     count(limits, verdicts, takes && !args.dry_run);
     let lease = reply
         .takes_lease()
-        .then(|| decided.lease_id())
+        .then(|| decided.each().iter().find_map(|d| d.effect.lease_id()))
         .flatten()
         .filter(|_| !args.dry_run);
-    reply.send(ctx, &decided.answer, decided.index, lease);
+    reply.send(ctx, answer, decided.index(), lease);
     Ok(())
-}
-
-/// A key's state; CL.THROTTLE also reads what redis-cell left.
-#[inline]
-fn load<'k>(key: &'k Key<'_>, kind: StateKind, reply: Reply) -> Result<Stored<'k>, CmdError> {
-    if reply.reads_cell_keys() {
-        store::load_or_cell(key, kind)
-    } else {
-        store::load(key, kind)
-    }
 }
 
 /// Counts the request under each named policy it applies (`took`: it
@@ -191,7 +239,7 @@ fn in_line(
     report: &'static Report,
     limits: &[Limit<'_>],
     claims: &[Claim<'_>],
-    decided: &AllDecided,
+    decided: &impl Outcome,
     args: RequestArgs,
     reply: Reply,
     now: Nanos,
@@ -204,7 +252,7 @@ fn in_line(
     let mut queued = false;
     let behind: Few<Answer> = limits
         .iter()
-        .zip(decided.limits.iter())
+        .zip(decided.each())
         .map(
             |(l, d)| match block::behind(ctx, l.name.bytes(), l.spec, l.cost, now) {
                 Some(retry) if l.cost > 0 => {
@@ -215,7 +263,7 @@ fn in_line(
             },
         )
         .collect();
-    let must_wait = queued || waits_for_limit(&decided.answer);
+    let must_wait = queued || waits_for_limit(decided.answer());
     if let (true, Some(ms)) = (must_wait, block_ms) {
         let needs = limits
             .iter()

@@ -71,11 +71,6 @@ impl Reply {
         self.lease
     }
 
-    /// The request reads keys redis-cell left behind (CL.THROTTLE).
-    pub fn reads_cell_keys(&self) -> bool {
-        self.shape == Shape::Cell
-    }
-
     /// The reply's integers: `index` is the binding limit's position,
     /// `lease` the lease taken.
     #[inline]

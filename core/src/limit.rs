@@ -459,7 +459,7 @@ pub struct Verdict {
 /// allow) of a key that is not locked out already starts a LOCKOUT; under
 /// SHADOW the decision and its record are those of the limit, and the
 /// reply says allowed.
-#[inline]
+#[inline(always)]
 pub fn evaluate_with(
     stored: Stored<'_>,
     spec: &Spec,
@@ -580,12 +580,20 @@ impl AllDecided {
 /// The one decision of RL.ALL, of every limiter command, of a waiter's
 /// admission, and of the client's fallback. Pure: whoever keeps the states
 /// writes the effects (nothing, for a dry run). No limits at all is INTERNAL.
-#[inline]
+#[inline(always)]
 pub fn decide_all(
     claims: &[Claim<'_>],
     now: Nanos,
     action: Action,
 ) -> Result<AllDecided, CmdError> {
+    if let [one] = claims {
+        let one = decide_one(one, now, action)?;
+        return Ok(AllDecided {
+            index: 0,
+            answer: one.answer,
+            limits: Few::One([one]),
+        });
+    }
     let decide = |c: &Claim<'_>| {
         let (answer, effect, verdict) =
             evaluate_with(c.stored, c.spec, c.rules, now, c.cost, action)?;
@@ -595,18 +603,6 @@ pub fn decide_all(
             verdict,
         })
     };
-    if let [one] = claims {
-        // One limit binds alone (nearly every request).
-        let mut one = decide(one)?;
-        if !one.answer.allowed {
-            one.effect = written_on_denial(one.effect);
-        }
-        return Ok(AllDecided {
-            index: 0,
-            answer: one.answer,
-            limits: Few::One([one]),
-        });
-    }
     let mut limits = Few::Many(claims.iter().map(decide).collect::<Result<_, CmdError>>()?);
     let index = binding(limits.iter().map(|d| &d.answer)).ok_or(INTERNAL)?;
     let answer = limits.get(index).ok_or(INTERNAL)?.answer;
@@ -620,6 +616,24 @@ pub fn decide_all(
         index,
         answer,
         limits,
+    })
+}
+
+/// A request of one limit: [`decide_all`] of that one claim, its binding
+/// limit being itself (nearly every request is one limit).
+#[inline(always)]
+pub fn decide_one(claim: &Claim<'_>, now: Nanos, action: Action) -> Result<Decided, CmdError> {
+    let c = claim;
+    let (answer, effect, verdict) = evaluate_with(c.stored, c.spec, c.rules, now, c.cost, action)?;
+    let effect = if answer.allowed {
+        effect
+    } else {
+        written_on_denial(effect)
+    };
+    Ok(Decided {
+        answer,
+        effect,
+        verdict,
     })
 }
 

@@ -19,6 +19,7 @@ use crate::config;
 use crate::engine::{self, Limit};
 use crate::policies::{self, Policy};
 use crate::reply::Reply;
+use crate::store;
 
 /// RL.ALL [COST n] [DRYRUN] [REFUND] [BLOCK ms] LIMIT key <algorithm> ... [COST n] [LIMIT ...] ...
 /// (a clause's limit may also be `POLICY name`)
@@ -65,5 +66,5 @@ fn clauses(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd, policies_only: bool) -> Resu
         });
     }
     let reply = Reply::all(limits.iter().any(|l| leases(l.spec)));
-    engine::decide(ctx, cmd.report, &limits, parsed.request, reply)
+    engine::decide(ctx, cmd.report, &limits, parsed.request, reply, store::load)
 }

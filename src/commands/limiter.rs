@@ -11,6 +11,7 @@ use super::row::Cmd;
 use crate::api::{Argv, Ctx};
 use crate::engine::{self, Limit};
 use crate::reply::Reply;
+use crate::store;
 use crate::{config, policies};
 
 /// `<command> key <params> [options] [COST n] [DRYRUN] [REFUND] [BLOCK ms]`
@@ -23,7 +24,8 @@ pub fn limiter(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd, syntax: &Syntax) -> Resu
         cost: args.cost.unwrap_or(1),
         policy: None,
     };
-    engine::decide(ctx, cmd.report, &[limit], args, Reply::limit(leases(&spec)))
+    let reply = Reply::limit(leases(&spec));
+    engine::decide(ctx, cmd.report, &[limit], args, reply, store::load)
 }
 
 /// RL.TAKE key policy [COST n] [DRYRUN] [REFUND] [BLOCK timeout_ms]
@@ -39,7 +41,7 @@ pub fn take(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
         policy: Some(&policy),
     };
     let reply = Reply::limit(leases(&policy.spec));
-    engine::decide(ctx, cmd.report, &[limit], args, reply)
+    engine::decide(ctx, cmd.report, &[limit], args, reply, store::load)
 }
 
 /// A CONCURRENCY limit: the reply carries the lease id.

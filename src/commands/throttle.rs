@@ -17,6 +17,7 @@ use super::row::Cmd;
 use crate::api::{Argv, Ctx};
 use crate::engine::{self, Limit};
 use crate::reply::Reply;
+use crate::store;
 
 pub fn throttle(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     let (bucket, quantity) = read_throttle(&argv)?;
@@ -30,5 +31,12 @@ pub fn throttle(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError>
         cost: quantity,
         policy: None,
     };
-    engine::decide(ctx, cmd.report, &[limit], args, Reply::cell())
+    engine::decide(
+        ctx,
+        cmd.report,
+        &[limit],
+        args,
+        Reply::cell(),
+        store::load_or_cell,
+    )
 }
