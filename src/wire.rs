@@ -11,8 +11,8 @@
 use std::ffi::CStr;
 
 use redis_ratelimit_core::algo::lease::{Leases, Op};
-use redis_ratelimit_core::algo::sliding::{Log, Refund, Update};
-use redis_ratelimit_core::bounds::{MAX_INSTANT_US, MAX_INT, MAX_SPAN_US};
+use redis_ratelimit_core::algo::sliding::Log;
+use redis_ratelimit_core::bounds::MAX_INT;
 use redis_ratelimit_core::limit::{Effect, Lock};
 use redis_ratelimit_core::time::Nanos;
 
@@ -26,9 +26,6 @@ pub const WINDOWADD: &CStr = c"RL.WINDOWADD";
 pub const WINDOWREFUND: &CStr = c"RL.WINDOWREFUND";
 /// A lease taken, released or renewed.
 pub const LEASE: &CStr = c"RL.LEASE";
-
-/// No limit exceeds i64::MAX, so no request carries more units.
-const MAX_UNITS: u64 = MAX_INT;
 
 const BUCKET: u8 = b'B';
 const FIXED: u8 = b'F';
@@ -50,10 +47,10 @@ pub fn replicate<'k>(
         Effect::None => {}
         Effect::Bucket(tat) => ctx.replicate_blob(SETSTATE, key, &bucket(tat.as_u64())),
         Effect::Fixed { counter, .. } => {
-            ctx.replicate_blob(SETSTATE, key, &fixed(counter.count, counter.end_ms));
+            ctx.replicate_blob(SETSTATE, key, &fixed(counter.count, counter.expiry_ms()));
         }
-        Effect::WindowAdd(u) => ctx.replicate_blob(WINDOWADD, key, &update(u)),
-        Effect::WindowRefund(r) => ctx.replicate_blob(WINDOWREFUND, key, &refund(r)),
+        Effect::WindowAdd(u) => ctx.replicate_blob(WINDOWADD, key, &u.encode()),
+        Effect::WindowRefund(r) => ctx.replicate_blob(WINDOWREFUND, key, &r.encode()),
         Effect::Lease(op) => ctx.replicate_blob(LEASE, key, &lease_op(op)),
         // The whole lock as written, the limit's state inside it: rare,
         // and a replica then holds exactly what the master holds.
@@ -194,59 +191,40 @@ pub fn decode_state(b: &[u8]) -> Option<Snapshot> {
     }
 }
 
-pub fn update(u: &Update) -> [u8; 33] {
-    let mut out = [0u8; 33];
-    out[..8].copy_from_slice(&u.now_us.to_le_bytes());
-    out[8..16].copy_from_slice(&u.span_us.to_le_bytes());
-    out[16..24].copy_from_slice(&u.at_us.to_le_bytes());
-    out[24..32].copy_from_slice(&u.units.to_le_bytes());
-    out[32] = u8::from(u.coalesce);
-    out
-}
-
-pub fn decode_update(b: &[u8]) -> Option<Update> {
-    if b.len() != 33 {
-        return None;
-    }
-    let u = Update {
-        now_us: u64_at(b, 0).filter(|v| *v <= MAX_INSTANT_US)?,
-        span_us: u64_at(b, 8).filter(|v| (1..=MAX_SPAN_US).contains(v))?,
-        at_us: u64_at(b, 16).filter(|v| *v <= MAX_INSTANT_US)?,
-        units: u64_at(b, 24).filter(|v| (1..=MAX_UNITS).contains(v))?,
-        coalesce: match b.get(32)? {
-            0 => false,
-            1 => true,
-            _ => return None,
-        },
-    };
-    Some(u)
-}
-
-pub fn refund(r: &Refund) -> [u8; 24] {
-    let mut out = [0u8; 24];
-    out[..8].copy_from_slice(&r.now_us.to_le_bytes());
-    out[8..16].copy_from_slice(&r.span_us.to_le_bytes());
-    out[16..].copy_from_slice(&r.units.to_le_bytes());
-    out
-}
-
-pub fn decode_refund(b: &[u8]) -> Option<Refund> {
-    if b.len() != 24 {
-        return None;
-    }
-    Some(Refund {
-        now_us: u64_at(b, 0).filter(|v| *v <= MAX_INSTANT_US)?,
-        span_us: u64_at(b, 8).filter(|v| (1..=MAX_SPAN_US).contains(v))?,
-        units: u64_at(b, 16).filter(|v| *v > 0)?,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
     use redis_ratelimit_core::algo::fixed::Counter;
+    use redis_ratelimit_core::algo::sliding::{Refund, Update};
+    use redis_ratelimit_core::bounds::{MAX_INSTANT_US, MAX_SPAN_US};
     use redis_ratelimit_core::limit::State as LimitState;
+
+    /// No limit exceeds i64::MAX, so no request carries more units.
+    const MAX_UNITS: u64 = MAX_INT;
+
+    /// An update's payload, field by field as the format lays it out
+    /// (instants, span and units u64 little-endian, then the coalesce byte).
+    fn update_bytes(now_us: u64, span_us: u64, at_us: u64, units: u64, coalesce: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(33);
+        for v in [now_us, span_us, at_us, units] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.push(u8::from(coalesce));
+        out
+    }
+
+    /// A refund's payload, field by field.
+    fn refund_bytes(now_us: u64, span_us: u64, units: u64) -> Vec<u8> {
+        [now_us, span_us, units]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect()
+    }
+
+    fn update_of(now_us: u64, span_us: u64, at_us: u64, units: u64) -> Update {
+        Update::decode(&update_bytes(now_us, span_us, at_us, units, false)).unwrap()
+    }
 
     #[test]
     fn states_round_trip() {
@@ -261,13 +239,7 @@ mod tests {
                 end_ms: 99
             })
         );
-        let log = Log::from_update(&Update {
-            now_us: 10,
-            span_us: 5,
-            at_us: 10,
-            units: 2,
-            coalesce: false,
-        });
+        let log = Log::from_update(&update_of(10, 5, 10, 2));
         assert_eq!(
             decode_state(&window(7, &log)),
             Some(Snapshot::Window { expire_ms: 7, log })
@@ -291,26 +263,16 @@ mod tests {
 
     #[test]
     fn updates_and_refunds_round_trip_and_check_ranges() {
-        let u = Update {
-            now_us: 1,
-            span_us: 2,
-            at_us: 3,
-            units: 4,
-            coalesce: true,
-        };
-        assert_eq!(decode_update(&update(&u)), Some(u));
-        assert_eq!(decode_update(&update(&Update { units: 0, ..u })), None);
-        assert_eq!(decode_update(&update(&Update { span_us: 0, ..u })), None);
-        let mut b = update(&u);
-        b[32] = 2;
-        assert_eq!(decode_update(&b), None);
-        let r = Refund {
-            now_us: 5,
-            span_us: 6,
-            units: 7,
-        };
-        assert_eq!(decode_refund(&refund(&r)), Some(r));
-        assert_eq!(decode_refund(&refund(&Refund { units: 0, ..r })), None);
+        let b = update_bytes(1, 2, 3, 4, true);
+        assert_eq!(&Update::decode(&b).unwrap().encode()[..], &b[..]);
+        assert_eq!(Update::decode(&update_bytes(1, 2, 3, 0, true)), None);
+        assert_eq!(Update::decode(&update_bytes(1, 0, 3, 4, true)), None);
+        let mut bad = b.clone();
+        bad[32] = 2;
+        assert_eq!(Update::decode(&bad), None);
+        let r = refund_bytes(5, 6, 7);
+        assert_eq!(&Refund::decode(&r).unwrap().encode()[..], &r[..]);
+        assert_eq!(Refund::decode(&refund_bytes(5, 6, 0)), None);
     }
 
     /// A change to an encoding: flip a bit, overwrite, cut, insert,
@@ -336,13 +298,7 @@ mod tests {
         let mut t = start;
         for &(gap, units) in gaps {
             t += gap;
-            log.apply(&Update {
-                now_us: t,
-                span_us: MAX_SPAN_US,
-                at_us: t,
-                units,
-                coalesce: false,
-            });
+            log.apply(&update_of(t, MAX_SPAN_US, t, units));
         }
         log
     }
@@ -367,21 +323,10 @@ mod tests {
                 any::<bool>()
             )
                 .prop_map(|(now_us, span_us, at_us, units, coalesce)| {
-                    update(&Update {
-                        now_us,
-                        span_us,
-                        at_us,
-                        units,
-                        coalesce,
-                    })
-                    .to_vec()
+                    update_bytes(now_us, span_us, at_us, units, coalesce)
                 }),
-            (instant, span, units).prop_map(|(now_us, span_us, units)| refund(&Refund {
-                now_us,
-                span_us,
-                units
-            })
-            .to_vec()),
+            (instant, span, units)
+                .prop_map(|(now_us, span_us, units)| refund_bytes(now_us, span_us, units)),
             (
                 any::<u64>(),
                 1u64..1 << 62,
@@ -400,10 +345,7 @@ mod tests {
                     let inner = match inner {
                         0 => LimitState::Empty,
                         1 => LimitState::Bucket(Nanos::new(a)),
-                        2 => LimitState::Fixed(Counter {
-                            count: a,
-                            end_ms: b,
-                        }),
+                        2 => LimitState::Fixed(Counter::from_key(a, b)),
                         3 => LimitState::Window(log_of(start, &[(1, 2), (3, 4)])),
                         _ => LimitState::Leases(leases_of(start.max(1), &[(5, 1 << 30)])),
                     };
@@ -451,8 +393,8 @@ mod tests {
         #[test]
         fn decoders_never_panic(b in prop::collection::vec(any::<u8>(), 0..80)) {
             let _ = decode_state(&b);
-            let _ = decode_update(&b);
-            let _ = decode_refund(&b);
+            let _ = Update::decode(&b);
+            let _ = Refund::decode(&b);
             let _ = decode_lease_op(&b);
         }
 
@@ -471,8 +413,8 @@ mod tests {
                 mutate(&mut b, m);
             }
             let state = decode_state(&b);
-            let upd = decode_update(&b);
-            let refd = decode_refund(&b);
+            let upd = Update::decode(&b);
+            let refd = Refund::decode(&b);
             let op = decode_lease_op(&b);
             if untouched {
                 prop_assert!(state.is_some() || upd.is_some() || refd.is_some() || op.is_some());
@@ -491,10 +433,10 @@ mod tests {
                 prop_assert_eq!(&again, &b);
             }
             if let Some(u) = upd {
-                prop_assert_eq!(&update(&u)[..], &b[..]);
+                prop_assert_eq!(&u.encode()[..], &b[..]);
             }
             if let Some(r) = refd {
-                prop_assert_eq!(&refund(&r)[..], &b[..]);
+                prop_assert_eq!(&r.encode()[..], &b[..]);
             }
         }
     }

@@ -162,8 +162,8 @@ pub enum Value<'a> {
     Absent,
     Int(u64),
     Decimal(Decimal),
-    /// Microseconds.
-    Span(u64),
+    /// A window's length (whole milliseconds).
+    Span(Nanos),
     Fixed(WindowArg),
     /// A zone's name, looked up when the limit is built.
     Zone(&'a [u8]),
@@ -192,7 +192,9 @@ impl ArgKind {
         match self {
             ArgKind::Int { min } => int(word, min).map(Value::Int),
             ArgKind::Positive => positive().map(Value::Decimal),
-            ArgKind::Window => positive().and_then(|d| window_span_us(&d)).map(Value::Span),
+            ArgKind::Window => positive()
+                .and_then(|d| window_span_us(&d))
+                .map(|us| Value::Span(Nanos::from_micros(us))),
             ArgKind::FixedWindow => match Unit::parse(word) {
                 Some(u) => Some(Value::Fixed(WindowArg::Unit(u))),
                 None => positive()
@@ -374,7 +376,7 @@ impl<'a> Values<'a> {
         }
     }
     #[inline]
-    fn span(&self, i: usize) -> Result<u64, CmdError> {
+    fn span(&self, i: usize) -> Result<Nanos, CmdError> {
         match self.param(i) {
             Some(Value::Span(v)) => Ok(*v),
             _ => Err(error::INTERNAL),
@@ -478,7 +480,7 @@ impl Syntax {
             }
             Algorithm::Sliding => Ok(Spec::Window(Window {
                 limit: v.int(0)?,
-                span_us: v.span(1)?,
+                span: v.span(1)?,
                 max_entries: settings.sliding_max_entries,
             })),
             Algorithm::Gcra => {
@@ -1055,7 +1057,7 @@ mod tests {
             resolve: |name: &'a [u8]| match name {
                 b"p" | b"q" => Ok(Spec::Window(Window {
                     limit: 1,
-                    span_us: 1_000_000,
+                    span: Nanos::from_micros(1_000_000),
                     max_entries: 10,
                 })),
                 b"c" => Ok(Spec::Concurrency(Concurrency {
@@ -1093,7 +1095,9 @@ mod tests {
             }
         );
         let (spec, req) = command("RL.SLIDING k 5 0.25 COST 2 REFUND").unwrap();
-        assert!(matches!(spec, Spec::Window(w) if w.limit == 5 && w.span_us == 250_000));
+        assert!(
+            matches!(spec, Spec::Window(w) if w.limit == 5 && w.span == Nanos::from_millis(250))
+        );
         assert_eq!(
             req,
             RequestArgs {

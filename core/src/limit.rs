@@ -168,16 +168,16 @@ impl State {
     }
 
     fn fresh_at(&self, effect: &Effect) -> Option<Nanos> {
-        let span_us = match effect {
-            Effect::WindowAdd(u) => u.span_us,
-            Effect::WindowRefund(r) => r.span_us,
-            _ => 0,
+        let span = match effect {
+            Effect::WindowAdd(u) => u.span(),
+            Effect::WindowRefund(r) => r.span(),
+            _ => Nanos::ZERO,
         };
         match self {
             State::Empty => None,
             State::Bucket(t) => Some(*t),
-            State::Fixed(c) => Some(Nanos::from_millis(c.end_ms)),
-            State::Window(l) => Some(Nanos::from_micros(l.last_us().saturating_add(span_us))),
+            State::Fixed(c) => Some(c.end()),
+            State::Window(l) => Some(l.last().saturating_add(span)),
             State::Leases(l) => l.last_expiry(),
             State::Locked(l) => Some(l.inner.fresh_at(effect).map_or(l.until, |t| t.max(l.until))),
         }
@@ -290,7 +290,7 @@ pub fn plausible(stored: Stored<'_>, now: Nanos, skew: Nanos) -> bool {
     match stored {
         Stored::Empty | Stored::Fixed(_) => true,
         Stored::Bucket(tat) => within(tat, crate::bounds::MAX_REFILL),
-        Stored::Window(log) => within(Nanos::from_micros(log.last_us()), Nanos::ZERO),
+        Stored::Window(log) => within(log.last(), Nanos::ZERO),
         Stored::Leases(leases) => leases.plausible(now, skew),
         Stored::Locked(lock) => {
             within(lock.until, Nanos::new(crate::bounds::MAX_LOCKOUT_NS))
@@ -353,14 +353,13 @@ pub fn evaluate(
                 Stored::Window(l) => Some(l),
                 _ => None,
             };
-            let now_us = now.as_micros();
             Ok(match action {
                 Action::Take => {
-                    let (d, u) = sliding::decide(log, w, now_us, cost);
+                    let (d, u) = sliding::decide(log, w, now, cost);
                     (d, u.map_or(Effect::None, Effect::WindowAdd))
                 }
                 Action::Refund => {
-                    let (d, r) = sliding::refund(log, w, now_us, cost);
+                    let (d, r) = sliding::refund(log, w, now, cost);
                     (d, r.map_or(Effect::None, Effect::WindowRefund))
                 }
             })
@@ -372,9 +371,7 @@ pub fn evaluate(
             };
             Ok(match action {
                 Action::Take => {
-                    let now_ms = i64::try_from(now.as_u64() / 1_000_000).map_err(|_| INTERNAL)?;
-                    let (_, end) = calendar::bounds(calendar, now_ms).ok_or(INTERNAL)?;
-                    let end = u64::try_from(end).map_err(|_| INTERNAL)?;
+                    let end = calendar::window_end(calendar, now).ok_or(INTERNAL)?;
                     let (d, c) = fixed::decide(*limit, stored, end, now, cost);
                     let old_end = stored.map(|s| s.end_ms);
                     let effect = c.map_or(Effect::None, |counter| Effect::Fixed {
@@ -939,7 +936,7 @@ mod tests {
         ) {
             let specs = [
                 (Spec::Bucket(Bucket::new(4, Nanos::new(250_000_000)).unwrap()), Rules::default()),
-                (Spec::Window(Window { limit: 6, span_us: 2_000_000, max_entries: 1_000 }), Rules::default()),
+                (Spec::Window(Window { limit: 6, span: Nanos::from_micros(2_000_000), max_entries: 1_000 }), Rules::default()),
                 (Spec::Fixed { limit: 5, calendar: Calendar::Millis(3_000) }, Rules::default()),
             ];
             let mut states = [State::Empty, State::Empty, State::Empty];

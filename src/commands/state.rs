@@ -9,6 +9,7 @@
 //! clients, which could otherwise forge a limiter's state.
 
 use redis_ratelimit_core::algo::lease::Op;
+use redis_ratelimit_core::algo::sliding::{Refund, Update};
 use redis_ratelimit_core::bounds::MAX_INT;
 use redis_ratelimit_core::error::{CmdError, INTERNAL, STATE_PAYLOAD, SYNTAX, UPDATE};
 use redis_ratelimit_core::grammar::Words;
@@ -64,7 +65,7 @@ pub fn setstate(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError>
 /// RL.WINDOWADD key update
 pub fn windowadd(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     let (name, payload) = key_and_payload(&argv)?;
-    let u = wire::decode_update(payload).ok_or(UPDATE)?;
+    let u = Update::decode(payload).ok_or(UPDATE)?;
     let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
     // A log never holds more units than the largest limit, i64::MAX: what
     // would pass it is refused here (RL.SLIDING never sends such an update),
@@ -76,10 +77,10 @@ pub fn windowadd(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError
         | Stored::Locked(Lock {
             inner: State::Window(log),
             ..
-        }) => log.total_at(u.now_us, u.span_us),
+        }) => log.total_before(&u),
         _ => 0,
     };
-    if held.saturating_add(u.units) > MAX_INT {
+    if held.saturating_add(u.units()) > MAX_INT {
         return Err(UPDATE);
     }
     store::write(&mut key, &Effect::WindowAdd(u));
@@ -94,7 +95,7 @@ pub fn windowadd(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError
 /// RL.WINDOWREFUND key refund
 pub fn windowrefund(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     let (name, payload) = key_and_payload(&argv)?;
-    let r = wire::decode_refund(payload).ok_or(UPDATE)?;
+    let r = Refund::decode(payload).ok_or(UPDATE)?;
     let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
     let held = matches!(
         store::load(&key, StateKind::Window)?,

@@ -68,7 +68,7 @@ pub fn load<'k>(key: &'k Key<'_>, kind: StateKind) -> Result<Stored<'k>, CmdErro
             StateKind::Fixed => {
                 let count = held.inline(&FIXED).ok_or(WRONGTYPE)?.get();
                 Ok(key.expire_at_ms().map_or(Stored::Empty, |end_ms| {
-                    Stored::Fixed(Counter { count, end_ms })
+                    Stored::Fixed(Counter::from_key(count, end_ms))
                 }))
             }
             StateKind::Window => held.boxed(&WINDOW).map(Stored::Window).ok_or(WRONGTYPE),
@@ -118,11 +118,6 @@ pub fn expiry_ms(at: Nanos) -> u64 {
     at.ceil_millis()
 }
 
-/// A log is empty again once its newest entry leaves the window.
-fn window_expiry_ms(last_us: u64, span_us: u64) -> u64 {
-    expiry_ms(Nanos::from_micros(last_us.saturating_add(span_us)))
-}
-
 fn nonzero(v: u64) -> NonZeroU64 {
     NonZeroU64::new(v).unwrap_or(NonZeroU64::MIN)
 }
@@ -151,7 +146,7 @@ pub fn write(key: &mut Key<'_>, effect: &Effect) {
             let replaced = key.set_inline(&FIXED, nonzero(counter.count));
             counted(replaced, &KEYS_FIXED);
             if *new_end || replaced {
-                key.expire_at(counter.end_ms);
+                key.expire_at(counter.expiry_ms());
             }
         }
         Effect::WindowAdd(u) => {
@@ -159,16 +154,17 @@ pub fn write(key: &mut Key<'_>, effect: &Effect) {
             let last = match key.boxed_mut(&WINDOW) {
                 Some(log) => {
                     log.apply(u);
-                    log.last_us()
+                    log.last()
                 }
                 None => {
                     let log = Log::from_update(u);
-                    let last = log.last_us();
+                    let last = log.last();
                     counted(key.set_boxed(&WINDOW, log), &KEYS_WINDOW);
                     last
                 }
             };
-            key.expire_at(window_expiry_ms(last, u.span_us));
+            // A log is empty again once its newest entry leaves the window.
+            key.expire_at(expiry_ms(last.saturating_add(u.span())));
         }
         Effect::WindowRefund(r) => {
             unlock_unless(key, &WINDOW);
@@ -179,8 +175,8 @@ pub fn write(key: &mut Key<'_>, effect: &Effect) {
             if log.is_empty() {
                 key.delete();
             } else {
-                let last = log.last_us();
-                key.expire_at(window_expiry_ms(last, r.span_us));
+                let last = log.last();
+                key.expire_at(expiry_ms(last.saturating_add(r.span())));
             }
         }
         Effect::Lease(op) => {
@@ -231,10 +227,7 @@ fn current(key: &Key<'_>) -> State {
                 State::Bucket(Nanos::new(tat.get()))
             } else if let Some(count) = held.inline(&FIXED) {
                 key.expire_at_ms().map_or(State::Empty, |end_ms| {
-                    State::Fixed(Counter {
-                        count: count.get(),
-                        end_ms,
-                    })
+                    State::Fixed(Counter::from_key(count.get(), end_ms))
                 })
             } else if let Some(log) = held.boxed(&WINDOW) {
                 State::Window(log.clone())
@@ -275,7 +268,7 @@ fn unlock(key: &mut Key<'_>) {
         }
         State::Fixed(c) => {
             counted(key.set_inline(&FIXED, nonzero(c.count)), &KEYS_FIXED);
-            key.expire_at(c.end_ms);
+            key.expire_at(c.expiry_ms());
         }
         State::Window(log) => counted(key.set_boxed(&WINDOW, log), &KEYS_WINDOW),
         State::Leases(leases) => counted(key.set_boxed(&LEASES, leases), &KEYS_LEASES),

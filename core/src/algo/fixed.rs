@@ -13,11 +13,34 @@
 use super::{Answer, Change, RetryAfter};
 use crate::time::Nanos;
 
-/// A window's count and its end (Unix milliseconds, exclusive).
+/// A window's count and its end (exclusive). The end is the key's expiry,
+/// which Redis keeps in whole milliseconds: the counter keeps it so too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counter {
     pub count: u64,
-    pub end_ms: u64,
+    pub(crate) end_ms: u64,
+}
+
+impl Counter {
+    /// The count of a key that expires at `expiry_ms` (Unix milliseconds,
+    /// as Redis keeps it), which is its window's end.
+    pub fn from_key(count: u64, expiry_ms: u64) -> Counter {
+        Counter {
+            count,
+            end_ms: expiry_ms,
+        }
+    }
+
+    /// The window's end.
+    pub fn end(&self) -> Nanos {
+        Nanos::from_millis(self.end_ms)
+    }
+
+    /// The key's expiry it calls for: its window's end, in Unix
+    /// milliseconds (what RL.SETSTATE and a lock's encoding carry).
+    pub fn expiry_ms(&self) -> u64 {
+        self.end_ms
+    }
 }
 
 fn live(stored: Option<Counter>, now: Nanos) -> Option<Counter> {
@@ -28,8 +51,20 @@ fn until(end_ms: u64, now: Nanos) -> Nanos {
     Nanos::from_millis(end_ms).saturating_sub(now)
 }
 
-/// Decide on `cost` units at `now` in the window ending at `window_end_ms`.
+/// Decide on `cost` units at `now` in the window ending at `window_end`
+/// (whole milliseconds, from `calendar::window_end`).
+#[inline]
 pub fn decide(
+    limit: u64,
+    stored: Option<Counter>,
+    window_end: Nanos,
+    now: Nanos,
+    cost: u64,
+) -> (Answer, Option<Counter>) {
+    decide_ms(limit, stored, window_end.as_millis(), now, cost)
+}
+
+fn decide_ms(
     limit: u64,
     stored: Option<Counter>,
     window_end_ms: u64,
@@ -156,12 +191,12 @@ mod tests {
             (9_999,   4,   0, 0,  -1,    1),       // can never fit
         ];
         for &(t, cost, ok, rem, retry, reset) in rows {
-            let (d, new) = decide(3, c, end, at(T0_MS + t), cost);
+            let (d, new) = decide_ms(3, c, end, at(T0_MS + t), cost);
             assert_eq!(d.reply_fields(), [ok, 3, rem, retry, reset], "at {t}");
             if let Some(n) = new { c = Some(n); }
         }
         // At the window's end the old count is gone.
-        let (d, new) = decide(3, c, end + 10_000, at(end), 1);
+        let (d, new) = decide_ms(3, c, end + 10_000, at(end), 1);
         assert_eq!(d.reply_fields(), [1, 3, 2, 0, 10_000]);
         assert_eq!(new, Some(Counter { count: 1, end_ms: end + 10_000 }));
     }
@@ -173,7 +208,7 @@ mod tests {
             end_ms: T0_MS + 60_000,
         });
         // The clock stepped back into an earlier window: still 3 counted.
-        let (d, _) = decide(3, stored, T0_MS + 10_000, at(T0_MS), 1);
+        let (d, _) = decide_ms(3, stored, T0_MS + 10_000, at(T0_MS), 1);
         assert!(!d.allowed);
         assert_eq!(d.reply_fields()[3], 60_000);
     }
