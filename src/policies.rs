@@ -105,7 +105,7 @@ fn with<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
 }
 
 /// The policy a request names; the error names it when there is none.
-#[inline]
+#[inline(always)]
 pub fn find(name: &[u8]) -> Result<Rc<Policy>, CmdError> {
     REGISTRY
         .with(|r| r.borrow().policies.get(name).cloned())
