@@ -40,24 +40,27 @@ impl Limit<'_> {
     }
 }
 
+/// How a request reads a key's state: `store::load`, or
+/// `store::load_or_cell` (CL.THROTTLE also reads what redis-cell left).
+pub trait Load: for<'k> Fn(&'k Key<'_>, StateKind) -> Result<Stored<'k>, CmdError> {}
+
+impl<F> Load for F where F: for<'k> Fn(&'k Key<'_>, StateKind) -> Result<Stored<'k>, CmdError> {}
+
 /// Decides `limits` on their keys, all or nothing, and answers with
-/// `reply`: now, or when a wait in line ends. `load` reads a key's state
-/// (CL.THROTTLE's also reads what redis-cell left).
+/// `reply`: now, or when a wait in line ends.
 #[inline]
-pub fn decide<F>(
+pub fn decide(
     ctx: &Ctx<'_>,
     report: &'static Report,
     limits: &[Limit<'_>],
     args: RequestArgs,
     reply: Reply,
-    load: F,
-) -> Result<(), CmdError>
-where
-    F: for<'k> Fn(&'k Key<'_>, StateKind) -> Result<Stored<'k>, CmdError>,
-{
-    match limits {
-        [_] => request::<One, F>(ctx, report, limits, args, reply, load),
-        _ => request::<Many, F>(ctx, report, limits, args, reply, load),
+    load: impl Load,
+) -> Result<(), CmdError> {
+    if let [_] = limits {
+        request::<One>(ctx, report, limits, args, reply, load)
+    } else {
+        request::<Many>(ctx, report, limits, args, reply, load)
     }
 }
 
@@ -151,17 +154,14 @@ impl PerLimit for Many {
     }
 }
 
-fn request<L: PerLimit, F>(
+fn request<L: PerLimit>(
     ctx: &Ctx<'_>,
     report: &'static Report,
     limits: &[Limit<'_>],
     args: RequestArgs,
     reply: Reply,
-    load: F,
-) -> Result<(), CmdError>
-where
-    F: for<'k> Fn(&'k Key<'_>, StateKind) -> Result<Stored<'k>, CmdError>,
-{
+    load: impl Load,
+) -> Result<(), CmdError> {
     let now = clock::now();
     let mut keys = L::try_map(limits, |l| ctx.open_key(l.name).ok_or(INTERNAL))?;
     let action = args.action();

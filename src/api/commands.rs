@@ -60,20 +60,18 @@ pub fn create_command(
     flags: &CStr,
     keys: (c_int, c_int, c_int),
 ) -> bool {
-    let func: raw::RedisModuleCmdFunc = match entry {
+    let (first, last, step) = keys;
+    let func = cmd_func(entry);
+    rm!(RedisModule_CreateCommand(ctx.raw, name.as_ptr(), func, flags.as_ptr(), first, last, step) else ERR)
+        == OK
+}
+
+/// An entry point as the registration functions take it (none: a container).
+fn cmd_func(entry: Option<EntryFn>) -> raw::RedisModuleCmdFunc {
+    match entry {
         Some(f) => Some(f),
         None => None,
-    };
-    rm!(RedisModule_CreateCommand(
-        ctx.raw,
-        name.as_ptr(),
-        func,
-        flags.as_ptr(),
-        keys.0,
-        keys.1,
-        keys.2,
-    ) else ERR)
-        == OK
+    }
 }
 
 /// Registers subcommand `sub` of the container command `parent`.
@@ -92,19 +90,9 @@ pub fn create_subcommand(
     if cmd.is_null() {
         return false;
     }
-    let func: raw::RedisModuleCmdFunc = match entry {
-        Some(f) => Some(f),
-        None => None,
-    };
-    rm!(RedisModule_CreateSubcommand(
-        cmd,
-        sub.as_ptr(),
-        func,
-        flags.as_ptr(),
-        keys.0,
-        keys.1,
-        keys.2,
-    ) else ERR)
+    let (first, last, step) = keys;
+    let func = cmd_func(entry);
+    rm!(RedisModule_CreateSubcommand(cmd, sub.as_ptr(), func, flags.as_ptr(), first, last, step) else ERR)
         == OK
 }
 
