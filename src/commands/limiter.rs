@@ -4,7 +4,9 @@
 //! the lease id to the reply.
 
 use redis_ratelimit_core::error::{CmdError, SYNTAX};
-use redis_ratelimit_core::grammar::{check_request, read_command, read_take, Syntax, Words};
+use redis_ratelimit_core::grammar::{
+    check_request, read_command, read_take, Algorithm, Syntax, Words,
+};
 use redis_ratelimit_core::limit::Spec;
 
 use super::row::Cmd;
@@ -24,7 +26,8 @@ pub fn limiter(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd, syntax: &Syntax) -> Resu
         cost: args.cost.unwrap_or(1),
         policy: None,
     };
-    let reply = Reply::limit(leases(&spec));
+    // RL.ACQUIRE answers the lease id too (known from the row's syntax).
+    let reply = Reply::limit(syntax.algorithm == Algorithm::Concurrency);
     engine::decide(ctx, cmd.report, &[limit], args, reply, store::load)
 }
 
@@ -41,7 +44,10 @@ pub fn take(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
         policy: Some(&policy),
     };
     let reply = Reply::limit(leases(&policy.spec));
-    engine::decide(ctx, cmd.report, &[limit], args, reply, store::load)
+    // A reader of its own: RL.TAKE gets its own copy of the engine, inlined.
+    engine::decide(ctx, cmd.report, &[limit], args, reply, |key: &_, kind| {
+        store::load(key, kind)
+    })
 }
 
 /// A CONCURRENCY limit: the reply carries the lease id.
