@@ -110,68 +110,30 @@ u32_config!(
     MAX_LEASES_MAX
 );
 
-struct SlidingMaxEntries;
-
-impl NumericConfig for SlidingMaxEntries {
-    const NAME: &'static std::ffi::CStr = c"sliding-max-entries";
-    const DEFAULT: i64 = SLIDING_MAX_ENTRIES_DEFAULT as i64;
-    const MIN: i64 = 1;
-    const MAX: i64 = SLIDING_MAX_ENTRIES_MAX as i64;
-    fn get() -> i64 {
-        i64::from(SLIDING_MAX_ENTRIES.load(Ordering::Relaxed))
-    }
-    fn set(v: i64) -> bool {
-        match u32::try_from(v) {
-            Ok(v) if v >= 1 => {
-                SLIDING_MAX_ENTRIES.store(v, Ordering::Relaxed);
-                true
-            }
-            _ => false,
-        }
-    }
-}
-
-struct MaxWaiters;
-
-impl NumericConfig for MaxWaiters {
-    const NAME: &'static std::ffi::CStr = c"max-waiters";
-    const DEFAULT: i64 = MAX_WAITERS_DEFAULT as i64;
-    const MIN: i64 = 0;
-    const MAX: i64 = MAX_WAITERS_MAX as i64;
-    fn get() -> i64 {
-        i64::from(MAX_WAITERS.load(Ordering::Relaxed))
-    }
-    fn set(v: i64) -> bool {
-        match u32::try_from(v) {
-            Ok(v) => {
-                MAX_WAITERS.store(v, Ordering::Relaxed);
-                true
-            }
-            Err(_) => false,
-        }
-    }
-}
-
-struct MaxPolicies;
-
-impl NumericConfig for MaxPolicies {
-    const NAME: &'static std::ffi::CStr = c"max-policies";
-    const DEFAULT: i64 = MAX_POLICIES_DEFAULT as i64;
-    const MIN: i64 = 0;
-    const MAX: i64 = MAX_POLICIES_MAX as i64;
-    fn get() -> i64 {
-        i64::from(MAX_POLICIES.load(Ordering::Relaxed))
-    }
-    fn set(v: i64) -> bool {
-        match u32::try_from(v) {
-            Ok(v) => {
-                MAX_POLICIES.store(v, Ordering::Relaxed);
-                true
-            }
-            Err(_) => false,
-        }
-    }
-}
+u32_config!(
+    SlidingMaxEntries,
+    c"sliding-max-entries",
+    SLIDING_MAX_ENTRIES,
+    SLIDING_MAX_ENTRIES_DEFAULT,
+    1,
+    SLIDING_MAX_ENTRIES_MAX
+);
+u32_config!(
+    MaxWaiters,
+    c"max-waiters",
+    MAX_WAITERS,
+    MAX_WAITERS_DEFAULT,
+    0,
+    MAX_WAITERS_MAX
+);
+u32_config!(
+    MaxPolicies,
+    c"max-policies",
+    MAX_POLICIES,
+    MAX_POLICIES_DEFAULT,
+    0,
+    MAX_POLICIES_MAX
+);
 
 /// Registers the configuration and applies values given at load time.
 pub fn register(ctx: &Ctx<'_>) -> Result<(), &'static str> {

@@ -1,316 +1,361 @@
-//! Limits on keys, start to end: open the keys, load their state, decide
-//! (with the pure `limit::evaluate`), then write, replicate and signal each
-//! effect, in that one direction. A dry run stops after deciding; a denial
-//! has no effect to write. Everything fallible happens before the first
-//! write, so a request is applied whole or not at all. A request that must
-//! wait (BLOCK, or others waiting on its key) goes to `block`.
+//! A request, start to end, for every command that decides: open its keys,
+//! load their states, decide every limit at once (core's `decide_all`),
+//! then wait in line (the `block` peer) or write, replicate and signal each
+//! effect (`store::commit`), count, and reply: in that one direction. A dry
+//! run stops after deciding; a denial writes nothing but a LOCKOUT it
+//! starts. Everything fallible happens before the first write, so a request
+//! is applied whole or not at all.
 
-use std::ffi::CStr;
-
-use redis_ratelimit_core::algo::all::combine;
-use redis_ratelimit_core::algo::{Decision, RetryAfter};
+use redis_ratelimit_core::algo::all::binding;
+use redis_ratelimit_core::algo::lease::{Leases, Op};
+use redis_ratelimit_core::algo::{Answer, RetryAfter};
 use redis_ratelimit_core::error::{CmdError, INTERNAL};
-use redis_ratelimit_core::grammar::{Mode, Request};
+use redis_ratelimit_core::few::Few;
+use redis_ratelimit_core::grammar::RequestArgs;
 use redis_ratelimit_core::limit::{
-    evaluate_with, Effect, Kind, Rules, Spec, State, Stored, Verdict,
+    decide_all, decide_one, Action, AllDecided, Claim, Decided, Effect, Rules, Spec, State,
+    StateKind, Stored, Verdict,
 };
+use redis_ratelimit_core::time::Nanos;
 
 use crate::api::{Ctx, Key, Name};
 use crate::block::{self, Need};
-use crate::commands::Cmd;
 use crate::policies::Policy;
-use crate::wire;
-use crate::{clock, stats, store};
+use crate::reply::Reply;
+use crate::stats::Report;
+use crate::{clock, store};
 
-/// What a request gets: a decision now, or a place in line (the reply
-/// comes when it is admitted or its wait ends).
-pub enum Answer {
-    /// The decision, the position of the binding limit, and the lease taken.
-    Decided(Decision, usize, Option<u64>),
-    Waiting,
-}
-
-/// How a reply looks: one limit's five integers or RL.ALL's six, and the
-/// lease id after them where a CONCURRENCY limit is part of the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shape {
-    pub all: bool,
-    pub lease: bool,
-}
-
-/// The reply's integers (the first `n` of them).
-#[inline]
-pub fn fields(shape: Shape, d: &Decision, index: usize, lease: Option<u64>) -> ([i64; 7], usize) {
-    let [a, b, c, e, f] = d.reply_fields();
-    let mut out = [a, b, c, e, f, 0, 0];
-    let mut n = 5;
-    if shape.all {
-        out[5] = i64::try_from(index + 1).unwrap_or(i64::MAX);
-        n += 1;
-    }
-    if shape.lease {
-        if let Some(slot) = out.get_mut(n) {
-            *slot = lease.and_then(|id| i64::try_from(id).ok()).unwrap_or(0);
-        }
-        n += 1;
-    }
-    (out, n)
-}
-
-/// One limit on one key: decide, apply unless it is a dry run, and answer
-/// with `reply` (unless the request waits in line: its reply comes later).
-/// `load` reads the key's state (CL.THROTTLE also reads redis-cell's).
-/// A named policy brings its rules (SHADOW, LOCKOUT) and its counters.
-#[inline]
-#[allow(clippy::too_many_arguments)]
-pub fn one(
-    ctx: &Ctx<'_>,
-    cmd: Cmd,
-    name: Name<'_>,
-    spec: &Spec,
-    req: Request,
-    policy: Option<&Policy>,
-    load: impl for<'k> Fn(&'k Key<'_>, Kind) -> Result<Stored<'k>, CmdError>,
-    reply: impl FnOnce(&Decision, Option<u64>),
-) -> Result<(), CmdError> {
-    let now = clock::now();
-    let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
-    let cost = req.cost.unwrap_or(1);
-    let rules = policy.map_or(Rules::default(), |p| p.rules);
-    let (decision, effect, verdict) =
-        evaluate_with(load(&key, spec.kind())?, spec, rules, now, cost, req.mode())?;
-    let takes = req.mode() == Mode::Take && cost > 0;
-    let counted = |verdict: Verdict| {
-        if let Some(p) = policy {
-            p.counters.called();
-            p.counters
-                .decided(verdict, takes && !req.dry_run, rules.shadow);
-        }
-    };
-    // A shadow policy answers at once: it never makes anyone wait.
-    let block = req.block.filter(|_| !rules.shadow);
-    if takes && (block::waiters() > 0 || (block.is_some() && !decision.allowed)) {
-        let queued = block::behind(ctx, name.bytes(), spec, cost, now);
-        let must_wait = queued.is_some() || waits_for_limit(&decision);
-        if let (true, Some(ms)) = (must_wait, block) {
-            let state = State::of(load(&key, spec.kind())?);
-            let need = Need {
-                key: name.bytes().to_vec(),
-                spec: spec.clone(),
-                cost,
-                counters: policy.map(|p| p.counters.clone()),
-            };
-            let shape = Shape {
-                all: false,
-                lease: spec.kind() == Kind::Leases,
-            };
-            if block::wait(ctx, cmd, vec![need], shape, ms, vec![state], now) {
-                if let Some(p) = policy {
-                    p.counters.called();
-                }
-                return Ok(());
-            }
-        }
-        if let Some(retry) = queued {
-            // Others wait on this key: a newcomer never jumps ahead.
-            stats::decided(cmd.id, false, req.dry_run, false);
-            counted(Verdict {
-                denied: true,
-                locked: false,
-            });
-            let d = block::queued_denial(decision, retry);
-            reply(&if rules.shadow { shadowed(d) } else { d }, None);
-            return Ok(());
-        }
-    }
-    if !req.dry_run {
-        let refunded = req.refund && !matches!(effect, Effect::None);
-        commit(ctx, &mut key, name, &effect, cmd.row.event);
-        if refunded {
-            block::kick(ctx, name.bytes());
-        }
-    }
-    stats::decided(cmd.id, decision.allowed, req.dry_run, req.refund);
-    counted(verdict);
-    let lease = effect.lease_id().filter(|_| !req.dry_run);
-    reply(&decision, lease);
-    Ok(())
-}
-
-/// What a shadow policy answers for a denial: allowed.
-fn shadowed(d: Decision) -> Decision {
-    Decision {
-        allowed: true,
-        retry_after: redis_ratelimit_core::algo::RetryAfter::Now,
-        ..d
-    }
-}
-
-/// Denied, but some wait would allow it.
-fn waits_for_limit(d: &Decision) -> bool {
-    !d.allowed && matches!(d.retry_after, RetryAfter::After(_))
-}
-
-/// One clause of a multi-limit request.
-pub struct Limit<'a, 's> {
+/// One limit of a request: its key, its limit, the units it takes, and the
+/// named policy it comes from (rules and counters), if any.
+pub struct Limit<'a> {
     pub name: Name<'a>,
-    pub spec: &'s Spec,
+    pub spec: &'a Spec,
     pub cost: u64,
-    /// The clause's policy (`LIMIT key POLICY name`): rules and counters.
-    pub policy: Option<&'s Policy>,
+    pub policy: Option<&'a Policy>,
 }
 
-impl Limit<'_, '_> {
+impl Limit<'_> {
     fn rules(&self) -> Rules {
         self.policy.map_or(Rules::default(), |p| p.rules)
     }
 }
 
-/// Several limits, all or nothing: every limit is decided on its own key;
-/// only if all allow does every one apply its effect. Returns the binding
-/// limit's index and decision.
-pub fn all(
+/// How a request reads a key's state: `store::load`, or
+/// `store::load_or_cell` (CL.THROTTLE also reads what redis-cell left).
+pub trait Load: for<'k> Fn(&'k Key<'_>, StateKind) -> Result<Stored<'k>, CmdError> {}
+
+impl<F> Load for F where F: for<'k> Fn(&'k Key<'_>, StateKind) -> Result<Stored<'k>, CmdError> {}
+
+/// Decides `limits` on their keys, all or nothing, and answers with
+/// `reply`: now, or when a wait in line ends.
+#[inline]
+pub fn decide(
     ctx: &Ctx<'_>,
-    cmd: Cmd,
-    limits: &[Limit<'_, '_>],
-    req: Request,
-) -> Result<Answer, CmdError> {
+    report: &'static Report,
+    limits: &[Limit<'_>],
+    args: RequestArgs,
+    reply: Reply,
+    load: impl Load,
+) -> Result<(), CmdError> {
+    if let [_] = limits {
+        request::<One>(ctx, report, limits, args, reply, load)
+    } else {
+        request::<Many>(ctx, report, limits, args, reply, load)
+    }
+}
+
+/// How a request keeps one thing per limit (its keys, their states, what
+/// each decided): in place for a single limit, as nearly every request
+/// has (the compiler then sees one of each and writes no loop), on the heap
+/// for several.
+trait PerLimit {
+    type List<T>: AsRef<[T]> + AsMut<[T]>;
+    type Decided: Outcome;
+    /// Core's decision over the claims: `decide_one` or `decide_all`.
+    fn decide(claims: &[Claim<'_>], now: Nanos, action: Action) -> Result<Self::Decided, CmdError>;
+    /// `f` of each limit, in order, stopping at the first error.
+    fn try_map<'s, S, T>(
+        items: &'s [S],
+        f: impl FnMut(&'s S) -> Result<T, CmdError>,
+    ) -> Result<Self::List<T>, CmdError>;
+}
+
+/// What a request decided: the binding limit and its answer, and each
+/// limit's own decision.
+trait Outcome {
+    fn index(&self) -> usize;
+    fn answer(&self) -> &Answer;
+    fn each(&self) -> &[Decided];
+}
+
+impl Outcome for Decided {
+    fn index(&self) -> usize {
+        0
+    }
+    fn answer(&self) -> &Answer {
+        &self.answer
+    }
+    fn each(&self) -> &[Decided] {
+        std::slice::from_ref(self)
+    }
+}
+
+impl Outcome for AllDecided {
+    fn index(&self) -> usize {
+        self.index
+    }
+    fn answer(&self) -> &Answer {
+        &self.answer
+    }
+    fn each(&self) -> &[Decided] {
+        &self.limits
+    }
+}
+
+/// A single limit.
+struct One;
+
+impl PerLimit for One {
+    type List<T> = [T; 1];
+    type Decided = Decided;
+    #[inline(always)]
+    fn decide(claims: &[Claim<'_>], now: Nanos, action: Action) -> Result<Decided, CmdError> {
+        match claims {
+            [one] => decide_one(one, now, action),
+            _ => Err(INTERNAL),
+        }
+    }
+    #[inline(always)]
+    fn try_map<'s, S, T>(
+        items: &'s [S],
+        mut f: impl FnMut(&'s S) -> Result<T, CmdError>,
+    ) -> Result<[T; 1], CmdError> {
+        match items {
+            [one] => Ok([f(one)?]),
+            _ => Err(INTERNAL),
+        }
+    }
+}
+
+/// Any number of limits.
+struct Many;
+
+impl PerLimit for Many {
+    type List<T> = Vec<T>;
+    type Decided = AllDecided;
+    fn decide(claims: &[Claim<'_>], now: Nanos, action: Action) -> Result<AllDecided, CmdError> {
+        decide_all(claims, now, action)
+    }
+    fn try_map<'s, S, T>(
+        items: &'s [S],
+        f: impl FnMut(&'s S) -> Result<T, CmdError>,
+    ) -> Result<Vec<T>, CmdError> {
+        items.iter().map(f).collect()
+    }
+}
+
+fn request<L: PerLimit>(
+    ctx: &Ctx<'_>,
+    report: &'static Report,
+    limits: &[Limit<'_>],
+    args: RequestArgs,
+    reply: Reply,
+    load: impl Load,
+) -> Result<(), CmdError> {
     let now = clock::now();
-    let mut keys: Vec<Key<'_>> = Vec::with_capacity(limits.len());
-    for l in limits {
-        keys.push(ctx.open_key(l.name).ok_or(INTERNAL)?);
+    let mut keys = L::try_map(limits, |l| ctx.open_key(l.name).ok_or(INTERNAL))?;
+    let action = args.action();
+    let takes = action == Action::Take && limits.iter().any(|l| l.cost > 0);
+    let mut each_key = keys.as_ref().iter();
+    let claims = L::try_map(limits, |l| {
+        Ok(Claim {
+            stored: load(each_key.next().ok_or(INTERNAL)?, l.spec.kind())?,
+            spec: l.spec,
+            rules: l.rules(),
+            cost: l.cost,
+        })
+    })?;
+    let decided = L::decide(claims.as_ref(), now, action)?;
+    let answer = decided.answer();
+    let line = block::waiters() > 0 || (args.block.is_some() && !answer.allowed);
+    if takes
+        && line
+        && in_line(
+            ctx,
+            report,
+            limits,
+            claims.as_ref(),
+            &decided,
+            args,
+            reply,
+            now,
+        )
+    {
+        return Ok(());
     }
-    let mut evaluated = Vec::with_capacity(limits.len());
-    let mut verdicts = Vec::with_capacity(limits.len());
-    let mut lockouts = Vec::new();
-    for (i, (l, key)) in limits.iter().zip(&keys).enumerate() {
-        let stored = store::load(key, l.spec.kind())?;
-        let (d, effect, v) = evaluate_with(stored, l.spec, l.rules(), now, l.cost, req.mode())?;
-        // A lockout this denial starts, or a lock cut to what its policy
-        // says now: written even though the request is denied.
-        if matches!(effect, Effect::Lockout { .. }) {
-            lockouts.push((i, effect.clone()));
-        }
-        verdicts.push(v);
-        evaluated.push((d, effect));
-    }
-    let takes = req.mode() == Mode::Take && limits.iter().any(|l| l.cost > 0);
-    let count = |verdicts: &[Verdict]| {
-        for (l, v) in limits.iter().zip(verdicts) {
-            if let Some(p) = l.policy {
-                p.counters.called();
-                let took = takes && !req.dry_run && l.cost > 0;
-                p.counters.decided(*v, took, p.rules.shadow);
-            }
-        }
-    };
-    let denied_now: Vec<Decision> = evaluated.iter().map(|(d, _)| *d).collect();
-    let (index, decision, effects) = combine(evaluated).ok_or(INTERNAL)?;
-    // A shadow policy never makes anyone wait (its denials answer allowed).
-    let block = req
-        .block
-        .filter(|_| !limits.iter().any(|l| l.rules().shadow));
-    if takes && (block::waiters() > 0 || (block.is_some() && !decision.allowed)) {
-        // Each key's decision, behind its queue where others wait.
-        let mut queued = false;
-        let mut behind = Vec::with_capacity(limits.len());
-        for (l, d) in limits.iter().zip(&denied_now) {
-            match block::behind(ctx, l.name.bytes(), l.spec, l.cost, now) {
-                Some(retry) if l.cost > 0 => {
-                    queued = true;
-                    behind.push((block::queued_denial(*d, retry), ()));
-                }
-                _ => behind.push((*d, ())),
-            }
-        }
-        let must_wait = queued || waits_for_limit(&decision);
-        if let (true, Some(ms)) = (must_wait, block) {
-            let mut needs = Vec::with_capacity(limits.len());
-            let mut states = Vec::with_capacity(limits.len());
-            for (l, key) in limits.iter().zip(&keys) {
-                states.push(State::of(store::load(key, l.spec.kind())?));
-                needs.push(Need {
-                    key: l.name.bytes().to_vec(),
-                    spec: l.spec.clone(),
-                    cost: l.cost,
-                    counters: l.policy.map(|p| p.counters.clone()),
-                });
-            }
-            let shape = Shape {
-                all: true,
-                lease: limits.iter().any(|l| l.spec.kind() == Kind::Leases),
-            };
-            if block::wait(ctx, cmd, needs, shape, ms, states, now) {
-                for p in limits.iter().filter_map(|l| l.policy) {
-                    p.counters.called();
-                }
-                return Ok(Answer::Waiting);
-            }
-            count(&queued_verdicts(limits.len()));
-            return denied(cmd, req, behind);
-        }
-        if queued {
-            count(&queued_verdicts(limits.len()));
-            return denied(cmd, req, behind);
-        }
-    }
-    count(&verdicts);
-    if !req.dry_run && !decision.allowed {
-        // A denial writes nothing, but a policy's LOCKOUT it started.
-        for (i, effect) in &lockouts {
-            if let (Some(l), Some(key)) = (limits.get(*i), keys.get_mut(*i)) {
-                commit(ctx, key, l.name, effect, cmd.row.event);
-            }
-        }
-    }
-    // Nothing below can fail: the request applies whole. `effects` is
-    // empty unless every limit allowed.
-    if !req.dry_run {
-        for ((l, key), effect) in limits.iter().zip(keys.iter_mut()).zip(&effects) {
-            commit(ctx, key, l.name, effect, cmd.row.event);
-            if req.refund && !matches!(effect, Effect::None) {
+    // The states were read; what follows writes.
+    drop(claims);
+    if !args.dry_run {
+        let effects = decided.each().iter().map(|d| &d.effect);
+        for ((l, key), effect) in limits.iter().zip(keys.as_mut()).zip(effects) {
+            store::commit(ctx, key, l.name, effect, report.event);
+            if args.refund && !matches!(effect, Effect::None) {
+                // Units came back: the first waiter on the key may fit sooner.
                 block::kick(ctx, l.name.bytes());
             }
         }
     }
-    stats::decided(cmd.id, decision.allowed, req.dry_run, req.refund);
-    let lease = effects
-        .iter()
-        .find_map(Effect::lease_id)
-        .filter(|_| !req.dry_run);
-    Ok(Answer::Decided(decision, index, lease))
+    report.decided(answer.allowed, args.dry_run, args.refund);
+    let verdicts = decided.each().iter().map(|d| d.verdict);
+    count(limits, verdicts, takes && !args.dry_run);
+    let lease = reply
+        .takes_lease()
+        .then(|| decided.each().iter().find_map(|d| d.effect.lease_id()))
+        .flatten()
+        .filter(|_| !args.dry_run);
+    reply.send(ctx, answer, decided.index(), lease);
+    Ok(())
 }
 
-/// Every clause denied (the request cannot go ahead of a queue).
-fn queued_verdicts(n: usize) -> Vec<Verdict> {
-    vec![
-        Verdict {
-            denied: true,
-            locked: false
-        };
-        n
-    ]
-}
-
-/// The denial RL.ALL answers when it cannot go ahead of a queue.
-fn denied(cmd: Cmd, req: Request, decisions: Vec<(Decision, ())>) -> Result<Answer, CmdError> {
-    let (index, d, _) = combine(decisions).ok_or(INTERNAL)?;
-    let d = Decision {
-        allowed: false,
-        ..d
-    };
-    stats::decided(cmd.id, false, req.dry_run, false);
-    Ok(Answer::Decided(d, index, None))
-}
-
-/// Writes an effect into its key, propagates it with absolute times, and
-/// signals the change (`event` names the keyspace notification).
-pub fn commit(ctx: &Ctx<'_>, key: &mut Key<'_>, name: Name<'_>, effect: &Effect, event: &CStr) {
-    if matches!(effect, Effect::None) {
-        return;
+/// Counts the request under each named policy it applies (`took`: it
+/// takes units, not a dry run).
+fn count(limits: &[Limit<'_>], verdicts: impl Iterator<Item = Verdict>, took: bool) {
+    for (l, v) in limits.iter().zip(verdicts) {
+        if let Some(p) = l.policy {
+            p.counters.called();
+            p.counters.decided(v, took && l.cost > 0, p.rules.shadow);
+        }
     }
-    store::write(key, effect);
-    wire::replicate(ctx, name, key, effect);
-    ctx.signal_modified(name);
-    ctx.notify(event, name);
+}
+
+/// A request that takes units while others wait in line somewhere, or that
+/// asked to wait and is denied. It waits (true: its reply comes when it is
+/// admitted or its wait ends), or is denied behind the line on one of its
+/// keys (true: answered), or goes on as if it had not asked to wait
+/// (false).
+#[allow(clippy::too_many_arguments)]
+fn in_line(
+    ctx: &Ctx<'_>,
+    report: &'static Report,
+    limits: &[Limit<'_>],
+    claims: &[Claim<'_>],
+    decided: &impl Outcome,
+    args: RequestArgs,
+    reply: Reply,
+    now: Nanos,
+) -> bool {
+    // A shadow policy never makes anyone wait (its denials answer allowed).
+    let block_ms = args
+        .block
+        .filter(|_| !limits.iter().any(|l| l.rules().shadow));
+    // Each limit's answer, behind the queue on its key where others wait.
+    let mut queued = false;
+    let behind: Few<Answer> = limits
+        .iter()
+        .zip(decided.each())
+        .map(
+            |(l, d)| match block::behind(ctx, l.name.bytes(), l.spec, l.cost, now) {
+                Some(retry) if l.cost > 0 => {
+                    queued = true;
+                    block::queued(d.answer, retry)
+                }
+                _ => d.answer,
+            },
+        )
+        .collect();
+    let must_wait = queued || waits_for_limit(decided.answer());
+    if let (true, Some(ms)) = (must_wait, block_ms) {
+        let needs = limits
+            .iter()
+            .map(|l| Need {
+                key: l.name.bytes().to_vec(),
+                spec: l.spec.clone(),
+                cost: l.cost,
+            })
+            .collect();
+        // The states as loaded for the decision: the line projects from them.
+        let states = claims.iter().map(|c| State::of(c.stored)).collect();
+        let counters = limits
+            .iter()
+            .map(|l| l.policy.map(|p| p.counters.clone()))
+            .collect();
+        if block::wait(ctx, report, needs, counters, states, reply, ms, now) {
+            for p in limits.iter().filter_map(|l| l.policy) {
+                p.counters.called();
+            }
+            return true;
+        }
+    }
+    if !queued {
+        return false;
+    }
+    // Others wait ahead: a newcomer never jumps the line.
+    report.decided(false, args.dry_run, false);
+    let denied = Verdict {
+        denied: true,
+        locked: false,
+    };
+    count(limits, limits.iter().map(|_| denied), !args.dry_run);
+    let index = binding(behind.iter()).unwrap_or(0);
+    let Some(&answer) = behind.get(index) else {
+        return false;
+    };
+    let answer = Answer {
+        allowed: false,
+        ..answer
+    };
+    // A request of shadow policies only answers allowed, as their denials do.
+    let answer = if limits.iter().all(|l| l.rules().shadow) {
+        shadowed(answer)
+    } else {
+        answer
+    };
+    reply.send(ctx, &answer, index, None);
+    true
+}
+
+/// What a shadow policy answers for a denial: allowed.
+fn shadowed(a: Answer) -> Answer {
+    Answer {
+        allowed: true,
+        retry_after: RetryAfter::Now,
+        ..a
+    }
+}
+
+/// Denied, but some wait would allow it.
+fn waits_for_limit(a: &Answer) -> bool {
+    !a.allowed && matches!(a.retry_after, RetryAfter::After(_))
+}
+
+/// RL.RELEASE and RL.RENEW: loads the key's leases, decides with `op`,
+/// writes and replicates the change and answers 1, or answers 0 when there
+/// is nothing to change. A release frees a slot (`recheck`): the first
+/// waiter in line on the key is checked again at once.
+pub fn change_lease(
+    ctx: &Ctx<'_>,
+    report: &'static Report,
+    name: Name<'_>,
+    op: impl FnOnce(Option<&Leases>, Nanos) -> Option<Op>,
+    recheck: bool,
+) -> Result<(), CmdError> {
+    let now = clock::now();
+    let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
+    let decided = match store::load(&key, StateKind::Leases)? {
+        Stored::Leases(l) => op(Some(l), now),
+        _ => None,
+    };
+    let Some(decided) = decided else {
+        report.decided(false, false, false);
+        ctx.reply_int(0);
+        return Ok(());
+    };
+    store::commit(ctx, &mut key, name, &Effect::Lease(decided), report.event);
+    drop(key);
+    if recheck {
+        block::kick(ctx, name.bytes());
+    }
+    report.decided(true, false, false);
+    ctx.reply_int(1);
+    Ok(())
 }

@@ -1,19 +1,22 @@
 //! redis-ratelimit: native rate-limiting commands for Redis.
 //!
 //! Loaded as a module (`loadmodule .../libredis_ratelimit.so`), it adds
-//! `RL.TOKENBUCKET`, `RL.SLIDING`, `RL.GCRA`, `RL.FIXED`, `RL.ACQUIRE`,
-//! `RL.ALL`, `RL.TAKE` (named policies, `RL.POLICY`) and `CL.THROTTLE`,
-//! which decide and update limiters in one atomic step inside
-//! the server. Decisions use the server's clock; state holds absolute times
-//! and is replicated as its effect, so replicas, restarts and AOF replays
-//! hold exactly the master's state.
+//! `RL.TOKENBUCKET`, `RL.SLIDING`, `RL.GCRA`, `RL.FIXED`, `RL.ACQUIRE` (with
+//! `RL.RELEASE` and `RL.RENEW`), `RL.ALL`, named policies (`RL.POLICY`,
+//! `RL.TAKE`, `RL.TAKEALL`) and `CL.THROTTLE`, which decide and update
+//! limiters in one atomic step inside the server. Decisions use the
+//! server's clock; state holds absolute times and is replicated as its
+//! effect, so replicas, restarts and AOF replays hold exactly the master's
+//! state.
 //!
-//! Layout: the `redis-ratelimit-core` crate holds the pure algorithms and
-//! the grammar (no clock, no Redis); `commands` is the command table and
-//! its handlers; `engine` loads, decides, writes and replicates; `store`
-//! says how state lives in a key and `wire` how effects travel; `api` is
-//! the one file that calls into Redis (with the allocator, the only code
-//! that needs Rust's unsafe).
+//! Layout (docs/ARCHITECTURE.md): the `redis-ratelimit-core` crate holds
+//! the pure algorithms and the grammar (no clock, no Redis); `commands` is
+//! the command table and its handlers; `engine` loads, decides, writes and
+//! replicates, with `block` (the waiting line) as a peer it calls; `store`
+//! says how state lives in a key and `wire` how effects travel; `api/` is
+//! the only code that calls into Redis (with the allocator, the only code
+//! that needs Rust's unsafe), one file per part of the module API. Each
+//! layer uses only those below it (`scripts/check_layers.py`).
 
 #[cfg(not(target_pointer_width = "64"))]
 compile_error!("redis-ratelimit keeps 64-bit state in a pointer field: 64-bit targets only");
@@ -25,19 +28,62 @@ mod clock;
 mod commands;
 mod config;
 mod engine;
+mod info;
 mod policies;
+mod reply;
 mod stats;
 mod store;
 mod wire;
 
-use std::ffi::CStr;
+use std::ffi::{c_int, CStr};
 
 use redis_module::raw;
 
 /// `MODULE LIST` shows this name.
 pub const MODULE_NAME: &CStr = c"ratelimit";
-/// `MODULE LIST` shows this version: major * 10000 + minor * 100 + patch.
-pub const MODULE_VERSION: i32 = 100;
+/// `MODULE LIST` shows this version: major * 10000 + minor * 100 + patch,
+/// from the crate's version.
+pub const MODULE_VERSION: i32 = module_version(env!("CARGO_PKG_VERSION").as_bytes());
+
+/// `major.minor.patch` (anything after a `-` or `+` ignored) as
+/// major * 10000 + minor * 100 + patch. Evaluated while building: a
+/// version of another form fails the build.
+#[allow(clippy::panic)]
+const fn module_version(mut v: &[u8]) -> i32 {
+    let mut parts = (0i32, 0i32, 0i32);
+    let mut part = 0;
+    while let [c, rest @ ..] = v {
+        if *c == b'-' || *c == b'+' {
+            break;
+        }
+        let n = match part {
+            0 => &mut parts.0,
+            1 => &mut parts.1,
+            _ => &mut parts.2,
+        };
+        match *c {
+            b'.' if part < 2 => part += 1,
+            d @ b'0'..=b'9' if *n < 100 => *n = *n * 10 + (d - b'0') as i32,
+            _ => panic!("the crate version is not major.minor.patch"),
+        }
+        v = rest;
+    }
+    if part != 2 || parts.1 >= 100 || parts.2 >= 100 {
+        panic!("the crate version is not major.minor.patch, minor and patch below 100");
+    }
+    parts.0 * 10_000 + parts.1 * 100 + parts.2
+}
+
+/// The entry point Redis calls on `loadmodule` / `MODULE LOAD`: the API is
+/// set up, checked and guarded in [`api::load`], which then runs [`init`].
+#[no_mangle]
+pub extern "C" fn RedisModule_OnLoad(
+    ctx: api::RawCtx,
+    argv: *mut api::RawString,
+    argc: c_int,
+) -> c_int {
+    api::load(ctx, argv, argc, MODULE_NAME, MODULE_VERSION, init)
+}
 
 /// Every allocation goes through Redis's allocator inside a server.
 #[global_allocator]
@@ -63,8 +109,17 @@ fn init(ctx: &api::Ctx<'_>, args: &[Vec<u8>]) -> Result<(), String> {
     if !api::subscribe_server_events::<block::Events>(ctx) {
         return Err("cannot subscribe to server events".into());
     }
-    if !api::register_info::<stats::Stats>(ctx) {
+    if !api::register_info::<info::Section>(ctx) {
         return Err("cannot register the INFO section".into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_module_version_is_the_crates() {
+        assert_eq!(super::module_version(b"0.1.0"), 100);
+        assert_eq!(super::module_version(b"1.23.4-rc.1"), 12_304);
+    }
 }

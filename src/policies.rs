@@ -107,9 +107,9 @@ fn with<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
 /// The policy a request names; the error names it when there is none.
 /// A name too long to be one is refused before it is hashed (a caller
 /// could otherwise send hundreds of megabytes to hash).
-#[inline]
+#[inline(always)]
 pub fn find(name: &[u8]) -> Result<Rc<Policy>, CmdError> {
-    if name.len() > policy::MAX_NAME {
+    if name.len() > redis_ratelimit_core::bounds::MAX_POLICY_NAME {
         return Err(error::POLICY_NAME);
     }
     REGISTRY
@@ -125,7 +125,7 @@ fn unknown(name: &[u8]) -> CmdError {
     }
 }
 
-/// Reads and checks a definition for `name` (words from `start`), as SET
+/// Reads and checks the definition `words` for `name`, as SET
 /// would store it; changes nothing.
 pub fn read(name: &[u8], words: &[&[u8]], settings: Settings) -> Result<Definition, CmdError> {
     if !policy::valid_name(name) {

@@ -1,56 +1,81 @@
-//! `INFO ratelimit`: what each counted command did, and how many limiter
-//! keys exist.
+//! What `INFO ratelimit` counts: each command's calls and decisions, and
+//! the limiter keys alive.
 //!
-//! Commands are counted by their row in the command table, under the name
-//! the row gives. Counters are only touched on the server's main thread
+//! A command's counters are in its own table row ([`Report`]), which the
+//! handler hands to the engine and the waiting line with the keyspace event
+//! its writes raise: nothing here knows the table, so a row can never go
+//! uncounted. Counters are only touched on the server's main thread
 //! (commands and INFO both run there), so they are plain relaxed loads and
 //! stores, not atomic read-modify-writes. Key counts change when values are
 //! created or freed, and Redis may free values on a background thread
 //! (FLUSHALL ASYNC, lazy freeing), so those are true atomics.
 
+use std::ffi::CStr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use crate::api::{Info, InfoSource};
-use crate::commands::COMMANDS;
+/// What INFO shows for each counted command, in [`Report::values`] order.
+pub const LABELS: [&str; 6] = ["calls", "allowed", "denied", "dryruns", "refunds", "errors"];
 
-/// calls, allowed, denied, dry runs, refunds, errors.
-const FIELDS: usize = 6;
-const LABELS: [&str; FIELDS] = ["calls", "allowed", "denied", "dryruns", "refunds", "errors"];
-/// Rows of the command table: every one can be counted.
-const ROWS: usize = COMMANDS.len();
+const CALLS: usize = 0;
+const ALLOWED: usize = 1;
+const DENIED: usize = 2;
+const DRY_RUNS: usize = 3;
+const REFUNDS: usize = 4;
+const ERRORS: usize = 5;
 
-static COUNTERS: [[AtomicU64; FIELDS]; ROWS] =
-    [const { [const { AtomicU64::new(0) }; FIELDS] }; ROWS];
+/// What a command reports as it runs: its decisions, counted for INFO,
+/// and the keyspace notification its writes raise (class `d`, module).
+#[derive(Debug)]
+pub struct Report {
+    pub event: &'static CStr,
+    counters: [AtomicU64; LABELS.len()],
+}
 
-#[inline]
-fn bump(row: usize, field: usize) {
-    if let Some(c) = COUNTERS.get(row).and_then(|r| r.get(field)) {
-        c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+impl Report {
+    pub const fn new(event: &'static CStr) -> Report {
+        Report {
+            event,
+            counters: [const { AtomicU64::new(0) }; LABELS.len()],
+        }
     }
-}
 
-/// A call reached command `row` (counted before parsing).
-#[inline]
-pub fn call(row: usize) {
-    bump(row, 0);
-}
-
-/// A decision was made: allowed or denied (dry runs and refunds apart).
-#[inline]
-pub fn decided(row: usize, allowed: bool, dry_run: bool, refund: bool) {
-    if dry_run {
-        bump(row, 3);
-    } else if refund {
-        bump(row, 4);
-    } else {
-        bump(row, if allowed { 1 } else { 2 });
+    #[inline]
+    fn bump(&self, field: usize) {
+        if let Some(c) = self.counters.get(field) {
+            c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        }
     }
-}
 
-/// The call was answered with an error.
-#[inline]
-pub fn error(row: usize) {
-    bump(row, 5);
+    /// A call reached the command (counted before parsing).
+    #[inline]
+    pub fn call(&self) {
+        self.bump(CALLS);
+    }
+
+    /// A decision was made: allowed or denied (dry runs and refunds apart).
+    #[inline]
+    pub fn decided(&self, allowed: bool, dry_run: bool, refund: bool) {
+        self.bump(if dry_run {
+            DRY_RUNS
+        } else if refund {
+            REFUNDS
+        } else if allowed {
+            ALLOWED
+        } else {
+            DENIED
+        });
+    }
+
+    /// The call was answered with an error.
+    #[inline]
+    pub fn error(&self) {
+        self.bump(ERRORS);
+    }
+
+    /// The counters, in [`LABELS`] order.
+    pub fn values(&self) -> [u64; LABELS.len()] {
+        self.counters.each_ref().map(|c| c.load(Ordering::Relaxed))
+    }
 }
 
 /// Limiter keys alive, by module type.
@@ -60,32 +85,14 @@ pub static KEYS_FIXED: AtomicI64 = AtomicI64::new(0);
 pub static KEYS_LEASES: AtomicI64 = AtomicI64::new(0);
 pub static KEYS_LOCKOUT: AtomicI64 = AtomicI64::new(0);
 
-/// The module's INFO section.
-pub struct Stats;
-
-impl InfoSource for Stats {
-    fn fill(info: &mut Info<'_>) {
-        info.section();
-        for (row, counters) in COMMANDS.iter().zip(COUNTERS.iter()) {
-            let Some(name) = row.counted else { continue };
-            for (label, c) in LABELS.iter().zip(counters.iter()) {
-                info.field(&format!("{name}_{label}"), c.load(Ordering::Relaxed));
-            }
-        }
-        let keys = |c: &AtomicI64| u64::try_from(c.load(Ordering::Relaxed)).unwrap_or(0);
-        info.field("keys_bucket", keys(&KEYS_BUCKET));
-        info.field("keys_window", keys(&KEYS_WINDOW));
-        info.field("keys_fixed", keys(&KEYS_FIXED));
-        info.field("keys_leases", keys(&KEYS_LEASES));
-        info.field("keys_lockout", keys(&KEYS_LOCKOUT));
-        let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-        info.field("waiters", crate::block::waiters() as u64);
-        info.field("waits_started", n(&crate::block::WAITS));
-        info.field("waits_admitted", n(&crate::block::ADMITTED));
-        info.field("waits_timed_out", n(&crate::block::TIMED_OUT));
-        info.field("waits_cancelled", n(&crate::block::CANCELLED));
-        info.field("waits_refused", n(&crate::block::REFUSED));
-        info.field("policies", crate::policies::count() as u64);
-        crate::policies::info(info);
-    }
+/// The key counts INFO shows: `keys_<name>`.
+pub fn keys() -> [(&'static str, u64); 5] {
+    let n = |c: &AtomicI64| u64::try_from(c.load(Ordering::Relaxed)).unwrap_or(0);
+    [
+        ("bucket", n(&KEYS_BUCKET)),
+        ("window", n(&KEYS_WINDOW)),
+        ("fixed", n(&KEYS_FIXED)),
+        ("leases", n(&KEYS_LEASES)),
+        ("lockout", n(&KEYS_LOCKOUT)),
+    ]
 }

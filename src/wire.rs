@@ -1,6 +1,7 @@
 //! How effects travel: each effect's internal command and its binary
 //! payload, side by side (`RL.SETSTATE key <state>`, `RL.WINDOWADD key
-//! <update>`, `RL.WINDOWREFUND key <refund>`, or a plain `DEL`).
+//! <update>`, `RL.WINDOWREFUND key <refund>`, `RL.LEASE key <op>`, or a
+//! plain `DEL`). The command table registers these names from here.
 //!
 //! One compact argument instead of several formatted ones: propagation is a
 //! large share of a limiter command's cost, and every argument Redis builds,
@@ -10,13 +11,12 @@
 use std::ffi::CStr;
 
 use redis_ratelimit_core::algo::lease::{Leases, Op};
-use redis_ratelimit_core::algo::sliding::{Log, Refund, Update};
-use redis_ratelimit_core::bounds::{MAX_INSTANT_US, MAX_INT, MAX_SPAN_US};
+use redis_ratelimit_core::algo::sliding::Log;
+use redis_ratelimit_core::bounds::MAX_INT;
 use redis_ratelimit_core::limit::{Effect, Lock};
 use redis_ratelimit_core::time::Nanos;
 
-use crate::api::{Ctx, Key, Name};
-use crate::store;
+use crate::api::{Ctx, Name};
 
 /// A whole state with its absolute expiry.
 pub const SETSTATE: &CStr = c"RL.SETSTATE";
@@ -27,9 +27,6 @@ pub const WINDOWREFUND: &CStr = c"RL.WINDOWREFUND";
 /// A lease taken, released or renewed.
 pub const LEASE: &CStr = c"RL.LEASE";
 
-/// No limit exceeds i64::MAX, so no request carries more units.
-const MAX_UNITS: u64 = MAX_INT;
-
 const BUCKET: u8 = b'B';
 const FIXED: u8 = b'F';
 const WINDOW: u8 = b'W';
@@ -37,23 +34,28 @@ const LEASES: u8 = b'L';
 const LOCKOUT: u8 = b'K';
 
 /// Propagates an effect to replicas and the AOF: the command it travels
-/// as and its payload, with absolute times.
+/// as and its payload, with absolute times. A lockout travels as the whole
+/// lock as written and the key's expiry (`written` reads them).
 #[inline]
-pub fn replicate(ctx: &Ctx<'_>, key: Name<'_>, held: &Key<'_>, effect: &Effect) {
+pub fn replicate<'k>(
+    ctx: &Ctx<'_>,
+    key: Name<'_>,
+    effect: &Effect,
+    written: impl FnOnce() -> Option<(&'k Lock, u64)>,
+) {
     match effect {
         Effect::None => {}
         Effect::Bucket(tat) => ctx.replicate_blob(SETSTATE, key, &bucket(tat.as_u64())),
         Effect::Fixed { counter, .. } => {
-            ctx.replicate_blob(SETSTATE, key, &fixed(counter.count, counter.end_ms));
+            ctx.replicate_blob(SETSTATE, key, &fixed(counter.count, counter.expiry_ms()));
         }
-        Effect::WindowAdd(u) => ctx.replicate_blob(WINDOWADD, key, &update(u)),
-        Effect::WindowRefund(r) => ctx.replicate_blob(WINDOWREFUND, key, &refund(r)),
+        Effect::WindowAdd(u) => ctx.replicate_blob(WINDOWADD, key, &u.encode()),
+        Effect::WindowRefund(r) => ctx.replicate_blob(WINDOWREFUND, key, &r.encode()),
         Effect::Lease(op) => ctx.replicate_blob(LEASE, key, &lease_op(op)),
         // The whole lock as written, the limit's state inside it: rare,
         // and a replica then holds exactly what the master holds.
         Effect::Lockout { .. } => {
-            if let Some(lock) = store::lock_of(held) {
-                let expire_ms = held.expire_at_ms().unwrap_or(0);
+            if let Some((lock, expire_ms)) = written() {
                 ctx.replicate_blob(SETSTATE, key, &lockout(expire_ms, lock));
             }
         }
@@ -61,9 +63,10 @@ pub fn replicate(ctx: &Ctx<'_>, key: Name<'_>, held: &Key<'_>, effect: &Effect) 
     }
 }
 
-/// A limiter state with what its expiry should be.
+/// A whole limiter state with what its key's expiry should be, as
+/// RL.SETSTATE carries it (and an AOF rewrite writes it).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum State {
+pub enum Snapshot {
     /// The full-again instant (ns); the key expires then (rounded up to ms).
     Bucket { tat_ns: u64 },
     /// A count and its window's end (ms), which is the key's expiry; an end
@@ -77,15 +80,15 @@ pub enum State {
     Lockout { expire_ms: u64, lock: Lock },
 }
 
-impl State {
+impl Snapshot {
     /// The key's expiry this state names (Unix ms; 0 for none).
     pub fn expire_ms(&self) -> u64 {
         match self {
-            State::Bucket { tat_ns } => Nanos::new(*tat_ns).ceil_millis(),
-            State::Fixed { end_ms, .. } => *end_ms,
-            State::Window { expire_ms, .. }
-            | State::Leases { expire_ms, .. }
-            | State::Lockout { expire_ms, .. } => *expire_ms,
+            Snapshot::Bucket { tat_ns } => Nanos::new(*tat_ns).ceil_millis(),
+            Snapshot::Fixed { end_ms, .. } => *end_ms,
+            Snapshot::Window { expire_ms, .. }
+            | Snapshot::Leases { expire_ms, .. }
+            | Snapshot::Lockout { expire_ms, .. } => *expire_ms,
         }
     }
 }
@@ -163,24 +166,24 @@ pub fn decode_lease_op(b: &[u8]) -> Option<Op> {
     }
 }
 
-pub fn decode_state(b: &[u8]) -> Option<State> {
+pub fn decode_state(b: &[u8]) -> Option<Snapshot> {
     match (b.first()?, b.len()) {
-        (&BUCKET, 9) => Some(State::Bucket {
+        (&BUCKET, 9) => Some(Snapshot::Bucket {
             tat_ns: u64_at(b, 1).filter(|t| *t > 0)?,
         }),
-        (&LOCKOUT, n) if n > 9 => Some(State::Lockout {
+        (&LOCKOUT, n) if n > 9 => Some(Snapshot::Lockout {
             expire_ms: u64_at(b, 1)?,
             lock: Lock::decode(b.get(9..)?)?,
         }),
-        (&FIXED, 17) => Some(State::Fixed {
+        (&FIXED, 17) => Some(Snapshot::Fixed {
             count: u64_at(b, 1).filter(|c| *c > 0)?,
             end_ms: u64_at(b, 9)?,
         }),
-        (&WINDOW, n) if n > 9 => Some(State::Window {
+        (&WINDOW, n) if n > 9 => Some(Snapshot::Window {
             expire_ms: u64_at(b, 1)?,
             log: Log::decode(b.get(9..)?).ok()?,
         }),
-        (&LEASES, n) if n > 9 => Some(State::Leases {
+        (&LEASES, n) if n > 9 => Some(Snapshot::Leases {
             expire_ms: u64_at(b, 1)?,
             leases: Leases::decode(b.get(9..)?).filter(|l| !l.is_empty())?,
         }),
@@ -188,83 +191,58 @@ pub fn decode_state(b: &[u8]) -> Option<State> {
     }
 }
 
-pub fn update(u: &Update) -> [u8; 33] {
-    let mut out = [0u8; 33];
-    out[..8].copy_from_slice(&u.now_us.to_le_bytes());
-    out[8..16].copy_from_slice(&u.span_us.to_le_bytes());
-    out[16..24].copy_from_slice(&u.at_us.to_le_bytes());
-    out[24..32].copy_from_slice(&u.units.to_le_bytes());
-    out[32] = u8::from(u.coalesce);
-    out
-}
-
-pub fn decode_update(b: &[u8]) -> Option<Update> {
-    if b.len() != 33 {
-        return None;
-    }
-    let u = Update {
-        now_us: u64_at(b, 0).filter(|v| *v <= MAX_INSTANT_US)?,
-        span_us: u64_at(b, 8).filter(|v| (1..=MAX_SPAN_US).contains(v))?,
-        at_us: u64_at(b, 16).filter(|v| *v <= MAX_INSTANT_US)?,
-        units: u64_at(b, 24).filter(|v| (1..=MAX_UNITS).contains(v))?,
-        coalesce: match b.get(32)? {
-            0 => false,
-            1 => true,
-            _ => return None,
-        },
-    };
-    Some(u)
-}
-
-pub fn refund(r: &Refund) -> [u8; 24] {
-    let mut out = [0u8; 24];
-    out[..8].copy_from_slice(&r.now_us.to_le_bytes());
-    out[8..16].copy_from_slice(&r.span_us.to_le_bytes());
-    out[16..].copy_from_slice(&r.units.to_le_bytes());
-    out
-}
-
-pub fn decode_refund(b: &[u8]) -> Option<Refund> {
-    if b.len() != 24 {
-        return None;
-    }
-    Some(Refund {
-        now_us: u64_at(b, 0).filter(|v| *v <= MAX_INSTANT_US)?,
-        span_us: u64_at(b, 8).filter(|v| (1..=MAX_SPAN_US).contains(v))?,
-        units: u64_at(b, 16).filter(|v| *v > 0)?,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
     use redis_ratelimit_core::algo::fixed::Counter;
+    use redis_ratelimit_core::algo::sliding::{Refund, Update};
+    use redis_ratelimit_core::bounds::{MAX_INSTANT_US, MAX_SPAN_US};
     use redis_ratelimit_core::limit::State as LimitState;
+
+    /// No limit exceeds i64::MAX, so no request carries more units.
+    const MAX_UNITS: u64 = MAX_INT;
+
+    /// An update's payload, field by field as the format lays it out
+    /// (instants, span and units u64 little-endian, then the coalesce byte).
+    fn update_bytes(now_us: u64, span_us: u64, at_us: u64, units: u64, coalesce: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(33);
+        for v in [now_us, span_us, at_us, units] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.push(u8::from(coalesce));
+        out
+    }
+
+    /// A refund's payload, field by field.
+    fn refund_bytes(now_us: u64, span_us: u64, units: u64) -> Vec<u8> {
+        [now_us, span_us, units]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect()
+    }
+
+    fn update_of(now_us: u64, span_us: u64, at_us: u64, units: u64) -> Update {
+        Update::decode(&update_bytes(now_us, span_us, at_us, units, false)).unwrap()
+    }
 
     #[test]
     fn states_round_trip() {
         assert_eq!(
             decode_state(&bucket(42)),
-            Some(State::Bucket { tat_ns: 42 })
+            Some(Snapshot::Bucket { tat_ns: 42 })
         );
         assert_eq!(
             decode_state(&fixed(3, 99)),
-            Some(State::Fixed {
+            Some(Snapshot::Fixed {
                 count: 3,
                 end_ms: 99
             })
         );
-        let log = Log::from_update(&Update {
-            now_us: 10,
-            span_us: 5,
-            at_us: 10,
-            units: 2,
-            coalesce: false,
-        });
+        let log = Log::from_update(&update_of(10, 5, 10, 2));
         assert_eq!(
             decode_state(&window(7, &log)),
-            Some(State::Window { expire_ms: 7, log })
+            Some(Snapshot::Window { expire_ms: 7, log })
         );
     }
 
@@ -285,26 +263,16 @@ mod tests {
 
     #[test]
     fn updates_and_refunds_round_trip_and_check_ranges() {
-        let u = Update {
-            now_us: 1,
-            span_us: 2,
-            at_us: 3,
-            units: 4,
-            coalesce: true,
-        };
-        assert_eq!(decode_update(&update(&u)), Some(u));
-        assert_eq!(decode_update(&update(&Update { units: 0, ..u })), None);
-        assert_eq!(decode_update(&update(&Update { span_us: 0, ..u })), None);
-        let mut b = update(&u);
-        b[32] = 2;
-        assert_eq!(decode_update(&b), None);
-        let r = Refund {
-            now_us: 5,
-            span_us: 6,
-            units: 7,
-        };
-        assert_eq!(decode_refund(&refund(&r)), Some(r));
-        assert_eq!(decode_refund(&refund(&Refund { units: 0, ..r })), None);
+        let b = update_bytes(1, 2, 3, 4, true);
+        assert_eq!(&Update::decode(&b).unwrap().encode()[..], &b[..]);
+        assert_eq!(Update::decode(&update_bytes(1, 2, 3, 0, true)), None);
+        assert_eq!(Update::decode(&update_bytes(1, 0, 3, 4, true)), None);
+        let mut bad = b.clone();
+        bad[32] = 2;
+        assert_eq!(Update::decode(&bad), None);
+        let r = refund_bytes(5, 6, 7);
+        assert_eq!(&Refund::decode(&r).unwrap().encode()[..], &r[..]);
+        assert_eq!(Refund::decode(&refund_bytes(5, 6, 0)), None);
     }
 
     /// A change to an encoding: flip a bit, overwrite, cut, insert,
@@ -330,13 +298,7 @@ mod tests {
         let mut t = start;
         for &(gap, units) in gaps {
             t += gap;
-            log.apply(&Update {
-                now_us: t,
-                span_us: MAX_SPAN_US,
-                at_us: t,
-                units,
-                coalesce: false,
-            });
+            log.apply(&update_of(t, MAX_SPAN_US, t, units));
         }
         log
     }
@@ -361,21 +323,10 @@ mod tests {
                 any::<bool>()
             )
                 .prop_map(|(now_us, span_us, at_us, units, coalesce)| {
-                    update(&Update {
-                        now_us,
-                        span_us,
-                        at_us,
-                        units,
-                        coalesce,
-                    })
-                    .to_vec()
+                    update_bytes(now_us, span_us, at_us, units, coalesce)
                 }),
-            (instant, span, units).prop_map(|(now_us, span_us, units)| refund(&Refund {
-                now_us,
-                span_us,
-                units
-            })
-            .to_vec()),
+            (instant, span, units)
+                .prop_map(|(now_us, span_us, units)| refund_bytes(now_us, span_us, units)),
             (
                 any::<u64>(),
                 1u64..1 << 62,
@@ -395,10 +346,7 @@ mod tests {
                         0 => LimitState::Empty,
                         1 => LimitState::Bucket(Nanos::new(a)),
                         // A count as a limit allows: at most i64::MAX.
-                        2 => LimitState::Fixed(Counter {
-                            count: (a >> 1).max(1),
-                            end_ms: b,
-                        }),
+                        2 => LimitState::Fixed(Counter::from_key((a >> 1).max(1), b)),
                         3 => LimitState::Window(log_of(start, &[(1, 2), (3, 4)])),
                         _ => LimitState::Leases(leases_of(start.max(1), &[(5, 1 << 30)])),
                     };
@@ -446,8 +394,8 @@ mod tests {
         #[test]
         fn decoders_never_panic(b in prop::collection::vec(any::<u8>(), 0..80)) {
             let _ = decode_state(&b);
-            let _ = decode_update(&b);
-            let _ = decode_refund(&b);
+            let _ = Update::decode(&b);
+            let _ = Refund::decode(&b);
             let _ = decode_lease_op(&b);
         }
 
@@ -466,8 +414,8 @@ mod tests {
                 mutate(&mut b, m);
             }
             let state = decode_state(&b);
-            let upd = decode_update(&b);
-            let refd = decode_refund(&b);
+            let upd = Update::decode(&b);
+            let refd = Refund::decode(&b);
             let op = decode_lease_op(&b);
             if untouched {
                 prop_assert!(state.is_some() || upd.is_some() || refd.is_some() || op.is_some());
@@ -477,19 +425,19 @@ mod tests {
             }
             if let Some(s) = state {
                 let again = match &s {
-                    State::Bucket { tat_ns } => bucket(*tat_ns).to_vec(),
-                    State::Fixed { count, end_ms } => fixed(*count, *end_ms).to_vec(),
-                    State::Window { expire_ms, log } => window(*expire_ms, log),
-                    State::Leases { expire_ms, leases: l } => leases(*expire_ms, l),
-                    State::Lockout { expire_ms, lock } => lockout(*expire_ms, lock),
+                    Snapshot::Bucket { tat_ns } => bucket(*tat_ns).to_vec(),
+                    Snapshot::Fixed { count, end_ms } => fixed(*count, *end_ms).to_vec(),
+                    Snapshot::Window { expire_ms, log } => window(*expire_ms, log),
+                    Snapshot::Leases { expire_ms, leases: l } => leases(*expire_ms, l),
+                    Snapshot::Lockout { expire_ms, lock } => lockout(*expire_ms, lock),
                 };
                 prop_assert_eq!(&again, &b);
             }
             if let Some(u) = upd {
-                prop_assert_eq!(&update(&u)[..], &b[..]);
+                prop_assert_eq!(&u.encode()[..], &b[..]);
             }
             if let Some(r) = refd {
-                prop_assert_eq!(&refund(&r)[..], &b[..]);
+                prop_assert_eq!(&r.encode()[..], &b[..]);
             }
         }
     }

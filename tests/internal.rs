@@ -101,7 +101,10 @@ fn a_replica_applies_what_its_master_sends() {
     let replica = start_replica(&master, &[]);
     let mut m = master.connect();
     let mut r = replica.connect();
-    rl(&mut m, &["RL.TOKENBUCKET", "tb", "10", "1", "3"]);
+    rl(
+        &mut m,
+        &["RL.TOKENBUCKET", "tb", "10", "1", "3", "PERIOD", "3600"],
+    );
     rl(&mut m, &["RL.FIXED", "fx", "10", "3600"]);
     for _ in 0..3 {
         rl(&mut m, &["RL.SLIDING", "sw", "10", "60"]);

@@ -11,7 +11,7 @@
 //!
 //! The limiters' calls come from the shared grammar (`redis_ratelimit_core::
 //! grammar`): each algorithm's [`Syntax`] (positional arguments, options
-//! and their [`Kind`]s) and the [`REQUEST_OPTIONS`], so a new algorithm,
+//! and their [`ArgKind`]s) and the [`REQUEST_OPTIONS`], so a new algorithm,
 //! option or request option is stormed without editing this file. The same
 //! grammar reads back every vector the module decided on, to know whether
 //! it had to write nothing. A request option named BLOCK (a denied call
@@ -33,7 +33,8 @@
 use redis_ratelimit_core::error::CmdError;
 use redis_ratelimit_core::grammar::{
     all_key_positions, check_request, is, read_all, read_command, read_take, read_throttle,
-    ClauseLimit, Kind, RequestOption, Settings, Syntax, ALGORITHMS, REQUEST_OPTIONS,
+    ArgKind, ClauseLimit, PolicyLookup, RequestOption, Settings, Syntax, ALGORITHMS,
+    REQUEST_OPTIONS,
 };
 use redis_ratelimit_core::limit::Spec;
 use redis_ratelimit_core::policy::read_definition;
@@ -87,16 +88,27 @@ fn may_lock(role: Role, v: &[Vec<u8>]) -> bool {
     match role {
         Role::Take => read_take(words)
             .is_ok_and(|req| !req.dry_run && !req.refund && req.cost.unwrap_or(1) > 0 && locks(2)),
-        Role::All => read_all(words, Settings::default()).is_ok_and(|a| {
-            !a.request.dry_run
-                && !a.request.refund
-                && a.clauses.iter().any(|c| match c.limit {
-                    ClauseLimit::Policy(i) => {
-                        c.cost.or(a.request.cost).unwrap_or(1) > 0 && locks(i)
-                    }
-                    _ => false,
-                })
-        }),
+        Role::All => {
+            // Each clause's policy resolves to its limit and whether it locks.
+            let lookup = PolicyLookup {
+                resolve: |name: &[u8]| {
+                    policy_spec(name)
+                        .map(|s| (s, policy_locks(name)))
+                        .ok_or(redis_ratelimit_core::error::SYNTAX)
+                },
+                spec: |p: &(Spec, bool)| &p.0,
+            };
+            read_all(words, Settings::default(), lookup).is_ok_and(|a| {
+                !a.request.dry_run
+                    && !a.request.refund
+                    && a.clauses.iter().any(|c| match &c.limit {
+                        ClauseLimit::Policy((_, locks)) => {
+                            c.cost.or(a.request.cost).unwrap_or(1) > 0 && *locks
+                        }
+                        _ => false,
+                    })
+            })
+        }
         _ => false,
     }
 }
@@ -301,41 +313,41 @@ fn random_case(r: &mut Rng, s: &str) -> String {
 /// (integers from 1) of a few units, costs (integers from 0) of fewer,
 /// rates and windows from a millisecond to a day, calendar units in any
 /// case, zones with odd offsets and daylight saving.
-fn valid_value(r: &mut Rng, kind: Kind) -> String {
+fn valid_value(r: &mut Rng, kind: ArgKind) -> String {
     #[allow(unreachable_patterns)]
     match kind {
-        Kind::Int { min: 0 } => match r.below(8) {
+        ArgKind::Int { min: 0 } => match r.below(8) {
             0 => "0".into(),
             1 => int_str(r),
             _ => (1 + r.below(3)).to_string(),
         },
-        Kind::Int { min } => match r.below(12) {
+        ArgKind::Int { min } => match r.below(12) {
             0 => int_str(r),
             _ => r.pick(&["1", "2", "3", "5", "10", "100", "1000"]).into(),
         }
         .parse::<u64>()
         .map_or_else(|_| min.to_string(), |v| v.max(min).to_string()),
-        Kind::Positive => r
+        ArgKind::Positive => r
             .pick(&[
                 "0.001", "0.5", "1", "2", "10", "100", "1e4", "1e-3", "1.5", "3.25", "60",
             ])
             .into(),
-        Kind::Window => r
+        ArgKind::Window => r
             .pick(&["0.001", "0.25", "0.5", "1", "1.5", "60", "3600", "86400"])
             .into(),
-        Kind::FixedWindow => {
+        ArgKind::FixedWindow => {
             if r.one_in(2) {
                 let unit = r.pick(&["MINUTE", "HOUR", "DAY", "WEEK", "MONTH"]);
                 random_case(r, unit)
             } else {
-                valid_value(r, Kind::Window)
+                valid_value(r, ArgKind::Window)
             }
         }
-        Kind::Timeout => "1".into(),
-        Kind::Lease => r
+        ArgKind::Timeout => "1".into(),
+        ArgKind::Lease => r
             .pick(&["0.000000001", "0.001", "0.05", "1", "1.5", "60", "3600"])
             .into(),
-        Kind::Zone => r
+        ArgKind::Zone => r
             .pick(&[
                 "UTC",
                 "America/New_York",
@@ -352,10 +364,10 @@ fn valid_value(r: &mut Rng, kind: Kind) -> String {
 }
 
 /// A value `kind` refuses.
-fn invalid_value(r: &mut Rng, kind: Kind) -> String {
+fn invalid_value(r: &mut Rng, kind: ArgKind) -> String {
     #[allow(unreachable_patterns)]
     match kind {
-        Kind::Int { min } => {
+        ArgKind::Int { min } => {
             let below = min.checked_sub(1).map(|m| m.to_string());
             let mut bad = vec!["-1", "9223372036854775808", "1.5", "1e3", "x", ""];
             if let Some(b) = &below {
@@ -363,14 +375,14 @@ fn invalid_value(r: &mut Rng, kind: Kind) -> String {
             }
             r.pick(&bad).into()
         }
-        Kind::Positive => r
+        ArgKind::Positive => r
             .pick(&["0", "-1", "nan", "inf", "1e999", "1/2", ""])
             .into(),
-        Kind::Window => r.pick(&["0", "0.0005", "1e10", "-60", "60s", "nan"]).into(),
-        Kind::FixedWindow => r.pick(&["YEAR", "0", "0.0001", "days", ""]).into(),
-        Kind::Zone => r.pick(&["Nope/Nowhere", "", "America/New_Yorkk"]).into(),
-        Kind::Timeout => r.pick(&["-1", "x", "1.5"]).into(),
-        Kind::Lease => r
+        ArgKind::Window => r.pick(&["0", "0.0005", "1e10", "-60", "60s", "nan"]).into(),
+        ArgKind::FixedWindow => r.pick(&["YEAR", "0", "0.0001", "days", ""]).into(),
+        ArgKind::Zone => r.pick(&["Nope/Nowhere", "", "America/New_Yorkk"]).into(),
+        ArgKind::Timeout => r.pick(&["-1", "x", "1.5"]).into(),
+        ArgKind::Lease => r
             .pick(&["0", "-1", "1e-10", "0.0000000001", "315360001", "nan"])
             .into(),
         _ => String::from_utf8_lossy(&random_token(r)).into_owned(),
@@ -378,7 +390,7 @@ fn invalid_value(r: &mut Rng, kind: Kind) -> String {
 }
 
 /// A value of `kind`: valid, one time in `odds` not.
-fn value(r: &mut Rng, kind: Kind, odds: u64) -> String {
+fn value(r: &mut Rng, kind: ArgKind, odds: u64) -> String {
     if r.one_in(odds) {
         invalid_value(r, kind)
     } else {
@@ -417,7 +429,7 @@ fn limit_args(
         push(v, value(r, p.kind, 40));
     }
     if s.cost_positional && request {
-        push(v, value(r, Kind::Int { min: 0 }, 40));
+        push(v, value(r, ArgKind::Int { min: 0 }, 40));
     }
     let mut groups: Vec<Vec<String>> = vec![];
     for o in s.options {
@@ -515,7 +527,7 @@ fn generated(r: &mut Rng, name: &str, role: Role, seeds: &Seeds, block: bool) ->
                     push(&mut v, name);
                     if r.one_in(4) {
                         push(&mut v, "COST");
-                        push(&mut v, value(r, Kind::Int { min: 0 }, 40));
+                        push(&mut v, value(r, ArgKind::Int { min: 0 }, 40));
                     }
                     continue;
                 }
@@ -552,7 +564,7 @@ fn generated(r: &mut Rng, name: &str, role: Role, seeds: &Seeds, block: bool) ->
             v.push(key(r, "concurrency"));
             push(&mut v, int_str(r));
             if name == "RL.RENEW" {
-                push(&mut v, value(r, Kind::Lease, 40));
+                push(&mut v, value(r, ArgKind::Lease, 40));
             }
         }
         Role::Internal | Role::Other => match seeds.get(name) {
@@ -582,15 +594,7 @@ fn reads(role: Role, v: &[Vec<u8>]) -> Result<(), CmdError> {
     let words = &words[..];
     match role {
         Role::Limiter(s) => read_command(s, words, Settings::default()).map(|_| ()),
-        Role::All => read_all(words, Settings::default()).and_then(|a| {
-            for c in &a.clauses {
-                if let ClauseLimit::Policy(i) = c.limit {
-                    policy_spec(words.get(i).copied().unwrap_or_default())
-                        .ok_or(redis_ratelimit_core::error::SYNTAX)?;
-                }
-            }
-            Ok(())
-        }),
+        Role::All => read_all(words, Settings::default(), known_policies()).map(|_| ()),
         Role::Throttle => read_throttle(words).map(|_| ()),
         Role::Take => read_take(words).and_then(|req| {
             let spec = policy_spec(words.get(2).copied().unwrap_or_default())
@@ -601,13 +605,17 @@ fn reads(role: Role, v: &[Vec<u8>]) -> Result<(), CmdError> {
     }
 }
 
-/// An RL.ALL clause's limit: its own, or its policy's.
-fn clause_spec(words: &[&[u8]], limit: &ClauseLimit) -> Result<Spec, String> {
-    match limit {
-        ClauseLimit::Inline(s) => Ok(s.clone()),
-        ClauseLimit::Policy(i) => policy_spec(words.get(*i).copied().unwrap_or_default())
-            .ok_or_else(|| "the module decided on an unknown policy".to_string()),
+/// The test's policies, as RL.ALL's POLICY clauses resolve them.
+fn known_policies<'a>() -> PolicyLookup<impl FnMut(&'a [u8]) -> Result<Spec, CmdError>, Spec> {
+    PolicyLookup {
+        resolve: |name: &'a [u8]| policy_spec(name).ok_or(redis_ratelimit_core::error::SYNTAX),
+        spec: |s| s,
     }
+}
+
+/// An RL.ALL clause's limit: its own, or its policy's.
+fn clause_spec(limit: &ClauseLimit<Spec>) -> Result<Spec, String> {
+    Ok(limit.spec(|s| s).clone())
 }
 
 /// A well-formed call of `name`: generated until the grammar reads it (a
@@ -648,10 +656,10 @@ fn writes_nothing(role: Role, v: &[Vec<u8>], all_missing: bool) -> Result<bool, 
                 || (req.refund && all_missing)
         }
         Role::All => {
-            let a = read_all(words, Settings::default()).map_err(refused)?;
+            let a = read_all(words, Settings::default(), known_policies()).map_err(refused)?;
             let mut nothing_taken = true;
             for c in &a.clauses {
-                let spec = clause_spec(words, &c.limit)?;
+                let spec = clause_spec(&c.limit)?;
                 nothing_taken &= takes_units(&spec) && c.cost.or(a.request.cost).unwrap_or(1) == 0;
             }
             a.request.dry_run || nothing_taken || (a.request.refund && all_missing)
@@ -681,10 +689,10 @@ fn decision_len(role: Role, v: &[Vec<u8>]) -> Result<usize, String> {
             5 + usize::from(!takes_units(&spec))
         }
         Role::All => {
-            let a = read_all(words, Settings::default()).map_err(refused)?;
+            let a = read_all(words, Settings::default(), known_policies()).map_err(refused)?;
             let mut lease = false;
             for c in &a.clauses {
-                lease |= !takes_units(&clause_spec(words, &c.limit)?);
+                lease |= !takes_units(&clause_spec(&c.limit)?);
             }
             6 + usize::from(lease)
         }

@@ -37,7 +37,7 @@ use crate::limiter::{
     is_outage, is_unknown_option, wall_clock, without_block, Config, FailurePolicy, Health, Shared,
     CONNECT_TIMEOUT,
 };
-use crate::policy::Limits;
+use crate::limits::Limits;
 use crate::reply::{AllDecision, Source};
 use crate::wait::{next_sleep, random, Wait};
 
@@ -711,7 +711,7 @@ impl Drop for Lease {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Concurrency, SlidingWindow};
+    use crate::limits::{Concurrency, SlidingWindow};
     use crate::Share;
     use redis_ratelimit_testkit::Server;
 

@@ -10,7 +10,7 @@ use redis::{Cmd, ConnectionLike, RedisFuture, RedisResult, ToSingleRedisArg, Val
 
 use std::time::Duration;
 
-use crate::policy::{
+use crate::limits::{
     Concurrency, FixedWindow, Gcra, NamedPolicy, Policy, SlidingWindow, Throttle, TokenBucket,
 };
 use crate::reply::{AllDecision, Decision};
@@ -704,7 +704,7 @@ impl<T: redis::aio::ConnectionLike + Send + Sized> AsyncRateLimitCommands for T 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::CalendarUnit;
+    use crate::limits::CalendarUnit;
 
     fn argv(c: &Cmd) -> Vec<String> {
         c.args_iter()

@@ -27,7 +27,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::policy::{Limits, Policy, Throttle};
+use crate::limits::{Limits, Policy, Throttle};
 use crate::reply::{AllDecision, Decision, Source};
 
 /// `RateLimit-Policy`, as written by the draft.
@@ -187,7 +187,7 @@ impl RateLimitHeaders {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{CalendarUnit, FixedWindow, SlidingWindow, TokenBucket};
+    use crate::limits::{CalendarUnit, FixedWindow, SlidingWindow, TokenBucket};
 
     const S: fn(u64) -> Duration = Duration::from_secs;
     const MS: fn(u64) -> Duration = Duration::from_millis;

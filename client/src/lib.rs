@@ -210,6 +210,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 // The README's programs are doctests too: they compile, or the build says so.
 #[cfg(doctest)]
@@ -222,11 +223,11 @@ mod commands;
 mod error;
 pub mod headers;
 mod limiter;
+mod limits;
 mod local;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod middleware;
-mod policy;
 mod reply;
 pub mod wait;
 
@@ -242,11 +243,11 @@ pub use limiter::{
     Limiter, LimiterConnection, Reconnecting, BACK_TO_REDIS, CONNECT_TIMEOUT, DEFAULT_COOLDOWN,
     DEFAULT_FALLBACK_KEYS, DEFAULT_PREFIX, DEFAULT_TIMEOUT, RECONNECT_MAX_DELAY,
 };
-pub use local::Share;
-pub use policy::{
+pub use limits::{
     CalendarUnit, Concurrency, FixedSpan, FixedWindow, Gcra, Limit, Limits, LimitsBuilder,
     NamedPolicy, Policy, SlidingWindow, Throttle, TokenBucket, MAX_INT,
 };
+pub use local::Share;
 /// The redis-rs crate this one is built on: use it for connections
 /// (`redis_ratelimit_client::redis::Client`) so both agree on its version.
 pub use redis;

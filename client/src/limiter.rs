@@ -27,8 +27,8 @@ use crate::commands::{
     all_parts, cmd_limit, cmd_policy_list, cmd_policy_set, cmd_release, cmd_renew, Mode, Request,
 };
 use crate::error::{Error, PolicyError};
+use crate::limits::{Limit, Limits, NamedPolicy, Policy};
 use crate::local::{self, Local, Share};
-use crate::policy::{Limit, Limits, NamedPolicy, Policy};
 use crate::reply::{AllDecision, Decision, Source};
 use crate::wait::{Wait, WaitError};
 

@@ -35,14 +35,14 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use redis_ratelimit_core::algo::all::combine;
 use redis_ratelimit_core::algo::bucket::Bucket;
 use redis_ratelimit_core::algo::lease;
 use redis_ratelimit_core::algo::lease::Concurrency;
 use redis_ratelimit_core::algo::sliding::Window;
 use redis_ratelimit_core::algo::{self, RetryAfter};
-use redis_ratelimit_core::grammar;
-use redis_ratelimit_core::limit::{evaluate_with, Effect, Lock, Rules, Spec, State, Stored};
+use redis_ratelimit_core::limit::{
+    decide_all, evaluate_with, Action, Claim, Effect, Lock, Rules, Spec, State, Stored,
+};
 use redis_ratelimit_core::time::Nanos;
 
 use crate::commands::{Mode, Request};
@@ -121,7 +121,7 @@ fn ceil_ms(span: Nanos) -> Duration {
 }
 
 /// A core decision as the client reports it.
-pub(crate) fn decision(d: &algo::Decision, source: Source) -> Decision {
+pub(crate) fn decision(d: &algo::Answer, source: Source) -> Decision {
     let retry = match d.retry_after {
         RetryAfter::Now => Some(Duration::ZERO),
         RetryAfter::After(span) => Some(ceil_ms(span)),
@@ -218,7 +218,7 @@ pub(crate) fn seeded(spec: &Spec, rules: Rules, seed: &Seed) -> Option<(State, N
                 Rules::default(),
                 seed.at,
                 used,
-                grammar::Mode::Take,
+                Action::Take,
             )
             .ok()?;
             if d.allowed {
@@ -275,51 +275,50 @@ impl Local {
         for (key, (spec, rules)) in keys.iter().zip(specs) {
             self.adopt(key, spec, *rules, now, max_keys);
         }
-        let mode = match req.mode() {
-            Mode::Refund => grammar::Mode::Refund,
-            Mode::Consume | Mode::DryRun => grammar::Mode::Take,
+        let action = match req.mode() {
+            Mode::Refund => Action::Refund,
+            Mode::Consume | Mode::DryRun => Action::Take,
         };
-        let mut evaluated = Vec::with_capacity(keys.len());
-        let mut lockouts = Vec::new();
-        for (key, (spec, rules)) in keys.iter().zip(specs) {
-            let stored = self
-                .entries
-                .get(key)
-                .map_or(Stored::Empty, |e| e.state.stored());
-            // A lease limit takes one slot whatever the cost (0: a peek).
-            let cost = match spec {
-                Spec::Concurrency(_) => u64::from(req.cost() > 0),
-                _ => req.cost(),
-            };
-            // A key whose kind changed (a redefined limit) starts afresh.
-            let (d, effect, verdict) = evaluate_with(stored, spec, *rules, now, cost, mode)
-                .or_else(|_| evaluate_with(Stored::Empty, spec, *rules, now, cost, mode))
-                .ok()?;
-            if verdict.locked {
-                lockouts.push((key.clone(), effect.clone()));
-            }
-            evaluated.push((d, effect));
-        }
-        let (index, d, effects) = combine(evaluated)?;
+        // A key whose kind changed (a redefined limit) starts afresh.
+        let claims: Vec<Claim<'_>> = keys
+            .iter()
+            .zip(specs)
+            .map(|(key, (spec, rules))| {
+                let stored = self
+                    .entries
+                    .get(key)
+                    .map_or(Stored::Empty, |e| e.state.stored());
+                Claim {
+                    stored: match stored.kind() {
+                        Some(kind) if kind != spec.kind() => Stored::Empty,
+                        _ => stored,
+                    },
+                    spec,
+                    rules: *rules,
+                    // A lease limit takes one slot whatever the cost (0: a peek).
+                    cost: match spec {
+                        Spec::Concurrency(_) => u64::from(req.cost() > 0),
+                        _ => req.cost(),
+                    },
+                }
+            })
+            .collect();
+        let decided = decide_all(&claims, now, action).ok()?;
+        drop(claims);
         let mut lease_id = None;
         if req.mode() != Mode::DryRun {
-            // Keys the call would add: is there room for them?
-            let writes: Vec<&String> = if d.allowed {
-                keys.iter()
-                    .zip(&effects)
-                    .filter(|(_, e)| !matches!(e, Effect::None))
-                    .map(|(k, _)| k)
-                    .collect()
-            } else {
-                lockouts.iter().map(|(k, _)| k).collect()
-            };
-            let new = writes
+            // Keys the call would add: is there room for them? (A denial
+            // writes nothing but a LOCKOUT it starts: decide_all says.)
+            let new = keys
                 .iter()
-                .filter(|k| !self.entries.contains_key(k.as_str()))
+                .zip(decided.limits.iter())
+                .filter(|(k, d)| {
+                    !matches!(d.effect, Effect::None) && !self.entries.contains_key(k.as_str())
+                })
                 .count();
             if let Err(retry) = self.room_for(new, max_keys.max(1), now) {
                 let limit = specs.first().map_or(0, |(s, _)| s.limit());
-                let full = algo::Decision {
+                let full = algo::Answer {
                     allowed: false,
                     limit,
                     remaining: 0,
@@ -328,20 +327,15 @@ impl Local {
                 };
                 return Some(AllDecision::new(decision(&full, Source::Fallback), 0));
             }
-            if !d.allowed {
-                // A denial writes nothing but a LOCKOUT it started.
-                for (key, effect) in lockouts {
-                    self.apply(&key, effect);
-                }
-            }
-            for (key, effect) in keys.iter().zip(effects) {
-                lease_id = lease_id.or(effect.lease_id());
-                self.apply(key, effect);
+            // A denial writes nothing but a LOCKOUT it starts (decide_all says).
+            for (key, d) in keys.iter().zip(decided.limits.iter()) {
+                lease_id = lease_id.or(d.effect.lease_id());
+                self.apply(key, d.effect.clone());
             }
         }
-        let mut out = decision(&d, Source::Fallback);
+        let mut out = decision(&decided.answer, Source::Fallback);
         out.lease = lease_id;
-        Some(AllDecision::new(out, index))
+        Some(AllDecision::new(out, decided.index))
     }
 
     /// Records what Redis decided for a call on `keys` (sent at `seed.sent`):
@@ -500,7 +494,7 @@ impl Local {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{
+    use crate::limits::{
         CalendarUnit, Concurrency, FixedWindow, NamedPolicy, Policy, SlidingWindow, TokenBucket,
     };
 

@@ -32,7 +32,7 @@ use tower_service::Service;
 use crate::error::Error;
 use crate::headers::{ceil_secs, RateLimitHeaders};
 use crate::limiter::Limiter;
-use crate::policy::{valid_name, Limits, Policy};
+use crate::limits::{valid_name, Limits, Policy};
 use crate::reply::{AllDecision, Source};
 
 /// A boxed future, as [`AsyncKeyExtractor`] returns.

@@ -38,13 +38,13 @@ fn window(c: &mut Criterion) {
     for limit in [10u64, 100, 10_000] {
         let w = Window {
             limit,
-            span_us: 60_000_000,
+            span: Nanos::from_micros(60_000_000),
             max_entries: 100_000,
         };
         // A full log, one admission every span/limit.
-        let step = w.span_us / limit;
+        let step = Nanos::new(w.span.as_u64() / limit);
         let mut log: Option<Log> = None;
-        let mut now = T0 / 1000;
+        let mut now = Nanos::new(T0);
         for _ in 0..limit {
             let (_, u) = sliding::decide(log.as_ref(), &w, now, 1);
             if let Some(u) = u {
@@ -53,7 +53,7 @@ fn window(c: &mut Criterion) {
                     None => log = Some(Log::from_update(&u)),
                 }
             }
-            now += step;
+            now = now.saturating_add(step);
         }
         let mut log = log.expect("filled");
         g.bench_function(format!("steady/limit={limit}"), |bench| {
@@ -63,11 +63,13 @@ fn window(c: &mut Criterion) {
                 if let Some(u) = u {
                     log.apply(&u);
                 }
-                now += step;
+                now = now.saturating_add(step);
                 black_box(d)
             })
         });
-        let full_now = now - step + 1;
+        let full_now = now
+            .saturating_sub(step)
+            .saturating_add(Nanos::from_micros(1));
         g.bench_function(format!("denied/limit={limit}"), |bench| {
             bench.iter(|| black_box(sliding::decide(Some(&log), &w, black_box(full_now), 1)))
         });

@@ -23,6 +23,9 @@ pub const MAX_INSTANT_US: u64 = 1 << 55;
 /// Window lengths are whole milliseconds.
 pub const WINDOW_DECIMALS: i32 = 3;
 
+/// The longest policy name (its characters: [`crate::policy::valid_name`]).
+pub const MAX_POLICY_NAME: usize = 64;
+
 /// The longest BLOCK: 31 days, in milliseconds (0 waits without limit).
 pub const MAX_BLOCK_MS: u64 = 31 * 24 * 3600 * 1000;
 

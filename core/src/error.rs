@@ -21,14 +21,14 @@ pub enum CmdError {
 /// A policy name carried in an error, without allocating.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PolicyName {
-    bytes: [u8; crate::policy::MAX_NAME],
+    bytes: [u8; crate::bounds::MAX_POLICY_NAME],
     len: u8,
 }
 
 impl PolicyName {
     /// The name, cut at 64 bytes.
     pub fn new(name: &[u8]) -> PolicyName {
-        let mut bytes = [0u8; crate::policy::MAX_NAME];
+        let mut bytes = [0u8; crate::bounds::MAX_POLICY_NAME];
         let n = name.len().min(bytes.len());
         if let (Some(to), Some(from)) = (bytes.get_mut(..n), name.get(..n)) {
             to.copy_from_slice(from);
@@ -121,7 +121,6 @@ errors! {
     POLICY_ALGORITHM = c"ERR a policy is TOKENBUCKET, SLIDING, GCRA, FIXED or CONCURRENCY followed by that limit's arguments";
     POLICY_KIND = c"ERR a policy keeps its algorithm: RL.POLICY DEL it first to change it";
     POLICY_FULL = c"ERR too many policies: raise ratelimit.max-policies or RL.POLICY DEL some";
-    POLICY_SUBCOMMAND = c"ERR RL.POLICY takes SET, GET, DEL or LIST";
     LOCKOUT = c"ERR LOCKOUT must be a positive number of seconds with at most 9 decimals, at most 10 years";
     LOCKOUT_LEASES = c"ERR LOCKOUT needs a rate limit: a CONCURRENCY policy cannot lock out";
     ALL_DISTINCT = c"ERR RL.ALL needs a different key for each LIMIT";

@@ -7,8 +7,8 @@
 //! client's validation (it renders its policies as words and reads them
 //! back here), `COMMAND DOCS`, and the argument generator of the storm test.
 //!
-//! The request options every limiter command takes (COST, DRYRUN, REFUND)
-//! are [`REQUEST_OPTIONS`], read by [`Request::read`].
+//! The request options every limiter command takes (COST, DRYRUN, REFUND,
+//! BLOCK) are [`REQUEST_OPTIONS`], read by [`RequestArgs::read`].
 //!
 //! Reading works on [`Words`], so the module reads its arguments in place
 //! (no copy) and the client and tests read plain byte strings.
@@ -24,7 +24,7 @@ use crate::bounds::{
     MAX_LIMITS_MAX, MAX_SPAN_US, WINDOW_DECIMALS,
 };
 use crate::error::{self, CmdError};
-use crate::limit::Spec;
+use crate::limit::{Action, Spec};
 use crate::num::{parse_u64, Decimal, Scaled};
 use crate::time::Nanos;
 
@@ -100,7 +100,7 @@ pub fn is(word: &[u8], keyword: &str) -> bool {
 
 /// What one argument holds, and so how it is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum ArgKind {
     /// An integer in `min..=i64::MAX`.
     Int { min: u64 },
     /// A positive decimal (`0.5`, `100`, `1e4`).
@@ -124,12 +124,12 @@ pub struct Param {
     pub name: &'static str,
     /// The option's keyword; `None` for a positional argument.
     pub token: Option<&'static str>,
-    pub kind: Kind,
+    pub kind: ArgKind,
     /// The error a bad value answers.
     pub error: CmdError,
 }
 
-const fn positional(name: &'static str, kind: Kind, error: CmdError) -> Param {
+const fn positional(name: &'static str, kind: ArgKind, error: CmdError) -> Param {
     Param {
         name,
         token: None,
@@ -138,7 +138,7 @@ const fn positional(name: &'static str, kind: Kind, error: CmdError) -> Param {
     }
 }
 
-const fn option(name: &'static str, token: &'static str, kind: Kind, error: CmdError) -> Param {
+const fn option(name: &'static str, token: &'static str, kind: ArgKind, error: CmdError) -> Param {
     Param {
         name,
         token: Some(token),
@@ -154,7 +154,7 @@ pub enum WindowArg {
     Unit(Unit),
 }
 
-/// A value read by [`Kind`].
+/// A value read by [`ArgKind`].
 #[derive(Debug, Clone, Copy, Default)]
 pub enum Value<'a> {
     /// Not given (an option left out).
@@ -162,8 +162,8 @@ pub enum Value<'a> {
     Absent,
     Int(u64),
     Decimal(Decimal),
-    /// Microseconds.
-    Span(u64),
+    /// A window's length (whole milliseconds).
+    Span(Nanos),
     Fixed(WindowArg),
     /// A zone's name, looked up when the limit is built.
     Zone(&'a [u8]),
@@ -171,7 +171,7 @@ pub enum Value<'a> {
 
 /// A window length in microseconds, or `None`.
 #[inline]
-pub fn window_span_us(d: &Decimal) -> Option<u64> {
+fn window_span_us(d: &Decimal) -> Option<u64> {
     match d.scaled_exact(WINDOW_DECIMALS) {
         Some(Scaled::Value(ms)) if (1..=MAX_SPAN_US / 1000).contains(&ms) => Some(ms * 1000),
         _ => None,
@@ -184,26 +184,28 @@ pub fn int(word: &[u8], min: u64) -> Option<u64> {
     parse_u64(word).filter(|v| *v >= min && *v <= MAX_INT)
 }
 
-impl Kind {
+impl ArgKind {
     /// The value `word` holds, if it is one of this kind.
     #[inline(always)]
     pub fn read(self, word: &[u8]) -> Option<Value<'_>> {
         let positive = || Decimal::parse(word).filter(|d| !d.is_zero());
         match self {
-            Kind::Int { min } => int(word, min).map(Value::Int),
-            Kind::Positive => positive().map(Value::Decimal),
-            Kind::Window => positive().and_then(|d| window_span_us(&d)).map(Value::Span),
-            Kind::FixedWindow => match Unit::parse(word) {
+            ArgKind::Int { min } => int(word, min).map(Value::Int),
+            ArgKind::Positive => positive().map(Value::Decimal),
+            ArgKind::Window => positive()
+                .and_then(|d| window_span_us(&d))
+                .map(|us| Value::Span(Nanos::from_micros(us))),
+            ArgKind::FixedWindow => match Unit::parse(word) {
                 Some(u) => Some(Value::Fixed(WindowArg::Unit(u))),
                 None => positive()
                     .and_then(|d| window_span_us(&d))
                     .map(|us| Value::Fixed(WindowArg::Millis(us / 1000))),
             },
-            Kind::Zone => Some(Value::Zone(word)),
+            ArgKind::Zone => Some(Value::Zone(word)),
             // Out of line: kept small, the match folds away in each
             // command's specialized reading (its loop over params unrolls).
-            Kind::Timeout => timeout(word),
-            Kind::Lease => lease(word),
+            ArgKind::Timeout => timeout(word),
+            ArgKind::Lease => lease(word),
         }
     }
 }
@@ -274,10 +276,10 @@ pub const TOKENBUCKET: Syntax = Syntax {
     keyword: "TOKENBUCKET",
     command: "RL.TOKENBUCKET",
     params: &[
-        positional("capacity", Kind::Int { min: 1 }, error::CAPACITY),
-        positional("rate", Kind::Positive, error::RATE),
+        positional("capacity", ArgKind::Int { min: 1 }, error::CAPACITY),
+        positional("rate", ArgKind::Positive, error::RATE),
     ],
-    options: &[option("period", "PERIOD", Kind::Positive, error::PERIOD)],
+    options: &[option("period", "PERIOD", ArgKind::Positive, error::PERIOD)],
     cost_positional: true,
     costs: true,
 };
@@ -287,8 +289,8 @@ pub const SLIDING: Syntax = Syntax {
     keyword: "SLIDING",
     command: "RL.SLIDING",
     params: &[
-        positional("limit", Kind::Int { min: 1 }, error::LIMIT),
-        positional("window", Kind::Window, error::WINDOW),
+        positional("limit", ArgKind::Int { min: 1 }, error::LIMIT),
+        positional("window", ArgKind::Window, error::WINDOW),
     ],
     options: &[],
     cost_positional: false,
@@ -300,9 +302,9 @@ pub const GCRA: Syntax = Syntax {
     keyword: "GCRA",
     command: "RL.GCRA",
     params: &[
-        positional("burst", Kind::Int { min: 1 }, error::BURST),
-        positional("rate", Kind::Positive, error::RATE),
-        positional("period", Kind::Positive, error::GCRA_PERIOD),
+        positional("burst", ArgKind::Int { min: 1 }, error::BURST),
+        positional("rate", ArgKind::Positive, error::RATE),
+        positional("period", ArgKind::Positive, error::GCRA_PERIOD),
     ],
     options: &[],
     cost_positional: false,
@@ -314,10 +316,10 @@ pub const FIXED: Syntax = Syntax {
     keyword: "FIXED",
     command: "RL.FIXED",
     params: &[
-        positional("limit", Kind::Int { min: 1 }, error::LIMIT),
-        positional("window", Kind::FixedWindow, error::FIXED_WINDOW),
+        positional("limit", ArgKind::Int { min: 1 }, error::LIMIT),
+        positional("window", ArgKind::FixedWindow, error::FIXED_WINDOW),
     ],
-    options: &[option("zone", "TZ", Kind::Zone, error::TZ_UNKNOWN)],
+    options: &[option("zone", "TZ", ArgKind::Zone, error::TZ_UNKNOWN)],
     cost_positional: false,
     costs: true,
 };
@@ -327,8 +329,8 @@ pub const CONCURRENCY: Syntax = Syntax {
     keyword: "CONCURRENCY",
     command: "RL.ACQUIRE",
     params: &[
-        positional("limit", Kind::Int { min: 1 }, error::LIMIT),
-        positional("lease_seconds", Kind::Lease, error::LEASE),
+        positional("limit", ArgKind::Int { min: 1 }, error::LIMIT),
+        positional("lease_seconds", ArgKind::Lease, error::LEASE),
     ],
     options: &[],
     cost_positional: false,
@@ -374,7 +376,7 @@ impl<'a> Values<'a> {
         }
     }
     #[inline]
-    fn span(&self, i: usize) -> Result<u64, CmdError> {
+    fn span(&self, i: usize) -> Result<Nanos, CmdError> {
         match self.param(i) {
             Some(Value::Span(v)) => Ok(*v),
             _ => Err(error::INTERNAL),
@@ -478,7 +480,7 @@ impl Syntax {
             }
             Algorithm::Sliding => Ok(Spec::Window(Window {
                 limit: v.int(0)?,
-                span_us: v.span(1)?,
+                span: v.span(1)?,
                 max_entries: settings.sliding_max_entries,
             })),
             Algorithm::Gcra => {
@@ -619,12 +621,15 @@ pub struct RequestOption {
     pub value: Option<Param>,
 }
 
+/// The keyword of the COST option (a request's, or an RL.ALL clause's).
+pub const COST: &str = "COST";
+
 const COST_OPTION: RequestOption = RequestOption {
-    keyword: "COST",
+    keyword: COST,
     value: Some(option(
         "cost",
-        "COST",
-        Kind::Int { min: 0 },
+        COST,
+        ArgKind::Int { min: 0 },
         error::COST_OPTION,
     )),
 };
@@ -638,7 +643,7 @@ const REFUND_OPTION: RequestOption = RequestOption {
 };
 const BLOCK_OPTION: RequestOption = RequestOption {
     keyword: "BLOCK",
-    value: Some(option("timeout", "BLOCK", Kind::Timeout, error::BLOCK)),
+    value: Some(option("timeout", "BLOCK", ArgKind::Timeout, error::BLOCK)),
 };
 
 /// Every option a limiter request takes, in every command: COST, DRYRUN,
@@ -647,7 +652,7 @@ pub const REQUEST_OPTIONS: &[RequestOption] =
     &[COST_OPTION, DRYRUN_OPTION, REFUND_OPTION, BLOCK_OPTION];
 
 /// Does `word` name a request option that takes no value?
-pub fn is_request_flag(word: &[u8]) -> bool {
+fn is_request_flag(word: &[u8]) -> bool {
     REQUEST_OPTIONS
         .iter()
         .any(|o| o.value.is_none() && is(word, o.keyword))
@@ -655,7 +660,7 @@ pub fn is_request_flag(word: &[u8]) -> bool {
 
 /// The options of one request: cost, DRYRUN, REFUND, BLOCK.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Request {
+pub struct RequestArgs {
     pub cost: Option<u64>,
     pub dry_run: bool,
     pub refund: bool,
@@ -663,14 +668,7 @@ pub struct Request {
     pub block: Option<u64>,
 }
 
-/// Take units, or give them back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Take,
-    Refund,
-}
-
-impl Request {
+impl RequestArgs {
     /// Reads `word` (and its value) if it is a request option not yet
     /// given; `false` if it is not one. With `flags_only`, COST is not one
     /// (RL.ALL's clauses keep their own cost).
@@ -710,11 +708,11 @@ impl Request {
         Ok(())
     }
 
-    pub fn mode(&self) -> Mode {
+    pub fn action(&self) -> Action {
         if self.refund {
-            Mode::Refund
+            Action::Refund
         } else {
-            Mode::Take
+            Action::Take
         }
     }
 }
@@ -734,12 +732,12 @@ pub fn read_command<'a, W: Words<'a> + ?Sized>(
     syntax: &Syntax,
     words: &W,
     settings: Settings,
-) -> Result<(Spec, Request), CmdError> {
+) -> Result<(Spec, RequestArgs), CmdError> {
     if words.count() < syntax.command_arity() + 1 {
         return Err(CmdError::WrongArity);
     }
     let mut c = Cursor::at(words, 2);
-    let mut req = Request::default();
+    let mut req = RequestArgs::default();
     let mut positional_cost = None;
     let cost = syntax.cost_positional.then_some(&mut positional_cost);
     let spec = syntax.read(
@@ -765,12 +763,12 @@ pub fn read_command<'a, W: Words<'a> + ?Sized>(
 /// word 1, the policy's name word 2 (the module resolves it, then checks
 /// the request against its limit with [`check_request`]).
 #[inline]
-pub fn read_take<'a, W: Words<'a> + ?Sized>(words: &W) -> Result<Request, CmdError> {
+pub fn read_take<'a, W: Words<'a> + ?Sized>(words: &W) -> Result<RequestArgs, CmdError> {
     if words.count() < 3 {
         return Err(CmdError::WrongArity);
     }
     let mut c = Cursor::at(words, 3);
-    let mut req = Request::default();
+    let mut req = RequestArgs::default();
     while !c.done() {
         let w = c.next_word()?;
         if !req.read(w, &mut c, false)? {
@@ -783,7 +781,7 @@ pub fn read_take<'a, W: Words<'a> + ?Sized>(words: &W) -> Result<Request, CmdErr
 
 /// The request options a limit accepts: a CONCURRENCY limit takes no COST
 /// and no REFUND (RL.ACQUIRE's own syntax says so as it reads them).
-pub fn check_request(spec: &Spec, req: &Request) -> Result<(), CmdError> {
+pub fn check_request(spec: &Spec, req: &RequestArgs) -> Result<(), CmdError> {
     if matches!(spec, Spec::Concurrency(_)) && (req.cost.is_some() || req.refund) {
         return Err(error::CONCURRENCY_REFUND);
     }
@@ -792,19 +790,29 @@ pub fn check_request(spec: &Spec, req: &Request) -> Result<(), CmdError> {
 
 /// What an RL.ALL clause limits by.
 #[derive(Debug, Clone)]
-pub enum ClauseLimit {
+pub enum ClauseLimit<P> {
     /// `<algorithm> args...`
     Inline(Spec),
-    /// `POLICY name`: the name's word index (the module resolves it).
-    Policy(usize),
+    /// `POLICY name`: the policy the name resolved to.
+    Policy(P),
+}
+
+impl<P> ClauseLimit<P> {
+    /// The clause's limit: its own, or its policy's (`spec` reads it).
+    pub fn spec(&self, spec: fn(&P) -> &Spec) -> &Spec {
+        match self {
+            ClauseLimit::Inline(s) => s,
+            ClauseLimit::Policy(p) => spec(p),
+        }
+    }
 }
 
 /// One `LIMIT key <algorithm> ...` (or `LIMIT key POLICY name`) clause.
 #[derive(Debug, Clone)]
-pub struct Clause {
+pub struct Clause<P> {
     /// The key's word index.
     pub key: usize,
-    pub limit: ClauseLimit,
+    pub limit: ClauseLimit<P>,
     pub cost: Option<u64>,
 }
 
@@ -813,42 +821,66 @@ pub const POLICY_CLAUSE: &str = "POLICY";
 
 /// RL.ALL's arguments: the clauses and the command's request options.
 #[derive(Debug, Clone)]
-pub struct AllArgs {
-    pub clauses: Vec<Clause>,
-    pub request: Request,
+pub struct AllArgs<P> {
+    pub clauses: Vec<Clause<P>>,
+    pub request: RequestArgs,
+}
+
+/// How RL.ALL and RL.TAKEALL find a named policy: `resolve` looks a name
+/// up (its error is the command's), `spec` reads the policy's limit.
+pub struct PolicyLookup<R, P> {
+    pub resolve: R,
+    pub spec: fn(&P) -> &Spec,
 }
 
 /// `RL.ALL [options] LIMIT key <algorithm> ... [LIMIT key <algorithm> ...]`.
 /// DRYRUN and REFUND are the command's wherever they stand; a COST inside a
-/// clause is that clause's.
-pub fn read_all<'a, W: Words<'a> + ?Sized>(
+/// clause is that clause's. A clause may name a policy (`LIMIT key POLICY
+/// name`), which `policies` resolves once every clause has been read; then
+/// the limits are checked together ([`check_all`]).
+pub fn read_all<'a, W, P, R>(
     words: &W,
     settings: Settings,
-) -> Result<AllArgs, CmdError> {
-    read_clauses(words, settings, false)
+    policies: PolicyLookup<R, P>,
+) -> Result<AllArgs<P>, CmdError>
+where
+    W: Words<'a> + ?Sized,
+    R: FnMut(&'a [u8]) -> Result<P, CmdError>,
+{
+    read_clauses(words, settings, false, policies)
 }
 
 /// `RL.TAKEALL [options] LIMIT key POLICY name ... [LIMIT key POLICY name ...]`:
 /// RL.ALL's grammar with named policies only (what an application account,
 /// which may not choose its own limits, can send).
-pub fn read_take_all<'a, W: Words<'a> + ?Sized>(
+pub fn read_take_all<'a, W, P, R>(
     words: &W,
     settings: Settings,
-) -> Result<AllArgs, CmdError> {
-    read_clauses(words, settings, true)
+    policies: PolicyLookup<R, P>,
+) -> Result<AllArgs<P>, CmdError>
+where
+    W: Words<'a> + ?Sized,
+    R: FnMut(&'a [u8]) -> Result<P, CmdError>,
+{
+    read_clauses(words, settings, true, policies)
 }
 
-fn read_clauses<'a, W: Words<'a> + ?Sized>(
+fn read_clauses<'a, W, P, R>(
     words: &W,
     settings: Settings,
     policies_only: bool,
-) -> Result<AllArgs, CmdError> {
+    mut policies: PolicyLookup<R, P>,
+) -> Result<AllArgs<P>, CmdError>
+where
+    W: Words<'a> + ?Sized,
+    R: FnMut(&'a [u8]) -> Result<P, CmdError>,
+{
     if words.count() < 5 {
         return Err(CmdError::WrongArity);
     }
     let max = usize::try_from(settings.max_limits.min(MAX_LIMITS_MAX)).unwrap_or(0);
     let mut c = Cursor::at(words, 1);
-    let mut request = Request::default();
+    let mut request = RequestArgs::default();
     while let Some(word) = c.peek() {
         if is(word, LIMIT_CLAUSE) {
             break;
@@ -858,7 +890,7 @@ fn read_clauses<'a, W: Words<'a> + ?Sized>(
             return Err(error::SYNTAX);
         }
     }
-    let mut clauses: Vec<Clause> = Vec::new();
+    let mut clauses: Vec<Clause<usize>> = Vec::new();
     while !c.done() {
         if !is(c.next_word()?, LIMIT_CLAUSE) {
             return Err(error::SYNTAX);
@@ -910,16 +942,32 @@ fn read_clauses<'a, W: Words<'a> + ?Sized>(
     if !all_distinct(&keys) {
         return Err(error::ALL_DISTINCT);
     }
-    // Checked once the policies are known too (the module resolves them).
-    let inline: Vec<(&Spec, Option<u64>)> = clauses
+    // PolicyLookup once every clause reads: an unknown one is an error before
+    // any limit is checked or any key read.
+    let mut resolved = Vec::with_capacity(clauses.len());
+    for c in clauses {
+        let limit = match c.limit {
+            ClauseLimit::Inline(spec) => ClauseLimit::Inline(spec),
+            ClauseLimit::Policy(name) => {
+                let name = words.word(name).ok_or(error::POLICY_NAME)?;
+                ClauseLimit::Policy((policies.resolve)(name)?)
+            }
+        };
+        resolved.push(Clause {
+            key: c.key,
+            limit,
+            cost: c.cost,
+        });
+    }
+    let together: Vec<(&Spec, Option<u64>)> = resolved
         .iter()
-        .filter_map(|c| match &c.limit {
-            ClauseLimit::Inline(s) => Some((s, c.cost)),
-            ClauseLimit::Policy(_) => None,
-        })
+        .map(|c| (c.limit.spec(policies.spec), c.cost))
         .collect();
-    check_all(&inline, &request)?;
-    Ok(AllArgs { clauses, request })
+    check_all(&together, &request)?;
+    Ok(AllArgs {
+        clauses: resolved,
+        request,
+    })
 }
 
 /// No two keys equal, in time linear in their count (a hash set; pairs
@@ -940,7 +988,7 @@ pub const LIMIT_CLAUSE: &str = "LIMIT";
 
 /// The rules RL.ALL's limits obey together, once every clause's limit is
 /// known: at most one CONCURRENCY limit, which takes no COST and no REFUND.
-pub fn check_all(limits: &[(&Spec, Option<u64>)], request: &Request) -> Result<(), CmdError> {
+fn check_all(limits: &[(&Spec, Option<u64>)], request: &RequestArgs) -> Result<(), CmdError> {
     let leases: Vec<&Option<u64>> = limits
         .iter()
         .filter(|(s, _)| matches!(s, Spec::Concurrency(_)))
@@ -1002,7 +1050,27 @@ mod tests {
         s.split(' ').map(str::as_bytes).collect()
     }
 
-    fn command(s: &str) -> Result<(Spec, Request), CmdError> {
+    /// Test policies: `p` and `q` are sliding windows, `c` a concurrency
+    /// limit; any other name is unknown.
+    fn policies<'a>() -> PolicyLookup<impl FnMut(&'a [u8]) -> Result<Spec, CmdError>, Spec> {
+        PolicyLookup {
+            resolve: |name: &'a [u8]| match name {
+                b"p" | b"q" => Ok(Spec::Window(Window {
+                    limit: 1,
+                    span: Nanos::from_micros(1_000_000),
+                    max_entries: 10,
+                })),
+                b"c" => Ok(Spec::Concurrency(Concurrency {
+                    limit: 3,
+                    lease: Nanos::from_secs(30),
+                })),
+                _ => Err(error::POLICY_NAME),
+            },
+            spec: |s| s,
+        }
+    }
+
+    fn command(s: &str) -> Result<(Spec, RequestArgs), CmdError> {
         let w = words(s);
         let syntax = ALGORITHMS
             .iter()
@@ -1019,7 +1087,7 @@ mod tests {
         );
         assert_eq!(
             req,
-            Request {
+            RequestArgs {
                 cost: Some(3),
                 dry_run: true,
                 refund: false,
@@ -1027,10 +1095,12 @@ mod tests {
             }
         );
         let (spec, req) = command("RL.SLIDING k 5 0.25 COST 2 REFUND").unwrap();
-        assert!(matches!(spec, Spec::Window(w) if w.limit == 5 && w.span_us == 250_000));
+        assert!(
+            matches!(spec, Spec::Window(w) if w.limit == 5 && w.span == Nanos::from_millis(250))
+        );
         assert_eq!(
             req,
-            Request {
+            RequestArgs {
                 cost: Some(2),
                 dry_run: false,
                 refund: true,
@@ -1089,7 +1159,10 @@ mod tests {
         );
         let w = words("RL.ALL LIMIT a SLIDING 1 1 BLOCK 50 LIMIT b GCRA 1 1 1");
         assert_eq!(
-            read_all(&w[..], Settings::default()).unwrap().request.block,
+            read_all(&w[..], Settings::default(), policies())
+                .unwrap()
+                .request
+                .block,
             Some(50)
         );
         assert_eq!(all_key_positions(&w[..]), [2, 9]);
@@ -1098,7 +1171,7 @@ mod tests {
     #[test]
     fn all_reads_clauses_and_finds_keys() {
         let w = words("RL.ALL COST 2 LIMIT a SLIDING 10 60 DRYRUN LIMIT b FIXED 5 DAY TZ UTC COST 1 LIMIT c TOKENBUCKET 3 1 PERIOD 2");
-        let all = read_all(&w[..], Settings::default()).unwrap();
+        let all = read_all(&w[..], Settings::default(), policies()).unwrap();
         assert_eq!(
             all.clauses.iter().map(|c| c.key).collect::<Vec<_>>(),
             [4, 10, 19]
@@ -1109,7 +1182,7 @@ mod tests {
         );
         assert_eq!(
             all.request,
-            Request {
+            RequestArgs {
                 cost: Some(2),
                 dry_run: true,
                 refund: false,
@@ -1121,17 +1194,20 @@ mod tests {
         let w = words("RL.ALL LIMIT LIMIT GCRA 1 1 1 LIMIT x SLIDING 1 1");
         assert_eq!(all_key_positions(&w[..]), [2, 8]);
         assert_eq!(
-            read_all(&w[..], Settings::default()).unwrap().clauses.len(),
+            read_all(&w[..], Settings::default(), policies())
+                .unwrap()
+                .clauses
+                .len(),
             2
         );
         let w = words("RL.ALL LIMIT a SLIDING 1 1 LIMIT a GCRA 1 1 1");
         assert_eq!(
-            read_all(&w[..], Settings::default()).unwrap_err(),
+            read_all(&w[..], Settings::default(), policies()).unwrap_err(),
             error::ALL_DISTINCT
         );
         let w = words("RL.ALL LIMIT a LEAKY 1 1 1 1");
         assert_eq!(
-            read_all(&w[..], Settings::default()).unwrap_err(),
+            read_all(&w[..], Settings::default(), policies()).unwrap_err(),
             error::ALGORITHM
         );
     }
@@ -1149,7 +1225,7 @@ mod tests {
         let cap = settings.max_limits as usize;
         let at_cap = many(cap, &|i| format!("k{i}"));
         assert_eq!(
-            read_all(&words(&at_cap)[..], settings)
+            read_all(&words(&at_cap)[..], settings, policies())
                 .unwrap()
                 .clauses
                 .len(),
@@ -1157,7 +1233,7 @@ mod tests {
         );
         let over = many(cap + 1, &|i| format!("k{i}"));
         assert_eq!(
-            read_all(&words(&over)[..], settings).unwrap_err(),
+            read_all(&words(&over)[..], settings, policies()).unwrap_err(),
             error::TOO_MANY_LIMITS
         );
         // The widest cap, with a repeated key last: found (a hash set).
@@ -1174,7 +1250,7 @@ mod tests {
             }
         });
         assert_eq!(
-            read_all(&words(&dup)[..], wide).unwrap_err(),
+            read_all(&words(&dup)[..], wide, policies()).unwrap_err(),
             error::ALL_DISTINCT
         );
         // Key positions stop one past the widest cap.
@@ -1185,20 +1261,52 @@ mod tests {
     #[test]
     fn take_all_takes_policy_clauses_only() {
         let w = words("RL.TAKEALL LIMIT a POLICY p COST 2 LIMIT b POLICY q DRYRUN");
-        let all = read_take_all(&w[..], Settings::default()).unwrap();
+        let all = read_take_all(&w[..], Settings::default(), policies()).unwrap();
         assert_eq!(all.clauses.len(), 2);
         assert!(all.request.dry_run);
         assert_eq!(all_key_positions(&w[..]), [2, 8]);
         let w = words("RL.TAKEALL LIMIT a POLICY p LIMIT b SLIDING 1 1");
         assert_eq!(
-            read_take_all(&w[..], Settings::default()).unwrap_err(),
+            read_take_all(&w[..], Settings::default(), policies()).unwrap_err(),
             error::POLICIES_ONLY
         );
         let w = words("RL.ALL LIMIT a POLICY p");
         assert_eq!(
-            read_all(&w[..], Settings::default()).unwrap().clauses.len(),
+            read_all(&w[..], Settings::default(), policies())
+                .unwrap()
+                .clauses
+                .len(),
             1
         );
+    }
+
+    #[test]
+    fn policies_resolve_once_every_clause_reads_then_all_limits_are_checked_together() {
+        let all = |s: &str| read_all(&words(s)[..], Settings::default(), policies());
+        // A policy's limit counts with the inline ones: one CONCURRENCY in all.
+        assert_eq!(
+            all("RL.ALL LIMIT a POLICY c LIMIT b CONCURRENCY 1 1").unwrap_err(),
+            error::ALL_ONE_CONCURRENCY
+        );
+        assert_eq!(
+            all("RL.ALL REFUND LIMIT a POLICY c").unwrap_err(),
+            error::CONCURRENCY_REFUND
+        );
+        // A syntax error anywhere comes before an unknown policy, which
+        // comes before the limits' check.
+        assert_eq!(
+            all("RL.ALL LIMIT a POLICY x LIMIT b SLIDING 0 1").unwrap_err(),
+            error::LIMIT
+        );
+        assert_eq!(
+            all("RL.ALL LIMIT a POLICY x LIMIT b POLICY c LIMIT d POLICY c").unwrap_err(),
+            error::POLICY_NAME
+        );
+        let ok = all("RL.ALL LIMIT a POLICY c LIMIT b POLICY q").unwrap();
+        assert!(matches!(
+            ok.clauses[0].limit,
+            ClauseLimit::Policy(Spec::Concurrency(_))
+        ));
     }
 
     #[test]

@@ -9,9 +9,12 @@
 //! - [`num`], [`time`], [`bounds`], [`error`]: exact decimals, absolute
 //!   nanoseconds, the bounds every limit lives within, every error text.
 
+#![forbid(unsafe_code)]
+
 pub mod algo;
 pub mod bounds;
 pub mod error;
+pub mod few;
 pub mod grammar;
 pub mod limit;
 pub mod num;

@@ -2,18 +2,26 @@
 //! clause and the client's fallback makes, and the write it calls for.
 //!
 //! [`evaluate`] is pure: the stored state, the limit, `now`, the cost and
-//! the mode in; the decision and its [`Effect`] out. Whoever keeps the
+//! the action in; the decision and its [`Effect`] out. Whoever keeps the
 //! state (a Redis key, a map in the client) writes the effect.
 
+use crate::algo::all::binding;
 use crate::algo::bucket::Bucket;
 use crate::algo::calendar::{self, Calendar};
 use crate::algo::fixed::{self, Counter};
 use crate::algo::lease::{self, Concurrency, Leases, Op};
 use crate::algo::sliding::{self, Log, Refund, Update, Window};
-use crate::algo::{Change, Decision, RetryAfter};
+use crate::algo::{Answer, Change, RetryAfter};
 use crate::error::{CmdError, INTERNAL, WRONGTYPE};
-use crate::grammar::Mode;
+use crate::few::Few;
 use crate::time::Nanos;
+
+/// Take units, or give them back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Take,
+    Refund,
+}
 
 /// A limit's parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,7 +38,7 @@ pub enum Spec {
 
 /// The state kinds, one per module type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum StateKind {
     Bucket,
     Window,
     Fixed,
@@ -39,12 +47,12 @@ pub enum Kind {
 
 impl Spec {
     /// The kind of state this limit keeps.
-    pub fn kind(&self) -> Kind {
+    pub fn kind(&self) -> StateKind {
         match self {
-            Spec::Bucket(_) => Kind::Bucket,
-            Spec::Window(_) => Kind::Window,
-            Spec::Fixed { .. } => Kind::Fixed,
-            Spec::Concurrency(_) => Kind::Leases,
+            Spec::Bucket(_) => StateKind::Bucket,
+            Spec::Window(_) => StateKind::Window,
+            Spec::Fixed { .. } => StateKind::Fixed,
+            Spec::Concurrency(_) => StateKind::Leases,
         }
     }
 
@@ -160,16 +168,16 @@ impl State {
     }
 
     fn fresh_at(&self, effect: &Effect) -> Option<Nanos> {
-        let span_us = match effect {
-            Effect::WindowAdd(u) => u.span_us,
-            Effect::WindowRefund(r) => r.span_us,
-            _ => 0,
+        let span = match effect {
+            Effect::WindowAdd(u) => u.span(),
+            Effect::WindowRefund(r) => r.span(),
+            _ => Nanos::ZERO,
         };
         match self {
             State::Empty => None,
             State::Bucket(t) => Some(*t),
-            State::Fixed(c) => Some(Nanos::from_millis(c.end_ms)),
-            State::Window(l) => Some(Nanos::from_micros(l.last_us().saturating_add(span_us))),
+            State::Fixed(c) => Some(c.end()),
+            State::Window(l) => Some(l.last().saturating_add(span)),
             State::Leases(l) => l.last_expiry(),
             State::Locked(l) => {
                 let own = match effect {
@@ -182,7 +190,7 @@ impl State {
     }
 
     /// The limit's own state under a lock (itself if not locked).
-    pub fn unlocked(self) -> State {
+    fn unlocked(self) -> State {
         match self {
             State::Locked(l) => l.inner,
             other => other,
@@ -297,7 +305,7 @@ pub fn plausible(stored: Stored<'_>, now: Nanos, skew: Nanos) -> bool {
             Nanos::from_micros(crate::bounds::MAX_SPAN_US),
         ),
         Stored::Bucket(tat) => within(tat, crate::bounds::MAX_REFILL),
-        Stored::Window(log) => within(Nanos::from_micros(log.last_us()), Nanos::ZERO),
+        Stored::Window(log) => within(log.last(), Nanos::ZERO),
         Stored::Leases(leases) => leases.plausible(now, skew),
         Stored::Locked(lock) => {
             within(lock.until, Nanos::new(crate::bounds::MAX_LOCKOUT_NS))
@@ -341,11 +349,11 @@ pub fn evaluate(
     spec: &Spec,
     now: Nanos,
     cost: u64,
-    mode: Mode,
-) -> Result<(Decision, Effect), CmdError> {
+    action: Action,
+) -> Result<(Answer, Effect), CmdError> {
     let stored = match stored {
         Stored::Locked(l) if now < l.until => {
-            let (own, _) = evaluate(l.inner.stored(), spec, now, cost, mode)?;
+            let (own, _) = evaluate(l.inner.stored(), spec, now, cost, action)?;
             return Ok((locked(spec, l.until, now, &own), Effect::None));
         }
         // The lock ended: the limit carries on from its state.
@@ -358,21 +366,20 @@ pub fn evaluate(
                 Stored::Bucket(t) => Some(t),
                 _ => None,
             };
-            Ok(bucket(b, tat, now, cost, mode))
+            Ok(bucket(b, tat, now, cost, action))
         }
         (Spec::Window(w), Stored::Empty | Stored::Window(_)) => {
             let log = match stored {
                 Stored::Window(l) => Some(l),
                 _ => None,
             };
-            let now_us = now.as_micros();
-            Ok(match mode {
-                Mode::Take => {
-                    let (d, u) = sliding::decide(log, w, now_us, cost);
+            Ok(match action {
+                Action::Take => {
+                    let (d, u) = sliding::decide(log, w, now, cost);
                     (d, u.map_or(Effect::None, Effect::WindowAdd))
                 }
-                Mode::Refund => {
-                    let (d, r) = sliding::refund(log, w, now_us, cost);
+                Action::Refund => {
+                    let (d, r) = sliding::refund(log, w, now, cost);
                     (d, r.map_or(Effect::None, Effect::WindowRefund))
                 }
             })
@@ -382,11 +389,9 @@ pub fn evaluate(
                 Stored::Fixed(c) => Some(c),
                 _ => None,
             };
-            Ok(match mode {
-                Mode::Take => {
-                    let now_ms = i64::try_from(now.as_u64() / 1_000_000).map_err(|_| INTERNAL)?;
-                    let (_, end) = calendar::bounds(calendar, now_ms).ok_or(INTERNAL)?;
-                    let end = u64::try_from(end).map_err(|_| INTERNAL)?;
+            Ok(match action {
+                Action::Take => {
+                    let end = calendar::window_end(calendar, now).ok_or(INTERNAL)?;
                     let (d, c) = fixed::decide(*limit, stored, end, now, cost);
                     let old_end = stored.map(|s| s.end_ms);
                     let effect = c.map_or(Effect::None, |counter| Effect::Fixed {
@@ -395,7 +400,7 @@ pub fn evaluate(
                     });
                     (d, effect)
                 }
-                Mode::Refund => {
+                Action::Refund => {
                     let (d, ch) = fixed::refund(*limit, stored, now, cost);
                     let set = |counter| Effect::Fixed {
                         counter,
@@ -410,15 +415,15 @@ pub fn evaluate(
                 Stored::Leases(l) => Some(l),
                 _ => None,
             };
-            match mode {
+            match action {
                 // Cost 0 is a peek: the decision, no lease.
-                Mode::Take => {
+                Action::Take => {
                     let (d, op) = lease::acquire(leases, c, now);
                     let op = op.filter(|_| cost > 0);
                     Ok((d, op.map_or(Effect::None, Effect::Lease)))
                 }
                 // Slots come back by RL.RELEASE (the grammar refuses this).
-                Mode::Refund => Err(INTERNAL),
+                Action::Refund => Err(INTERNAL),
             }
         }
         _ => Err(WRONGTYPE),
@@ -428,14 +433,14 @@ pub fn evaluate(
 /// The answer of a locked-out key: denied, nothing taken, nothing given
 /// back. The retry is when the lock ends, or later if the limit itself
 /// (`own`, its decision without the lock) would deny until then.
-fn locked(spec: &Spec, until: Nanos, now: Nanos, own: &Decision) -> Decision {
+fn locked(spec: &Spec, until: Nanos, now: Nanos, own: &Answer) -> Answer {
     let left = until.saturating_sub(now);
     let retry_after = match own.retry_after {
         RetryAfter::After(t) => RetryAfter::After(t.max(left)),
         RetryAfter::Never => RetryAfter::Never,
         RetryAfter::Now => RetryAfter::After(left),
     };
-    Decision {
+    Answer {
         allowed: false,
         limit: spec.limit(),
         remaining: 0,
@@ -472,10 +477,8 @@ pub struct Verdict {
 fn own_fresh(stored: Stored<'_>, spec: &Spec) -> Option<Nanos> {
     match (stored, spec) {
         (Stored::Bucket(tat), _) => Some(tat),
-        (Stored::Fixed(c), _) => Some(Nanos::from_millis(c.end_ms)),
-        (Stored::Window(log), Spec::Window(w)) => {
-            Some(Nanos::from_micros(log.last_us().saturating_add(w.span_us)))
-        }
+        (Stored::Fixed(c), _) => Some(c.end()),
+        (Stored::Window(log), Spec::Window(w)) => Some(log.last().saturating_add(w.span)),
         (Stored::Leases(l), _) => l.last_expiry(),
         _ => None,
     }
@@ -485,15 +488,15 @@ fn own_fresh(stored: Stored<'_>, spec: &Spec) -> Option<Nanos> {
 /// allow) of a key that is not locked out already starts a LOCKOUT; under
 /// SHADOW the decision and its record are those of the limit, and the
 /// reply says allowed.
-#[inline]
+#[inline(always)]
 pub fn evaluate_with(
     stored: Stored<'_>,
     spec: &Spec,
     rules: Rules,
     now: Nanos,
     cost: u64,
-    mode: Mode,
-) -> Result<(Decision, Effect, Verdict), CmdError> {
+    action: Action,
+) -> Result<(Answer, Effect, Verdict), CmdError> {
     // A policy mended since the key was locked: the lock is cut to what
     // the policy says now (the cut is written, so it is done once).
     let mut cut = None;
@@ -515,7 +518,7 @@ pub fn evaluate_with(
         other => other,
     };
     let locked_already = matches!(stored, Stored::Locked(l) if now < l.until);
-    let (d, effect) = evaluate(stored, spec, now, cost, mode)?;
+    let (d, effect) = evaluate(stored, spec, now, cost, action)?;
     // When the state kept under a lock is fresh again: a cut lock's key
     // expires then (or at the cut), not at the end of the lock it replaces.
     let own = match stored {
@@ -525,7 +528,7 @@ pub fn evaluate_with(
     // Only a request that takes writes the cut, as only one starts a lock:
     // a peek, a refund or a dry run sees the cut lock and writes nothing.
     let effect = match cut {
-        Some(until) if mode == Mode::Take && cost > 0 => Effect::Lockout { until, own },
+        Some(until) if action == Action::Take && cost > 0 => Effect::Lockout { until, own },
         _ => effect,
     };
     let mut verdict = Verdict {
@@ -537,7 +540,7 @@ pub fn evaluate_with(
         let waits = matches!(d.retry_after, RetryAfter::After(_));
         // A peek (cost 0) takes nothing: it never locks, even when the
         // limit is over (lowered under a key's state, a clock stepped back).
-        if !d.allowed && waits && !locked_already && mode == Mode::Take && cost > 0 {
+        if !d.allowed && waits && !locked_already && action == Action::Take && cost > 0 {
             effect = Effect::Lockout {
                 until: now.saturating_add(lockout),
                 own,
@@ -552,7 +555,7 @@ pub fn evaluate_with(
             _ => Nanos::ZERO,
         };
         let lockout = rules.lockout.unwrap_or(Nanos::ZERO);
-        Decision {
+        Answer {
             retry_after: RetryAfter::After(lockout.max(limit_wait)),
             reset_after: d.reset_after.max(lockout),
             ..d
@@ -561,7 +564,7 @@ pub fn evaluate_with(
         d
     };
     let replied = if rules.shadow && !d.allowed {
-        Decision {
+        Answer {
             allowed: true,
             retry_after: RetryAfter::Now,
             ..d
@@ -570,6 +573,135 @@ pub fn evaluate_with(
         d
     };
     Ok((replied, effect, verdict))
+}
+
+/// One limit of a request, on its key's state, as [`decide_all`] takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'s> {
+    pub stored: Stored<'s>,
+    pub spec: &'s Spec,
+    pub rules: Rules,
+    pub cost: u64,
+}
+
+/// What one limit of a request decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    /// Its own answer, as it replies (a SHADOW limit's denial answers allowed).
+    pub answer: Answer,
+    /// What to write into its key: its effect when the request is allowed;
+    /// when it is denied, only a LOCKOUT it starts or a lock it cuts.
+    pub effect: Effect,
+    pub verdict: Verdict,
+}
+
+/// What several limits decided together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllDecided {
+    /// The binding limit (see [`binding`]): its position and its answer,
+    /// which is the request's.
+    pub index: usize,
+    pub answer: Answer,
+    /// Each limit's own, in the request's order.
+    pub limits: Few<Decided>,
+}
+
+impl AllDecided {
+    /// The lease the request takes, if one of its limits takes one.
+    pub fn lease_id(&self) -> Option<u64> {
+        self.limits.iter().find_map(|d| d.effect.lease_id())
+    }
+}
+
+/// Several limits, all or nothing: each decides on its own state (under its
+/// rules); the request is allowed only if every limit allows, and then
+/// every limit writes its effect. If any denies, none writes, but for a
+/// policy's LOCKOUT that the denial starts (or a lock cut to what its
+/// policy says now). One limit alone decides as [`evaluate_with`] does.
+///
+/// The one decision of RL.ALL, of every limiter command, of a waiter's
+/// admission, and of the client's fallback. Pure: whoever keeps the states
+/// writes the effects (nothing, for a dry run). No limits at all is INTERNAL.
+#[inline(always)]
+pub fn decide_all(
+    claims: &[Claim<'_>],
+    now: Nanos,
+    action: Action,
+) -> Result<AllDecided, CmdError> {
+    if let [one] = claims {
+        let one = decide_one(one, now, action)?;
+        return Ok(AllDecided {
+            index: 0,
+            answer: one.answer,
+            limits: Few::One([one]),
+        });
+    }
+    let decide = |c: &Claim<'_>| {
+        let (answer, effect, verdict) =
+            evaluate_with(c.stored, c.spec, c.rules, now, c.cost, action)?;
+        Ok(Decided {
+            answer,
+            effect,
+            verdict,
+        })
+    };
+    let mut limits = Few::Many(claims.iter().map(decide).collect::<Result<_, CmdError>>()?);
+    let index = binding(limits.iter().map(|d| &d.answer)).ok_or(INTERNAL)?;
+    let answer = limits.get(index).ok_or(INTERNAL)?.answer;
+    // The binding limit denies if any does.
+    if !answer.allowed {
+        for d in limits.iter_mut() {
+            d.effect = written_on_denial(std::mem::replace(&mut d.effect, Effect::None));
+        }
+    }
+    Ok(AllDecided {
+        index,
+        answer,
+        limits,
+    })
+}
+
+/// A request of one limit: [`decide_all`] of that one claim, its binding
+/// limit being itself (nearly every request is one limit).
+#[inline(always)]
+pub fn decide_one(claim: &Claim<'_>, now: Nanos, action: Action) -> Result<Decided, CmdError> {
+    let c = claim;
+    let (answer, effect, verdict) = evaluate_with(c.stored, c.spec, c.rules, now, c.cost, action)?;
+    let effect = if answer.allowed {
+        effect
+    } else {
+        written_on_denial(effect)
+    };
+    Ok(Decided {
+        answer,
+        effect,
+        verdict,
+    })
+}
+
+/// What a limit writes when the request is denied: a LOCKOUT it starts,
+/// or a lock cut to what its policy says now; nothing else.
+#[inline]
+fn written_on_denial(effect: Effect) -> Effect {
+    match effect {
+        Effect::Lockout { .. } => effect,
+        _ => Effect::None,
+    }
+}
+
+impl Stored<'_> {
+    /// The kind of state held (a lock's: the limit's own under it); `None`
+    /// when empty.
+    pub fn kind(&self) -> Option<StateKind> {
+        match self {
+            Stored::Empty => None,
+            Stored::Bucket(_) => Some(StateKind::Bucket),
+            Stored::Fixed(_) => Some(StateKind::Fixed),
+            Stored::Window(_) => Some(StateKind::Window),
+            Stored::Leases(_) => Some(StateKind::Leases),
+            Stored::Locked(l) => l.inner.stored().kind(),
+        }
+    }
 }
 
 impl Effect {
@@ -589,14 +721,14 @@ pub fn bucket(
     tat: Option<Nanos>,
     now: Nanos,
     cost: u64,
-    mode: Mode,
-) -> (Decision, Effect) {
-    match mode {
-        Mode::Take => {
+    action: Action,
+) -> (Answer, Effect) {
+    match action {
+        Action::Take => {
             let (d, new) = b.decide(tat, now, cost);
             (d, new.map_or(Effect::None, Effect::Bucket))
         }
-        Mode::Refund => {
+        Action::Refund => {
             let (d, ch) = b.refund(tat, now, cost);
             (d, effect_of(ch, Effect::Bucket))
         }
@@ -615,6 +747,7 @@ fn effect_of<S>(c: Change<S>, set: impl FnOnce(S) -> Effect) -> Effect {
 mod tests {
     use super::*;
     use crate::policy::read_definition;
+    use proptest::prelude::*;
 
     fn policy(s: &str) -> (Spec, Rules) {
         let w: Vec<&[u8]> = s.split(' ').map(str::as_bytes).collect();
@@ -622,8 +755,8 @@ mod tests {
         (d.spec, d.rules)
     }
 
-    fn take(state: &mut State, spec: &Spec, rules: Rules, at: Nanos) -> (Decision, Verdict) {
-        let (d, e, v) = evaluate_with(state.stored(), spec, rules, at, 1, Mode::Take).unwrap();
+    fn take(state: &mut State, spec: &Spec, rules: Rules, at: Nanos) -> (Answer, Verdict) {
+        let (d, e, v) = evaluate_with(state.stored(), spec, rules, at, 1, Action::Take).unwrap();
         state.apply(&e);
         (d, v)
     }
@@ -729,7 +862,7 @@ mod tests {
         assert!(!take(&mut s3, &spec, Rules::default(), later).0.allowed);
         // A peek or a refund sees the cut lock and writes nothing (the
         // storm found a refund writing it): only a take writes the cut.
-        for (cost, mode) in [(0, Mode::Take), (1, Mode::Refund)] {
+        for (cost, mode) in [(0, Action::Take), (1, Action::Refund)] {
             let (d, e, _) = evaluate_with(s3.stored(), &spec, short, later, cost, mode).unwrap();
             assert_eq!(e, Effect::None, "{cost} {mode:?}");
             assert_eq!(d.retry_after, RetryAfter::After(Nanos::from_secs(900)));
@@ -746,7 +879,7 @@ mod tests {
         let t0 = Nanos::from_secs(1_800_000_000);
         let mut s = State::Empty;
         take(&mut s, &spec, long, t0);
-        let (_, e, _) = evaluate_with(s.stored(), &spec, long, t0, 1, Mode::Take).unwrap();
+        let (_, e, _) = evaluate_with(s.stored(), &spec, long, t0, 1, Action::Take).unwrap();
         let own = Some(t0.saturating_add(Nanos::from_secs(60)));
         let ten_years = t0.saturating_add(Nanos::from_secs(315_360_000));
         assert_eq!(
@@ -758,7 +891,7 @@ mod tests {
         );
         assert_eq!(s.apply(&e), Some(ten_years));
         let t1 = t0.saturating_add(Nanos::from_secs(1));
-        let (_, e, _) = evaluate_with(s.stored(), &spec, short, t1, 1, Mode::Take).unwrap();
+        let (_, e, _) = evaluate_with(s.stored(), &spec, short, t1, 1, Action::Take).unwrap();
         let cut = t1.saturating_add(Nanos::from_secs(5));
         assert_eq!(e, Effect::Lockout { until: cut, own });
         assert_eq!(s.apply(&e), own);
@@ -777,7 +910,7 @@ mod tests {
         // A dry run or refund never starts a lockout.
         let mut fresh = State::Empty;
         take(&mut fresh, &spec, Rules::default(), t0);
-        let (_, e, v) = evaluate_with(fresh.stored(), &spec, rules, t0, 1, Mode::Refund).unwrap();
+        let (_, e, v) = evaluate_with(fresh.stored(), &spec, rules, t0, 1, Action::Refund).unwrap();
         assert!(!v.locked && !matches!(e, Effect::Lockout { .. }));
     }
 
@@ -788,14 +921,14 @@ mod tests {
         let (five, _) = policy("SLIDING 5 60");
         let (two, rules) = policy("SLIDING 2 60 LOCKOUT 30");
         let t0 = Nanos::from_secs(1_000);
-        let (_, e) = evaluate(Stored::Empty, &five, t0, 5, Mode::Take).unwrap();
+        let (_, e) = evaluate(Stored::Empty, &five, t0, 5, Action::Take).unwrap();
         let mut s = State::Empty;
         s.apply(&e);
-        let (d, e, v) = evaluate_with(s.stored(), &two, rules, t0, 0, Mode::Take).unwrap();
+        let (d, e, v) = evaluate_with(s.stored(), &two, rules, t0, 0, Action::Take).unwrap();
         assert!(!d.allowed && !v.locked, "{d:?} {v:?}");
         assert_eq!(e, Effect::None);
         // A call that takes is locked out.
-        let (_, e, v) = evaluate_with(s.stored(), &two, rules, t0, 1, Mode::Take).unwrap();
+        let (_, e, v) = evaluate_with(s.stored(), &two, rules, t0, 1, Action::Take).unwrap();
         assert!(v.locked && matches!(e, Effect::Lockout { .. }));
     }
 
@@ -873,5 +1006,112 @@ mod tests {
         assert!(fixed(now_ms + ten_years_ms + 60_000));
         assert!(!fixed(now_ms + ten_years_ms + 60_001));
         assert!(!fixed(u64::MAX));
+    }
+
+    /// Takes `cost` from each state under one [`decide_all`], writing what
+    /// it says (as the module's engine does).
+    fn take_all(
+        states: &mut [State],
+        specs: &[(Spec, Rules)],
+        cost: &[u64],
+        at: Nanos,
+    ) -> AllDecided {
+        let claims: Vec<Claim<'_>> = states
+            .iter()
+            .zip(specs)
+            .zip(cost)
+            .map(|((s, (spec, rules)), cost)| Claim {
+                stored: s.stored(),
+                spec,
+                rules: *rules,
+                cost: *cost,
+            })
+            .collect();
+        let all = decide_all(&claims, at, Action::Take).unwrap();
+        drop(claims);
+        for (s, d) in states.iter_mut().zip(all.limits.iter()) {
+            s.apply(&d.effect);
+        }
+        all
+    }
+
+    #[test]
+    fn a_denial_writes_nothing_but_the_lockout_it_starts() {
+        let specs = [policy("FIXED 1 60 LOCKOUT 5"), policy("TOKENBUCKET 10 1")];
+        let mut s = [State::Empty, State::Empty];
+        let t0 = Nanos::from_secs(1_799_999_940);
+        let first = take_all(&mut s, &specs, &[1, 1], t0);
+        assert!(first.answer.allowed);
+        // Binding when allowed: the least remaining (the window's 0).
+        assert_eq!((first.index, first.answer.remaining), (0, 0));
+        assert!(matches!(s[1], State::Bucket(_)));
+        let bucket = s[1].clone();
+        let denied = take_all(&mut s, &specs, &[1, 1], t0);
+        assert!(!denied.answer.allowed && denied.limits[0].verdict.locked);
+        assert_eq!(denied.index, 0);
+        assert!(matches!(s[0], State::Locked(_)), "{:?}", s[0]);
+        assert_eq!(s[1], bucket, "the bucket took nothing");
+        assert_eq!(denied.limits[1].effect, Effect::None);
+        assert_eq!(denied.lease_id(), None);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// A bucket, a sliding window and a fixed window behind one
+        /// decide_all: a denial by any of them changes none; an allowed
+        /// request changes all; the binding limit waits longest when denied
+        /// and has the least left when allowed; each limit's own bound
+        /// holds over the whole history (computed here by brute force).
+        #[test]
+        fn never_consumes_when_one_denies(
+            steps in prop::collection::vec((0u64..400_000_000, 0u64..4, 0u64..4, 0u64..4), 1..80),
+        ) {
+            let specs = [
+                (Spec::Bucket(Bucket::new(4, Nanos::new(250_000_000)).unwrap()), Rules::default()),
+                (Spec::Window(Window { limit: 6, span: Nanos::from_micros(2_000_000), max_entries: 1_000 }), Rules::default()),
+                (Spec::Fixed { limit: 5, calendar: Calendar::Millis(3_000) }, Rules::default()),
+            ];
+            let mut states = [State::Empty, State::Empty, State::Empty];
+            let mut now = 1_700_000_000_000_000_000u64;
+            let mut admitted: Vec<(u64, u64, u64, u64)> = vec![];
+            for (gap, cb, cw, cf) in steps {
+                now += gap;
+                let before = states.clone();
+                let own: Vec<Answer> = states
+                    .iter()
+                    .zip(&specs)
+                    .zip([cb, cw, cf])
+                    .map(|((s, (spec, _)), c)| evaluate(s.stored(), spec, Nanos::new(now), c, Action::Take).unwrap().0)
+                    .collect();
+                let all = take_all(&mut states, &specs, &[cb, cw, cf], Nanos::new(now));
+                let all_ok = own.iter().all(|a| a.allowed);
+                prop_assert_eq!(all.answer.allowed, all_ok);
+                prop_assert!(all.index < 3);
+                let wait = |a: &Answer| match a.retry_after {
+                    RetryAfter::Never => u128::MAX,
+                    RetryAfter::After(s) => u128::from(s.as_u64()),
+                    RetryAfter::Now => 0,
+                };
+                if all_ok {
+                    prop_assert_eq!(all.answer.remaining, own.iter().map(|a| a.remaining).min().unwrap());
+                    admitted.push((now, cb, cw, cf));
+                } else {
+                    for other in own.iter().filter(|a| !a.allowed) {
+                        prop_assert!(wait(&all.answer) >= wait(other));
+                    }
+                    prop_assert_eq!(&states, &before);
+                }
+                for (i, &(a, ..)) in admitted.iter().enumerate() {
+                    let bucket_units: u64 = admitted[i..].iter().map(|x| x.1).sum();
+                    prop_assert!(u128::from(bucket_units) * 250_000_000 <= 4 * 250_000_000 + u128::from(now - a));
+                    let window_units: u64 = admitted.iter().filter(|x| x.0 >= a && x.0 < a + 2_000_000_000).map(|x| x.2).sum();
+                    prop_assert!(window_units <= 6);
+                    let fixed_window = |t: u64| t / 3_000_000_000;
+                    let fixed_units: u64 = admitted.iter().filter(|x| fixed_window(x.0) == fixed_window(a)).map(|x| x.3).sum();
+                    prop_assert!(fixed_units <= 5, "{} units in the 3 s window of {}", fixed_units, a);
+                }
+            }
+        }
     }
 }

@@ -56,6 +56,24 @@ pub enum Scaled {
     TooLarge,
 }
 
+/// 10^k for every k a u128 holds (10^38 < 2^128 < 10^39).
+#[allow(clippy::indexing_slicing)]
+const POW10: [u128; 39] = {
+    let mut t = [1u128; 39];
+    let mut k = 1;
+    while k < t.len() {
+        t[k] = t[k - 1] * 10;
+        k += 1;
+    }
+    t
+};
+
+/// 10^k, if a u128 holds it.
+#[inline]
+fn pow10(k: u64) -> Option<u128> {
+    usize::try_from(k).ok().and_then(|k| POW10.get(k).copied())
+}
+
 /// The largest exponent a typed number may carry (`1e400`, `1e-400`).
 const MAX_EXP: i32 = 400;
 
@@ -249,16 +267,26 @@ impl Decimal {
         self.ratio(scale, div, true)
     }
 
-    /// `self * 10^scale` if that is a whole number, else `None`.
+    /// `self * 10^scale` if that is a whole number, else `None`: the ratio
+    /// to 1 when it rounds the same up and down.
     pub fn scaled_exact(&self, scale: i32) -> Option<Scaled> {
-        let one = Decimal::from_int(1);
-        let up = self.ratio(scale, &one, true);
-        let down = self.ratio(scale, &one, false);
-        if up == down {
-            Some(up)
-        } else {
-            None
+        if self.digits == 0 {
+            return Some(Scaled::Value(0));
         }
+        let k = i64::from(self.exp) + i64::from(scale);
+        let digits = u128::from(self.digits);
+        Some(match pow10(k.unsigned_abs()) {
+            Some(p) if k >= 0 => match digits.checked_mul(p).map(u64::try_from) {
+                Some(Ok(v)) => Scaled::Value(v),
+                _ => Scaled::TooLarge,
+            },
+            // Whole; else below 1 (digits < p) or with a fraction.
+            Some(p) if digits % p == 0 => Scaled::Value(u64::try_from(digits / p).ok()?),
+            Some(_) => return None,
+            None if k >= 0 => Scaled::TooLarge,
+            // So small that even its ceiling is refused.
+            None => Scaled::TooSmall,
+        })
     }
 
     fn ratio(&self, scale: i32, div: &Decimal, round_up: bool) -> Scaled {
@@ -273,10 +301,7 @@ impl Decimal {
         // Both mantissas are below 2^64 and 10^38 < 2^128 < 10^39: past
         // that, one side exceeds 2^128 and the quotient is surely out of
         // u64 range (or below 1).
-        let (num, den) = match u32::try_from(k.unsigned_abs())
-            .ok()
-            .and_then(|e| 10u128.checked_pow(e))
-        {
+        let (num, den) = match pow10(k.unsigned_abs()) {
             Some(p) if k >= 0 => match u128::from(self.digits).checked_mul(p) {
                 Some(n) => (n, u128::from(div.digits)),
                 None => return Scaled::TooLarge,
@@ -543,6 +568,24 @@ mod tests {
         ) {
             let (a, b) = (Decimal { digits: ad, exp: ae }, Decimal { digits: bd, exp: be });
             proptest::prop_assert_eq!(a.ratio_ceil(scale, &b), reference(a, scale, b));
+        }
+
+        /// scaled_exact is the ratio to 1 when it rounds the same both ways:
+        /// any decimal, and ones just off a whole number (`a * 10^j + r`,
+        /// scaled by `10^-j`).
+        #[test]
+        fn scaled_exact_is_the_ratio_that_rounds_alike(
+            (digits, exp, scale) in proptest::prop_oneof![
+                (proptest::num::u64::ANY, -45i32..45, -3i32..12),
+                proptest::strategy::Strategy::prop_map((0u64..1000, 0u32..8, 0u64..3, -2i32..3), |(a, j, r, e)| {
+                    (a * 10u64.pow(j) + r, e, -(j as i32) - e)
+                }),
+            ],
+        ) {
+            let a = Decimal { digits, exp };
+            let one = Decimal::from_int(1);
+            let (up, down) = (a.ratio(scale, &one, true), a.ratio(scale, &one, false));
+            proptest::prop_assert_eq!(a.scaled_exact(scale), (up == down).then_some(up));
         }
     }
 

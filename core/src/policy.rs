@@ -8,15 +8,12 @@
 //! `CONCURRENCY 3 30`, then `[SHADOW] [LOCKOUT seconds]`.
 
 use crate::algo::calendar::Unit;
-use crate::bounds::{MAX_POLICY_WORD, MAX_POLICY_WORDS};
+use crate::bounds::{MAX_POLICY_NAME, MAX_POLICY_WORD, MAX_POLICY_WORDS};
 use crate::error::{self, CmdError};
-use crate::grammar::{algorithm, is, Algorithm, Cursor, Kind, Settings, Syntax, Value, Words};
+use crate::grammar::{algorithm, is, Algorithm, ArgKind, Cursor, Settings, Syntax, Value, Words};
 use crate::limit::{Rules, Spec};
 use crate::num::Decimal;
 use crate::time::Nanos;
-
-/// The longest policy name.
-pub const MAX_NAME: usize = 64;
 
 /// A policy's definition, read and checked.
 #[derive(Debug, Clone)]
@@ -35,7 +32,7 @@ pub struct Definition {
 /// A name for INFO, logs and headers: 1 to 64 of `A-Z a-z 0-9 _ - .`
 /// (no `:`, which would end an INFO field's name).
 pub fn valid_name(name: &[u8]) -> bool {
-    (1..=MAX_NAME).contains(&name.len())
+    (1..=MAX_POLICY_NAME).contains(&name.len())
         && name
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(b))
@@ -78,7 +75,7 @@ pub fn read_definition<'a, W: Words<'a> + ?Sized>(
             }
             if is(w, LOCKOUT) && rules.lockout.is_none() {
                 let value = c.next_or(error::LOCKOUT)?;
-                rules.lockout = match Kind::Lease.read(value) {
+                rules.lockout = match ArgKind::Lease.read(value) {
                     Some(Value::Int(ns)) => Some(Nanos::new(ns)),
                     _ => return Err(error::LOCKOUT),
                 };

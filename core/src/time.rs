@@ -50,6 +50,12 @@ impl Nanos {
         self.0 / NANOS_PER_MICRO
     }
 
+    /// Whole milliseconds, rounded down.
+    #[inline]
+    pub const fn as_millis(self) -> u64 {
+        self.0 / NANOS_PER_MILLI
+    }
+
     /// Milliseconds rounded up: a wait of this many milliseconds covers the span.
     #[inline]
     pub const fn ceil_millis(self) -> u64 {

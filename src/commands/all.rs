@@ -1,4 +1,4 @@
-//! RL.ALL: several limits, one atomic decision.
+//! RL.ALL and RL.TAKEALL: several limits, one atomic decision.
 //!
 //! Every limit is evaluated against its own key; only if all of them allow
 //! do all of them consume. Their effects are propagated one after the
@@ -9,16 +9,17 @@ use std::rc::Rc;
 
 use redis_ratelimit_core::error::{CmdError, SYNTAX};
 use redis_ratelimit_core::grammar::{
-    all_key_positions, check_all, read_all, read_take_all, ClauseLimit, Words,
+    all_key_positions, read_all, read_take_all, ClauseLimit, PolicyLookup,
 };
 
-use super::Cmd;
+use super::limiter::leases;
+use super::row::Cmd;
 use crate::api::{Argv, Ctx};
 use crate::config;
+use crate::engine::{self, Limit};
 use crate::policies::{self, Policy};
-use redis_ratelimit_core::limit::Kind;
-
-use crate::engine::{self, Answer, Limit, Shape};
+use crate::reply::Reply;
+use crate::store;
 
 /// RL.ALL [COST n] [DRYRUN] [REFUND] [BLOCK ms] LIMIT key <algorithm> ... [COST n] [LIMIT ...] ...
 /// (a clause's limit may also be `POLICY name`)
@@ -40,48 +41,30 @@ fn clauses(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd, policies_only: bool) -> Resu
         }
         return Ok(());
     }
-    let parsed = if policies_only {
-        read_take_all(&argv, config::settings())?
-    } else {
-        read_all(&argv, config::settings())?
+    // Policies are looked up once every clause reads (an unknown one is an
+    // error before anything is read), then all limits are checked together.
+    let lookup = PolicyLookup {
+        resolve: policies::find,
+        spec: |p: &Rc<Policy>| &p.spec,
     };
-    // Policies first: an unknown one is an error before anything is read.
-    let mut named: Vec<Option<Rc<Policy>>> = Vec::with_capacity(parsed.clauses.len());
-    for c in &parsed.clauses {
-        named.push(match c.limit {
-            ClauseLimit::Policy(i) => Some(policies::find(argv.word(i).ok_or(SYNTAX)?)?),
-            ClauseLimit::Inline(_) => None,
-        });
-    }
+    let parsed = if policies_only {
+        read_take_all(&argv, config::settings(), lookup)?
+    } else {
+        read_all(&argv, config::settings(), lookup)?
+    };
     let mut limits = Vec::with_capacity(parsed.clauses.len());
-    for (c, p) in parsed.clauses.iter().zip(&named) {
-        let spec = match (&c.limit, p) {
-            (ClauseLimit::Inline(spec), _) => spec,
-            (ClauseLimit::Policy(_), Some(p)) => &p.spec,
-            (ClauseLimit::Policy(_), None) => return Err(SYNTAX),
+    for c in &parsed.clauses {
+        let (spec, policy) = match &c.limit {
+            ClauseLimit::Inline(spec) => (spec, None),
+            ClauseLimit::Policy(p) => (&p.spec, Some(&**p)),
         };
         limits.push(Limit {
             name: argv.name(c.key).ok_or(SYNTAX)?,
             spec,
             cost: c.cost.or(parsed.request.cost).unwrap_or(1),
-            policy: p.as_deref(),
+            policy,
         });
     }
-    let together: Vec<_> = parsed
-        .clauses
-        .iter()
-        .zip(&limits)
-        .map(|(c, l)| (l.spec, c.cost))
-        .collect();
-    check_all(&together, &parsed.request)?;
-    let Answer::Decided(d, index, lease) = engine::all(ctx, cmd, &limits, parsed.request)? else {
-        return Ok(());
-    };
-    let shape = Shape {
-        all: true,
-        lease: limits.iter().any(|l| l.spec.kind() == Kind::Leases),
-    };
-    let (f, n) = engine::fields(shape, &d, index, lease);
-    ctx.reply_ints(f.get(..n).unwrap_or(&[]));
-    Ok(())
+    let reply = Reply::all(limits.iter().any(|l| leases(l.spec)));
+    engine::decide(ctx, cmd.report, &limits, parsed.request, reply, store::load)
 }

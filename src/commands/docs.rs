@@ -3,17 +3,24 @@
 //! handler reads: the docs cannot list an argument the command does not
 //! take.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 
 use redis_ratelimit_core::grammar::{
-    Kind, Param, Syntax, ALGORITHMS, LIMIT_CLAUSE, POLICY_CLAUSE, REQUEST_OPTIONS,
+    ArgKind, Param, Syntax, ALGORITHMS, COST, LIMIT_CLAUSE, POLICY_CLAUSE, REQUEST_OPTIONS,
 };
+use redis_ratelimit_core::policy::{LOCKOUT, SHADOW};
 
-use super::{Args, Body, Command, Keys};
-
-/// The clause keyword, as the key spec names it (the grammar's: tested).
-const LIMIT_KEYWORD: &std::ffi::CStr = c"LIMIT";
+use super::row::{Args, Body, Command, Keys};
 use crate::api::{self, Ctx, DocArg, DocInfo, DocType, KeySpec};
+
+/// This crate's version (Cargo.toml): `COMMAND DOCS` shows it as every
+/// command's `since`.
+#[allow(clippy::panic)]
+const VERSION: &CStr =
+    match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+        Ok(v) => v,
+        Err(_) => panic!("the crate version holds a NUL byte"),
+    };
 
 fn cstring(s: &str) -> CString {
     CString::new(s).unwrap_or_default()
@@ -30,11 +37,11 @@ fn arg(name: &str, ty: DocType) -> DocArg {
     }
 }
 
-fn doc_type(kind: Kind) -> DocType {
+fn doc_type(kind: ArgKind) -> DocType {
     match kind {
-        Kind::Int { .. } | Kind::Timeout => DocType::Int,
-        Kind::Positive | Kind::Window | Kind::Lease => DocType::Double,
-        Kind::FixedWindow | Kind::Zone => DocType::Str,
+        ArgKind::Int { .. } | ArgKind::Timeout => DocType::Int,
+        ArgKind::Positive | ArgKind::Window | ArgKind::Lease => DocType::Double,
+        ArgKind::FixedWindow | ArgKind::Zone => DocType::Str,
     }
 }
 
@@ -51,7 +58,7 @@ fn param(p: &Param) -> DocArg {
 fn request_options(with_cost: bool) -> Vec<DocArg> {
     REQUEST_OPTIONS
         .iter()
-        .filter(|o| with_cost || o.keyword != "COST")
+        .filter(|o| with_cost || o.keyword != COST)
         .map(|o| match &o.value {
             Some(v) => param(v),
             None => DocArg {
@@ -98,7 +105,7 @@ fn all_args(inline: bool) -> Vec<DocArg> {
             ..arg("algorithm", DocType::OneOf)
         },
         DocArg {
-            token: Some(cstring("COST")),
+            token: Some(cstring(COST)),
             optional: true,
             ..arg("cost", DocType::Int)
         },
@@ -130,12 +137,12 @@ fn policy_set_args() -> Vec<DocArg> {
             ..arg("algorithm", DocType::OneOf)
         },
         DocArg {
-            token: Some(cstring("SHADOW")),
+            token: Some(cstring(SHADOW)),
             optional: true,
             ..arg("shadow", DocType::Token)
         },
         DocArg {
-            token: Some(cstring("LOCKOUT")),
+            token: Some(cstring(LOCKOUT)),
             optional: true,
             ..arg("seconds", DocType::Double)
         },
@@ -155,6 +162,7 @@ pub fn register(ctx: &Ctx<'_>, commands: &[Command]) -> Result<(), String> {
     if !api::has_command_info() {
         return Ok(());
     }
+    let limit = cstring(LIMIT_CLAUSE);
     for row in commands {
         let args = match (&row.args, &row.body) {
             (Args::Syntax, Body::Limiter(s)) => limiter_args(s),
@@ -173,16 +181,13 @@ pub fn register(ctx: &Ctx<'_>, commands: &[Command]) -> Result<(), String> {
         };
         let keys = match row.keys {
             Keys::First => Some((u64::from(row.key_flags), KeySpec::Index(1))),
-            Keys::AfterEachLimit => Some((
-                u64::from(row.key_flags),
-                KeySpec::AfterKeyword(LIMIT_KEYWORD),
-            )),
+            Keys::AfterEachLimit => Some((u64::from(row.key_flags), KeySpec::AfterKeyword(&limit))),
             Keys::None => None,
         };
         let info = DocInfo {
             summary: row.summary,
             complexity: row.complexity,
-            since: c"0.1.0",
+            since: VERSION,
             arity: row.arity(),
             keys,
             args: &args,
@@ -200,10 +205,10 @@ pub fn register(ctx: &Ctx<'_>, commands: &[Command]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn the_key_spec_keyword_is_the_grammars() {
+    fn commands_are_since_the_crates_version() {
         assert_eq!(
-            super::LIMIT_KEYWORD.to_bytes(),
-            super::LIMIT_CLAUSE.as_bytes()
+            super::VERSION.to_bytes(),
+            env!("CARGO_PKG_VERSION").as_bytes()
         );
     }
 }

@@ -3,79 +3,31 @@
 //! was live, 0 if it is unknown or already expired: never an error, since
 //! releases are retried.
 
-use redis_ratelimit_core::algo::lease::{self, Leases};
-use redis_ratelimit_core::error::{CmdError, INTERNAL, LEASE, LEASE_ID, SYNTAX};
-use redis_ratelimit_core::grammar::{int, Kind as ArgKind, Value, Words};
-use redis_ratelimit_core::limit::{Effect, Kind, Stored};
+use redis_ratelimit_core::algo::lease;
+use redis_ratelimit_core::error::{CmdError, LEASE, LEASE_ID, SYNTAX};
+use redis_ratelimit_core::grammar::{int, ArgKind, Value, Words};
 use redis_ratelimit_core::time::Nanos;
 
-use super::Cmd;
+use super::row::Cmd;
 use crate::api::{Argv, Ctx};
-use crate::{block, clock, engine, stats, store};
+use crate::engine;
 
 /// RL.RELEASE key lease_id
 pub fn release(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
-    if argv.count() != 3 {
-        return Err(CmdError::WrongArity);
-    }
+    let name = argv.name(1).ok_or(SYNTAX)?;
     let id = argv.word(2).and_then(|w| int(w, 1)).ok_or(LEASE_ID)?;
-    change(
-        ctx,
-        argv,
-        cmd,
-        |leases, now| lease::release(leases, id, now),
-        true,
-    )
+    let op = |leases: Option<&_>, now| lease::release(leases, id, now);
+    engine::change_lease(ctx, cmd.report, name, op, true)
 }
 
 /// RL.RENEW key lease_id lease_seconds
 pub fn renew(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
-    if argv.count() != 4 {
-        return Err(CmdError::WrongArity);
-    }
+    let name = argv.name(1).ok_or(SYNTAX)?;
     let id = argv.word(2).and_then(|w| int(w, 1)).ok_or(LEASE_ID)?;
     let lease = match argv.word(3).and_then(|w| ArgKind::Lease.read(w)) {
         Some(Value::Int(ns)) => Nanos::new(ns),
         _ => return Err(LEASE),
     };
-    change(
-        ctx,
-        argv,
-        cmd,
-        |leases, now| lease::renew(leases, id, lease, now),
-        false,
-    )
-}
-
-/// Loads the key's leases, decides with `op`, writes and replicates the
-/// change and answers 1, or answers 0 when there is nothing to change. A
-/// release frees a slot, a renewal may end a lease sooner: the first
-/// waiter in line is checked again at once.
-fn change(
-    ctx: &Ctx<'_>,
-    argv: Argv<'_>,
-    cmd: Cmd,
-    op: impl FnOnce(Option<&Leases>, Nanos) -> Option<lease::Op>,
-    recheck: bool,
-) -> Result<(), CmdError> {
-    let name = argv.name(1).ok_or(SYNTAX)?;
-    let now = clock::now();
-    let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
-    let decided = match store::load(&key, Kind::Leases)? {
-        Stored::Leases(l) => op(Some(l), now),
-        _ => None,
-    };
-    let Some(decided) = decided else {
-        stats::decided(cmd.id, false, false, false);
-        ctx.reply_int(0);
-        return Ok(());
-    };
-    engine::commit(ctx, &mut key, name, &Effect::Lease(decided), cmd.row.event);
-    drop(key);
-    if recheck {
-        block::kick(ctx, name.bytes());
-    }
-    stats::decided(cmd.id, true, false, false);
-    ctx.reply_int(1);
-    Ok(())
+    let op = |leases: Option<&_>, now| lease::renew(leases, id, lease, now);
+    engine::change_lease(ctx, cmd.report, name, op, false)
 }

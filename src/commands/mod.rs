@@ -1,12 +1,15 @@
 //! The command table: one row per command, and everything derived from it
-//! (registration, key positions, `COMMAND DOCS`, INFO counters, keyspace
-//! events, the internal-command check).
+//! (registration, arity, key positions, `COMMAND DOCS`, INFO counters,
+//! keyspace events, the internal-command check).
 //!
 //! Adding a command is one row here and its handler; a new limiter
 //! algorithm is a row whose body is its [`Syntax`](redis_ratelimit_core::grammar::Syntax).
 //!
 //! Every handler runs inside [`api::run_command`], which catches panics
-//! and answers the error a handler returns. Handlers do everything
+//! and answers the error a handler returns, and is given its row: its
+//! counters and keyspace event go with it to the engine. The entry point
+//! checks the row's arity before any handler runs (Redis checks it too for
+//! clients, but not for an AOF being loaded). Handlers do everything
 //! fallible before their first write, so an error never leaves half a
 //! change behind.
 
@@ -15,144 +18,23 @@ mod docs;
 mod lease;
 mod limiter;
 mod policy;
+mod row;
 mod state;
 #[cfg(feature = "test-hooks")]
 mod testing;
 mod throttle;
 
-use std::ffi::{c_int, CStr, CString};
+use std::ffi::{c_int, CString};
 
 use redis_ratelimit_core::error::CmdError;
-use redis_ratelimit_core::grammar::{self, Syntax};
+use redis_ratelimit_core::grammar::{self, Words};
 
-use crate::api::{self, Argv, Ctx, EntryFn};
-use crate::stats;
+use crate::api::{self, Ctx, EntryFn};
+use crate::stats::Report;
+use crate::wire;
 
-/// A handler: the context, the arguments, and which command runs.
-pub type Handler = fn(&Ctx<'_>, Argv<'_>, Cmd) -> Result<(), CmdError>;
-
-/// What a command does.
-pub enum Body {
-    /// An algorithm's own command, read by its syntax and decided by the engine.
-    Limiter(&'static Syntax),
-    Handler(Handler),
-    /// A container of subcommands (rows named `PARENT|SUB` follow it).
-    Container,
-}
-
-/// Where a command's keys are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Keys {
-    /// The first argument.
-    First,
-    /// After each LIMIT (RL.ALL): the keys-position API finds them.
-    AfterEachLimit,
-    /// None (test hooks).
-    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
-    None,
-}
-
-/// What `COMMAND DOCS` shows as the arguments.
-pub enum Args {
-    /// A limiter's: derived from its syntax.
-    Syntax,
-    /// RL.ALL's: derived from every algorithm's syntax.
-    All,
-    /// Written out: (name, type, optional).
-    Listed(&'static [(&'static CStr, api::DocType, bool)]),
-    /// RL.POLICY SET's: a name, then any algorithm's definition.
-    PolicySet,
-    /// RL.TAKE's: a key, a policy name, the request options.
-    Take,
-    /// RL.TAKEALL's: request options, then `LIMIT key POLICY name` clauses.
-    TakeAll,
-}
-
-/// One row of the table.
-pub struct Command {
-    pub name: &'static CStr,
-    pub body: Body,
-    /// Redis command flags.
-    pub flags: &'static CStr,
-    pub keys: Keys,
-    /// `REDISMODULE_CMD_KEY_*` flags of the key spec.
-    pub key_flags: u32,
-    /// Arity as `COMMAND INFO` shows it (negative: at least); `None` for
-    /// limiters, whose syntax says it.
-    pub arity: Option<i32>,
-    pub summary: &'static CStr,
-    pub complexity: &'static CStr,
-    pub args: Args,
-    /// The name INFO counts its calls under; `None`: not counted.
-    pub counted: Option<&'static str>,
-    /// The keyspace notification its writes raise (class `d`, module).
-    pub event: &'static CStr,
-    /// Who may call it: its ACL category.
-    pub role: Role,
-}
-
-/// Who a command is for, as an operator grants it: each role is an ACL
-/// category where the server lets a module add one (Redis 7.4+, Valkey
-/// 8.0+), and a list of commands elsewhere (docs/SECURITY.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// `@ratelimit`: applies the operator's named policies (RL.TAKE,
-    /// RL.TAKEALL) and gives back or extends the leases it holds. Cannot
-    /// choose a limit, nor read or change policies.
-    App,
-    /// `@ratelimit-inline`: passes its own limits inline (the algorithms'
-    /// commands, RL.ALL, CL.THROTTLE). For trusted services: whoever may
-    /// call a limiter on a key chooses that key's limit.
-    Inline,
-    /// `@ratelimit-admin`: reads and changes the named policies.
-    Admin,
-    /// Applies effects only (replication, AOF): refused to every client,
-    /// in no category of ours.
-    Internal,
-    /// Test builds only: in no category.
-    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
-    Test,
-}
-
-impl Role {
-    /// The ACL category of this module that holds the role's commands.
-    pub fn category(self) -> Option<&'static CStr> {
-        match self {
-            Role::App => Some(c"ratelimit"),
-            Role::Inline => Some(c"ratelimit-inline"),
-            Role::Admin => Some(c"ratelimit-admin"),
-            Role::Internal | Role::Test => None,
-        }
-    }
-}
-
-/// The categories this module adds, in the order they are created.
-pub const CATEGORIES: [Role; 3] = [Role::App, Role::Inline, Role::Admin];
-
-impl Command {
-    /// The arity `COMMAND INFO` shows (negative: at least).
-    pub fn arity(&self) -> i32 {
-        match (&self.body, self.arity) {
-            (_, Some(a)) => a,
-            (Body::Limiter(s), None) => -i32::try_from(s.command_arity() + 1).unwrap_or(i32::MAX),
-            (Body::Handler(_) | Body::Container, None) => -1,
-        }
-    }
-
-    /// `PARENT|SUB` for a subcommand: the parent and the subcommand's name.
-    pub fn parent(&self) -> Option<(&'static [u8], &'static [u8])> {
-        let name = self.name.to_bytes();
-        let bar = name.iter().position(|b| *b == b'|')?;
-        Some((name.get(..bar)?, name.get(bar + 1..)?))
-    }
-}
-
-/// A running command: its row and its index in the table.
-#[derive(Clone, Copy)]
-pub struct Cmd {
-    pub row: &'static Command,
-    pub id: usize,
-}
+pub use row::Command;
+use row::{reports, Args, Body, Cmd, Keys, Role, CATEGORIES};
 
 const RW: u32 = redis_module::raw::REDISMODULE_CMD_KEY_RW;
 const OW: u32 = redis_module::raw::REDISMODULE_CMD_KEY_OW;
@@ -232,7 +114,7 @@ pub const COMMANDS: &[Command] = &[
         counted: Some("throttle"), event: c"cl.throttle", role: Role::Inline,
     },
     Command {
-        name: c"RL.TAKE", body: Body::Handler(policy::take),
+        name: c"RL.TAKE", body: Body::Handler(limiter::take),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: Some(-3),
         summary: c"Applies a named policy (RL.POLICY SET) to a key: its algorithm, its reply, its SHADOW and LOCKOUT rules.",
         complexity: c"O(1) for bucket, GCRA and fixed policies; as the algorithm's own command otherwise", args: Args::Take,
@@ -282,7 +164,7 @@ pub const COMMANDS: &[Command] = &[
     },
     // Internal: how replicas and the AOF receive effects. Refused to clients.
     Command {
-        name: c"RL.SETSTATE", body: Body::Handler(state::setstate),
+        name: wire::SETSTATE, body: Body::Handler(state::setstate),
         flags: c"write deny-oom", keys: Keys::First, key_flags: OW | UPDATE, arity: Some(3),
         summary: c"Internal: sets a limiter state with its absolute expiry (replication, AOF).",
         complexity: c"O(1) for bucket and fixed, O(n) in the state for window",
@@ -290,7 +172,7 @@ pub const COMMANDS: &[Command] = &[
         counted: None, event: c"rl.setstate", role: Role::Internal,
     },
     Command {
-        name: c"RL.WINDOWADD", body: Body::Handler(state::windowadd),
+        name: wire::WINDOWADD, body: Body::Handler(state::windowadd),
         flags: c"write deny-oom", keys: Keys::First, key_flags: RW | UPDATE, arity: Some(3),
         summary: c"Internal: applies one allowed sliding-window request (replication, AOF).",
         complexity: c"O(1) amortized",
@@ -298,7 +180,7 @@ pub const COMMANDS: &[Command] = &[
         counted: None, event: c"rl.windowadd", role: Role::Internal,
     },
     Command {
-        name: c"RL.LEASE", body: Body::Handler(state::lease),
+        name: wire::LEASE, body: Body::Handler(state::lease),
         flags: c"write deny-oom", keys: Keys::First, key_flags: RW | UPDATE, arity: Some(3),
         summary: c"Internal: applies one lease taken, released or renewed (replication, AOF).",
         complexity: c"O(n) in the key's leases",
@@ -306,7 +188,7 @@ pub const COMMANDS: &[Command] = &[
         counted: None, event: c"rl.lease", role: Role::Internal,
     },
     Command {
-        name: c"RL.WINDOWREFUND", body: Body::Handler(state::windowrefund),
+        name: wire::WINDOWREFUND, body: Body::Handler(state::windowrefund),
         flags: c"write deny-oom", keys: Keys::First, key_flags: RW | UPDATE, arity: Some(3),
         summary: c"Internal: applies a sliding-window refund (replication, AOF).",
         complexity: c"O(n) in the log's entries",
@@ -315,32 +197,48 @@ pub const COMMANDS: &[Command] = &[
     },
 ];
 
-/// Runs row `I` of `table`: Redis has no per-command user data, so each
+/// Each row's report (its counters and keyspace event), in table order. A
+/// static apart from the table: counters change, and the table stays a
+/// constant the compiler reads through (each limiter's entry point reads its
+/// syntax at build time). Sized by the table: no row goes uncounted.
+pub static REPORTS: [Report; COMMANDS.len()] = reports(COMMANDS);
+
+/// Runs row `I` of its table: Redis has no per-command user data, so each
 /// row gets its own instance of this entry point.
 extern "C" fn entry<const TEST: bool, const I: usize>(
     ctx: *mut redis_module::raw::RedisModuleCtx,
     argv: *mut *mut redis_module::raw::RedisModuleString,
     argc: c_int,
 ) -> c_int {
-    let table = if TEST { testing_table() } else { COMMANDS };
-    let row = table.get(I);
-    let counted = row.is_some_and(|r| r.counted.is_some()) && !TEST;
+    let (table, reports) = if TEST {
+        testing_table()
+    } else {
+        (COMMANDS, &REPORTS[..])
+    };
+    let cmd = match (table.get(I), reports.get(I)) {
+        (Some(row), Some(report)) => Some(Cmd { row, report }),
+        _ => None,
+    };
+    let counted = cmd.filter(|c| c.row.counted.is_some());
     api::run_command(
         ctx,
         argv,
         argc,
         |c, args| {
-            let row = row.ok_or(redis_ratelimit_core::error::INTERNAL)?;
-            let cmd = Cmd { row, id: I };
+            let cmd = cmd.ok_or(redis_ratelimit_core::error::INTERNAL)?;
+            let row = cmd.row;
             // Where are the keys? (getkeys-api: RL.ALL) is asked before the
             // call in a cluster, and always on Valkey 9.1: not a call.
-            if counted
-                && !(matches!(row.keys, Keys::AfterEachLimit) && c.is_keys_position_request())
-            {
-                stats::call(I);
+            let asks_keys =
+                matches!(row.keys, Keys::AfterEachLimit) && c.is_keys_position_request();
+            if let (Some(c), false) = (counted, asks_keys) {
+                c.report.call();
             }
             if row.role == Role::Internal && !(c.flags().loading() || c.flags().replicated()) {
                 return Err(CmdError::InternalCommand(row.name));
+            }
+            if !row.takes(args.count()) {
+                return Err(CmdError::WrongArity);
             }
             match row.body {
                 Body::Limiter(syntax) => limiter::limiter(c, args, cmd, syntax),
@@ -349,8 +247,8 @@ extern "C" fn entry<const TEST: bool, const I: usize>(
             }
         },
         || {
-            if counted {
-                stats::error(I);
+            if let Some(c) = counted {
+                c.report.error();
             }
         },
     )
@@ -376,13 +274,13 @@ const _: () = assert!(
 const TEST_ENTRIES: [EntryFn; 4] = entries!(true; 0 1 2 3);
 
 #[cfg(feature = "test-hooks")]
-fn testing_table() -> &'static [Command] {
-    testing::COMMANDS
+fn testing_table() -> (&'static [Command], &'static [Report]) {
+    (testing::COMMANDS, &testing::REPORTS)
 }
 
 #[cfg(not(feature = "test-hooks"))]
-fn testing_table() -> &'static [Command] {
-    &[]
+fn testing_table() -> (&'static [Command], &'static [Report]) {
+    (&[], &[])
 }
 
 /// ACL categories, where the server lets modules set them. Every command
@@ -404,13 +302,13 @@ fn acl_categories(row: &Command, with_own: bool) -> CString {
 
 /// Registers every command, its docs and its ACL categories.
 pub fn register(ctx: &Ctx<'_>) -> Result<(), String> {
-    if testing_table().len() > TEST_ENTRIES.len() {
+    if testing_table().0.len() > TEST_ENTRIES.len() {
         return Err("the command table outgrew its entry points".into());
     }
     for (row, entry) in COMMANDS
         .iter()
         .zip(ENTRIES)
-        .chain(testing_table().iter().zip(TEST_ENTRIES))
+        .chain(testing_table().0.iter().zip(TEST_ENTRIES))
     {
         let keys = match row.keys {
             Keys::First => (1, 1, 1),

@@ -9,21 +9,19 @@
 //! clients, which could otherwise forge a limiter's state.
 
 use redis_ratelimit_core::algo::lease::Op;
+use redis_ratelimit_core::algo::sliding::{Refund, Update};
 use redis_ratelimit_core::bounds::MAX_INT;
 use redis_ratelimit_core::error::{CmdError, INTERNAL, STATE_PAYLOAD, SYNTAX, UPDATE};
 use redis_ratelimit_core::grammar::Words;
-use redis_ratelimit_core::limit::{Effect, Kind, Lock, State, Stored};
+use redis_ratelimit_core::limit::{Effect, Lock, State, StateKind, Stored};
 
-use super::Cmd;
-use crate::api::{Argv, Ctx, Holds, Name};
+use super::row::Cmd;
+use crate::api::{Argv, Ctx, Holds, Key, Name};
 use crate::wire;
 use crate::{clock, store};
 
-/// The key and the one payload argument.
+/// The key and the one payload argument (the row's arity: exactly these).
 fn key_and_payload<'a>(argv: &Argv<'a>) -> Result<(Name<'a>, &'a [u8]), CmdError> {
-    if argv.count() != 3 {
-        return Err(CmdError::WrongArity);
-    }
     let key = argv.name(1).ok_or(SYNTAX)?;
     let payload = argv.word(2).ok_or(SYNTAX)?;
     Ok((key, payload))
@@ -43,7 +41,7 @@ pub fn setstate(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError>
     // As SET .. PXAT does: a master not loading drops an already expired
     // state instead of storing it; replicas and loads keep it and let the
     // expiry run its course.
-    let now_ms = clock::now().as_u64() / 1_000_000;
+    let now_ms = clock::now().as_millis();
     let flags = ctx.flags();
     if expire_ms != 0 && expire_ms <= now_ms && !(flags.loading() || flags.replica()) {
         if key.holds() != Holds::Nothing {
@@ -56,39 +54,48 @@ pub fn setstate(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError>
         return Ok(());
     }
     store::write_state(&mut key, state);
-    ctx.replicate_verbatim();
-    ctx.signal_modified(name);
-    ctx.notify(cmd.row.event, name);
+    passed_on(ctx, name, cmd);
     drop(key);
     ctx.reply_ok();
     Ok(())
 }
 
+/// A change written as the master sent it: this server passes it on as it
+/// is (its own replicas, its AOF) and signals it.
+fn passed_on(ctx: &Ctx<'_>, name: Name<'_>, cmd: Cmd) {
+    ctx.replicate_verbatim();
+    ctx.signal_modified(name);
+    ctx.notify(cmd.row.event, name);
+}
+
+/// Writes a replicated effect into `key` and passes it on.
+fn apply(ctx: &Ctx<'_>, key: &mut Key<'_>, name: Name<'_>, effect: &Effect, cmd: Cmd) {
+    store::write(key, effect);
+    passed_on(ctx, name, cmd);
+}
+
 /// RL.WINDOWADD key update
 pub fn windowadd(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     let (name, payload) = key_and_payload(&argv)?;
-    let u = wire::decode_update(payload).ok_or(UPDATE)?;
+    let u = Update::decode(payload).ok_or(UPDATE)?;
     let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
     // A log never holds more units than the largest limit, i64::MAX: what
     // would pass it is refused here (RL.SLIDING never sends such an update),
     // so every log stays one that RDB, DUMP and RL.SETSTATE load back. The
     // units counted are those left once the update's instant has trimmed
     // the log, as the master counted them.
-    let held = match store::load(&key, Kind::Window)? {
+    let held = match store::load(&key, StateKind::Window)? {
         Stored::Window(log)
         | Stored::Locked(Lock {
             inner: State::Window(log),
             ..
-        }) => log.total_at(u.now_us, u.span_us),
+        }) => log.total_before(&u),
         _ => 0,
     };
-    if held.saturating_add(u.units) > MAX_INT {
+    if held.saturating_add(u.units()) > MAX_INT {
         return Err(UPDATE);
     }
-    store::write(&mut key, &Effect::WindowAdd(u));
-    ctx.replicate_verbatim();
-    ctx.signal_modified(name);
-    ctx.notify(cmd.row.event, name);
+    apply(ctx, &mut key, name, &Effect::WindowAdd(u), cmd);
     drop(key);
     ctx.reply_ok();
     Ok(())
@@ -97,21 +104,12 @@ pub fn windowadd(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError
 /// RL.WINDOWREFUND key refund
 pub fn windowrefund(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     let (name, payload) = key_and_payload(&argv)?;
-    let r = wire::decode_refund(payload).ok_or(UPDATE)?;
+    let r = Refund::decode(payload).ok_or(UPDATE)?;
     let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
-    let held = matches!(
-        store::load(&key, Kind::Window)?,
-        Stored::Window(_)
-            | Stored::Locked(Lock {
-                inner: State::Window(_),
-                ..
-            })
-    );
-    if held {
-        store::write(&mut key, &Effect::WindowRefund(r));
-        ctx.replicate_verbatim();
-        ctx.signal_modified(name);
-        ctx.notify(cmd.row.event, name);
+    // A log, or one under a lock: a refund of a log that is gone changes
+    // nothing.
+    if store::load(&key, StateKind::Window)?.kind() == Some(StateKind::Window) {
+        apply(ctx, &mut key, name, &Effect::WindowRefund(r), cmd);
     }
     drop(key);
     ctx.reply_ok();
@@ -125,19 +123,9 @@ pub fn lease(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
     // Checks the key's type; a release or renewal of a key that is gone
     // changes nothing.
-    let held = matches!(
-        store::load(&key, Kind::Leases)?,
-        Stored::Leases(_)
-            | Stored::Locked(Lock {
-                inner: State::Leases(_),
-                ..
-            })
-    );
+    let held = store::load(&key, StateKind::Leases)?.kind() == Some(StateKind::Leases);
     if held || matches!(op, Op::Acquire { .. }) {
-        store::write(&mut key, &Effect::Lease(op));
-        ctx.replicate_verbatim();
-        ctx.signal_modified(name);
-        ctx.notify(cmd.row.event, name);
+        apply(ctx, &mut key, name, &Effect::Lease(op), cmd);
     }
     drop(key);
     ctx.reply_ok();

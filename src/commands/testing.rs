@@ -3,11 +3,12 @@
 //! clock, to test calendar and clock-step behaviour without waiting.
 
 use redis_ratelimit_core::error::{CmdError, SYNTAX};
-use redis_ratelimit_core::grammar::{int, is, Cursor, Words};
+use redis_ratelimit_core::grammar::{int, is, Cursor};
 
-use super::{Args, Body, Cmd, Command, Keys, Role};
+use super::row::{reports, Args, Body, Cmd, Command, Keys, Role};
 use crate::api::{Argv, Ctx};
 use crate::clock::test_clock;
+use crate::stats::Report;
 
 /// RL.TEST.PANIC
 fn panic_now(_ctx: &Ctx<'_>, _argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError> {
@@ -19,9 +20,6 @@ fn panic_now(_ctx: &Ctx<'_>, _argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError>
 
 /// RL.TEST.CLOCK SET unix-ns | RL.TEST.CLOCK REAL
 fn clock(ctx: &Ctx<'_>, argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError> {
-    if argv.count() < 2 {
-        return Err(CmdError::WrongArity);
-    }
     let mut c = Cursor::at(&argv, 1);
     let what = c.next_word()?;
     if is(what, "SET") {
@@ -40,7 +38,7 @@ fn clock(ctx: &Ctx<'_>, argv: Argv<'_>, _cmd: Cmd) -> Result<(), CmdError> {
 }
 
 #[rustfmt::skip]
-pub static COMMANDS: &[Command] = &[
+pub const COMMANDS: &[Command] = &[
     Command {
         name: c"RL.TEST.PANIC", body: Body::Handler(panic_now), flags: c"", keys: Keys::None, key_flags: 0, arity: Some(-1),
         summary: c"Test builds only: panics inside a handler.", complexity: c"O(1)", args: Args::Listed(&[]),
@@ -52,3 +50,6 @@ pub static COMMANDS: &[Command] = &[
         counted: None, event: c"rl.test", role: Role::Test,
     },
 ];
+
+/// The test rows' reports (see `REPORTS`).
+pub static REPORTS: [Report; COMMANDS.len()] = reports(COMMANDS);

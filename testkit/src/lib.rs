@@ -5,6 +5,7 @@
 //! Environment:
 //! - `RL_SERVER`: the server binary (default `redis-server`).
 //! - `RL_MODULE`: the module to load (default: the debug build with test hooks).
+#![forbid(unsafe_code)]
 // A test harness: it fails loudly (unwrap, panic) by design.
 #![allow(
     dead_code,

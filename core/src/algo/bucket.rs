@@ -9,7 +9,7 @@
 //! integer nanoseconds, so waiting exactly the reported `retry_after` gets in
 //! and a clock that steps back can only lower the tokens, never mint them.
 
-use super::{Change, Decision, RetryAfter};
+use super::{Answer, Change, RetryAfter};
 use crate::bounds::MAX_REFILL;
 use crate::time::Nanos;
 
@@ -68,11 +68,11 @@ impl Bucket {
     /// Decide on a request of `cost` tokens at `now`, given the stored `tat`
     /// (`None` for a fresh key). Returns the decision and, when the state
     /// changes, the new `tat` (the key then expires at that instant).
-    pub fn decide(&self, tat: Option<Nanos>, now: Nanos, cost: u64) -> (Decision, Option<Nanos>) {
+    pub fn decide(&self, tat: Option<Nanos>, now: Nanos, cost: u64) -> (Answer, Option<Nanos>) {
         // How far the bucket is from full, as time.
         let used = tat.unwrap_or(Nanos::ZERO).saturating_sub(now);
         if cost > self.limit {
-            let decision = Decision {
+            let decision = Answer {
                 allowed: false,
                 limit: self.limit,
                 remaining: self.tokens(used),
@@ -85,7 +85,7 @@ impl Bucket {
         let increment = Nanos::new(cost.saturating_mul(self.interval.as_u64()));
         let new_used = used.saturating_add(increment);
         if new_used <= self.tolerance {
-            let decision = Decision {
+            let decision = Answer {
                 allowed: true,
                 limit: self.limit,
                 remaining: self.tokens(new_used),
@@ -95,7 +95,7 @@ impl Bucket {
             let new_tat = (cost > 0).then(|| now.saturating_add(new_used));
             (decision, new_tat)
         } else {
-            let decision = Decision {
+            let decision = Answer {
                 allowed: false,
                 limit: self.limit,
                 remaining: self.tokens(used),
@@ -110,11 +110,11 @@ impl Bucket {
 impl Bucket {
     /// Gives `units` tokens back (the work they paid for did not happen),
     /// never beyond a full bucket: a refund that fills it clears the state.
-    pub fn refund(&self, tat: Option<Nanos>, now: Nanos, units: u64) -> (Decision, Change<Nanos>) {
+    pub fn refund(&self, tat: Option<Nanos>, now: Nanos, units: u64) -> (Answer, Change<Nanos>) {
         let used = tat.unwrap_or(Nanos::ZERO).saturating_sub(now);
         let back = Nanos::new(units.saturating_mul(self.interval.as_u64()));
         let new_used = used.saturating_sub(back);
-        let decision = Decision {
+        let decision = Answer {
             allowed: true,
             limit: self.limit,
             remaining: self.tokens(new_used),

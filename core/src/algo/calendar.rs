@@ -8,6 +8,7 @@
 //! hours start at local boundaries (which differ from UTC's in zones such as
 //! Asia/Kolkata), using the offset in force at `now`.
 
+use crate::time::Nanos;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
@@ -50,9 +51,17 @@ pub enum Calendar {
     Unit(Unit, Option<TimeZone>),
 }
 
+/// The end of the window holding `now` (exclusive), in whole
+/// milliseconds. `None` only for instants outside jiff's range.
+pub fn window_end(cal: &Calendar, now: Nanos) -> Option<Nanos> {
+    let now_ms = i64::try_from(now.as_millis()).ok()?;
+    let (_, end_ms) = bounds(cal, now_ms)?;
+    u64::try_from(end_ms).ok().map(Nanos::from_millis)
+}
+
 /// The window holding `now_ms`: `(start_ms, end_ms)`, end exclusive.
 /// `None` only for instants outside jiff's range (years -9999..=9999).
-pub fn bounds(cal: &Calendar, now_ms: i64) -> Option<(i64, i64)> {
+pub(crate) fn bounds(cal: &Calendar, now_ms: i64) -> Option<(i64, i64)> {
     match cal {
         Calendar::Millis(len) => {
             let len = i64::try_from(*len).ok().filter(|l| *l > 0)?;

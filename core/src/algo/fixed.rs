@@ -10,14 +10,37 @@
 //! with a shorter window) keeps its count until its own end: the counter
 //! never resets early, so it never admits more than it should.
 
-use super::{Change, Decision, RetryAfter};
+use super::{Answer, Change, RetryAfter};
 use crate::time::Nanos;
 
-/// A window's count and its end (Unix milliseconds, exclusive).
+/// A window's count and its end (exclusive). The end is the key's expiry,
+/// which Redis keeps in whole milliseconds: the counter keeps it so too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counter {
     pub count: u64,
-    pub end_ms: u64,
+    pub(crate) end_ms: u64,
+}
+
+impl Counter {
+    /// The count of a key that expires at `expiry_ms` (Unix milliseconds,
+    /// as Redis keeps it), which is its window's end.
+    pub fn from_key(count: u64, expiry_ms: u64) -> Counter {
+        Counter {
+            count,
+            end_ms: expiry_ms,
+        }
+    }
+
+    /// The window's end.
+    pub fn end(&self) -> Nanos {
+        Nanos::from_millis(self.end_ms)
+    }
+
+    /// The key's expiry it calls for: its window's end, in Unix
+    /// milliseconds (what RL.SETSTATE and a lock's encoding carry).
+    pub fn expiry_ms(&self) -> u64 {
+        self.end_ms
+    }
 }
 
 fn live(stored: Option<Counter>, now: Nanos) -> Option<Counter> {
@@ -28,14 +51,26 @@ fn until(end_ms: u64, now: Nanos) -> Nanos {
     Nanos::from_millis(end_ms).saturating_sub(now)
 }
 
-/// Decide on `cost` units at `now` in the window ending at `window_end_ms`.
+/// Decide on `cost` units at `now` in the window ending at `window_end`
+/// (whole milliseconds, from `calendar::window_end`).
+#[inline]
 pub fn decide(
+    limit: u64,
+    stored: Option<Counter>,
+    window_end: Nanos,
+    now: Nanos,
+    cost: u64,
+) -> (Answer, Option<Counter>) {
+    decide_ms(limit, stored, window_end.as_millis(), now, cost)
+}
+
+fn decide_ms(
     limit: u64,
     stored: Option<Counter>,
     window_end_ms: u64,
     now: Nanos,
     cost: u64,
-) -> (Decision, Option<Counter>) {
+) -> (Answer, Option<Counter>) {
     let (count, end_ms) = match live(stored, now) {
         Some(c) => (c.count, c.end_ms.max(window_end_ms)),
         None => (0, window_end_ms),
@@ -48,7 +83,7 @@ pub fn decide(
         }
     };
     if cost > limit {
-        let d = Decision {
+        let d = Answer {
             allowed: false,
             limit,
             remaining: limit.saturating_sub(count),
@@ -59,7 +94,7 @@ pub fn decide(
     }
     match count.checked_add(cost).filter(|c| *c <= limit) {
         Some(new_count) => {
-            let d = Decision {
+            let d = Answer {
                 allowed: true,
                 limit,
                 remaining: limit - new_count,
@@ -73,7 +108,7 @@ pub fn decide(
             (d, change)
         }
         None => {
-            let d = Decision {
+            let d = Answer {
                 allowed: false,
                 limit,
                 remaining: limit.saturating_sub(count),
@@ -91,9 +126,9 @@ pub fn refund(
     stored: Option<Counter>,
     now: Nanos,
     units: u64,
-) -> (Decision, Change<Counter>) {
+) -> (Answer, Change<Counter>) {
     let Some(c) = live(stored, now) else {
-        let d = Decision {
+        let d = Answer {
             allowed: true,
             limit,
             remaining: limit,
@@ -103,7 +138,7 @@ pub fn refund(
         return (d, Change::None);
     };
     let count = c.count.saturating_sub(units);
-    let d = Decision {
+    let d = Answer {
         allowed: true,
         limit,
         remaining: limit.saturating_sub(count),
@@ -156,12 +191,12 @@ mod tests {
             (9_999,   4,   0, 0,  -1,    1),       // can never fit
         ];
         for &(t, cost, ok, rem, retry, reset) in rows {
-            let (d, new) = decide(3, c, end, at(T0_MS + t), cost);
+            let (d, new) = decide_ms(3, c, end, at(T0_MS + t), cost);
             assert_eq!(d.reply_fields(), [ok, 3, rem, retry, reset], "at {t}");
             if let Some(n) = new { c = Some(n); }
         }
         // At the window's end the old count is gone.
-        let (d, new) = decide(3, c, end + 10_000, at(end), 1);
+        let (d, new) = decide_ms(3, c, end + 10_000, at(end), 1);
         assert_eq!(d.reply_fields(), [1, 3, 2, 0, 10_000]);
         assert_eq!(new, Some(Counter { count: 1, end_ms: end + 10_000 }));
     }
@@ -173,7 +208,7 @@ mod tests {
             end_ms: T0_MS + 60_000,
         });
         // The clock stepped back into an earlier window: still 3 counted.
-        let (d, _) = decide(3, stored, T0_MS + 10_000, at(T0_MS), 1);
+        let (d, _) = decide_ms(3, stored, T0_MS + 10_000, at(T0_MS), 1);
         assert!(!d.allowed);
         assert_eq!(d.reply_fields()[3], 60_000);
     }
@@ -392,7 +427,7 @@ mod tests {
             before in 0i64..3 * DAY_MS,
             steps in prop::collection::vec((0u32..3, 0u64..1_000_000, 0u64..4, prop::bool::weighted(0.15)), 1..60),
         ) {
-            use crate::grammar::Mode;
+            use crate::limit::Action;
             use crate::limit::{evaluate, Effect, Spec, Stored};
             let spec = Spec::Fixed { limit, calendar: cal.clone() };
             let mut now_ns = start(&cal, year_offset, near_change, before) as u64 * 1_000_000;
@@ -416,8 +451,8 @@ mod tests {
                 let used = ledger.get(&start).copied().unwrap_or(0);
                 let until_end = Nanos::new(end as u64 * 1_000_000 - now_ns);
                 let held = stored.map_or(Stored::Empty, Stored::Fixed);
-                let mode = if is_refund { Mode::Refund } else { Mode::Take };
-                let (d, effect) = evaluate(held, &spec, Nanos::new(now_ns), cost, mode).unwrap();
+                let action = if is_refund { Action::Refund } else { Action::Take };
+                let (d, effect) = evaluate(held, &spec, Nanos::new(now_ns), cost, action).unwrap();
                 let count = if is_refund {
                     let count = used.saturating_sub(cost);
                     prop_assert!(d.allowed);

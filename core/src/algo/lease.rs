@@ -12,7 +12,7 @@
 //! Deciding never mutates: the functions return an [`Op`], which
 //! [`Leases::apply`] performs, the same on a master and on every replica.
 
-use super::{Decision, RetryAfter};
+use super::{Answer, RetryAfter};
 use crate::bounds::{MAX_INT, MAX_LEASES_MAX, MAX_LEASE_NS};
 use crate::time::Nanos;
 
@@ -49,7 +49,8 @@ const FORMAT_V1: u8 = 1;
 
 impl Leases {
     /// Leases not yet expired at `now`.
-    pub fn live_at(&self, now: Nanos) -> usize {
+    #[cfg(test)]
+    fn live_at(&self, now: Nanos) -> usize {
         self.live.iter().filter(|(_, e)| *e > now).count()
     }
 
@@ -60,10 +61,6 @@ impl Leases {
 
     pub fn is_empty(&self) -> bool {
         self.live.is_empty()
-    }
-
-    pub fn last_id(&self) -> u64 {
-        self.last_id
     }
 
     /// When the last lease ends (the key's expiry), if any.
@@ -190,7 +187,7 @@ pub struct Concurrency {
 /// The reply's fields: `remaining` free slots after this call;
 /// `retry_after` when the earliest lease ends (a release may come
 /// sooner); `reset_after` when all leases end.
-pub fn acquire(state: Option<&Leases>, c: &Concurrency, now: Nanos) -> (Decision, Option<Op>) {
+pub fn acquire(state: Option<&Leases>, c: &Concurrency, now: Nanos) -> (Answer, Option<Op>) {
     let live = |e: &Nanos| *e > now;
     let (held, earliest, last, last_id) = match state {
         Some(s) => (
@@ -211,7 +208,7 @@ pub fn acquire(state: Option<&Leases>, c: &Concurrency, now: Nanos) -> (Decision
         .filter(|i| *i <= MAX_INT);
     if let (true, Some(id)) = (held < c.limit, next_id) {
         let expires = now.saturating_add(c.lease);
-        let d = Decision {
+        let d = Answer {
             allowed: true,
             limit: c.limit,
             remaining: c.limit - held - 1,
@@ -220,7 +217,7 @@ pub fn acquire(state: Option<&Leases>, c: &Concurrency, now: Nanos) -> (Decision
         };
         return (d, Some(Op::Acquire { now, id, expires }));
     }
-    let d = Decision {
+    let d = Answer {
         allowed: false,
         limit: c.limit,
         remaining: 0,

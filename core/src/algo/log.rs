@@ -9,32 +9,129 @@
 //! bytes on a master and on every replica; [`Log::decode`] validates every
 //! byte it is given (RDB, DUMP, replication) and refuses the rest.
 
-use crate::bounds::MAX_INSTANT_US;
+use crate::bounds::{MAX_INSTANT_US, MAX_INT, MAX_SPAN_US};
+use crate::time::Nanos;
 
 /// Serialization format version (first byte of the encoding).
 pub(crate) const FORMAT_V1: u8 = 1;
 
-/// The change an allowed request makes, replicated as it is.
+/// The change an allowed request makes, replicated as it is. Its instants
+/// are kept as the log keeps them, in microseconds (the encoding), and read
+/// as [`Nanos`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Update {
     /// The decision instant: entries with `t + span <= now` are dropped.
-    pub now_us: u64,
+    pub(crate) now_us: u64,
     /// Window length the expiry is measured with.
-    pub span_us: u64,
+    pub(crate) span_us: u64,
     /// The instant recorded for the new units (never before the newest entry).
-    pub at_us: u64,
-    pub units: u64,
+    pub(crate) at_us: u64,
+    pub(crate) units: u64,
     /// Merge into the newest entry even if `at_us` is later (the log is full).
-    pub coalesce: bool,
+    pub(crate) coalesce: bool,
 }
 
-/// A refund, replicated as it is: drop what expired by `now_us`, then take
+/// A refund, replicated as it is: drop what expired by `now`, then take
 /// `units` back from the newest entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refund {
-    pub now_us: u64,
-    pub span_us: u64,
-    pub units: u64,
+    pub(crate) now_us: u64,
+    pub(crate) span_us: u64,
+    pub(crate) units: u64,
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    let bytes: [u8; 8] = b.get(at..at.checked_add(8)?)?.try_into().ok()?;
+    Some(u64::from_le_bytes(bytes))
+}
+
+impl Update {
+    /// The decision instant.
+    pub fn now(&self) -> Nanos {
+        Nanos::from_micros(self.now_us)
+    }
+
+    /// The units it admits.
+    pub fn units(&self) -> u64 {
+        self.units
+    }
+
+    /// The window's length.
+    pub fn span(&self) -> Nanos {
+        Nanos::from_micros(self.span_us)
+    }
+
+    /// The 33-byte encoding that replication and the AOF carry: the
+    /// decision instant, the span, the recorded instant and the units (u64
+    /// little-endian, microseconds), then 1 if it coalesces, else 0.
+    pub fn encode(&self) -> [u8; 33] {
+        let mut out = [0u8; 33];
+        out[..8].copy_from_slice(&self.now_us.to_le_bytes());
+        out[8..16].copy_from_slice(&self.span_us.to_le_bytes());
+        out[16..24].copy_from_slice(&self.at_us.to_le_bytes());
+        out[24..32].copy_from_slice(&self.units.to_le_bytes());
+        out[32] = u8::from(self.coalesce);
+        out
+    }
+
+    /// Reads what [`Update::encode`] wrote, within the bounds a command
+    /// could have written; `None` for anything else.
+    pub fn decode(b: &[u8]) -> Option<Update> {
+        if b.len() != 33 {
+            return None;
+        }
+        Some(Update {
+            now_us: u64_at(b, 0).filter(|v| *v <= MAX_INSTANT_US)?,
+            span_us: u64_at(b, 8).filter(|v| (1..=MAX_SPAN_US).contains(v))?,
+            at_us: u64_at(b, 16).filter(|v| *v <= MAX_INSTANT_US)?,
+            // No limit exceeds i64::MAX, so no request carries more units.
+            units: u64_at(b, 24).filter(|v| (1..=MAX_INT).contains(v))?,
+            coalesce: match b.get(32)? {
+                0 => false,
+                1 => true,
+                _ => return None,
+            },
+        })
+    }
+}
+
+impl Refund {
+    /// The decision instant.
+    pub fn now(&self) -> Nanos {
+        Nanos::from_micros(self.now_us)
+    }
+
+    /// The window's length.
+    pub fn span(&self) -> Nanos {
+        Nanos::from_micros(self.span_us)
+    }
+
+    /// The 24-byte encoding: the decision instant, the span (microseconds)
+    /// and the units, u64 little-endian.
+    pub fn encode(&self) -> [u8; 24] {
+        let mut out = [0u8; 24];
+        for (i, v) in [self.now_us, self.span_us, self.units]
+            .into_iter()
+            .enumerate()
+        {
+            if let Some(slot) = out.get_mut(i * 8..i * 8 + 8) {
+                slot.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// Reads what [`Refund::encode`] wrote; `None` for anything else.
+    pub fn decode(b: &[u8]) -> Option<Refund> {
+        if b.len() != 24 {
+            return None;
+        }
+        Some(Refund {
+            now_us: u64_at(b, 0).filter(|v| *v <= MAX_INSTANT_US)?,
+            span_us: u64_at(b, 8).filter(|v| (1..=MAX_SPAN_US).contains(v))?,
+            units: u64_at(b, 16).filter(|v| *v > 0)?,
+        })
+    }
 }
 
 /// The admission log. An empty log is never stored: the key is deleted.
@@ -140,20 +237,20 @@ impl Log {
         self.total
     }
 
-    /// Units still in the window of length `span_us` at `now_us`: what
-    /// [`Log::apply`] keeps before it adds an update at that instant.
-    pub fn total_at(&self, now_us: u64, span_us: u64) -> u64 {
+    /// Units still in the window when `u` applies: what [`Log::apply`]
+    /// keeps before it adds the update's units (as the master counted them).
+    pub fn total_before(&self, u: &Update) -> u64 {
         self.total
-            .saturating_sub(self.expired_at(now_us, span_us).units)
+            .saturating_sub(self.expired_at(u.now_us, u.span_us).units)
     }
 
     pub fn entries(&self) -> u32 {
         self.entries
     }
 
-    /// The newest instant, in microseconds.
-    pub fn last_us(&self) -> u64 {
-        self.last
+    /// The newest instant.
+    pub fn last(&self) -> Nanos {
+        Nanos::from_micros(self.last)
     }
 
     /// Heap bytes held, for MEMORY USAGE.
@@ -614,9 +711,9 @@ mod tests {
             got.encode(&mut again);
             prop_assert_eq!(&again, &bytes);
             prop_assert!(got.total <= crate::bounds::MAX_INT && got.last <= MAX_INSTANT_US);
-            let w = crate::algo::sliding::Window { limit: crate::bounds::MAX_INT, span_us: span, max_entries: 4 };
-            let (_, u) = crate::algo::sliding::decide(Some(&got), &w, now, 3);
-            let (_, r) = crate::algo::sliding::refund(Some(&got), &w, now, 2);
+            let w = crate::algo::sliding::Window { limit: crate::bounds::MAX_INT, span: Nanos::from_micros(span), max_entries: 4 };
+            let (_, u) = crate::algo::sliding::decide(Some(&got), &w, Nanos::from_micros(now), 3);
+            let (_, r) = crate::algo::sliding::refund(Some(&got), &w, Nanos::from_micros(now), 2);
             if let Some(u) = u {
                 let mut added = got.clone();
                 added.apply(&u);

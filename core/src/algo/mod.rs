@@ -36,7 +36,7 @@ pub enum RetryAfter {
 
 /// What every limiter answers: the five integers of the reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decision {
+pub struct Answer {
     pub allowed: bool,
     /// Capacity or limit.
     pub limit: u64,
@@ -47,7 +47,7 @@ pub struct Decision {
     pub reset_after: Nanos,
 }
 
-impl Decision {
+impl Answer {
     /// The reply array: allowed, limit, remaining, retry_after_ms, reset_after_ms.
     #[inline]
     pub fn reply_fields(&self) -> [i64; 5] {

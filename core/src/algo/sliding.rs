@@ -13,7 +13,7 @@
 //! [`Update`]; [`Log::apply`] performs it. The same `Update`, replicated,
 //! gives a replica the same bytes.
 
-use super::{Decision, RetryAfter};
+use super::{Answer, RetryAfter};
 use crate::time::Nanos;
 
 pub use super::log::{DecodeError, Log, Refund, Update};
@@ -22,17 +22,23 @@ pub use super::log::{DecodeError, Log, Refund, Update};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
     pub limit: u64,
-    /// Window length in microseconds, `1..=MAX_SPAN_US`.
-    pub span_us: u64,
+    /// The window's length: whole microseconds (the log's unit), at most
+    /// `MAX_SPAN_US` of them.
+    pub span: Nanos,
     /// Entries kept before new admissions are merged into the newest one.
     pub max_entries: u32,
 }
 
-/// Decide on a request of `cost` units at `now_us` against `log` (`None`
-/// for a fresh key). Returns the decision and, if allowed with a cost, the
-/// update to apply and replicate.
-pub fn decide(log: Option<&Log>, w: &Window, now_us: u64, cost: u64) -> (Decision, Option<Update>) {
-    let span = w.span_us;
+/// Decide on a request of `cost` units at `now` against `log` (`None` for
+/// a fresh key). Returns the decision and, if allowed with a cost, the
+/// update to apply and replicate. The log counts whole microseconds.
+#[inline]
+pub fn decide(log: Option<&Log>, w: &Window, now: Nanos, cost: u64) -> (Answer, Option<Update>) {
+    decide_us(log, w, now.as_micros(), cost)
+}
+
+fn decide_us(log: Option<&Log>, w: &Window, now_us: u64, cost: u64) -> (Answer, Option<Update>) {
+    let span = w.span.as_micros();
     let (live, live_entries, last) = match log {
         Some(l) => {
             let e = l.expired_at(now_us, span);
@@ -52,7 +58,7 @@ pub fn decide(log: Option<&Log>, w: &Window, now_us: u64, cost: u64) -> (Decisio
     };
     let remaining_now = w.limit.saturating_sub(live);
     if cost > w.limit {
-        let d = Decision {
+        let d = Answer {
             allowed: false,
             limit: w.limit,
             remaining: remaining_now,
@@ -63,7 +69,7 @@ pub fn decide(log: Option<&Log>, w: &Window, now_us: u64, cost: u64) -> (Decisio
     }
     if live.saturating_add(cost) <= w.limit {
         if cost == 0 {
-            let d = Decision {
+            let d = Answer {
                 allowed: true,
                 limit: w.limit,
                 remaining: remaining_now,
@@ -76,7 +82,7 @@ pub fn decide(log: Option<&Log>, w: &Window, now_us: u64, cost: u64) -> (Decisio
         // stay in order and old units only expire later.
         let at = if live > 0 { now_us.max(last) } else { now_us };
         let coalesce = live_entries >= w.max_entries.max(1) && at > last;
-        let d = Decision {
+        let d = Answer {
             allowed: true,
             limit: w.limit,
             remaining: remaining_now - cost,
@@ -109,7 +115,7 @@ pub fn decide(log: Option<&Log>, w: &Window, now_us: u64, cost: u64) -> (Decisio
             true
         });
     }
-    let d = Decision {
+    let d = Answer {
         allowed: false,
         limit: w.limit,
         remaining: remaining_now,
@@ -121,13 +127,12 @@ pub fn decide(log: Option<&Log>, w: &Window, now_us: u64, cost: u64) -> (Decisio
 
 /// Gives `units` back to the window (the work did not happen), taking them
 /// from the newest admissions; never beyond an empty window.
-pub fn refund(
-    log: Option<&Log>,
-    w: &Window,
-    now_us: u64,
-    units: u64,
-) -> (Decision, Option<Refund>) {
-    let span = w.span_us;
+pub fn refund(log: Option<&Log>, w: &Window, now: Nanos, units: u64) -> (Answer, Option<Refund>) {
+    refund_us(log, w, now.as_micros(), units)
+}
+
+fn refund_us(log: Option<&Log>, w: &Window, now_us: u64, units: u64) -> (Answer, Option<Refund>) {
+    let span = w.span.as_micros();
     let mut list = log.map(|l| l.entry_list()).unwrap_or_default();
     list.retain(|&(t, _)| t.saturating_add(span) > now_us);
     let live: u64 = list.iter().map(|&(_, c)| c).sum();
@@ -145,7 +150,7 @@ pub fn refund(
     let reset_us = list
         .last()
         .map_or(0, |&(t, _)| t.saturating_add(span).saturating_sub(now_us));
-    let d = Decision {
+    let d = Answer {
         allowed: true,
         limit: w.limit,
         remaining: w.limit.saturating_sub(live - back),
@@ -174,7 +179,7 @@ mod tests {
     fn window(limit: u64, span_us: u64) -> Window {
         Window {
             limit,
-            span_us,
+            span: Nanos::from_micros(span_us),
             max_entries: u32::MAX,
         }
     }
@@ -184,7 +189,7 @@ mod tests {
         let mut log: Option<Log> = None;
         for (i, &(at_ms, cost, allowed, remaining, retry, reset)) in rows.iter().enumerate() {
             let now = T0 + at_ms * MS;
-            let (d, u) = decide(log.as_ref(), &w, now, cost);
+            let (d, u) = decide_us(log.as_ref(), &w, now, cost);
             let f = d.reply_fields();
             assert_eq!(
                 (f[0], f[1], f[2], f[3], f[4]),
@@ -242,25 +247,25 @@ mod tests {
     #[test]
     fn sub_millisecond_times_round_retry_up() {
         let w = window(1, 250 * MS);
-        let (_, u) = decide(None, &w, T0 + 300, 1);
+        let (_, u) = decide_us(None, &w, T0 + 300, 1);
         let log = Log::from_update(&u.unwrap());
-        let (d, _) = decide(Some(&log), &w, T0 + 1_000, 1);
+        let (d, _) = decide_us(Some(&log), &w, T0 + 1_000, 1);
         // 249.3 ms to wait -> 250 ms
         assert_eq!(d.reply_fields()[3], 250);
-        assert!(decide(Some(&log), &w, T0 + 1_000 + 249_300, 1).0.allowed);
-        assert!(!decide(Some(&log), &w, T0 + 1_000 + 249_299, 1).0.allowed);
+        assert!(decide_us(Some(&log), &w, T0 + 1_000 + 249_300, 1).0.allowed);
+        assert!(!decide_us(Some(&log), &w, T0 + 1_000 + 249_299, 1).0.allowed);
     }
 
     #[test]
     fn full_log_merges_into_the_newest_entry() {
         let w = Window {
             limit: 100,
-            span_us: 10 * SEC,
+            span: Nanos::from_micros(10 * SEC),
             max_entries: 3,
         };
         let mut log: Option<Log> = None;
         for i in 0..6u64 {
-            let (d, u) = decide(log.as_ref(), &w, T0 + i * SEC, 1);
+            let (d, u) = decide_us(log.as_ref(), &w, T0 + i * SEC, 1);
             assert!(d.allowed);
             let u = u.unwrap();
             assert_eq!(u.coalesce, i >= 3);
@@ -272,26 +277,26 @@ mod tests {
         let log = log.unwrap();
         assert_eq!((log.entries, log.total, log.last), (3, 6, T0 + 5 * SEC));
         // The merged units expire with the newest instant: later, never earlier.
-        let (d, _) = decide(Some(&log), &w, T0 + 12 * SEC, 0);
+        let (d, _) = decide_us(Some(&log), &w, T0 + 12 * SEC, 0);
         assert_eq!(d.remaining, 100 - 4);
     }
 
     #[test]
     fn refunds_take_back_the_newest_units() {
         let w = window(10, 10 * SEC);
-        let mut log = Log::from_update(&decide(None, &w, T0, 2).1.unwrap());
-        log.apply(&decide(Some(&log), &w, T0 + SEC, 3).1.unwrap());
-        let (d, r) = refund(Some(&log), &w, T0 + 2 * SEC, 4);
+        let mut log = Log::from_update(&decide_us(None, &w, T0, 2).1.unwrap());
+        log.apply(&decide_us(Some(&log), &w, T0 + SEC, 3).1.unwrap());
+        let (d, r) = refund_us(Some(&log), &w, T0 + 2 * SEC, 4);
         // 1 unit left, from the oldest admission: the window empties at T0 + 10 s.
         assert_eq!(d.reply_fields(), [1, 10, 9, 0, 8_000]);
         log.apply_refund(&r.unwrap());
         assert_eq!((log.total, log.entries, log.last), (1, 1, T0));
         // Over-refunding empties the log, never below.
-        let (d, r) = refund(Some(&log), &w, T0 + 2 * SEC, 50);
+        let (d, r) = refund_us(Some(&log), &w, T0 + 2 * SEC, 50);
         assert_eq!(d.reply_fields(), [1, 10, 10, 0, 0]);
         log.apply_refund(&r.unwrap());
         assert!(log.is_empty());
-        assert_eq!(refund(None, &w, T0, 1).1, None);
+        assert_eq!(refund_us(None, &w, T0, 1).1, None);
     }
 
     /// Found by the RESTORE fuzz: a restored log with u64::MAX units made
@@ -321,13 +326,13 @@ mod tests {
         });
         let w = Window {
             limit: i64::MAX as u64,
-            span_us: MAX_SPAN_US,
+            span: Nanos::from_micros(MAX_SPAN_US),
             max_entries: 10,
         };
-        let (d, _) = decide(Some(&log), &w, 1 << 55, 3);
+        let (d, _) = decide_us(Some(&log), &w, 1 << 55, 3);
         assert!(!d.allowed);
         assert!(
-            !decide(Some(&log), &Window { limit: 5, ..w }, 1 << 55, 1)
+            !decide_us(Some(&log), &Window { limit: 5, ..w }, 1 << 55, 1)
                 .0
                 .allowed
         );
@@ -465,8 +470,8 @@ mod tests {
         ///   instants they were decided at, refunds deducted).
         #[test]
         fn matches_brute_force_oracle((limit, span_ms, max_entries, steps) in case()) {
-            let w = Window { limit, span_us: span_ms * MS, max_entries };
-            let span = w.span_us;
+            let w = Window { limit, span: Nanos::from_micros(span_ms * MS), max_entries };
+            let span = w.span.as_micros();
             let mut model = Model { limit, span, kept: vec![] };
             // Every admission ever made: (decided at, units after refunds).
             let mut history: Vec<(u64, u64)> = vec![];
@@ -480,7 +485,7 @@ mod tests {
                 let live = model.live_units(now);
                 let newest = model.newest_live(now);
                 if is_refund {
-                    let (d, r) = refund(log.as_ref(), &w, now, cost);
+                    let (d, r) = refund_us(log.as_ref(), &w, now, cost);
                     let back = cost.min(live);
                     prop_assert!(d.allowed);
                     prop_assert_eq!(d.remaining, limit.saturating_sub(live - back));
@@ -507,7 +512,7 @@ mod tests {
                         }
                     }
                 } else {
-                    let (d, u) = decide(log.as_ref(), &w, now, cost);
+                    let (d, u) = decide_us(log.as_ref(), &w, now, cost);
                     let allowed = cost <= limit && live + cost <= limit;
                     prop_assert_eq!(d.allowed, allowed);
                     prop_assert_eq!(d.remaining, limit.saturating_sub(live) - if allowed { cost } else { 0 });

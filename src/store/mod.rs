@@ -1,7 +1,7 @@
-//! How limiter state lives in a key: three module types, their persistence
-//! callbacks, and the two functions every path goes through: [`load`]
-//! reads a key's state (checking its type), [`write`] writes an effect's
-//! value and expiry together.
+//! How limiter state lives in a key: five module types (their callbacks in
+//! `types`), and the functions every path goes through: [`load`] reads a
+//! key's state (checking its type), [`write`] writes an effect's value and
+//! expiry together, and [`commit`] writes, replicates and signals it.
 //!
 //! - `rl-bucket` (token bucket, GCRA): the state is one absolute time in
 //!   nanoseconds, kept in the module value's pointer field itself. No heap
@@ -18,57 +18,32 @@
 //!   state back (the same on every replica: no clock is read). It expires
 //!   when both the lock and that state are over.
 //!
-//! RDB and `DUMP` carry the value (the u64, or the encoded log); AOF
-//! rewrite carries it inside `RL.SETSTATE key <state>` (see `wire`), so a
-//! replica, a reloaded server and an AOF replay hold byte-identical state.
-//! `rdb_load` validates everything and refuses bad bytes instead of
-//! crashing.
+//! RDB and `DUMP` carry the value (the u64, or the encoded log, leases or
+//! lock); AOF rewrite carries it inside `RL.SETSTATE key <state>` (see
+//! `wire`), so a replica, a reloaded server and an AOF replay hold
+//! byte-identical state. `rdb_load` validates everything and refuses bad
+//! bytes instead of crashing.
 
+mod types;
+
+use std::ffi::CStr;
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use redis_ratelimit_core::algo::fixed::Counter;
 use redis_ratelimit_core::algo::lease::Leases;
 use redis_ratelimit_core::algo::sliding::Log;
-use redis_ratelimit_core::bounds::{MAX_INT, RESTORE_SKEW};
 use redis_ratelimit_core::error::{CmdError, WRONGTYPE};
-use redis_ratelimit_core::limit::{plausible, Effect, Kind, Lock, State as Owned, Stored};
+use redis_ratelimit_core::limit::{Effect, Lock, State, StateKind, Stored};
 use redis_ratelimit_core::num::parse_u64;
 use redis_ratelimit_core::time::Nanos;
 
-use crate::api::{
-    self, Aof, BoxedMethods, BoxedType, Ctx, Holds, InlineMethods, InlineType, Key, Name, Read,
-};
+use crate::api::{BoxedType, Ctx, Holds, Key, Name, Read};
 use crate::stats::{KEYS_BUCKET, KEYS_FIXED, KEYS_LEASES, KEYS_LOCKOUT, KEYS_WINDOW};
-use crate::wire::{self, State};
+use crate::wire::{self, Snapshot};
 
-pub static BUCKET: InlineType = InlineType::new();
-pub static FIXED: InlineType = InlineType::new();
-pub static WINDOW: BoxedType<Log> = BoxedType::new();
-pub static LEASES: BoxedType<Leases> = BoxedType::new();
-pub static LOCKED: BoxedType<Lock> = BoxedType::new();
-
-const ENCODING_VERSION: i32 = 1;
-
-/// Creates the module types. Called once at load.
-pub fn register_types(ctx: &Ctx<'_>) -> Result<(), &'static str> {
-    if !api::register_inline::<BucketType>(ctx, c"rl-bucket", ENCODING_VERSION) {
-        return Err("cannot create type rl-bucket");
-    }
-    if !api::register_inline::<FixedType>(ctx, c"rl-fixwin", ENCODING_VERSION) {
-        return Err("cannot create type rl-fixwin");
-    }
-    if !api::register_boxed::<WindowType>(ctx, c"rl-window", ENCODING_VERSION) {
-        return Err("cannot create type rl-window");
-    }
-    if !api::register_boxed::<LeaseType>(ctx, c"rl-leases", ENCODING_VERSION) {
-        return Err("cannot create type rl-leases");
-    }
-    if !api::register_boxed::<LockedType>(ctx, c"rl-locked", ENCODING_VERSION) {
-        return Err("cannot create type rl-locked");
-    }
-    Ok(())
-}
+pub use types::register_types;
+use types::{lock_of, BUCKET, FIXED, LEASES, LOCKED, WINDOW};
 
 // ---------------------------------------------------------------- load and write
 
@@ -77,7 +52,7 @@ pub fn register_types(ctx: &Ctx<'_>) -> Result<(), &'static str> {
 /// WRONGTYPE. A fixed-window counter without an expiry (someone ran
 /// PERSIST) reads as fresh and is overwritten on the next write.
 #[inline]
-pub fn load<'k>(key: &'k Key<'_>, kind: Kind) -> Result<Stored<'k>, CmdError> {
+pub fn load<'k>(key: &'k Key<'_>, kind: StateKind) -> Result<Stored<'k>, CmdError> {
     match key.read() {
         Read::Nothing => Ok(Stored::Empty),
         // Locked out: whatever the limit, the lock answers (and its inner
@@ -86,18 +61,18 @@ pub fn load<'k>(key: &'k Key<'_>, kind: Kind) -> Result<Stored<'k>, CmdError> {
             held.boxed(&LOCKED).map(Stored::Locked).ok_or(WRONGTYPE)
         }
         Read::Module(held) => match kind {
-            Kind::Bucket => held
+            StateKind::Bucket => held
                 .inline(&BUCKET)
                 .map(|v| Stored::Bucket(Nanos::new(v.get())))
                 .ok_or(WRONGTYPE),
-            Kind::Fixed => {
+            StateKind::Fixed => {
                 let count = held.inline(&FIXED).ok_or(WRONGTYPE)?.get();
                 Ok(key.expire_at_ms().map_or(Stored::Empty, |end_ms| {
-                    Stored::Fixed(Counter { count, end_ms })
+                    Stored::Fixed(Counter::from_key(count, end_ms))
                 }))
             }
-            Kind::Window => held.boxed(&WINDOW).map(Stored::Window).ok_or(WRONGTYPE),
-            Kind::Leases => held.boxed(&LEASES).map(Stored::Leases).ok_or(WRONGTYPE),
+            StateKind::Window => held.boxed(&WINDOW).map(Stored::Window).ok_or(WRONGTYPE),
+            StateKind::Leases => held.boxed(&LEASES).map(Stored::Leases).ok_or(WRONGTYPE),
         },
         Read::Other => Err(WRONGTYPE),
     }
@@ -107,8 +82,8 @@ pub fn load<'k>(key: &'k Key<'_>, kind: Kind) -> Result<Stored<'k>, CmdError> {
 /// theoretical arrival time in Unix nanoseconds, as digits (CL.THROTTLE).
 /// Any other string, a counter of the application's own included, is
 /// WRONGTYPE: CL.THROTTLE never overwrites it.
-pub fn load_or_cell<'k>(key: &'k Key<'_>, kind: Kind) -> Result<Stored<'k>, CmdError> {
-    if kind != Kind::Bucket || key.holds() != Holds::Other {
+pub fn load_or_cell<'k>(key: &'k Key<'_>, kind: StateKind) -> Result<Stored<'k>, CmdError> {
+    if kind != StateKind::Bucket || key.holds() != Holds::Other {
         return load(key, kind);
     }
     let bytes = key.string_bytes().ok_or(WRONGTYPE)?;
@@ -143,11 +118,6 @@ pub fn expiry_ms(at: Nanos) -> u64 {
     at.ceil_millis()
 }
 
-/// A log is empty again once its newest entry leaves the window.
-fn window_expiry_ms(last_us: u64, span_us: u64) -> u64 {
-    expiry_ms(Nanos::from_micros(last_us.saturating_add(span_us)))
-}
-
 fn nonzero(v: u64) -> NonZeroU64 {
     NonZeroU64::new(v).unwrap_or(NonZeroU64::MIN)
 }
@@ -176,7 +146,7 @@ pub fn write(key: &mut Key<'_>, effect: &Effect) {
             let replaced = key.set_inline(&FIXED, nonzero(counter.count));
             counted(replaced, &KEYS_FIXED);
             if *new_end || replaced {
-                key.expire_at(counter.end_ms);
+                key.expire_at(counter.expiry_ms());
             }
         }
         Effect::WindowAdd(u) => {
@@ -184,16 +154,17 @@ pub fn write(key: &mut Key<'_>, effect: &Effect) {
             let last = match key.boxed_mut(&WINDOW) {
                 Some(log) => {
                     log.apply(u);
-                    log.last_us()
+                    log.last()
                 }
                 None => {
                     let log = Log::from_update(u);
-                    let last = log.last_us();
+                    let last = log.last();
                     counted(key.set_boxed(&WINDOW, log), &KEYS_WINDOW);
                     last
                 }
             };
-            key.expire_at(window_expiry_ms(last, u.span_us));
+            // A log is empty again once its newest entry leaves the window.
+            key.expire_at(expiry_ms(last.saturating_add(u.span())));
         }
         Effect::WindowRefund(r) => {
             unlock_unless(key, &WINDOW);
@@ -204,8 +175,8 @@ pub fn write(key: &mut Key<'_>, effect: &Effect) {
             if log.is_empty() {
                 key.delete();
             } else {
-                let last = log.last_us();
-                key.expire_at(window_expiry_ms(last, r.span_us));
+                let last = log.last();
+                key.expire_at(expiry_ms(last.saturating_add(r.span())));
             }
         }
         Effect::Lease(op) => {
@@ -235,7 +206,7 @@ pub fn write(key: &mut Key<'_>, effect: &Effect) {
             // key's expiry is then the end of the lock it replaces.
             let inner = current(key);
             let kept = match inner {
-                Owned::Empty => 0,
+                State::Empty => 0,
                 _ if lock_of(key).is_some() => 0,
                 _ => key.expire_at_ms().unwrap_or(0),
             };
@@ -253,29 +224,26 @@ pub fn write(key: &mut Key<'_>, effect: &Effect) {
 
 /// The state a key holds, whatever its kind, owned; a lock's inner state
 /// for a locked key.
-fn current(key: &Key<'_>) -> Owned {
+fn current(key: &Key<'_>) -> State {
     match key.read() {
         Read::Module(held) => {
             if let Some(tat) = held.inline(&BUCKET) {
-                Owned::Bucket(Nanos::new(tat.get()))
+                State::Bucket(Nanos::new(tat.get()))
             } else if let Some(count) = held.inline(&FIXED) {
-                key.expire_at_ms().map_or(Owned::Empty, |end_ms| {
-                    Owned::Fixed(Counter {
-                        count: count.get(),
-                        end_ms,
-                    })
+                key.expire_at_ms().map_or(State::Empty, |end_ms| {
+                    State::Fixed(Counter::from_key(count.get(), end_ms))
                 })
             } else if let Some(log) = held.boxed(&WINDOW) {
-                Owned::Window(log.clone())
+                State::Window(log.clone())
             } else if let Some(leases) = held.boxed(&LEASES) {
-                Owned::Leases(leases.clone())
+                State::Leases(leases.clone())
             } else if let Some(lock) = held.boxed(&LOCKED) {
                 lock.inner.clone()
             } else {
-                Owned::Empty
+                State::Empty
             }
         }
-        Read::Nothing | Read::Other => Owned::Empty,
+        Read::Nothing | Read::Other => State::Empty,
     }
 }
 
@@ -298,37 +266,37 @@ fn unlock(key: &mut Key<'_>) {
         return;
     };
     match std::mem::take(&mut lock.inner) {
-        Owned::Empty | Owned::Locked(_) => key.delete(),
-        Owned::Bucket(tat) => {
+        State::Empty | State::Locked(_) => key.delete(),
+        State::Bucket(tat) => {
             counted(key.set_inline(&BUCKET, nonzero(tat.as_u64())), &KEYS_BUCKET);
         }
-        Owned::Fixed(c) => {
+        State::Fixed(c) => {
             counted(key.set_inline(&FIXED, nonzero(c.count)), &KEYS_FIXED);
-            key.expire_at(c.end_ms);
+            key.expire_at(c.expiry_ms());
         }
-        Owned::Window(log) => counted(key.set_boxed(&WINDOW, log), &KEYS_WINDOW),
-        Owned::Leases(leases) => counted(key.set_boxed(&LEASES, leases), &KEYS_LEASES),
+        State::Window(log) => counted(key.set_boxed(&WINDOW, log), &KEYS_WINDOW),
+        State::Leases(leases) => counted(key.set_boxed(&LEASES, leases), &KEYS_LEASES),
     }
 }
 
 /// Writes a whole state (RL.SETSTATE): the value, and the expiry it names
 /// (0: none; a PEXPIREAT follows in a rewritten AOF).
-pub fn write_state(key: &mut Key<'_>, state: State) {
+pub fn write_state(key: &mut Key<'_>, state: Snapshot) {
     let expire_ms = state.expire_ms();
     match state {
-        State::Bucket { tat_ns } => {
+        Snapshot::Bucket { tat_ns } => {
             counted(key.set_inline(&BUCKET, nonzero(tat_ns)), &KEYS_BUCKET);
         }
-        State::Fixed { count, .. } => {
+        Snapshot::Fixed { count, .. } => {
             counted(key.set_inline(&FIXED, nonzero(count)), &KEYS_FIXED);
         }
-        State::Window { log, .. } => {
+        Snapshot::Window { log, .. } => {
             counted(key.set_boxed(&WINDOW, log), &KEYS_WINDOW);
         }
-        State::Leases { leases, .. } => {
+        Snapshot::Leases { leases, .. } => {
             counted(key.set_boxed(&LEASES, leases), &KEYS_LEASES);
         }
-        State::Lockout { lock, .. } => {
+        Snapshot::Lockout { lock, .. } => {
             counted(key.set_boxed(&LOCKED, lock), &KEYS_LOCKOUT);
         }
     }
@@ -339,170 +307,21 @@ pub fn write_state(key: &mut Key<'_>, state: State) {
     }
 }
 
-// ---------------------------------------------------------------- callbacks
-
-/// Is a value being decoded for a client's RESTORE on a master (rather
-/// than an RDB loaded at start, a full sync, DEBUG RELOAD, or what a
-/// master sends)? Such a value must also be one a command on this server
-/// could have written ([`plausible`]): a forged payload cannot deny for
-/// centuries. What this server or its master saved always loads back.
-fn restoring() -> bool {
-    let f = api::server_flags();
-    f.master() && !f.loading() && !f.async_loading()
-}
-
-/// A decoded state, as RESTORE takes it (see [`restoring`]).
-fn restorable(stored: Stored<'_>) -> bool {
-    !restoring() || plausible(stored, crate::clock::now(), RESTORE_SKEW)
-}
-
-struct BucketType;
-
-impl InlineMethods for BucketType {
-    fn handle() -> &'static InlineType {
-        &BUCKET
+/// Writes an effect into its key, propagates it to replicas and the AOF
+/// with absolute times, and signals the change (`event` names the keyspace
+/// notification). The one way a decision changes a key.
+#[inline]
+pub fn commit(ctx: &Ctx<'_>, key: &mut Key<'_>, name: Name<'_>, effect: &Effect, event: &CStr) {
+    if matches!(effect, Effect::None) {
+        return;
     }
-    fn load(encver: i32, v: u64) -> Option<NonZeroU64> {
-        (encver == ENCODING_VERSION)
-            .then_some(NonZeroU64::new(v))
-            .flatten()
-            .filter(|v| restorable(Stored::Bucket(Nanos::new(v.get()))))
-    }
-    fn rewrite(v: u64, key: Name<'_>, aof: &mut Aof<'_>) {
-        aof.emit(wire::SETSTATE, key, &wire::bucket(v));
-    }
-    fn created() {
-        KEYS_BUCKET.fetch_add(1, Ordering::Relaxed);
-    }
-    fn freed() {
-        KEYS_BUCKET.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-struct FixedType;
-
-impl InlineMethods for FixedType {
-    fn handle() -> &'static InlineType {
-        &FIXED
-    }
-    fn load(encver: i32, v: u64) -> Option<NonZeroU64> {
-        // A count above i64::MAX is one no limit allows (a reply field).
-        (encver == ENCODING_VERSION)
-            .then_some(NonZeroU64::new(v))
-            .flatten()
-            .filter(|v| v.get() <= MAX_INT)
-    }
-    fn rewrite(v: u64, key: Name<'_>, aof: &mut Aof<'_>) {
-        // The window's end is the key's expiry: the PEXPIREAT Redis writes next.
-        aof.emit(wire::SETSTATE, key, &wire::fixed(v, 0));
-    }
-    fn created() {
-        KEYS_FIXED.fetch_add(1, Ordering::Relaxed);
-    }
-    fn freed() {
-        KEYS_FIXED.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-struct WindowType;
-
-impl BoxedMethods for WindowType {
-    type Value = Log;
-    fn handle() -> &'static BoxedType<Log> {
-        &WINDOW
-    }
-    fn decode(encver: i32, bytes: &[u8]) -> Option<Log> {
-        if encver != ENCODING_VERSION {
-            return None;
-        }
-        Log::decode(bytes)
-            .ok()
-            .filter(|log| restorable(Stored::Window(log)))
-    }
-    fn encode(log: &Log, out: &mut Vec<u8>) {
-        out.reserve(log.encoded_len());
-        log.encode(out);
-    }
-    fn rewrite(log: &Log, key: Name<'_>, aof: &mut Aof<'_>) {
-        aof.emit(wire::SETSTATE, key, &wire::window(0, log));
-    }
-    fn mem_usage(log: &Log) -> usize {
-        log.heap_size()
-    }
-    fn created() {
-        KEYS_WINDOW.fetch_add(1, Ordering::Relaxed);
-    }
-    fn freed() {
-        KEYS_WINDOW.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-struct LeaseType;
-
-impl BoxedMethods for LeaseType {
-    type Value = Leases;
-    fn handle() -> &'static BoxedType<Leases> {
-        &LEASES
-    }
-    fn decode(encver: i32, bytes: &[u8]) -> Option<Leases> {
-        if encver != ENCODING_VERSION {
-            return None;
-        }
-        Leases::decode(bytes).filter(|l| !l.is_empty() && restorable(Stored::Leases(l)))
-    }
-    fn encode(leases: &Leases, out: &mut Vec<u8>) {
-        out.reserve(leases.encoded_len());
-        leases.encode(out);
-    }
-    fn rewrite(leases: &Leases, key: Name<'_>, aof: &mut Aof<'_>) {
-        aof.emit(wire::SETSTATE, key, &wire::leases(0, leases));
-    }
-    fn mem_usage(leases: &Leases) -> usize {
-        leases.heap_size()
-    }
-    fn created() {
-        KEYS_LEASES.fetch_add(1, Ordering::Relaxed);
-    }
-    fn freed() {
-        KEYS_LEASES.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-struct LockedType;
-
-impl BoxedMethods for LockedType {
-    type Value = Lock;
-    fn handle() -> &'static BoxedType<Lock> {
-        &LOCKED
-    }
-    fn decode(encver: i32, bytes: &[u8]) -> Option<Lock> {
-        if encver != ENCODING_VERSION {
-            return None;
-        }
-        Lock::decode(bytes).filter(|l| restorable(Stored::Locked(l)))
-    }
-    fn encode(lock: &Lock, out: &mut Vec<u8>) {
-        out.reserve(lock.encoded_len());
-        lock.encode(out);
-    }
-    fn rewrite(lock: &Lock, key: Name<'_>, aof: &mut Aof<'_>) {
-        aof.emit(wire::SETSTATE, key, &wire::lockout(0, lock));
-    }
-    fn mem_usage(lock: &Lock) -> usize {
-        lock.heap_size()
-    }
-    fn created() {
-        KEYS_LOCKOUT.fetch_add(1, Ordering::Relaxed);
-    }
-    fn freed() {
-        KEYS_LOCKOUT.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// The lock a key holds, if it is locked out.
-pub fn lock_of<'k>(key: &'k Key<'_>) -> Option<&'k Lock> {
-    match key.read() {
-        Read::Module(held) => held.boxed(&LOCKED),
-        _ => None,
-    }
+    write(key, effect);
+    // A lockout travels as the whole lock as written, the limit's state
+    // inside it.
+    let key: &Key<'_> = key;
+    wire::replicate(ctx, name, effect, || {
+        lock_of(key).map(|l| (l, key.expire_at_ms().unwrap_or(0)))
+    });
+    ctx.signal_modified(name);
+    ctx.notify(event, name);
 }

@@ -1,0 +1,495 @@
+//! Waiting in line inside the server: the BLOCK option.
+//!
+//! A request that would be denied, with `BLOCK timeout_ms`, makes its
+//! client wait instead of answering. Each key with waiters has a queue,
+//! first come first served ([`line`]); a waiter is admitted by a module
+//! timer armed for the instant its limits allow it, and only when it is
+//! first in the queue of every key it needs. While a key has waiters, a
+//! newcomer (waiting or not) never jumps ahead: a non-blocking call is
+//! denied with a retry_after that counts the queue ahead of it.
+//!
+//! The engine calls in ([`behind`], [`wait`], [`kick`]); nothing here calls
+//! back up. An admission is decided and written in the timer callback, one
+//! execution unit that replicates its effects like any command, through the
+//! same `store` and core `decide_all` as a command. Only the head of a
+//! queue has a timer; a deadline timer per waiter ends its wait. Clients
+//! that leave (closed, killed, `CLIENT UNBLOCK`, a role change) leave the
+//! queue and consume nothing.
+//!
+//! All of this runs on the server's main thread: the state is thread-local.
+
+mod line;
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use redis_ratelimit_core::algo::RetryAfter;
+use redis_ratelimit_core::error::{CmdError, INTERNAL, NOT_MASTER, TRYAGAIN};
+use redis_ratelimit_core::few::Few;
+use redis_ratelimit_core::limit::{decide_all, Action, AllDecided, Claim, Rules, Spec, State};
+use redis_ratelimit_core::time::Nanos;
+
+use crate::api::{
+    self, BlockCallbacks, BlockedClient, BlockedId, Ctx, Key, OwnedString, ServerEvents,
+    TimerCallback, TimerId,
+};
+use crate::policies::Counters;
+use crate::reply::{Fields, Reply};
+use crate::stats::Report;
+use crate::{clock, config, store};
+
+use line::Line;
+pub use line::{queued, Need};
+
+/// Waiters now, anywhere: the fast path of every command reads only this.
+static WAITERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counters for INFO: waits started, admitted after waiting, timed out,
+/// ended by the client (disconnect, kill, `CLIENT UNBLOCK .. ERROR`) or by
+/// an error, refused (the call could not wait: MULTI, a script, a replica,
+/// the cap). `CLIENT UNBLOCK .. TIMEOUT` counts as timed out.
+pub static WAITS: AtomicU64 = AtomicU64::new(0);
+pub static ADMITTED: AtomicU64 = AtomicU64::new(0);
+pub static TIMED_OUT: AtomicU64 = AtomicU64::new(0);
+pub static CANCELLED: AtomicU64 = AtomicU64::new(0);
+pub static REFUSED: AtomicU64 = AtomicU64::new(0);
+
+fn bump(c: &AtomicU64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+}
+
+/// Waiters now.
+pub fn waiters() -> usize {
+    WAITERS.load(Ordering::Relaxed)
+}
+
+/// How long an admission is put off while clients are paused (failover).
+const PAUSED_RETRY_MS: u64 = 10;
+
+/// What the module keeps with a waiter.
+struct Entry {
+    bc: BlockedClient,
+    report: &'static Report,
+    reply: Reply,
+    /// Each limit's policy counters, for the limits that are named policies.
+    counters: Vec<Option<Rc<Counters>>>,
+    deadline: Option<TimerId>,
+    admit: Option<TimerId>,
+}
+
+#[derive(Default)]
+struct Waiting {
+    line: Line<Entry>,
+    by_client: HashMap<BlockedId, u64>,
+}
+
+thread_local! {
+    static WAITING: RefCell<Waiting> = RefCell::new(Waiting::default());
+}
+
+fn with<T>(f: impl FnOnce(&mut Waiting) -> T) -> T {
+    WAITING.with(|w| f(&mut w.borrow_mut()))
+}
+
+fn entry_mut(w: &mut Waiting, id: u64) -> Option<&mut Entry> {
+    w.line.get_mut(id).map(|x| &mut x.data)
+}
+
+/// What a waiting client is answered.
+pub enum Outcome {
+    Answer(Fields),
+    Error(CmdError),
+}
+
+/// Timers carry a waiter id and what they are for.
+const DEADLINE: u64 = 0;
+const ADMIT: u64 = 1;
+
+fn timer_data(id: u64, what: u64) -> u64 {
+    (id << 2) | what
+}
+
+/// Runs a timed admission or deadline.
+struct Timers;
+
+impl TimerCallback for Timers {
+    fn fire(ctx: &Ctx<'_>, data: u64) {
+        let id = data >> 2;
+        match data & 3 {
+            ADMIT => admit(ctx, id),
+            _ => deadline(ctx, id),
+        }
+    }
+}
+
+/// The blocked clients' callbacks.
+pub struct Clients;
+
+impl BlockCallbacks for Clients {
+    type Outcome = Outcome;
+
+    fn reply(ctx: &Ctx<'_>, outcome: &Outcome) {
+        match outcome {
+            Outcome::Answer(f) => ctx.reply_ints(f.as_slice()),
+            Outcome::Error(e) => ctx.reply_error(e),
+        }
+    }
+
+    fn unblocked(ctx: &Ctx<'_>, client: BlockedId) {
+        // CLIENT UNBLOCK .. TIMEOUT: answered now, as at its deadline.
+        let Some(id) = with(|w| w.by_client.get(&client).copied()) else {
+            return;
+        };
+        if let Some((entry, outcome)) = leave(ctx, id) {
+            Clients::reply(ctx, &outcome);
+            bump(&TIMED_OUT);
+            api::unblock::<Clients>(entry.bc, None);
+        }
+    }
+
+    fn disconnected(ctx: &Ctx<'_>, client: BlockedId) {
+        let Some(id) = with(|w| w.by_client.get(&client).copied()) else {
+            // Already unblocked: its reply was on its way.
+            return;
+        };
+        let Some((entry, _)) = remove(ctx, id) else {
+            return;
+        };
+        bump(&CANCELLED);
+        api::unblock::<Clients>(entry.bc, None);
+    }
+}
+
+/// Server events: a flush can free units at once; a role change ends
+/// every wait (Redis has disconnected the waiters already).
+pub struct Events;
+
+impl ServerEvents for Events {
+    fn flushed(ctx: &Ctx<'_>, db: Option<i32>) {
+        for id in with(|w| w.line.heads(db)) {
+            reschedule(ctx, id, 0);
+        }
+    }
+
+    fn became_replica(ctx: &Ctx<'_>) {
+        for id in with(|w| w.line.ids()) {
+            if let Some((entry, _)) = remove(ctx, id) {
+                bump(&CANCELLED);
+                let e = Outcome::Error(NOT_MASTER);
+                api::unblock::<Clients>(entry.bc, Some(Box::new(e)));
+            }
+        }
+    }
+}
+
+/// The wait a newcomer on `key` faces behind its queue, if anyone waits
+/// on it (see [`Line::behind`]).
+pub fn behind(ctx: &Ctx<'_>, key: &[u8], spec: &Spec, cost: u64, now: Nanos) -> Option<RetryAfter> {
+    if waiters() == 0 {
+        return None;
+    }
+    let db = ctx.selected_db();
+    with(|w| w.line.behind(db, key, spec, cost, now))
+}
+
+/// Makes the caller wait for `needs` (denied now, or behind a queue):
+/// `states` are the keys' states as the request loaded them, `counters`
+/// each limit's policy counters. False when it cannot wait (MULTI, a
+/// script, a replica, the cap, the server refusing): the caller then
+/// answers at once.
+#[allow(clippy::too_many_arguments)]
+pub fn wait(
+    ctx: &Ctx<'_>,
+    report: &'static Report,
+    needs: Vec<Need>,
+    counters: Vec<Option<Rc<Counters>>>,
+    states: Vec<State>,
+    reply: Reply,
+    timeout_ms: u64,
+    now: Nanos,
+) -> bool {
+    if !ctx.flags().can_block() || waiters() >= config::max_waiters() {
+        bump(&REFUSED);
+        return false;
+    }
+    let Some(bc) = ctx.block_client::<Clients>() else {
+        bump(&REFUSED);
+        return false;
+    };
+    let db = ctx.selected_db();
+    let client = bc.id();
+    let entry = Entry {
+        bc,
+        report,
+        reply,
+        counters,
+        deadline: None,
+        admit: None,
+    };
+    let id = with(|w| {
+        let id = w.line.join(db, needs, states, now, entry);
+        w.by_client.insert(client, id);
+        id
+    });
+    WAITERS.fetch_add(1, Ordering::Relaxed);
+    bump(&WAITS);
+    if timeout_ms > 0 {
+        let t = ctx.create_timer::<Timers>(timeout_ms, timer_data(id, DEADLINE));
+        with(|w| {
+            if let Some(e) = entry_mut(w, id) {
+                e.deadline = Some(t);
+            }
+        });
+    }
+    consider(ctx, id, now);
+    true
+}
+
+/// Units came back on `key` (a refund, a release): its first waiter may
+/// fit sooner.
+pub fn kick(ctx: &Ctx<'_>, key: &[u8]) {
+    if waiters() == 0 {
+        return;
+    }
+    let db = ctx.selected_db();
+    let head = with(|w| w.line.first(db, key).filter(|h| w.line.is_head(*h)));
+    if let Some(h) = head {
+        reschedule(ctx, h, 0);
+    }
+}
+
+/// A waiter's admission timer, replacing any earlier one.
+fn reschedule(ctx: &Ctx<'_>, id: u64, ms: u64) {
+    if let Some(t) = with(|w| entry_mut(w, id).and_then(|e| e.admit.take())) {
+        ctx.stop_timer(t);
+    }
+    let t = ctx.create_timer::<Timers>(ms, timer_data(id, ADMIT));
+    with(|w| match entry_mut(w, id) {
+        Some(e) => e.admit = Some(t),
+        None => ctx.stop_timer(t),
+    });
+}
+
+/// A waiter that may have become first everywhere: admit it now if its
+/// limits allow, else arm its timer for when they will.
+fn consider(ctx: &Ctx<'_>, id: u64, now: Nanos) {
+    let Some((db, needs)) = with(|w| {
+        let x = w.line.get(id).filter(|_| w.line.is_head(id))?;
+        Some((x.db, x.needs.clone()))
+    }) else {
+        return;
+    };
+    // Decided on the keys' current states, read only; the timer callback
+    // decides again and writes.
+    let decided = in_db(ctx, db, || {
+        let names = names(ctx, &needs)?;
+        let keys = open(ctx, &names)?;
+        decide(&keys, &needs, now).ok()
+    });
+    let wait = match decided.map(|d| d.answer.retry_after) {
+        Some(RetryAfter::After(w)) => w,
+        _ => Nanos::ZERO,
+    };
+    reschedule(ctx, id, wait.ceil_millis());
+}
+
+/// Runs `f` with `ctx` on database `db`, then back on the one it was on
+/// (a command's or callback's context belongs to a client).
+fn in_db<T>(ctx: &Ctx<'_>, db: i32, f: impl FnOnce() -> T) -> T {
+    let previous = ctx.selected_db();
+    if previous == db {
+        return f();
+    }
+    ctx.select_db(db);
+    let out = f();
+    ctx.select_db(previous);
+    out
+}
+
+/// The key names a waiter needs, as module strings.
+fn names(ctx: &Ctx<'_>, needs: &[Need]) -> Option<Vec<OwnedString>> {
+    let names: Vec<OwnedString> = needs.iter().filter_map(|n| ctx.string(&n.key)).collect();
+    (names.len() == needs.len()).then_some(names)
+}
+
+fn open<'c>(ctx: &Ctx<'c>, names: &[OwnedString]) -> Option<Few<Key<'c>>> {
+    Few::try_map(names, |n| ctx.open_key(n.name()).ok_or(())).ok()
+}
+
+/// A waiter's limits decided on its keys' states now, writing nothing.
+fn decide(keys: &[Key<'_>], needs: &[Need], now: Nanos) -> Result<AllDecided, CmdError> {
+    let mut each_key = keys.iter();
+    let claims = Few::try_map(needs, |n| {
+        Ok(Claim {
+            stored: store::load(each_key.next().ok_or(INTERNAL)?, n.spec.kind())?,
+            spec: &n.spec,
+            rules: Rules::default(),
+            cost: n.cost,
+        })
+    })?;
+    decide_all(&claims, now, Action::Take)
+}
+
+/// Takes a waiter out of the line, stopping its timers. Returns it, and
+/// the waiters that became first in one of its queues, oldest first.
+fn take_out(ctx: &Ctx<'_>, id: u64) -> Option<(line::Waiter<Entry>, Vec<u64>)> {
+    let (w, next) = with(|w| {
+        let (x, next) = w.line.leave(id)?;
+        w.by_client.remove(&x.data.bc.id());
+        Some((x, next))
+    })?;
+    WAITERS.fetch_sub(1, Ordering::Relaxed);
+    for t in [w.data.deadline, w.data.admit].into_iter().flatten() {
+        ctx.stop_timer(t);
+    }
+    Some((w, next))
+}
+
+/// Takes a waiter out outside a timer (a client that leaves, a deadline):
+/// the waiters now first get their timers. Returns it and its needs.
+fn remove(ctx: &Ctx<'_>, id: u64) -> Option<(Entry, (i32, Vec<Need>))> {
+    let (w, next) = take_out(ctx, id)?;
+    let now = clock::now();
+    for h in next {
+        consider(ctx, h, now);
+    }
+    Some((w.data, (w.db, w.needs)))
+}
+
+/// A waiter leaves before admission: the reply it gets is the denial as
+/// of now, behind whoever is still in line.
+fn leave(ctx: &Ctx<'_>, id: u64) -> Option<(Entry, Outcome)> {
+    let (entry, (db, needs)) = remove(ctx, id)?;
+    let now = clock::now();
+    let denial = in_db(ctx, db, || {
+        let names = names(ctx, &needs)?;
+        let keys = open(ctx, &names)?;
+        let decided = decide(&keys, &needs, now).ok()?;
+        let answers: Vec<_> = decided.limits.iter().map(|d| d.answer).collect();
+        with(|w| w.line.denial(db, &needs, &answers, now))
+    });
+    let outcome = match denial {
+        Some((index, answer)) => Outcome::Answer(entry.reply.fields(&answer, index, None)),
+        None => Outcome::Error(INTERNAL),
+    };
+    Some((entry, outcome))
+}
+
+/// A waiter's deadline.
+fn deadline(ctx: &Ctx<'_>, id: u64) {
+    with(|w| {
+        if let Some(e) = entry_mut(w, id) {
+            // This timer fired: its id may be reused, never stop it.
+            e.deadline = None;
+        }
+    });
+    if let Some((entry, outcome)) = leave(ctx, id) {
+        bump(&TIMED_OUT);
+        for c in entry.counters.iter().flatten() {
+            c.waited(false);
+        }
+        api::unblock::<Clients>(entry.bc, Some(Box::new(outcome)));
+    }
+}
+
+/// The head's timer: decide and write now, as the command would have;
+/// then the waiters behind it, while their limits allow, in this same
+/// callback (a burst of freed units is handed out at once).
+fn admit(ctx: &Ctx<'_>, id: u64) {
+    with(|w| {
+        if let Some(e) = entry_mut(w, id) {
+            // This timer fired: its id may be reused, never stop it.
+            e.admit = None;
+        }
+    });
+    // Oldest first: the waiters behind one admitted are considered in the
+    // order they arrived, and each admitted one is answered at once (Redis
+    // sends the replies of clients it unblocks in the order it was told).
+    let mut work = VecDeque::from([id]);
+    while let Some(id) = work.pop_front() {
+        work.extend(admit_one(ctx, id));
+    }
+}
+
+/// Admits `id` if it is first everywhere and its limits allow it now;
+/// returns the waiters that became first behind it.
+fn admit_one(ctx: &Ctx<'_>, id: u64) -> Vec<u64> {
+    let Some((db, needs, report, reply)) = with(|w| {
+        let x = w.line.get(id).filter(|_| w.line.is_head(id))?;
+        Some((x.db, x.needs.clone(), x.data.report, x.data.reply))
+    }) else {
+        return Vec::new();
+    };
+    if !ctx.flags().master() {
+        return Vec::new();
+    }
+    if api::avoid_replica_traffic() {
+        // A failover or shutdown is waiting for replicas to catch up.
+        reschedule(ctx, id, PAUSED_RETRY_MS);
+        return Vec::new();
+    }
+    // A timer's context is its own: it stays on the waiter's database.
+    ctx.select_db(db);
+    let Some(names) = names(ctx, &needs) else {
+        return fail(ctx, id, Outcome::Error(INTERNAL));
+    };
+    if names.iter().any(|n| !ctx.key_is_local(n.name())) {
+        // The slot moved (or the cluster is down): the client retries and
+        // is redirected; nothing was taken.
+        return fail(ctx, id, Outcome::Error(TRYAGAIN));
+    }
+    let now = clock::now();
+    let Some(mut keys) = open(ctx, &names) else {
+        return fail(ctx, id, Outcome::Error(INTERNAL));
+    };
+    let decided = match decide(&keys, &needs, now) {
+        Ok(d) => d,
+        Err(e) => {
+            drop(keys);
+            return fail(ctx, id, Outcome::Error(e));
+        }
+    };
+    if !decided.answer.allowed {
+        drop(keys);
+        return match decided.answer.retry_after {
+            RetryAfter::After(w) => {
+                reschedule(ctx, id, w.ceil_millis());
+                Vec::new()
+            }
+            // The key changed under the waiter (another limit on it).
+            _ => {
+                let fields = reply.fields(&decided.answer, decided.index, None);
+                fail(ctx, id, Outcome::Answer(fields))
+            }
+        };
+    }
+    let effects = decided.limits.iter().map(|d| &d.effect);
+    for ((n, key), effect) in names.iter().zip(keys.iter_mut()).zip(effects) {
+        store::commit(ctx, key, n.name(), effect, report.event);
+    }
+    drop(keys);
+    report.decided(true, false, false);
+    bump(&ADMITTED);
+    let Some((w, next)) = take_out(ctx, id) else {
+        return Vec::new();
+    };
+    for c in w.data.counters.iter().flatten() {
+        c.waited(true);
+    }
+    let fields = reply.fields(&decided.answer, decided.index, decided.lease_id());
+    api::unblock::<Clients>(w.data.bc, Some(Box::new(Outcome::Answer(fields))));
+    next
+}
+
+/// Ends a wait with `outcome` (an error, or a denial that can never pass);
+/// returns the waiters that became first behind it.
+fn fail(ctx: &Ctx<'_>, id: u64, outcome: Outcome) -> Vec<u64> {
+    let Some((w, next)) = take_out(ctx, id) else {
+        return Vec::new();
+    };
+    bump(&CANCELLED);
+    api::unblock::<Clients>(w.data.bc, Some(Box::new(outcome)));
+    next
+}
