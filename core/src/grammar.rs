@@ -284,6 +284,9 @@ pub const TOKENBUCKET: Syntax = Syntax {
     costs: true,
 };
 
+/// A token bucket's PERIOD when it names none: one second.
+pub const TOKENBUCKET_PERIOD: Decimal = Decimal::from_int(1);
+
 pub const SLIDING: Syntax = Syntax {
     algorithm: Algorithm::Sliding,
     keyword: "SLIDING",
@@ -346,8 +349,8 @@ pub fn algorithm(word: &[u8]) -> Option<&'static Syntax> {
 }
 
 /// The most params or options any algorithm has.
-const MAX_PARAMS: usize = 3;
-const MAX_OPTIONS: usize = 1;
+pub(crate) const MAX_PARAMS: usize = 3;
+pub(crate) const MAX_OPTIONS: usize = 1;
 
 /// The values read for one limit, by position in its syntax.
 #[derive(Debug, Default)]
@@ -469,7 +472,7 @@ impl Syntax {
             Algorithm::TokenBucket => {
                 let period = match v.option(0) {
                     Some(Value::Decimal(p)) => *p,
-                    _ => Decimal::from_int(1),
+                    _ => TOKENBUCKET_PERIOD,
                 };
                 let errors = BucketErrors {
                     limit: error::CAPACITY,
@@ -623,6 +626,14 @@ pub struct RequestOption {
 
 /// The keyword of the COST option (a request's, or an RL.ALL clause's).
 pub const COST: &str = "COST";
+/// The cost of a request that names none.
+pub const DEFAULT_COST: u64 = 1;
+/// The keyword of a request that answers as if and changes nothing.
+pub const DRYRUN: &str = "DRYRUN";
+/// The keyword of a request that gives its cost back.
+pub const REFUND: &str = "REFUND";
+/// The keyword of a request that waits in line (its value: milliseconds).
+pub const BLOCK: &str = "BLOCK";
 
 const COST_OPTION: RequestOption = RequestOption {
     keyword: COST,
@@ -634,16 +645,16 @@ const COST_OPTION: RequestOption = RequestOption {
     )),
 };
 const DRYRUN_OPTION: RequestOption = RequestOption {
-    keyword: "DRYRUN",
+    keyword: DRYRUN,
     value: None,
 };
 const REFUND_OPTION: RequestOption = RequestOption {
-    keyword: "REFUND",
+    keyword: REFUND,
     value: None,
 };
 const BLOCK_OPTION: RequestOption = RequestOption {
-    keyword: "BLOCK",
-    value: Some(option("timeout", "BLOCK", ArgKind::Timeout, error::BLOCK)),
+    keyword: BLOCK,
+    value: Some(option("timeout", BLOCK, ArgKind::Timeout, error::BLOCK)),
 };
 
 /// Every option a limiter request takes, in every command: COST, DRYRUN,

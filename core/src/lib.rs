@@ -5,6 +5,7 @@
 //! - [`algo`]: the algorithms, `(state, params, now, cost) -> (decision,
 //!   new state)`;
 //! - [`grammar`]: each algorithm's arguments, written once;
+//! - [`render`]: the same grammar written out, the words a client sends;
 //! - [`limit`]: one limit on one stored state, and the write it calls for;
 //! - [`num`], [`time`], [`bounds`], [`error`]: exact decimals, absolute
 //!   nanoseconds, the bounds every limit lives within, every error text.
@@ -19,4 +20,5 @@ pub mod grammar;
 pub mod limit;
 pub mod num;
 pub mod policy;
+pub mod render;
 pub mod time;

@@ -26,18 +26,40 @@ pub enum Unit {
 }
 
 impl Unit {
+    /// Every unit, shortest first.
+    pub const ALL: [Unit; 5] = [Unit::Minute, Unit::Hour, Unit::Day, Unit::Week, Unit::Month];
+
+    /// Its keyword, as the module reads it and writes it (capitals).
+    pub const fn keyword(self) -> &'static str {
+        match self {
+            Unit::Minute => "MINUTE",
+            Unit::Hour => "HOUR",
+            Unit::Day => "DAY",
+            Unit::Week => "WEEK",
+            Unit::Month => "MONTH",
+        }
+    }
+
     /// The keyword as users type it (case-insensitively).
     pub fn parse(s: &[u8]) -> Option<Unit> {
-        [
-            (&b"MINUTE"[..], Unit::Minute),
-            (b"HOUR", Unit::Hour),
-            (b"DAY", Unit::Day),
-            (b"WEEK", Unit::Week),
-            (b"MONTH", Unit::Month),
-        ]
-        .into_iter()
-        .find(|(k, _)| s.eq_ignore_ascii_case(k))
-        .map(|(_, u)| u)
+        Unit::ALL
+            .into_iter()
+            .find(|u| s.eq_ignore_ascii_case(u.keyword().as_bytes()))
+    }
+
+    /// Its nominal length, where one number must stand for it (a
+    /// header's window, an estimate): a day is 24 h even when the clocks
+    /// change, a month 31 days (the longest, so estimates err on the
+    /// strict side).
+    pub const fn nominal(self) -> Nanos {
+        let ms = match self {
+            Unit::Minute => MINUTE_MS,
+            Unit::Hour => HOUR_MS,
+            Unit::Day => DAY_MS,
+            Unit::Week => 7 * DAY_MS,
+            Unit::Month => 31 * DAY_MS,
+        };
+        Nanos::from_millis(ms.unsigned_abs())
     }
 }
 
