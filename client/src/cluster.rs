@@ -8,6 +8,9 @@
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis_ratelimit_core::grammar::all_key_positions;
+
+use crate::commands::name;
 
 /// The number of hash slots in a Redis Cluster.
 pub const SLOTS: u16 = 16384;
@@ -44,18 +47,21 @@ fn crc16(data: &[u8]) -> u16 {
     crc
 }
 
-/// The first key of an `RL.ALL` command: the argument after its first
-/// `LIMIT` keyword.
+/// The first key of an `RL.ALL` command, where the module's grammar finds
+/// it (`all_key_positions`, the one `COMMAND GETKEYS` answers from).
 fn all_first_key(cmd: &Cmd) -> Option<Vec<u8>> {
-    let mut args = cmd.args_iter().map(|a| match a {
-        redis::Arg::Simple(b) => b,
-        _ => &[],
-    });
-    if !args.next()?.eq_ignore_ascii_case(b"RL.ALL") {
+    let args: Vec<&[u8]> = cmd
+        .args_iter()
+        .map(|a| match a {
+            redis::Arg::Simple(b) => b,
+            _ => &[],
+        })
+        .collect();
+    if !args.first()?.eq_ignore_ascii_case(name::ALL.as_bytes()) {
         return None;
     }
-    args.by_ref().find(|a| a.eq_ignore_ascii_case(b"LIMIT"))?;
-    args.next().map(<[u8]>::to_vec)
+    let first = *all_key_positions(&args[..]).first()?;
+    args.get(first).map(|k| k.to_vec())
 }
 
 /// A cluster connection that routes `RL.ALL` by its keys; every other

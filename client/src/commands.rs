@@ -1,10 +1,15 @@
 //! The commands, in the redis-rs style: `cmd_*` functions build the exact
-//! argv (use them in pipelines), and two extension traits send them:
-//! [`RateLimitCommands`] for any sync [`redis::ConnectionLike`] and
-//! [`AsyncRateLimitCommands`] for any async one (multiplexed connection,
-//! `ConnectionManager`, cluster async connection). Options are keywords
-//! appended after the positional arguments; defaults are left out, so
-//! `RL.SLIDING k 10 60` is sent as a user would type it.
+//! argv, and three extension traits send them, all three generated from
+//! one list ([`rate_limit_commands!`]): [`RateLimitCommands`] for any sync
+//! [`redis::ConnectionLike`], [`AsyncRateLimitCommands`] for any async one
+//! (multiplexed connection, `ConnectionManager`, cluster async
+//! connection) and [`RateLimitPipeline`] for [`redis::Pipeline`] and
+//! [`redis::cluster::ClusterPipeline`]. Every word after a command's name
+//! and key is written by core's renderer (`redis_ratelimit_core::render`),
+//! the one that writes a policy's definition and that the module's grammar
+//! reads back: options are keywords after the positional arguments,
+//! defaults are left out, so `RL.SLIDING k 10 60` is sent as a user would
+//! type it.
 
 use redis::{Cmd, ConnectionLike, RedisFuture, RedisResult, ToSingleRedisArg, Value};
 
@@ -12,9 +17,28 @@ use std::time::Duration;
 
 use crate::limits::{
     Concurrency, FixedWindow, Gcra, NamedPolicy, Policy, SlidingWindow, Throttle, TokenBucket,
+    THROTTLE_COMMAND,
 };
 use crate::reply::{AllDecision, Decision};
+use redis_ratelimit_core::bounds::MAX_BLOCK_MS;
+use redis_ratelimit_core::grammar::{RequestArgs, DEFAULT_COST};
 use redis_ratelimit_core::num::Decimal;
+use redis_ratelimit_core::render::{self, ClauseArgs, LimitArgs};
+
+/// The commands' names, as the module registers them (an algorithm's own
+/// command is its syntax's, in core).
+pub(crate) mod name {
+    pub const TAKE: &str = "RL.TAKE";
+    pub const ALL: &str = "RL.ALL";
+    pub const RELEASE: &str = "RL.RELEASE";
+    pub const RENEW: &str = "RL.RENEW";
+    pub const POLICY: &str = "RL.POLICY";
+    /// `RL.POLICY`'s subcommands.
+    pub const SET: &str = "SET";
+    pub const GET: &str = "GET";
+    pub const DEL: &str = "DEL";
+    pub const LIST: &str = "LIST";
+}
 
 /// What a call does with its cost.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
@@ -46,8 +70,8 @@ pub struct Request {
     block_ms: Option<u64>,
 }
 
-/// The longest `BLOCK` the module takes: 31 days, in milliseconds.
-pub const MAX_BLOCK: Duration = Duration::from_millis(2_678_400_000);
+/// The longest `BLOCK` the module takes: 31 days.
+pub const MAX_BLOCK: Duration = Duration::from_millis(MAX_BLOCK_MS);
 
 impl Request {
     /// `cost` units (0 is a peek: it answers and changes nothing).
@@ -94,6 +118,28 @@ impl Request {
     /// What the request does with its cost.
     pub const fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// The request's options as the module reads them, for a limit that
+    /// takes a cost (`costs`), or for a lease (`RL.ACQUIRE` takes one slot:
+    /// a cost of 0, a dry run or a refund is sent as `DRYRUN`). A cost of
+    /// 1 and a `BLOCK` outside a take are left out.
+    fn args(&self, costs: bool) -> RequestArgs {
+        let block = self.block_timeout().and(self.block_ms);
+        if !costs {
+            let take = self.mode == Mode::Consume && self.cost > 0;
+            return RequestArgs {
+                block: block.filter(|_| take),
+                dry_run: !take,
+                ..RequestArgs::default()
+            };
+        }
+        RequestArgs {
+            cost: Some(self.cost).filter(|c| *c != DEFAULT_COST),
+            dry_run: self.mode == Mode::DryRun,
+            refund: self.mode == Mode::Refund,
+            block,
+        }
     }
 }
 
@@ -183,114 +229,50 @@ impl All {
     }
 }
 
-/// The request's flags: `DRYRUN`, `REFUND`, or `BLOCK ms` for a take.
-fn flags(cmd: &mut Cmd, req: Request) {
-    match req.mode {
-        Mode::Consume => {
-            if let Some(ms) = req.block_ms {
-                cmd.arg("BLOCK").arg(ms);
-            }
-        }
-        Mode::DryRun => {
-            cmd.arg("DRYRUN");
-        }
-        Mode::Refund => {
-            cmd.arg("REFUND");
-        }
-    }
-}
-
-fn cost_option(cmd: &mut Cmd, cost: u64) {
-    if cost != 1 {
-        cmd.arg("COST").arg(cost);
-    }
-}
-
-fn dec(d: Decimal) -> String {
-    d.to_string()
-}
-
-fn one_second(d: Decimal) -> bool {
-    d == Decimal::from_u64(1)
-}
-
-/// The arguments after the key that describe a policy, as `RL.ALL` reads
-/// them: its keyword, then [`Policy::definition`].
-fn spec(cmd: &mut Cmd, policy: &Policy) {
-    if let Policy::Named(p) = policy {
-        cmd.arg("POLICY").arg(p.name());
-        return;
-    }
-    let (syntax, words) = policy.definition();
-    cmd.arg(syntax.keyword);
-    for w in words {
+/// Appends what core's renderer writes to `cmd`.
+fn with(mut cmd: Cmd, render: impl FnOnce(&mut dyn FnMut(&[u8]))) -> Cmd {
+    render(&mut |w: &[u8]| {
         cmd.arg(w);
-    }
+    });
+    cmd
 }
 
-/// `RL.TOKENBUCKET key capacity rate cost [PERIOD seconds] [DRYRUN|REFUND]`
+/// A limit's own command: `<command> key <params> [cost] <options>
+/// <request options>`.
+fn limit_cmd<K: ToSingleRedisArg>(key: K, args: &LimitArgs<'_>, req: Request) -> Cmd {
+    let mut c = redis::cmd(args.syntax.command);
+    c.arg(key);
+    let request = req.args(args.syntax.costs);
+    with(c, |out| args.command(&request, &mut |w| out(w)))
+}
+
+/// `RL.TOKENBUCKET key capacity rate cost [PERIOD seconds] [DRYRUN|REFUND|BLOCK ms]`
 /// (`PERIOD` left out when it is 1 s).
 pub fn cmd_token_bucket<K: ToSingleRedisArg>(key: K, p: &TokenBucket, req: Request) -> Cmd {
-    let mut c = redis::cmd("RL.TOKENBUCKET");
-    c.arg(key)
-        .arg(p.capacity())
-        .arg(dec(p.rate()))
-        .arg(req.cost);
-    if !one_second(p.period_secs) {
-        c.arg("PERIOD").arg(dec(p.period_secs));
-    }
-    flags(&mut c, req);
-    c
+    limit_cmd(key, &p.args(), req)
 }
 
-/// `RL.SLIDING key limit window [COST n] [DRYRUN|REFUND]`
+/// `RL.SLIDING key limit window [COST n] [DRYRUN|REFUND|BLOCK ms]`
 pub fn cmd_sliding<K: ToSingleRedisArg>(key: K, p: &SlidingWindow, req: Request) -> Cmd {
-    let mut c = redis::cmd("RL.SLIDING");
-    c.arg(key).arg(p.limit()).arg(dec(p.window_secs));
-    cost_option(&mut c, req.cost);
-    flags(&mut c, req);
-    c
+    limit_cmd(key, &p.args(), req)
 }
 
-/// `RL.GCRA key burst rate period [COST n] [DRYRUN|REFUND]`
+/// `RL.GCRA key burst rate period [COST n] [DRYRUN|REFUND|BLOCK ms]`
 pub fn cmd_gcra<K: ToSingleRedisArg>(key: K, p: &Gcra, req: Request) -> Cmd {
-    let mut c = redis::cmd("RL.GCRA");
-    c.arg(key)
-        .arg(p.burst())
-        .arg(dec(p.rate()))
-        .arg(dec(p.period_secs));
-    cost_option(&mut c, req.cost);
-    flags(&mut c, req);
-    c
+    limit_cmd(key, &p.args(), req)
 }
 
-/// `RL.FIXED key limit window [COST n] [TZ zone] [DRYRUN|REFUND]`
+/// `RL.FIXED key limit window [TZ zone] [COST n] [DRYRUN|REFUND|BLOCK ms]`
 pub fn cmd_fixed<K: ToSingleRedisArg>(key: K, p: &FixedWindow, req: Request) -> Cmd {
-    let mut c = redis::cmd("RL.FIXED");
-    c.arg(key).arg(p.limit());
-    // The syntax line's order: window, COST, TZ.
-    c.arg(p.window_arg());
-    cost_option(&mut c, req.cost);
-    if let Some(tz) = p.time_zone() {
-        c.arg("TZ").arg(tz);
-    }
-    flags(&mut c, req);
-    c
+    limit_cmd(key, &p.args(), req)
 }
 
-/// The command for any [`Policy`].
+/// The command for any [`Policy`] (a [`Throttle`] as the `RL.GCRA` it is,
+/// a [`NamedPolicy`] as `RL.TAKE`).
 pub fn cmd_limit<K: ToSingleRedisArg>(key: K, policy: &Policy, req: Request) -> Cmd {
     match policy {
-        Policy::TokenBucket(p) => cmd_token_bucket(key, p, req),
-        Policy::Sliding(p) => cmd_sliding(key, p, req),
-        Policy::Gcra(p) => cmd_gcra(key, p, req),
-        Policy::Fixed(p) => cmd_fixed(key, p, req),
-        Policy::Throttle(p) => match p.as_gcra() {
-            Ok(g) => cmd_gcra(key, &g, req),
-            Err(_) => cmd_throttle(key, p, req.cost),
-        },
-        Policy::Concurrency(p) => cmd_acquire(key, p, req),
         Policy::Named(p) => cmd_take(key, p.name(), req),
+        other => limit_cmd(key, &other.args(), req),
     }
 }
 
@@ -298,85 +280,72 @@ pub fn cmd_limit<K: ToSingleRedisArg>(key: K, policy: &Policy, req: Request) -> 
 /// one slot (a cost of 0 is a peek, sent as `DRYRUN`); no `REFUND`
 /// (`RL.RELEASE` gives a slot back).
 pub fn cmd_acquire<K: ToSingleRedisArg>(key: K, p: &Concurrency, req: Request) -> Cmd {
-    let mut c = redis::cmd("RL.ACQUIRE");
-    c.arg(key).arg(p.limit()).arg(dec(p.lease_secs));
-    match req.mode {
-        Mode::Consume if req.cost > 0 => flags(&mut c, req),
-        _ => {
-            c.arg("DRYRUN");
-        }
-    }
-    c
+    limit_cmd(key, &p.args(), req)
 }
 
 /// `RL.RELEASE key lease_id`: 1 if the lease was live.
 pub fn cmd_release<K: ToSingleRedisArg>(key: K, lease_id: u64) -> Cmd {
-    let mut c = redis::cmd("RL.RELEASE");
+    let mut c = redis::cmd(name::RELEASE);
     c.arg(key).arg(lease_id);
     c
 }
 
 /// `RL.RENEW key lease_id lease_seconds`: 1 if the lease was live.
 pub fn cmd_renew<K: ToSingleRedisArg>(key: K, lease_id: u64, lease: Duration) -> Cmd {
-    let mut c = redis::cmd("RL.RENEW");
-    c.arg(key)
-        .arg(lease_id)
-        .arg(Decimal::from_duration_secs(lease).map_or_else(|| "0".to_string(), dec));
+    let mut c = redis::cmd(name::RENEW);
+    // A lease no decimal holds (finer than a nanosecond, zero) is sent as
+    // 0, which the module refuses.
+    let secs = Decimal::from_duration_secs(lease).unwrap_or(Decimal::ZERO);
+    c.arg(key).arg(lease_id).arg(secs.to_string());
     c
 }
 
 /// `RL.TAKE key policy [COST n] [DRYRUN|REFUND|BLOCK ms]`: a named policy.
 pub fn cmd_take<K: ToSingleRedisArg>(key: K, policy: &str, req: Request) -> Cmd {
-    let mut c = redis::cmd("RL.TAKE");
+    let mut c = redis::cmd(name::TAKE);
     c.arg(key).arg(policy);
-    cost_option(&mut c, req.cost);
-    flags(&mut c, req);
-    c
+    with(c, |out| req.args(true).render(true, &mut |w| out(w)))
 }
 
 /// `RL.POLICY SET name <definition>`
 pub fn cmd_policy_set(p: &NamedPolicy) -> Cmd {
-    let mut c = redis::cmd("RL.POLICY");
-    c.arg("SET").arg(p.name());
-    for w in p.definition_args() {
-        c.arg(w);
-    }
-    c
+    let mut c = redis::cmd(name::POLICY);
+    c.arg(name::SET).arg(p.name());
+    with(c, |out| p.render(&mut |w| out(w)))
 }
 
 /// `RL.POLICY GET name`: the definition, or nil.
-pub fn cmd_policy_get(name: &str) -> Cmd {
-    let mut c = redis::cmd("RL.POLICY");
-    c.arg("GET").arg(name);
+pub fn cmd_policy_get(policy: &str) -> Cmd {
+    let mut c = redis::cmd(name::POLICY);
+    c.arg(name::GET).arg(policy);
     c
 }
 
 /// `RL.POLICY DEL name`: 1 if it was defined.
-pub fn cmd_policy_del(name: &str) -> Cmd {
-    let mut c = redis::cmd("RL.POLICY");
-    c.arg("DEL").arg(name);
+pub fn cmd_policy_del(policy: &str) -> Cmd {
+    let mut c = redis::cmd(name::POLICY);
+    c.arg(name::DEL).arg(policy);
     c
 }
 
 /// `RL.POLICY LIST`: `[name, definition]` pairs, by name.
 pub fn cmd_policy_list() -> Cmd {
-    let mut c = redis::cmd("RL.POLICY");
-    c.arg("LIST");
+    let mut c = redis::cmd(name::POLICY);
+    c.arg(name::LIST);
     c
 }
 
 /// `CL.THROTTLE key max_burst count_per_period period quantity`
 pub fn cmd_throttle<K: ToSingleRedisArg>(key: K, p: &Throttle, quantity: u64) -> Cmd {
-    let mut c = redis::cmd("CL.THROTTLE");
-    c.arg(key)
-        .arg(p.max_burst())
-        .arg(p.count_per_period())
-        .arg(p.period().as_secs())
-        .arg(quantity);
+    let mut c = redis::cmd(THROTTLE_COMMAND);
+    c.arg(key);
+    for w in p.words(quantity) {
+        c.arg(w);
+    }
     c
 }
 
-/// `RL.ALL [COST n] [DRYRUN|REFUND] LIMIT key <spec> [COST n] ...`
+/// `RL.ALL [COST n] [DRYRUN|REFUND|BLOCK ms] LIMIT key <spec> [COST n] ...`
 pub fn cmd_all(all: &All) -> Cmd {
     let limits = all.limits.iter().map(|(k, p, c)| (k.as_slice(), p, *c));
     all_parts(all.request, limits)
@@ -387,319 +356,223 @@ pub(crate) fn all_parts<'a>(
     request: Request,
     limits: impl Iterator<Item = (&'a [u8], &'a Policy, Option<u64>)>,
 ) -> Cmd {
-    let mut c = redis::cmd("RL.ALL");
-    cost_option(&mut c, request.cost);
-    flags(&mut c, request);
-    for (key, policy, cost) in limits {
-        c.arg("LIMIT").arg(key);
-        spec(&mut c, policy);
+    let clauses = limits.map(|(key, policy, cost)| {
+        let limit = match policy {
+            Policy::Named(p) => ClauseArgs::Policy(p.name()),
+            other => ClauseArgs::Inline(other.args()),
+        };
         // A lease limit takes one slot a request: no COST of its own.
-        if let (Some(n), false) = (cost, policy.is_concurrency()) {
-            c.arg("COST").arg(n);
+        (key, limit, cost.filter(|_| !policy.is_concurrency()))
+    });
+    let req = request.args(true);
+    with(redis::cmd(name::ALL), |out| {
+        render::all(&req, clauses, &mut |w| out(w))
+    })
+}
+
+/// `CL.THROTTLE`'s reply (redis-cell's five integers) as a decision.
+fn throttle_reply(v: Value) -> RedisResult<Decision> {
+    Ok(Decision::from_throttle_reply(&v)?)
+}
+
+/// What a command's reply is read as: its own type, or a raw one it is
+/// converted from.
+macro_rules! reply_type {
+    ($ret:ty) => {
+        $ret
+    };
+    ($ret:ty, $raw:ty) => {
+        $raw
+    };
+}
+
+/// The reply, converted when the command names a conversion.
+macro_rules! reply {
+    ($reply:expr) => {
+        $reply
+    };
+    ($reply:expr, $conv:ident) => {
+        $reply.and_then($conv)
+    };
+}
+
+/// Every command, described once: the method's name and arguments, its
+/// reply (with `[Raw => conversion]` when the reply is read as another
+/// type first), and the `cmd_*` expression that builds it. From this one
+/// list come the sync trait, the async trait and the pipeline trait, as
+/// redis-rs makes its JSON commands.
+macro_rules! rate_limit_commands {
+    ($(
+        $(#[$doc:meta])*
+        fn $name:ident $(<$($g:ident: $bound:path),*>)? ($($arg:ident: $argty:ty),* $(,)?)
+            -> $ret:ty $([$raw:ty => $conv:ident])? = $build:expr;
+    )*) => {
+        /// The rate-limit commands on any sync connection.
+        ///
+        /// ```no_run
+        /// use redis_ratelimit_client::{redis, RateLimitCommands, SlidingWindow, Request};
+        /// use std::time::Duration;
+        /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+        /// let mut con = redis::Client::open("redis://127.0.0.1/")?.get_connection()?;
+        /// let policy = SlidingWindow::new(5, Duration::from_secs(60))?;
+        /// let d = con.sliding("login:alice", &policy, 1)?;
+        /// if !d.allowed {
+        ///     println!("try again in {:?}", d.retry_after);
+        /// }
+        /// // Would 3 more fit? Changes nothing.
+        /// let peek = con.sliding("login:alice", &policy, Request::new(3).dry_run())?;
+        /// # Ok(()) }
+        /// ```
+        pub trait RateLimitCommands: ConnectionLike + Sized {
+            $(
+                $(#[$doc])*
+                fn $name$(<$($g: $bound),*>)?(&mut self, $($arg: $argty),*) -> RedisResult<$ret> {
+                    let cmd = $build;
+                    reply!(cmd.query::<reply_type!($ret $(, $raw)?)>(self) $(, $conv)?)
+                }
+            )*
+        }
+
+        impl<T: ConnectionLike> RateLimitCommands for T {}
+
+        /// The rate-limit commands on any async connection. The command is
+        /// built before the returned future, so keys and policies need not
+        /// outlive it.
+        ///
+        /// ```no_run
+        /// use redis_ratelimit_client::{redis, AsyncRateLimitCommands, TokenBucket};
+        /// use std::time::Duration;
+        /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+        /// let client = redis::Client::open("redis://127.0.0.1/")?;
+        /// let mut con = client.get_multiplexed_async_connection().await?;
+        /// let bucket = TokenBucket::new(10, 1, Duration::from_secs(1))?;
+        /// let d = con.token_bucket("user:42", &bucket, 1).await?;
+        /// # Ok(()) }
+        /// ```
+        pub trait AsyncRateLimitCommands: redis::aio::ConnectionLike + Send + Sized {
+            $(
+                $(#[$doc])*
+                fn $name$(<$($g: $bound),*>)?(&mut self, $($arg: $argty),*) -> RedisFuture<'_, $ret> {
+                    let cmd = $build;
+                    Box::pin(async move {
+                        reply!(cmd.query_async::<reply_type!($ret $(, $raw)?)>(self).await $(, $conv)?)
+                    })
+                }
+            )*
+        }
+
+        impl<T: redis::aio::ConnectionLike + Send + Sized> AsyncRateLimitCommands for T {}
+
+        /// The rate-limit commands added to a pipeline (a
+        /// [`redis::Pipeline`], atomic or not, or a sync
+        /// [`redis::cluster::ClusterPipeline`]): each method adds its
+        /// command and returns the pipeline. Replies come back in order, read
+        /// as the sync trait's (a [`Decision`], an [`AllDecision`], ...),
+        /// except `CL.THROTTLE`'s: read it as a [`redis::Value`] and convert
+        /// it with [`Decision::from_throttle_reply`].
+        ///
+        /// ```no_run
+        /// use redis_ratelimit_client::{redis, Decision, RateLimitPipeline, SlidingWindow};
+        /// use std::time::Duration;
+        /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+        /// let mut con = redis::Client::open("redis://127.0.0.1/")?.get_connection()?;
+        /// let policy = SlidingWindow::new(5, Duration::from_secs(60))?;
+        /// let (a, b): (Decision, Decision) = redis::pipe()
+        ///     .sliding("login:alice", &policy, 1)
+        ///     .sliding("login:bob", &policy, 1)
+        ///     .query(&mut con)?;
+        /// # Ok(()) }
+        /// ```
+        pub trait RateLimitPipeline: sealed::Pipe + Sized {
+            $(
+                $(#[$doc])*
+                fn $name$(<$($g: $bound),*>)?(&mut self, $($arg: $argty),*) -> &mut Self {
+                    self.push($build);
+                    self
+                }
+            )*
+        }
+
+        impl<P: sealed::Pipe> RateLimitPipeline for P {}
+    };
+}
+
+/// What a pipeline is to [`RateLimitPipeline`]: something commands are
+/// added to (sealed: implemented here only).
+mod sealed {
+    pub trait Pipe {
+        fn push(&mut self, cmd: redis::Cmd);
+    }
+    impl Pipe for redis::Pipeline {
+        fn push(&mut self, cmd: redis::Cmd) {
+            self.add_command(cmd);
         }
     }
-    c
-}
-
-/// The rate-limit commands on any sync connection.
-///
-/// ```no_run
-/// use redis_ratelimit_client::{redis, RateLimitCommands, SlidingWindow, Request};
-/// use std::time::Duration;
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let mut con = redis::Client::open("redis://127.0.0.1/")?.get_connection()?;
-/// let policy = SlidingWindow::new(5, Duration::from_secs(60))?;
-/// let d = con.sliding("login:alice", &policy, 1)?;
-/// if !d.allowed {
-///     println!("try again in {:?}", d.retry_after);
-/// }
-/// // Would 3 more fit? Changes nothing.
-/// let peek = con.sliding("login:alice", &policy, Request::new(3).dry_run())?;
-/// # Ok(()) }
-/// ```
-pub trait RateLimitCommands: ConnectionLike + Sized {
-    /// `RL.TOKENBUCKET`
-    fn token_bucket<K: ToSingleRedisArg>(
-        &mut self,
-        key: K,
-        policy: &TokenBucket,
-        req: impl Into<Request>,
-    ) -> RedisResult<Decision> {
-        cmd_token_bucket(key, policy, req.into()).query(self)
-    }
-
-    /// `RL.SLIDING`
-    fn sliding<K: ToSingleRedisArg>(
-        &mut self,
-        key: K,
-        policy: &SlidingWindow,
-        req: impl Into<Request>,
-    ) -> RedisResult<Decision> {
-        cmd_sliding(key, policy, req.into()).query(self)
-    }
-
-    /// `RL.GCRA`
-    fn gcra<K: ToSingleRedisArg>(
-        &mut self,
-        key: K,
-        policy: &Gcra,
-        req: impl Into<Request>,
-    ) -> RedisResult<Decision> {
-        cmd_gcra(key, policy, req.into()).query(self)
-    }
-
-    /// `RL.FIXED`
-    fn fixed<K: ToSingleRedisArg>(
-        &mut self,
-        key: K,
-        policy: &FixedWindow,
-        req: impl Into<Request>,
-    ) -> RedisResult<Decision> {
-        cmd_fixed(key, policy, req.into()).query(self)
-    }
-
-    /// Whichever command `policy` needs.
-    fn limit<K: ToSingleRedisArg>(
-        &mut self,
-        key: K,
-        policy: &Policy,
-        req: impl Into<Request>,
-    ) -> RedisResult<Decision> {
-        cmd_limit(key, policy, req.into()).query(self)
-    }
-
-    /// `RL.ALL`: every limit allows and all consume, or none changes.
-    fn all(&mut self, all: &All) -> RedisResult<AllDecision> {
-        cmd_all(all).query(self)
-    }
-
-    /// `CL.THROTTLE` (redis-cell compatible).
-    fn throttle<K: ToSingleRedisArg>(
-        &mut self,
-        key: K,
-        policy: &Throttle,
-        quantity: u64,
-    ) -> RedisResult<Decision> {
-        let v: Value = cmd_throttle(key, policy, quantity).query(self)?;
-        Ok(Decision::from_throttle_reply(&v)?)
-    }
-
-    /// `RL.ACQUIRE`: one of `limit` slots; the decision's `lease` is its id.
-    fn acquire<K: ToSingleRedisArg>(
-        &mut self,
-        key: K,
-        policy: &Concurrency,
-        req: impl Into<Request>,
-    ) -> RedisResult<Decision> {
-        cmd_acquire(key, policy, req.into()).query(self)
-    }
-
-    /// `RL.RELEASE`: true if the lease was live.
-    fn release<K: ToSingleRedisArg>(&mut self, key: K, lease_id: u64) -> RedisResult<bool> {
-        cmd_release(key, lease_id).query(self)
-    }
-
-    /// `RL.RENEW`: true if the lease was live (it now ends `lease` from now).
-    fn renew<K: ToSingleRedisArg>(
-        &mut self,
-        key: K,
-        lease_id: u64,
-        lease: Duration,
-    ) -> RedisResult<bool> {
-        cmd_renew(key, lease_id, lease).query(self)
-    }
-
-    /// `RL.TAKE`: the named policy `policy` on `key`.
-    fn take<K: ToSingleRedisArg>(
-        &mut self,
-        key: K,
-        policy: &str,
-        req: impl Into<Request>,
-    ) -> RedisResult<Decision> {
-        cmd_take(key, policy, req.into()).query(self)
-    }
-
-    /// `RL.POLICY SET`: stores the policy in this server. On a cluster,
-    /// every primary needs it: see [`store_policy`](crate::store_policy).
-    fn policy_set(&mut self, policy: &NamedPolicy) -> RedisResult<()> {
-        cmd_policy_set(policy).query(self)
-    }
-
-    /// `RL.POLICY GET`: the definition the server holds, if any.
-    fn policy_get(&mut self, name: &str) -> RedisResult<Option<String>> {
-        cmd_policy_get(name).query(self)
-    }
-
-    /// `RL.POLICY DEL`: true if it was defined.
-    fn policy_del(&mut self, name: &str) -> RedisResult<bool> {
-        cmd_policy_del(name).query(self)
-    }
-
-    /// `RL.POLICY LIST`: every (name, definition), by name.
-    fn policy_list(&mut self) -> RedisResult<Vec<(String, String)>> {
-        cmd_policy_list().query(self)
+    impl Pipe for redis::cluster::ClusterPipeline {
+        fn push(&mut self, cmd: redis::Cmd) {
+            self.add_command(cmd);
+        }
     }
 }
 
-impl<T: ConnectionLike> RateLimitCommands for T {}
-
-/// The rate-limit commands on any async connection. The command is built
-/// before the returned future, so keys and policies need not outlive it.
-///
-/// ```no_run
-/// use redis_ratelimit_client::{redis, AsyncRateLimitCommands, TokenBucket};
-/// use std::time::Duration;
-/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
-/// let client = redis::Client::open("redis://127.0.0.1/")?;
-/// let mut con = client.get_multiplexed_async_connection().await?;
-/// let bucket = TokenBucket::new(10, 1, Duration::from_secs(1))?;
-/// let d = con.token_bucket("user:42", &bucket, 1).await?;
-/// # Ok(()) }
-/// ```
-pub trait AsyncRateLimitCommands: redis::aio::ConnectionLike + Send + Sized {
+rate_limit_commands! {
     /// `RL.TOKENBUCKET`
-    fn token_bucket<K: ToSingleRedisArg>(
-        &mut self,
-        key: K,
-        policy: &TokenBucket,
-        req: impl Into<Request>,
-    ) -> RedisFuture<'_, Decision> {
-        let cmd = cmd_token_bucket(key, policy, req.into());
-        Box::pin(async move { cmd.query_async(self).await })
-    }
+    fn token_bucket<K: ToSingleRedisArg>(key: K, policy: &TokenBucket, req: impl Into<Request>)
+        -> Decision = cmd_token_bucket(key, policy, req.into());
 
     /// `RL.SLIDING`
-    fn sliding<K: ToSingleRedisArg>(
-        &mut self,
-        key: K,
-        policy: &SlidingWindow,
-        req: impl Into<Request>,
-    ) -> RedisFuture<'_, Decision> {
-        let cmd = cmd_sliding(key, policy, req.into());
-        Box::pin(async move { cmd.query_async(self).await })
-    }
+    fn sliding<K: ToSingleRedisArg>(key: K, policy: &SlidingWindow, req: impl Into<Request>)
+        -> Decision = cmd_sliding(key, policy, req.into());
 
     /// `RL.GCRA`
-    fn gcra<K: ToSingleRedisArg>(
-        &mut self,
-        key: K,
-        policy: &Gcra,
-        req: impl Into<Request>,
-    ) -> RedisFuture<'_, Decision> {
-        let cmd = cmd_gcra(key, policy, req.into());
-        Box::pin(async move { cmd.query_async(self).await })
-    }
+    fn gcra<K: ToSingleRedisArg>(key: K, policy: &Gcra, req: impl Into<Request>)
+        -> Decision = cmd_gcra(key, policy, req.into());
 
     /// `RL.FIXED`
-    fn fixed<K: ToSingleRedisArg>(
-        &mut self,
-        key: K,
-        policy: &FixedWindow,
-        req: impl Into<Request>,
-    ) -> RedisFuture<'_, Decision> {
-        let cmd = cmd_fixed(key, policy, req.into());
-        Box::pin(async move { cmd.query_async(self).await })
-    }
+    fn fixed<K: ToSingleRedisArg>(key: K, policy: &FixedWindow, req: impl Into<Request>)
+        -> Decision = cmd_fixed(key, policy, req.into());
 
     /// Whichever command `policy` needs.
-    fn limit<K: ToSingleRedisArg>(
-        &mut self,
-        key: K,
-        policy: &Policy,
-        req: impl Into<Request>,
-    ) -> RedisFuture<'_, Decision> {
-        let cmd = cmd_limit(key, policy, req.into());
-        Box::pin(async move { cmd.query_async(self).await })
-    }
+    fn limit<K: ToSingleRedisArg>(key: K, policy: &Policy, req: impl Into<Request>)
+        -> Decision = cmd_limit(key, policy, req.into());
 
-    /// `RL.ALL`: every limit allows and all consume, or none changes. On a
-    /// cluster, wrap the connection in [`ClusterRouted`](crate::ClusterRouted)
+    /// `RL.ALL`: every limit allows and all consume, or none changes. On an
+    /// async cluster connection, wrap it in [`ClusterRouted`](crate::ClusterRouted)
     /// so the command goes straight to its keys' node.
-    fn all(&mut self, all: &All) -> RedisFuture<'_, AllDecision> {
-        let cmd = cmd_all(all);
-        Box::pin(async move { cmd.query_async(self).await })
-    }
+    fn all(all: &All) -> AllDecision = cmd_all(all);
 
     /// `CL.THROTTLE` (redis-cell compatible).
-    fn throttle<K: ToSingleRedisArg>(
-        &mut self,
-        key: K,
-        policy: &Throttle,
-        quantity: u64,
-    ) -> RedisFuture<'_, Decision> {
-        let cmd = cmd_throttle(key, policy, quantity);
-        Box::pin(async move {
-            let v: Value = cmd.query_async(self).await?;
-            Ok(Decision::from_throttle_reply(&v)?)
-        })
-    }
+    fn throttle<K: ToSingleRedisArg>(key: K, policy: &Throttle, quantity: u64)
+        -> Decision [Value => throttle_reply] = cmd_throttle(key, policy, quantity);
 
     /// `RL.ACQUIRE`: one of `limit` slots; the decision's `lease` is its id.
-    fn acquire<K: ToSingleRedisArg>(
-        &mut self,
-        key: K,
-        policy: &Concurrency,
-        req: impl Into<Request>,
-    ) -> RedisFuture<'_, Decision> {
-        let cmd = cmd_acquire(key, policy, req.into());
-        Box::pin(async move { cmd.query_async(self).await })
-    }
+    fn acquire<K: ToSingleRedisArg>(key: K, policy: &Concurrency, req: impl Into<Request>)
+        -> Decision = cmd_acquire(key, policy, req.into());
 
     /// `RL.RELEASE`: true if the lease was live.
-    fn release<K: ToSingleRedisArg>(&mut self, key: K, lease_id: u64) -> RedisFuture<'_, bool> {
-        let cmd = cmd_release(key, lease_id);
-        Box::pin(async move { cmd.query_async(self).await })
-    }
+    fn release<K: ToSingleRedisArg>(key: K, lease_id: u64) -> bool = cmd_release(key, lease_id);
 
     /// `RL.RENEW`: true if the lease was live (it now ends `lease` from now).
-    fn renew<K: ToSingleRedisArg>(
-        &mut self,
-        key: K,
-        lease_id: u64,
-        lease: Duration,
-    ) -> RedisFuture<'_, bool> {
-        let cmd = cmd_renew(key, lease_id, lease);
-        Box::pin(async move { cmd.query_async(self).await })
-    }
+    fn renew<K: ToSingleRedisArg>(key: K, lease_id: u64, lease: Duration)
+        -> bool = cmd_renew(key, lease_id, lease);
 
     /// `RL.TAKE`: the named policy `policy` on `key`.
-    fn take<K: ToSingleRedisArg>(
-        &mut self,
-        key: K,
-        policy: &str,
-        req: impl Into<Request>,
-    ) -> RedisFuture<'_, Decision> {
-        let cmd = cmd_take(key, policy, req.into());
-        Box::pin(async move { cmd.query_async(self).await })
-    }
+    fn take<K: ToSingleRedisArg>(key: K, policy: &str, req: impl Into<Request>)
+        -> Decision = cmd_take(key, policy, req.into());
 
     /// `RL.POLICY SET`: stores the policy in this server. On a cluster,
     /// every primary needs it: see [`store_policy`](crate::store_policy).
-    fn policy_set(&mut self, policy: &NamedPolicy) -> RedisFuture<'_, ()> {
-        let cmd = cmd_policy_set(policy);
-        Box::pin(async move { cmd.query_async(self).await })
-    }
+    fn policy_set(policy: &NamedPolicy) -> () = cmd_policy_set(policy);
 
     /// `RL.POLICY GET`: the definition the server holds, if any.
-    fn policy_get(&mut self, name: &str) -> RedisFuture<'_, Option<String>> {
-        let cmd = cmd_policy_get(name);
-        Box::pin(async move { cmd.query_async(self).await })
-    }
+    fn policy_get(name: &str) -> Option<String> = cmd_policy_get(name);
 
     /// `RL.POLICY DEL`: true if it was defined.
-    fn policy_del(&mut self, name: &str) -> RedisFuture<'_, bool> {
-        let cmd = cmd_policy_del(name);
-        Box::pin(async move { cmd.query_async(self).await })
-    }
+    fn policy_del(name: &str) -> bool = cmd_policy_del(name);
 
     /// `RL.POLICY LIST`: every (name, definition), by name.
-    fn policy_list(&mut self) -> RedisFuture<'_, Vec<(String, String)>> {
-        let cmd = cmd_policy_list();
-        Box::pin(async move { cmd.query_async(self).await })
-    }
+    fn policy_list() -> Vec<(String, String)> = cmd_policy_list();
 }
-
-impl<T: redis::aio::ConnectionLike + Send + Sized> AsyncRateLimitCommands for T {}
 
 #[cfg(test)]
 mod tests {
@@ -828,10 +701,10 @@ mod tests {
                 "k",
                 "500",
                 "DAY",
-                "COST",
-                "2",
                 "TZ",
                 "America/New_York",
+                "COST",
+                "2",
                 "REFUND"
             ]
         );
@@ -923,6 +796,110 @@ mod tests {
             argv(&cmd_all(&r)),
             ["RL.ALL", "REFUND", "LIMIT", "a", "SLIDING", "1", "1"]
         );
+    }
+
+    #[test]
+    fn block_and_leases() {
+        let w = SlidingWindow::new(5, S(60)).unwrap();
+        let wait = Request::new(2).block(Duration::from_micros(1500));
+        assert_eq!(
+            argv(&cmd_sliding("k", &w, wait)),
+            ["RL.SLIDING", "k", "5", "60", "COST", "2", "BLOCK", "2"]
+        );
+        // BLOCK only with a take; at most MAX_BLOCK.
+        assert_eq!(
+            argv(&cmd_sliding("k", &w, wait.dry_run())),
+            ["RL.SLIDING", "k", "5", "60", "COST", "2", "DRYRUN"]
+        );
+        let long = Request::new(1).block(Duration::from_secs(365 * 86_400));
+        assert_eq!(
+            argv(&cmd_take("k", "api", long))[3..],
+            ["BLOCK", "2678400000"]
+        );
+        let c = Concurrency::new(3, Duration::from_millis(1500)).unwrap();
+        assert_eq!(
+            argv(&cmd_acquire("k", &c, Request::new(1).block(S(1)))),
+            ["RL.ACQUIRE", "k", "3", "1.5", "BLOCK", "1000"]
+        );
+        for peek in [
+            Request::new(0),
+            Request::new(1).dry_run(),
+            Request::new(1).refund(),
+        ] {
+            assert_eq!(
+                argv(&cmd_acquire("k", &c, peek)),
+                ["RL.ACQUIRE", "k", "3", "1.5", "DRYRUN"]
+            );
+        }
+        assert_eq!(
+            argv(&cmd_renew("k", 7, Duration::from_millis(2500))),
+            ["RL.RENEW", "k", "7", "2.5"]
+        );
+    }
+
+    /// A limit is written one way: its own command, its RL.ALL clause and
+    /// a policy holding it carry the same words after the key, and those
+    /// are the words the module keeps for a stored policy.
+    #[test]
+    fn one_rendering_of_a_limit() {
+        let policies: Vec<Policy> = vec![
+            TokenBucket::new(10, 1, S(1)).unwrap().into(),
+            TokenBucket::new(10, dec("0.5"), S(60)).unwrap().into(),
+            SlidingWindow::new(100, Duration::from_millis(250))
+                .unwrap()
+                .into(),
+            Gcra::new(5, dec("2.5"), Duration::from_millis(100))
+                .unwrap()
+                .into(),
+            FixedWindow::calendar(500, CalendarUnit::Day)
+                .unwrap()
+                .in_time_zone("America/New_York")
+                .unwrap()
+                .into(),
+            Throttle::new(15, 30, S(60)).unwrap().into(),
+        ];
+        for p in policies {
+            let named = NamedPolicy::new("p", p.clone()).unwrap();
+            let definition = named.definition_args();
+            let own = argv(&cmd_limit("k", &p, Request::new(1).dry_run()));
+            let mut own_words: Vec<String> = own[2..].to_vec();
+            own_words.retain(|w| w != "DRYRUN");
+            if definition[0] == "TOKENBUCKET" {
+                own_words.remove(2); // its positional cost
+            }
+            assert_eq!(own_words, definition[1..], "{own:?}");
+            let all = argv(&cmd_all(&All::new("k", p)));
+            assert_eq!(all[3..], definition[..], "{all:?}");
+            let w: Vec<&[u8]> = definition.iter().map(|s| s.as_bytes()).collect();
+            let stored = redis_ratelimit_core::policy::read_definition(
+                &w[..],
+                0,
+                redis_ratelimit_core::grammar::Settings::default(),
+            )
+            .unwrap();
+            let kept: Vec<String> = stored
+                .words
+                .iter()
+                .map(|w| String::from_utf8(w.clone()).unwrap())
+                .collect();
+            assert_eq!(kept, definition);
+        }
+    }
+
+    #[test]
+    fn pipelines_carry_the_same_commands() {
+        let w = SlidingWindow::new(5, S(60)).unwrap();
+        let t = Throttle::new(15, 30, S(60)).unwrap();
+        let mut pipe = redis::pipe();
+        pipe.sliding("a", &w, 3).throttle("b", &t, 1).policy_list();
+        let expected = [
+            cmd_sliding("a", &w, Request::new(3)),
+            cmd_throttle("b", &t, 1),
+            cmd_policy_list(),
+        ];
+        let got: Vec<Vec<String>> = pipe.cmd_iter().map(argv).collect();
+        let want: Vec<Vec<String>> = expected.iter().map(argv).collect();
+        assert_eq!(got, want);
     }
 
     #[test]

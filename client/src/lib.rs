@@ -19,9 +19,12 @@
 //!   [`AsyncRateLimitCommands`] (async) add every command to every
 //!   connection (`token_bucket`, `sliding`, `gcra`, `fixed`, `limit`,
 //!   `all`, `throttle`, `acquire`/`release`/`renew`, `take`,
-//!   `policy_set`/`get`/`del`/`list`), returning a [`Decision`]. A
-//!   [`Request`] carries the cost, `DRYRUN`/`REFUND` and `BLOCK`. The
-//!   `cmd_*` functions build the same commands for pipelines.
+//!   `policy_set`/`get`/`del`/`list`), returning a [`Decision`];
+//!   [`RateLimitPipeline`] adds the same to a pipeline. All three come from
+//!   one list of the commands, and every word they send is written by the
+//!   module's own grammar (core's renderer). A [`Request`] carries the
+//!   cost, `DRYRUN`/`REFUND` and `BLOCK`. The `cmd_*` functions build the
+//!   commands as [`redis::Cmd`]s.
 //! - **[`Limiter`]**: a named set of [`Limits`] (several are checked all or
 //!   nothing with `RL.ALL`), a per-call timeout and a [`FailurePolicy`]
 //!   (fail open, fail closed, or an in-process fallback that keeps each
@@ -235,7 +238,8 @@ pub use cluster::{slot, ClusterRouted};
 pub use commands::{
     cmd_acquire, cmd_all, cmd_fixed, cmd_gcra, cmd_limit, cmd_policy_del, cmd_policy_get,
     cmd_policy_list, cmd_policy_set, cmd_release, cmd_renew, cmd_sliding, cmd_take, cmd_throttle,
-    cmd_token_bucket, All, AsyncRateLimitCommands, Mode, RateLimitCommands, Request, MAX_BLOCK,
+    cmd_token_bucket, All, AsyncRateLimitCommands, Mode, RateLimitCommands, RateLimitPipeline,
+    Request, MAX_BLOCK,
 };
 pub use error::{Error, PolicyError};
 pub use limiter::{

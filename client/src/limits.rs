@@ -7,13 +7,13 @@
 use std::fmt;
 use std::time::Duration;
 
-use redis_ratelimit_core::grammar::{
-    read_definition, read_throttle, Settings, Syntax, CONCURRENCY, FIXED, GCRA, SLIDING,
-    TOKENBUCKET,
-};
+use redis_ratelimit_core::algo::calendar::Unit;
+use redis_ratelimit_core::error;
+use redis_ratelimit_core::grammar::{read_throttle, Settings};
 use redis_ratelimit_core::limit::{Rules, Spec};
 use redis_ratelimit_core::num::Decimal;
 use redis_ratelimit_core::policy as stored;
+use redis_ratelimit_core::render::{self, Arg, LimitArgs};
 use redis_ratelimit_core::time::Nanos;
 
 use crate::error::PolicyError;
@@ -21,12 +21,15 @@ use crate::error::PolicyError;
 /// The largest integer the module accepts (`i64::MAX`).
 pub use redis_ratelimit_core::bounds::MAX_INT;
 
-/// Checks a definition exactly as the module reads it: from the very
-/// words the client sends, with the module's own grammar.
-fn check(syntax: &Syntax, words: &[String]) -> Result<Spec, PolicyError> {
-    let w: Vec<&[u8]> = words.iter().map(|s| s.as_bytes()).collect();
-    Ok(read_definition(syntax, &w[..], Settings::default())?)
+/// Checks a limit exactly as the module reads it: from the very words
+/// the client sends (core's rendering of `args`, the one every command
+/// of the client writes), with the module's own grammar.
+fn check(args: LimitArgs<'_>) -> Result<Spec, PolicyError> {
+    Ok(args.read(Settings::default())?)
 }
+
+/// The name `CL.THROTTLE`, redis-cell's command.
+pub(crate) const THROTTLE_COMMAND: &str = "CL.THROTTLE";
 
 /// A duration as the decimal seconds sent to the module (`1.5`, `0.25`).
 fn secs(d: Duration) -> Decimal {
@@ -59,7 +62,7 @@ pub struct TokenBucket {
     capacity: u64,
     rate: Decimal,
     period: Duration,
-    pub(crate) period_secs: Decimal,
+    period_secs: Decimal,
     interval_ns: u64,
 }
 
@@ -73,13 +76,7 @@ impl TokenBucket {
     ) -> Result<TokenBucket, PolicyError> {
         let rate = rate.into();
         let period_secs = secs(period);
-        let words = [
-            capacity.to_string(),
-            rate.to_string(),
-            "PERIOD".into(),
-            period_secs.to_string(),
-        ];
-        let spec = check(&TOKENBUCKET, &words)?;
+        let spec = check(LimitArgs::token_bucket(capacity, rate, period_secs))?;
         Ok(TokenBucket {
             capacity,
             rate,
@@ -106,6 +103,10 @@ impl TokenBucket {
     pub fn refill_interval(&self) -> Duration {
         Duration::from_nanos(self.interval_ns)
     }
+    /// Its words, as every command writes them.
+    pub(crate) fn args(&self) -> LimitArgs<'static> {
+        LimitArgs::token_bucket(self.capacity, self.rate, self.period_secs)
+    }
 }
 
 /// `RL.SLIDING`: at most `limit` units in any interval of length `window`
@@ -114,7 +115,7 @@ impl TokenBucket {
 pub struct SlidingWindow {
     limit: u64,
     window: Duration,
-    pub(crate) window_secs: Decimal,
+    window_secs: Decimal,
 }
 
 impl SlidingWindow {
@@ -122,7 +123,7 @@ impl SlidingWindow {
     /// `RL.SLIDING`.
     pub fn new(limit: u64, window: Duration) -> Result<SlidingWindow, PolicyError> {
         let window_secs = secs(window);
-        check(&SLIDING, &[limit.to_string(), window_secs.to_string()])?;
+        check(LimitArgs::sliding(limit, window_secs))?;
         Ok(SlidingWindow {
             limit,
             window_secs,
@@ -138,6 +139,10 @@ impl SlidingWindow {
     pub fn window(&self) -> Duration {
         self.window
     }
+    /// Its words, as every command writes them.
+    pub(crate) fn args(&self) -> LimitArgs<'static> {
+        LimitArgs::sliding(self.limit, self.window_secs)
+    }
 }
 
 /// `RL.GCRA`: the generic cell rate algorithm, `rate` units per `period`
@@ -147,7 +152,7 @@ pub struct Gcra {
     burst: u64,
     rate: Decimal,
     period: Duration,
-    pub(crate) period_secs: Decimal,
+    period_secs: Decimal,
     interval_ns: u64,
 }
 
@@ -161,10 +166,7 @@ impl Gcra {
     ) -> Result<Gcra, PolicyError> {
         let rate = rate.into();
         let period_secs = secs(period);
-        let spec = check(
-            &GCRA,
-            &[burst.to_string(), rate.to_string(), period_secs.to_string()],
-        )?;
+        let spec = check(LimitArgs::gcra(burst, rate, period_secs))?;
         Ok(Gcra {
             burst,
             rate,
@@ -190,6 +192,10 @@ impl Gcra {
     pub fn emission_interval(&self) -> Duration {
         Duration::from_nanos(self.interval_ns)
     }
+    /// Its words, as every command writes them.
+    pub(crate) fn args(&self) -> LimitArgs<'static> {
+        LimitArgs::gcra(self.burst, self.rate, self.period_secs)
+    }
 }
 
 /// A calendar unit for [`FixedWindow::calendar`]: windows start on whole
@@ -211,15 +217,20 @@ pub enum CalendarUnit {
 }
 
 impl CalendarUnit {
+    /// The module's unit.
+    fn unit(self) -> Unit {
+        match self {
+            CalendarUnit::Minute => Unit::Minute,
+            CalendarUnit::Hour => Unit::Hour,
+            CalendarUnit::Day => Unit::Day,
+            CalendarUnit::Week => Unit::Week,
+            CalendarUnit::Month => Unit::Month,
+        }
+    }
+
     /// The keyword the module reads.
     pub fn keyword(&self) -> &'static str {
-        match self {
-            CalendarUnit::Minute => "MINUTE",
-            CalendarUnit::Hour => "HOUR",
-            CalendarUnit::Day => "DAY",
-            CalendarUnit::Week => "WEEK",
-            CalendarUnit::Month => "MONTH",
-        }
+        self.unit().keyword()
     }
 
     /// The unit's nominal length, used where one number is needed (the
@@ -227,13 +238,7 @@ impl CalendarUnit {
     /// day is 24 h even on DST days, a month is 31 days (the longest, so
     /// estimates err on the strict side).
     pub fn nominal(&self) -> Duration {
-        Duration::from_secs(match self {
-            CalendarUnit::Minute => 60,
-            CalendarUnit::Hour => 3600,
-            CalendarUnit::Day => 86_400,
-            CalendarUnit::Week => 7 * 86_400,
-            CalendarUnit::Month => 31 * 86_400,
-        })
+        Duration::from_nanos(self.unit().nominal().as_u64())
     }
 }
 
@@ -269,7 +274,8 @@ pub enum FixedSpan {
 pub struct FixedWindow {
     limit: u64,
     span: FixedSpan,
-    length_secs: Option<Decimal>,
+    /// The length in seconds, for a window given as a length.
+    length_secs: Decimal,
 }
 
 impl FixedWindow {
@@ -277,24 +283,24 @@ impl FixedWindow {
     /// to the Unix epoch.
     pub fn new(limit: u64, window: Duration) -> Result<FixedWindow, PolicyError> {
         let length = secs(window);
-        check(&FIXED, &[limit.to_string(), length.to_string()])?;
+        check(LimitArgs::fixed(limit, Arg::Decimal(length), None))?;
         Ok(FixedWindow {
             limit,
-            length_secs: Some(length),
+            length_secs: length,
             span: FixedSpan::Length(window),
         })
     }
 
     /// Calendar windows in UTC; see [`in_time_zone`](Self::in_time_zone).
     pub fn calendar(limit: u64, unit: CalendarUnit) -> Result<FixedWindow, PolicyError> {
-        check(&FIXED, &[limit.to_string(), unit.keyword().to_string()])?;
+        check(LimitArgs::fixed(limit, Arg::Unit(unit.unit()), None))?;
         Ok(FixedWindow {
             limit,
             span: FixedSpan::Calendar {
                 unit,
                 time_zone: None,
             },
-            length_secs: None,
+            length_secs: Decimal::ZERO,
         })
     }
 
@@ -303,13 +309,7 @@ impl FixedWindow {
     /// same time zone database the module compiles in. Refused for windows
     /// given as a length.
     pub fn in_time_zone(mut self, zone: &str) -> Result<FixedWindow, PolicyError> {
-        let words = [
-            self.limit.to_string(),
-            self.window_arg(),
-            "TZ".to_string(),
-            zone.to_string(),
-        ];
-        check(&FIXED, &words)?;
+        check(LimitArgs::fixed(self.limit, self.window_arg(), Some(zone)))?;
         if let FixedSpan::Calendar { time_zone, .. } = &mut self.span {
             *time_zone = Some(zone.to_string());
         }
@@ -332,14 +332,17 @@ impl FixedWindow {
         }
     }
 
-    /// The window as the module reads it: seconds or a calendar keyword.
-    pub(crate) fn window_arg(&self) -> String {
-        match (&self.span, self.length_secs) {
-            (FixedSpan::Calendar { unit, .. }, _) => unit.keyword().to_string(),
-            (FixedSpan::Length(_), Some(secs)) => secs.to_string(),
-            // Not built by the constructors: a length always has its seconds.
-            (FixedSpan::Length(d), None) => d.as_secs().to_string(),
+    /// The window as the module reads it: seconds or a calendar unit.
+    fn window_arg(&self) -> Arg<'static> {
+        match &self.span {
+            FixedSpan::Calendar { unit, .. } => Arg::Unit(unit.unit()),
+            FixedSpan::Length(_) => Arg::Decimal(self.length_secs),
         }
+    }
+
+    /// Its words, as every command writes them.
+    pub(crate) fn args(&self) -> LimitArgs<'_> {
+        LimitArgs::fixed(self.limit, self.window_arg(), self.time_zone())
     }
 
     /// The window's length (calendar units: their nominal length).
@@ -361,20 +364,25 @@ pub struct Throttle {
     period_secs: u64,
 }
 
+/// CL.THROTTLE's words after the key, as every command writes them.
+fn throttle_words(max_burst: u64, count: u64, period: Decimal, quantity: u64) -> Vec<Vec<u8>> {
+    let mut words = Vec::new();
+    render::throttle(max_burst, count, period, quantity, &mut |w: &[u8]| {
+        words.push(w.to_vec())
+    });
+    words
+}
+
 impl Throttle {
     /// `count` per `period` (whole seconds) with bursts of `max_burst + 1`,
     /// checked as the module reads `CL.THROTTLE`.
     pub fn new(max_burst: u64, count: u64, period: Duration) -> Result<Throttle, PolicyError> {
         // Checked as the module reads CL.THROTTLE (whole seconds only).
-        let words = [
-            "CL.THROTTLE".to_string(),
-            "k".to_string(),
-            max_burst.to_string(),
-            count.to_string(),
-            secs(period).to_string(),
-        ];
-        let w: Vec<&[u8]> = words.iter().map(|s| s.as_bytes()).collect();
-        read_throttle(&w[..])?;
+        let args = throttle_words(max_burst, count, secs(period), 1);
+        let words = [THROTTLE_COMMAND.as_bytes(), b"k"]
+            .into_iter()
+            .chain(args.iter().map(Vec::as_slice));
+        read_throttle(&words.collect::<Vec<&[u8]>>()[..])?;
         Ok(Throttle {
             max_burst,
             count,
@@ -399,6 +407,16 @@ impl Throttle {
         self.max_burst + 1
     }
 
+    /// CL.THROTTLE's words after the key, taking `quantity`.
+    pub(crate) fn words(&self, quantity: u64) -> Vec<Vec<u8>> {
+        throttle_words(
+            self.max_burst,
+            self.count,
+            Decimal::from_u64(self.period_secs),
+            quantity,
+        )
+    }
+
     /// The same limit as `RL.GCRA` sees it (bursts of `max_burst + 1`,
     /// `count` per `period`): how a throttle goes into a [`Limits`] set and
     /// `RL.ALL` (replies in milliseconds, not redis-cell's seconds).
@@ -407,6 +425,15 @@ impl Throttle {
             self.max_burst.saturating_add(1),
             Decimal::from_u64(self.count),
             Duration::from_secs(self.period_secs),
+        )
+    }
+
+    /// The words of [`as_gcra`](Self::as_gcra)'s limit.
+    fn gcra_args(&self) -> LimitArgs<'static> {
+        LimitArgs::gcra(
+            self.max_burst.saturating_add(1),
+            Decimal::from_u64(self.count),
+            Decimal::from_u64(self.period_secs),
         )
     }
 }
@@ -425,17 +452,15 @@ impl Throttle {
 pub struct Concurrency {
     limit: u64,
     lease: Duration,
-    pub(crate) lease_secs: Decimal,
+    lease_secs: Decimal,
 }
 
 impl Concurrency {
     /// At most `limit` in flight, each slot leased for `lease`, checked as the
     /// module reads `RL.ACQUIRE`.
     pub fn new(limit: u64, lease: Duration) -> Result<Concurrency, PolicyError> {
-        let lease_secs = Decimal::from_duration_secs(lease).ok_or(PolicyError::Invalid {
-            message: "lease_seconds must be a positive number of seconds with at most 9 decimals, at most 10 years",
-        })?;
-        check(&CONCURRENCY, &[limit.to_string(), lease_secs.to_string()])?;
+        let lease_secs = Decimal::from_duration_secs(lease).ok_or(error::LEASE)?;
+        check(LimitArgs::concurrency(limit, lease_secs))?;
         Ok(Concurrency {
             limit,
             lease,
@@ -449,6 +474,10 @@ impl Concurrency {
     /// How long a slot is held without RL.RELEASE or RL.RENEW.
     pub fn lease(&self) -> Duration {
         self.lease
+    }
+    /// Its words, as every command writes them.
+    pub(crate) fn args(&self) -> LimitArgs<'static> {
+        LimitArgs::concurrency(self.limit, self.lease_secs)
     }
 }
 
@@ -513,9 +542,7 @@ impl NamedPolicy {
     /// limit): every request in that time is denied without consuming.
     pub fn lockout(mut self, lockout: Duration) -> Result<NamedPolicy, PolicyError> {
         if Decimal::from_duration_secs(lockout).is_none() {
-            return Err(PolicyError::Invalid {
-                message: "LOCKOUT must be a positive number of seconds with at most 9 decimals, at most 10 years",
-            });
+            return Err(error::LOCKOUT.into());
         }
         self.lockout = Some(lockout);
         self.checked()
@@ -523,10 +550,22 @@ impl NamedPolicy {
 
     /// Read as the module reads `RL.POLICY SET`: the same grammar.
     fn checked(self) -> Result<NamedPolicy, PolicyError> {
-        let args = self.definition_args();
-        let w: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
+        let words = self.definition_words();
+        let w: Vec<&[u8]> = words.iter().map(Vec::as_slice).collect();
         stored::read_definition(&w[..], 0, Settings::default())?;
         Ok(self)
+    }
+
+    /// What follows the name in `RL.POLICY SET`, as every command writes it.
+    pub(crate) fn render(&self, out: &mut impl FnMut(&[u8])) {
+        let lockout = self.lockout.and_then(Decimal::from_duration_secs);
+        render::policy_definition(&self.policy.args(), self.shadow, lockout, out);
+    }
+
+    fn definition_words(&self) -> Vec<Vec<u8>> {
+        let mut words = Vec::new();
+        self.render(&mut |w: &[u8]| words.push(w.to_vec()));
+        words
     }
 
     /// The policy's name in the server.
@@ -548,16 +587,10 @@ impl NamedPolicy {
 
     /// What follows the name in `RL.POLICY SET`, exactly as sent.
     pub fn definition_args(&self) -> Vec<String> {
-        let (syntax, words) = self.policy.definition();
-        let mut out = vec![syntax.keyword.to_string()];
-        out.extend(words);
-        if self.shadow {
-            out.push("SHADOW".into());
-        }
-        if let Some(l) = self.lockout.and_then(Decimal::from_duration_secs) {
-            out.extend(["LOCKOUT".to_string(), l.to_string()]);
-        }
-        out
+        self.definition_words()
+            .iter()
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect()
     }
 
     /// The definition as `RL.POLICY GET` answers it for this policy
@@ -650,55 +683,24 @@ impl Policy {
         }
     }
 
-    /// The words after the key that define this policy, as `RL.ALL` reads
-    /// them (`TOKENBUCKET capacity rate [PERIOD s]`, `SLIDING limit
-    /// window`, `GCRA burst rate period`, `FIXED limit window [TZ zone]`);
-    /// defaults are left out.
-    pub(crate) fn definition(&self) -> (&'static Syntax, Vec<String>) {
+    /// The words after the key that define this policy, as its own
+    /// command, `RL.ALL` and `RL.POLICY SET` write them (a throttle: as the
+    /// `RL.GCRA` it is; a named policy: its limit's).
+    pub(crate) fn args(&self) -> LimitArgs<'_> {
         match self {
-            Policy::TokenBucket(p) => {
-                let mut w = vec![p.capacity.to_string(), p.rate.to_string()];
-                if p.period_secs != Decimal::from_int(1) {
-                    w.extend(["PERIOD".to_string(), p.period_secs.to_string()]);
-                }
-                (&TOKENBUCKET, w)
-            }
-            Policy::Sliding(p) => (
-                &SLIDING,
-                vec![p.limit.to_string(), p.window_secs.to_string()],
-            ),
-            Policy::Gcra(p) => (
-                &GCRA,
-                vec![
-                    p.burst.to_string(),
-                    p.rate.to_string(),
-                    p.period_secs.to_string(),
-                ],
-            ),
-            Policy::Fixed(p) => {
-                let mut w = vec![p.limit.to_string(), p.window_arg()];
-                if let Some(tz) = p.time_zone() {
-                    w.extend(["TZ".to_string(), tz.to_string()]);
-                }
-                (&FIXED, w)
-            }
-            Policy::Throttle(p) => match p.as_gcra() {
-                Ok(g) => Policy::Gcra(g).definition(),
-                // Not built by the constructor: a throttle is always a GCRA.
-                Err(_) => (&GCRA, Vec::new()),
-            },
-            Policy::Concurrency(p) => (
-                &CONCURRENCY,
-                vec![p.limit.to_string(), p.lease_secs.to_string()],
-            ),
-            Policy::Named(p) => p.policy.definition(),
+            Policy::TokenBucket(p) => p.args(),
+            Policy::Sliding(p) => p.args(),
+            Policy::Gcra(p) => p.args(),
+            Policy::Fixed(p) => p.args(),
+            Policy::Throttle(p) => p.gcra_args(),
+            Policy::Concurrency(p) => p.args(),
+            Policy::Named(p) => p.policy.args(),
         }
     }
 
-    /// The limit exactly as the module builds it from [`definition`](Self::definition).
+    /// The limit exactly as the module builds it from [`args`](Self::args).
     pub(crate) fn spec(&self) -> Option<Spec> {
-        let (syntax, words) = self.definition();
-        check(syntax, &words).ok()
+        self.args().read(Settings::default()).ok()
     }
 
     /// The steady time per unit: a bucket's refill interval, a window's

@@ -10,9 +10,9 @@ mod support;
 use std::time::Duration;
 
 use redis_ratelimit_client::{
-    cmd_sliding, cmd_token_bucket, All, AsyncRateLimitCommands, CalendarUnit, Decimal, Decision,
-    FixedWindow, Gcra, Policy, RateLimitCommands, Request, SlidingWindow, Source, Throttle,
-    TokenBucket,
+    cmd_sliding, cmd_token_bucket, All, AllDecision, AsyncRateLimitCommands, CalendarUnit, Decimal,
+    Decision, FixedWindow, Gcra, Policy, RateLimitCommands, RateLimitPipeline, Request,
+    SlidingWindow, Source, Throttle, TokenBucket,
 };
 use redis_ratelimit_testkit::{clock_start, int, server_year, set_clock, utc, Server, MS, SEC};
 
@@ -167,6 +167,24 @@ fn pipelines_use_the_same_commands() {
     assert_eq!(row(&x), (true, 2, 0, 0, 2000));
     assert_eq!(row(&y), (false, 2, 0, 1000, 2000));
     assert_eq!(row(&z), (true, 2, 1, 0, 1000));
+
+    // The pipeline trait: the same commands the connection traits send,
+    // an atomic pipeline included; CL.THROTTLE's reply read as a Value.
+    let th = Throttle::new(1, 1, S(10)).unwrap();
+    let all = All::new("{q}:a", w).and("{q}:b", b);
+    let (p, q, v, a): (Decision, Decision, redis::Value, AllDecision) = redis::pipe()
+        .atomic()
+        .sliding("q:w", &w, 2)
+        .token_bucket("q:b", &b, Request::new(1).dry_run())
+        .throttle("q:t", &th, 1)
+        .all(&all)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(row(&p), (true, 2, 0, 0, 1000));
+    assert_eq!(row(&q), (true, 2, 1, 0, 1000));
+    let t = Decision::from_throttle_reply(&v).unwrap();
+    assert_eq!((t.allowed, t.limit, t.remaining), (true, 2, 1));
+    assert_eq!((a.allowed(), a.limit(), a.remaining()), (true, 2, 1));
 }
 
 #[test]
