@@ -32,7 +32,7 @@ use redis_ratelimit_core::limit::{decide_all, Action, AllDecided, Claim, Rules, 
 use redis_ratelimit_core::time::Nanos;
 
 use crate::api::{
-    self, BlockCallbacks, BlockedClient, BlockedId, Ctx, Key, OwnedString, ServerEvents,
+    self, BlockCallbacks, BlockedClient, BlockedId, Ctx, Key, Migration, OwnedString, ServerEvents,
     TimerCallback, TimerId,
 };
 use crate::policies::Counters;
@@ -170,6 +170,43 @@ impl ServerEvents for Events {
     fn flushed(ctx: &Ctx<'_>, db: Option<i32>) {
         for id in with(|w| w.line.heads(db)) {
             reschedule(ctx, id, 0);
+        }
+    }
+
+    /// Valkey 9's atomic slot migration. While the slots are copied the
+    /// source still serves them: its waiters stay, and what they are
+    /// admitted streams to the target like any write (during the handoff
+    /// pause, [`admit_one`] waits). Once the slots are the target's (their
+    /// keys already trimmed here), the waiters on them leave with TRYAGAIN,
+    /// nothing taken: the client asks again and is redirected to the new
+    /// owner, where it starts over. A waiter is only ever admitted on the
+    /// node its connection waits on, once.
+    fn slot_migration(ctx: &Ctx<'_>, step: Migration, ranges: &[(u16, u16)]) {
+        if step != Migration::ExportCompleted || waiters() == 0 {
+            return;
+        }
+        let moved = |slot: Option<u16>| {
+            slot.is_some_and(|s| ranges.iter().any(|&(a, b)| (a..=b).contains(&s)))
+        };
+        let leaving: Vec<u64> = with(|w| {
+            let all = w.line.ids();
+            all.into_iter()
+                .filter(|&id| {
+                    w.line
+                        .get(id)
+                        .is_some_and(|x| x.needs.iter().any(|n| moved(ctx.key_slot(&n.key))))
+                })
+                .collect()
+        });
+        let mut next = Vec::new();
+        for id in leaving {
+            next.extend(fail(ctx, id, Outcome::Error(TRYAGAIN)));
+        }
+        // Those who became first elsewhere (none in a cluster, where one
+        // waiter's keys share a slot) get their timers.
+        let now = clock::now();
+        for h in next {
+            consider(ctx, h, now);
         }
     }
 
