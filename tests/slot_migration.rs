@@ -12,8 +12,11 @@
 //! neither redis-rs's cluster client nor this project's client crate sees an
 //! error.
 //!
-//! Run only when `RL_SERVER` is a Valkey 9 (or later) binary: the other
-//! servers have no `CLUSTER MIGRATESLOTS` (each test prints why it skipped).
+//! Those run only when `RL_SERVER` is a Valkey 9 (or later) binary: the
+//! other servers have no `CLUSTER MIGRATESLOTS` (each test prints why it
+//! skipped). One more runs on every server: a classic move (`MIGRATE`), of
+//! which no event tells the module, ends a waiter whose deadline comes
+//! first with TRYAGAIN, not with a denial read from a key that left.
 #![cfg(test)]
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -669,4 +672,82 @@ fn limiters_under_load_follow_their_slot_moving_back_and_forth() {
     // cluster client).
     eprintln!("waits started, admitted, cancelled (all masters): {waits:?}");
     assert_key_counters_match(&cluster);
+}
+
+/// A classic move of `key`'s slot from its master to `to` (SETSLOT
+/// IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE on both), as `redis-cli
+/// --cluster reshard` does it; on any server.
+fn classic_move(cluster: &mut Cluster, key: &str, to: u16) {
+    let from = cluster.shard_of(key).master;
+    let slot = cluster.slot(key).to_string();
+    let (from_id, to_id) = (cluster.node_id(from), cluster.node_id(to));
+    let mut src = cluster.node(from).connect();
+    let mut dst = cluster.node(to).connect();
+    ok(
+        &mut dst,
+        &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id],
+    );
+    ok(
+        &mut src,
+        &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id],
+    );
+    let port = to.to_string();
+    ok(
+        &mut src,
+        &["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS", key],
+    );
+    for c in [&mut dst, &mut src] {
+        ok(c, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
+    }
+    cluster.wait_ready();
+}
+
+#[test]
+fn a_waiter_whose_slot_moved_by_migrate_gets_tryagain_at_its_deadline() {
+    // No event tells the module of a classic move (nor of Redis 8.4's
+    // migration): the waiter learns it at its deadline, which comes before
+    // its turn (600 s away).
+    let mut cluster = Cluster::start();
+    let mut moved = false;
+    for (n, timeout_ms) in [3000u64, 10_000, 30_000].into_iter().enumerate() {
+        let key = format!("{{cm{n}}}:line");
+        let source = cluster.shard_of(&key).master;
+        let target = other_master(&cluster, source);
+        let mut src = cluster.node(source).connect();
+        assert_eq!(
+            ints(&mut src, &["RL.SLIDING", &key, "1", "600"]).unwrap()[0],
+            1
+        );
+        let mut wc = cluster.node(source).connect();
+        let (k, t) = (key.clone(), timeout_ms.to_string());
+        let started = std::time::Instant::now();
+        let waiter =
+            thread::spawn(move || ints(&mut wc, &["RL.SLIDING", &k, "1", "600", "BLOCK", &t]));
+        assert!(wait_until(10, || info_int(
+            &mut src,
+            "ratelimit",
+            "ratelimit_waiters"
+        ) == 1));
+        classic_move(&mut cluster, &key, target);
+        let in_time = started.elapsed() < Duration::from_millis(timeout_ms);
+        let reply = waiter.join().unwrap();
+        assert_eq!(info_int(&mut src, "ratelimit", "ratelimit_waiters"), 0);
+        let mut dst = cluster.node(target).connect();
+        let peek = ints(&mut dst, &["RL.SLIDING", &key, "1", "600", "COST", "0"]).unwrap();
+        assert_eq!(peek[2], 0, "one unit, the first call's: {peek:?}");
+        match reply {
+            Err(e) => {
+                assert_eq!(e, redis_ratelimit_core::error::TRYAGAIN.text());
+                moved = true;
+                break;
+            }
+            // The deadline came before the slot moved: a denial, sound.
+            Ok(r) if !in_time => {
+                assert_eq!(r[0], 0, "{r:?}");
+                eprintln!("the deadline ({timeout_ms} ms) came before the move: again, longer");
+            }
+            Ok(r) => panic!("moved in time, but the waiter got {r:?}"),
+        }
+    }
+    assert!(moved, "the deadline came before the move, three times");
 }

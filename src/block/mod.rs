@@ -396,12 +396,20 @@ fn remove(ctx: &Ctx<'_>, id: u64) -> Option<(Entry, (i32, Vec<Need>))> {
 }
 
 /// A waiter leaves before admission: the reply it gets is the denial as
-/// of now, behind whoever is still in line.
+/// of now, behind whoever is still in line; TRYAGAIN if its slot moved
+/// away meanwhile (a classic MIGRATE, Redis 8.4's slot migration: no event
+/// told us), as at its turn: a denial read from a key that is not here
+/// any more would be no answer.
 fn leave(ctx: &Ctx<'_>, id: u64) -> Option<(Entry, Outcome)> {
     let (entry, (db, needs)) = remove(ctx, id)?;
     let now = clock::now();
+    let mut moved = false;
     let denial = in_db(ctx, db, || {
         let names = names(ctx, &needs)?;
+        if names.iter().any(|n| !ctx.key_is_local(n.name())) {
+            moved = true;
+            return None;
+        }
         let keys = open(ctx, &names)?;
         let decided = decide(&keys, &needs, now).ok()?;
         let answers: Vec<_> = decided.limits.iter().map(|d| d.answer).collect();
@@ -409,6 +417,7 @@ fn leave(ctx: &Ctx<'_>, id: u64) -> Option<(Entry, Outcome)> {
     });
     let outcome = match denial {
         Some((index, answer)) => Outcome::Answer(entry.reply.fields(&answer, index, None)),
+        None if moved => Outcome::Error(TRYAGAIN),
         None => Outcome::Error(INTERNAL),
     };
     Some((entry, outcome))
