@@ -99,7 +99,8 @@ fn migrateslots_moves_every_kind_of_limiter_key_exactly() {
     if !atomic_slot_migration("migrateslots_moves_every_kind_of_limiter_key_exactly") {
         return;
     }
-    let mut cluster = Cluster::start();
+    // The AOF shows how keys travel.
+    let mut cluster = Cluster::start_with(AOF_COMMANDS);
     let slot = cluster.slot("{asm}");
     let source = cluster.shard_of("{asm}").master;
     let target = other_master(&cluster, source);
@@ -194,6 +195,23 @@ fn migrateslots_moves_every_kind_of_limiter_key_exactly() {
     assert_eq!(info_int(&mut src, "ratelimit", "ratelimit_waiters"), 0);
     // Every key arrived as it was, the source holds none of the slot.
     assert_eq!(states(&cluster, target, &keys), before);
+    // ... sent as its AOF rewrite: RL.SETSTATE, then PEXPIREAT (the target
+    // keeps what its import client runs in its AOF).
+    let aof = aof_commands(&cluster.node(target).dir);
+    for k in &keys {
+        let sent: Vec<&[u8]> = aof
+            .iter()
+            .filter(|a| a.get(1).map(Vec::as_slice) == Some(k.as_bytes()))
+            .map(|a| a[0].as_slice())
+            .collect();
+        assert!(
+            sent.starts_with(&[b"RL.SETSTATE", b"PEXPIREAT"]),
+            "{k} reached the target's AOF as {:?}",
+            sent.iter()
+                .map(|c| String::from_utf8_lossy(c))
+                .collect::<Vec<_>>()
+        );
+    }
     assert_eq!(
         int(&mut src, &["CLUSTER", "COUNTKEYSINSLOT", &slot.to_string()]),
         0
