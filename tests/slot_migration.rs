@@ -669,6 +669,30 @@ fn limiters_under_load_follow_their_slot_moving_back_and_forth() {
         n("client")
     );
     assert!(n("client") > 0 && n("client-leases") > 0 && tally.leases > 0);
+    // The owner's replica holds the same states (an import reaches the
+    // target's replicas as the import stream).
+    cluster.wait_replicated();
+    let mut r = cluster.connect_replica("{asm}");
+    for k in [
+        "{asm}:sw",
+        "{asm}:sw300",
+        "{asm}:tb",
+        "{asm}:tb300",
+        "{asm}:pl",
+        "rl:{asm}:sw",
+        "rl:{asm}:tb",
+    ] {
+        let here = (
+            bytes(&mut c, &["DUMP", k]),
+            int(&mut c, &["PEXPIRETIME", k]),
+        );
+        let there = (
+            bytes(&mut r, &["DUMP", k]),
+            int(&mut r, &["PEXPIRETIME", k]),
+        );
+        assert!(here.0.is_some(), "{k} is missing");
+        assert_eq!(here, there, "{k} on the owner and on its replica");
+    }
     // No lease leaked: every one was released, the keys are gone.
     assert_eq!(int(&mut c, &["EXISTS", "{asm}:ls", "rl:{asm}:ls"]), 0);
     assert_eq!(held.load(Ordering::SeqCst), 0);
