@@ -10,7 +10,8 @@
 //! moving slot while it moves back and forth), every admission the clients
 //! were told of is in the final state and nothing more, no lease leaks, and
 //! neither redis-rs's cluster client nor this project's client crate sees an
-//! error.
+//! error. An import that fails (the target out of memory) leaves neither
+//! keys nor counts on the target, and the source keeps every key.
 //!
 //! Those run only when `RL_SERVER` is a Valkey 9 (or later) binary: the
 //! other servers have no `CLUSTER MIGRATESLOTS` (each test prints why it
@@ -72,11 +73,11 @@ fn states(cluster: &Cluster, port: u16, keys: &[&str]) -> Vec<(Option<Vec<u8>>, 
         .collect()
 }
 
-/// Every master's limiter keys by INFO (all kinds) equal its DBSIZE, once
-/// nothing is left to free in the background.
+/// Every node's limiter keys by INFO (all kinds) equal its DBSIZE, once
+/// nothing is left to free in the background: masters and replicas.
 fn assert_key_counters_match(cluster: &Cluster) {
-    for s in &cluster.topology().shards {
-        let mut c = cluster.node(s.master).connect();
+    for n in &cluster.nodes {
+        let mut c = n.connect();
         let mut seen = (0, 0);
         let agree = wait_until(10, || {
             let counted: i64 = ["bucket", "window", "fixed", "leases", "lockout"]
@@ -88,8 +89,8 @@ fn assert_key_counters_match(cluster: &Cluster) {
         });
         assert!(
             agree,
-            "master {}: INFO counts {} limiter keys, DBSIZE {}",
-            s.master, seen.0, seen.1
+            "node {}: INFO counts {} limiter keys, DBSIZE {}",
+            n.port, seen.0, seen.1
         );
     }
 }
@@ -713,6 +714,88 @@ fn limiters_under_load_follow_their_slot_moving_back_and_forth() {
     // Waits cancelled are those a move ended (TRYAGAIN, retried by the
     // cluster client).
     eprintln!("waits started, admitted, cancelled (all masters): {waits:?}");
+    assert_key_counters_match(&cluster);
+}
+
+#[test]
+fn an_import_that_fails_leaves_no_key_and_no_count_on_the_target() {
+    if !atomic_slot_migration("an_import_that_fails_leaves_no_key_and_no_count_on_the_target") {
+        return;
+    }
+    let mut cluster = Cluster::start();
+    let slot = cluster.slot("{oom}");
+    let source = cluster.shard_of("{oom}").master;
+    let target = other_master(&cluster, source);
+    // 3000 sliding logs in the slot, more than the target may take.
+    let mut src = cluster.node(source).connect();
+    let keys: Vec<String> = (0..3000).map(|i| format!("{{oom}}:{i}")).collect();
+    let mut pipe = redis::pipe();
+    for k in &keys {
+        pipe.cmd("RL.SLIDING")
+            .arg(k)
+            .arg(1000)
+            .arg(600)
+            .arg("COST")
+            .arg(5)
+            .ignore();
+        pipe.cmd("RL.SLIDING").arg(k).arg(1000).arg(600).ignore();
+    }
+    pipe.query::<()>(&mut src).unwrap();
+    let sample: Vec<&str> = keys.iter().step_by(100).map(String::as_str).collect();
+    let before = states(&cluster, source, &sample);
+    let mut dst = cluster.node(target).connect();
+    let used = info_int(&mut dst, "memory", "used_memory");
+    ok(
+        &mut dst,
+        &["CONFIG", "SET", "maxmemory-policy", "noeviction"],
+    );
+    ok(
+        &mut dst,
+        &["CONFIG", "SET", "maxmemory", &(used + 300_000).to_string()],
+    );
+
+    // The import runs out of memory and fails: the target deletes what it
+    // had imported (and its counts fall back), the source keeps the slot.
+    let e = cluster
+        .try_migrate_slots(&[(slot, slot)], target)
+        .expect_err("the import should run out of memory");
+    assert!(e.contains("\"failed\""), "{e}");
+    eprintln!("{}", e.lines().next().unwrap_or_default());
+    let import = slot_migrations(&mut dst)
+        .into_iter()
+        .find(|j| j.get("operation").map(String::as_str) == Some("IMPORT"))
+        .expect("the target's import job");
+    assert_eq!(
+        import.get("state").map(String::as_str),
+        Some("failed"),
+        "{import:?}"
+    );
+    assert!(
+        import.get("message").is_some_and(|m| m.contains("OOM")),
+        "the import failed for another reason: {import:?}"
+    );
+    ok(&mut dst, &["CONFIG", "SET", "maxmemory", "0"]);
+    let slot_s = slot.to_string();
+    assert!(wait_until(10, || int(
+        &mut dst,
+        &["CLUSTER", "COUNTKEYSINSLOT", &slot_s]
+    ) == 0));
+    cluster.wait_ready();
+    assert_eq!(cluster.shard_of("{oom}").master, source);
+    assert_eq!(
+        int(&mut src, &["CLUSTER", "COUNTKEYSINSLOT", &slot_s]),
+        3000
+    );
+    assert_eq!(states(&cluster, source, &sample), before);
+    assert_key_counters_match(&cluster);
+
+    // With room, the same move succeeds, every key exact.
+    cluster.migrate_slots(&[(slot, slot)], target);
+    assert_eq!(states(&cluster, target, &sample), before);
+    assert_eq!(
+        int(&mut dst, &["CLUSTER", "COUNTKEYSINSLOT", &slot_s]),
+        3000
+    );
     assert_key_counters_match(&cluster);
 }
 
