@@ -175,3 +175,45 @@ pub fn opt_in_atomic_slot_migration<E: ServerEvents>(ctx: &Ctx<'_>, options: u32
     }
     subscribed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(ranges: &[SlotRange], version: u64) -> SlotMigrationInfo {
+        SlotMigrationInfo {
+            version,
+            job_name: [0; 41],
+            slot_ranges: ranges.as_ptr(),
+            num_slot_ranges: ranges.len() as u32,
+        }
+    }
+
+    #[test]
+    fn slot_ranges_are_read_as_valkey_lays_them_out_and_checked() {
+        let ranges = [
+            SlotRange { start: 0, end: 5 },
+            SlotRange {
+                start: 16383,
+                end: 16383,
+            },
+            // Never sent by a sane server: dropped, not trusted.
+            SlotRange { start: 9, end: 3 },
+            SlotRange { start: -1, end: 3 },
+            SlotRange {
+                start: 100,
+                end: 16384,
+            },
+        ];
+        let mut i = info(&ranges, 1);
+        let data = (&mut i as *mut SlotMigrationInfo).cast::<c_void>();
+        assert_eq!(ranges_of(data), [(0, 5), (16383, 16383)]);
+        let mut old = info(&ranges, 0);
+        assert!(ranges_of((&mut old as *mut SlotMigrationInfo).cast()).is_empty());
+        let mut none = info(&[], 1);
+        none.slot_ranges = std::ptr::null();
+        none.num_slot_ranges = 3;
+        assert!(ranges_of((&mut none as *mut SlotMigrationInfo).cast()).is_empty());
+        assert!(ranges_of(std::ptr::null_mut()).is_empty());
+    }
+}
