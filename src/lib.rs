@@ -96,10 +96,9 @@ fn init(ctx: &api::Ctx<'_>, args: &[Vec<u8>]) -> Result<(), String> {
     // writing: a denied request or a peek changes nothing, and must not
     // break WATCH or client-side caching. rdb_load reports IO errors to us
     // instead of killing the server.
-    ctx.set_module_options(
-        raw::REDISMODULE_OPTION_NO_IMPLICIT_SIGNAL_MODIFIED
-            | raw::REDISMODULE_OPTIONS_HANDLE_IO_ERRORS,
-    );
+    let options = raw::REDISMODULE_OPTION_NO_IMPLICIT_SIGNAL_MODIFIED
+        | raw::REDISMODULE_OPTIONS_HANDLE_IO_ERRORS;
+    ctx.set_module_options(options);
     store::register_types(ctx)?;
     policies::register(ctx)?;
     commands::register(ctx)?;
@@ -108,6 +107,17 @@ fn init(ctx: &api::Ctx<'_>, args: &[Vec<u8>]) -> Result<(), String> {
     policies::from_args(args)?;
     if !api::subscribe_server_events::<block::Events>(ctx) {
         return Err("cannot subscribe to server events".into());
+    }
+    // Valkey 9 moves slots atomically only if every module says it can
+    // (docs/COMMANDS.md, "Slot migration"): our keys travel as their AOF
+    // rewrite (RL.SETSTATE, then PEXPIREAT), our effects stream as they
+    // replicate, and the waiters of a slot that left end with TRYAGAIN.
+    if api::atomic_slot_migration(ctx)
+        && !api::opt_in_atomic_slot_migration::<block::Events>(ctx, options)
+    {
+        ctx.log_warning(
+            "ratelimit: cannot subscribe to slot migrations; CLUSTER MIGRATESLOTS stays refused",
+        );
     }
     if !api::register_info::<info::Section>(ctx) {
         return Err("cannot register the INFO section".into());

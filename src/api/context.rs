@@ -211,6 +211,16 @@ impl<'a> Ctx<'a> {
         true
     }
 
+    /// The hash slot of `key` as the server computes it (Redis 7.4+,
+    /// Valkey 8.0+); `None` where the server cannot say.
+    pub fn key_slot(&self, key: &[u8]) -> Option<u16> {
+        // SAFETY: reading a pointer-sized static set by RedisModule_Init.
+        unsafe { raw::RedisModule_ClusterKeySlot }?;
+        let s = self.string(key)?;
+        let slot = rm!(RedisModule_ClusterKeySlot(s.name().ptr) else u32::MAX);
+        u16::try_from(slot).ok().filter(|s| *s < 16384)
+    }
+
     /// A module string holding `bytes`, freed on drop.
     pub fn string(&self, bytes: &[u8]) -> Option<OwnedString> {
         let p = rm!(RedisModule_CreateString(std::ptr::null_mut(), bytes.as_ptr().cast::<c_char>(), bytes.len()) else std::ptr::null_mut());

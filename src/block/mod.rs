@@ -32,7 +32,7 @@ use redis_ratelimit_core::limit::{decide_all, Action, AllDecided, Claim, Rules, 
 use redis_ratelimit_core::time::Nanos;
 
 use crate::api::{
-    self, BlockCallbacks, BlockedClient, BlockedId, Ctx, Key, OwnedString, ServerEvents,
+    self, BlockCallbacks, BlockedClient, BlockedId, Ctx, Key, Migration, OwnedString, ServerEvents,
     TimerCallback, TimerId,
 };
 use crate::policies::Counters;
@@ -170,6 +170,43 @@ impl ServerEvents for Events {
     fn flushed(ctx: &Ctx<'_>, db: Option<i32>) {
         for id in with(|w| w.line.heads(db)) {
             reschedule(ctx, id, 0);
+        }
+    }
+
+    /// Valkey 9's atomic slot migration. While the slots are copied the
+    /// source still serves them: its waiters stay, and what they are
+    /// admitted streams to the target like any write (during the handoff
+    /// pause, [`admit_one`] waits). Once the slots are the target's (their
+    /// keys already trimmed here), the waiters on them leave with TRYAGAIN,
+    /// nothing taken: the client asks again and is redirected to the new
+    /// owner, where it starts over. A waiter is only ever admitted on the
+    /// node its connection waits on, once.
+    fn slot_migration(ctx: &Ctx<'_>, step: Migration, ranges: &[(u16, u16)]) {
+        if step != Migration::ExportCompleted || waiters() == 0 {
+            return;
+        }
+        let moved = |slot: Option<u16>| {
+            slot.is_some_and(|s| ranges.iter().any(|&(a, b)| (a..=b).contains(&s)))
+        };
+        let leaving: Vec<u64> = with(|w| {
+            let all = w.line.ids();
+            all.into_iter()
+                .filter(|&id| {
+                    w.line
+                        .get(id)
+                        .is_some_and(|x| x.needs.iter().any(|n| moved(ctx.key_slot(&n.key))))
+                })
+                .collect()
+        });
+        let mut next = Vec::new();
+        for id in leaving {
+            next.extend(fail(ctx, id, Outcome::Error(TRYAGAIN)));
+        }
+        // Those who became first elsewhere (none in a cluster, where one
+        // waiter's keys share a slot) get their timers.
+        let now = clock::now();
+        for h in next {
+            consider(ctx, h, now);
         }
     }
 
@@ -359,12 +396,20 @@ fn remove(ctx: &Ctx<'_>, id: u64) -> Option<(Entry, (i32, Vec<Need>))> {
 }
 
 /// A waiter leaves before admission: the reply it gets is the denial as
-/// of now, behind whoever is still in line.
+/// of now, behind whoever is still in line; TRYAGAIN if its slot moved
+/// away meanwhile (a classic MIGRATE, Redis 8.4's slot migration: no event
+/// told us), as at its turn: a denial read from a key that is not here
+/// any more would be no answer.
 fn leave(ctx: &Ctx<'_>, id: u64) -> Option<(Entry, Outcome)> {
     let (entry, (db, needs)) = remove(ctx, id)?;
     let now = clock::now();
+    let mut moved = false;
     let denial = in_db(ctx, db, || {
         let names = names(ctx, &needs)?;
+        if names.iter().any(|n| !ctx.key_is_local(n.name())) {
+            moved = true;
+            return None;
+        }
         let keys = open(ctx, &names)?;
         let decided = decide(&keys, &needs, now).ok()?;
         let answers: Vec<_> = decided.limits.iter().map(|d| d.answer).collect();
@@ -372,6 +417,7 @@ fn leave(ctx: &Ctx<'_>, id: u64) -> Option<(Entry, Outcome)> {
     });
     let outcome = match denial {
         Some((index, answer)) => Outcome::Answer(entry.reply.fields(&answer, index, None)),
+        None if moved => Outcome::Error(TRYAGAIN),
         None => Outcome::Error(INTERNAL),
     };
     Some((entry, outcome))

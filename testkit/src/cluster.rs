@@ -288,6 +288,90 @@ impl Cluster {
         assert_eq!(now.replicas, vec![old.master], "{now:?}");
     }
 
+    /// The cluster node id of the node on `port`.
+    pub fn node_id(&self, port: u16) -> String {
+        let mut c = self.node(port).connect();
+        redis::cmd("CLUSTER").arg("MYID").query(&mut c).unwrap()
+    }
+
+    /// Valkey 9's atomic slot migration: `CLUSTER MIGRATESLOTS SLOTSRANGE
+    /// a b ... NODE <id of to>` sent to the master serving the ranges (one
+    /// master serves them all). Waits until that export job succeeded (a
+    /// failed or cancelled one panics, with both nodes' logs) and every node
+    /// agrees the ranges are `to`'s, its replica in sync.
+    pub fn migrate_slots(&mut self, ranges: &[(u16, u16)], to: u16) {
+        if let Err(e) = self.try_migrate_slots(ranges, to) {
+            panic!("{e}");
+        }
+    }
+
+    /// [`migrate_slots`](Self::migrate_slots), answering how a job that
+    /// did not succeed ended (its state, its message, both nodes' logs)
+    /// instead of panicking; the topology is then left as it is.
+    pub fn try_migrate_slots(&mut self, ranges: &[(u16, u16)], to: u16) -> Result<(), String> {
+        let from = self
+            .topology
+            .shards
+            .iter()
+            .find(|s| s.serves(ranges[0].0))
+            .map(|s| s.master)
+            .expect("a master serves the first range");
+        let mut src = self.node(from).connect();
+        let known: Vec<String> = slot_migrations(&mut src)
+            .iter()
+            .filter_map(|j| j.get("name").cloned())
+            .collect();
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("MIGRATESLOTS").arg("SLOTSRANGE");
+        for (a, b) in ranges {
+            cmd.arg(*a).arg(*b);
+        }
+        cmd.arg("NODE").arg(self.node_id(to));
+        let reply: Result<String, _> = cmd.query(&mut src);
+        assert_eq!(
+            reply.as_deref().map_err(|e| error_text(e.clone())),
+            Ok("OK"),
+            "CLUSTER MIGRATESLOTS {ranges:?} from {from} to {to}"
+        );
+        let (mut state, mut message) = (String::new(), String::new());
+        let done = wait_until(60, || {
+            // The job this call started: the one export not seen before.
+            let job = slot_migrations(&mut src).into_iter().find(|j| {
+                j.get("operation").map(String::as_str) == Some("EXPORT")
+                    && j.get("name").is_some_and(|n| !known.contains(n))
+            });
+            let field = |f: &str| {
+                job.as_ref()
+                    .and_then(|j| j.get(f).cloned())
+                    .unwrap_or_default()
+            };
+            (state, message) = (field("state"), field("message"));
+            matches!(state.as_str(), "success" | "failed" | "cancelled")
+        });
+        if !(done && state == "success") {
+            return Err(format!(
+                "the migration of {ranges:?} from {from} to {to} ended {state:?} ({message})\n--- {from} ---\n{}\n--- {to} ---\n{}",
+                tail(&self.node(from).log(), 30),
+                tail(&self.node(to).log(), 30)
+            ));
+        }
+        assert!(
+            wait_until(60, || {
+                self.check_ready().is_ok_and(|t| {
+                    let ok = ranges
+                        .iter()
+                        .all(|&(a, _)| t.shards.iter().any(|s| s.master == to && s.serves(a)));
+                    if ok {
+                        self.topology = t;
+                    }
+                    ok
+                })
+            }),
+            "the nodes do not agree that {ranges:?} moved to {to}"
+        );
+        Ok(())
+    }
+
     /// Waits (60 s at most) until every node says `cluster_state:ok`, all
     /// agree on one healthy topology of three shards with one replica each,
     /// and every replica's link is up with no sync in progress.
@@ -369,6 +453,28 @@ impl Cluster {
         }
         Ok(t)
     }
+}
+
+/// `CLUSTER GETSLOTMIGRATIONS` (Valkey 9): each job's fields.
+pub fn slot_migrations(con: &mut redis::Connection) -> Vec<BTreeMap<String, String>> {
+    let jobs: Vec<Vec<Value>> = redis::cmd("CLUSTER")
+        .arg("GETSLOTMIGRATIONS")
+        .query(con)
+        .unwrap();
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).to_string(),
+        Value::SimpleString(s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+        other => format!("{other:?}"),
+    };
+    jobs.iter()
+        .map(|j| {
+            j.chunks(2)
+                .filter(|p| p.len() == 2)
+                .map(|p| (text(&p[0]), text(&p[1])))
+                .collect()
+        })
+        .collect()
 }
 
 fn tail(text: &str, lines: usize) -> String {

@@ -45,6 +45,22 @@ pub fn server_binary() -> String {
     std::env::var("RL_SERVER").unwrap_or_else(|_| "redis-server".to_string())
 }
 
+/// The Valkey major version of the server binary (`RL_SERVER --version`
+/// prints `Valkey server v=9.1.2 ...`); `None` for Redis or when the binary
+/// does not run.
+pub fn valkey_major() -> Option<u32> {
+    let out = Command::new(server_binary())
+        .arg("--version")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if !text.starts_with("Valkey ") {
+        return None;
+    }
+    let v = text.split_whitespace().find_map(|w| w.strip_prefix("v="))?;
+    v.split('.').next()?.parse().ok()
+}
+
 pub fn module_path() -> PathBuf {
     if let Ok(p) = std::env::var("RL_MODULE") {
         return PathBuf::from(p);
