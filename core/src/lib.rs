@@ -6,6 +6,7 @@
 //!   new state)`;
 //! - [`grammar`]: each algorithm's arguments, written once;
 //! - [`limit`]: one limit on one stored state, and the write it calls for;
+//! - [`settle`]: a reservation's actual cost, known afterwards, and debt;
 //! - [`num`], [`time`], [`bounds`], [`error`]: exact decimals, absolute
 //!   nanoseconds, the bounds every limit lives within, every error text.
 
@@ -19,4 +20,5 @@ pub mod grammar;
 pub mod limit;
 pub mod num;
 pub mod policy;
+pub mod settle;
 pub mod time;
