@@ -539,6 +539,21 @@ mod tests {
         assert!(matches!(s, State::Fixed(c) if c.count == 10));
     }
 
+    /// The rule first proposed, `tat' = max(tat - delta * interval, now)`,
+    /// gave back tokens the bucket had refilled already: 10 of 10 reserved
+    /// at 0 s, one taken at 20 s, settled at 0 at 20 s left the bucket
+    /// full, where charging 0 at 0 s leaves 9.
+    #[test]
+    fn a_bucket_gives_back_no_token_that_refilled_already() {
+        let spec = bucket_spec(10, SEC);
+        let mut s = State::Empty;
+        let held = reserve(&mut s, &spec, at(0), 10).unwrap();
+        assert!(take(&mut s, &spec, at(20 * SEC), 1).allowed);
+        let settled = settle_now(&mut s, &spec, &held, 0, at(20 * SEC));
+        assert_eq!((settled.effect, settled.returned), (Effect::None, 0));
+        assert_eq!(peek(&s, &spec, at(20 * SEC), 0).remaining, 9);
+    }
+
     #[test]
     fn debt_is_bounded_by_what_the_state_can_hold() {
         // A bucket: full again at most MAX_REFILL (100 years) from now.
