@@ -582,6 +582,37 @@ mod tests {
         }
     }
 
+    /// A daily limit in New York: reserved a minute before local midnight,
+    /// settled a minute after. The day it was counted in is history: less
+    /// gives nothing back; more is counted in the new day.
+    #[test]
+    fn a_calendar_day_settles_in_the_day_it_is_in() {
+        use crate::algo::calendar::Unit;
+        let ny = jiff::tz::TimeZone::get("America/New_York").unwrap();
+        let spec = Spec::Fixed {
+            limit: 500,
+            calendar: Calendar::Unit(Unit::Day, Some(ny)),
+        };
+        // 2027-01-15 00:00 in New York (UTC-5) is 05:00 UTC.
+        let midnight = Nanos::from_secs(1_800_000_000 - 1_800_000_000 % 86_400 + 5 * 3_600);
+        let before = midnight.saturating_sub(Nanos::from_secs(60));
+        let after = midnight.saturating_add(Nanos::from_secs(60));
+        let mut s = State::Empty;
+        let held = reserve(&mut s, &spec, before, 400).unwrap();
+        let p = peek(&s, &spec, before, 0);
+        assert_eq!((p.remaining, p.reset_after), (100, Nanos::from_secs(60)));
+        take(&mut s, &spec, after, 10);
+        let less = settle(s.stored(), &spec, &held, 100, after).unwrap();
+        assert_eq!((less.effect, less.returned), (Effect::None, 0));
+        let more = settle_now(&mut s, &spec, &held, 1_000, after);
+        assert_eq!(more.charged, 600);
+        // 610 counted in the new day: in debt until the next midnight.
+        let d = peek(&s, &spec, after, 1);
+        let next = Nanos::from_secs(86_400 - 60);
+        assert_eq!((d.allowed, d.remaining), (false, 0));
+        assert_eq!(d.retry_after, RetryAfter::After(next));
+    }
+
     #[test]
     fn settling_twice_charges_twice_the_record_is_the_callers() {
         let spec = fixed_spec(100, 60_000);
