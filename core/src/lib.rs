@@ -7,6 +7,7 @@
 //! - [`grammar`]: each algorithm's arguments, written once;
 //! - [`render`]: the same grammar written out, the words a client sends;
 //! - [`limit`]: one limit on one stored state, and the write it calls for;
+//! - [`settle`]: a reservation's actual cost, known afterwards, and debt;
 //! - [`num`], [`time`], [`bounds`], [`error`]: exact decimals, absolute
 //!   nanoseconds, the bounds every limit lives within, every error text.
 
@@ -21,4 +22,5 @@ pub mod limit;
 pub mod num;
 pub mod policy;
 pub mod render;
+pub mod settle;
 pub mod time;

@@ -186,7 +186,9 @@ pub struct Concurrency {
 /// The decision on taking a slot at `now`, and the op that takes it.
 /// The reply's fields: `remaining` free slots after this call;
 /// `retry_after` when the earliest lease ends (a release may come
-/// sooner); `reset_after` when all leases end.
+/// sooner), or, with more leases live than the limit (it was lowered),
+/// when enough of them have ended for one slot to be free; `reset_after`
+/// when all leases end.
 pub fn acquire(state: Option<&Leases>, c: &Concurrency, now: Nanos) -> (Answer, Option<Op>) {
     let live = |e: &Nanos| *e > now;
     let (held, earliest, last, last_id) = match state {
@@ -217,6 +219,21 @@ pub fn acquire(state: Option<&Leases>, c: &Concurrency, now: Nanos) -> (Answer, 
         };
         return (d, Some(Op::Acquire { now, id, expires }));
     }
+    // Over the limit: a slot is free once `held - limit + 1` leases ended.
+    let earliest = match state {
+        Some(s) if held > c.limit => {
+            let mut ends: Vec<Nanos> = s.live.iter().map(|(_, e)| *e).filter(live).collect();
+            // The (held - limit + 1)-th earliest end: index held - limit.
+            let nth = usize::try_from(held - c.limit).unwrap_or(usize::MAX);
+            if nth < ends.len() {
+                let (_, t, _) = ends.select_nth_unstable(nth);
+                Some(*t)
+            } else {
+                last
+            }
+        }
+        _ => earliest,
+    };
     let d = Answer {
         allowed: false,
         limit: c.limit,
@@ -289,6 +306,38 @@ mod tests {
         // The other expires by itself at 11 s.
         assert_eq!(s.live_at(at(11.0)), 0);
         assert!(renew(Some(&s), 12345, Nanos::from_secs(1), at(3.0)).is_none());
+    }
+
+    /// A limit lowered under live leases (5 live, limit 2): the retry is
+    /// when the fourth of them ends (then 1 is live and a slot is free),
+    /// not the first (then 4 are live, still over the limit).
+    #[test]
+    fn over_a_lowered_limit_the_retry_waits_for_enough_leases_to_end() {
+        let five = Concurrency {
+            limit: 5,
+            lease: Nanos::from_secs(10),
+        };
+        let mut leases: Option<Leases> = None;
+        for i in 0..5 {
+            let (d, op) = acquire(leases.as_ref(), &five, at(f64::from(i)));
+            assert!(d.allowed);
+            let op = op.unwrap();
+            match leases.as_mut() {
+                Some(l) => l.apply(&op),
+                None => leases = Some(Leases::from_op(&op)),
+            }
+        }
+        let two = Concurrency { limit: 2, ..five };
+        let now = at(5.0);
+        let (d, _) = acquire(leases.as_ref(), &two, now);
+        assert_eq!((d.allowed, d.remaining), (false, 0));
+        // Leases end at 10, 11, 12, 13, 14 s: the fourth at 13 s.
+        assert_eq!(d.retry_after, RetryAfter::After(Nanos::from_secs(8)));
+        assert!(!acquire(leases.as_ref(), &two, at(12.999)).0.allowed);
+        assert!(acquire(leases.as_ref(), &two, at(13.0)).0.allowed);
+        // At the limit exactly: the earliest end, as before.
+        let (d, _) = acquire(leases.as_ref(), &five, now);
+        assert_eq!(d.retry_after, RetryAfter::After(Nanos::from_secs(5)));
     }
 
     #[test]

@@ -32,12 +32,16 @@ pub struct Update {
 }
 
 /// A refund, replicated as it is: drop what expired by `now`, then take
-/// `units` back from the newest entries.
+/// `units` back from the newest entries; or, for a settlement (`from_us`
+/// set), from the oldest entries at instants `>= from_us`: the units a
+/// reservation made at that instant holds (its own entry, or the later one
+/// a full log merged it into), never another admission's older ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refund {
     pub(crate) now_us: u64,
     pub(crate) span_us: u64,
     pub(crate) units: u64,
+    pub(crate) from_us: Option<u64>,
 }
 
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
@@ -106,30 +110,42 @@ impl Refund {
         Nanos::from_micros(self.span_us)
     }
 
-    /// The 24-byte encoding: the decision instant, the span (microseconds)
-    /// and the units, u64 little-endian.
-    pub fn encode(&self) -> [u8; 24] {
-        let mut out = [0u8; 24];
-        for (i, v) in [self.now_us, self.span_us, self.units]
+    /// The units it gives back (at most).
+    pub fn units(&self) -> u64 {
+        self.units
+    }
+
+    /// A settlement's: the instant from which its units are taken back.
+    pub fn from(&self) -> Option<Nanos> {
+        self.from_us.map(Nanos::from_micros)
+    }
+
+    /// The encoding: the decision instant, the span (microseconds) and the
+    /// units, u64 little-endian (24 bytes); a settlement's adds the instant
+    /// `from` (microseconds): 32 bytes. Both lengths are read back.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32);
+        for v in [self.now_us, self.span_us, self.units]
             .into_iter()
-            .enumerate()
+            .chain(self.from_us)
         {
-            if let Some(slot) = out.get_mut(i * 8..i * 8 + 8) {
-                slot.copy_from_slice(&v.to_le_bytes());
-            }
+            out.extend_from_slice(&v.to_le_bytes());
         }
         out
     }
 
     /// Reads what [`Refund::encode`] wrote; `None` for anything else.
     pub fn decode(b: &[u8]) -> Option<Refund> {
-        if b.len() != 24 {
-            return None;
-        }
+        let from_us = match b.len() {
+            24 => None,
+            32 => Some(u64_at(b, 24).filter(|v| *v <= MAX_INSTANT_US)?),
+            _ => return None,
+        };
         Some(Refund {
             now_us: u64_at(b, 0).filter(|v| *v <= MAX_INSTANT_US)?,
             span_us: u64_at(b, 8).filter(|v| (1..=MAX_SPAN_US).contains(v))?,
             units: u64_at(b, 16).filter(|v| *v > 0)?,
+            from_us,
         })
     }
 }
@@ -475,17 +491,44 @@ impl Log {
         self.trim(r.now_us, r.span_us);
         let mut list = self.entry_list();
         let mut left = r.units;
-        while left > 0 {
-            let Some(last) = list.last_mut() else { break };
-            if last.1 > left {
-                last.1 -= left;
-                left = 0;
-            } else {
-                left -= last.1;
-                list.pop();
+        match r.from_us {
+            None => {
+                while left > 0 {
+                    let Some(last) = list.last_mut() else { break };
+                    if last.1 > left {
+                        last.1 -= left;
+                        left = 0;
+                    } else {
+                        left -= last.1;
+                        list.pop();
+                    }
+                }
+            }
+            Some(from) => {
+                for e in list.iter_mut().filter(|e| e.0 >= from) {
+                    let take = e.1.min(left);
+                    e.1 -= take;
+                    left -= take;
+                    if left == 0 {
+                        break;
+                    }
+                }
+                list.retain(|e| e.1 > 0);
             }
         }
         self.rebuild(&list);
+    }
+
+    /// Units at instants `>= from_us` still in the window at `now_us`.
+    pub(crate) fn units_from(&self, from_us: u64, now_us: u64, span_us: u64) -> u64 {
+        let mut units = 0u64;
+        self.walk(|t, count| {
+            if t >= from_us && t.saturating_add(span_us) > now_us {
+                units = units.saturating_add(count);
+            }
+            true
+        });
+        units
     }
 
     /// The canonical encoding: version, oldest instant, live entry bytes.
@@ -585,6 +628,51 @@ mod tests {
         for c in cases {
             assert_eq!(Log::decode(&c), Err(DecodeError::Malformed), "{c:?}");
         }
+    }
+
+    #[test]
+    fn settlement_refunds_take_from_the_reservations_instant_on() {
+        let mut log = Log::default();
+        for (t, units) in [(T0, 3), (T0 + 10, 4), (T0 + 20, 5)] {
+            log.apply(&Update {
+                now_us: t,
+                span_us: 1_000,
+                at_us: t,
+                units,
+                coalesce: false,
+            });
+        }
+        assert_eq!(log.units_from(T0 + 10, T0 + 20, 1_000), 9);
+        assert_eq!(log.units_from(T0 + 10, T0 + 1_011, 1_000), 5);
+        let r = Refund {
+            now_us: T0 + 30,
+            span_us: 1_000,
+            units: 6,
+            from_us: Some(T0 + 10),
+        };
+        // 32 bytes with the instant; the old 24 bytes still read.
+        let bytes = r.encode();
+        assert_eq!(bytes.len(), 32);
+        assert_eq!(Refund::decode(&bytes), Some(r));
+        let old = Refund { from_us: None, ..r };
+        assert_eq!(old.encode().len(), 24);
+        assert_eq!(Refund::decode(&old.encode()), Some(old));
+        let mut far = bytes.clone();
+        far[24..].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(Refund::decode(&far), None);
+        for cut in [0, 23, 25, 31, 33] {
+            let mut b = bytes.clone();
+            b.resize(cut, 0);
+            assert_eq!(Refund::decode(&b), None, "{cut} bytes");
+        }
+        // Oldest first from T0 + 10: the 4 there, then 2 of the 5; the
+        // older 3 stay.
+        let mut settled = log.clone();
+        settled.apply_refund(&r);
+        assert_eq!(settled.entry_list(), vec![(T0, 3), (T0 + 20, 3)]);
+        // A plain refund takes the newest.
+        log.apply_refund(&old);
+        assert_eq!(log.entry_list(), vec![(T0, 3), (T0 + 10, 3)]);
     }
 
     #[test]

@@ -161,6 +161,7 @@ fn refund_us(log: Option<&Log>, w: &Window, now_us: u64, units: u64) -> (Answer,
         now_us,
         span_us: span,
         units,
+        from_us: None,
     });
     (d, r)
 }
@@ -494,7 +495,7 @@ mod tests {
                         prop_assert_eq!(d.reset_after, Nanos::from_micros(newest.map_or(0, |t| t + span - now)));
                         continue;
                     };
-                    prop_assert_eq!(r, Refund { now_us: now, span_us: span, units: cost });
+                    prop_assert_eq!(r, Refund { now_us: now, span_us: span, units: cost, from_us: None });
                     model.trim(now);
                     let mut left = cost;
                     for a in model.kept.iter_mut().rev() {
