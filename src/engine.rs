@@ -6,11 +6,9 @@
 //! starts. Everything fallible happens before the first write, so a request
 //! is applied whole or not at all.
 
-use redis_ratelimit_core::algo::all::binding;
 use redis_ratelimit_core::algo::lease::{Leases, Op};
 use redis_ratelimit_core::algo::{Answer, RetryAfter};
 use redis_ratelimit_core::error::{CmdError, INTERNAL};
-use redis_ratelimit_core::few::Few;
 use redis_ratelimit_core::grammar::RequestArgs;
 use redis_ratelimit_core::limit::{
     decide_all, decide_one, Action, AllDecided, Claim, Decided, Effect, Rules, Spec, State,
@@ -249,21 +247,13 @@ fn in_line(
         .block
         .filter(|_| !limits.iter().any(|l| l.rules().shadow));
     // Each limit's answer, behind the queue on its key where others wait.
-    let mut queued = false;
-    let behind: Few<Answer> = limits
-        .iter()
-        .zip(decided.each())
-        .map(
-            |(l, d)| match block::behind(ctx, l.name.bytes(), l.spec, l.cost, now) {
-                Some(retry) if l.cost > 0 => {
-                    queued = true;
-                    block::queued(d.answer, retry)
-                }
-                _ => d.answer,
-            },
-        )
-        .collect();
-    let must_wait = queued || waits_for_limit(decided.answer());
+    let each = limits.iter().zip(decided.each());
+    let behind = block::ahead(
+        ctx,
+        each.map(|(l, d)| (l.name.bytes(), l.spec, l.cost, d.answer)),
+        now,
+    );
+    let must_wait = behind.is_some() || block::waits_for_limit(decided.answer());
     if let (true, Some(ms)) = (must_wait, block_ms) {
         let needs = limits
             .iter()
@@ -286,24 +276,16 @@ fn in_line(
             return true;
         }
     }
-    if !queued {
-        return false;
-    }
     // Others wait ahead: a newcomer never jumps the line.
+    let Some((index, answer)) = behind.as_deref().and_then(block::refusal) else {
+        return false;
+    };
     report.decided(false, args.dry_run, false);
     let denied = Verdict {
         denied: true,
         locked: false,
     };
     count(limits, limits.iter().map(|_| denied), !args.dry_run);
-    let index = binding(behind.iter()).unwrap_or(0);
-    let Some(&answer) = behind.get(index) else {
-        return false;
-    };
-    let answer = Answer {
-        allowed: false,
-        ..answer
-    };
     // A request of shadow policies only answers allowed, as their denials do.
     let answer = if limits.iter().all(|l| l.rules().shadow) {
         shadowed(answer)
@@ -321,11 +303,6 @@ fn shadowed(a: Answer) -> Answer {
         retry_after: RetryAfter::Now,
         ..a
     }
-}
-
-/// Denied, but some wait would allow it.
-fn waits_for_limit(a: &Answer) -> bool {
-    !a.allowed && matches!(a.retry_after, RetryAfter::After(_))
 }
 
 /// RL.RELEASE and RL.RENEW: loads the key's leases, decides with `op`,

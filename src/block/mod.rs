@@ -25,7 +25,7 @@ use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use redis_ratelimit_core::algo::RetryAfter;
+use redis_ratelimit_core::algo::Answer;
 use redis_ratelimit_core::error::{CmdError, INTERNAL, NOT_MASTER, TRYAGAIN};
 use redis_ratelimit_core::few::Few;
 use redis_ratelimit_core::limit::{decide_all, Action, AllDecided, Claim, Rules, Spec, State};
@@ -40,8 +40,8 @@ use crate::reply::{Fields, Reply};
 use crate::stats::Report;
 use crate::{clock, config, store};
 
-use line::Line;
-pub use line::{queued, Need};
+pub use line::{refusal, Need};
+use line::{Admission, Line};
 
 /// Waiters now, anywhere: the fast path of every command reads only this.
 static WAITERS: AtomicUsize = AtomicUsize::new(0);
@@ -184,14 +184,23 @@ impl ServerEvents for Events {
     }
 }
 
-/// The wait a newcomer on `key` faces behind its queue, if anyone waits
-/// on it (see [`Line::behind`]).
-pub fn behind(ctx: &Ctx<'_>, key: &[u8], spec: &Spec, cost: u64, now: Nanos) -> Option<RetryAfter> {
+/// A newcomer's answers behind the line (see [`Line::ahead`]): `None`
+/// when no one waits ahead of it on any key it takes from.
+pub fn ahead<'a>(
+    ctx: &Ctx<'_>,
+    limits: impl IntoIterator<Item = (&'a [u8], &'a Spec, u64, Answer)>,
+    now: Nanos,
+) -> Option<Few<Answer>> {
     if waiters() == 0 {
         return None;
     }
     let db = ctx.selected_db();
-    with(|w| w.line.behind(db, key, spec, cost, now))
+    with(|w| w.line.ahead(db, limits, now))
+}
+
+/// Does a request denied with `answer` have a wait that would let it in?
+pub fn waits_for_limit(answer: &Answer) -> bool {
+    matches!(Admission::of(answer), Admission::After(_))
 }
 
 /// Makes the caller wait for `needs` (denied now, or behind a queue):
@@ -254,7 +263,7 @@ pub fn kick(ctx: &Ctx<'_>, key: &[u8]) {
         return;
     }
     let db = ctx.selected_db();
-    let head = with(|w| w.line.first(db, key).filter(|h| w.line.is_head(*h)));
+    let head = with(|w| w.line.head_on(db, key));
     if let Some(h) = head {
         reschedule(ctx, h, 0);
     }
@@ -283,15 +292,8 @@ fn consider(ctx: &Ctx<'_>, id: u64, now: Nanos) {
     };
     // Decided on the keys' current states, read only; the timer callback
     // decides again and writes.
-    let decided = in_db(ctx, db, || {
-        let names = names(ctx, &needs)?;
-        let keys = open(ctx, &names)?;
-        decide(&keys, &needs, now).ok()
-    });
-    let wait = match decided.map(|d| d.answer.retry_after) {
-        Some(RetryAfter::After(w)) => w,
-        _ => Nanos::ZERO,
-    };
+    let decided = in_db(ctx, db, || decide_now(ctx, &needs, now));
+    let wait = decided.map_or(Nanos::ZERO, |d| Admission::of(&d.answer).timer());
     reschedule(ctx, id, wait.ceil_millis());
 }
 
@@ -318,7 +320,17 @@ fn open<'c>(ctx: &Ctx<'c>, names: &[OwnedString]) -> Option<Few<Key<'c>>> {
     Few::try_map(names, |n| ctx.open_key(n.name()).ok_or(())).ok()
 }
 
-/// A waiter's limits decided on its keys' states now, writing nothing.
+/// A waiter's limits decided on its keys' states now (on the context's
+/// database), writing nothing; `None` if a key cannot be opened or a state
+/// read.
+fn decide_now(ctx: &Ctx<'_>, needs: &[Need], now: Nanos) -> Option<AllDecided> {
+    let names = names(ctx, needs)?;
+    let keys = open(ctx, &names)?;
+    decide(&keys, needs, now).ok()
+}
+
+/// A waiter's limits decided on the states of its open `keys` now,
+/// writing nothing.
 fn decide(keys: &[Key<'_>], needs: &[Need], now: Nanos) -> Result<AllDecided, CmdError> {
     let mut each_key = keys.iter();
     let claims = Few::try_map(needs, |n| {
@@ -364,9 +376,7 @@ fn leave(ctx: &Ctx<'_>, id: u64) -> Option<(Entry, Outcome)> {
     let (entry, (db, needs)) = remove(ctx, id)?;
     let now = clock::now();
     let denial = in_db(ctx, db, || {
-        let names = names(ctx, &needs)?;
-        let keys = open(ctx, &names)?;
-        let decided = decide(&keys, &needs, now).ok()?;
+        let decided = decide_now(ctx, &needs, now)?;
         let answers: Vec<_> = decided.limits.iter().map(|d| d.answer).collect();
         with(|w| w.line.denial(db, &needs, &answers, now))
     });
@@ -451,19 +461,18 @@ fn admit_one(ctx: &Ctx<'_>, id: u64) -> Vec<u64> {
             return fail(ctx, id, Outcome::Error(e));
         }
     };
-    if !decided.answer.allowed {
-        drop(keys);
-        return match decided.answer.retry_after {
-            RetryAfter::After(w) => {
-                reschedule(ctx, id, w.ceil_millis());
-                Vec::new()
-            }
-            // The key changed under the waiter (another limit on it).
-            _ => {
-                let fields = reply.fields(&decided.answer, decided.index, None);
-                fail(ctx, id, Outcome::Answer(fields))
-            }
-        };
+    match Admission::of(&decided.answer) {
+        Admission::Now => {}
+        Admission::After(w) => {
+            drop(keys);
+            reschedule(ctx, id, w.ceil_millis());
+            return Vec::new();
+        }
+        Admission::Never => {
+            drop(keys);
+            let fields = reply.fields(&decided.answer, decided.index, None);
+            return fail(ctx, id, Outcome::Answer(fields));
+        }
     }
     let effects = decided.limits.iter().map(|d| &d.effect);
     for ((n, key), effect) in names.iter().zip(keys.iter_mut()).zip(effects) {
