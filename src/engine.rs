@@ -68,9 +68,10 @@ pub fn decide(
 /// for several.
 trait PerLimit {
     type List<T>: AsRef<[T]> + AsMut<[T]>;
-    type Decided: Outcome;
+    type Decision: Decision;
     /// Core's decision over the claims: `decide_one` or `decide_all`.
-    fn decide(claims: &[Claim<'_>], now: Nanos, action: Action) -> Result<Self::Decided, CmdError>;
+    fn decide(claims: &[Claim<'_>], now: Nanos, action: Action)
+        -> Result<Self::Decision, CmdError>;
     /// `f` of each limit, in order, stopping at the first error.
     fn try_map<'s, S, T>(
         items: &'s [S],
@@ -79,14 +80,15 @@ trait PerLimit {
 }
 
 /// What a request decided: the binding limit and its answer, and each
-/// limit's own decision.
-trait Outcome {
+/// limit's own decision (core's `Decided` for one, `AllDecided` for
+/// several).
+trait Decision {
     fn index(&self) -> usize;
     fn answer(&self) -> &Answer;
     fn each(&self) -> &[Decided];
 }
 
-impl Outcome for Decided {
+impl Decision for Decided {
     fn index(&self) -> usize {
         0
     }
@@ -98,7 +100,7 @@ impl Outcome for Decided {
     }
 }
 
-impl Outcome for AllDecided {
+impl Decision for AllDecided {
     fn index(&self) -> usize {
         self.index
     }
@@ -115,7 +117,7 @@ struct One;
 
 impl PerLimit for One {
     type List<T> = [T; 1];
-    type Decided = Decided;
+    type Decision = Decided;
     #[inline(always)]
     fn decide(claims: &[Claim<'_>], now: Nanos, action: Action) -> Result<Decided, CmdError> {
         match claims {
@@ -140,7 +142,7 @@ struct Many;
 
 impl PerLimit for Many {
     type List<T> = Vec<T>;
-    type Decided = AllDecided;
+    type Decision = AllDecided;
     fn decide(claims: &[Claim<'_>], now: Nanos, action: Action) -> Result<AllDecided, CmdError> {
         decide_all(claims, now, action)
     }
@@ -237,7 +239,7 @@ fn in_line(
     report: &'static Report,
     limits: &[Limit<'_>],
     claims: &[Claim<'_>],
-    decided: &impl Outcome,
+    decided: &impl Decision,
     args: RequestArgs,
     reply: Reply,
     now: Nanos,
