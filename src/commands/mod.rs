@@ -107,7 +107,7 @@ pub const COMMANDS: &[Command] = &[
     },
     Command {
         name: c"CL.THROTTLE", body: Body::Handler(throttle::throttle),
-        flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: Some(-5),
+        flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: Some(grammar::THROTTLE_ARITY),
         summary: c"redis-cell compatible GCRA: count_per_period per period seconds with bursts of max_burst + 1.",
         complexity: c"O(1)",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"max_burst", Int, false), (c"count_per_period", Int, false), (c"period", Int, false), (c"quantity", Int, true)]),
@@ -115,7 +115,7 @@ pub const COMMANDS: &[Command] = &[
     },
     Command {
         name: c"RL.TAKE", body: Body::Handler(limiter::take),
-        flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: Some(-3),
+        flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: Some(grammar::TAKE_ARITY),
         summary: c"Applies a named policy (RL.POLICY SET) to a key: its algorithm, its reply, its SHADOW and LOCKOUT rules.",
         complexity: c"O(1) for bucket, GCRA and fixed policies; as the algorithm's own command otherwise", args: Args::Take,
         counted: Some("take"), event: c"rl.take", role: Role::App,
