@@ -8,13 +8,14 @@
 //! newcomer (waiting or not) never jumps ahead: a non-blocking call is
 //! denied with a retry_after that counts the queue ahead of it.
 //!
-//! The engine calls in ([`behind`], [`wait`], [`kick`]); nothing here calls
+//! The engine calls in ([`ahead`], [`wait`], [`kick`]); nothing here calls
 //! back up. An admission is decided and written in the timer callback, one
 //! execution unit that replicates its effects like any command, through the
 //! same `store` and core `decide_all` as a command. Only the head of a
-//! queue has a timer; a deadline timer per waiter ends its wait. Clients
-//! that leave (closed, killed, `CLIENT UNBLOCK`, a role change) leave the
-//! queue and consume nothing.
+//! queue has a timer; a deadline timer per waiter (or `CLIENT UNBLOCK id
+//! [TIMEOUT]`) ends its wait with the denial as of then. Clients that
+//! leave (closed, killed, `CLIENT UNBLOCK id ERROR`, a role change) leave
+//! the queue and consume nothing.
 //!
 //! All of this runs on the server's main thread: the state is thread-local.
 
