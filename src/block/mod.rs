@@ -38,7 +38,7 @@ use crate::api::{
 };
 use crate::policies::Counters;
 use crate::reply::{Fields, Reply};
-use crate::stats::Report;
+use crate::stats::{bump, Report};
 use crate::{clock, config, store};
 
 pub use line::{refusal, Need};
@@ -56,10 +56,6 @@ pub static ADMITTED: AtomicU64 = AtomicU64::new(0);
 pub static TIMED_OUT: AtomicU64 = AtomicU64::new(0);
 pub static CANCELLED: AtomicU64 = AtomicU64::new(0);
 pub static REFUSED: AtomicU64 = AtomicU64::new(0);
-
-fn bump(c: &AtomicU64) {
-    c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
-}
 
 /// Waiters now.
 pub fn waiters() -> usize {
@@ -117,8 +113,17 @@ struct Timers;
 
 impl TimerCallback for Timers {
     fn fire(ctx: &Ctx<'_>, data: u64) {
-        let id = data >> 2;
-        match data & 3 {
+        let (id, what) = (data >> 2, data & 3);
+        with(|w| {
+            if let Some(e) = entry_mut(w, id) {
+                // This timer fired: its id may be reused, never stop it.
+                match what {
+                    ADMIT => e.admit = None,
+                    _ => e.deadline = None,
+                }
+            }
+        });
+        match what {
             ADMIT => admit(ctx, id),
             _ => deadline(ctx, id),
         }
@@ -390,12 +395,6 @@ fn leave(ctx: &Ctx<'_>, id: u64) -> Option<(Entry, Outcome)> {
 
 /// A waiter's deadline.
 fn deadline(ctx: &Ctx<'_>, id: u64) {
-    with(|w| {
-        if let Some(e) = entry_mut(w, id) {
-            // This timer fired: its id may be reused, never stop it.
-            e.deadline = None;
-        }
-    });
     if let Some((entry, outcome)) = leave(ctx, id) {
         bump(&TIMED_OUT);
         for c in entry.counters.iter().flatten() {
@@ -409,12 +408,6 @@ fn deadline(ctx: &Ctx<'_>, id: u64) {
 /// then the waiters behind it, while their limits allow, in this same
 /// callback (a burst of freed units is handed out at once).
 fn admit(ctx: &Ctx<'_>, id: u64) {
-    with(|w| {
-        if let Some(e) = entry_mut(w, id) {
-            // This timer fired: its id may be reused, never stop it.
-            e.admit = None;
-        }
-    });
     // Oldest first: the waiters behind one admitted are considered in the
     // order they arrived, and each admitted one is answered at once (Redis
     // sends the replies of clients it unblocks in the order it was told).
