@@ -332,12 +332,12 @@ fn open<'c>(ctx: &Ctx<'c>, names: &[OwnedString]) -> Option<Few<Key<'c>>> {
 fn decide_now(ctx: &Ctx<'_>, needs: &[Need], now: Nanos) -> Option<AllDecided> {
     let names = names(ctx, needs)?;
     let keys = open(ctx, &names)?;
-    decide(&keys, needs, now).ok()
+    decide_on(&keys, needs, now).ok()
 }
 
 /// A waiter's limits decided on the states of its open `keys` now,
 /// writing nothing.
-fn decide(keys: &[Key<'_>], needs: &[Need], now: Nanos) -> Result<AllDecided, CmdError> {
+fn decide_on(keys: &[Key<'_>], needs: &[Need], now: Nanos) -> Result<AllDecided, CmdError> {
     let mut each_key = keys.iter();
     let claims = Few::try_map(needs, |n| {
         Ok(Claim {
@@ -448,7 +448,7 @@ fn admit_one(ctx: &Ctx<'_>, id: u64) -> Vec<u64> {
     let Some(mut keys) = open(ctx, &names) else {
         return fail(ctx, id, Outcome::Error(INTERNAL));
     };
-    let decided = match decide(&keys, &needs, now) {
+    let decided = match decide_on(&keys, &needs, now) {
         Ok(d) => d,
         Err(e) => {
             drop(keys);
