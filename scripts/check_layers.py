@@ -155,16 +155,6 @@ def main():
                     print(f"  {name(a)} -> {name(b)}")
     if out or too_long:
         return 1
-    # Layers: a file stands above everything it imports.
-    height = {}
-
-    def h(v):
-        if v not in height:
-            height[v] = 1 + max((h(w) for w in edges[v]), default=0)
-        return height[v]
-
-    for v in edges:
-        h(v)
     print(f"src/: {len(files)} files, {sum(map(len, edges.values()))} arrows, no circle")
     largest = ", ".join(f"{f} {n}" for n, f in lines[:LARGEST])
     print(f"largest (lines; at most {MAX_LINES}): {largest}")
