@@ -62,7 +62,7 @@ bench: ## Criterion benches of the pure algorithms
 bench-server: build ## Server benchmark vs INCR and Lua baselines, and BLOCK with 10,000 waiters; writes docs/BENCHMARKS.md (BENCH_ARGS=--callgrind adds instruction counts, --only-blocking only BLOCK)
 	python3 scripts/bench_server.py $(BENCH_ARGS)
 
-lint: ## rustfmt, clippy (warnings are errors; unwrap, expect, panic and indexing are denied outside tests), no import circle in src/ (scripts/check_layers.py)
+lint: ## rustfmt, clippy (warnings are errors; unwrap, expect, panic and indexing are denied outside tests), no import circle in src/ and no file there over 600 lines (scripts/check_layers.py)
 	@$(CARGO) fmt --version >/dev/null 2>&1 || { echo "rustfmt is missing: rustup component add rustfmt" >&2; exit 1; }
 	@$(CARGO) clippy --version >/dev/null 2>&1 || { echo "clippy is missing: rustup component add clippy" >&2; exit 1; }
 	python3 scripts/check_layers.py

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Fails if the module's files import each other in a circle (`make lint`).
+"""Fails if the module's files import each other in a circle, or if any of
+them is over MAX_LINES lines (`make lint`).
 
 src/ is built in layers whose arrows point one way (docs/ARCHITECTURE.md):
 commands -> engine -> block -> store -> wire -> api, and so on. An arrow is
@@ -8,14 +9,21 @@ a file naming another file's module: `crate::a::b` anywhere in the code (a
 of a child module. Declaring a child module (`mod line;`) is not an arrow:
 the parent only holds it. Tests (`#[cfg(test)] mod tests`) are not read.
 
-Prints each circle as `a.rs -> b.rs -> a.rs` and exits 1; prints the files
-from the top layer down and exits 0 when there is none. Python 3 standard
-library only.
+Prints each circle as `a.rs -> b.rs -> a.rs`, and each file over the
+limit, and exits 1; otherwise prints the count of files and arrows, and
+the largest files, and exits 0. Lines are counted whole (comments and
+tests included): a file that long is split, its tests into a child file
+(`line.rs` -> `line/tests.rs`). Python 3 standard library only.
 """
 
 import os
 import re
 import sys
+
+# No file in src/ is longer (issue 22): one job per file.
+MAX_LINES = 600
+# How many of the largest files a run prints.
+LARGEST = 5
 
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 
@@ -42,6 +50,11 @@ def code_of(path):
     return text
 
 
+def line_count(path):
+    with open(path, encoding="utf-8") as f:
+        return sum(1 for _ in f)
+
+
 def main():
     files = {}
     for d, _, names in os.walk(ROOT):
@@ -49,6 +62,11 @@ def main():
             if n.endswith(".rs"):
                 p = os.path.join(d, n)
                 files[module_of(p)] = p
+    name = lambda m: os.path.relpath(files[m], os.path.dirname(ROOT))
+    lines = sorted(((line_count(p), name(m)) for m, p in files.items()), reverse=True)
+    too_long = [(n, f) for n, f in lines if n > MAX_LINES]
+    for n, f in too_long:
+        print(f"{f}: {n} lines, over the {MAX_LINES} a file in src/ may have: split it")
     edges = {m: set() for m in files}
 
     def resolve(here, base, parts):
@@ -116,7 +134,6 @@ def main():
     for v in sorted(edges):
         if v not in index:
             strong(v)
-    name = lambda m: os.path.relpath(files[m], os.path.dirname(ROOT))
     if out:
         for comp in out:
             members = set(comp)
@@ -136,18 +153,11 @@ def main():
             for a in sorted(comp):
                 for b in sorted(edges[a] & members):
                     print(f"  {name(a)} -> {name(b)}")
+    if out or too_long:
         return 1
-    # Layers: a file stands above everything it imports.
-    height = {}
-
-    def h(v):
-        if v not in height:
-            height[v] = 1 + max((h(w) for w in edges[v]), default=0)
-        return height[v]
-
-    for v in edges:
-        h(v)
     print(f"src/: {len(files)} files, {sum(map(len, edges.values()))} arrows, no circle")
+    largest = ", ".join(f"{f} {n}" for n, f in lines[:LARGEST])
+    print(f"largest (lines; at most {MAX_LINES}): {largest}")
     return 0
 
 

@@ -6,11 +6,9 @@
 //! starts. Everything fallible happens before the first write, so a request
 //! is applied whole or not at all.
 
-use redis_ratelimit_core::algo::all::binding;
 use redis_ratelimit_core::algo::lease::{Leases, Op};
 use redis_ratelimit_core::algo::{Answer, RetryAfter};
 use redis_ratelimit_core::error::{CmdError, INTERNAL};
-use redis_ratelimit_core::few::Few;
 use redis_ratelimit_core::grammar::RequestArgs;
 use redis_ratelimit_core::limit::{
     decide_all, decide_one, Action, AllDecided, Claim, Decided, Effect, Rules, Spec, State,
@@ -70,9 +68,10 @@ pub fn decide(
 /// for several.
 trait PerLimit {
     type List<T>: AsRef<[T]> + AsMut<[T]>;
-    type Decided: Outcome;
+    type Decision: Decision;
     /// Core's decision over the claims: `decide_one` or `decide_all`.
-    fn decide(claims: &[Claim<'_>], now: Nanos, action: Action) -> Result<Self::Decided, CmdError>;
+    fn decide(claims: &[Claim<'_>], now: Nanos, action: Action)
+        -> Result<Self::Decision, CmdError>;
     /// `f` of each limit, in order, stopping at the first error.
     fn try_map<'s, S, T>(
         items: &'s [S],
@@ -81,14 +80,15 @@ trait PerLimit {
 }
 
 /// What a request decided: the binding limit and its answer, and each
-/// limit's own decision.
-trait Outcome {
+/// limit's own decision (core's `Decided` for one, `AllDecided` for
+/// several).
+trait Decision {
     fn index(&self) -> usize;
     fn answer(&self) -> &Answer;
     fn each(&self) -> &[Decided];
 }
 
-impl Outcome for Decided {
+impl Decision for Decided {
     fn index(&self) -> usize {
         0
     }
@@ -100,7 +100,7 @@ impl Outcome for Decided {
     }
 }
 
-impl Outcome for AllDecided {
+impl Decision for AllDecided {
     fn index(&self) -> usize {
         self.index
     }
@@ -117,7 +117,7 @@ struct One;
 
 impl PerLimit for One {
     type List<T> = [T; 1];
-    type Decided = Decided;
+    type Decision = Decided;
     #[inline(always)]
     fn decide(claims: &[Claim<'_>], now: Nanos, action: Action) -> Result<Decided, CmdError> {
         match claims {
@@ -142,7 +142,7 @@ struct Many;
 
 impl PerLimit for Many {
     type List<T> = Vec<T>;
-    type Decided = AllDecided;
+    type Decision = AllDecided;
     fn decide(claims: &[Claim<'_>], now: Nanos, action: Action) -> Result<AllDecided, CmdError> {
         decide_all(claims, now, action)
     }
@@ -239,7 +239,7 @@ fn in_line(
     report: &'static Report,
     limits: &[Limit<'_>],
     claims: &[Claim<'_>],
-    decided: &impl Outcome,
+    decided: &impl Decision,
     args: RequestArgs,
     reply: Reply,
     now: Nanos,
@@ -249,21 +249,13 @@ fn in_line(
         .block
         .filter(|_| !limits.iter().any(|l| l.rules().shadow));
     // Each limit's answer, behind the queue on its key where others wait.
-    let mut queued = false;
-    let behind: Few<Answer> = limits
-        .iter()
-        .zip(decided.each())
-        .map(
-            |(l, d)| match block::behind(ctx, l.name.bytes(), l.spec, l.cost, now) {
-                Some(retry) if l.cost > 0 => {
-                    queued = true;
-                    block::queued(d.answer, retry)
-                }
-                _ => d.answer,
-            },
-        )
-        .collect();
-    let must_wait = queued || waits_for_limit(decided.answer());
+    let each = limits.iter().zip(decided.each());
+    let behind = block::ahead(
+        ctx,
+        each.map(|(l, d)| (l.name.bytes(), l.spec, l.cost, d.answer)),
+        now,
+    );
+    let must_wait = behind.is_some() || block::waits_for_limit(decided.answer());
     if let (true, Some(ms)) = (must_wait, block_ms) {
         let needs = limits
             .iter()
@@ -286,24 +278,16 @@ fn in_line(
             return true;
         }
     }
-    if !queued {
-        return false;
-    }
     // Others wait ahead: a newcomer never jumps the line.
+    let Some((index, answer)) = behind.as_deref().and_then(block::refusal) else {
+        return false;
+    };
     report.decided(false, args.dry_run, false);
     let denied = Verdict {
         denied: true,
         locked: false,
     };
     count(limits, limits.iter().map(|_| denied), !args.dry_run);
-    let index = binding(behind.iter()).unwrap_or(0);
-    let Some(&answer) = behind.get(index) else {
-        return false;
-    };
-    let answer = Answer {
-        allowed: false,
-        ..answer
-    };
     // A request of shadow policies only answers allowed, as their denials do.
     let answer = if limits.iter().all(|l| l.rules().shadow) {
         shadowed(answer)
@@ -321,11 +305,6 @@ fn shadowed(a: Answer) -> Answer {
         retry_after: RetryAfter::Now,
         ..a
     }
-}
-
-/// Denied, but some wait would allow it.
-fn waits_for_limit(a: &Answer) -> bool {
-    !a.allowed && matches!(a.retry_after, RetryAfter::After(_))
 }
 
 /// RL.RELEASE and RL.RENEW: loads the key's leases, decides with `op`,

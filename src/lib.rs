@@ -75,14 +75,14 @@ const fn module_version(mut v: &[u8]) -> i32 {
 }
 
 /// The entry point Redis calls on `loadmodule` / `MODULE LOAD`: the API is
-/// set up, checked and guarded in [`api::load`], which then runs [`init`].
+/// set up, checked and guarded in [`api::on_load`], which then runs [`init`].
 #[no_mangle]
 pub extern "C" fn RedisModule_OnLoad(
     ctx: api::RawCtx,
     argv: *mut api::RawString,
     argc: c_int,
 ) -> c_int {
-    api::load(ctx, argv, argc, MODULE_NAME, MODULE_VERSION, init)
+    api::on_load(ctx, argv, argc, MODULE_NAME, MODULE_VERSION, init)
 }
 
 /// Every allocation goes through Redis's allocator inside a server.

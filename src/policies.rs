@@ -319,6 +319,8 @@ impl AuxMethods for Aux {
 /// No stored definition has more words than this (the longest is about 8;
 /// SET refuses more than [`MAX_POLICY_WORDS`], and an RDB written before
 /// that bound loads if its definitions read within it).
+///
+/// [`MAX_POLICY_WORDS`]: redis_ratelimit_core::bounds::MAX_POLICY_WORDS
 const MAX_WORDS: u64 = 64;
 
 /// The most policies an RDB may carry: the widest `ratelimit.max-policies`.

@@ -42,7 +42,7 @@ impl Report {
     #[inline]
     fn bump(&self, field: usize) {
         if let Some(c) = self.counters.get(field) {
-            c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+            bump(c);
         }
     }
 
@@ -76,6 +76,13 @@ impl Report {
     pub fn values(&self) -> [u64; LABELS.len()] {
         self.counters.each_ref().map(|c| c.load(Ordering::Relaxed))
     }
+}
+
+/// Adds one to a counter only the main thread changes (see above): a
+/// relaxed load and store, no atomic read-modify-write.
+#[inline]
+pub fn bump(c: &AtomicU64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
 }
 
 /// Limiter keys alive, by module type.

@@ -111,28 +111,30 @@ pub fn fixed(count: u64, end_ms: u64) -> [u8; 17] {
     out
 }
 
-pub fn window(expire_ms: u64, log: &Log) -> Vec<u8> {
-    let mut out = Vec::with_capacity(9 + log.encoded_len());
-    out.push(WINDOW);
+/// A state of variable length: its tag, the key's expiry, then the state
+/// (`len` bytes, written by `encode`).
+fn with_expiry(tag: u8, expire_ms: u64, len: usize, encode: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + len);
+    out.push(tag);
     out.extend_from_slice(&expire_ms.to_le_bytes());
-    log.encode(&mut out);
+    encode(&mut out);
     out
+}
+
+pub fn window(expire_ms: u64, log: &Log) -> Vec<u8> {
+    with_expiry(WINDOW, expire_ms, log.encoded_len(), |out| log.encode(out))
 }
 
 pub fn lockout(expire_ms: u64, lock: &Lock) -> Vec<u8> {
-    let mut out = Vec::with_capacity(9 + lock.encoded_len());
-    out.push(LOCKOUT);
-    out.extend_from_slice(&expire_ms.to_le_bytes());
-    lock.encode(&mut out);
-    out
+    with_expiry(LOCKOUT, expire_ms, lock.encoded_len(), |out| {
+        lock.encode(out)
+    })
 }
 
 pub fn leases(expire_ms: u64, leases: &Leases) -> Vec<u8> {
-    let mut out = Vec::with_capacity(9 + leases.encoded_len());
-    out.push(LEASES);
-    out.extend_from_slice(&expire_ms.to_le_bytes());
-    leases.encode(&mut out);
-    out
+    with_expiry(LEASES, expire_ms, leases.encoded_len(), |out| {
+        leases.encode(out)
+    })
 }
 
 /// A lease change: `A` acquire, `R` release, `N` renew, then the decision
@@ -243,6 +245,42 @@ mod tests {
         assert_eq!(
             decode_state(&window(7, &log)),
             Some(Snapshot::Window { expire_ms: 7, log })
+        );
+    }
+
+    /// The layout replicas and AOF files hold (rule 11): the tag, the
+    /// key's expiry (u64 little-endian), then the state's own encoding.
+    #[test]
+    fn variable_states_are_a_tag_an_expiry_then_the_state() {
+        let laid_out = |tag: u8, expire_ms: u64, state: Vec<u8>| {
+            let mut b = vec![tag];
+            b.extend_from_slice(&expire_ms.to_le_bytes());
+            b.extend(state);
+            b
+        };
+        let encoded = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut out = Vec::new();
+            f(&mut out);
+            out
+        };
+        let log = Log::from_update(&update_of(10, 5, 10, 2));
+        let l = leases_of(1 << 40, &[(5, 1 << 30)]);
+        let lock = Lock {
+            until: Nanos::new(99),
+            inner: LimitState::Bucket(Nanos::new(7)),
+        };
+        let expire = 0x0102_0304_0506_0708;
+        assert_eq!(
+            window(expire, &log),
+            laid_out(b'W', expire, encoded(&|o| log.encode(o)))
+        );
+        assert_eq!(
+            leases(expire, &l),
+            laid_out(b'L', expire, encoded(&|o| l.encode(o)))
+        );
+        assert_eq!(
+            lockout(expire, &lock),
+            laid_out(b'K', expire, encoded(&|o| lock.encode(o)))
         );
     }
 

@@ -547,6 +547,9 @@ fn client_unblock_ends_a_wait_with_the_denial_or_an_error() {
         }
         until_waiters(&mut c, 0);
     }
+    // INFO counts TIMEOUT as a deadline, ERROR as a client that left.
+    assert_eq!(info_field(&mut c, "waits_timed_out"), 1);
+    assert_eq!(info_field(&mut c, "waits_cancelled"), 1);
     // Nothing taken: the count is still 1.
     assert_eq!(
         ints(&mut c, &["RL.FIXED", "f", "1", "3600", "COST", "0"]).unwrap()[2],

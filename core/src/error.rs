@@ -62,8 +62,6 @@ impl CmdError {
     }
 }
 
-pub type CmdResult = Result<(), CmdError>;
-
 macro_rules! errors {
     ($($name:ident = $text:literal;)*) => {
         $(pub const $name: CmdError = CmdError::Msg($text);)*

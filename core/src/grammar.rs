@@ -582,13 +582,36 @@ pub fn read_definition<'a, W: Words<'a> + ?Sized>(
     syntax.read(&mut c, settings, None, |_| false, |_, _| Ok(false))
 }
 
+// ---------------------------------------------------------------- arity
+
+/// Does a call of `count` words (the command's name included) fit
+/// `arity`, as `COMMAND INFO` shows it (negative: at least)?
+pub const fn fits_arity(arity: i32, count: usize) -> bool {
+    let n = arity.unsigned_abs() as usize;
+    if arity < 0 {
+        count >= n
+    } else {
+        count == n
+    }
+}
+
+/// RL.TAKE's arity: the name, the key and the policy, then options. The
+/// module's command table registers it and [`read_take`] checks it.
+pub const TAKE_ARITY: i32 = -3;
+
+/// CL.THROTTLE's arity: the name, the key and three numbers, then the
+/// quantity, which may be left out (so at most one word more).
+pub const THROTTLE_ARITY: i32 = -5;
+
 // ---------------------------------------------------------------- CL.THROTTLE
 
 /// `CL.THROTTLE key max_burst count_per_period period [quantity]`
 /// (redis-cell's grammar): the bucket and the quantity.
 pub fn read_throttle<'a, W: Words<'a> + ?Sized>(words: &W) -> Result<(Bucket, u64), CmdError> {
     let n = words.count();
-    if n != 5 && n != 6 {
+    // At most one word past the arity: the quantity.
+    let most = THROTTLE_ARITY.unsigned_abs() as usize + 1;
+    if !fits_arity(THROTTLE_ARITY, n) || n > most {
         return Err(CmdError::WrongArity);
     }
     let arg =
@@ -596,10 +619,9 @@ pub fn read_throttle<'a, W: Words<'a> + ?Sized>(words: &W) -> Result<(Bucket, u6
     let max_burst = arg(2, 0, error::CELL_MAX_BURST)?;
     let count = arg(3, 1, error::CELL_COUNT)?;
     let period_s = arg(4, 1, error::CELL_PERIOD)?;
-    let quantity = if n == 6 {
-        arg(5, 0, error::CELL_QUANTITY)?
-    } else {
-        1
+    let quantity = match words.word(5) {
+        Some(_) => arg(5, 0, error::CELL_QUANTITY)?,
+        None => 1,
     };
     // redis-cell's emission interval: period / count, truncated to whole ns.
     let interval = period_s
@@ -775,7 +797,7 @@ pub fn read_command<'a, W: Words<'a> + ?Sized>(
 /// the request against its limit with [`check_request`]).
 #[inline]
 pub fn read_take<'a, W: Words<'a> + ?Sized>(words: &W) -> Result<RequestArgs, CmdError> {
-    if words.count() < 3 {
+    if !fits_arity(TAKE_ARITY, words.count()) {
         return Err(CmdError::WrongArity);
     }
     let mut c = Cursor::at(words, 3);

@@ -166,11 +166,6 @@ impl Decimal {
         })
     }
 
-    /// As an `f64`, for display and approximate arithmetic only.
-    pub fn to_f64(&self) -> f64 {
-        self.digits as f64 * 10f64.powi(self.exp)
-    }
-
     /// `[digits][.digits][(e|E)[+|-]digits]`, at least one mantissa digit,
     /// at most [`MAX_DECIMAL_LEN`](crate::bounds::MAX_DECIMAL_LEN) bytes.
     #[inline]

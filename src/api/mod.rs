@@ -7,7 +7,7 @@
 //! server for every user.
 //!
 //! One file per part of the module API. Every API pointer used is checked
-//! at load time (`load`); a call through a missing pointer answers a
+//! at load time (`on_load`); a call through a missing pointer answers a
 //! harmless default instead of panicking. Nothing here knows about rate
 //! limiting: the rest of the module reaches Redis only through these
 //! re-exports.
@@ -23,7 +23,7 @@ mod ffi;
 mod guard;
 mod info;
 mod keys;
-mod load;
+mod on_load;
 mod rdb;
 mod strings;
 mod time;
@@ -46,7 +46,7 @@ pub use events::{
 pub use ffi::{RawCtx, RawString};
 pub use info::{register_info, Info, InfoSource};
 pub use keys::{Holds, Key, Read};
-pub use load::load;
+pub use on_load::on_load;
 pub use rdb::{Aof, RdbIn, RdbOut};
 pub use strings::{Argv, Name, OwnedString};
 pub use time::wall_clock_ns;

@@ -12,6 +12,7 @@ use std::collections::{HashMap, VecDeque};
 
 use redis_ratelimit_core::algo::all::binding;
 use redis_ratelimit_core::algo::{Answer, RetryAfter};
+use redis_ratelimit_core::few::Few;
 use redis_ratelimit_core::limit::{evaluate, Action, Spec, State};
 use redis_ratelimit_core::time::Nanos;
 
@@ -105,6 +106,12 @@ impl<T> Line<T> {
         w.needs.iter().all(|n| self.first(w.db, &n.key) == Some(id))
     }
 
+    /// The first waiter on `key`, if it is first on every key it needs:
+    /// the one to look at again when units come back on `key`.
+    pub fn head_on(&self, db: i32, key: &[u8]) -> Option<u64> {
+        self.first(db, key).filter(|h| self.is_head(*h))
+    }
+
     /// The wait a newcomer on `key` faces behind its queue, if anyone waits
     /// on it: its own wait once everyone ahead is admitted.
     pub fn behind(
@@ -132,6 +139,33 @@ impl<T> Line<T> {
                 Err(_) => RetryAfter::After(ahead),
             },
         )
+    }
+
+    /// A newcomer seen from the end of the line: for each of its limits
+    /// (`key`, `spec`, `cost`, and its own `answer` now), a denial behind
+    /// the queue on a key where others wait and the limit takes units (a
+    /// newcomer never jumps the line), else its own answer. `None` when no
+    /// one waits ahead of it on any key it takes from.
+    pub fn ahead<'a>(
+        &self,
+        db: i32,
+        limits: impl IntoIterator<Item = (&'a [u8], &'a Spec, u64, Answer)>,
+        now: Nanos,
+    ) -> Option<Few<Answer>> {
+        let mut waits_ahead = false;
+        let answers = limits
+            .into_iter()
+            .map(|(key, spec, cost, answer)| {
+                match self.behind(db, key, spec, cost, now).filter(|_| cost > 0) {
+                    Some(retry) => {
+                        waits_ahead = true;
+                        queued(answer, retry)
+                    }
+                    None => answer,
+                }
+            })
+            .collect();
+        waits_ahead.then_some(answers)
     }
 
     /// Puts a waiter at the end of the queue of each key it needs (`states`:
@@ -216,13 +250,57 @@ impl<T> Line<T> {
                 },
             )
             .collect();
-        let index = binding(answers.iter())?;
-        Some((index, *answers.get(index)?))
+        refusal(&answers)
+    }
+}
+
+/// The answer of a request the line turns away, from its limits'
+/// `answers`: the binding limit's position and answer, never allowed.
+pub fn refusal(answers: &[Answer]) -> Option<(usize, Answer)> {
+    let index = binding(answers.iter())?;
+    let answer = answers.get(index)?;
+    Some((
+        index,
+        Answer {
+            allowed: false,
+            ..*answer
+        },
+    ))
+}
+
+/// What a waiter's limits, decided together now, make of its wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Every limit allows: it is admitted now.
+    Now,
+    /// Denied, and allowed after this wait: its timer is armed for then.
+    After(Nanos),
+    /// Denied with no wait that helps (the key changed under it, say, to
+    /// another limit): its wait ends with that denial.
+    Never,
+}
+
+impl Admission {
+    /// The answer of a waiter's limits decided together now.
+    pub fn of(answer: &Answer) -> Admission {
+        match (answer.allowed, answer.retry_after) {
+            (true, _) => Admission::Now,
+            (false, RetryAfter::After(w)) => Admission::After(w),
+            (false, RetryAfter::Now | RetryAfter::Never) => Admission::Never,
+        }
+    }
+
+    /// When to look at the waiter again: at once, unless a wait helps.
+    pub fn timer(self) -> Nanos {
+        match self {
+            Admission::After(w) => w,
+            Admission::Now | Admission::Never => Nanos::ZERO,
+        }
     }
 }
 
 /// A denial because others wait ahead: nothing can be taken now.
-pub fn queued(a: Answer, retry: RetryAfter) -> Answer {
+fn queued(a: Answer, retry: RetryAfter) -> Answer {
     Answer {
         allowed: false,
         remaining: 0,
@@ -258,139 +336,4 @@ fn project(q: &mut Queue, need: &Need, now: Nanos) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use redis_ratelimit_core::algo::bucket::Bucket;
-
-    const T0: Nanos = Nanos::from_secs(1_800_000_000);
-
-    fn s(n: u64) -> Nanos {
-        Nanos::from_secs(n)
-    }
-
-    /// One token, one a second.
-    fn one_a_second() -> Spec {
-        Spec::Bucket(Bucket::new(1, s(1)).unwrap())
-    }
-
-    fn need(key: &str) -> Need {
-        Need {
-            key: key.as_bytes().to_vec(),
-            spec: one_a_second(),
-            cost: 1,
-        }
-    }
-
-    /// A bucket spent at `T0`: full again a second later.
-    fn spent() -> State {
-        State::Bucket(T0.saturating_add(s(1)))
-    }
-
-    /// Waiters joining at `T0`, each needing the keys given, every key spent.
-    fn line_of(waiters: &[&[&str]]) -> (Line<()>, Vec<u64>) {
-        let mut line = Line::default();
-        let ids = waiters
-            .iter()
-            .map(|keys| {
-                let needs = keys.iter().map(|k| need(k)).collect();
-                let states = keys.iter().map(|_| spent()).collect();
-                line.join(0, needs, states, T0, ())
-            })
-            .collect();
-        (line, ids)
-    }
-
-    #[test]
-    fn a_newcomer_waits_for_everyone_ahead_then_for_its_own_limit() {
-        let (line, _) = line_of(&[&["a"], &["a"]]);
-        // Projected: the first at T0 + 1 s, the second at T0 + 2 s; a
-        // newcomer's token comes a second after that.
-        let one = one_a_second();
-        assert_eq!(
-            line.behind(0, b"a", &one, 1, T0),
-            Some(RetryAfter::After(s(3)))
-        );
-        assert_eq!(
-            line.behind(0, b"a", &one, 1, T0.saturating_add(s(1))),
-            Some(RetryAfter::After(s(2)))
-        );
-        // Asking more than the limit ever allows: never.
-        assert_eq!(line.behind(0, b"a", &one, 2, T0), Some(RetryAfter::Never));
-        // Another key, another database: no one ahead.
-        assert_eq!(line.behind(0, b"b", &one, 1, T0), None);
-        assert_eq!(line.behind(1, b"a", &one, 1, T0), None);
-        // Once the line is due, the wait is never below a millisecond.
-        let late = T0.saturating_add(s(10));
-        let free = Spec::Bucket(Bucket::new(5, s(1)).unwrap());
-        assert_eq!(
-            line.behind(0, b"a", &free, 1, late),
-            Some(RetryAfter::After(MIN_RETRY))
-        );
-    }
-
-    #[test]
-    fn a_waiter_of_several_keys_is_first_only_when_first_on_each() {
-        // 1 needs a; 2 needs a and b; 3 needs b.
-        let (mut line, ids) = line_of(&[&["a"], &["a", "b"], &["b"]]);
-        let [w1, w2, w3] = ids[..] else { panic!() };
-        assert!(line.is_head(w1));
-        assert!(!line.is_head(w2), "first on b, second on a");
-        assert!(!line.is_head(w3), "behind 2 on b, though 2 cannot go yet");
-        assert_eq!(line.first(0, b"b"), Some(w2));
-        let (_, next) = line.leave(w1).unwrap();
-        assert_eq!(next, [w2]);
-        assert!(line.is_head(w2) && !line.is_head(w3));
-        let (_, next) = line.leave(w2).unwrap();
-        assert_eq!(next, [w3]);
-        assert!(line.is_head(w3));
-    }
-
-    #[test]
-    fn those_who_become_first_are_named_once_oldest_first() {
-        // 1 needs a and b; 2 and 3 both need b and a; 4 needs a.
-        let (mut line, ids) = line_of(&[&["a", "b"], &["b", "a"], &["b"], &["a"]]);
-        let (_, next) = line.leave(ids[0]).unwrap();
-        assert_eq!(next, [ids[1]], "first on both keys, named once");
-        let (_, next) = line.leave(ids[1]).unwrap();
-        assert_eq!(next, [ids[2], ids[3]]);
-        let mut heads = line.heads(Some(0));
-        heads.sort_unstable();
-        assert_eq!(heads, [ids[2], ids[3]]);
-        assert!(line.heads(Some(1)).is_empty());
-    }
-
-    #[test]
-    fn leaving_empties_the_queues_and_a_leaver_is_denied_behind_who_stays() {
-        let (mut line, ids) = line_of(&[&["a"], &["a"]]);
-        // The second leaves first: its answer counts the first still ahead,
-        // even where its own limit would allow it now. The queue's end
-        // stays where the leaver put it (it is not projected again): a
-        // wait is overstated until the queue empties, never understated.
-        let (w, next) = line.leave(ids[1]).unwrap();
-        assert!(next.is_empty(), "it was not first");
-        let now_allowed = Answer {
-            allowed: true,
-            limit: 1,
-            remaining: 1,
-            retry_after: RetryAfter::Now,
-            reset_after: Nanos::ZERO,
-        };
-        let (index, a) = line.denial(0, &w.needs, &[now_allowed], T0).unwrap();
-        assert_eq!(index, 0);
-        assert!(!a.allowed && a.remaining == 0);
-        assert_eq!(a.retry_after, RetryAfter::After(s(3)));
-        // The last one leaves: nothing waits; a leaver allowed now is told
-        // to retry in a millisecond, never allowed.
-        let (w, next) = line.leave(ids[0]).unwrap();
-        assert!(next.is_empty());
-        assert_eq!(line.first(0, b"a"), None);
-        assert!(line.heads(None).is_empty() && line.ids().is_empty());
-        assert_eq!(line.behind(0, b"a", &one_a_second(), 1, T0), None);
-        let (_, a) = line.denial(0, &w.needs, &[now_allowed], T0).unwrap();
-        assert_eq!(
-            (a.allowed, a.retry_after),
-            (false, RetryAfter::After(MIN_RETRY))
-        );
-        assert!(line.leave(ids[0]).is_none());
-    }
-}
+mod tests;

@@ -8,13 +8,14 @@
 //! newcomer (waiting or not) never jumps ahead: a non-blocking call is
 //! denied with a retry_after that counts the queue ahead of it.
 //!
-//! The engine calls in ([`behind`], [`wait`], [`kick`]); nothing here calls
+//! The engine calls in ([`ahead`], [`wait`], [`kick`]); nothing here calls
 //! back up. An admission is decided and written in the timer callback, one
 //! execution unit that replicates its effects like any command, through the
 //! same `store` and core `decide_all` as a command. Only the head of a
-//! queue has a timer; a deadline timer per waiter ends its wait. Clients
-//! that leave (closed, killed, `CLIENT UNBLOCK`, a role change) leave the
-//! queue and consume nothing.
+//! queue has a timer; a deadline timer per waiter (or `CLIENT UNBLOCK id
+//! [TIMEOUT]`) ends its wait with the denial as of then. Clients that
+//! leave (closed, killed, `CLIENT UNBLOCK id ERROR`, a role change) leave
+//! the queue and consume nothing.
 //!
 //! All of this runs on the server's main thread: the state is thread-local.
 
@@ -25,7 +26,7 @@ use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use redis_ratelimit_core::algo::RetryAfter;
+use redis_ratelimit_core::algo::Answer;
 use redis_ratelimit_core::error::{CmdError, INTERNAL, NOT_MASTER, TRYAGAIN};
 use redis_ratelimit_core::few::Few;
 use redis_ratelimit_core::limit::{decide_all, Action, AllDecided, Claim, Rules, Spec, State};
@@ -37,11 +38,11 @@ use crate::api::{
 };
 use crate::policies::Counters;
 use crate::reply::{Fields, Reply};
-use crate::stats::Report;
+use crate::stats::{bump, Report};
 use crate::{clock, config, store};
 
-use line::Line;
-pub use line::{queued, Need};
+pub use line::{refusal, Need};
+use line::{Admission, Line};
 
 /// Waiters now, anywhere: the fast path of every command reads only this.
 static WAITERS: AtomicUsize = AtomicUsize::new(0);
@@ -55,10 +56,6 @@ pub static ADMITTED: AtomicU64 = AtomicU64::new(0);
 pub static TIMED_OUT: AtomicU64 = AtomicU64::new(0);
 pub static CANCELLED: AtomicU64 = AtomicU64::new(0);
 pub static REFUSED: AtomicU64 = AtomicU64::new(0);
-
-fn bump(c: &AtomicU64) {
-    c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
-}
 
 /// Waiters now.
 pub fn waiters() -> usize {
@@ -116,8 +113,17 @@ struct Timers;
 
 impl TimerCallback for Timers {
     fn fire(ctx: &Ctx<'_>, data: u64) {
-        let id = data >> 2;
-        match data & 3 {
+        let (id, what) = (data >> 2, data & 3);
+        with(|w| {
+            if let Some(e) = entry_mut(w, id) {
+                // This timer fired: its id may be reused, never stop it.
+                match what {
+                    ADMIT => e.admit = None,
+                    _ => e.deadline = None,
+                }
+            }
+        });
+        match what {
             ADMIT => admit(ctx, id),
             _ => deadline(ctx, id),
         }
@@ -221,14 +227,23 @@ impl ServerEvents for Events {
     }
 }
 
-/// The wait a newcomer on `key` faces behind its queue, if anyone waits
-/// on it (see [`Line::behind`]).
-pub fn behind(ctx: &Ctx<'_>, key: &[u8], spec: &Spec, cost: u64, now: Nanos) -> Option<RetryAfter> {
+/// A newcomer's answers behind the line (see [`Line::ahead`]): `None`
+/// when no one waits ahead of it on any key it takes from.
+pub fn ahead<'a>(
+    ctx: &Ctx<'_>,
+    limits: impl IntoIterator<Item = (&'a [u8], &'a Spec, u64, Answer)>,
+    now: Nanos,
+) -> Option<Few<Answer>> {
     if waiters() == 0 {
         return None;
     }
     let db = ctx.selected_db();
-    with(|w| w.line.behind(db, key, spec, cost, now))
+    with(|w| w.line.ahead(db, limits, now))
+}
+
+/// Does a request denied with `answer` have a wait that would let it in?
+pub fn waits_for_limit(answer: &Answer) -> bool {
+    matches!(Admission::of(answer), Admission::After(_))
 }
 
 /// Makes the caller wait for `needs` (denied now, or behind a queue):
@@ -291,7 +306,7 @@ pub fn kick(ctx: &Ctx<'_>, key: &[u8]) {
         return;
     }
     let db = ctx.selected_db();
-    let head = with(|w| w.line.first(db, key).filter(|h| w.line.is_head(*h)));
+    let head = with(|w| w.line.head_on(db, key));
     if let Some(h) = head {
         reschedule(ctx, h, 0);
     }
@@ -320,15 +335,8 @@ fn consider(ctx: &Ctx<'_>, id: u64, now: Nanos) {
     };
     // Decided on the keys' current states, read only; the timer callback
     // decides again and writes.
-    let decided = in_db(ctx, db, || {
-        let names = names(ctx, &needs)?;
-        let keys = open(ctx, &names)?;
-        decide(&keys, &needs, now).ok()
-    });
-    let wait = match decided.map(|d| d.answer.retry_after) {
-        Some(RetryAfter::After(w)) => w,
-        _ => Nanos::ZERO,
-    };
+    let decided = in_db(ctx, db, || decide_now(ctx, &needs, now));
+    let wait = decided.map_or(Nanos::ZERO, |d| Admission::of(&d.answer).timer());
     reschedule(ctx, id, wait.ceil_millis());
 }
 
@@ -355,8 +363,18 @@ fn open<'c>(ctx: &Ctx<'c>, names: &[OwnedString]) -> Option<Few<Key<'c>>> {
     Few::try_map(names, |n| ctx.open_key(n.name()).ok_or(())).ok()
 }
 
-/// A waiter's limits decided on its keys' states now, writing nothing.
-fn decide(keys: &[Key<'_>], needs: &[Need], now: Nanos) -> Result<AllDecided, CmdError> {
+/// A waiter's limits decided on its keys' states now (on the context's
+/// database), writing nothing; `None` if a key cannot be opened or a state
+/// read.
+fn decide_now(ctx: &Ctx<'_>, needs: &[Need], now: Nanos) -> Option<AllDecided> {
+    let names = names(ctx, needs)?;
+    let keys = open(ctx, &names)?;
+    decide_on(&keys, needs, now).ok()
+}
+
+/// A waiter's limits decided on the states of its open `keys` now,
+/// writing nothing.
+fn decide_on(keys: &[Key<'_>], needs: &[Need], now: Nanos) -> Result<AllDecided, CmdError> {
     let mut each_key = keys.iter();
     let claims = Few::try_map(needs, |n| {
         Ok(Claim {
@@ -410,8 +428,7 @@ fn leave(ctx: &Ctx<'_>, id: u64) -> Option<(Entry, Outcome)> {
             moved = true;
             return None;
         }
-        let keys = open(ctx, &names)?;
-        let decided = decide(&keys, &needs, now).ok()?;
+        let decided = decide_now(ctx, &needs, now)?;
         let answers: Vec<_> = decided.limits.iter().map(|d| d.answer).collect();
         with(|w| w.line.denial(db, &needs, &answers, now))
     });
@@ -425,12 +442,6 @@ fn leave(ctx: &Ctx<'_>, id: u64) -> Option<(Entry, Outcome)> {
 
 /// A waiter's deadline.
 fn deadline(ctx: &Ctx<'_>, id: u64) {
-    with(|w| {
-        if let Some(e) = entry_mut(w, id) {
-            // This timer fired: its id may be reused, never stop it.
-            e.deadline = None;
-        }
-    });
     if let Some((entry, outcome)) = leave(ctx, id) {
         bump(&TIMED_OUT);
         for c in entry.counters.iter().flatten() {
@@ -444,12 +455,6 @@ fn deadline(ctx: &Ctx<'_>, id: u64) {
 /// then the waiters behind it, while their limits allow, in this same
 /// callback (a burst of freed units is handed out at once).
 fn admit(ctx: &Ctx<'_>, id: u64) {
-    with(|w| {
-        if let Some(e) = entry_mut(w, id) {
-            // This timer fired: its id may be reused, never stop it.
-            e.admit = None;
-        }
-    });
     // Oldest first: the waiters behind one admitted are considered in the
     // order they arrived, and each admitted one is answered at once (Redis
     // sends the replies of clients it unblocks in the order it was told).
@@ -490,26 +495,25 @@ fn admit_one(ctx: &Ctx<'_>, id: u64) -> Vec<u64> {
     let Some(mut keys) = open(ctx, &names) else {
         return fail(ctx, id, Outcome::Error(INTERNAL));
     };
-    let decided = match decide(&keys, &needs, now) {
+    let decided = match decide_on(&keys, &needs, now) {
         Ok(d) => d,
         Err(e) => {
             drop(keys);
             return fail(ctx, id, Outcome::Error(e));
         }
     };
-    if !decided.answer.allowed {
-        drop(keys);
-        return match decided.answer.retry_after {
-            RetryAfter::After(w) => {
-                reschedule(ctx, id, w.ceil_millis());
-                Vec::new()
-            }
-            // The key changed under the waiter (another limit on it).
-            _ => {
-                let fields = reply.fields(&decided.answer, decided.index, None);
-                fail(ctx, id, Outcome::Answer(fields))
-            }
-        };
+    match Admission::of(&decided.answer) {
+        Admission::Now => {}
+        Admission::After(w) => {
+            drop(keys);
+            reschedule(ctx, id, w.ceil_millis());
+            return Vec::new();
+        }
+        Admission::Never => {
+            drop(keys);
+            let fields = reply.fields(&decided.answer, decided.index, None);
+            return fail(ctx, id, Outcome::Answer(fields));
+        }
     }
     let effects = decided.limits.iter().map(|d| &d.effect);
     for ((n, key), effect) in names.iter().zip(keys.iter_mut()).zip(effects) {

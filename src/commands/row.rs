@@ -6,7 +6,7 @@
 use std::ffi::CStr;
 
 use redis_ratelimit_core::error::CmdError;
-use redis_ratelimit_core::grammar::Syntax;
+use redis_ratelimit_core::grammar::{fits_arity, Syntax};
 
 use crate::api::{self, Argv, Ctx};
 use crate::stats::Report;
@@ -132,13 +132,7 @@ impl Command {
 
     /// Does a call of `argc` words (the name included) fit the arity?
     pub fn takes(&self, argc: usize) -> bool {
-        let arity = self.arity();
-        let n = usize::try_from(arity.unsigned_abs()).unwrap_or(usize::MAX);
-        if arity < 0 {
-            argc >= n
-        } else {
-            argc == n
-        }
+        fits_arity(self.arity(), argc)
     }
 
     /// `PARENT|SUB` for a subcommand: the parent and the subcommand's name.

@@ -295,7 +295,7 @@ mod tests {
     /// The window holding `now_ms` as the spec defines it, computed without
     /// the module's calendar code: lengths and UTC units are multiples since
     /// the epoch (weeks from Mondays); minutes and hours in a zone start at
-    /// local boundaries with the offset in force at `now`; days, weeks and
+    /// local boundaries with the offset in force at `now_ms`; days, weeks and
     /// months in a zone are the instants whose local date falls in the same
     /// day, Monday-based week or month, found by walking the clock back and
     /// forth an hour, then a minute, at a time (every offset and transition

@@ -1,4 +1,4 @@
-//! Loading: the body of `RedisModule_OnLoad` (the module's one exported
+//! The module load: the body of `RedisModule_OnLoad` (the module's one exported
 //! symbol, declared in `lib.rs`), which checks that the server has every
 //! API function this module calls, and the module-wide options.
 
@@ -15,7 +15,7 @@ use super::strings::Argv;
 /// Runs the module's load: initializes the API, installs the panic hook,
 /// checks the API, and calls `init` with the module arguments, under a
 /// guard. `name` and `version` are what `MODULE LIST` shows.
-pub fn load(
+pub fn on_load(
     ctx: RawCtx,
     argv: *mut RawString,
     argc: c_int,
