@@ -833,9 +833,12 @@ pub struct PolicyLookup<R, P> {
     pub spec: fn(&P) -> &Spec,
 }
 
-/// `RL.ALL [options] LIMIT key <algorithm> ... [LIMIT key <algorithm> ...]`.
-/// DRYRUN and REFUND are the command's wherever they stand; a COST inside a
-/// clause is that clause's. A clause may name a policy (`LIMIT key POLICY
+/// `RL.ALL key <algorithm> ... [LIMIT key <algorithm> ...]` (the first-key
+/// form) or `RL.ALL [options] LIMIT key <algorithm> ... [LIMIT ...]` (the
+/// keyword form; [`first_key_form`] tells them apart by the first word).
+/// DRYRUN, REFUND and BLOCK are the command's wherever they stand; a COST
+/// inside a clause is that clause's, one before the first LIMIT the
+/// default of every clause. A clause may name a policy (`LIMIT key POLICY
 /// name`), which `policies` resolves once every clause has been read; then
 /// the limits are checked together ([`check_all`]).
 pub fn read_all<'a, W, P, R>(
@@ -850,6 +853,7 @@ where
     read_clauses(words, settings, false, policies)
 }
 
+/// `RL.TAKEALL key POLICY name ... [LIMIT key POLICY name ...]` or
 /// `RL.TAKEALL [options] LIMIT key POLICY name ... [LIMIT key POLICY name ...]`:
 /// RL.ALL's grammar with named policies only (what an application account,
 /// which may not choose its own limits, can send).
@@ -875,13 +879,14 @@ where
     W: Words<'a> + ?Sized,
     R: FnMut(&'a [u8]) -> Result<P, CmdError>,
 {
-    if words.count() < 5 {
+    let first_key = first_key_form(words);
+    if words.count() < if first_key { 4 } else { 5 } {
         return Err(CmdError::WrongArity);
     }
     let max = usize::try_from(settings.max_limits.min(MAX_LIMITS_MAX)).unwrap_or(0);
     let mut c = Cursor::at(words, 1);
     let mut request = RequestArgs::default();
-    while let Some(word) = c.peek() {
+    while let Some(word) = c.peek().filter(|_| !first_key) {
         if is(word, LIMIT_CLAUSE) {
             break;
         }
@@ -892,7 +897,9 @@ where
     }
     let mut clauses: Vec<Clause<usize>> = Vec::new();
     while !c.done() {
-        if !is(c.next_word()?, LIMIT_CLAUSE) {
+        // The first-key form's first clause has no LIMIT before its key.
+        let opens = first_key && clauses.is_empty();
+        if !opens && !is(c.next_word()?, LIMIT_CLAUSE) {
             return Err(error::SYNTAX);
         }
         if clauses.len() >= max {
@@ -986,6 +993,22 @@ fn all_distinct(keys: &[&[u8]]) -> bool {
 /// The keyword that starts each clause of RL.ALL and RL.TAKEALL.
 pub const LIMIT_CLAUSE: &str = "LIMIT";
 
+/// Does this RL.ALL (or RL.TAKEALL) call take the first-key form, `RL.ALL
+/// key <algorithm> ... [LIMIT key ...]`, whose first argument is its first
+/// clause's key (so a client that routes by the first argument, or by the
+/// key spec at index 1, finds the right node)? It does unless its first
+/// argument is `LIMIT` or a request option (COST, DRYRUN, REFUND, BLOCK):
+/// those start the keyword form, `RL.ALL [options] LIMIT key ...`, as they
+/// always did. The first word alone decides, so no call reads two ways; a
+/// first key spelled like one of those five keywords (in any case) takes
+/// the keyword form.
+pub fn first_key_form<'a, W: Words<'a> + ?Sized>(words: &W) -> bool {
+    match words.word(1) {
+        Some(w) => !is(w, LIMIT_CLAUSE) && !REQUEST_OPTIONS.iter().any(|o| is(w, o.keyword)),
+        None => false,
+    }
+}
+
 /// The rules RL.ALL's limits obey together, once every clause's limit is
 /// known: at most one CONCURRENCY limit, which takes no COST and no REFUND.
 fn check_all(limits: &[(&Spec, Option<u64>)], request: &RequestArgs) -> Result<(), CmdError> {
@@ -1003,8 +1026,8 @@ fn check_all(limits: &[(&Spec, Option<u64>)], request: &RequestArgs) -> Result<(
     Ok(())
 }
 
-/// Where RL.ALL's keys are (the word after each LIMIT that starts a
-/// clause), for Cluster routing and `COMMAND GETKEYS`. Clauses are skipped
+/// Where RL.ALL's keys are (word 1 in the first-key form, and the word
+/// after each LIMIT that starts a clause), for Cluster routing and `COMMAND GETKEYS`. Clauses are skipped
 /// by their shape (an algorithm's positional arguments, then options with
 /// one value or request flags without), so a key or value that happens to
 /// read "LIMIT" is not mistaken for one.
@@ -1012,9 +1035,12 @@ pub fn all_key_positions<'a, W: Words<'a> + ?Sized>(words: &W) -> Vec<usize> {
     let word = |i: usize| words.word(i).unwrap_or(&[]);
     let n = words.count();
     let mut out = Vec::new();
-    let mut i = 1;
-    // Top-level options: flags alone, the others with a value.
-    while i < n && !is(word(i), LIMIT_CLAUSE) {
+    // In the first-key form, the first clause reads as if a LIMIT stood
+    // at word 0; in the keyword form, top-level options come first (flags
+    // alone, the others with a value).
+    let first_key = first_key_form(words);
+    let mut i = if first_key { 0 } else { 1 };
+    while !first_key && i < n && !is(word(i), LIMIT_CLAUSE) {
         i += if is_request_flag(word(i)) { 1 } else { 2 };
     }
     // One past the widest cap: the command refuses such a call before it
@@ -1023,7 +1049,7 @@ pub fn all_key_positions<'a, W: Words<'a> + ?Sized>(words: &W) -> Vec<usize> {
         .unwrap_or(usize::MAX)
         .saturating_add(1);
     while i + 1 < n && out.len() < most {
-        if !is(word(i), LIMIT_CLAUSE) {
+        if !(is(word(i), LIMIT_CLAUSE) || (first_key && i == 0)) {
             break;
         }
         out.push(i + 1);
@@ -1209,6 +1235,78 @@ mod tests {
         assert_eq!(
             read_all(&w[..], Settings::default(), policies()).unwrap_err(),
             error::ALGORITHM
+        );
+    }
+
+    #[test]
+    fn the_first_key_form_starts_with_its_first_clauses_key() {
+        let all = |s: &str| read_all(&words(s)[..], Settings::default(), policies());
+        let w = words("RL.ALL a SLIDING 10 60 COST 2 DRYRUN LIMIT b FIXED 5 DAY LIMIT c POLICY p");
+        let a = read_all(&w[..], Settings::default(), policies()).unwrap();
+        assert_eq!(
+            a.clauses.iter().map(|c| c.key).collect::<Vec<_>>(),
+            [1, 9, 14]
+        );
+        assert_eq!(
+            a.clauses.iter().map(|c| c.cost).collect::<Vec<_>>(),
+            [Some(2), None, None]
+        );
+        assert!(a.request.dry_run && a.request.cost.is_none());
+        assert_eq!(all_key_positions(&w[..]), [1, 9, 14]);
+        // The shortest call is one word shorter than the keyword form's.
+        let w = words("RL.ALL a POLICY p");
+        assert_eq!(all_key_positions(&w[..]), [1]);
+        assert_eq!(
+            read_take_all(&w[..], Settings::default(), policies())
+                .unwrap()
+                .clauses
+                .len(),
+            1
+        );
+        assert_eq!(all("RL.ALL a POLICY").unwrap_err(), CmdError::WrongArity);
+        assert_eq!(
+            all("RL.ALL LIMIT a POLICY").unwrap_err(),
+            CmdError::WrongArity
+        );
+        // The first word decides: LIMIT or a request option starts the
+        // keyword form, in any case; any other word is the first key, even
+        // one spelled like an algorithm or POLICY.
+        for (s, keys) in [
+            ("RL.ALL LIMIT SLIDING SLIDING 1 1", vec![2]),
+            ("RL.ALL limit a SLIDING 1 1", vec![2]),
+            ("RL.ALL Dryrun LIMIT a SLIDING 1 1", vec![3]),
+            ("RL.ALL COST 2 LIMIT a SLIDING 1 1", vec![4]),
+            ("RL.ALL block 5 LIMIT a SLIDING 1 1", vec![4]),
+            (
+                "RL.ALL SLIDING SLIDING 1 1 LIMIT LIMIT GCRA 1 1 1",
+                vec![1, 6],
+            ),
+            ("RL.ALL POLICY POLICY p LIMIT x POLICY q", vec![1, 5]),
+        ] {
+            let w = words(s);
+            assert_eq!(all_key_positions(&w[..]), keys, "{s}");
+            let a = read_all(&w[..], Settings::default(), policies()).unwrap();
+            assert_eq!(
+                a.clauses.iter().map(|c| c.key).collect::<Vec<_>>(),
+                keys,
+                "{s}"
+            );
+        }
+        // A first key named LIMIT needs the keyword form (or a later clause).
+        assert_eq!(
+            all("RL.ALL LIMIT SLIDING 1 1").unwrap_err(),
+            error::ALGORITHM
+        );
+        assert_eq!(all("RL.ALL a SLIDING 1 1 a").unwrap_err(), error::SYNTAX);
+        assert_eq!(all("RL.ALL a LEAKY 1 1").unwrap_err(), error::ALGORITHM);
+        assert_eq!(
+            all("RL.ALL a SLIDING 1 1 LIMIT a GCRA 1 1 1").unwrap_err(),
+            error::ALL_DISTINCT
+        );
+        let w = words("RL.TAKEALL a SLIDING 1 1");
+        assert_eq!(
+            read_take_all(&w[..], Settings::default(), policies()).unwrap_err(),
+            error::POLICIES_ONLY
         );
     }
 

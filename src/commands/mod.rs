@@ -34,13 +34,7 @@ use crate::stats::Report;
 use crate::wire;
 
 pub use row::Command;
-use row::{reports, Args, Body, Cmd, Keys, Role, CATEGORIES};
-
-const RW: u32 = redis_module::raw::REDISMODULE_CMD_KEY_RW;
-const OW: u32 = redis_module::raw::REDISMODULE_CMD_KEY_OW;
-const ACCESS: u32 = redis_module::raw::REDISMODULE_CMD_KEY_ACCESS;
-const UPDATE: u32 = redis_module::raw::REDISMODULE_CMD_KEY_UPDATE;
-const INCOMPLETE: u32 = redis_module::raw::REDISMODULE_CMD_KEY_INCOMPLETE;
+use row::{reports, Args, Body, Cmd, Keys, Role, ACCESS, CATEGORIES, INCOMPLETE, OW, RW, UPDATE};
 
 use api::DocType::{Double, Int, Key as KeyArg, Str};
 
@@ -100,7 +94,7 @@ pub const COMMANDS: &[Command] = &[
     },
     Command {
         name: c"RL.ALL", body: Body::Handler(all::all),
-        flags: c"write deny-oom getkeys-api", keys: Keys::AfterEachLimit, key_flags: RW | ACCESS | UPDATE | INCOMPLETE, arity: Some(-5),
+        flags: c"write deny-oom getkeys-api", keys: Keys::AfterEachLimit, key_flags: RW | ACCESS | UPDATE | INCOMPLETE, arity: Some(-4),
         summary: c"Checks several limits on several keys and consumes from all of them only if every one allows.",
         complexity: c"O(k) for k limits (at most ratelimit.max-limits), each as its algorithm's own command", args: Args::All,
         counted: Some("all"), event: c"rl.all", role: Role::Inline,
@@ -122,7 +116,7 @@ pub const COMMANDS: &[Command] = &[
     },
     Command {
         name: c"RL.TAKEALL", body: Body::Handler(all::take_all),
-        flags: c"write deny-oom getkeys-api", keys: Keys::AfterEachLimit, key_flags: RW | ACCESS | UPDATE | INCOMPLETE, arity: Some(-5),
+        flags: c"write deny-oom getkeys-api", keys: Keys::AfterEachLimit, key_flags: RW | ACCESS | UPDATE | INCOMPLETE, arity: Some(-4),
         summary: c"Applies several named policies to several keys at once, all or nothing: RL.ALL with POLICY clauses only, for accounts that may not choose their own limits.",
         complexity: c"O(k) for k limits (at most ratelimit.max-limits), each as its policy's own command", args: Args::TakeAll,
         counted: Some("takeall"), event: c"rl.takeall", role: Role::App,
