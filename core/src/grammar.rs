@@ -579,36 +579,89 @@ pub fn read_definition<'a, W: Words<'a> + ?Sized>(
     syntax.read(&mut c, settings, None, |_| false, |_, _| Ok(false))
 }
 
-// ---------------------------------------------------------------- CL.THROTTLE
+// ---------------------------------------------------------------- CL.THROTTLE and GCRA
 
-/// `CL.THROTTLE key max_burst count_per_period period [quantity]`
-/// (redis-cell's grammar): the bucket and the quantity.
+/// The two commands of redis-cell's grammar, `<command> key max_burst
+/// count period ...`: the bucket holds max_burst + 1 and refills one every
+/// period / count seconds. They differ in how the period, the rounding of
+/// that interval and the cost are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cell {
+    /// `CL.THROTTLE key max_burst count_per_period period [quantity]`
+    /// (redis-cell): whole seconds, the interval truncated to nanoseconds,
+    /// the cost positional.
+    Throttle,
+    /// `GCRA key max_burst tokens_per_period period [TOKENS count]` (the
+    /// command announced for Redis 8.8): seconds of at least 1 with up to
+    /// 6 decimals, the interval rounded to the nearest microsecond (at
+    /// least 1), the cost the TOKENS option.
+    Gcra,
+}
+
+/// The keyword of GCRA's cost.
+pub const TOKENS: &str = "TOKENS";
+
+/// `CL.THROTTLE key max_burst count_per_period period [quantity]`: the
+/// bucket and the quantity.
 pub fn read_throttle<'a, W: Words<'a> + ?Sized>(words: &W) -> Result<(Bucket, u64), CmdError> {
+    read_cell(Cell::Throttle, words)
+}
+
+/// `GCRA key max_burst tokens_per_period period [TOKENS count]`: the bucket
+/// and the count.
+pub fn read_gcra<'a, W: Words<'a> + ?Sized>(words: &W) -> Result<(Bucket, u64), CmdError> {
+    read_cell(Cell::Gcra, words)
+}
+
+/// Either command of redis-cell's grammar: the bucket and the cost.
+pub fn read_cell<'a, W: Words<'a> + ?Sized>(
+    cell: Cell,
+    words: &W,
+) -> Result<(Bucket, u64), CmdError> {
     let n = words.count();
-    if n != 5 && n != 6 {
+    if !(5..=7).contains(&n) || (cell == Cell::Throttle && n == 7) {
         return Err(CmdError::WrongArity);
     }
-    let arg =
-        |i: usize, min: u64, err: CmdError| words.word(i).and_then(|w| int(w, min)).ok_or(err);
+    let word = |i: usize| words.word(i).unwrap_or_default();
+    let arg = |i: usize, min: u64, err: CmdError| int(word(i), min).ok_or(err);
     let max_burst = arg(2, 0, error::CELL_MAX_BURST)?;
-    let count = arg(3, 1, error::CELL_COUNT)?;
-    let period_s = arg(4, 1, error::CELL_PERIOD)?;
-    let quantity = if n == 6 {
-        arg(5, 0, error::CELL_QUANTITY)?
-    } else {
-        1
+    let (count, too_long) = match cell {
+        Cell::Throttle => (arg(3, 1, error::CELL_COUNT)?, error::CELL_TOO_LONG),
+        Cell::Gcra => (
+            arg(3, 1, error::GCRA_TOKENS_PER_PERIOD)?,
+            error::GCRA_CMD_TOO_LONG,
+        ),
     };
-    // redis-cell's emission interval: period / count, truncated to whole ns.
-    let interval = period_s
-        .checked_mul(1_000_000_000)
-        .map(|ns| ns / count)
-        .ok_or(error::CELL_TOO_LONG)?;
+    let interval = match cell {
+        // redis-cell's emission interval: period / count, truncated to whole ns.
+        Cell::Throttle => arg(4, 1, error::CELL_PERIOD)?
+            .checked_mul(1_000_000_000)
+            .map(|ns| ns / count)
+            .ok_or(too_long)?,
+        Cell::Gcra => {
+            let period_us = match Decimal::parse(word(4)).and_then(|d| d.scaled_exact(6)) {
+                Some(Scaled::Value(us)) if us >= 1_000_000 => us,
+                Some(Scaled::TooLarge) => return Err(too_long),
+                _ => return Err(error::GCRA_CMD_PERIOD),
+            };
+            // period / count to the nearest microsecond (halves up), at least 1.
+            let (p, c) = (u128::from(period_us), u128::from(count));
+            let us = ((2 * p + c) / (2 * c)).max(1);
+            u64::try_from(us * 1000).map_err(|_| too_long)?
+        }
+    };
+    let cost = match (cell, n) {
+        (_, 5) => 1,
+        (Cell::Throttle, _) => arg(5, 0, error::CELL_QUANTITY)?,
+        (Cell::Gcra, 7) if is(word(5), TOKENS) => arg(6, 0, error::GCRA_TOKENS)?,
+        (Cell::Gcra, _) => return Err(error::SYNTAX),
+    };
     // The reply's limit, max_burst + 1, must fit a signed 64-bit integer.
     let limit = Some(max_burst + 1)
         .filter(|l| *l <= MAX_INT)
         .ok_or(error::CELL_MAX_BURST)?;
-    let bucket = Bucket::new(limit, Nanos::new(interval)).map_err(|_| error::CELL_TOO_LONG)?;
-    Ok((bucket, quantity))
+    let bucket = Bucket::new(limit, Nanos::new(interval)).map_err(|_| too_long)?;
+    Ok((bucket, cost))
 }
 
 // ---------------------------------------------------------------- requests
@@ -1405,6 +1458,67 @@ mod tests {
             ok.clauses[0].limit,
             ClauseLimit::Policy(Spec::Concurrency(_))
         ));
+    }
+
+    #[test]
+    fn gcra_reads_redis_cells_grammar_with_a_decimal_period_and_tokens() {
+        let gcra = |s: &str| read_gcra(&words(s)[..]);
+        let interval = |s: &str| gcra(s).unwrap().0.interval();
+        let (b, cost) = gcra("GCRA api:user:1 3 5 10").unwrap();
+        assert_eq!((b.limit(), b.interval(), cost), (4, Nanos::from_secs(2), 1));
+        // The same bucket as CL.THROTTLE's where the interval is whole µs.
+        assert_eq!(
+            read_throttle(&words("CL.THROTTLE api:user:1 3 5 10")[..]).unwrap(),
+            (b, 1)
+        );
+        assert_eq!(gcra("GCRA k 3 5 10 tokens 2").unwrap().1, 2);
+        assert_eq!(gcra("GCRA k 3 5 10 TOKENS 0").unwrap().1, 0);
+        // period / tokens_per_period to the nearest µs, halves up, at least 1 µs.
+        for (s, us) in [
+            ("GCRA k 0 3 10", 3_333_333),
+            ("GCRA k 0 3 2", 666_667),
+            ("GCRA k 0 2 1.000001", 500_001),
+            ("GCRA k 0 1 1.5", 1_500_000),
+            ("GCRA k 0 1000001 1", 1),
+            ("GCRA k 0 3000000 1", 1),
+        ] {
+            assert_eq!(interval(s), Nanos::from_micros(us), "{s}");
+        }
+        assert_eq!(
+            gcra("GCRA k 0 1 1e1").unwrap().0.interval(),
+            Nanos::from_secs(10)
+        );
+        for bad in ["0.5", "0.999999", "1.0000001", "-1", "x", "inf", "0"] {
+            assert_eq!(
+                gcra(&format!("GCRA k 1 1 {bad}")).unwrap_err(),
+                error::GCRA_CMD_PERIOD,
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            gcra("GCRA k 1 0 1").unwrap_err(),
+            error::GCRA_TOKENS_PER_PERIOD
+        );
+        assert_eq!(gcra("GCRA k -1 1 1").unwrap_err(), error::CELL_MAX_BURST);
+        assert_eq!(gcra("GCRA k 1 1 1 TOKENS").unwrap_err(), error::SYNTAX);
+        assert_eq!(gcra("GCRA k 1 1 1 COST 2").unwrap_err(), error::SYNTAX);
+        assert_eq!(
+            gcra("GCRA k 1 1 1 TOKENS -2").unwrap_err(),
+            error::GCRA_TOKENS
+        );
+        assert_eq!(gcra("GCRA k 1 1").unwrap_err(), CmdError::WrongArity);
+        assert_eq!(
+            gcra("GCRA k 1 1 1 TOKENS 1 x").unwrap_err(),
+            CmdError::WrongArity
+        );
+        assert_eq!(
+            gcra("GCRA k 1 1 3153600000").unwrap_err(),
+            error::GCRA_CMD_TOO_LONG
+        );
+        assert_eq!(
+            read_throttle(&words("CL.THROTTLE k 1 1 1 1 1")[..]).unwrap_err(),
+            CmdError::WrongArity
+        );
     }
 
     #[test]

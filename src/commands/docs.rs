@@ -6,7 +6,7 @@
 use std::ffi::{CStr, CString};
 
 use redis_ratelimit_core::grammar::{
-    ArgKind, Param, Syntax, ALGORITHMS, COST, LIMIT_CLAUSE, POLICY_CLAUSE, REQUEST_OPTIONS,
+    ArgKind, Param, Syntax, ALGORITHMS, COST, LIMIT_CLAUSE, POLICY_CLAUSE, REQUEST_OPTIONS, TOKENS,
 };
 use redis_ratelimit_core::policy::{LOCKOUT, SHADOW};
 
@@ -182,9 +182,27 @@ fn take_args() -> Vec<DocArg> {
     out
 }
 
+/// `key max_burst tokens_per_period period [TOKENS count]`
+fn gcra_args() -> Vec<DocArg> {
+    vec![
+        arg("key", DocType::Key),
+        arg("max_burst", DocType::Int),
+        arg("tokens_per_period", DocType::Int),
+        arg("period", DocType::Double),
+        DocArg {
+            token: Some(cstring(TOKENS)),
+            optional: true,
+            ..arg("count", DocType::Int)
+        },
+    ]
+}
+
 /// Sets every command's documentation. Servers without the API keep the
 /// legacy key positions given at registration.
-pub fn register(ctx: &Ctx<'_>, commands: &[Command]) -> Result<(), String> {
+pub fn register<'c>(
+    ctx: &Ctx<'_>,
+    commands: impl Iterator<Item = &'c Command>,
+) -> Result<(), String> {
     if !api::has_command_info() {
         return Ok(());
     }
@@ -203,6 +221,7 @@ pub fn register(ctx: &Ctx<'_>, commands: &[Command]) -> Result<(), String> {
                 .collect(),
             (Args::PolicySet, _) => policy_set_args(),
             (Args::Take, _) => take_args(),
+            (Args::Gcra, _) => gcra_args(),
             (Args::Syntax, Body::Handler(_) | Body::Container) => Vec::new(),
         };
         let flags = u64::from(row.key_flags);

@@ -65,6 +65,8 @@ pub enum Args {
     Take,
     /// RL.TAKEALL's: request options, then `LIMIT key POLICY name` clauses.
     TakeAll,
+    /// GCRA's: redis-cell's positions, then `[TOKENS count]`.
+    Gcra,
 }
 
 /// One row of the table.
@@ -88,6 +90,10 @@ pub struct Command {
     pub event: &'static CStr,
     /// Who may call it: its ACL category.
     pub role: Role,
+    /// Registered only where the server has no command of this name (GCRA,
+    /// which Redis 8.8 announced): a server's own command is left alone,
+    /// and INFO says which one runs.
+    pub yields: bool,
 }
 
 /// Who a command is for, as an operator grants it: each role is an ACL
