@@ -45,6 +45,20 @@ def all_calls():
     return int(m.group(1)) if m else 0
 
 
+class Seen:
+    """A client, noting the errors that reach run_worker through it."""
+
+    def __init__(self, client):
+        self.client, self.errors = client, []
+
+    async def custom_command(self, args):
+        try:
+            return await self.client.custom_command(args)
+        except Exception as e:
+            self.errors.append(f"{type(e).__name__}: {e}")
+            raise
+
+
 class Recorder:
     def __init__(self):
         self.sent = []
@@ -167,7 +181,8 @@ def _():
                 eq((await partner.take(c, name, 2, **limits))[0], 1, f"{name}: the window spent")
                 sent = []
                 t = time.monotonic()
-                work = asyncio.create_task(partner.run_worker(c, name, [["x"]], sent.append, max_wait_s=10, **limits))
+                seen = Seen(c)
+                work = asyncio.create_task(partner.run_worker(seen, name, [["x"]], sent.append, max_wait_s=10, **limits))
                 deadline = time.monotonic() + 5
                 while info("ratelimit", "ratelimit_waiters") != 1:
                     if time.monotonic() > deadline:
@@ -176,12 +191,100 @@ def _():
                 interrupt()
                 await asyncio.wait_for(work, 10)
                 eq(sent, [["x"]], f"{name}: sent")
+                print(f"# {name}: errors that reached run_worker: {seen.errors}")
+                if not seen.errors:
+                    raise AssertionError(f"{name}: the wait ended without an error")
                 within(time.monotonic() - t, 0.3, 2, f"{name}: admitted when the window let it in")
                 peek = await partner.take(c, name, 0, **limits)
                 eq(peek[:3], [1, 2, 1], f"{name}: a peek: one unit in the window, the worker's: {peek}")
             finally:
                 await c.close()
         asyncio.run(go())
+
+
+def resp(port, *args):
+    """One command to a cluster node over a fresh RESP2 connection, parsed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(str(a)), str(a).encode()) for a in args))
+        f = s.makefile("rb")
+
+        def read():
+            line = f.readline()
+            kind, rest = line[:1], line[1:-2]
+            if kind == b"+":
+                return rest.decode()
+            if kind == b"-":
+                raise RuntimeError(rest.decode())
+            if kind == b":":
+                return int(rest)
+            if kind == b"$":
+                return None if int(rest) < 0 else f.read(int(rest) + 2)[:-2].decode()
+            return None if int(rest) < 0 else [read() for _ in range(int(rest))]
+
+        return read()
+
+
+@check("a slot that moves while the worker waits (cluster): GLIDE asks again at the new node itself, run_worker gets in")
+def _():
+    from glide import GlideClusterClient, GlideClusterClientConfiguration
+
+    ports = [int(u.rsplit(":", 1)[1]) for u in os.environ["RL_CLUSTER_NODES"].split(",")]
+    keys = ["{mv}:minute", "{mv}:day"]
+    slot = resp(ports[0], "CLUSTER", "KEYSLOT", keys[0])
+    ids = {p: resp(p, "CLUSTER", "MYID") for p in ports}
+
+    def owner(port):
+        return next(o[1] for lo, hi, o, *_ in resp(port, "CLUSTER", "SLOTS") if lo <= slot <= hi)
+
+    src = owner(ports[0])
+    dst = next(p for p in ports if p != src)
+
+    def move(frm, to, keys=()):
+        resp(to, "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[frm])
+        resp(frm, "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[to])
+        if keys:
+            resp(frm, "MIGRATE", "127.0.0.1", to, "", 0, 5000, "KEYS", *keys)
+        for p in (to, frm):
+            resp(p, "CLUSTER", "SETSLOT", slot, "NODE", ids[to])
+        deadline = time.monotonic() + 10
+        while not all(owner(p) == to for p in ports):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"slot {slot} never moved to {to} on every node")
+            time.sleep(0.02)
+
+    def waiters(port):
+        return int(re.search(r"^ratelimit_waiters:(\d+)", resp(port, "INFO", "ratelimit"), re.M).group(1))
+
+    async def go():
+        limits = {"per_minute": 2, "minute_s": 1}
+        config = GlideClusterClientConfiguration([NodeAddress("127.0.0.1", ports[0])], request_timeout=11000)
+        c = await GlideClusterClient.create(config)
+        try:
+            eq((await partner.take(c, "mv", 2, **limits))[0], 1, "2 calls: the second's limit spent")
+            sent = []
+            t = time.monotonic()
+            seen = Seen(c)
+            work = asyncio.create_task(partner.run_worker(seen, "mv", [["x"]], sent.append, max_wait_s=10, **limits))
+            deadline = time.monotonic() + 5
+            while waiters(src) != 1:
+                if time.monotonic() > deadline:
+                    raise AssertionError("the worker never waited")
+                await asyncio.sleep(0.01)
+            await asyncio.to_thread(move, src, dst, keys)
+            await asyncio.wait_for(work, 10)
+            eq(sent, [["x"]], "sent")
+            eq(seen.errors, [], "errors that reached run_worker: GLIDE asked again itself, at the new node")
+            within(time.monotonic() - t, 0.85, 3, "admitted when the window let it in")
+            peek = resp(dst, "RL.SLIDING", keys[0], 2, 1, "COST", 0)
+            eq(peek[:3], [1, 2, 1], f"a peek on the new node: one unit in the window, the worker's: {peek}")
+        finally:
+            await c.close()
+
+    try:
+        asyncio.run(go())
+    finally:
+        resp(dst, "DEL", *keys)
+        move(dst, src)  # back where it was
 
 
 finish()
