@@ -45,7 +45,7 @@ test-matrix: deps ## The integration suites on Redis 7.0, 7.2, 7.4, 8.2, Valkey 
 test-future: deps ## The module's and the client's integration suites with the servers' clock a year ahead (libfaketime, Redis 7.2 built with MALLOC=libc)
 	./scripts/test-future.sh
 
-test-clients: build ## Every snippet of docs/CLIENTS.md on a real server: redis-py and node-redis, RESP2 and RESP3 (installs both into target/)
+test-clients: build ## Every snippet of docs/CLIENTS.md on a real server: redis-py, Valkey GLIDE and node-redis, RESP2 and RESP3 (installs them into target/); round trips per decision in a cluster, the crate's too
 	./scripts/test-clients.sh
 
 soak: deps ## The soak for a minute (RL_SOAK_SECS to change; make test runs it for $(TEST_SOAK_SECS) s)

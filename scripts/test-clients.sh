@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Every snippet of docs/CLIENTS.md, run against a real redis-server with the
-# module loaded (`make test-clients`): Python with redis-py, Node.js with
-# node-redis, each at a pinned version installed under target/clients/
-# (reused when already there), never system-wide.
+# module loaded (`make test-clients`): Python with redis-py and with Valkey
+# GLIDE, Node.js with node-redis, each at a pinned version installed under
+# target/clients/ (reused when already there), never system-wide; then the
+# round trips per decision of each client and of the client crate
+# (client/examples/cluster_round_trips.rs) on a 3-master cluster.
 #
 #   scripts/test-clients.sh [TEST_FILE...]   e.g. test_partner.py test_partner.mjs
 #
@@ -17,6 +19,7 @@ start=$SECONDS
 
 PY_REDIS="8.1.0"   # redis-py: PyPI `redis` (needs Python 3.10+)
 NODE_REDIS="6.3.1" # node-redis: npm `redis` (needs Node.js 20+)
+GLIDE="2.5.3"      # Valkey GLIDE for Python: PyPI `valkey-glide` (needs Python 3.9+, Linux x86_64/arm64 wheels)
 DIR="target/clients"
 
 # python3 with venv or pip, node and npm, and the time zone database the
@@ -65,6 +68,40 @@ else
   fi
 fi
 
+# ---------------------------------------------------------------- Valkey GLIDE
+
+has_glide() { # has_glide PYTHON: exits 0 if it imports the pinned GLIDE
+  "$1" -c "import importlib.metadata as m, sys, glide; sys.exit(m.version('valkey-glide') != '$GLIDE')" >/dev/null 2>&1
+}
+
+glide_python=""
+if [ -x "$DIR/glide/bin/python" ] && has_glide "$DIR/glide/bin/python"; then
+  glide_python="$DIR/glide/bin/python"
+elif [ -d "$DIR/glide-pip" ] && PYTHONPATH="$DIR/glide-pip" has_glide python3; then
+  glide_python="$DIR/glide-python"
+else
+  echo "Installing valkey-glide==$GLIDE (Valkey GLIDE for Python) from PyPI into $DIR/ ..."
+  rm -rf "$DIR/glide" "$DIR/glide-pip" "$DIR/glide-python"
+  mkdir -p "$DIR"
+  if python3 -m venv "$DIR/glide" >/dev/null 2>&1 && "$DIR/glide/bin/python" -m pip --version >/dev/null 2>&1; then
+    "$DIR/glide/bin/python" -m pip install --quiet --disable-pip-version-check "valkey-glide==$GLIDE"
+    glide_python="$DIR/glide/bin/python"
+  else
+    rm -rf "$DIR/glide"
+    python3 -m pip install --quiet --disable-pip-version-check --target "$DIR/glide-pip" "valkey-glide==$GLIDE"
+    glide_python="$DIR/glide-python"
+  fi
+fi
+if [ "$glide_python" = "$DIR/glide-python" ]; then
+  # No venv: a wrapper that puts the pip directory on python3's path.
+  printf '#!/bin/sh\nPYTHONPATH="%s" exec python3 "$@"\n' "$PWD/$DIR/glide-pip" >"$DIR/glide-python"
+  chmod +x "$DIR/glide-python"
+fi
+if ! has_glide "$glide_python"; then
+  echo "valkey-glide $GLIDE is not importable after installing it" >&2
+  exit 1
+fi
+
 # ---------------------------------------------------------------- node-redis
 
 has_node_redis() {
@@ -91,10 +128,17 @@ if [ ! -f "$module" ]; then
   echo "$module is missing: build it with \`cargo build --release --lib\` (make test-clients does)" >&2
   exit 1
 fi
-echo "python: $python ($("$python" --version 2>&1), redis-py $PY_REDIS); node: $(node --version) (node-redis $NODE_REDIS)"
+echo "python: $python ($("$python" --version 2>&1), redis-py $PY_REDIS); GLIDE: $glide_python (valkey-glide $GLIDE); node: $(node --version) (node-redis $NODE_REDIS)"
+
+# ---------------------------------------------------------------- the crate
+
+echo "Building the client crate's cluster_round_trips example ..."
+cargo build --quiet -p redis-ratelimit-client --example cluster_round_trips
+crate_round_trips="$target_dir/debug/examples/cluster_round_trips"
 
 status=0
-"$python" scripts/test_clients.py --python "$python" --node-modules "$DIR/node/node_modules" \
-  --module "$module" --py-redis "$PY_REDIS" --node-redis "$NODE_REDIS" "$@" || status=$?
+"$python" scripts/test_clients.py --python "$python" --glide-python "$glide_python" \
+  --node-modules "$DIR/node/node_modules" --crate-round-trips "$crate_round_trips" \
+  --module "$module" --py-redis "$PY_REDIS" --node-redis "$NODE_REDIS" --glide "$GLIDE" "$@" || status=$?
 echo "test-clients: $((SECONDS - start)) s in all, package installs included"
 exit "$status"

@@ -5,19 +5,28 @@ library only.
 
 The doc is the source: a fenced block whose info string names a file,
 ```python title="api.py"``` or ```js title="partner.mjs"```, is written as
-that file into a work directory (python/ or node/), with three addresses
-replaced, and nothing else changed:
+that file into a work directory (python/, node/, or glide/ for a python
+block whose title starts with glide_), with three addresses replaced, and
+nothing else changed:
 
     redis://localhost:6379   ->  the standalone redis-server started here
     redis://localhost:7000   ->  a node of the 3-master cluster started here
     8080                     ->  a free loopback port (HTTP servers)
 
-Then each test file tests/clients/<lang>/test_*.{py,mjs} runs in that
-directory: it imports or runs the snippets and asserts on what they print
+(and GLIDE's `NodeAddress("localhost", 6379)` and `("localhost", 7000)` alike).
+
+Then each test file tests/clients/<suite>/test_*.{py,mjs} runs in that
+directory (python/ with redis-py's interpreter, glide/ with GLIDE's, node/
+with node): it imports or runs the snippets and asserts on what they print
 and do. Every python/js block of the doc must name a file, and every file
 must be named by a test, or the run fails: no snippet goes untested. The
 doc's install lines must name the pinned versions (--py-redis,
---node-redis), which the tests check against what is installed.
+--node-redis, --glide), which the tests check against what is installed.
+
+Last, the client crate's cluster_round_trips example runs. The test_round_
+trips files and it print `round-trips: ...` lines (requests the cluster's
+nodes saw per decision, for RL.SLIDING, RL.ALL and RL.TAKE): the run ends
+with their table, and fails unless every client's advised way takes one.
 
 Servers listen on 127.0.0.1 only, in a temporary directory, and are stopped
 on every exit (normal, error, SIGINT, SIGTERM, SIGHUP).
@@ -37,7 +46,21 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(ROOT, "docs", "CLIENTS.md")
 TESTS = os.path.join(ROOT, "tests", "clients")
-LANGS = {"python": ("python", ".py"), "js": ("node", ".mjs")}
+# Each suite: the fence language of its snippets, its directory under
+# tests/clients/ (and the work directory), the file extension. A python
+# snippet whose title starts with "glide_" is GLIDE's (run by the
+# interpreter that has valkey-glide); other python snippets are redis-py's.
+SUITES = {"python": ("python", ".py"), "node": ("js", ".mjs"), "glide": ("python", ".py")}
+GLIDE_PREFIX = "glide_"
+
+
+def suite_of(lang, title):
+    """The suite a fenced block belongs to, or None (not a snippet)."""
+    if lang == "js":
+        return "node"
+    if lang == "python":
+        return "glide" if title and title.startswith(GLIDE_PREFIX) else "python"
+    return None
 TEST_TIMEOUT_S = 120
 
 
@@ -66,15 +89,15 @@ def snippets(text):
     return out
 
 
-def check_doc(blocks, py_pin, node_pin):
+def check_doc(blocks, py_pin, node_pin, glide_pin):
     """Problems with the doc itself: untitled code, duplicates, stale pins."""
     problems, seen = [], set()
     for lang, title, code, line in blocks:
-        if lang in LANGS:
+        if suite_of(lang, title):
             if title is None:
                 problems.append(f"CLIENTS.md:{line}: a ```{lang} block without title=\"...\" (every snippet must be tested)")
                 continue
-            ext = LANGS[lang][1]
+            ext = SUITES[suite_of(lang, title)][1]
             if not title.endswith(ext) or "/" in title:
                 problems.append(f"CLIENTS.md:{line}: title {title!r} must be a bare file name ending in {ext}")
             if title in seen:
@@ -87,17 +110,26 @@ def check_doc(blocks, py_pin, node_pin):
             for m in re.finditer(r"npm install redis@(\S+)", code):
                 if m.group(1) != node_pin:
                     problems.append(f"CLIENTS.md:{line}: npm installs redis@{m.group(1)}, the tests pin {node_pin}")
+            for m in re.finditer(r"pip install valkey-glide==(\S+)", code):
+                if m.group(1) != glide_pin:
+                    problems.append(f"CLIENTS.md:{line}: pip installs valkey-glide=={m.group(1)}, the tests pin {glide_pin}")
     text = "".join(code for lang, _title, code, _line in blocks if lang == "sh")
     if f"pip install redis=={py_pin}" not in text:
         problems.append(f"CLIENTS.md: no ```sh block with `pip install redis=={py_pin}`")
     if f"npm install redis@{node_pin}" not in text:
         problems.append(f"CLIENTS.md: no ```sh block with `npm install redis@{node_pin}`")
+    if f"pip install valkey-glide=={glide_pin}" not in text:
+        problems.append(f"CLIENTS.md: no ```sh block with `pip install valkey-glide=={glide_pin}`")
     return problems
 
 
 def localize(code, title, redis_url, cluster_url, http_port):
     code = code.replace("redis://localhost:6379", redis_url)
     code = code.replace("redis://localhost:7000", cluster_url)
+    # GLIDE's NodeAddress("localhost", 6379): a host and a port.
+    for url, doc_port in ((redis_url, 6379), (cluster_url, 7000)):
+        host, port = url.removeprefix("redis://").rsplit(":", 1)
+        code = code.replace(f'"localhost", {doc_port}', f'"{host}", {port}')
     code = code.replace("8080", str(http_port))
     if "localhost" in code:
         sys.exit(f"CLIENTS.md {title}: an address other than redis://localhost:6379 or :7000 "
@@ -270,30 +302,77 @@ def run_test(cmd, cwd, env):
     return passed, failed, out, time.monotonic() - start
 
 
+ROUND_TRIPS = re.compile(
+    r"^round-trips: client='(?P<client>[^']*)' command=(?P<command>\S+) decisions=\d+ requests=\d+ "
+    r"moved=(?P<moved>\d+) ask=(?P<ask>\d+) getkeys=(?P<getkeys>\d+) per_decision=(?P<per>[\d.]+) "
+    r"expect=(?P<expect>\S+) how='(?P<how>[^']*)'$", re.M)
+ROUND_TRIP_COMMANDS = ("RL.SLIDING", "RL.ALL", "RL.TAKE")
+
+
+def round_trips_table(outputs, every_client):
+    """The table of round trips per decision the tests printed; problems:
+    a way the doc advises (expect=1) that took more than one, a client that
+    printed no row for a command (when every suite ran)."""
+    rows = [m.groupdict() for out in outputs for m in ROUND_TRIPS.finditer(out)]
+    problems = []
+    clients = list(dict.fromkeys(r["client"] for r in rows))
+    print("\nround trips per decision on the 3-master cluster, steady state (requests the nodes saw:"
+          "\ncalls run + rejected with MOVED/ASK + COMMAND GETKEYS, over 100 decisions):")
+    print(f"  {'client':48} " + " ".join(f"{c:>10}" for c in ROUND_TRIP_COMMANDS))
+    for client in clients:
+        mine = [r for r in rows if r["client"] == client and r["expect"] == "1"]
+        cells = []
+        for c in ROUND_TRIP_COMMANDS:
+            r = next((r for r in mine if r["command"] == c), None)
+            cells.append(f"{float(r['per']):10.2f}" if r else f"{'-':>10}")
+            if r is None and every_client:
+                problems.append(f"{client}: no round-trip count for {c}")
+        print(f"  {client:48} " + " ".join(cells))
+        for r in mine:
+            if float(r["per"]) != 1.0:
+                problems.append(f"{client} {r['command']}: {r['per']} round trips per decision "
+                                f"(MOVED {r['moved']}, ASK {r['ask']}, COMMAND GETKEYS {r['getkeys']}), want 1")
+    others = [r for r in rows if r["expect"] != "1"]
+    if others:
+        print("  not the recipe, for comparison:")
+        for r in others:
+            print(f"    {r['client']} {r['command']}: {float(r['per']):.2f} (MOVED {r['moved']}, "
+                  f"COMMAND GETKEYS {r['getkeys']}): {r['how']}")
+    if every_client and len(clients) < 4:
+        problems.append(f"round trips measured for {len(clients)} clients, want 4: {clients}")
+    for p in problems:
+        print(f"not ok - {p}")
+    return problems
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--python", required=True, help="the interpreter that has redis-py")
+    ap.add_argument("--glide-python", required=True, help="the interpreter that has valkey-glide")
     ap.add_argument("--node-modules", required=True, help="node_modules holding node-redis")
+    ap.add_argument("--crate-round-trips", required=True,
+                    help="the client crate's cluster_round_trips example, built")
     ap.add_argument("--module", required=True, help="the module .so to load")
     ap.add_argument("--server", default=os.environ.get("RL_SERVER", "redis-server"))
     ap.add_argument("--py-redis", required=True, help="the pinned redis-py version")
     ap.add_argument("--node-redis", required=True, help="the pinned node-redis version")
+    ap.add_argument("--glide", required=True, help="the pinned valkey-glide version")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("only", nargs="*", help="test files to run (default: all, and every snippet must be tested)")
     a = ap.parse_args()
 
     with open(DOC) as f:
         blocks = snippets(f.read())
-    problems = check_doc(blocks, a.py_redis, a.node_redis)
+    problems = check_doc(blocks, a.py_redis, a.node_redis, a.glide)
 
     tests = {}
-    for lang, (sub, ext) in LANGS.items():
-        d = os.path.join(TESTS, sub)
-        tests[lang] = sorted(f for f in os.listdir(d) if f.startswith("test_") and f.endswith(ext))
-        texts = "".join(open(os.path.join(d, f)).read() for f in tests[lang])
+    for suite, (lang, ext) in SUITES.items():
+        d = os.path.join(TESTS, suite)
+        tests[suite] = sorted(f for f in os.listdir(d) if f.startswith("test_") and f.endswith(ext))
+        texts = "".join(open(os.path.join(d, f)).read() for f in tests[suite])
         for bl, title, _, line in blocks:
-            if bl == lang and title and title not in texts and not a.only:
-                problems.append(f"CLIENTS.md:{line}: {title} is named by no test in tests/clients/{sub}/")
+            if suite_of(bl, title) == suite and title and title not in texts and not a.only:
+                problems.append(f"CLIENTS.md:{line}: {title} is named by no test in tests/clients/{suite}/")
     if problems:
         print("\n".join(problems))
         print("clients: 0 passed, %d failed" % len(problems))
@@ -317,13 +396,13 @@ def main():
         http_port = free_port()
 
         work = os.path.join(base, "work")
-        for lang, (sub, ext) in LANGS.items():
-            d = os.path.join(work, sub)
+        for suite, (lang, ext) in SUITES.items():
+            d = os.path.join(work, suite)
             os.makedirs(d)
-            for f in os.listdir(os.path.join(TESTS, sub)):
-                shutil.copy(os.path.join(TESTS, sub, f), d)
+            for f in os.listdir(os.path.join(TESTS, suite)):
+                shutil.copy(os.path.join(TESTS, suite, f), d)
             for bl, title, code, _ in blocks:
-                if bl == lang:
+                if suite_of(bl, title) == suite:
                     with open(os.path.join(d, title), "w") as f:
                         f.write(localize(code, title, redis_url, cluster_url, http_port))
         # ESM resolves bare imports ('redis') from node_modules up the tree.
@@ -332,27 +411,39 @@ def main():
         env = dict(os.environ)
         env.update(RL_REDIS_URL=redis_url, RL_CLUSTER_URL=cluster_url, RL_HTTP_PORT=str(http_port),
                    RL_CLUSTER_NODES=",".join(f"redis://127.0.0.1:{p}" for p in cluster),
-                   RL_PY_REDIS=a.py_redis, RL_NODE_REDIS=a.node_redis, PYTHONDONTWRITEBYTECODE="1")
-        python = os.path.abspath(a.python) if os.sep in a.python else shutil.which(a.python)
-        runners = {"python": [python], "js": [shutil.which("node") or "node"]}
-        results = []
-        for lang, (sub, _) in LANGS.items():
-            for t in tests[lang]:
-                if a.only and t not in a.only:
-                    continue
-                for p in [port] + cluster:  # every file starts from empty servers, stats at 0
-                    resp(p, "FLUSHALL")
-                    resp(p, "CONFIG", "RESETSTAT")
-                print(f"\n=== {sub}/{t}", flush=True)
-                passed, failed, out, secs = run_test(runners[lang] + [t], os.path.join(work, sub), env)
-                print(out.rstrip("\n"))
-                print(f"--- {sub}/{t}: {passed} passed, {failed} failed, {secs:.1f} s", flush=True)
-                results.append((f"{sub}/{t}", passed, failed, secs))
-                total_pass += passed
-                total_fail += failed
+                   RL_PY_REDIS=a.py_redis, RL_NODE_REDIS=a.node_redis, RL_GLIDE=a.glide,
+                   PYTHONDONTWRITEBYTECODE="1")
+
+        def interpreter(path):
+            return os.path.abspath(path) if os.sep in path else shutil.which(path)
+
+        runners = {"python": [interpreter(a.python)], "node": [shutil.which("node") or "node"],
+                   "glide": [interpreter(a.glide_python)]}
+        runs = [(suite, t, runners[suite] + [t], os.path.join(work, suite))
+                for suite in SUITES for t in tests[suite]]
+        # The client crate's count, beside the others (the table needs it).
+        crate = os.path.abspath(a.crate_round_trips)
+        runs.append(("crate", os.path.basename(crate), [crate], work))
+        results, outputs = [], []
+        for suite, t, cmd, cwd in runs:
+            if a.only and t not in a.only:
+                continue
+            for p in [port] + cluster:  # every file starts from empty servers, stats at 0
+                resp(p, "FLUSHALL")
+                resp(p, "CONFIG", "RESETSTAT")
+            print(f"\n=== {suite}/{t}", flush=True)
+            passed, failed, out, secs = run_test(cmd, cwd, env)
+            print(out.rstrip("\n"))
+            print(f"--- {suite}/{t}: {passed} passed, {failed} failed, {secs:.1f} s", flush=True)
+            results.append((f"{suite}/{t}", passed, failed, secs))
+            outputs.append(out)
+            total_pass += passed
+            total_fail += failed
+        table_problems = round_trips_table(outputs, every_client=not a.only)
+        total_fail += len(table_problems)
         print("\nclients:")
         for name, p_, f_, s_ in results:
-            print(f"  {name:28} {p_:3} passed {f_:3} failed {s_:6.1f} s")
+            print(f"  {name:36} {p_:3} passed {f_:3} failed {s_:6.1f} s")
         completed = True
         ok = total_fail == 0 and total_pass > 0
         if not ok:

@@ -79,6 +79,7 @@ const COMMANDS: &[(&[&str], Role)] = &[
         Inline,
     ),
     (&["CL.THROTTLE", "rl:t", "1", "1", "1"], Inline),
+    (&["GCRA", "rl:gcra", "1", "1", "1"], Inline),
     (&["RL.POLICY", "GET", "api"], Admin),
     (&["RL.POLICY", "LIST"], Admin),
     (&["RL.POLICY", "SET", "other", "SLIDING", "10", "60"], Admin),
@@ -100,6 +101,7 @@ const INLINE_COMMANDS: &[&str] = &[
     "+rl.acquire",
     "+rl.all",
     "+cl.throttle",
+    "+gcra",
 ];
 const ADMIN_COMMANDS: &[&str] = &["+rl.policy"];
 

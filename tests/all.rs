@@ -289,7 +289,7 @@ fn malformed_limits_reject_the_whole_command() {
             &[
                 "RL.ALL", "LIMIT", "a", "SLIDING", "5", "60", "LIMIT", "b", "LEAKY", "1", "1",
             ],
-            "ERR LIMIT takes a key and TOKENBUCKET, SLIDING, GCRA, FIXED or CONCURRENCY",
+            "ERR each limit is a key, then TOKENBUCKET, SLIDING, GCRA, FIXED, CONCURRENCY or POLICY",
         ),
         (
             &[
@@ -316,8 +316,9 @@ fn malformed_limits_reject_the_whole_command() {
             "ERR COST must be an integer between 0 and 9223372036854775807",
         ),
         (
+            // The first-key form: NOPE is the first key, LIMIT no algorithm.
             &["RL.ALL", "NOPE", "LIMIT", "a", "SLIDING", "5", "60"],
-            "ERR syntax error",
+            "ERR each limit is a key, then TOKENBUCKET, SLIDING, GCRA, FIXED, CONCURRENCY or POLICY",
         ),
         (
             &["RL.ALL", "LIMIT", "a", "SLIDING", "5", "60", "EXTRA"],
@@ -389,4 +390,99 @@ fn a_replica_is_byte_identical_after_rl_all_traffic() {
     }
     wait_replicas(&mut m, 1);
     assert_eq!(assert_same_state(&mut m, &mut r), 4);
+}
+
+/// RL.ALL's first-key form (its first argument is its first clause's key,
+/// so clients that route by the first argument find the node) decides as
+/// the keyword form does, and RL.TAKEALL takes it too.
+#[test]
+fn the_first_key_form_decides_as_the_keyword_form() {
+    let s = Server::start();
+    let mut c = s.connect();
+    let t = clock_start(&mut c);
+    set_clock(&mut c, t);
+    ok(&mut c, &["RL.POLICY", "SET", "day", "FIXED", "3", "DAY"]);
+    for i in 0..4 {
+        let keyword = all(
+            &mut c,
+            &[
+                "LIMIT", "k:m", "SLIDING", "2", "60", "LIMIT", "k:d", "POLICY", "day",
+            ],
+        );
+        let first_key = all(
+            &mut c,
+            &["f:m", "SLIDING", "2", "60", "LIMIT", "f:d", "POLICY", "day"],
+        );
+        assert_eq!(keyword, first_key, "call {i}");
+        let mut cmd = vec!["RL.TAKEALL", "t:d", "POLICY", "day", "COST", "1"];
+        if i == 3 {
+            cmd.push("DRYRUN");
+        }
+        let r = call(&mut c, &cmd);
+        let Ok(Value::Array(r)) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            r[0],
+            Value::Int(i64::from(i < 3)),
+            "RL.TAKEALL call {i}: {r:?}"
+        );
+    }
+    // Request flags stand anywhere; a COST after the first key is its own.
+    let r = all(
+        &mut c,
+        &[
+            "g:a", "GCRA", "5", "1", "1", "COST", "2", "DRYRUN", "LIMIT", "g:b", "SLIDING", "5",
+            "60",
+        ],
+    );
+    assert_eq!(r[..3], [1, 5, 3]);
+    assert_eq!(int(&mut c, &["EXISTS", "g:a", "g:b"]), 0);
+    let keys = call(
+        &mut c,
+        &[
+            "COMMAND", "GETKEYS", "RL.ALL", "g:a", "GCRA", "5", "1", "1", "LIMIT", "LIMIT",
+            "SLIDING", "5", "60",
+        ],
+    );
+    assert_eq!(
+        keys,
+        Ok(Value::Array(vec![
+            Value::BulkString(b"g:a".to_vec()),
+            Value::BulkString(b"LIMIT".to_vec())
+        ]))
+    );
+    // The shortest call; one word fewer is refused by Redis itself.
+    let r = call(&mut c, &["RL.TAKEALL", "short", "POLICY", "day"]);
+    assert!(
+        matches!(&r, Ok(Value::Array(v)) if v[0] == Value::Int(1)),
+        "{r:?}"
+    );
+    assert_eq!(
+        err(&mut c, &["RL.ALL", "a", "SLIDING"]),
+        "ERR wrong number of arguments for 'RL.ALL' command"
+    );
+    // A first key named like a request option or LIMIT starts the keyword form.
+    assert_eq!(
+        err(&mut c, &["RL.ALL", "LIMIT", "SLIDING", "1", "60"]),
+        "ERR each limit is a key, then TOKENBUCKET, SLIDING, GCRA, FIXED, CONCURRENCY or POLICY"
+    );
+    // COMMAND INFO: the legacy first key is word 1 (key spec 0), and the
+    // keys stay movable (Redis asks the module for every key).
+    let info = format!(
+        "{:?}",
+        call(&mut c, &["COMMAND", "INFO", "RL.ALL"]).unwrap()
+    );
+    assert!(info.contains("movablekeys"), "{info}");
+    let Ok(Value::Array(outer)) = call(&mut c, &["COMMAND", "INFO", "RL.ALL"]) else {
+        panic!()
+    };
+    let Value::Array(fields) = &outer[0] else {
+        panic!()
+    };
+    assert_eq!(
+        fields[3..6],
+        [Value::Int(1), Value::Int(1), Value::Int(1)],
+        "{info}"
+    );
 }

@@ -334,4 +334,61 @@ fn rl_all_needs_one_slot(cluster: &Cluster, cc: &mut ClusterConnection) {
     for k in [x, y] {
         assert_eq!(int(&mut cluster.connect_master(k), &["EXISTS", k]), 0);
     }
+    rl_all_first_key_routes_by_its_first_argument(cluster, cc);
+}
+
+/// The first-key form (`RL.ALL key <algorithm> ... LIMIT key ...`): a
+/// client that routes by the first argument (redis-rs's cluster client
+/// here, Valkey GLIDE alike) sends it straight to its keys' master, with
+/// no MOVED; the server still finds every key (CROSSSLOT, GETKEYS).
+fn rl_all_first_key_routes_by_its_first_argument(cluster: &Cluster, cc: &mut ClusterConnection) {
+    // `errorstat_MOVED:count=N` summed over the nodes.
+    let moved = |cluster: &Cluster| -> i64 {
+        let count = |n: &Server| {
+            let info: String = redis::cmd("INFO")
+                .arg("errorstats")
+                .query(&mut n.connect())
+                .unwrap();
+            info.lines()
+                .find_map(|l| l.strip_prefix("errorstat_MOVED:count="))
+                .map_or(0, |v| v.trim().parse::<i64>().unwrap())
+        };
+        cluster.nodes.iter().map(count).sum()
+    };
+    let before = moved(cluster);
+    let mut shards = std::collections::BTreeSet::new();
+    for i in 0..30 {
+        let (a, b) = (format!("{{fk{i}}}:min"), format!("{{fk{i}}}:day"));
+        let call = [
+            "RL.ALL", &a, "SLIDING", "10", "60", "LIMIT", &b, "FIXED", "500", "DAY",
+        ];
+        let r = ints_on(cc, &call);
+        assert_eq!(r[..3], [1, 10, 9], "{call:?}: {r:?}");
+        let mut m = cluster.connect_master(&a);
+        assert_eq!(int(&mut m, &["EXISTS", &a, &b]), 2, "{call:?}");
+        shards.insert(cluster.shard_of(&a).master);
+    }
+    assert_eq!(
+        shards.len(),
+        cluster.topology().shards.len(),
+        "keys on every shard"
+    );
+    assert_eq!(
+        moved(cluster),
+        before,
+        "MOVED replies to the first-key form"
+    );
+    let split = [
+        "RL.ALL", "all:x", "SLIDING", "10", "60", "LIMIT", "all:y", "GCRA", "1", "1", "1",
+    ];
+    assert_eq!(
+        err_on(cc, &split),
+        "CROSSSLOT Keys in request don't hash to the same slot"
+    );
+    let keys: Vec<String> = redis::cmd("COMMAND")
+        .arg("GETKEYS")
+        .arg(&split[..])
+        .query(&mut cluster.nodes[0].connect())
+        .unwrap();
+    assert_eq!(keys, ["all:x", "all:y"]);
 }

@@ -84,7 +84,7 @@ const CASES: &[(&[&str], &str)] = &[
     // RL.ALL
     (&["RL.ALL", "LIMIT", "k", "SLIDING"], "ERR wrong number of arguments for 'RL.ALL' command"),
     (&["RL.ALL", "LIMIT", "k", "SLIDING", "5", "60", "LIMIT"], "ERR syntax error"),
-    (&["RL.ALL", "LIMIT", "k", "SLIDING", "5", "60", "LIMIT", "j"], "ERR LIMIT takes a key and TOKENBUCKET, SLIDING, GCRA, FIXED or CONCURRENCY"),
+    (&["RL.ALL", "LIMIT", "k", "SLIDING", "5", "60", "LIMIT", "j"], "ERR each limit is a key, then TOKENBUCKET, SLIDING, GCRA, FIXED, CONCURRENCY or POLICY"),
     // the internal effect commands refuse ordinary clients, whatever they carry
     // (tests/internal.rs: what they validate, from a master and from an AOF)
     (&["RL.SETSTATE", "k", "garbage"], "ERR RL.SETSTATE is internal: it only applies what a master sends or an AOF holds"),

@@ -172,8 +172,9 @@ fn command_info_and_docs_describe_every_command() {
         ("RL.GCRA", -5),
         ("RL.FIXED", -4),
         ("CL.THROTTLE", -5),
-        ("RL.ALL", -5),
-        ("RL.TAKEALL", -5),
+        ("GCRA", -5),
+        ("RL.ALL", -4),
+        ("RL.TAKEALL", -4),
         ("RL.SETSTATE", 3),
         ("RL.WINDOWADD", 3),
         ("RL.WINDOWREFUND", 3),
@@ -206,6 +207,7 @@ fn command_info_and_docs_describe_every_command() {
         "RL.GCRA",
         "RL.FIXED",
         "CL.THROTTLE",
+        "GCRA",
     ] {
         let info = format!("{:?}", call(&mut c, &["COMMAND", "INFO", name]).unwrap());
         assert!(info.contains("\"fast\""), "{name}");

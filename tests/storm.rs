@@ -511,13 +511,20 @@ fn generated(r: &mut Rng, name: &str, role: Role, seeds: &Seeds, block: bool) ->
             }
         }
         Role::All => {
-            for g in request_options(r, true, true, block) {
-                for w in g {
-                    push(&mut v, w);
+            // Either form: the first-key form has no options before its
+            // first key and no LIMIT before it.
+            let first_key = r.one_in(2);
+            if !first_key {
+                for g in request_options(r, true, true, block) {
+                    for w in g {
+                        push(&mut v, w);
+                    }
                 }
             }
             for i in 0..1 + r.below(3) {
-                push(&mut v, "LIMIT");
+                if !(first_key && i == 0) {
+                    push(&mut v, "LIMIT");
+                }
                 let policies = policy_names();
                 if r.one_in(4) && !policies.is_empty() {
                     // A clause naming a policy (its key of the policy's kind).
@@ -1005,10 +1012,9 @@ fn check(
                     return bad("retry_after beyond reset_after");
                 }
                 if all {
-                    let limits = v
-                        .iter()
-                        .filter(|a| a.eq_ignore_ascii_case(b"LIMIT"))
-                        .count();
+                    // Its clauses, in either form (the grammar's key positions).
+                    let words: Vec<&[u8]> = v.iter().map(|a| a.as_slice()).collect();
+                    let limits = all_key_positions(&words[..]).len();
                     if d[5] < 1 || d[5] as usize > limits {
                         return bad("binding index out of range");
                     }

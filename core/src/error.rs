@@ -108,8 +108,12 @@ errors! {
     CELL_PERIOD = c"ERR period must be an integer number of seconds between 1 and 9223372036854775807";
     CELL_QUANTITY = c"ERR quantity must be an integer between 0 and 9223372036854775807";
     CELL_TOO_LONG = c"ERR (max_burst + 1) * period / count_per_period must be at most 100 years";
+    GCRA_TOKENS_PER_PERIOD = c"ERR tokens_per_period must be an integer between 1 and 9223372036854775807";
+    GCRA_CMD_PERIOD = c"ERR period must be a number of seconds of at least 1, with at most 6 decimals";
+    GCRA_TOKENS = c"ERR TOKENS must be an integer between 0 and 9223372036854775807";
+    GCRA_CMD_TOO_LONG = c"ERR (max_burst + 1) * period / tokens_per_period must be at most 100 years";
 
-    ALGORITHM = c"ERR LIMIT takes a key and TOKENBUCKET, SLIDING, GCRA, FIXED or CONCURRENCY";
+    ALGORITHM = c"ERR each limit is a key, then TOKENBUCKET, SLIDING, GCRA, FIXED, CONCURRENCY or POLICY";
     LEASE = c"ERR lease_seconds must be a positive number of seconds with at most 9 decimals, at most 10 years";
     LEASE_ID = c"ERR lease_id must be an integer between 1 and 9223372036854775807";
     ALL_ONE_CONCURRENCY = c"ERR RL.ALL takes at most one CONCURRENCY limit";

@@ -599,41 +599,105 @@ pub const fn fits_arity(arity: i32, count: usize) -> bool {
 /// module's command table registers it and [`read_take`] checks it.
 pub const TAKE_ARITY: i32 = -3;
 
+/// RL.ALL's and RL.TAKEALL's arity: the shortest call is the first-key
+/// form's `RL.TAKEALL key POLICY name`; the keyword form needs one word
+/// more (`LIMIT`), which [`read_all`] checks.
+pub const ALL_ARITY: i32 = -4;
+
 /// CL.THROTTLE's arity: the name, the key and three numbers, then the
 /// quantity, which may be left out (so at most one word more).
 pub const THROTTLE_ARITY: i32 = -5;
 
-// ---------------------------------------------------------------- CL.THROTTLE
+// ---------------------------------------------------------------- CL.THROTTLE and GCRA
 
-/// `CL.THROTTLE key max_burst count_per_period period [quantity]`
-/// (redis-cell's grammar): the bucket and the quantity.
+/// The two commands of redis-cell's grammar, `<command> key max_burst
+/// count period ...`: the bucket holds max_burst + 1 and refills one every
+/// period / count seconds. They differ in how the period, the rounding of
+/// that interval and the cost are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cell {
+    /// `CL.THROTTLE key max_burst count_per_period period [quantity]`
+    /// (redis-cell): whole seconds, the interval truncated to nanoseconds,
+    /// the cost positional.
+    Throttle,
+    /// `GCRA key max_burst tokens_per_period period [TOKENS count]` (the
+    /// command announced for Redis 8.8): seconds of at least 1 with up to
+    /// 6 decimals, the interval rounded to the nearest microsecond (at
+    /// least 1), the cost the TOKENS option.
+    Gcra,
+}
+
+/// The keyword of GCRA's cost.
+pub const TOKENS: &str = "TOKENS";
+
+/// `CL.THROTTLE key max_burst count_per_period period [quantity]`: the
+/// bucket and the quantity.
 pub fn read_throttle<'a, W: Words<'a> + ?Sized>(words: &W) -> Result<(Bucket, u64), CmdError> {
+    read_cell(Cell::Throttle, words)
+}
+
+/// `GCRA key max_burst tokens_per_period period [TOKENS count]`: the bucket
+/// and the count.
+pub fn read_gcra<'a, W: Words<'a> + ?Sized>(words: &W) -> Result<(Bucket, u64), CmdError> {
+    read_cell(Cell::Gcra, words)
+}
+
+/// Either command of redis-cell's grammar: the bucket and the cost.
+pub fn read_cell<'a, W: Words<'a> + ?Sized>(
+    cell: Cell,
+    words: &W,
+) -> Result<(Bucket, u64), CmdError> {
     let n = words.count();
-    // At most one word past the arity: the quantity.
-    let most = THROTTLE_ARITY.unsigned_abs() as usize + 1;
+    // The name, the key and three numbers, then the cost: CL.THROTTLE's
+    // quantity (one word) or GCRA's `TOKENS count` (two).
+    let most = THROTTLE_ARITY.unsigned_abs() as usize
+        + match cell {
+            Cell::Throttle => 1,
+            Cell::Gcra => 2,
+        };
     if !fits_arity(THROTTLE_ARITY, n) || n > most {
         return Err(CmdError::WrongArity);
     }
-    let arg =
-        |i: usize, min: u64, err: CmdError| words.word(i).and_then(|w| int(w, min)).ok_or(err);
+    let word = |i: usize| words.word(i).unwrap_or_default();
+    let arg = |i: usize, min: u64, err: CmdError| int(word(i), min).ok_or(err);
     let max_burst = arg(2, 0, error::CELL_MAX_BURST)?;
-    let count = arg(3, 1, error::CELL_COUNT)?;
-    let period_s = arg(4, 1, error::CELL_PERIOD)?;
-    let quantity = match words.word(5) {
-        Some(_) => arg(5, 0, error::CELL_QUANTITY)?,
-        None => 1,
+    let (count, too_long) = match cell {
+        Cell::Throttle => (arg(3, 1, error::CELL_COUNT)?, error::CELL_TOO_LONG),
+        Cell::Gcra => (
+            arg(3, 1, error::GCRA_TOKENS_PER_PERIOD)?,
+            error::GCRA_CMD_TOO_LONG,
+        ),
     };
-    // redis-cell's emission interval: period / count, truncated to whole ns.
-    let interval = period_s
-        .checked_mul(1_000_000_000)
-        .map(|ns| ns / count)
-        .ok_or(error::CELL_TOO_LONG)?;
+    let interval = match cell {
+        // redis-cell's emission interval: period / count, truncated to whole ns.
+        Cell::Throttle => arg(4, 1, error::CELL_PERIOD)?
+            .checked_mul(1_000_000_000)
+            .map(|ns| ns / count)
+            .ok_or(too_long)?,
+        Cell::Gcra => {
+            let period_us = match Decimal::parse(word(4)).and_then(|d| d.scaled_exact(6)) {
+                Some(Scaled::Value(us)) if us >= 1_000_000 => us,
+                Some(Scaled::TooLarge) => return Err(too_long),
+                _ => return Err(error::GCRA_CMD_PERIOD),
+            };
+            // period / count to the nearest microsecond (halves up), at least 1.
+            let (p, c) = (u128::from(period_us), u128::from(count));
+            let us = ((2 * p + c) / (2 * c)).max(1);
+            u64::try_from(us * 1000).map_err(|_| too_long)?
+        }
+    };
+    let cost = match (cell, n) {
+        (_, 5) => 1,
+        (Cell::Throttle, _) => arg(5, 0, error::CELL_QUANTITY)?,
+        (Cell::Gcra, 7) if is(word(5), TOKENS) => arg(6, 0, error::GCRA_TOKENS)?,
+        (Cell::Gcra, _) => return Err(error::SYNTAX),
+    };
     // The reply's limit, max_burst + 1, must fit a signed 64-bit integer.
     let limit = Some(max_burst + 1)
         .filter(|l| *l <= MAX_INT)
         .ok_or(error::CELL_MAX_BURST)?;
-    let bucket = Bucket::new(limit, Nanos::new(interval)).map_err(|_| error::CELL_TOO_LONG)?;
-    Ok((bucket, quantity))
+    let bucket = Bucket::new(limit, Nanos::new(interval)).map_err(|_| too_long)?;
+    Ok((bucket, cost))
 }
 
 // ---------------------------------------------------------------- requests
@@ -866,9 +930,12 @@ pub struct PolicyLookup<R, P> {
     pub spec: fn(&P) -> &Spec,
 }
 
-/// `RL.ALL [options] LIMIT key <algorithm> ... [LIMIT key <algorithm> ...]`.
-/// DRYRUN and REFUND are the command's wherever they stand; a COST inside a
-/// clause is that clause's. A clause may name a policy (`LIMIT key POLICY
+/// `RL.ALL key <algorithm> ... [LIMIT key <algorithm> ...]` (the first-key
+/// form) or `RL.ALL [options] LIMIT key <algorithm> ... [LIMIT ...]` (the
+/// keyword form; [`first_key_form`] tells them apart by the first word).
+/// DRYRUN, REFUND and BLOCK are the command's wherever they stand; a COST
+/// inside a clause is that clause's, one before the first LIMIT the
+/// default of every clause. A clause may name a policy (`LIMIT key POLICY
 /// name`), which `policies` resolves once every clause has been read; then
 /// the limits are checked together ([`check_all`]).
 pub fn read_all<'a, W, P, R>(
@@ -883,6 +950,7 @@ where
     read_clauses(words, settings, false, policies)
 }
 
+/// `RL.TAKEALL key POLICY name ... [LIMIT key POLICY name ...]` or
 /// `RL.TAKEALL [options] LIMIT key POLICY name ... [LIMIT key POLICY name ...]`:
 /// RL.ALL's grammar with named policies only (what an application account,
 /// which may not choose its own limits, can send).
@@ -908,13 +976,15 @@ where
     W: Words<'a> + ?Sized,
     R: FnMut(&'a [u8]) -> Result<P, CmdError>,
 {
-    if words.count() < 5 {
+    let first_key = first_key_form(words);
+    let shortest = ALL_ARITY.unsigned_abs() as usize + usize::from(!first_key);
+    if words.count() < shortest {
         return Err(CmdError::WrongArity);
     }
     let max = usize::try_from(settings.max_limits.min(MAX_LIMITS_MAX)).unwrap_or(0);
     let mut c = Cursor::at(words, 1);
     let mut request = RequestArgs::default();
-    while let Some(word) = c.peek() {
+    while let Some(word) = c.peek().filter(|_| !first_key) {
         if is(word, LIMIT_CLAUSE) {
             break;
         }
@@ -925,7 +995,9 @@ where
     }
     let mut clauses: Vec<Clause<usize>> = Vec::new();
     while !c.done() {
-        if !is(c.next_word()?, LIMIT_CLAUSE) {
+        // The first-key form's first clause has no LIMIT before its key.
+        let opens = first_key && clauses.is_empty();
+        if !opens && !is(c.next_word()?, LIMIT_CLAUSE) {
             return Err(error::SYNTAX);
         }
         if clauses.len() >= max {
@@ -1019,6 +1091,22 @@ fn all_distinct(keys: &[&[u8]]) -> bool {
 /// The keyword that starts each clause of RL.ALL and RL.TAKEALL.
 pub const LIMIT_CLAUSE: &str = "LIMIT";
 
+/// Does this RL.ALL (or RL.TAKEALL) call take the first-key form, `RL.ALL
+/// key <algorithm> ... [LIMIT key ...]`, whose first argument is its first
+/// clause's key (so a client that routes by the first argument, or by the
+/// key spec at index 1, finds the right node)? It does unless its first
+/// argument is `LIMIT` or a request option (COST, DRYRUN, REFUND, BLOCK):
+/// those start the keyword form, `RL.ALL [options] LIMIT key ...`, as they
+/// always did. The first word alone decides, so no call reads two ways; a
+/// first key spelled like one of those five keywords (in any case) takes
+/// the keyword form.
+pub fn first_key_form<'a, W: Words<'a> + ?Sized>(words: &W) -> bool {
+    match words.word(1) {
+        Some(w) => !is(w, LIMIT_CLAUSE) && !REQUEST_OPTIONS.iter().any(|o| is(w, o.keyword)),
+        None => false,
+    }
+}
+
 /// The rules RL.ALL's limits obey together, once every clause's limit is
 /// known: at most one CONCURRENCY limit, which takes no COST and no REFUND.
 fn check_all(limits: &[(&Spec, Option<u64>)], request: &RequestArgs) -> Result<(), CmdError> {
@@ -1036,8 +1124,8 @@ fn check_all(limits: &[(&Spec, Option<u64>)], request: &RequestArgs) -> Result<(
     Ok(())
 }
 
-/// Where RL.ALL's keys are (the word after each LIMIT that starts a
-/// clause), for Cluster routing and `COMMAND GETKEYS`. Clauses are skipped
+/// Where RL.ALL's keys are (word 1 in the first-key form, and the word
+/// after each LIMIT that starts a clause), for Cluster routing and `COMMAND GETKEYS`. Clauses are skipped
 /// by their shape (an algorithm's positional arguments, then options with
 /// one value or request flags without), so a key or value that happens to
 /// read "LIMIT" is not mistaken for one.
@@ -1045,9 +1133,12 @@ pub fn all_key_positions<'a, W: Words<'a> + ?Sized>(words: &W) -> Vec<usize> {
     let word = |i: usize| words.word(i).unwrap_or(&[]);
     let n = words.count();
     let mut out = Vec::new();
-    let mut i = 1;
-    // Top-level options: flags alone, the others with a value.
-    while i < n && !is(word(i), LIMIT_CLAUSE) {
+    // In the first-key form, the first clause reads as if a LIMIT stood
+    // at word 0; in the keyword form, top-level options come first (flags
+    // alone, the others with a value).
+    let first_key = first_key_form(words);
+    let mut i = if first_key { 0 } else { 1 };
+    while !first_key && i < n && !is(word(i), LIMIT_CLAUSE) {
         i += if is_request_flag(word(i)) { 1 } else { 2 };
     }
     // One past the widest cap: the command refuses such a call before it
@@ -1056,7 +1147,7 @@ pub fn all_key_positions<'a, W: Words<'a> + ?Sized>(words: &W) -> Vec<usize> {
         .unwrap_or(usize::MAX)
         .saturating_add(1);
     while i + 1 < n && out.len() < most {
-        if !is(word(i), LIMIT_CLAUSE) {
+        if !(is(word(i), LIMIT_CLAUSE) || (first_key && i == 0)) {
             break;
         }
         out.push(i + 1);
@@ -1246,6 +1337,78 @@ mod tests {
     }
 
     #[test]
+    fn the_first_key_form_starts_with_its_first_clauses_key() {
+        let all = |s: &str| read_all(&words(s)[..], Settings::default(), policies());
+        let w = words("RL.ALL a SLIDING 10 60 COST 2 DRYRUN LIMIT b FIXED 5 DAY LIMIT c POLICY p");
+        let a = read_all(&w[..], Settings::default(), policies()).unwrap();
+        assert_eq!(
+            a.clauses.iter().map(|c| c.key).collect::<Vec<_>>(),
+            [1, 9, 14]
+        );
+        assert_eq!(
+            a.clauses.iter().map(|c| c.cost).collect::<Vec<_>>(),
+            [Some(2), None, None]
+        );
+        assert!(a.request.dry_run && a.request.cost.is_none());
+        assert_eq!(all_key_positions(&w[..]), [1, 9, 14]);
+        // The shortest call is one word shorter than the keyword form's.
+        let w = words("RL.ALL a POLICY p");
+        assert_eq!(all_key_positions(&w[..]), [1]);
+        assert_eq!(
+            read_take_all(&w[..], Settings::default(), policies())
+                .unwrap()
+                .clauses
+                .len(),
+            1
+        );
+        assert_eq!(all("RL.ALL a POLICY").unwrap_err(), CmdError::WrongArity);
+        assert_eq!(
+            all("RL.ALL LIMIT a POLICY").unwrap_err(),
+            CmdError::WrongArity
+        );
+        // The first word decides: LIMIT or a request option starts the
+        // keyword form, in any case; any other word is the first key, even
+        // one spelled like an algorithm or POLICY.
+        for (s, keys) in [
+            ("RL.ALL LIMIT SLIDING SLIDING 1 1", vec![2]),
+            ("RL.ALL limit a SLIDING 1 1", vec![2]),
+            ("RL.ALL Dryrun LIMIT a SLIDING 1 1", vec![3]),
+            ("RL.ALL COST 2 LIMIT a SLIDING 1 1", vec![4]),
+            ("RL.ALL block 5 LIMIT a SLIDING 1 1", vec![4]),
+            (
+                "RL.ALL SLIDING SLIDING 1 1 LIMIT LIMIT GCRA 1 1 1",
+                vec![1, 6],
+            ),
+            ("RL.ALL POLICY POLICY p LIMIT x POLICY q", vec![1, 5]),
+        ] {
+            let w = words(s);
+            assert_eq!(all_key_positions(&w[..]), keys, "{s}");
+            let a = read_all(&w[..], Settings::default(), policies()).unwrap();
+            assert_eq!(
+                a.clauses.iter().map(|c| c.key).collect::<Vec<_>>(),
+                keys,
+                "{s}"
+            );
+        }
+        // A first key named LIMIT needs the keyword form (or a later clause).
+        assert_eq!(
+            all("RL.ALL LIMIT SLIDING 1 1").unwrap_err(),
+            error::ALGORITHM
+        );
+        assert_eq!(all("RL.ALL a SLIDING 1 1 a").unwrap_err(), error::SYNTAX);
+        assert_eq!(all("RL.ALL a LEAKY 1 1").unwrap_err(), error::ALGORITHM);
+        assert_eq!(
+            all("RL.ALL a SLIDING 1 1 LIMIT a GCRA 1 1 1").unwrap_err(),
+            error::ALL_DISTINCT
+        );
+        let w = words("RL.TAKEALL a SLIDING 1 1");
+        assert_eq!(
+            read_take_all(&w[..], Settings::default(), policies()).unwrap_err(),
+            error::POLICIES_ONLY
+        );
+    }
+
+    #[test]
     fn clauses_are_capped_and_checked_distinct_in_linear_time() {
         let many = |n: usize, key: &dyn Fn(usize) -> String| {
             let mut s = "RL.ALL".to_string();
@@ -1340,6 +1503,67 @@ mod tests {
             ok.clauses[0].limit,
             ClauseLimit::Policy(Spec::Concurrency(_))
         ));
+    }
+
+    #[test]
+    fn gcra_reads_redis_cells_grammar_with_a_decimal_period_and_tokens() {
+        let gcra = |s: &str| read_gcra(&words(s)[..]);
+        let interval = |s: &str| gcra(s).unwrap().0.interval();
+        let (b, cost) = gcra("GCRA api:user:1 3 5 10").unwrap();
+        assert_eq!((b.limit(), b.interval(), cost), (4, Nanos::from_secs(2), 1));
+        // The same bucket as CL.THROTTLE's where the interval is whole µs.
+        assert_eq!(
+            read_throttle(&words("CL.THROTTLE api:user:1 3 5 10")[..]).unwrap(),
+            (b, 1)
+        );
+        assert_eq!(gcra("GCRA k 3 5 10 tokens 2").unwrap().1, 2);
+        assert_eq!(gcra("GCRA k 3 5 10 TOKENS 0").unwrap().1, 0);
+        // period / tokens_per_period to the nearest µs, halves up, at least 1 µs.
+        for (s, us) in [
+            ("GCRA k 0 3 10", 3_333_333),
+            ("GCRA k 0 3 2", 666_667),
+            ("GCRA k 0 2 1.000001", 500_001),
+            ("GCRA k 0 1 1.5", 1_500_000),
+            ("GCRA k 0 1000001 1", 1),
+            ("GCRA k 0 3000000 1", 1),
+        ] {
+            assert_eq!(interval(s), Nanos::from_micros(us), "{s}");
+        }
+        assert_eq!(
+            gcra("GCRA k 0 1 1e1").unwrap().0.interval(),
+            Nanos::from_secs(10)
+        );
+        for bad in ["0.5", "0.999999", "1.0000001", "-1", "x", "inf", "0"] {
+            assert_eq!(
+                gcra(&format!("GCRA k 1 1 {bad}")).unwrap_err(),
+                error::GCRA_CMD_PERIOD,
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            gcra("GCRA k 1 0 1").unwrap_err(),
+            error::GCRA_TOKENS_PER_PERIOD
+        );
+        assert_eq!(gcra("GCRA k -1 1 1").unwrap_err(), error::CELL_MAX_BURST);
+        assert_eq!(gcra("GCRA k 1 1 1 TOKENS").unwrap_err(), error::SYNTAX);
+        assert_eq!(gcra("GCRA k 1 1 1 COST 2").unwrap_err(), error::SYNTAX);
+        assert_eq!(
+            gcra("GCRA k 1 1 1 TOKENS -2").unwrap_err(),
+            error::GCRA_TOKENS
+        );
+        assert_eq!(gcra("GCRA k 1 1").unwrap_err(), CmdError::WrongArity);
+        assert_eq!(
+            gcra("GCRA k 1 1 1 TOKENS 1 x").unwrap_err(),
+            CmdError::WrongArity
+        );
+        assert_eq!(
+            gcra("GCRA k 1 1 3153600000").unwrap_err(),
+            error::GCRA_CMD_TOO_LONG
+        );
+        assert_eq!(
+            read_throttle(&words("CL.THROTTLE k 1 1 1 1 1")[..]).unwrap_err(),
+            CmdError::WrongArity
+        );
     }
 
     #[test]

@@ -81,6 +81,12 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    pub fn log_notice(&self, msg: &str) {
+        if let Ok(m) = CString::new(msg) {
+            rm!(RedisModule_Log(self.raw, c"notice".as_ptr(), c"%s".as_ptr(), m.as_ptr()) else ());
+        }
+    }
+
     /// An array of integers.
     #[inline]
     pub fn reply_ints(&self, values: &[i64]) {

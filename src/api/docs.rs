@@ -17,6 +17,8 @@ pub struct DocArg {
     pub optional: bool,
     pub multiple: bool,
     pub subargs: Vec<DocArg>,
+    /// For a key: the index of the key spec that finds it.
+    pub key_spec: i32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,9 +48,9 @@ pub struct DocInfo<'d> {
     pub complexity: &'d CStr,
     pub since: &'d CStr,
     pub arity: i32,
-    /// `REDISMODULE_CMD_KEY_*` flags and where the keys are; `None` for
-    /// commands without keys.
-    pub keys: Option<(u64, KeySpec<'d>)>,
+    /// Its key specs: `REDISMODULE_CMD_KEY_*` flags and where the keys
+    /// are; empty for commands without keys.
+    pub keys: &'d [(u64, KeySpec<'d>)],
     pub args: &'d [DocArg],
 }
 
@@ -81,7 +83,7 @@ fn raw_args(
         let mut r: raw::RedisModuleCommandArg = unsafe { std::mem::zeroed() };
         r.name = a.name.as_ptr();
         r.type_ = raw_type(a.ty);
-        r.key_spec_index = if a.ty == DocType::Key { 0 } else { -1 };
+        r.key_spec_index = if a.ty == DocType::Key { a.key_spec } else { -1 };
         r.token = a.token.as_ref().map_or(std::ptr::null(), |t| t.as_ptr());
         let mut flags = 0;
         if a.optional {
@@ -121,16 +123,16 @@ pub fn set_command_info(ctx: &Ctx<'_>, name: &CStr, d: &DocInfo<'_>) -> bool {
     if cmd.is_null() {
         return false;
     }
-    // SAFETY: zeroed key specs are the documented terminator/unset value.
-    let mut spec: raw::RedisModuleCommandKeySpec = unsafe { std::mem::zeroed() };
-    let mut specs: Vec<raw::RedisModuleCommandKeySpec> = Vec::with_capacity(2);
-    if let Some((flags, keys)) = d.keys {
-        spec.flags = flags;
+    let mut specs: Vec<raw::RedisModuleCommandKeySpec> = Vec::with_capacity(d.keys.len() + 1);
+    for (flags, keys) in d.keys {
+        // SAFETY: zeroed key specs are the documented terminator/unset value.
+        let mut spec: raw::RedisModuleCommandKeySpec = unsafe { std::mem::zeroed() };
+        spec.flags = *flags;
         match keys {
             KeySpec::Index(i) => {
                 spec.begin_search_type =
                     raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_INDEX;
-                spec.bs.index.pos = i;
+                spec.bs.index.pos = *i;
             }
             KeySpec::AfterKeyword(word) => {
                 spec.begin_search_type =

@@ -21,12 +21,14 @@ use crate::policies::{self, Policy};
 use crate::reply::Reply;
 use crate::store;
 
+/// RL.ALL key <algorithm> ... [COST n] [LIMIT key <algorithm> ...] ... [DRYRUN] [REFUND] [BLOCK ms]
 /// RL.ALL [COST n] [DRYRUN] [REFUND] [BLOCK ms] LIMIT key <algorithm> ... [COST n] [LIMIT ...] ...
 /// (a clause's limit may also be `POLICY name`)
 pub fn all(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     clauses(ctx, argv, cmd, false)
 }
 
+/// RL.TAKEALL key POLICY name [COST n] [LIMIT key POLICY name ...] ... [DRYRUN] [REFUND] [BLOCK ms]
 /// RL.TAKEALL [COST n] [DRYRUN] [REFUND] [BLOCK ms] LIMIT key POLICY name [COST n] [LIMIT ...] ...
 pub fn take_all(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     clauses(ctx, argv, cmd, true)

@@ -6,11 +6,11 @@
 use std::ffi::{CStr, CString};
 
 use redis_ratelimit_core::grammar::{
-    ArgKind, Param, Syntax, ALGORITHMS, COST, LIMIT_CLAUSE, POLICY_CLAUSE, REQUEST_OPTIONS,
+    ArgKind, Param, Syntax, ALGORITHMS, COST, LIMIT_CLAUSE, POLICY_CLAUSE, REQUEST_OPTIONS, TOKENS,
 };
 use redis_ratelimit_core::policy::{LOCKOUT, SHADOW};
 
-use super::row::{Args, Body, Command, Keys};
+use super::row::{Args, Body, Command, Keys, INCOMPLETE};
 use crate::api::{self, Ctx, DocArg, DocInfo, DocType, KeySpec};
 
 /// This crate's version (Cargo.toml): `COMMAND DOCS` shows it as every
@@ -34,6 +34,7 @@ fn arg(name: &str, ty: DocType) -> DocArg {
         optional: false,
         multiple: false,
         subargs: Vec::new(),
+        key_spec: 0,
     }
 }
 
@@ -82,8 +83,11 @@ fn limiter_args(s: &Syntax) -> Vec<DocArg> {
     out
 }
 
-/// `[COST n] [DRYRUN] [REFUND] LIMIT key <algorithm> ... [COST n] ...`
-/// (RL.ALL), or with `POLICY name` as the only limit (RL.TAKEALL).
+/// Either form of RL.ALL (or, with `POLICY name` as the only limit,
+/// RL.TAKEALL): `key <algorithm> ... [COST n] [LIMIT key ...] ...` (the
+/// first-key form, its first key found by key spec 0), or `[COST n]
+/// [DRYRUN] [REFUND] [BLOCK ms] LIMIT key <algorithm> ... [COST n] ...`
+/// (the keyword form). Keys after LIMIT are found by key spec 1.
 fn all_args(inline: bool) -> Vec<DocArg> {
     let mut algorithms: Vec<DocArg> = ALGORITHMS
         .iter()
@@ -98,26 +102,48 @@ fn all_args(inline: bool) -> Vec<DocArg> {
         token: Some(cstring(POLICY_CLAUSE)),
         ..arg("policy", DocType::Str)
     });
-    let clause = vec![
-        arg("key", DocType::Key),
-        DocArg {
-            subargs: algorithms,
-            ..arg("algorithm", DocType::OneOf)
-        },
-        DocArg {
-            token: Some(cstring(COST)),
-            optional: true,
-            ..arg("cost", DocType::Int)
-        },
-    ];
-    let mut out = request_options(true);
-    out.push(DocArg {
+    let clause = |key_spec: i32| {
+        vec![
+            DocArg {
+                key_spec,
+                ..arg("key", DocType::Key)
+            },
+            DocArg {
+                subargs: algorithms.clone(),
+                ..arg("algorithm", DocType::OneOf)
+            },
+            DocArg {
+                token: Some(cstring(COST)),
+                optional: true,
+                ..arg("cost", DocType::Int)
+            },
+        ]
+    };
+    let limits = |optional: bool| DocArg {
         token: Some(cstring(LIMIT_CLAUSE)),
         multiple: true,
-        subargs: clause,
+        optional,
+        subargs: clause(1),
         ..arg("limit", DocType::Block)
-    });
-    out
+    };
+    let mut first_key = clause(0);
+    first_key.push(limits(true));
+    first_key.extend(request_options(false));
+    let mut keyword = request_options(true);
+    keyword.push(limits(false));
+    vec![DocArg {
+        subargs: vec![
+            DocArg {
+                subargs: first_key,
+                ..arg("first-key-form", DocType::Block)
+            },
+            DocArg {
+                subargs: keyword,
+                ..arg("keyword-form", DocType::Block)
+            },
+        ],
+        ..arg("form", DocType::OneOf)
+    }]
 }
 
 /// `name <algorithm> ... [SHADOW] [LOCKOUT seconds]`
@@ -156,9 +182,27 @@ fn take_args() -> Vec<DocArg> {
     out
 }
 
+/// `key max_burst tokens_per_period period [TOKENS count]`
+fn gcra_args() -> Vec<DocArg> {
+    vec![
+        arg("key", DocType::Key),
+        arg("max_burst", DocType::Int),
+        arg("tokens_per_period", DocType::Int),
+        arg("period", DocType::Double),
+        DocArg {
+            token: Some(cstring(TOKENS)),
+            optional: true,
+            ..arg("count", DocType::Int)
+        },
+    ]
+}
+
 /// Sets every command's documentation. Servers without the API keep the
 /// legacy key positions given at registration.
-pub fn register(ctx: &Ctx<'_>, commands: &[Command]) -> Result<(), String> {
+pub fn register<'c>(
+    ctx: &Ctx<'_>,
+    commands: impl Iterator<Item = &'c Command>,
+) -> Result<(), String> {
     if !api::has_command_info() {
         return Ok(());
     }
@@ -177,19 +221,27 @@ pub fn register(ctx: &Ctx<'_>, commands: &[Command]) -> Result<(), String> {
                 .collect(),
             (Args::PolicySet, _) => policy_set_args(),
             (Args::Take, _) => take_args(),
+            (Args::Gcra, _) => gcra_args(),
             (Args::Syntax, Body::Handler(_) | Body::Container) => Vec::new(),
         };
+        let flags = u64::from(row.key_flags);
         let keys = match row.keys {
-            Keys::First => Some((u64::from(row.key_flags), KeySpec::Index(1))),
-            Keys::AfterEachLimit => Some((u64::from(row.key_flags), KeySpec::AfterKeyword(&limit))),
-            Keys::None => None,
+            Keys::First => vec![(flags, KeySpec::Index(1))],
+            // Spec 0 is the first-key form's first key, for clients that
+            // route by it; spec 1, incomplete, makes Redis ask the module
+            // (getkeys-api) for the keys of either form.
+            Keys::AfterEachLimit => vec![
+                (u64::from(row.key_flags & !INCOMPLETE), KeySpec::Index(1)),
+                (flags, KeySpec::AfterKeyword(&limit)),
+            ],
+            Keys::None => Vec::new(),
         };
         let info = DocInfo {
             summary: row.summary,
             complexity: row.complexity,
             since: VERSION,
             arity: row.arity(),
-            keys,
+            keys: &keys,
             args: &args,
         };
         if !api::set_command_info(ctx, row.name, &info) {

@@ -25,6 +25,7 @@ mod testing;
 mod throttle;
 
 use std::ffi::{c_int, CString};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use redis_ratelimit_core::error::CmdError;
 use redis_ratelimit_core::grammar::{self, Words};
@@ -34,13 +35,7 @@ use crate::stats::Report;
 use crate::wire;
 
 pub use row::Command;
-use row::{reports, Args, Body, Cmd, Keys, Role, CATEGORIES};
-
-const RW: u32 = redis_module::raw::REDISMODULE_CMD_KEY_RW;
-const OW: u32 = redis_module::raw::REDISMODULE_CMD_KEY_OW;
-const ACCESS: u32 = redis_module::raw::REDISMODULE_CMD_KEY_ACCESS;
-const UPDATE: u32 = redis_module::raw::REDISMODULE_CMD_KEY_UPDATE;
-const INCOMPLETE: u32 = redis_module::raw::REDISMODULE_CMD_KEY_INCOMPLETE;
+use row::{reports, Args, Body, Cmd, Keys, Role, ACCESS, CATEGORIES, INCOMPLETE, OW, RW, UPDATE};
 
 use api::DocType::{Double, Int, Key as KeyArg, Str};
 
@@ -52,35 +47,35 @@ pub const COMMANDS: &[Command] = &[
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
         summary: c"Takes cost tokens from a token bucket of capacity tokens refilled at rate per PERIOD seconds, if it holds them.",
         complexity: c"O(1)", args: Args::Syntax,
-        counted: Some("tokenbucket"), event: c"rl.tokenbucket", role: Role::Inline,
+        counted: Some("tokenbucket"), event: c"rl.tokenbucket", role: Role::Inline, yields: false,
     },
     Command {
         name: c"RL.SLIDING", body: Body::Limiter(&grammar::SLIDING),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
         summary: c"Admits COST units if the units admitted in the last window seconds stay within limit (an exact sliding window).",
         complexity: c"O(1) amortized when allowed; O(k) when denied, k the log entries scanned", args: Args::Syntax,
-        counted: Some("sliding"), event: c"rl.sliding", role: Role::Inline,
+        counted: Some("sliding"), event: c"rl.sliding", role: Role::Inline, yields: false,
     },
     Command {
         name: c"RL.GCRA", body: Body::Limiter(&grammar::GCRA),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
         summary: c"Generic cell rate algorithm: rate units per period seconds with bursts of up to burst.",
         complexity: c"O(1)", args: Args::Syntax,
-        counted: Some("gcra"), event: c"rl.gcra", role: Role::Inline,
+        counted: Some("gcra"), event: c"rl.gcra", role: Role::Inline, yields: false,
     },
     Command {
         name: c"RL.FIXED", body: Body::Limiter(&grammar::FIXED),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
         summary: c"Counts COST units in the current fixed window (seconds, or MINUTE/HOUR/DAY/WEEK/MONTH, optionally in a TZ) up to limit.",
         complexity: c"O(1)", args: Args::Syntax,
-        counted: Some("fixed"), event: c"rl.fixed", role: Role::Inline,
+        counted: Some("fixed"), event: c"rl.fixed", role: Role::Inline, yields: false,
     },
     Command {
         name: c"RL.ACQUIRE", body: Body::Limiter(&grammar::CONCURRENCY),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
         summary: c"Takes one of limit slots for lease_seconds (a concurrency lease) if one is free; replies with its lease id.",
         complexity: c"O(n) in the key's leases", args: Args::Syntax,
-        counted: Some("acquire"), event: c"rl.acquire", role: Role::Inline,
+        counted: Some("acquire"), event: c"rl.acquire", role: Role::Inline, yields: false,
     },
     Command {
         name: c"RL.RELEASE", body: Body::Handler(lease::release),
@@ -88,7 +83,7 @@ pub const COMMANDS: &[Command] = &[
         summary: c"Frees a concurrency lease: 1 if it was live, 0 if unknown or already expired.",
         complexity: c"O(n) in the key's leases",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"lease_id", Int, false)]),
-        counted: Some("release"), event: c"rl.release", role: Role::App,
+        counted: Some("release"), event: c"rl.release", role: Role::App, yields: false,
     },
     Command {
         name: c"RL.RENEW", body: Body::Handler(lease::renew),
@@ -96,14 +91,14 @@ pub const COMMANDS: &[Command] = &[
         summary: c"Extends a live concurrency lease to lease_seconds from now: 1 if it was live, 0 if not.",
         complexity: c"O(n) in the key's leases",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"lease_id", Int, false), (c"lease_seconds", Double, false)]),
-        counted: Some("renew"), event: c"rl.renew", role: Role::App,
+        counted: Some("renew"), event: c"rl.renew", role: Role::App, yields: false,
     },
     Command {
         name: c"RL.ALL", body: Body::Handler(all::all),
-        flags: c"write deny-oom getkeys-api", keys: Keys::AfterEachLimit, key_flags: RW | ACCESS | UPDATE | INCOMPLETE, arity: Some(-5),
+        flags: c"write deny-oom getkeys-api", keys: Keys::AfterEachLimit, key_flags: RW | ACCESS | UPDATE | INCOMPLETE, arity: Some(grammar::ALL_ARITY),
         summary: c"Checks several limits on several keys and consumes from all of them only if every one allows.",
         complexity: c"O(k) for k limits (at most ratelimit.max-limits), each as its algorithm's own command", args: Args::All,
-        counted: Some("all"), event: c"rl.all", role: Role::Inline,
+        counted: Some("all"), event: c"rl.all", role: Role::Inline, yields: false,
     },
     Command {
         name: c"CL.THROTTLE", body: Body::Handler(throttle::throttle),
@@ -111,56 +106,64 @@ pub const COMMANDS: &[Command] = &[
         summary: c"redis-cell compatible GCRA: count_per_period per period seconds with bursts of max_burst + 1.",
         complexity: c"O(1)",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"max_burst", Int, false), (c"count_per_period", Int, false), (c"period", Int, false), (c"quantity", Int, true)]),
-        counted: Some("throttle"), event: c"cl.throttle", role: Role::Inline,
+        counted: Some("throttle"), event: c"cl.throttle", role: Role::Inline, yields: false,
+    },
+    // Registered where the server has no GCRA of its own (`yields`).
+    Command {
+        name: c"GCRA", body: Body::Handler(throttle::gcra),
+        flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: Some(grammar::THROTTLE_ARITY),
+        summary: c"The GCRA command announced for Redis 8.8: CL.THROTTLE's bucket and reply, the period in seconds with decimals, the cost as TOKENS.",
+        complexity: c"O(1)", args: Args::Gcra,
+        counted: Some("gcra_cmd"), event: c"gcra", role: Role::Inline, yields: true,
     },
     Command {
         name: c"RL.TAKE", body: Body::Handler(limiter::take),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: Some(grammar::TAKE_ARITY),
         summary: c"Applies a named policy (RL.POLICY SET) to a key: its algorithm, its reply, its SHADOW and LOCKOUT rules.",
         complexity: c"O(1) for bucket, GCRA and fixed policies; as the algorithm's own command otherwise", args: Args::Take,
-        counted: Some("take"), event: c"rl.take", role: Role::App,
+        counted: Some("take"), event: c"rl.take", role: Role::App, yields: false,
     },
     Command {
         name: c"RL.TAKEALL", body: Body::Handler(all::take_all),
-        flags: c"write deny-oom getkeys-api", keys: Keys::AfterEachLimit, key_flags: RW | ACCESS | UPDATE | INCOMPLETE, arity: Some(-5),
+        flags: c"write deny-oom getkeys-api", keys: Keys::AfterEachLimit, key_flags: RW | ACCESS | UPDATE | INCOMPLETE, arity: Some(grammar::ALL_ARITY),
         summary: c"Applies several named policies to several keys at once, all or nothing: RL.ALL with POLICY clauses only, for accounts that may not choose their own limits.",
         complexity: c"O(k) for k limits (at most ratelimit.max-limits), each as its policy's own command", args: Args::TakeAll,
-        counted: Some("takeall"), event: c"rl.takeall", role: Role::App,
+        counted: Some("takeall"), event: c"rl.takeall", role: Role::App, yields: false,
     },
     Command {
         name: c"RL.POLICY", body: Body::Container,
         flags: c"", keys: Keys::None, key_flags: 0, arity: Some(-2),
         summary: c"Named policies kept in the server: SET, GET, DEL, LIST.",
         complexity: c"Depends on the subcommand", args: Args::Listed(&[]),
-        counted: None, event: c"", role: Role::Admin,
+        counted: None, event: c"", role: Role::Admin, yields: false,
     },
     Command {
         name: c"RL.POLICY|SET", body: Body::Handler(policy::set),
         flags: c"write deny-oom", keys: Keys::None, key_flags: 0, arity: Some(-5),
         summary: c"Defines or redefines a named policy: an algorithm and its arguments as its own command takes them after the key, then [SHADOW] [LOCKOUT seconds].",
         complexity: c"O(1)", args: Args::PolicySet,
-        counted: None, event: c"", role: Role::Admin,
+        counted: None, event: c"", role: Role::Admin, yields: false,
     },
     Command {
         name: c"RL.POLICY|GET", body: Body::Handler(policy::get),
         flags: c"readonly fast", keys: Keys::None, key_flags: 0, arity: Some(3),
         summary: c"A named policy's definition, or nil.",
         complexity: c"O(1)", args: Args::Listed(&[(c"name", Str, false)]),
-        counted: None, event: c"", role: Role::Admin,
+        counted: None, event: c"", role: Role::Admin, yields: false,
     },
     Command {
         name: c"RL.POLICY|DEL", body: Body::Handler(policy::del),
         flags: c"write", keys: Keys::None, key_flags: 0, arity: Some(3),
         summary: c"Removes a named policy: 1 if it was defined, else 0. The keys it limited keep their state until they expire.",
         complexity: c"O(1)", args: Args::Listed(&[(c"name", Str, false)]),
-        counted: None, event: c"", role: Role::Admin,
+        counted: None, event: c"", role: Role::Admin, yields: false,
     },
     Command {
         name: c"RL.POLICY|LIST", body: Body::Handler(policy::list),
         flags: c"readonly", keys: Keys::None, key_flags: 0, arity: Some(2),
         summary: c"Every named policy as [name, definition] pairs, by name.",
         complexity: c"O(n) for n policies", args: Args::Listed(&[]),
-        counted: None, event: c"", role: Role::Admin,
+        counted: None, event: c"", role: Role::Admin, yields: false,
     },
     // Internal: how replicas and the AOF receive effects. Refused to clients.
     Command {
@@ -169,7 +172,7 @@ pub const COMMANDS: &[Command] = &[
         summary: c"Internal: sets a limiter state with its absolute expiry (replication, AOF).",
         complexity: c"O(1) for bucket and fixed, O(n) in the state for window",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"state", Str, false)]),
-        counted: None, event: c"rl.setstate", role: Role::Internal,
+        counted: None, event: c"rl.setstate", role: Role::Internal, yields: false,
     },
     Command {
         name: wire::WINDOWADD, body: Body::Handler(state::windowadd),
@@ -177,7 +180,7 @@ pub const COMMANDS: &[Command] = &[
         summary: c"Internal: applies one allowed sliding-window request (replication, AOF).",
         complexity: c"O(1) amortized",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"update", Str, false)]),
-        counted: None, event: c"rl.windowadd", role: Role::Internal,
+        counted: None, event: c"rl.windowadd", role: Role::Internal, yields: false,
     },
     Command {
         name: wire::LEASE, body: Body::Handler(state::lease),
@@ -185,7 +188,7 @@ pub const COMMANDS: &[Command] = &[
         summary: c"Internal: applies one lease taken, released or renewed (replication, AOF).",
         complexity: c"O(n) in the key's leases",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"op", Str, false)]),
-        counted: None, event: c"rl.lease", role: Role::Internal,
+        counted: None, event: c"rl.lease", role: Role::Internal, yields: false,
     },
     Command {
         name: wire::WINDOWREFUND, body: Body::Handler(state::windowrefund),
@@ -193,7 +196,7 @@ pub const COMMANDS: &[Command] = &[
         summary: c"Internal: applies a sliding-window refund (replication, AOF).",
         complexity: c"O(n) in the log's entries",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"refund", Str, false)]),
-        counted: None, event: c"rl.windowrefund", role: Role::Internal,
+        counted: None, event: c"rl.windowrefund", role: Role::Internal, yields: false,
     },
 ];
 
@@ -307,29 +310,42 @@ fn acl_categories(row: &Command, with_own: bool) -> CString {
     CString::new(format!("{access} {speed}{own}")).unwrap_or_default()
 }
 
+/// Which rows of [`COMMANDS`] this module registered: all but a row that
+/// `yields` to a command the server already has. Set once, at load.
+static REGISTERED: [AtomicBool; COMMANDS.len()] =
+    [const { AtomicBool::new(false) }; COMMANDS.len()];
+
+/// Did this module register row `i` of [`COMMANDS`] (rather than leave the
+/// name to the server's own command)?
+pub fn registered(i: usize) -> bool {
+    REGISTERED.get(i).is_some_and(|r| r.load(Ordering::Relaxed))
+}
+
 /// Registers every command, its docs and its ACL categories.
 pub fn register(ctx: &Ctx<'_>) -> Result<(), String> {
-    for (row, entry) in COMMANDS
-        .iter()
-        .zip(ENTRIES)
-        .chain(testing_table().0.iter().zip(TEST_ENTRIES))
-    {
-        let keys = match row.keys {
-            Keys::First => (1, 1, 1),
-            Keys::AfterEachLimit | Keys::None => (0, 0, 0),
-        };
-        let entry = match row.body {
-            Body::Container => None,
-            _ => Some(entry),
-        };
-        let created = match row.parent() {
-            Some((parent, sub)) => api::create_subcommand(ctx, parent, sub, entry, row.flags, keys),
-            None => api::create_command(ctx, row.name, entry, row.flags, keys),
-        };
-        if !created {
-            return Err(format!("cannot register {}", row.name.to_string_lossy()));
+    for ((row, entry), done) in COMMANDS.iter().zip(ENTRIES).zip(&REGISTERED) {
+        match register_row(ctx, row, entry) {
+            Ok(()) => done.store(true, Ordering::Relaxed),
+            // Redis refuses a name that a command already holds (nothing
+            // else fails here: the table's flags are checked on every test
+            // run): a row that yields leaves the server's own command be.
+            Err(_) if row.yields => ctx.log_notice(&format!(
+                "ratelimit: the server has its own {} command: it stays, and this module's is not registered",
+                row.name.to_string_lossy()
+            )),
+            Err(e) => return Err(e),
         }
     }
+    for (row, entry) in testing_table().0.iter().zip(TEST_ENTRIES) {
+        register_row(ctx, row, entry)?;
+    }
+    let ours = || {
+        COMMANDS
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| registered(*i) && !matches!(r.body, Body::Container))
+            .map(|(_, r)| r)
+    };
     if api::has_command_acl_categories() {
         let own = api::has_add_acl_category();
         if own {
@@ -339,10 +355,7 @@ pub fn register(ctx: &Ctx<'_>) -> Result<(), String> {
                 api::add_acl_category(ctx, name);
             }
         }
-        for row in COMMANDS
-            .iter()
-            .filter(|r| !matches!(r.body, Body::Container))
-        {
+        for row in ours() {
             if !api::set_command_acl_categories(ctx, row.name, &acl_categories(row, own)) {
                 return Err(format!(
                     "cannot set the ACL categories of {}",
@@ -351,5 +364,32 @@ pub fn register(ctx: &Ctx<'_>) -> Result<(), String> {
             }
         }
     }
-    docs::register(ctx, COMMANDS)
+    docs::register(
+        ctx,
+        COMMANDS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| registered(*i))
+            .map(|(_, r)| r),
+    )
+}
+
+/// Registers one row's command (or subcommand) with its legacy key positions.
+fn register_row(ctx: &Ctx<'_>, row: &Command, entry: EntryFn) -> Result<(), String> {
+    let keys = match row.keys {
+        Keys::First => (1, 1, 1),
+        Keys::AfterEachLimit | Keys::None => (0, 0, 0),
+    };
+    let entry = match row.body {
+        Body::Container => None,
+        _ => Some(entry),
+    };
+    let created = match row.parent() {
+        Some((parent, sub)) => api::create_subcommand(ctx, parent, sub, entry, row.flags, keys),
+        None => api::create_command(ctx, row.name, entry, row.flags, keys),
+    };
+    if !created {
+        return Err(format!("cannot register {}", row.name.to_string_lossy()));
+    }
+    Ok(())
 }

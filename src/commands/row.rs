@@ -31,12 +31,20 @@ pub enum Body {
     Container,
 }
 
+// Key spec flags (`REDISMODULE_CMD_KEY_*`) the table gives its rows.
+pub const RW: u32 = redis_module::raw::REDISMODULE_CMD_KEY_RW;
+pub const OW: u32 = redis_module::raw::REDISMODULE_CMD_KEY_OW;
+pub const ACCESS: u32 = redis_module::raw::REDISMODULE_CMD_KEY_ACCESS;
+pub const UPDATE: u32 = redis_module::raw::REDISMODULE_CMD_KEY_UPDATE;
+pub const INCOMPLETE: u32 = redis_module::raw::REDISMODULE_CMD_KEY_INCOMPLETE;
+
 /// Where a command's keys are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keys {
     /// The first argument.
     First,
-    /// After each LIMIT (RL.ALL): the keys-position API finds them.
+    /// Word 1 in the first-key form, and after each LIMIT (RL.ALL,
+    /// RL.TAKEALL): the keys-position API finds them.
     AfterEachLimit,
     /// None (test hooks).
     #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
@@ -57,6 +65,8 @@ pub enum Args {
     Take,
     /// RL.TAKEALL's: request options, then `LIMIT key POLICY name` clauses.
     TakeAll,
+    /// GCRA's: redis-cell's positions, then `[TOKENS count]`.
+    Gcra,
 }
 
 /// One row of the table.
@@ -80,6 +90,10 @@ pub struct Command {
     pub event: &'static CStr,
     /// Who may call it: its ACL category.
     pub role: Role,
+    /// Registered only where the server has no command of this name (GCRA,
+    /// which Redis 8.8 announced): a server's own command is left alone,
+    /// and INFO says which one runs.
+    pub yields: bool,
 }
 
 /// Who a command is for, as an operator grants it: each role is an ACL

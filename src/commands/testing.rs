@@ -42,12 +42,12 @@ pub const COMMANDS: &[Command] = &[
     Command {
         name: c"RL.TEST.PANIC", body: Body::Handler(panic_now), flags: c"", keys: Keys::None, key_flags: 0, arity: Some(-1),
         summary: c"Test builds only: panics inside a handler.", complexity: c"O(1)", args: Args::Listed(&[]),
-        counted: None, event: c"rl.test", role: Role::Test,
+        counted: None, event: c"rl.test", role: Role::Test, yields: false,
     },
     Command {
         name: c"RL.TEST.CLOCK", body: Body::Handler(clock), flags: c"", keys: Keys::None, key_flags: 0, arity: Some(-2),
         summary: c"Test builds only: fixes the module's clock (SET unix-ns) or restores it (REAL).", complexity: c"O(1)", args: Args::Listed(&[]),
-        counted: None, event: c"rl.test", role: Role::Test,
+        counted: None, event: c"rl.test", role: Role::Test, yields: false,
     },
 ];
 

@@ -1,5 +1,6 @@
 //! CL.THROTTLE key max_burst count_per_period period [quantity]: a drop-in
-//! for redis-cell, on the same bucket engine as RL.GCRA.
+//! for redis-cell, on the same bucket engine as RL.GCRA; and GCRA, the same
+//! command in the grammar announced for Redis 8.8.
 //!
 //! redis-cell's reply: [limited, max_burst + 1, remaining, retry_after_s
 //! (-1 when allowed), reset_after_s], seconds rounded up when they have a
@@ -10,7 +11,7 @@
 //! the next allowed call.
 
 use redis_ratelimit_core::error::{CmdError, SYNTAX};
-use redis_ratelimit_core::grammar::{read_throttle, RequestArgs};
+use redis_ratelimit_core::grammar::{read_cell, Cell, RequestArgs};
 use redis_ratelimit_core::limit::Spec;
 
 use super::row::Cmd;
@@ -19,8 +20,21 @@ use crate::engine::{self, Limit};
 use crate::reply::Reply;
 use crate::store;
 
+/// CL.THROTTLE key max_burst count_per_period period [quantity]
 pub fn throttle(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
-    let (bucket, quantity) = read_throttle(&argv)?;
+    cell(ctx, argv, cmd, Cell::Throttle)
+}
+
+/// GCRA key max_burst tokens_per_period period [TOKENS count]: the command
+/// announced for Redis 8.8 (registered where the server has none), on the
+/// same bucket and reply. Its keys are `rl-bucket` keys; only CL.THROTTLE
+/// reads the strings redis-cell left.
+pub fn gcra(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
+    cell(ctx, argv, cmd, Cell::Gcra)
+}
+
+fn cell(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd, form: Cell) -> Result<(), CmdError> {
+    let (bucket, quantity) = read_cell(form, &argv)?;
     let args = RequestArgs {
         cost: Some(quantity),
         ..RequestArgs::default()
@@ -31,12 +45,9 @@ pub fn throttle(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError>
         cost: quantity,
         policy: None,
     };
-    engine::decide(
-        ctx,
-        cmd.report,
-        &[limit],
-        args,
-        Reply::cell(),
-        store::load_or_cell,
-    )
+    let load = match form {
+        Cell::Throttle => store::load_or_cell,
+        Cell::Gcra => store::load,
+    };
+    engine::decide(ctx, cmd.report, &[limit], args, Reply::cell(), load)
 }

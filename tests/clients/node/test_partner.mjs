@@ -460,7 +460,14 @@ await check("node-redis 6's timeouts: the command timeout (5000 ms) stops at the
 // The server as a module without BLOCK answers runWorker: BLOCK is an unknown
 // option there, so it is sent as one here (the module answers `ERR syntax
 // error` from the same place).
-const withoutBlock = (r) => ({ sendCommand: (args) => r.sendCommand(args.map((a) => (a === 'BLOCK' ? 'NOBLOCK' : a))) });
+// BLOCK sent as an unknown option, moved to the end (an unknown first word
+// would start RL.ALL's first-key form).
+const withoutBlock = (r) => ({
+  sendCommand: (args) => {
+    const i = args.indexOf('BLOCK');
+    return r.sendCommand(i < 0 ? args : [...args.slice(0, i), ...args.slice(i + 2), 'NOBLOCK', args[i + 1]]);
+  },
+});
 
 await check('a module without BLOCK (ERR syntax error): runWorker polls instead, paced as before', async () => {
   const r = await client();

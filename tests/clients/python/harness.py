@@ -3,7 +3,9 @@
 scripts/test_clients.py writes each snippet (api.py, partner.py, ...) beside
 these files, pointed at its servers, and runs each test_*.py here. A test
 prints `ok - name` or `not ok - name` and the traceback, values included,
-for each check, and exits 1 if any failed.
+for each check, and exits 1 if any failed. The GLIDE tests (tests/clients/
+glide/) import this file too, from an interpreter that has GLIDE and no
+redis-py.
 """
 
 import contextlib
@@ -18,8 +20,6 @@ import sys
 import time
 import traceback
 import zoneinfo
-
-import redis
 
 URL = os.environ["RL_REDIS_URL"]
 CLUSTER_URL = os.environ["RL_CLUSTER_URL"]
@@ -64,6 +64,8 @@ def within(got, lo, hi, what):
 
 
 def client(protocol=None):
+    import redis  # here: the GLIDE tests share this file without redis-py
+
     return redis.Redis.from_url(URL, protocol=protocol) if protocol else redis.Redis.from_url(URL)
 
 

@@ -427,13 +427,19 @@ def _():
 class WithoutBlock:
     """The server as a module without BLOCK answers run_worker: BLOCK is an
     unknown option there, so it is sent as one here (the module answers
-    `ERR syntax error` from the same place)."""
+    `ERR syntax error` from the same place), moved to the end: an unknown
+    first word would start RL.ALL's first-key form."""
 
     def __init__(self, r):
         self.r = r
 
     def execute_command(self, *args):
-        return self.r.execute_command(*("NOBLOCK" if a == "BLOCK" else a for a in args))
+        args = list(args)
+        if "BLOCK" in args:
+            i = args.index("BLOCK")
+            args += ["NOBLOCK", args[i + 1]]
+            del args[i:i + 2]
+        return self.r.execute_command(*args)
 
 
 @check("a module without BLOCK (ERR syntax error): run_worker polls instead, paced as before")
