@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use crate::limits::{
     Concurrency, FixedWindow, Gcra, NamedPolicy, Policy, SlidingWindow, Throttle, TokenBucket,
-    THROTTLE_COMMAND,
 };
 use crate::reply::{AllDecision, Decision};
 use redis_ratelimit_core::bounds::MAX_BLOCK_MS;
@@ -28,16 +27,17 @@ use redis_ratelimit_core::render::{self, ClauseArgs, LimitArgs};
 /// The commands' names, as the module registers them (an algorithm's own
 /// command is its syntax's, in core).
 pub(crate) mod name {
-    pub const TAKE: &str = "RL.TAKE";
-    pub const ALL: &str = "RL.ALL";
-    pub const RELEASE: &str = "RL.RELEASE";
-    pub const RENEW: &str = "RL.RENEW";
-    pub const POLICY: &str = "RL.POLICY";
-    /// `RL.POLICY`'s subcommands.
-    pub const SET: &str = "SET";
-    pub const GET: &str = "GET";
-    pub const DEL: &str = "DEL";
-    pub const LIST: &str = "LIST";
+    use redis_ratelimit_core::names;
+    pub const TAKE: &str = names::TAKE.as_str();
+    pub const ALL: &str = names::ALL.as_str();
+    pub const RELEASE: &str = names::RELEASE.as_str();
+    pub const RENEW: &str = names::RENEW.as_str();
+    pub const THROTTLE: &str = names::THROTTLE.as_str();
+    /// `RL.POLICY`'s subcommands, as `COMMAND INFO` names them.
+    pub const SET: names::Name = names::POLICY_SET;
+    pub const GET: names::Name = names::POLICY_GET;
+    pub const DEL: names::Name = names::POLICY_DEL;
+    pub const LIST: names::Name = names::POLICY_LIST;
 }
 
 /// What a call does with its cost.
@@ -309,35 +309,43 @@ pub fn cmd_take<K: ToSingleRedisArg>(key: K, policy: &str, req: Request) -> Cmd 
 
 /// `RL.POLICY SET name <definition>`
 pub fn cmd_policy_set(p: &NamedPolicy) -> Cmd {
-    let mut c = redis::cmd(name::POLICY);
-    c.arg(name::SET).arg(p.name());
+    let mut c = subcommand(name::SET);
+    c.arg(p.name());
     with(c, |out| p.render(&mut |w| out(w)))
 }
 
 /// `RL.POLICY GET name`: the definition, or nil.
 pub fn cmd_policy_get(policy: &str) -> Cmd {
-    let mut c = redis::cmd(name::POLICY);
-    c.arg(name::GET).arg(policy);
+    let mut c = subcommand(name::GET);
+    c.arg(policy);
     c
 }
 
 /// `RL.POLICY DEL name`: 1 if it was defined.
 pub fn cmd_policy_del(policy: &str) -> Cmd {
-    let mut c = redis::cmd(name::POLICY);
-    c.arg(name::DEL).arg(policy);
+    let mut c = subcommand(name::DEL);
+    c.arg(policy);
     c
 }
 
 /// `RL.POLICY LIST`: `[name, definition]` pairs, by name.
 pub fn cmd_policy_list() -> Cmd {
-    let mut c = redis::cmd(name::POLICY);
-    c.arg(name::LIST);
+    subcommand(name::LIST)
+}
+
+/// A subcommand's call: its parent's name, then its own word.
+fn subcommand(n: redis_ratelimit_core::names::Name) -> Cmd {
+    let (parent, sub) = n.parts();
+    let mut c = redis::cmd(parent);
+    if let Some(sub) = sub {
+        c.arg(sub);
+    }
     c
 }
 
 /// `CL.THROTTLE key max_burst count_per_period period quantity`
 pub fn cmd_throttle<K: ToSingleRedisArg>(key: K, p: &Throttle, quantity: u64) -> Cmd {
-    let mut c = redis::cmd(THROTTLE_COMMAND);
+    let mut c = redis::cmd(name::THROTTLE);
     c.arg(key);
     for w in p.words(quantity) {
         c.arg(w);

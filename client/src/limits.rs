@@ -29,7 +29,7 @@ fn check(args: LimitArgs<'_>) -> Result<Spec, PolicyError> {
 }
 
 /// The name `CL.THROTTLE`, redis-cell's command.
-pub(crate) const THROTTLE_COMMAND: &str = "CL.THROTTLE";
+pub(crate) const THROTTLE_COMMAND: &str = redis_ratelimit_core::names::THROTTLE.as_str();
 
 /// A duration as the decimal seconds sent to the module (`1.5`, `0.25`).
 fn secs(d: Duration) -> Decimal {

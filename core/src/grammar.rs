@@ -25,6 +25,7 @@ use crate::bounds::{
 };
 use crate::error::{self, CmdError};
 use crate::limit::{Action, Spec};
+use crate::names;
 use crate::num::{parse_u64, Decimal, Scaled};
 use crate::time::Nanos;
 
@@ -274,7 +275,7 @@ pub struct Syntax {
 pub const TOKENBUCKET: Syntax = Syntax {
     algorithm: Algorithm::TokenBucket,
     keyword: "TOKENBUCKET",
-    command: "RL.TOKENBUCKET",
+    command: names::TOKENBUCKET.as_str(),
     params: &[
         positional("capacity", ArgKind::Int { min: 1 }, error::CAPACITY),
         positional("rate", ArgKind::Positive, error::RATE),
@@ -290,7 +291,7 @@ pub const TOKENBUCKET_PERIOD: Decimal = Decimal::from_int(1);
 pub const SLIDING: Syntax = Syntax {
     algorithm: Algorithm::Sliding,
     keyword: "SLIDING",
-    command: "RL.SLIDING",
+    command: names::SLIDING.as_str(),
     params: &[
         positional("limit", ArgKind::Int { min: 1 }, error::LIMIT),
         positional("window", ArgKind::Window, error::WINDOW),
@@ -303,7 +304,7 @@ pub const SLIDING: Syntax = Syntax {
 pub const GCRA: Syntax = Syntax {
     algorithm: Algorithm::Gcra,
     keyword: "GCRA",
-    command: "RL.GCRA",
+    command: names::GCRA.as_str(),
     params: &[
         positional("burst", ArgKind::Int { min: 1 }, error::BURST),
         positional("rate", ArgKind::Positive, error::RATE),
@@ -317,7 +318,7 @@ pub const GCRA: Syntax = Syntax {
 pub const FIXED: Syntax = Syntax {
     algorithm: Algorithm::Fixed,
     keyword: "FIXED",
-    command: "RL.FIXED",
+    command: names::FIXED.as_str(),
     params: &[
         positional("limit", ArgKind::Int { min: 1 }, error::LIMIT),
         positional("window", ArgKind::FixedWindow, error::FIXED_WINDOW),
@@ -330,7 +331,7 @@ pub const FIXED: Syntax = Syntax {
 pub const CONCURRENCY: Syntax = Syntax {
     algorithm: Algorithm::Concurrency,
     keyword: "CONCURRENCY",
-    command: "RL.ACQUIRE",
+    command: names::ACQUIRE.as_str(),
     params: &[
         positional("limit", ArgKind::Int { min: 1 }, error::LIMIT),
         positional("lease_seconds", ArgKind::Lease, error::LEASE),

@@ -5,6 +5,7 @@
 //! - [`algo`]: the algorithms, `(state, params, now, cost) -> (decision,
 //!   new state)`;
 //! - [`grammar`]: each algorithm's arguments, written once;
+//! - [`names`]: every command's name, once;
 //! - [`render`]: the same grammar written out, the words a client sends;
 //! - [`limit`]: one limit on one stored state, and the write it calls for;
 //! - [`settle`]: a reservation's actual cost, known afterwards, and debt;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod few;
 pub mod grammar;
 pub mod limit;
+pub mod names;
 pub mod num;
 pub mod policy;
 pub mod render;

@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use redis_ratelimit_core::error::CmdError;
 use redis_ratelimit_core::grammar::{self, Words};
+use redis_ratelimit_core::names;
 
 use crate::api::{self, Ctx, EntryFn};
 use crate::stats::Report;
@@ -43,42 +44,42 @@ use api::DocType::{Double, Int, Key as KeyArg, Str};
 #[rustfmt::skip]
 pub const COMMANDS: &[Command] = &[
     Command {
-        name: c"RL.TOKENBUCKET", body: Body::Limiter(&grammar::TOKENBUCKET),
+        name: names::TOKENBUCKET.as_cstr(), body: Body::Limiter(&grammar::TOKENBUCKET),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
         summary: c"Takes cost tokens from a token bucket of capacity tokens refilled at rate per PERIOD seconds, if it holds them.",
         complexity: c"O(1)", args: Args::Syntax,
         counted: Some("tokenbucket"), event: c"rl.tokenbucket", role: Role::Inline, yields: false,
     },
     Command {
-        name: c"RL.SLIDING", body: Body::Limiter(&grammar::SLIDING),
+        name: names::SLIDING.as_cstr(), body: Body::Limiter(&grammar::SLIDING),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
         summary: c"Admits COST units if the units admitted in the last window seconds stay within limit (an exact sliding window).",
         complexity: c"O(1) amortized when allowed; O(k) when denied, k the log entries scanned", args: Args::Syntax,
         counted: Some("sliding"), event: c"rl.sliding", role: Role::Inline, yields: false,
     },
     Command {
-        name: c"RL.GCRA", body: Body::Limiter(&grammar::GCRA),
+        name: names::GCRA.as_cstr(), body: Body::Limiter(&grammar::GCRA),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
         summary: c"Generic cell rate algorithm: rate units per period seconds with bursts of up to burst.",
         complexity: c"O(1)", args: Args::Syntax,
         counted: Some("gcra"), event: c"rl.gcra", role: Role::Inline, yields: false,
     },
     Command {
-        name: c"RL.FIXED", body: Body::Limiter(&grammar::FIXED),
+        name: names::FIXED.as_cstr(), body: Body::Limiter(&grammar::FIXED),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
         summary: c"Counts COST units in the current fixed window (seconds, or MINUTE/HOUR/DAY/WEEK/MONTH, optionally in a TZ) up to limit.",
         complexity: c"O(1)", args: Args::Syntax,
         counted: Some("fixed"), event: c"rl.fixed", role: Role::Inline, yields: false,
     },
     Command {
-        name: c"RL.ACQUIRE", body: Body::Limiter(&grammar::CONCURRENCY),
+        name: names::ACQUIRE.as_cstr(), body: Body::Limiter(&grammar::CONCURRENCY),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: None,
         summary: c"Takes one of limit slots for lease_seconds (a concurrency lease) if one is free; replies with its lease id.",
         complexity: c"O(n) in the key's leases", args: Args::Syntax,
         counted: Some("acquire"), event: c"rl.acquire", role: Role::Inline, yields: false,
     },
     Command {
-        name: c"RL.RELEASE", body: Body::Handler(lease::release),
+        name: names::RELEASE.as_cstr(), body: Body::Handler(lease::release),
         flags: c"write fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: Some(3),
         summary: c"Frees a concurrency lease: 1 if it was live, 0 if unknown or already expired.",
         complexity: c"O(n) in the key's leases",
@@ -86,7 +87,7 @@ pub const COMMANDS: &[Command] = &[
         counted: Some("release"), event: c"rl.release", role: Role::App, yields: false,
     },
     Command {
-        name: c"RL.RENEW", body: Body::Handler(lease::renew),
+        name: names::RENEW.as_cstr(), body: Body::Handler(lease::renew),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: Some(4),
         summary: c"Extends a live concurrency lease to lease_seconds from now: 1 if it was live, 0 if not.",
         complexity: c"O(n) in the key's leases",
@@ -94,14 +95,14 @@ pub const COMMANDS: &[Command] = &[
         counted: Some("renew"), event: c"rl.renew", role: Role::App, yields: false,
     },
     Command {
-        name: c"RL.ALL", body: Body::Handler(all::all),
+        name: names::ALL.as_cstr(), body: Body::Handler(all::all),
         flags: c"write deny-oom getkeys-api", keys: Keys::AfterEachLimit, key_flags: RW | ACCESS | UPDATE | INCOMPLETE, arity: Some(grammar::ALL_ARITY),
         summary: c"Checks several limits on several keys and consumes from all of them only if every one allows.",
         complexity: c"O(k) for k limits (at most ratelimit.max-limits), each as its algorithm's own command", args: Args::All,
         counted: Some("all"), event: c"rl.all", role: Role::Inline, yields: false,
     },
     Command {
-        name: c"CL.THROTTLE", body: Body::Handler(throttle::throttle),
+        name: names::THROTTLE.as_cstr(), body: Body::Handler(throttle::throttle),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: Some(grammar::THROTTLE_ARITY),
         summary: c"redis-cell compatible GCRA: count_per_period per period seconds with bursts of max_burst + 1.",
         complexity: c"O(1)",
@@ -110,56 +111,56 @@ pub const COMMANDS: &[Command] = &[
     },
     // Registered where the server has no GCRA of its own (`yields`).
     Command {
-        name: c"GCRA", body: Body::Handler(throttle::gcra),
+        name: names::GCRA_CMD.as_cstr(), body: Body::Handler(throttle::gcra),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: Some(grammar::THROTTLE_ARITY),
         summary: c"The GCRA command announced for Redis 8.8: CL.THROTTLE's bucket and reply, the period in seconds with decimals, the cost as TOKENS.",
         complexity: c"O(1)", args: Args::Gcra,
         counted: Some("gcra_cmd"), event: c"gcra", role: Role::Inline, yields: true,
     },
     Command {
-        name: c"RL.TAKE", body: Body::Handler(limiter::take),
+        name: names::TAKE.as_cstr(), body: Body::Handler(limiter::take),
         flags: c"write deny-oom fast", keys: Keys::First, key_flags: RW | ACCESS | UPDATE, arity: Some(grammar::TAKE_ARITY),
         summary: c"Applies a named policy (RL.POLICY SET) to a key: its algorithm, its reply, its SHADOW and LOCKOUT rules.",
         complexity: c"O(1) for bucket, GCRA and fixed policies; as the algorithm's own command otherwise", args: Args::Take,
         counted: Some("take"), event: c"rl.take", role: Role::App, yields: false,
     },
     Command {
-        name: c"RL.TAKEALL", body: Body::Handler(all::take_all),
+        name: names::TAKEALL.as_cstr(), body: Body::Handler(all::take_all),
         flags: c"write deny-oom getkeys-api", keys: Keys::AfterEachLimit, key_flags: RW | ACCESS | UPDATE | INCOMPLETE, arity: Some(grammar::ALL_ARITY),
         summary: c"Applies several named policies to several keys at once, all or nothing: RL.ALL with POLICY clauses only, for accounts that may not choose their own limits.",
         complexity: c"O(k) for k limits (at most ratelimit.max-limits), each as its policy's own command", args: Args::TakeAll,
         counted: Some("takeall"), event: c"rl.takeall", role: Role::App, yields: false,
     },
     Command {
-        name: c"RL.POLICY", body: Body::Container,
+        name: names::POLICY.as_cstr(), body: Body::Container,
         flags: c"", keys: Keys::None, key_flags: 0, arity: Some(-2),
         summary: c"Named policies kept in the server: SET, GET, DEL, LIST.",
         complexity: c"Depends on the subcommand", args: Args::Listed(&[]),
         counted: None, event: c"", role: Role::Admin, yields: false,
     },
     Command {
-        name: c"RL.POLICY|SET", body: Body::Handler(policy::set),
+        name: names::POLICY_SET.as_cstr(), body: Body::Handler(policy::set),
         flags: c"write deny-oom", keys: Keys::None, key_flags: 0, arity: Some(-5),
         summary: c"Defines or redefines a named policy: an algorithm and its arguments as its own command takes them after the key, then [SHADOW] [LOCKOUT seconds].",
         complexity: c"O(1)", args: Args::PolicySet,
         counted: None, event: c"", role: Role::Admin, yields: false,
     },
     Command {
-        name: c"RL.POLICY|GET", body: Body::Handler(policy::get),
+        name: names::POLICY_GET.as_cstr(), body: Body::Handler(policy::get),
         flags: c"readonly fast", keys: Keys::None, key_flags: 0, arity: Some(3),
         summary: c"A named policy's definition, or nil.",
         complexity: c"O(1)", args: Args::Listed(&[(c"name", Str, false)]),
         counted: None, event: c"", role: Role::Admin, yields: false,
     },
     Command {
-        name: c"RL.POLICY|DEL", body: Body::Handler(policy::del),
+        name: names::POLICY_DEL.as_cstr(), body: Body::Handler(policy::del),
         flags: c"write", keys: Keys::None, key_flags: 0, arity: Some(3),
         summary: c"Removes a named policy: 1 if it was defined, else 0. The keys it limited keep their state until they expire.",
         complexity: c"O(1)", args: Args::Listed(&[(c"name", Str, false)]),
         counted: None, event: c"", role: Role::Admin, yields: false,
     },
     Command {
-        name: c"RL.POLICY|LIST", body: Body::Handler(policy::list),
+        name: names::POLICY_LIST.as_cstr(), body: Body::Handler(policy::list),
         flags: c"readonly", keys: Keys::None, key_flags: 0, arity: Some(2),
         summary: c"Every named policy as [name, definition] pairs, by name.",
         complexity: c"O(n) for n policies", args: Args::Listed(&[]),
