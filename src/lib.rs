@@ -109,6 +109,9 @@ fn init(ctx: &api::Ctx<'_>, args: &[Vec<u8>]) -> Result<(), String> {
     if !api::subscribe_server_events::<block::Events>(ctx) {
         return Err("cannot subscribe to server events".into());
     }
+    if !api::hear_removed_keys::<block::Events>(ctx) {
+        return Err("cannot create the module's own context".into());
+    }
     if !api::register_info::<info::Section>(ctx) {
         return Err("cannot register the INFO section".into());
     }

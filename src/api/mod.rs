@@ -39,7 +39,7 @@ pub use commands::{
 pub use config::{register_numeric_config, NumericConfig};
 pub use context::{avoid_replica_traffic, server_flags, Ctx};
 pub use docs::{has_command_info, set_command_info, DocArg, DocInfo, DocType, KeySpec};
-pub use events::{subscribe_server_events, ServerEvents};
+pub use events::{hear_removed_keys, subscribe_server_events, KeyEvents, ServerEvents};
 pub use ffi::{RawCtx, RawString};
 pub use info::{register_info, Info, InfoSource};
 pub use keys::{Holds, Key, Read};

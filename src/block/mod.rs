@@ -32,7 +32,7 @@ use redis_ratelimit_core::limit::{decide_all, Action, AllDecided, Claim, Rules, 
 use redis_ratelimit_core::time::Nanos;
 
 use crate::api::{
-    self, BlockCallbacks, BlockedClient, BlockedId, Ctx, Key, OwnedString, ServerEvents,
+    self, BlockCallbacks, BlockedClient, BlockedId, Ctx, Key, KeyEvents, OwnedString, ServerEvents,
     TimerCallback, TimerId,
 };
 use crate::policies::Counters;
@@ -184,6 +184,23 @@ impl ServerEvents for Events {
     }
 }
 
+/// A key's value gone (DEL, UNLINK, an expiry, an eviction, RENAME or
+/// MOVE away, an overwrite: SET, RESTORE .. REPLACE): its line is checked
+/// again at once, on what the key holds now (a fresh limit, another
+/// state, or a WRONGTYPE that ends every wait on it), as [`kick`] does.
+/// Every removal of one of the module's keys (an expiry of a fresh one
+/// included) asks first whether anyone waits: with no one, it costs one
+/// load.
+impl KeyEvents for Events {
+    fn removed(ctx: &Ctx<'_>, db: i32, key: &[u8]) {
+        kick_in(ctx, db, key);
+    }
+
+    fn listening() -> bool {
+        waiters() > 0
+    }
+}
+
 /// The wait a newcomer on `key` faces behind its queue, if anyone waits
 /// on it (see [`Line::behind`]).
 pub fn behind(ctx: &Ctx<'_>, key: &[u8], spec: &Spec, cost: u64, now: Nanos) -> Option<RetryAfter> {
@@ -247,13 +264,21 @@ pub fn wait(
     true
 }
 
-/// Units came back on `key` (a refund, a release): its first waiter may
-/// fit sooner.
+/// Units came back on `key` (a refund, a release), or its value is gone:
+/// its first waiter may fit sooner. Writes nothing (an unlink callback
+/// may not): the admission runs from a timer, after the command that
+/// changed the key.
 pub fn kick(ctx: &Ctx<'_>, key: &[u8]) {
     if waiters() == 0 {
         return;
     }
-    let db = ctx.selected_db();
+    kick_in(ctx, ctx.selected_db(), key);
+}
+
+fn kick_in(ctx: &Ctx<'_>, db: i32, key: &[u8]) {
+    if waiters() == 0 {
+        return;
+    }
     let head = with(|w| w.line.first(db, key).filter(|h| w.line.is_head(*h)));
     if let Some(h) = head {
         reschedule(ctx, h, 0);
@@ -364,15 +389,17 @@ fn leave(ctx: &Ctx<'_>, id: u64) -> Option<(Entry, Outcome)> {
     let (entry, (db, needs)) = remove(ctx, id)?;
     let now = clock::now();
     let denial = in_db(ctx, db, || {
-        let names = names(ctx, &needs)?;
-        let keys = open(ctx, &names)?;
-        let decided = decide(&keys, &needs, now).ok()?;
+        let names = names(ctx, &needs).ok_or(INTERNAL)?;
+        let keys = open(ctx, &names).ok_or(INTERNAL)?;
+        // A key that became another type (an overwrite the line did not
+        // hear of) answers WRONGTYPE, as the call would now.
+        let decided = decide(&keys, &needs, now)?;
         let answers: Vec<_> = decided.limits.iter().map(|d| d.answer).collect();
-        with(|w| w.line.denial(db, &needs, &answers, now))
+        with(|w| w.line.denial(db, &needs, &answers, now)).ok_or(INTERNAL)
     });
     let outcome = match denial {
-        Some((index, answer)) => Outcome::Answer(entry.reply.fields(&answer, index, None)),
-        None => Outcome::Error(INTERNAL),
+        Ok((index, answer)) => Outcome::Answer(entry.reply.fields(&answer, index, None)),
+        Err(e) => Outcome::Error(e),
     };
     Some((entry, outcome))
 }
