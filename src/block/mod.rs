@@ -12,9 +12,12 @@
 //! back up. An admission is decided and written in the timer callback, one
 //! execution unit that replicates its effects like any command, through the
 //! same `store` and core `decide_all` as a command. Only the head of a
-//! queue has a timer; a deadline timer per waiter ends its wait. Clients
-//! that leave (closed, killed, `CLIENT UNBLOCK`, a role change) leave the
-//! queue and consume nothing.
+//! queue has a timer; a deadline timer per waiter ends its wait. Whatever
+//! may bring units back sooner (a refund, a release, a flush, the key's
+//! value deleted, expired, evicted, renamed away or overwritten) arms the
+//! first waiter's timer again at once. Clients that leave (closed,
+//! killed, `CLIENT UNBLOCK`, a role change) leave the queue and consume
+//! nothing.
 //!
 //! All of this runs on the server's main thread: the state is thread-local.
 
