@@ -108,6 +108,9 @@ fn init(ctx: &api::Ctx<'_>, args: &[Vec<u8>]) -> Result<(), String> {
     if !api::subscribe_server_events::<block::Events>(ctx) {
         return Err("cannot subscribe to server events".into());
     }
+    if !api::hear_removed_keys::<block::Events>(ctx) {
+        return Err("cannot create the module's own context".into());
+    }
     // Valkey 9 moves slots atomically only if every module says it can
     // (docs/COMMANDS.md, "Slot migration"): our keys travel as their AOF
     // rewrite (RL.SETSTATE, then PEXPIREAT), our effects stream as they

@@ -257,6 +257,68 @@ fn eight_threads_take_turns_with_the_blocking_limiter() {
     );
 }
 
+/// The server's counts of calls and waits (`INFO ratelimit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Counts {
+    calls: i64,
+    started: i64,
+    admitted: i64,
+    timed_out: i64,
+}
+
+fn counts(s: &Server) -> Counts {
+    let mut c = s.connect();
+    let mut f = |name: &str| info_int(&mut c, "ratelimit", &format!("ratelimit_{name}"));
+    Counts {
+        // A single limit is sent as RL.SLIDING, several as RL.ALL.
+        calls: f("sliding_calls") + f("all_calls"),
+        started: f("waits_started"),
+        admitted: f("waits_admitted"),
+        timed_out: f("waits_timed_out"),
+    }
+}
+
+/// The `BLOCK` arguments of the calls the server logged since `SLOWLOG
+/// RESET` (every call is logged: `slowlog-log-slower-than 0`).
+fn blocks_asked(s: &Server) -> Vec<u64> {
+    let entries: Vec<redis::Value> = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(1000)
+        .query(&mut s.connect())
+        .unwrap();
+    let word = |v: &redis::Value| match v {
+        redis::Value::BulkString(b) => String::from_utf8_lossy(b).to_string(),
+        other => format!("{other:?}"),
+    };
+    let mut blocks = Vec::new();
+    for e in entries {
+        let redis::Value::Array(fields) = e else {
+            continue;
+        };
+        let Some(redis::Value::Array(args)) = fields.get(3) else {
+            continue;
+        };
+        let args: Vec<String> = args.iter().map(word).collect();
+        if let Some(i) = args.iter().position(|a| a.eq_ignore_ascii_case("BLOCK")) {
+            blocks.push(args[i + 1].parse().unwrap());
+        }
+    }
+    blocks
+}
+
+/// A deadline is "up to": a wait that cannot be admitted in time lasts to
+/// its deadline, never less (this process's monotonic clock: a loaded
+/// machine makes a wait longer, never shorter), and ends there. That it
+/// ends there is judged by what the server saw, not by how late this
+/// machine woke: inside the server, one call that asked to wait at most
+/// the deadline (`BLOCK`, from the server's log of calls) and that the
+/// server ended at it (its count of timeouts); when polling, two tries,
+/// the first and one at the deadline, and a denial (a poller that slept
+/// past its deadline to the window's end would have been allowed). A
+/// refund while a wait is in line admits it at once inside the server:
+/// the server counts it admitted from the line, not timed out (with a
+/// minute-long window, only the refund can admit it); when polling, at
+/// its last try at the deadline (it sleeps to it).
 #[tokio::test]
 async fn a_deadline_is_waited_out_never_cut_short() {
     let s = Server::start();
@@ -266,6 +328,14 @@ async fn a_deadline_is_waited_out_never_cut_short() {
         SlidingWindow::new(1, Duration::from_secs(60)).unwrap(),
     )
     .unwrap();
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("slowlog-log-slower-than")
+        .arg(0)
+        .arg("slowlog-max-len")
+        .arg(1000)
+        .query::<()>(&mut s.connect())
+        .unwrap();
     for (limiter, in_server) in [
         (
             Limiter::connect(&client, limits.clone(), FailurePolicy::FailClosed).unwrap(),
@@ -283,34 +353,88 @@ async fn a_deadline_is_waited_out_never_cut_short() {
         ),
     ] {
         assert!(limiter.check("k").await.unwrap().decision.allowed);
+        redis::cmd("SLOWLOG")
+            .arg("RESET")
+            .query::<()>(&mut s.connect())
+            .unwrap();
+        let before = counts(&s);
         let t = Instant::now();
         match limiter.wait("k", Duration::from_millis(700)).await {
             Err(Error::TimedOut { last }) => {
-                assert!(last.decision.retry_after.unwrap() > Duration::from_secs(58))
+                let retry = last.decision.retry_after.unwrap();
+                assert!(
+                    !last.decision.allowed
+                        && retry > Duration::ZERO
+                        && retry <= Duration::from_secs(60),
+                    "{last:?}"
+                )
             }
             other => panic!("expected a timeout, got {other:?}"),
         }
         let took = t.elapsed();
-        assert!(
-            took >= Duration::from_millis(700) && took < Duration::from_millis(1500),
-            "{took:?}"
-        );
+        assert!(took >= Duration::from_millis(700), "{took:?}");
+        let after = counts(&s);
+        if in_server {
+            let blocks = blocks_asked(&s);
+            assert!(
+                blocks.len() == 1 && blocks[0] <= 700,
+                "BLOCK asked: {blocks:?}"
+            );
+            assert_eq!(
+                after,
+                Counts {
+                    calls: before.calls + 1,
+                    started: before.started + 1,
+                    timed_out: before.timed_out + 1,
+                    ..before
+                },
+                "one call, ended by the server at its deadline"
+            );
+        } else {
+            assert_eq!(
+                (after.calls - before.calls, after.started - before.started),
+                (2, 0),
+                "two tries, the last at the deadline; none waited in the server"
+            );
+        }
         // A refund while it waits: admitted at once inside the server; by
         // its last try at the deadline when polling (it sleeps to it).
         let (l2, waiting) = (limiter.clone(), limiter.clone());
+        let before = counts(&s);
         let t = Instant::now();
         let w = tokio::spawn(async move { waiting.wait("k", Duration::from_secs(3)).await });
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        if in_server {
+            // Refunded once it waits in line (the server's count).
+            let give_up = Instant::now() + Duration::from_secs(30);
+            while counts(&s).started == before.started {
+                assert!(
+                    Instant::now() < give_up,
+                    "the wait never reached the server"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
         l2.refund("k", 1).await.unwrap();
-        let d = tokio::time::timeout(Duration::from_secs(5), w)
+        let d = tokio::time::timeout(Duration::from_secs(30), w)
             .await
             .unwrap()
             .unwrap()
             .unwrap();
         assert!(d.decision.allowed);
         let took = t.elapsed();
+        let after = counts(&s);
         if in_server {
-            assert!(took < Duration::from_millis(1500), "{took:?}");
+            assert_eq!(
+                (
+                    after.started - before.started,
+                    after.admitted - before.admitted,
+                    after.timed_out - before.timed_out
+                ),
+                (1, 1, 0),
+                "admitted from the line by the refund"
+            );
         } else {
             assert!(took >= Duration::from_secs(3), "{took:?}");
         }

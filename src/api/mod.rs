@@ -40,8 +40,8 @@ pub use config::{register_numeric_config, NumericConfig};
 pub use context::{avoid_replica_traffic, server_flags, Ctx};
 pub use docs::{has_command_info, set_command_info, DocArg, DocInfo, DocType, KeySpec};
 pub use events::{
-    atomic_slot_migration, opt_in_atomic_slot_migration, subscribe_server_events, Migration,
-    ServerEvents,
+    atomic_slot_migration, hear_removed_keys, opt_in_atomic_slot_migration,
+    subscribe_server_events, KeyEvents, Migration, ServerEvents,
 };
 pub use ffi::{RawCtx, RawString};
 pub use info::{register_info, Info, InfoSource};

@@ -137,6 +137,9 @@ fn check_api() -> Result<(), &'static str> {
         RedisModule_CreateString,
         RedisModule_FreeString,
         RedisModule_SubscribeToServerEvent,
+        RedisModule_GetDetachedThreadSafeContext,
+        RedisModule_GetKeyNameFromOptCtx,
+        RedisModule_GetDbIdFromOptCtx,
     );
     Ok(())
 }

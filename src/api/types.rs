@@ -141,7 +141,8 @@ pub(super) fn empty_methods() -> raw::RedisModuleTypeMethods {
         defrag: None,
         mem_usage2: None,
         free_effort2: None,
-        unlink2: None,
+        // Every type: the waiting line hears of keys that change under it.
+        unlink2: Some(super::events::value_unlinked),
         copy2: None,
         aux_save2: None,
     }

@@ -13,9 +13,12 @@
 //! execution unit that replicates its effects like any command, through the
 //! same `store` and core `decide_all` as a command. Only the head of a
 //! queue has a timer; a deadline timer per waiter (or `CLIENT UNBLOCK id
-//! [TIMEOUT]`) ends its wait with the denial as of then. Clients that
-//! leave (closed, killed, `CLIENT UNBLOCK id ERROR`, a role change) leave
-//! the queue and consume nothing.
+//! [TIMEOUT]`) ends its wait with the denial as of then. Whatever may
+//! bring units back sooner (a refund, a release, a flush, the key's value
+//! deleted, expired, evicted, renamed away or overwritten) arms the first
+//! waiter's timer again at once. Clients that leave (closed, killed,
+//! `CLIENT UNBLOCK id ERROR`, a role change) leave the queue and consume
+//! nothing.
 //!
 //! All of this runs on the server's main thread: the state is thread-local.
 
@@ -33,8 +36,8 @@ use redis_ratelimit_core::limit::{decide_all, Action, AllDecided, Claim, Rules, 
 use redis_ratelimit_core::time::Nanos;
 
 use crate::api::{
-    self, BlockCallbacks, BlockedClient, BlockedId, Ctx, Key, Migration, OwnedString, ServerEvents,
-    TimerCallback, TimerId,
+    self, BlockCallbacks, BlockedClient, BlockedId, Ctx, Key, KeyEvents, Migration, OwnedString,
+    ServerEvents, TimerCallback, TimerId,
 };
 use crate::policies::Counters;
 use crate::reply::{Fields, Reply};
@@ -227,6 +230,23 @@ impl ServerEvents for Events {
     }
 }
 
+/// A key's value gone (DEL, UNLINK, an expiry, an eviction, RENAME or
+/// MOVE away, an overwrite: SET, RESTORE .. REPLACE): its line is checked
+/// again at once, on what the key holds now (a fresh limit, another
+/// state, or a WRONGTYPE that ends every wait on it), as [`kick`] does.
+/// Every removal of one of the module's keys (an expiry of a fresh one
+/// included) asks first whether anyone waits: with no one, it costs one
+/// load.
+impl KeyEvents for Events {
+    fn removed(ctx: &Ctx<'_>, db: i32, key: &[u8]) {
+        kick_in(ctx, db, key);
+    }
+
+    fn listening() -> bool {
+        waiters() > 0
+    }
+}
+
 /// A newcomer's answers behind the line (see [`Line::ahead`]): `None`
 /// when no one waits ahead of it on any key it takes from.
 pub fn ahead<'a>(
@@ -299,13 +319,21 @@ pub fn wait(
     true
 }
 
-/// Units came back on `key` (a refund, a release): its first waiter may
-/// fit sooner.
+/// Units came back on `key` (a refund, a release), or its value is gone:
+/// its first waiter may fit sooner. Writes nothing (an unlink callback
+/// may not): the admission runs from a timer, after the command that
+/// changed the key.
 pub fn kick(ctx: &Ctx<'_>, key: &[u8]) {
     if waiters() == 0 {
         return;
     }
-    let db = ctx.selected_db();
+    kick_in(ctx, ctx.selected_db(), key);
+}
+
+fn kick_in(ctx: &Ctx<'_>, db: i32, key: &[u8]) {
+    if waiters() == 0 {
+        return;
+    }
     let head = with(|w| w.line.head_on(db, key));
     if let Some(h) = head {
         reschedule(ctx, h, 0);
@@ -421,21 +449,21 @@ fn remove(ctx: &Ctx<'_>, id: u64) -> Option<(Entry, (i32, Vec<Need>))> {
 fn leave(ctx: &Ctx<'_>, id: u64) -> Option<(Entry, Outcome)> {
     let (entry, (db, needs)) = remove(ctx, id)?;
     let now = clock::now();
-    let mut moved = false;
     let denial = in_db(ctx, db, || {
-        let names = names(ctx, &needs)?;
+        let names = names(ctx, &needs).ok_or(INTERNAL)?;
         if names.iter().any(|n| !ctx.key_is_local(n.name())) {
-            moved = true;
-            return None;
+            return Err(TRYAGAIN);
         }
-        let decided = decide_now(ctx, &needs, now)?;
+        let keys = open(ctx, &names).ok_or(INTERNAL)?;
+        // A key that became another type (an overwrite the line did not
+        // hear of) answers WRONGTYPE, as the call would now.
+        let decided = decide_on(&keys, &needs, now)?;
         let answers: Vec<_> = decided.limits.iter().map(|d| d.answer).collect();
-        with(|w| w.line.denial(db, &needs, &answers, now))
+        with(|w| w.line.denial(db, &needs, &answers, now)).ok_or(INTERNAL)
     });
     let outcome = match denial {
-        Some((index, answer)) => Outcome::Answer(entry.reply.fields(&answer, index, None)),
-        None if moved => Outcome::Error(TRYAGAIN),
-        None => Outcome::Error(INTERNAL),
+        Ok((index, answer)) => Outcome::Answer(entry.reply.fields(&answer, index, None)),
+        Err(e) => Outcome::Error(e),
     };
     Some((entry, outcome))
 }
