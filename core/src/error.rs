@@ -120,6 +120,7 @@ errors! {
     ESTIMATE = c"ERR ESTIMATE must be an integer between 0 and 9223372036854775807";
     ESTIMATE_NEEDS_LEASE = c"ERR ESTIMATE needs a CONCURRENCY limit in the same call: its lease is the reservation";
     ESTIMATE_CONCURRENCY = c"ERR a CONCURRENCY limit takes no ESTIMATE: its lease is the reservation";
+    ESTIMATE_KEY = c"ERR a key reserved on (ESTIMATE) must be at most 512 bytes";
     ESTIMATE_COST = c"ERR a clause takes COST or ESTIMATE, not both";
     ESTIMATE_REFUND = c"ERR ESTIMATE reserves units: RL.SETTLE gives back what was not used, not REFUND";
     ESTIMATE_BLOCK = c"ERR ESTIMATE reserves at once or not at all: it cannot be used with BLOCK";

@@ -22,5 +22,6 @@ pub mod limit;
 pub mod num;
 pub mod policy;
 pub mod render;
+pub mod reserve;
 pub mod settle;
 pub mod time;
