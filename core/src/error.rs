@@ -121,6 +121,8 @@ errors! {
     ESTIMATE_NEEDS_LEASE = c"ERR ESTIMATE needs a CONCURRENCY limit in the same call: its lease is the reservation";
     ESTIMATE_CONCURRENCY = c"ERR a CONCURRENCY limit takes no ESTIMATE: its lease is the reservation";
     ESTIMATE_KEY = c"ERR a key reserved on (ESTIMATE) must be at most 512 bytes";
+    SETTLE_KEYS = c"ERR the reservation was made on other keys: RL.SETTLE names every key it reserved on, once";
+    ACTUAL = c"ERR ACTUAL must be an integer between 0 and 9223372036854775807";
     ESTIMATE_COST = c"ERR a clause takes COST or ESTIMATE, not both";
     ESTIMATE_REFUND = c"ERR ESTIMATE reserves units: RL.SETTLE gives back what was not used, not REFUND";
     ESTIMATE_BLOCK = c"ERR ESTIMATE reserves at once or not at all: it cannot be used with BLOCK";

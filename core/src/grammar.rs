@@ -1051,10 +1051,7 @@ fn check_estimates(
         return Ok(());
     }
     let is_lease = |s: &Spec| matches!(s, Spec::Concurrency(_));
-    if limits
-        .iter()
-        .any(|(s, _, e)| is_lease(s) && e.is_some())
-    {
+    if limits.iter().any(|(s, _, e)| is_lease(s) && e.is_some()) {
         return Err(error::ESTIMATE_CONCURRENCY);
     }
     if !limits.iter().any(|(s, _, _)| is_lease(s)) {
@@ -1361,22 +1358,55 @@ mod tests {
         assert_eq!(r.clauses[3].cost, None);
         assert_eq!(all_key_positions(&w[..]), [2, 7, 14, 20]);
         // With DRYRUN: read, the decision only.
-        assert!(all("RL.ALL DRYRUN LIMIT a CONCURRENCY 1 1 LIMIT b SLIDING 1 1 ESTIMATE 1").is_ok());
+        assert!(
+            all("RL.ALL DRYRUN LIMIT a CONCURRENCY 1 1 LIMIT b SLIDING 1 1 ESTIMATE 1").is_ok()
+        );
         for (call, e) in [
-            ("RL.ALL LIMIT b SLIDING 1 1 ESTIMATE 1", error::ESTIMATE_NEEDS_LEASE),
-            ("RL.ALL LIMIT a CONCURRENCY 1 1 ESTIMATE 1", error::ESTIMATE_CONCURRENCY),
-            ("RL.ALL LIMIT a CONCURRENCY 1 1 LIMIT b SLIDING 1 1 ESTIMATE 1 COST 2", error::ESTIMATE_COST),
-            ("RL.ALL REFUND LIMIT a CONCURRENCY 1 1 LIMIT b SLIDING 1 1 ESTIMATE 1", error::CONCURRENCY_REFUND),
-            ("RL.ALL LIMIT a SLIDING 1 1 ESTIMATE 1 REFUND", error::ESTIMATE_NEEDS_LEASE),
-            ("RL.ALL BLOCK 5 LIMIT a CONCURRENCY 1 1 LIMIT b SLIDING 1 1 ESTIMATE 1", error::ESTIMATE_BLOCK),
-            ("RL.ALL LIMIT a CONCURRENCY 1 1 LIMIT b SLIDING 1 1 ESTIMATE -1", error::ESTIMATE),
-            ("RL.ALL LIMIT a CONCURRENCY 1 1 LIMIT b SLIDING 1 1 ESTIMATE 9223372036854775808", error::ESTIMATE),
-            ("RL.ALL LIMIT a CONCURRENCY 1 1 LIMIT b SLIDING 1 1 ESTIMATE", error::ESTIMATE),
-            ("RL.ALL LIMIT a CONCURRENCY 1 1 LIMIT b SLIDING 1 1 ESTIMATE 1 ESTIMATE 2", error::SYNTAX),
+            (
+                "RL.ALL LIMIT b SLIDING 1 1 ESTIMATE 1",
+                error::ESTIMATE_NEEDS_LEASE,
+            ),
+            (
+                "RL.ALL LIMIT a CONCURRENCY 1 1 ESTIMATE 1",
+                error::ESTIMATE_CONCURRENCY,
+            ),
+            (
+                "RL.ALL LIMIT a CONCURRENCY 1 1 LIMIT b SLIDING 1 1 ESTIMATE 1 COST 2",
+                error::ESTIMATE_COST,
+            ),
+            (
+                "RL.ALL REFUND LIMIT a CONCURRENCY 1 1 LIMIT b SLIDING 1 1 ESTIMATE 1",
+                error::CONCURRENCY_REFUND,
+            ),
+            (
+                "RL.ALL LIMIT a SLIDING 1 1 ESTIMATE 1 REFUND",
+                error::ESTIMATE_NEEDS_LEASE,
+            ),
+            (
+                "RL.ALL BLOCK 5 LIMIT a CONCURRENCY 1 1 LIMIT b SLIDING 1 1 ESTIMATE 1",
+                error::ESTIMATE_BLOCK,
+            ),
+            (
+                "RL.ALL LIMIT a CONCURRENCY 1 1 LIMIT b SLIDING 1 1 ESTIMATE -1",
+                error::ESTIMATE,
+            ),
+            (
+                "RL.ALL LIMIT a CONCURRENCY 1 1 LIMIT b SLIDING 1 1 ESTIMATE 9223372036854775808",
+                error::ESTIMATE,
+            ),
+            (
+                "RL.ALL LIMIT a CONCURRENCY 1 1 LIMIT b SLIDING 1 1 ESTIMATE",
+                error::ESTIMATE,
+            ),
+            (
+                "RL.ALL LIMIT a CONCURRENCY 1 1 LIMIT b SLIDING 1 1 ESTIMATE 1 ESTIMATE 2",
+                error::SYNTAX,
+            ),
         ] {
             assert_eq!(all(call).unwrap_err(), e, "{call}");
         }
-        let ok = all("RL.ALL LIMIT a CONCURRENCY 1 1 LIMIT b SLIDING 1 1 ESTIMATE 9223372036854775807");
+        let ok =
+            all("RL.ALL LIMIT a CONCURRENCY 1 1 LIMIT b SLIDING 1 1 ESTIMATE 9223372036854775807");
         assert_eq!(ok.unwrap().clauses[1].estimate, Some(i64::MAX as u64));
         // RL.TAKEALL reads it too.
         let w = words("RL.TAKEALL LIMIT a POLICY c LIMIT b POLICY p ESTIMATE 3");

@@ -19,9 +19,7 @@
 
 use crate::algo::calendar::Calendar;
 use crate::algo::lease::Op;
-use crate::bounds::{
-    MAX_INT, MAX_LIMITS_MAX, MAX_POLICY_WORD, MAX_POLICY_WORDS, MAX_RESERVED_KEY,
-};
+use crate::bounds::{MAX_INT, MAX_LIMITS_MAX, MAX_POLICY_WORD, MAX_POLICY_WORDS, MAX_RESERVED_KEY};
 use crate::error::{self, CmdError};
 use crate::grammar::{algorithm, read_definition, Settings};
 use crate::limit::{Effect, Spec};
@@ -95,6 +93,59 @@ pub struct Planned<'a> {
     pub effect: &'a Effect,
 }
 
+/// One limit of an admitted call that reserves: its key, its limit, its
+/// estimate (`None`: an ordinary clause), and the effect deciding it wrote.
+pub struct Admitted<'a> {
+    pub key: &'a [u8],
+    pub spec: &'a Spec,
+    pub estimate: Option<u64>,
+    pub effect: &'a Effect,
+}
+
+/// The writes of an admitted call that reserves, at `at`, one per limit:
+/// an ESTIMATE clause was decided as a take of `max(n, 1)` (estimate 0:
+/// "admit if any budget is left") and writes the take of `n` (nothing for
+/// 0: its effect here must be the take of `n` for n > 0); the CONCURRENCY
+/// clause's acquire becomes the reservation, with the record; the others
+/// write what they decided. Without an acquire (nothing was taken: a
+/// shadow policy's denial) the effects are the decided ones.
+pub fn admitted(at: Nanos, limits: &[Admitted<'_>]) -> Result<Vec<Effect>, CmdError> {
+    let effects: Vec<Effect> = limits
+        .iter()
+        .map(|l| match l.estimate {
+            Some(0) => Effect::None,
+            _ => l.effect.clone(),
+        })
+        .collect();
+    let held: Vec<Planned<'_>> = limits
+        .iter()
+        .zip(&effects)
+        .filter_map(|(l, effect)| {
+            l.estimate.map(|estimate| Planned {
+                key: l.key,
+                spec: l.spec,
+                estimate,
+                effect,
+            })
+        })
+        .collect();
+    let mut record = Some(record(at, &held)?);
+    drop(held);
+    let out = effects
+        .into_iter()
+        .map(|e| match (e, record.take()) {
+            (Effect::Lease(op @ Op::Acquire { .. }), Some(record)) => {
+                Effect::Reserve(Box::new(Reservation { op, record }))
+            }
+            (e, r) => {
+                record = r;
+                e
+            }
+        })
+        .collect();
+    Ok(out)
+}
+
 /// The record of a reservation decided at `at`: each clause's hold. An
 /// error (named) if a key or a definition is outside the bounds.
 pub fn record(at: Nanos, planned: &[Planned<'_>]) -> Result<Record, CmdError> {
@@ -127,10 +178,9 @@ pub fn definition(spec: &Spec) -> Option<Vec<Vec<u8>>> {
             Decimal::new(1, 0).ok()?,
             Decimal::new(b.interval().as_u64(), 9).ok()?,
         ),
-        Spec::Window(w) => LimitArgs::sliding(
-            w.limit,
-            Decimal::new(w.span.as_micros() / 1000, 3).ok()?,
-        ),
+        Spec::Window(w) => {
+            LimitArgs::sliding(w.limit, Decimal::new(w.span.as_micros() / 1000, 3).ok()?)
+        }
         Spec::Fixed {
             limit,
             calendar: Calendar::Millis(ms),
@@ -303,14 +353,20 @@ mod tests {
     #[test]
     fn definitions_read_back_as_the_same_limit() {
         for (cmd, words) in [
-            ("TOKENBUCKET 100 100 PERIOD 60", "TOKENBUCKET 100 1 PERIOD 0.6"),
+            (
+                "TOKENBUCKET 100 100 PERIOD 60",
+                "TOKENBUCKET 100 1 PERIOD 0.6",
+            ),
             ("TOKENBUCKET 10 3", "TOKENBUCKET 10 1 PERIOD 0.333333334"),
             ("GCRA 5 1 2", "TOKENBUCKET 5 1 PERIOD 2"),
             ("SLIDING 100 60", "SLIDING 100 60"),
             ("SLIDING 7 0.25", "SLIDING 7 0.25"),
             ("FIXED 100 60", "FIXED 100 60"),
             ("FIXED 3 1.5", "FIXED 3 1.5"),
-            ("FIXED 500 DAY TZ America/New_York", "FIXED 500 DAY TZ America/New_York"),
+            (
+                "FIXED 500 DAY TZ America/New_York",
+                "FIXED 500 DAY TZ America/New_York",
+            ),
             ("FIXED 500 MONTH", "FIXED 500 MONTH"),
         ] {
             let s = spec(cmd);
@@ -365,12 +421,22 @@ mod tests {
         assert_eq!(bad(&|r| r.at = Nanos::ZERO), None);
         assert_eq!(bad(&|r| r.holds[0].estimate = MAX_INT + 1), None);
         assert!(bad(&|r| r.holds[0].estimate = MAX_INT).is_some());
-        assert_eq!(bad(&|r| r.holds[0].key = vec![b'k'; MAX_RESERVED_KEY + 1]), None);
+        assert_eq!(
+            bad(&|r| r.holds[0].key = vec![b'k'; MAX_RESERVED_KEY + 1]),
+            None
+        );
         assert!(bad(&|r| r.holds[0].key = vec![b'k'; MAX_RESERVED_KEY]).is_some());
-        assert_eq!(bad(&|r| r.holds[0].words = vec![b"CONCURRENCY".to_vec(), b"3".to_vec(), b"10".to_vec()]), None);
+        assert_eq!(
+            bad(&|r| r.holds[0].words =
+                vec![b"CONCURRENCY".to_vec(), b"3".to_vec(), b"10".to_vec()]),
+            None
+        );
         assert_eq!(bad(&|r| r.holds[0].words[1] = b"x".to_vec()), None);
         assert_eq!(bad(&|r| r.holds[0].words.push(b"DRYRUN".to_vec())), None);
-        assert_eq!(bad(&|r| r.holds[0].words = vec![b"SLIDING".to_vec(); 17]), None);
+        assert_eq!(
+            bad(&|r| r.holds[0].words = vec![b"SLIDING".to_vec(); 17]),
+            None
+        );
     }
 
     #[test]

@@ -182,6 +182,7 @@ pub fn register(ctx: &Ctx<'_>, commands: &[Command]) -> Result<(), String> {
         let keys = match row.keys {
             Keys::First => Some((u64::from(row.key_flags), KeySpec::Index(1))),
             Keys::AfterEachLimit => Some((u64::from(row.key_flags), KeySpec::AfterKeyword(&limit))),
+            Keys::Range { last } => Some((u64::from(row.key_flags), KeySpec::Range(1, last))),
             Keys::None => None,
         };
         let info = DocInfo {

@@ -38,6 +38,9 @@ pub enum Keys {
     First,
     /// After each LIMIT (RL.ALL): the keys-position API finds them.
     AfterEachLimit,
+    /// From the first argument to `last` (negative: from the end; RL.SETTLE's
+    /// keys end 5 before the end: -5).
+    Range { last: i32 },
     /// None (test hooks).
     #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     None,

@@ -78,7 +78,11 @@ impl Leases {
     pub fn heap_size(&self) -> usize {
         self.live.capacity() * std::mem::size_of::<(u64, Nanos)>()
             + self.records.capacity() * std::mem::size_of::<(u64, Record)>()
-            + self.records.iter().map(|(_, r)| r.heap_size()).sum::<usize>()
+            + self
+                .records
+                .iter()
+                .map(|(_, r)| r.heap_size())
+                .sum::<usize>()
     }
 
     /// The record of lease `id`, if it is a reservation (live or not: ask
