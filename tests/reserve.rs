@@ -633,3 +633,187 @@ fn concurrent_reservations_charge_exactly_what_was_used_and_replicate() {
     drop(c);
     assert!(assert_state_survives_everything(master, &replica) >= 3);
 }
+
+/// Callers whose usage often exceeds their estimate, on a limit small
+/// enough to go into debt: from the AOF (the server's own record of every
+/// change, in order), no reservation was ever admitted while the window
+/// was in debt or could not hold `max(estimate, 1)` more, and the count
+/// the window ends with is exactly what was charged.
+#[test]
+fn no_reservation_is_admitted_while_the_limit_is_in_debt_or_exhausted() {
+    use redis_ratelimit_core::reserve::Record;
+    let s = Server::start_with(AOF_COMMANDS);
+    let mut c = s.connect();
+    let hour = 3600 * SEC;
+    let t0 = (clock_start(&mut c) / hour + 1) * hour;
+    set_clock(&mut c, t0);
+    const LIMIT: u64 = 1000;
+    let seed = Rng::seed_from_env("RESERVE_SEED");
+    eprintln!("RESERVE_SEED={seed}");
+    let threads: Vec<_> = (0..6u64)
+        .map(|t| {
+            let mut c = s.connect();
+            std::thread::spawn(move || {
+                let mut rng = Rng::new(seed ^ (t << 8));
+                let (mut charged, mut admitted, mut denied) = (0u64, 0u64, 0u64);
+                for _ in 0..80 {
+                    let estimate = rng.below(60);
+                    let e = estimate.to_string();
+                    let r = ints_on(
+                        &mut c,
+                        &[
+                            "RL.ALL",
+                            "LIMIT",
+                            "slots",
+                            "CONCURRENCY",
+                            "50",
+                            "5",
+                            "LIMIT",
+                            "fx",
+                            "FIXED",
+                            &LIMIT.to_string(),
+                            "3600",
+                            "ESTIMATE",
+                            &e,
+                        ],
+                    );
+                    if r[0] == 0 {
+                        denied += 1;
+                        continue;
+                    }
+                    admitted += 1;
+                    if rng.one_in(5) {
+                        charged += estimate;
+                        continue;
+                    }
+                    let actual = rng.below(150);
+                    let id = id_of(&r);
+                    let settled = ints_on(
+                        &mut c,
+                        &[
+                            "RL.SETTLE",
+                            "slots",
+                            "fx",
+                            "LEASE",
+                            &id,
+                            "ACTUAL",
+                            &actual.to_string(),
+                        ],
+                    );
+                    assert_eq!(settled[0], 1, "{settled:?}");
+                    charged += actual;
+                }
+                (charged, admitted, denied)
+            })
+        })
+        .collect();
+    let (mut charged, mut admitted, mut denied) = (0, 0, 0);
+    for t in threads {
+        let (c, a, d) = t.join().unwrap();
+        charged += c;
+        admitted += a;
+        denied += d;
+    }
+    eprintln!("{admitted} admitted, {denied} denied, {charged} charged");
+    assert!(denied > 0 && admitted > 0, "the limit was reached");
+    // Replay the AOF: the window's count as each command left it.
+    let mut count = 0u64;
+    let mut checked = 0u64;
+    let mut debt_seen = false;
+    for cmd in aof_commands(&s.dir) {
+        let name = String::from_utf8_lossy(&cmd[0]).to_ascii_uppercase();
+        match (name.as_str(), cmd.get(1).map(|k| k.as_slice())) {
+            ("RL.SETSTATE", Some(b"fx")) => {
+                assert_eq!(cmd[2][0], b'F');
+                count = u64::from_le_bytes(cmd[2][1..9].try_into().unwrap());
+                debt_seen |= count > LIMIT;
+            }
+            ("DEL", Some(b"fx")) => count = 0,
+            ("RL.LEASE", Some(b"slots")) if cmd[2][0] == b'V' => {
+                let record = Record::decode(&cmd[2], &mut 25).expect("a record");
+                let estimate = record.holds[0].estimate;
+                assert!(
+                    count + estimate.max(1) <= LIMIT,
+                    "admitted {estimate} with {count} of {LIMIT} counted"
+                );
+                checked += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(checked, admitted);
+    assert!(debt_seen, "some settlement went beyond the limit");
+    assert_eq!(count, charged);
+}
+
+/// A key locked out by its policy stays locked through a settlement (its
+/// own state settled under the lock), on the replica too.
+#[test]
+fn a_settlement_under_a_lockout_keeps_the_lock() {
+    let master = Server::start_with(AOF_COMMANDS);
+    let replica = start_replica(&master, &[]);
+    let mut c = master.connect();
+    let t0 = clock_start(&mut c);
+    set_clock(&mut c, t0);
+    ok(
+        &mut c,
+        &["RL.POLICY", "SET", "slots", "CONCURRENCY", "5", "60"],
+    );
+    ok(
+        &mut c,
+        &[
+            "RL.POLICY",
+            "SET",
+            "tpm",
+            "TOKENBUCKET",
+            "100",
+            "100",
+            "PERIOD",
+            "60",
+            "LOCKOUT",
+            "600",
+        ],
+    );
+    let reserve = |c: &mut redis::Connection, est: &str| {
+        ints_on(
+            c,
+            &[
+                "RL.TAKEALL",
+                "LIMIT",
+                "s",
+                "POLICY",
+                "slots",
+                "LIMIT",
+                "t",
+                "POLICY",
+                "tpm",
+                "ESTIMATE",
+                est,
+            ],
+        )
+    };
+    let r = reserve(&mut c, "60");
+    assert_eq!(r[0], 1);
+    // Denied (60 more do not fit): the policy locks the key out.
+    assert_eq!(reserve(&mut c, "60")[0], 0);
+    assert_eq!(
+        call(&mut c, &["TYPE", "t"]).unwrap(),
+        Value::SimpleString("rl-locked".into())
+    );
+    let settled = ints_on(
+        &mut c,
+        &["RL.SETTLE", "s", "t", "LEASE", &id_of(&r), "ACTUAL", "10"],
+    );
+    assert_eq!(settled[0], 1, "{settled:?}");
+    assert_eq!(
+        call(&mut c, &["TYPE", "t"]).unwrap(),
+        Value::SimpleString("rl-locked".into())
+    );
+    // Still denied until the lock ends, then the 50 given back are there.
+    assert_eq!(reserve(&mut c, "1")[0], 0);
+    set_clock(&mut c, t0 + 600 * SEC);
+    let after = reserve(&mut c, "1");
+    assert_eq!(after[..3], [1, 5, 4], "{after:?}");
+    drop(c);
+    assert!(assert_state_survives_everything(master, &replica) >= 1);
+}
