@@ -534,4 +534,86 @@ mod tests {
         l.apply(&op.unwrap());
         assert_eq!(l.record(r.id()), None);
     }
+
+    /// An admitted call's writes: the acquire becomes the reservation
+    /// with one hold per ESTIMATE clause; estimate 0 writes nothing (it was
+    /// decided as a take of 1); other clauses write what they decided.
+    #[test]
+    fn an_admitted_reservation_writes_the_estimates_and_the_record() {
+        let slots = spec("CONCURRENCY 5 30");
+        let tb = spec("TOKENBUCKET 100 1");
+        let fx = spec("FIXED 100 60");
+        let sw = spec("SLIDING 10 60");
+        let at = Nanos::new(1_800_000_000_000_000_000);
+        let acquire = Op::Acquire {
+            now: at,
+            id: at.as_u64(),
+            expires: at.saturating_add(Nanos::from_secs(30)),
+        };
+        let lease = Effect::Lease(acquire);
+        let bucket = Effect::Bucket(at.saturating_add(Nanos::from_secs(7)));
+        let take_of_one = Effect::Clear;
+        let other = Effect::Bucket(Nanos::new(3));
+        let out = admitted(
+            at,
+            &[
+                Admitted {
+                    key: b"s",
+                    spec: &slots,
+                    estimate: None,
+                    effect: &lease,
+                },
+                Admitted {
+                    key: b"t",
+                    spec: &tb,
+                    estimate: Some(7),
+                    effect: &bucket,
+                },
+                Admitted {
+                    key: b"f",
+                    spec: &fx,
+                    estimate: Some(0),
+                    effect: &take_of_one,
+                },
+                Admitted {
+                    key: b"w",
+                    spec: &sw,
+                    estimate: None,
+                    effect: &other,
+                },
+            ],
+        )
+        .unwrap();
+        let Effect::Reserve(r) = &out[0] else {
+            panic!("{:?}", out[0])
+        };
+        assert_eq!(r.op, acquire);
+        assert_eq!(r.record.at, at);
+        let holds: Vec<(&[u8], u64, Option<Nanos>)> = r
+            .record
+            .holds
+            .iter()
+            .map(|h| (h.key.as_slice(), h.estimate, h.bucket_end))
+            .collect();
+        assert_eq!(
+            holds,
+            [
+                (&b"t"[..], 7, Some(at.saturating_add(Nanos::from_secs(7)))),
+                (&b"f"[..], 0, None)
+            ]
+        );
+        assert_eq!(out[1..], [bucket, Effect::None, other]);
+        // Denied (no acquire): what was decided, no record.
+        let none = admitted(
+            at,
+            &[Admitted {
+                key: b"t",
+                spec: &tb,
+                estimate: Some(7),
+                effect: &Effect::None,
+            }],
+        )
+        .unwrap();
+        assert_eq!(none, [Effect::None]);
+    }
 }
