@@ -817,3 +817,77 @@ fn a_settlement_under_a_lockout_keeps_the_lock() {
     drop(c);
     assert!(assert_state_survives_everything(master, &replica) >= 1);
 }
+
+/// In a cluster: RL.SETTLE is routed by its key spec (the cluster client
+/// finds the slot with no keys-position call), keys in two slots are
+/// CROSSSLOT, and a reservation survives a failover: the promoted replica
+/// settles it exactly as the old master would have.
+#[test]
+fn a_reservation_is_routed_in_a_cluster_and_survives_failover() {
+    let mut cluster = Cluster::start();
+    let mut cc = cluster.client();
+    let reserve = |cc: &mut redis::cluster::ClusterConnection| {
+        ints_on(
+            cc,
+            &[
+                "RL.ALL",
+                "LIMIT",
+                "{k9}:inflight",
+                "CONCURRENCY",
+                "3",
+                "600",
+                "LIMIT",
+                "{k9}:tpm",
+                "SLIDING",
+                "1000",
+                "3600",
+                "ESTIMATE",
+                "100",
+            ],
+        )
+    };
+    let a = reserve(&mut cc);
+    assert_eq!(a[0], 1, "{a:?}");
+    let crossslot = err_on(
+        &mut cc,
+        &[
+            "RL.SETTLE",
+            "{k9}:inflight",
+            "{other}:tpm",
+            "LEASE",
+            "1",
+            "ACTUAL",
+            "1",
+        ],
+    );
+    assert!(crossslot.contains("CROSSSLOT"), "{crossslot}");
+    cluster.wait_replicated();
+    cluster.failover("{k9}:inflight");
+    let mut cc = cluster.client();
+    let s = ints_on(
+        &mut cc,
+        &[
+            "RL.SETTLE",
+            "{k9}:inflight",
+            "{k9}:tpm",
+            "LEASE",
+            &id_of(&a),
+            "ACTUAL",
+            "250",
+        ],
+    );
+    assert_eq!(s[..3], [1, 1000, 749], "{s:?}");
+    let again = ints_on(
+        &mut cc,
+        &[
+            "RL.SETTLE",
+            "{k9}:inflight",
+            "{k9}:tpm",
+            "LEASE",
+            &id_of(&a),
+            "ACTUAL",
+            "250",
+        ],
+    );
+    assert_eq!(again, [0; 6]);
+}
