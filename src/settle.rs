@@ -52,7 +52,8 @@ pub fn settle(
     let mut held: Vec<&[u8]> = record.holds.iter().map(|h| h.key.as_slice()).collect();
     named.sort_unstable();
     held.sort_unstable();
-    if named != held {
+    // (A record names the anchor only if forged: each key is opened once.)
+    if named != held || named.contains(&anchor.bytes()) {
         return Err(SETTLE_KEYS);
     }
     // Everything fallible first: each limit read back, its key opened and

@@ -891,3 +891,64 @@ fn a_reservation_is_routed_in_a_cluster_and_survives_failover() {
     );
     assert_eq!(again, [0; 6]);
 }
+
+/// A reservation's record in a RESTOREd value is checked like the rest:
+/// a real one restores and settles; one naming a key twice (which would
+/// have RL.SETTLE open it twice) is refused and changes nothing.
+#[test]
+fn restored_records_are_checked_and_a_key_named_twice_is_refused() {
+    use redis_ratelimit_core::algo::lease::{Leases, Op};
+    use redis_ratelimit_core::reserve::{Hold, Record, Reservation};
+    use redis_ratelimit_core::time::Nanos;
+    let s = Server::start();
+    let mut c = s.connect();
+    // A real rl-leases DUMP, for its module id (rl-leases, version 2).
+    let _ = ints_on(&mut c, &["RL.ACQUIRE", "probe", "1", "10"]);
+    let probe = dump::Dump::parse(&bytes(&mut c, &["DUMP", "probe"]).unwrap());
+    let now = Nanos::new(server_now_ns(&mut c));
+    let hold = |key: &str| Hold {
+        key: key.as_bytes().to_vec(),
+        words: ["SLIDING", "10", "60"]
+            .iter()
+            .map(|w| w.as_bytes().to_vec())
+            .collect(),
+        estimate: 5,
+        bucket_end: None,
+    };
+    let forged = |keys: &[&str]| {
+        let r = Reservation {
+            op: Op::Acquire {
+                now,
+                id: now.as_u64(),
+                expires: now.saturating_add(Nanos::from_secs(60)),
+            },
+            record: Record {
+                at: now,
+                holds: keys.iter().map(|k| hold(k)).collect(),
+            },
+        };
+        let mut value = Vec::new();
+        Leases::from_reservation(&r).encode(&mut value);
+        dump::Dump {
+            body: dump::boxed_body(&value),
+            ..probe.clone()
+        }
+        .payload()
+    };
+    let id = now.as_u64().to_string();
+    let before = dump_all(&mut c);
+    let e = dump::restore(&mut c, "anchor", 0, &forged(&["a", "a"])).unwrap_err();
+    assert!(e.contains("Bad data format"), "{e}");
+    assert_eq!(dump_all(&mut c), before);
+    dump::restore(&mut c, "anchor", 0, &forged(&["a", "b"])).unwrap();
+    let s = ints_on(
+        &mut c,
+        &["RL.SETTLE", "anchor", "b", "a", "LEASE", &id, "ACTUAL", "7"],
+    );
+    assert_eq!(s[0], 1, "{s:?}");
+    // The 2 units beyond the estimate, charged on both (nothing was there).
+    assert_eq!(
+        rl(&mut c, &["RL.SLIDING", "a", "10", "60", "COST", "0"])[2],
+        8
+    );
+}

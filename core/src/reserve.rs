@@ -264,7 +264,7 @@ impl Record {
 
     /// Reads what [`Record::encode`] wrote at `*pos`, advancing it;
     /// `None` for anything outside the bounds (see the module's text) or a
-    /// definition that is not a rate limit's.
+    /// definition that is not a rate limit's, or a key named twice.
     pub fn decode(b: &[u8], pos: &mut usize) -> Option<Record> {
         let mut r = Reader { b, pos: *pos };
         let at = Nanos::new(r.u64()?);
@@ -300,6 +300,12 @@ impl Record {
                 estimate,
                 bucket_end: (end != 0).then_some(Nanos::new(end)),
             });
+        }
+        // Distinct keys, as RL.ALL requires: a settlement opens each once.
+        let mut keys: Vec<&[u8]> = holds.iter().map(|h| h.key.as_slice()).collect();
+        keys.sort_unstable();
+        if keys.windows(2).any(|w| w.first() == w.get(1)) {
+            return None;
         }
         *pos = r.pos;
         Some(Record { at, holds })
@@ -418,6 +424,7 @@ mod tests {
             Record::decode(&b, &mut 0)
         };
         assert_eq!(bad(&|r| r.holds.clear()), None);
+        assert_eq!(bad(&|r| r.holds[1].key = r.holds[0].key.clone()), None);
         assert_eq!(bad(&|r| r.at = Nanos::ZERO), None);
         assert_eq!(bad(&|r| r.holds[0].estimate = MAX_INT + 1), None);
         assert!(bad(&|r| r.holds[0].estimate = MAX_INT).is_some());
