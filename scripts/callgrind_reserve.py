@@ -119,6 +119,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--module", default=bs.DEFAULT_MODULE)
     ap.add_argument("--pairs", type=int, default=10_000)
+    ap.add_argument("--only", default=None, help="one kind: incr, plain or reserve")
+    ap.add_argument("--keep-dumps", default=None, metavar="DIR",
+                    help="copy each kind's dump to DIR (for callgrind_annotate)")
     args = ap.parse_args()
     workdir = tempfile.mkdtemp(prefix="rl-callgrind-reserve-")
     out_base = os.path.join(workdir, "callgrind.out")
@@ -132,6 +135,8 @@ def main():
         pid = server.proc.pid
         c = Client(server.port)
         for kind in ("incr", "plain", "reserve"):
+            if args.only and kind != args.only:
+                continue
             c.batch([["FLUSHALL"]])
             pairs(c, KEYS * 2, kind, rng)  # every key made, and a warm-up
             subprocess.run(["callgrind_control", "--zero", str(pid)], capture_output=True,
@@ -150,10 +155,15 @@ def main():
             if total is None:
                 raise bs.BenchError("no totals in the dump")
             results[kind] = total / args.pairs
+            if args.keep_dumps:
+                os.makedirs(args.keep_dumps, exist_ok=True)
+                shutil.copy(new[-1], os.path.join(args.keep_dumps, "callgrind." + kind))
             bs.log(f"{kind:<8} {results[kind]:10,.0f} instructions per pair")
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+    if args.only:
+        return
     incr = results["incr"]
     print("| pair (two requests) | instructions / pair | vs two INCRs |")
     print("|---|--:|--:|")

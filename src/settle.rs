@@ -38,8 +38,10 @@ pub fn settle(
 ) -> Result<(), CmdError> {
     let now = clock::now();
     let mut anchor_key = ctx.open_key(anchor).ok_or(INTERNAL)?;
-    let record: Option<Record> = match store::load(&anchor_key, StateKind::Leases)? {
-        Stored::Leases(l) if l.holds(id, now) => l.record(id).cloned(),
+    // The record is read in place (not copied): everything is decided
+    // from it before the first write.
+    let record: Option<&Record> = match store::load(&anchor_key, StateKind::Leases)? {
+        Stored::Leases(l) if l.holds(id, now) => l.record(id),
         _ => None,
     };
     let Some(record) = record else {
