@@ -14,6 +14,7 @@ use redis_ratelimit_core::limit::{
     decide_all, decide_one, Action, AllDecided, Claim, Decided, Effect, Rules, Spec, State,
     StateKind, Stored, Verdict,
 };
+use redis_ratelimit_core::reserve::{admitted as admitted_effects, Admitted};
 use redis_ratelimit_core::time::Nanos;
 
 use crate::api::{Ctx, Key, Name};
@@ -56,10 +57,34 @@ pub fn decide(
     load: impl Load,
 ) -> Result<(), CmdError> {
     if let [_] = limits {
-        request::<One>(ctx, report, limits, args, reply, load)
+        request::<One>(ctx, report, limits, args, reply, load, None)
     } else {
-        request::<Many>(ctx, report, limits, args, reply, load)
+        request::<Many>(ctx, report, limits, args, reply, load, None)
     }
+}
+
+/// [`decide`] for a call that reserves (RL.ALL ... ESTIMATE n): `estimates`
+/// has each limit's estimate (`None`: an ordinary clause; an ESTIMATE
+/// clause's cost is `max(n, 1)`). Admitted, it writes the take of each
+/// estimate and the CONCURRENCY lease as the reservation, with its record
+/// (crate::reserve).
+pub fn reserve(
+    ctx: &Ctx<'_>,
+    report: &'static Report,
+    limits: &[Limit<'_>],
+    estimates: &[Option<u64>],
+    args: RequestArgs,
+    reply: Reply,
+) -> Result<(), CmdError> {
+    request::<Many>(
+        ctx,
+        report,
+        limits,
+        args,
+        reply,
+        store::load,
+        Some(estimates),
+    )
 }
 
 /// How a request keeps one thing per limit (its keys, their states, what
@@ -161,6 +186,7 @@ fn request<L: PerLimit>(
     args: RequestArgs,
     reply: Reply,
     load: impl Load,
+    estimates: Option<&[Option<u64>]>,
 ) -> Result<(), CmdError> {
     let now = clock::now();
     let mut keys = L::try_map(limits, |l| ctx.open_key(l.name).ok_or(INTERNAL))?;
@@ -195,8 +221,18 @@ fn request<L: PerLimit>(
     }
     // The states were read; what follows writes.
     drop(claims);
+    // A reservation admitted: its writes (and its record) instead.
+    let reserved = match estimates {
+        Some(e) if answer.allowed && !args.dry_run => Some(reservation(limits, e, &decided, now)?),
+        _ => None,
+    };
     if !args.dry_run {
-        let effects = decided.each().iter().map(|d| &d.effect);
+        let effects = decided.each().iter().enumerate().map(|(i, d)| {
+            reserved
+                .as_ref()
+                .and_then(|r| r.get(i))
+                .unwrap_or(&d.effect)
+        });
         for ((l, key), effect) in limits.iter().zip(keys.as_mut()).zip(effects) {
             store::commit(ctx, key, l.name, effect, report.event);
             if args.refund && !matches!(effect, Effect::None) {
@@ -215,6 +251,28 @@ fn request<L: PerLimit>(
         .filter(|_| !args.dry_run);
     reply.send(ctx, answer, decided.index(), lease);
     Ok(())
+}
+
+/// The writes of an admitted reservation (core's `reserve::admitted`).
+#[inline(never)]
+fn reservation(
+    limits: &[Limit<'_>],
+    estimates: &[Option<u64>],
+    decided: &impl Decision,
+    now: Nanos,
+) -> Result<Vec<Effect>, CmdError> {
+    let admitted: Vec<Admitted<'_>> = limits
+        .iter()
+        .zip(decided.each())
+        .enumerate()
+        .map(|(i, (l, d))| Admitted {
+            key: l.name.bytes(),
+            spec: l.spec,
+            estimate: estimates.get(i).copied().flatten(),
+            effect: &d.effect,
+        })
+        .collect();
+    admitted_effects(now, &admitted)
 }
 
 /// Counts the request under each named policy it applies (`took`: it

@@ -31,6 +31,7 @@ mod engine;
 mod info;
 mod policies;
 mod reply;
+mod settle;
 mod stats;
 mod store;
 mod wire;

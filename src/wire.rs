@@ -14,6 +14,7 @@ use redis_ratelimit_core::algo::lease::{Leases, Op};
 use redis_ratelimit_core::algo::sliding::Log;
 use redis_ratelimit_core::bounds::MAX_INT;
 use redis_ratelimit_core::limit::{Effect, Lock};
+use redis_ratelimit_core::reserve::{Record, Reservation};
 use redis_ratelimit_core::time::Nanos;
 
 use crate::api::{Ctx, Name};
@@ -52,6 +53,7 @@ pub fn replicate<'k>(
         Effect::WindowAdd(u) => ctx.replicate_blob(WINDOWADD, key, &u.encode()),
         Effect::WindowRefund(r) => ctx.replicate_blob(WINDOWREFUND, key, &r.encode()),
         Effect::Lease(op) => ctx.replicate_blob(LEASE, key, &lease_op(op)),
+        Effect::Reserve(r) => ctx.replicate_blob(LEASE, key, &reservation(r)),
         // The whole lock as written, the limit's state inside it: rare,
         // and a replica then holds exactly what the master holds.
         Effect::Lockout { .. } => {
@@ -151,6 +153,44 @@ pub fn lease_op(op: &Op) -> [u8; 25] {
     out[9..17].copy_from_slice(&id.to_le_bytes());
     out[17..].copy_from_slice(&expires.as_u64().to_le_bytes());
     out
+}
+
+/// A lease taken as a reservation: `V`, then what `A` carries (instant,
+/// id, expiry), then the record ([`Record::encode`]). A server that
+/// predates reservations refuses it: upgrade replicas first.
+pub fn reservation(r: &Reservation) -> Vec<u8> {
+    let mut out = Vec::with_capacity(25 + r.record.encoded_len());
+    out.extend_from_slice(&lease_op(&r.op));
+    if let Some(tag) = out.first_mut() {
+        *tag = RESERVE;
+    }
+    r.record.encode(&mut out);
+    out
+}
+
+const RESERVE: u8 = b'V';
+
+/// What RL.LEASE carries: a lease op, or a reservation.
+pub enum LeaseChange {
+    Op(Op),
+    Reserve(Box<Reservation>),
+}
+
+pub fn decode_lease_change(b: &[u8]) -> Option<LeaseChange> {
+    if b.first() != Some(&RESERVE) {
+        return decode_lease_op(b).map(LeaseChange::Op);
+    }
+    let mut head = [0u8; 25];
+    head.copy_from_slice(b.get(..25)?);
+    head[0] = b'A';
+    let op = decode_lease_op(&head)?;
+    let mut pos = 25;
+    let record = Record::decode(b, &mut pos)?;
+    let Op::Acquire { now, .. } = op else {
+        return None;
+    };
+    (pos == b.len() && record.at == now)
+        .then(|| LeaseChange::Reserve(Box::new(Reservation { op, record })))
 }
 
 pub fn decode_lease_op(b: &[u8]) -> Option<Op> {
@@ -426,6 +466,51 @@ mod tests {
         l
     }
 
+    /// A reservation travels as `V`, the acquire and the record; cut
+    /// short, with bytes after it, or with a record decided at another
+    /// instant than its lease, it is refused.
+    #[test]
+    fn a_reservation_round_trips_and_nothing_else_decodes() {
+        use redis_ratelimit_core::reserve::{Hold, Record, Reservation};
+        let now = Nanos::new(1_800_000_000_000_000_000);
+        let r = Reservation {
+            op: Op::Acquire {
+                now,
+                id: now.as_u64(),
+                expires: now.saturating_add(Nanos::from_secs(30)),
+            },
+            record: Record {
+                at: now,
+                holds: vec![Hold {
+                    key: b"tokens".to_vec(),
+                    words: vec![b"SLIDING".to_vec(), b"100".to_vec(), b"60".to_vec()],
+                    estimate: 10,
+                    bucket_end: None,
+                }],
+            },
+        };
+        let b = reservation(&r);
+        assert_eq!(b.len(), 25 + r.record.encoded_len());
+        match decode_lease_change(&b) {
+            Some(LeaseChange::Reserve(d)) => assert_eq!(*d, r),
+            _ => panic!("not decoded"),
+        }
+        for n in 0..b.len() {
+            assert!(decode_lease_change(&b[..n]).is_none(), "{n}");
+        }
+        let mut longer = b.clone();
+        longer.push(0);
+        assert!(decode_lease_change(&longer).is_none());
+        let mut other_at = r.clone();
+        other_at.record.at = now.saturating_add(Nanos::new(1));
+        assert!(decode_lease_change(&reservation(&other_at)).is_none());
+        // The old payloads still decode as they did.
+        assert!(matches!(
+            decode_lease_change(&lease_op(&r.op)),
+            Some(LeaseChange::Op(_))
+        ));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2_000))]
 
@@ -435,6 +520,7 @@ mod tests {
             let _ = Update::decode(&b);
             let _ = Refund::decode(&b);
             let _ = decode_lease_op(&b);
+            let _ = decode_lease_change(&b);
         }
 
         /// Structured inputs: real encodings with up to three mutations,

@@ -66,6 +66,18 @@ const COMMANDS: &[(&[&str], Role)] = &[
     ),
     (&["RL.RELEASE", "rl:lease", "1"], App),
     (&["RL.RENEW", "rl:lease", "1", "10"], App),
+    (
+        &[
+            "RL.SETTLE",
+            "rl:{r}lease",
+            "rl:{r}tokens",
+            "LEASE",
+            "1",
+            "ACTUAL",
+            "5",
+        ],
+        App,
+    ),
     (&["RL.TOKENBUCKET", "rl:tb", "10", "1", "1"], Inline),
     (&["RL.SLIDING", "rl:sl", "10", "60"], Inline),
     (&["RL.GCRA", "rl:g", "1", "1", "1"], Inline),
@@ -92,7 +104,13 @@ const COMMANDS: &[(&[&str], Role)] = &[
 
 /// The roles as command lists (docs/SECURITY.md): what an operator grants
 /// where the server has no category of ours (Redis 7.0, 7.2).
-const APP_COMMANDS: &[&str] = &["+rl.take", "+rl.takeall", "+rl.release", "+rl.renew"];
+const APP_COMMANDS: &[&str] = &[
+    "+rl.take",
+    "+rl.takeall",
+    "+rl.release",
+    "+rl.renew",
+    "+rl.settle",
+];
 const INLINE_COMMANDS: &[&str] = &[
     "+rl.tokenbucket",
     "+rl.sliding",

@@ -47,6 +47,10 @@ pub const MAX_LIMITS_MAX: u32 = 1000;
 pub const MAX_LEASES_DEFAULT: u32 = 10_000;
 pub const MAX_LEASES_MAX: u32 = 1_000_000;
 
+/// A key a reservation (RL.ALL ... ESTIMATE) reserves on: at most this
+/// many bytes, kept in the reservation's record for the lease's life.
+pub const MAX_RESERVED_KEY: usize = 512;
+
 /// A policy definition: at most this many words, each at most this many
 /// bytes once written in its canonical form (what GET answers and what
 /// persistence and replication carry; the longest real one is about 8

@@ -119,6 +119,16 @@ errors! {
     ALL_ONE_CONCURRENCY = c"ERR RL.ALL takes at most one CONCURRENCY limit";
     CONCURRENCY_REFUND = c"ERR a CONCURRENCY limit takes no COST and no REFUND: RL.RELEASE gives a slot back";
 
+    ESTIMATE = c"ERR ESTIMATE must be an integer between 0 and 9223372036854775807";
+    ESTIMATE_NEEDS_LEASE = c"ERR ESTIMATE needs a CONCURRENCY limit in the same call: its lease is the reservation";
+    ESTIMATE_CONCURRENCY = c"ERR a CONCURRENCY limit takes no ESTIMATE: its lease is the reservation";
+    ESTIMATE_KEY = c"ERR a key reserved on (ESTIMATE) must be at most 512 bytes";
+    SETTLE_KEYS = c"ERR the reservation was made on other keys: RL.SETTLE names every key it reserved on, once";
+    ACTUAL = c"ERR ACTUAL must be an integer between 0 and 9223372036854775807";
+    ESTIMATE_COST = c"ERR a clause takes COST or ESTIMATE, not both";
+    ESTIMATE_REFUND = c"ERR ESTIMATE reserves units: RL.SETTLE gives back what was not used, not REFUND";
+    ESTIMATE_BLOCK = c"ERR ESTIMATE reserves at once or not at all: it cannot be used with BLOCK";
+
     POLICY_NAME = c"ERR policy name must be 1 to 64 characters of A-Z a-z 0-9 _ - .";
     POLICY_ALGORITHM = c"ERR a policy is TOKENBUCKET, SLIDING, GCRA, FIXED or CONCURRENCY followed by that limit's arguments";
     POLICY_KIND = c"ERR a policy keeps its algorithm: RL.POLICY DEL it first to change it";

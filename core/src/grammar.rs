@@ -912,7 +912,14 @@ pub struct Clause<P> {
     pub key: usize,
     pub limit: ClauseLimit<P>,
     pub cost: Option<u64>,
+    /// `ESTIMATE n`: the clause reserves `n` units, settled later
+    /// (RL.SETTLE) with the actual cost; the call's CONCURRENCY lease is the
+    /// reservation. Instead of COST.
+    pub estimate: Option<u64>,
 }
+
+/// The keyword of a clause's estimate (a reservation's cost, settled later).
+pub const ESTIMATE: &str = "ESTIMATE";
 
 /// The keyword of an RL.ALL clause that names a policy.
 pub const POLICY_CLAUSE: &str = "POLICY";
@@ -1008,9 +1015,15 @@ where
         c.next_word()?;
         let word = c.next_or(error::ALGORITHM)?;
         let mut cost = None;
+        let mut estimate = None;
         let mut other = |w: &[u8], c: &mut Cursor<'_, W>| {
             if is(w, COST_OPTION.keyword) && cost.is_none() {
                 cost = Some(read_cost(c)?);
+                return Ok(true);
+            }
+            if is(w, ESTIMATE) && estimate.is_none() {
+                let word = c.next_or(error::ESTIMATE)?;
+                estimate = Some(int(word, 0).ok_or(error::ESTIMATE)?);
                 return Ok(true);
             }
             request.read(w, c, true)
@@ -1035,7 +1048,12 @@ where
             let spec = syntax.read(&mut c, settings, None, |w| is(w, LIMIT_CLAUSE), &mut other)?;
             ClauseLimit::Inline(spec)
         };
-        clauses.push(Clause { key, limit, cost });
+        clauses.push(Clause {
+            key,
+            limit,
+            cost,
+            estimate,
+        });
     }
     if clauses.is_empty() {
         return Err(error::SYNTAX);
@@ -1063,6 +1081,7 @@ where
             key: c.key,
             limit,
             cost: c.cost,
+            estimate: c.estimate,
         });
     }
     let together: Vec<(&Spec, Option<u64>)> = resolved
@@ -1070,6 +1089,11 @@ where
         .map(|c| (c.limit.spec(policies.spec), c.cost))
         .collect();
     check_all(&together, &request)?;
+    let estimates: Vec<(&Spec, Option<u64>, Option<u64>)> = resolved
+        .iter()
+        .map(|c| (c.limit.spec(policies.spec), c.cost, c.estimate))
+        .collect();
+    check_estimates(&estimates, &request)?;
     Ok(AllArgs {
         clauses: resolved,
         request,
@@ -1121,6 +1145,37 @@ fn check_all(limits: &[(&Spec, Option<u64>)], request: &RequestArgs) -> Result<(
     }
     if leases.iter().any(|c| c.is_some()) || (!leases.is_empty() && request.refund) {
         return Err(error::CONCURRENCY_REFUND);
+    }
+    Ok(())
+}
+
+/// The rules of a reservation (clauses with `ESTIMATE n`): exactly one
+/// CONCURRENCY limit in the call (its lease is the reservation, its id the
+/// handle), which takes no ESTIMATE itself; no clause with both COST and
+/// ESTIMATE; no REFUND; no BLOCK (a reservation is made at once or not).
+/// DRYRUN decides and reserves nothing.
+fn check_estimates(
+    limits: &[(&Spec, Option<u64>, Option<u64>)],
+    request: &RequestArgs,
+) -> Result<(), CmdError> {
+    if !limits.iter().any(|(_, _, e)| e.is_some()) {
+        return Ok(());
+    }
+    let is_lease = |s: &Spec| matches!(s, Spec::Concurrency(_));
+    if limits.iter().any(|(s, _, e)| is_lease(s) && e.is_some()) {
+        return Err(error::ESTIMATE_CONCURRENCY);
+    }
+    if !limits.iter().any(|(s, _, _)| is_lease(s)) {
+        return Err(error::ESTIMATE_NEEDS_LEASE);
+    }
+    if limits.iter().any(|(_, c, e)| c.is_some() && e.is_some()) {
+        return Err(error::ESTIMATE_COST);
+    }
+    if request.refund {
+        return Err(error::ESTIMATE_REFUND);
+    }
+    if request.block.is_some() {
+        return Err(error::ESTIMATE_BLOCK);
     }
     Ok(())
 }
@@ -1475,6 +1530,74 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    /// A reservation: ESTIMATE clauses next to exactly one CONCURRENCY
+    /// clause, whose lease is the reservation.
+    #[test]
+    fn estimate_clauses_need_one_concurrency_limit_and_no_refund_or_block() {
+        let all = |s: &str| read_all(&words(s)[..], Settings::default(), policies());
+        let w = words("RL.ALL LIMIT a CONCURRENCY 5 30 LIMIT b SLIDING 10 60 ESTIMATE 7 LIMIT c POLICY p ESTIMATE 0 LIMIT d FIXED 1 1");
+        let r = read_all(&w[..], Settings::default(), policies()).unwrap();
+        let est: Vec<Option<u64>> = r.clauses.iter().map(|c| c.estimate).collect();
+        assert_eq!(est, [None, Some(7), Some(0), None]);
+        assert_eq!(r.clauses[3].cost, None);
+        assert_eq!(all_key_positions(&w[..]), [2, 7, 14, 20]);
+        // With DRYRUN: read, the decision only.
+        assert!(
+            all("RL.ALL DRYRUN LIMIT a CONCURRENCY 1 1 LIMIT b SLIDING 1 1 ESTIMATE 1").is_ok()
+        );
+        for (call, e) in [
+            (
+                "RL.ALL LIMIT b SLIDING 1 1 ESTIMATE 1",
+                error::ESTIMATE_NEEDS_LEASE,
+            ),
+            (
+                "RL.ALL LIMIT a CONCURRENCY 1 1 ESTIMATE 1",
+                error::ESTIMATE_CONCURRENCY,
+            ),
+            (
+                "RL.ALL LIMIT a CONCURRENCY 1 1 LIMIT b SLIDING 1 1 ESTIMATE 1 COST 2",
+                error::ESTIMATE_COST,
+            ),
+            (
+                "RL.ALL REFUND LIMIT a CONCURRENCY 1 1 LIMIT b SLIDING 1 1 ESTIMATE 1",
+                error::CONCURRENCY_REFUND,
+            ),
+            (
+                "RL.ALL LIMIT a SLIDING 1 1 ESTIMATE 1 REFUND",
+                error::ESTIMATE_NEEDS_LEASE,
+            ),
+            (
+                "RL.ALL BLOCK 5 LIMIT a CONCURRENCY 1 1 LIMIT b SLIDING 1 1 ESTIMATE 1",
+                error::ESTIMATE_BLOCK,
+            ),
+            (
+                "RL.ALL LIMIT a CONCURRENCY 1 1 LIMIT b SLIDING 1 1 ESTIMATE -1",
+                error::ESTIMATE,
+            ),
+            (
+                "RL.ALL LIMIT a CONCURRENCY 1 1 LIMIT b SLIDING 1 1 ESTIMATE 9223372036854775808",
+                error::ESTIMATE,
+            ),
+            (
+                "RL.ALL LIMIT a CONCURRENCY 1 1 LIMIT b SLIDING 1 1 ESTIMATE",
+                error::ESTIMATE,
+            ),
+            (
+                "RL.ALL LIMIT a CONCURRENCY 1 1 LIMIT b SLIDING 1 1 ESTIMATE 1 ESTIMATE 2",
+                error::SYNTAX,
+            ),
+        ] {
+            assert_eq!(all(call).unwrap_err(), e, "{call}");
+        }
+        let ok =
+            all("RL.ALL LIMIT a CONCURRENCY 1 1 LIMIT b SLIDING 1 1 ESTIMATE 9223372036854775807");
+        assert_eq!(ok.unwrap().clauses[1].estimate, Some(i64::MAX as u64));
+        // RL.TAKEALL reads it too.
+        let w = words("RL.TAKEALL LIMIT a POLICY c LIMIT b POLICY p ESTIMATE 3");
+        let r = read_take_all(&w[..], Settings::default(), policies()).unwrap();
+        assert_eq!(r.clauses[1].estimate, Some(3));
     }
 
     #[test]

@@ -24,5 +24,6 @@ pub mod names;
 pub mod num;
 pub mod policy;
 pub mod render;
+pub mod reserve;
 pub mod settle;
 pub mod time;

@@ -14,6 +14,7 @@ use crate::algo::sliding::{self, Log, Refund, Update, Window};
 use crate::algo::{Answer, Change, RetryAfter};
 use crate::error::{CmdError, INTERNAL, WRONGTYPE};
 use crate::few::Few;
+use crate::reserve::Reservation;
 use crate::time::Nanos;
 
 /// Take units, or give them back.
@@ -163,6 +164,10 @@ impl State {
                     *self = State::Empty;
                 }
             }
+            Effect::Reserve(r) => match self {
+                State::Leases(l) => l.reserve(r),
+                _ => *self = State::Leases(Leases::from_reservation(r)),
+            },
         }
         self.fresh_at(effect)
     }
@@ -330,6 +335,8 @@ pub enum Effect {
     WindowRefund(Refund),
     /// A lease taken, released or renewed.
     Lease(Op),
+    /// A lease taken as a reservation, with its record (crate::reserve).
+    Reserve(Box<Reservation>),
     /// A policy's LOCKOUT: the key denies everything until `until`. `own`:
     /// when the limit's own state kept under the lock is fresh again (none
     /// if it is empty); the key lives until the later of the two.
@@ -709,6 +716,7 @@ impl Effect {
     pub fn lease_id(&self) -> Option<u64> {
         match self {
             Effect::Lease(Op::Acquire { id, .. }) => Some(*id),
+            Effect::Reserve(r) => Some(r.id()),
             _ => None,
         }
     }

@@ -70,6 +70,8 @@ names! {
     RENEW = "RL.RENEW";
     /// Several limits, all or nothing.
     ALL = "RL.ALL";
+    /// A reservation settled at its actual cost.
+    SETTLE = "RL.SETTLE";
     /// redis-cell's command.
     THROTTLE = "CL.THROTTLE";
     /// The GCRA command announced for Redis 8.8 (registered where the

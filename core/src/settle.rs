@@ -14,7 +14,7 @@
 //!   SHADOW as without it, never starts a LOCKOUT, and a key locked out
 //!   stays locked (its own state is settled under the lock).
 //!
-//! Per algorithm (the numbers are worked through in docs/RESERVE.md):
+//! Per algorithm (the numbers are worked through in docs/COMMANDS.md, "Reservations"):
 //! - Token bucket and GCRA: more moves the full-again instant `tat` to
 //!   `max(tat, now) + delta * interval`, at most [`MAX_REFILL`] from now
 //!   (the debt's bound: a refill of 100 years; what passes it is
@@ -408,7 +408,7 @@ mod tests {
         a.reply_fields()
     }
 
-    /// The worked example of docs/RESERVE.md: 100 units a minute, a
+    /// The worked example of docs/COMMANDS.md ("Reservations"): 100 units a minute, a
     /// reservation of 10 at 0 s settled at 150 one second later (debt),
     /// then what a one-unit request hears, per algorithm.
     #[test]

@@ -40,6 +40,9 @@ pub enum KeySpec<'d> {
     /// The argument after each of these keywords (found by the getkeys API
     /// beyond the first).
     AfterKeyword(&'d CStr),
+    /// From the argument at this index to `last` (negative: counted from
+    /// the end, -1 the last argument).
+    Range(i32, i32),
 }
 
 /// What `COMMAND INFO` and `COMMAND DOCS` say about a command.
@@ -140,9 +143,17 @@ pub fn set_command_info(ctx: &Ctx<'_>, name: &CStr, d: &DocInfo<'_>) -> bool {
                 spec.bs.keyword.keyword = word.as_ptr();
                 spec.bs.keyword.startfrom = 1;
             }
+            KeySpec::Range(first, _) => {
+                spec.begin_search_type =
+                    raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_INDEX;
+                spec.bs.index.pos = *first;
+            }
         }
         spec.find_keys_type = raw::RedisModuleKeySpecFindKeysType_REDISMODULE_KSPEC_FK_RANGE;
-        spec.fk.range.lastkey = 0;
+        spec.fk.range.lastkey = match keys {
+            KeySpec::Range(_, last) => *last,
+            _ => 0,
+        };
         spec.fk.range.keystep = 1;
         spec.fk.range.limit = 0;
         specs.push(spec);

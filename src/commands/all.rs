@@ -7,7 +7,8 @@
 
 use std::rc::Rc;
 
-use redis_ratelimit_core::error::{CmdError, SYNTAX};
+use redis_ratelimit_core::bounds::MAX_RESERVED_KEY;
+use redis_ratelimit_core::error::{CmdError, ESTIMATE_KEY, SYNTAX};
 use redis_ratelimit_core::grammar::{
     all_key_positions, read_all, read_take_all, ClauseLimit, PolicyLookup,
 };
@@ -60,13 +61,25 @@ fn clauses(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd, policies_only: bool) -> Resu
             ClauseLimit::Inline(spec) => (spec, None),
             ClauseLimit::Policy(p) => (&p.spec, Some(&**p)),
         };
+        let name = argv.name(c.key).ok_or(SYNTAX)?;
+        // An estimate is decided as a take of at least 1 ("admit if any
+        // budget is left") and charges the estimate (crate::reserve).
+        let cost = match c.estimate {
+            Some(_) if name.bytes().len() > MAX_RESERVED_KEY => return Err(ESTIMATE_KEY),
+            Some(n) => n.max(1),
+            None => c.cost.or(parsed.request.cost).unwrap_or(1),
+        };
         limits.push(Limit {
-            name: argv.name(c.key).ok_or(SYNTAX)?,
+            name,
             spec,
-            cost: c.cost.or(parsed.request.cost).unwrap_or(1),
+            cost,
             policy,
         });
     }
     let reply = Reply::all(limits.iter().any(|l| leases(l.spec)));
+    if parsed.clauses.iter().any(|c| c.estimate.is_some()) {
+        let estimates: Vec<Option<u64>> = parsed.clauses.iter().map(|c| c.estimate).collect();
+        return engine::reserve(ctx, cmd.report, &limits, &estimates, parsed.request, reply);
+    }
     engine::decide(ctx, cmd.report, &limits, parsed.request, reply, store::load)
 }

@@ -234,6 +234,7 @@ pub fn register<'c>(
                 (u64::from(row.key_flags & !INCOMPLETE), KeySpec::Index(1)),
                 (flags, KeySpec::AfterKeyword(&limit)),
             ],
+            Keys::Range { last } => vec![(flags, KeySpec::Range(1, last))],
             Keys::None => Vec::new(),
         };
         let info = DocInfo {

@@ -19,6 +19,7 @@ mod lease;
 mod limiter;
 mod policy;
 mod row;
+mod settle;
 mod state;
 #[cfg(feature = "test-hooks")]
 mod testing;
@@ -93,6 +94,14 @@ pub const COMMANDS: &[Command] = &[
         complexity: c"O(n) in the key's leases",
         args: Args::Listed(&[(c"key", KeyArg, false), (c"lease_id", Int, false), (c"lease_seconds", Double, false)]),
         counted: Some("renew"), event: c"rl.renew", role: Role::App, yields: false,
+    },
+    Command {
+        name: names::SETTLE.as_cstr(), body: Body::Handler(settle::settle),
+        flags: c"write fast", keys: Keys::Range { last: -5 }, key_flags: RW | ACCESS | UPDATE, arity: Some(-7),
+        summary: c"Settles a reservation (RL.ALL or RL.TAKEALL with ESTIMATE) at its actual cost on every key it reserved on, and frees its lease: 1 if it was live, 0 if unknown, settled or expired.",
+        complexity: c"O(k + n) for k limits reserved on and n leases of the anchor",
+        args: Args::Listed(&[(c"anchor", KeyArg, false), (c"key", KeyArg, false), (c"LEASE", Str, false), (c"lease_id", Int, false), (c"ACTUAL", Str, false), (c"actual", Int, false)]),
+        counted: Some("settle"), event: c"rl.settle", role: Role::App, yields: false,
     },
     Command {
         name: names::ALL.as_cstr(), body: Body::Handler(all::all),
@@ -379,6 +388,7 @@ pub fn register(ctx: &Ctx<'_>) -> Result<(), String> {
 fn register_row(ctx: &Ctx<'_>, row: &Command, entry: EntryFn) -> Result<(), String> {
     let keys = match row.keys {
         Keys::First => (1, 1, 1),
+        Keys::Range { last } => (1, last, 1),
         Keys::AfterEachLimit | Keys::None => (0, 0, 0),
     };
     let entry = match row.body {

@@ -46,6 +46,9 @@ pub enum Keys {
     /// Word 1 in the first-key form, and after each LIMIT (RL.ALL,
     /// RL.TAKEALL): the keys-position API finds them.
     AfterEachLimit,
+    /// From the first argument to `last` (negative: from the end; RL.SETTLE's
+    /// keys end 5 before the end: -5).
+    Range { last: i32 },
     /// None (test hooks).
     #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     None,

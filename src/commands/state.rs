@@ -17,7 +17,7 @@ use redis_ratelimit_core::limit::{Effect, Lock, State, StateKind, Stored};
 
 use super::row::Cmd;
 use crate::api::{Argv, Ctx, Holds, Key, Name};
-use crate::wire;
+use crate::wire::{self, LeaseChange};
 use crate::{clock, store};
 
 /// The key and the one payload argument (the row's arity: exactly these).
@@ -119,13 +119,18 @@ pub fn windowrefund(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdEr
 /// RL.LEASE key op
 pub fn lease(ctx: &Ctx<'_>, argv: Argv<'_>, cmd: Cmd) -> Result<(), CmdError> {
     let (name, payload) = key_and_payload(&argv)?;
-    let op = wire::decode_lease_op(payload).ok_or(UPDATE)?;
+    let change = wire::decode_lease_change(payload).ok_or(UPDATE)?;
     let mut key = ctx.open_key(name).ok_or(INTERNAL)?;
     // Checks the key's type; a release or renewal of a key that is gone
     // changes nothing.
     let held = store::load(&key, StateKind::Leases)?.kind() == Some(StateKind::Leases);
-    if held || matches!(op, Op::Acquire { .. }) {
-        apply(ctx, &mut key, name, &Effect::Lease(op), cmd);
+    let effect = match change {
+        LeaseChange::Op(op) if held || matches!(op, Op::Acquire { .. }) => Effect::Lease(op),
+        LeaseChange::Op(_) => Effect::None,
+        LeaseChange::Reserve(r) => Effect::Reserve(r),
+    };
+    if !matches!(effect, Effect::None) {
+        apply(ctx, &mut key, name, &effect, cmd);
     }
     drop(key);
     ctx.reply_ok();

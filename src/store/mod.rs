@@ -199,6 +199,25 @@ pub fn write(key: &mut Key<'_>, effect: &Effect) {
                 Some(t) => key.expire_at(expiry_ms(t)),
             }
         }
+        Effect::Reserve(r) => {
+            unlock_unless(key, &LEASES);
+            let last = match key.boxed_mut(&LEASES) {
+                Some(leases) => {
+                    leases.reserve(r);
+                    leases.last_expiry()
+                }
+                None => {
+                    let leases = Leases::from_reservation(r);
+                    let last = leases.last_expiry();
+                    counted(key.set_boxed(&LEASES, leases), &KEYS_LEASES);
+                    last
+                }
+            };
+            match last {
+                None => key.delete(),
+                Some(t) => key.expire_at(expiry_ms(t)),
+            }
+        }
         Effect::Lockout { until, own } => {
             // The limit's state stays under the lock; the key lives until
             // both are over. A key not locked yet keeps at least its

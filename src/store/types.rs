@@ -26,6 +26,14 @@ pub static LEASES: BoxedType<Leases> = BoxedType::new();
 pub static LOCKED: BoxedType<Lock> = BoxedType::new();
 
 const ENCODING_VERSION: i32 = 1;
+/// rl-leases and rl-locked (which may hold leases): 2 since leases may
+/// hold reservations (crate::reserve: the encoding's own version byte says
+/// which); version 1, written before, loads the same.
+const LEASES_VERSION: i32 = 2;
+
+fn leases_version(encver: i32) -> bool {
+    encver == ENCODING_VERSION || encver == LEASES_VERSION
+}
 
 /// Creates the module types. Called once at load.
 pub fn register_types(ctx: &Ctx<'_>) -> Result<(), &'static str> {
@@ -38,10 +46,10 @@ pub fn register_types(ctx: &Ctx<'_>) -> Result<(), &'static str> {
     if !api::register_boxed::<WindowType>(ctx, c"rl-window", ENCODING_VERSION) {
         return Err("cannot create type rl-window");
     }
-    if !api::register_boxed::<LeaseType>(ctx, c"rl-leases", ENCODING_VERSION) {
+    if !api::register_boxed::<LeaseType>(ctx, c"rl-leases", LEASES_VERSION) {
         return Err("cannot create type rl-leases");
     }
-    if !api::register_boxed::<LockedType>(ctx, c"rl-locked", ENCODING_VERSION) {
+    if !api::register_boxed::<LockedType>(ctx, c"rl-locked", LEASES_VERSION) {
         return Err("cannot create type rl-locked");
     }
     Ok(())
@@ -151,7 +159,7 @@ impl BoxedMethods for LeaseType {
         &LEASES
     }
     fn decode(encver: i32, bytes: &[u8]) -> Option<Leases> {
-        if encver != ENCODING_VERSION {
+        if !leases_version(encver) {
             return None;
         }
         Leases::decode(bytes).filter(|l| !l.is_empty() && restorable(Stored::Leases(l)))
@@ -182,7 +190,7 @@ impl BoxedMethods for LockedType {
         &LOCKED
     }
     fn decode(encver: i32, bytes: &[u8]) -> Option<Lock> {
-        if encver != ENCODING_VERSION {
+        if !leases_version(encver) {
             return None;
         }
         Lock::decode(bytes).filter(|l| restorable(Stored::Locked(l)))

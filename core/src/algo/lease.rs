@@ -14,6 +14,7 @@
 
 use super::{Answer, RetryAfter};
 use crate::bounds::{MAX_INT, MAX_LEASES_MAX, MAX_LEASE_NS};
+use crate::reserve::{Record, Reservation};
 use crate::time::Nanos;
 
 /// What a lease decision changes, replicated as it is.
@@ -42,10 +43,15 @@ pub struct Leases {
     last_id: u64,
     /// (id, expiry), in the order they were given.
     live: Vec<(u64, Nanos)>,
+    /// The reservations among them (crate::reserve): (id, record), in id
+    /// order; each id one of `live`'s. Gone with its lease.
+    records: Vec<(u64, Record)>,
 }
 
-/// The encoding's version (first byte).
+/// The encoding's version (first byte): 1 without reservations (as every
+/// release before them wrote), 2 with.
 const FORMAT_V1: u8 = 1;
+const FORMAT_V2: u8 = 2;
 
 impl Leases {
     /// Leases not yet expired at `now`.
@@ -71,6 +77,40 @@ impl Leases {
     /// Heap bytes held, for MEMORY USAGE.
     pub fn heap_size(&self) -> usize {
         self.live.capacity() * std::mem::size_of::<(u64, Nanos)>()
+            + self.records.capacity() * std::mem::size_of::<(u64, Record)>()
+            + self
+                .records
+                .iter()
+                .map(|(_, r)| r.heap_size())
+                .sum::<usize>()
+    }
+
+    /// The record of lease `id`, if it is a reservation (live or not: ask
+    /// [`Leases::holds`]).
+    pub fn record(&self, id: u64) -> Option<&Record> {
+        self.records
+            .binary_search_by_key(&id, |(i, _)| *i)
+            .ok()
+            .and_then(|i| self.records.get(i))
+            .map(|(_, r)| r)
+    }
+
+    /// Takes a slot as a reservation: the acquire, and its record.
+    pub fn reserve(&mut self, r: &Reservation) {
+        self.apply(&r.op);
+        if let Op::Acquire { id, .. } = r.op {
+            if self.live.iter().any(|(i, _)| *i == id) && self.record(id).is_none() {
+                self.records.push((id, r.record.clone()));
+                self.records.sort_unstable_by_key(|(i, _)| *i);
+            }
+        }
+    }
+
+    /// The state a reservation makes from nothing.
+    pub fn from_reservation(r: &Reservation) -> Leases {
+        let mut l = Leases::default();
+        l.reserve(r);
+        l
     }
 
     /// Could a command on a server whose clock reads `now` have written
@@ -111,6 +151,12 @@ impl Leases {
                 }
             }
         }
+        if !self.records.is_empty() {
+            // A record goes with its lease (released, settled or expired).
+            let live = &self.live;
+            self.records
+                .retain(|(id, _)| live.binary_search_by_key(id, |(i, _)| *i).is_ok());
+        }
         if self.live.capacity() > 2 * self.live.len() + 8 {
             self.live.shrink_to_fit();
         }
@@ -124,18 +170,41 @@ impl Leases {
     }
 
     /// Version, last id, count, then (id, expiry ns) pairs, little-endian.
+    /// With reservations (version 2), then the count of records (u64) and
+    /// each one's lease id (u64) and [`Record::encode`].
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.push(FORMAT_V1);
+        let version = if self.records.is_empty() {
+            FORMAT_V1
+        } else {
+            FORMAT_V2
+        };
+        out.push(version);
         out.extend_from_slice(&self.last_id.to_le_bytes());
         out.extend_from_slice(&(self.live.len() as u64).to_le_bytes());
         for (id, e) in &self.live {
             out.extend_from_slice(&id.to_le_bytes());
             out.extend_from_slice(&e.as_u64().to_le_bytes());
         }
+        if !self.records.is_empty() {
+            out.extend_from_slice(&(self.records.len() as u64).to_le_bytes());
+            for (id, r) in &self.records {
+                out.extend_from_slice(&id.to_le_bytes());
+                r.encode(out);
+            }
+        }
     }
 
     pub fn encoded_len(&self) -> usize {
-        17 + 16 * self.live.len()
+        let records = if self.records.is_empty() {
+            0
+        } else {
+            8 + self
+                .records
+                .iter()
+                .map(|(_, r)| 8 + r.encoded_len())
+                .sum::<usize>()
+        };
+        17 + 16 * self.live.len() + records
     }
 
     /// Decodes and validates, in time linear in the leases: at most
@@ -150,15 +219,18 @@ impl Leases {
                 b.get(at..at.checked_add(8)?)?.try_into().ok()?,
             ))
         };
-        if *b.first()? != FORMAT_V1 {
+        let version = *b.first()?;
+        if version != FORMAT_V1 && version != FORMAT_V2 {
             return None;
         }
         let last_id = u64_at(1)?;
         let n = usize::try_from(u64_at(9)?).ok()?;
-        if last_id > MAX_INT
-            || n > MAX_LEASES_MAX as usize
-            || b.len() != n.checked_mul(16)?.checked_add(17)?
-        {
+        let leases_end = n.checked_mul(16)?.checked_add(17)?;
+        let sized = match version {
+            FORMAT_V1 => b.len() == leases_end,
+            _ => b.len() > leases_end,
+        };
+        if last_id > MAX_INT || n > MAX_LEASES_MAX as usize || !sized {
             return None;
         }
         let mut live = Vec::with_capacity(n);
@@ -172,8 +244,44 @@ impl Leases {
             previous = id;
             live.push((id, Nanos::new(e)));
         }
-        Some(Leases { last_id, live })
+        let records = match version {
+            FORMAT_V1 => Vec::new(),
+            _ => decode_records(b, leases_end, &live)?,
+        };
+        Some(Leases {
+            last_id,
+            live,
+            records,
+        })
     }
+}
+
+/// Version 2's records, from `start` to the end of `b`: at least one, each
+/// a live lease's (ids increasing), each record valid
+/// ([`Record::decode`]).
+fn decode_records(b: &[u8], start: usize, live: &[(u64, Nanos)]) -> Option<Vec<(u64, Record)>> {
+    let u64_at = |at: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(
+            b.get(at..at.checked_add(8)?)?.try_into().ok()?,
+        ))
+    };
+    let n = usize::try_from(u64_at(start)?).ok()?;
+    if n == 0 || n > live.len() {
+        return None;
+    }
+    let mut pos = start + 8;
+    let mut records = Vec::with_capacity(n);
+    let mut previous = 0;
+    for _ in 0..n {
+        let id = u64_at(pos)?;
+        pos += 8;
+        if id <= previous || live.binary_search_by_key(&id, |(i, _)| *i).is_err() {
+            return None;
+        }
+        previous = id;
+        records.push((id, Record::decode(b, &mut pos)?));
+    }
+    (pos == b.len()).then_some(records)
 }
 
 /// A lease limit: `limit` slots, each leased for `lease`.
