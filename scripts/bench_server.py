@@ -1031,7 +1031,8 @@ def write_doc(path, meta, cases, rows, target_lines, cg, opts, notes, block=None
                "# a smoke run of 2-3 minutes (prints only)\npython3 scripts/bench_server.py "
                "--callgrind  # adds instruction counts under valgrind\npython3 "
                "scripts/bench_server.py --only-blocking  # only the BLOCK section (about 100 s), "
-               "rewrites only it\n```\n")
+               "rewrites only it\npython3 scripts/bench_server.py --only-servers  # only the "
+               "section across servers (8-15 minutes), rewrites only it\n```\n")
     out.append("Ratios are what to compare across machines; absolute ops/s depend on the CPU and "
                "on what else runs. Run on an idle machine with at least 2 cores.\n")
     out.append("## Notes\n")
