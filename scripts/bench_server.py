@@ -1028,7 +1028,7 @@ def write_doc(path, meta, cases, rows, target_lines, cg, opts, notes, block=None
     out.append("## How to reproduce\n")
     out.append("```sh\nmake bench-server                          # builds the release module, "
                "runs everything, rewrites this file\npython3 scripts/bench_server.py --quick   "
-               "# a smoke run of 2-3 minutes (prints only)\npython3 scripts/bench_server.py "
+               "# a smoke run of 5-10 minutes (prints only)\npython3 scripts/bench_server.py "
                "--callgrind  # adds instruction counts under valgrind\npython3 "
                "scripts/bench_server.py --only-blocking  # only the BLOCK section (about 100 s), "
                "rewrites only it\npython3 scripts/bench_server.py --only-servers  # only the "
@@ -1060,7 +1060,8 @@ def main():
     global PINNING
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="short smoke run (2-3 minutes); writes no report unless --output")
+                    help="short smoke run (5-10 minutes, the servers part the most); writes no report "
+                    "unless --output")
     ap.add_argument("--callgrind", action="store_true",
                     help="also count instructions per request under valgrind --tool=callgrind")
     ap.add_argument("--only-callgrind", action="store_true",
