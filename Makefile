@@ -59,7 +59,7 @@ test-unit: ## Unit and property tests only (no server)
 bench: ## Criterion benches of the pure algorithms
 	$(CARGO) bench -p redis-ratelimit-core --bench algorithms
 
-bench-server: build ## Server benchmark vs INCR and Lua baselines, and BLOCK with 10,000 waiters; writes docs/BENCHMARKS.md (BENCH_ARGS=--callgrind adds instruction counts, --only-blocking only BLOCK)
+bench-server: build ## Server benchmark vs INCR and Lua baselines, the same commands on Redis 7.0, 8.2 and Valkey 9.1 (throughput and callgrind), and BLOCK with 10,000 waiters; writes docs/BENCHMARKS.md (BENCH_ARGS=--callgrind adds Redis 7.0's instruction counts, --only-blocking only BLOCK, --only-servers only the servers)
 	python3 scripts/bench_server.py $(BENCH_ARGS)
 
 lint: ## rustfmt, clippy (warnings are errors; unwrap, expect, panic and indexing are denied outside tests), no import circle in src/ and no file there over 600 lines (scripts/check_layers.py)

@@ -72,13 +72,16 @@ impl Key<'_> {
     }
 
     pub fn holds(&self) -> Holds {
+        // A module value's type first: the one call a limiter's own key
+        // needs (null for an empty key or any other type).
+        let ty = rm!(RedisModule_ModuleTypeGetType(self.raw()) else std::ptr::null_mut());
+        if !ty.is_null() {
+            return Holds::Module(TypeId(ty));
+        }
+        // (A module value without a type cannot be; it would read as foreign.)
         let t = rm!(RedisModule_KeyType(self.raw()) else -1);
         if t == raw::REDISMODULE_KEYTYPE_EMPTY as c_int {
             Holds::Nothing
-        } else if t == raw::REDISMODULE_KEYTYPE_MODULE as c_int {
-            Holds::Module(TypeId(
-                rm!(RedisModule_ModuleTypeGetType(self.raw()) else std::ptr::null_mut()),
-            ))
         } else {
             Holds::Other
         }
