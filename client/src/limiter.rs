@@ -226,6 +226,10 @@ pub(crate) struct Config {
     pub(crate) lease_keep_alive: bool,
 }
 
+/// A reservation's `RL.ALL`: the anchor's key, the (position, key) of each
+/// limit reserved on, and the command.
+pub(crate) type ReservationPlan = (String, Vec<(usize, String)>, Cmd);
+
 /// Whether the server takes `BLOCK` (older modules answer `ERR syntax
 /// error`): not known yet, yes, no.
 const BLOCK_UNKNOWN: u8 = 0;
@@ -360,7 +364,7 @@ impl Config {
         &self,
         keys: &[String],
         estimate: &Estimate,
-    ) -> Result<(String, Vec<String>, Cmd), Error> {
+    ) -> Result<ReservationPlan, Error> {
         let Some((anchor, _)) = self.lease_limit(keys) else {
             return Err(Error::NotReservable {
                 reason: "a reservation needs a CONCURRENCY limit: its lease is the reservation",
@@ -383,12 +387,13 @@ impl Config {
             !l.policy().is_concurrency()
                 && (estimate.on.is_empty() || estimate.on.iter().any(|n| n == l.name()))
         };
-        let reserved: Vec<String> = self
+        let reserved: Vec<(usize, String)> = self
             .limits
             .iter()
             .zip(keys)
-            .filter(|(l, _)| estimated(l))
-            .map(|(_, k)| k.clone())
+            .enumerate()
+            .filter(|(_, (l, _))| estimated(l))
+            .map(|(i, (_, k))| (i, k.clone()))
             .collect();
         if reserved.is_empty() {
             return Err(Error::NotReservable {
@@ -1116,9 +1121,11 @@ impl<C: LimiterConnection> Limiter<C> {
         if self.config.lease_keep_alive {
             held = held.keep_alive();
         }
+        let (positions, keys) = reserved.into_iter().unzip();
         Ok(Reserved::Granted(Reservation {
             lease: held,
-            keys: reserved,
+            keys,
+            positions,
             estimate: estimate.units,
         }))
     }
@@ -1448,6 +1455,8 @@ pub enum Reserved<C: LimiterConnection> {
 pub struct Reservation<C: LimiterConnection> {
     lease: Lease<C>,
     keys: Vec<String>,
+    /// Each key's limit's position in the limiter's limits.
+    positions: Vec<usize>,
     estimate: u64,
 }
 
@@ -1477,6 +1486,11 @@ impl<C: LimiterConnection> Reservation<C> {
     pub fn keys(&self) -> &[String] {
         &self.keys
     }
+    /// The positions, in the limiter's [`Limits`], of the limits reserved
+    /// on (one per key of [`keys`](Self::keys)).
+    pub fn positions(&self) -> &[usize] {
+        &self.positions
+    }
     /// The units reserved on each of [`keys`](Self::keys).
     pub fn estimate(&self) -> u64 {
         self.estimate
@@ -1486,7 +1500,9 @@ impl<C: LimiterConnection> Reservation<C> {
         &self.lease.decision
     }
 
-    /// Settles the reservation at `actual` units (`RL.SETTLE`). `settled`
+    /// Settles the reservation at `actual` units (`RL.SETTLE`); the
+    /// settlement's `binding` is the position of its binding limit in the
+    /// limiter's [`Limits`] (as an admission's is). `settled`
     /// is false when it had already ended (its lease expired: settled at
     /// its estimate), or was not made in Redis; while Redis cannot answer,
     /// false too, with the failure policy's [`Source`]: the reservation
@@ -1521,7 +1537,13 @@ impl<C: LimiterConnection> Reservation<C> {
         match within(limiter.config.timeout, send(&mut conn, &cmd)).await {
             Some(Ok(v)) => {
                 limiter.config.mark_up(&limiter.shared);
-                Ok(Settlement::from_reply(&v)?)
+                let mut s = Settlement::from_reply(&v)?;
+                s.decision.binding = self
+                    .positions
+                    .get(s.decision.binding)
+                    .copied()
+                    .unwrap_or_default();
+                Ok(s)
             }
             Some(Err(e)) if is_outage(&e) => {
                 limiter.config.mark_down(&limiter.shared);

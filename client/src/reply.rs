@@ -243,8 +243,9 @@ pub struct Settlement {
     /// settled, combined as `RL.ALL` combines them (`allowed` false while
     /// a limit is in debt, `retry_after` when it is paid back by time).
     /// `binding` is the binding key's position among the keys reserved on
-    /// (0: the first of [`Reservation::keys`](crate::Reservation::keys)).
-    /// All zero when not settled.
+    /// (0: the first reserved key) in the reply of `RL.SETTLE`; from
+    /// [`Reservation::settle`](crate::Reservation::settle), the binding
+    /// limit's position in the limiter's limits. All zero when not settled.
     pub decision: AllDecision,
     /// Who answered: Redis, or the failure policy when Redis could not
     /// (the reservation then ends with its lease, at its estimate).

@@ -85,8 +85,8 @@ async fn settled_higher_goes_into_debt_and_denies_honestly() {
     assert!(!d.allowed());
     assert_eq!(
         (d.remaining(), d.binding),
-        (0, 0),
-        "binding: the first reserved key"
+        (0, 2),
+        "binding: the tokens, third of the limits"
     );
     let debt_wait = |w: Option<Duration>| {
         let w = w.unwrap();
@@ -256,4 +256,160 @@ async fn limits_without_an_anchor_cannot_reserve_and_outages_follow_the_policy()
         fallback.reserve("k", 10).await.unwrap(),
         Reserved::Granted(_)
     ));
+}
+
+/// The tower layer charging from the response: a plain tower service
+/// (no HTTP) whose response carries the tokens it used in `x-usage`, or
+/// fails when asked to.
+#[cfg(feature = "tower")]
+mod layer {
+    use super::*;
+    use std::future::{poll_fn, ready, Ready};
+    use std::task::{Context, Poll};
+
+    use http::{Request, Response};
+    use redis_ratelimit_client::middleware::{BuildError, RateLimitLayer};
+    use tower_layer::Layer as _;
+    use tower_service::Service;
+
+    /// Answers with `x-usage: <x-will-use>`, or fails with `x-fail`.
+    #[derive(Clone)]
+    struct Upstream;
+
+    impl Service<Request<String>> for Upstream {
+        type Response = Response<String>;
+        type Error = String;
+        type Future = Ready<Result<Response<String>, String>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), String>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: Request<String>) -> Self::Future {
+            if req.headers().contains_key("x-fail") {
+                return ready(Err("upstream failed".to_string()));
+            }
+            let mut r = Response::new(String::from("ok"));
+            if let Some(used) = req.headers().get("x-will-use") {
+                r.headers_mut().insert("x-usage", used.clone());
+            }
+            ready(Ok(r))
+        }
+    }
+
+    fn request(key: &str, headers: &[(&'static str, &str)]) -> Request<String> {
+        let mut b = Request::builder().uri("/v1/chat").header("x-api-key", key);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(String::new()).unwrap()
+    }
+
+    async fn call<S: Service<Request<String>>>(
+        svc: &mut S,
+        req: Request<String>,
+    ) -> Result<S::Response, S::Error> {
+        poll_fn(|cx| svc.poll_ready(cx)).await?;
+        svc.call(req).await
+    }
+
+    fn header(r: &Response<String>, name: &str) -> Option<String> {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    }
+
+    /// `t=` of a RateLimit field.
+    fn t_of(field: &str) -> u64 {
+        field
+            .rsplit(";t=")
+            .next()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    // Two threads: the release of a dropped reservation runs while the
+    // test polls the server.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_layer_charges_from_the_response_and_tells_the_debt() {
+        let s = Server::start();
+        let mut c = s.connect();
+        let limiter = limiter(&s, FailurePolicy::FailClosed).await;
+        let layer: RateLimitLayer<_, String, String> = RateLimitLayer::builder(limiter)
+            .key(|req: &Request<String>| {
+                req.headers()
+                    .get("x-api-key")?
+                    .to_str()
+                    .ok()
+                    .map(String::from)
+            })
+            .reserve(|_| Estimate::new(10).on("tokens"))
+            .charge(|resp: &Response<String>| {
+                resp.headers().get("x-usage")?.to_str().ok()?.parse().ok()
+            })
+            .build()
+            .unwrap();
+        let mut svc = layer.layer(Upstream);
+
+        // Used 3 of the 10 reserved: 97 left, told by the response.
+        let r = call(&mut svc, request("a", &[("x-will-use", "3")]))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(tokens_left(&mut c, "a"), 97);
+        let field = header(&r, "ratelimit").unwrap();
+        assert!(field.starts_with("\"tokens\";r=97;"), "{field}");
+        assert_eq!(header(&r, "retry-after"), None);
+        assert_eq!(free_slots(&mut c, "a"), 5, "the slot is freed");
+
+        // Used 150: served, charged beyond the limit, and the response
+        // says so: nothing remains until the debt is paid back.
+        let r = call(&mut svc, request("a", &[("x-will-use", "150")]))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(tokens_left(&mut c, "a"), 0);
+        let field = header(&r, "ratelimit").unwrap();
+        assert!(field.starts_with("\"tokens\";r=0;"), "{field}");
+        // 53 tokens of debt and one more, 36 s each.
+        let wait = t_of(&field);
+        assert!((53 * 36..=54 * 36).contains(&wait), "{field}");
+
+        // The next request is denied with an honest wait: the debt, then
+        // its own estimate of 10.
+        let r = call(&mut svc, request("a", &[("x-will-use", "1")]))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 429);
+        let retry: u64 = header(&r, "retry-after").unwrap().parse().unwrap();
+        assert!((62 * 36..=63 * 36).contains(&retry), "{retry}");
+        assert!(header(&r, "ratelimit")
+            .unwrap()
+            .starts_with("\"tokens\";r=0;"));
+
+        // No usage in the response, or a failed service: settled at the
+        // estimate.
+        let r = call(&mut svc, request("b", &[])).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(tokens_left(&mut c, "b"), 90);
+        let e = call(&mut svc, request("b", &[("x-fail", "1")])).await;
+        assert_eq!(e.unwrap_err(), "upstream failed");
+        assert!(wait_until(5, || free_slots(&mut c, "b") == 5));
+        assert_eq!(tokens_left(&mut c, "b"), 80);
+    }
+
+    #[test]
+    fn charge_needs_reserve() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let _enter = rt.enter();
+        let client = redis::Client::open("redis://127.0.0.1:1/").unwrap();
+        let limiter = Limiter::connect(&client, gateway(), FailurePolicy::FailOpen).unwrap();
+        let built: Result<RateLimitLayer<_, String, String>, _> = RateLimitLayer::builder(limiter)
+            .key(|_: &Request<String>| Some("k".to_string()))
+            .charge(|_: &Response<String>| Some(1))
+            .build();
+        assert_eq!(built.err(), Some(BuildError::ChargeWithoutReserve));
+    }
 }
