@@ -591,6 +591,15 @@ impl Config {
         }
     }
 
+    /// Who answers while Redis cannot: the failure policy, as a source.
+    pub(crate) fn failure_source(&self) -> Source {
+        match self.failure {
+            FailurePolicy::FailOpen => Source::FailOpen,
+            FailurePolicy::FailClosed => Source::FailClosed,
+            FailurePolicy::Fallback(_) => Source::Fallback,
+        }
+    }
+
     /// Gives a fallback lease back (Redis never saw it).
     pub(crate) fn release_local(&self, shared: &Shared, key: &str, id: u64) -> bool {
         shared.local().release(key, id, wall_clock())
@@ -1441,7 +1450,8 @@ pub enum Reserved<C: LimiterConnection> {
     Denied(AllDecision),
 }
 
-/// Units reserved at admission ([`Limiter::reserve`]), to settle with the
+/// Units reserved at admission ([`Limiter::reserve`]; the blocking
+/// limiter's is [`blocking::Reservation`](crate::blocking::Reservation)), to settle with the
 /// actual cost when the work is done ([`settle`](Self::settle)): the
 /// difference is charged (beyond the limit if need be: debt) or given back
 /// on every limit it reserved on, and its slot freed, in one atomic step.
@@ -1513,11 +1523,7 @@ impl<C: LimiterConnection> Reservation<C> {
             r.abort();
         }
         let limiter = &self.lease.limiter;
-        let failed = match limiter.config.failure {
-            FailurePolicy::FailOpen => Source::FailOpen,
-            FailurePolicy::FailClosed => Source::FailClosed,
-            FailurePolicy::Fallback(_) => Source::Fallback,
-        };
+        let failed = limiter.config.failure_source();
         if !self.lease.holds_slot() {
             return Ok(Settlement::not_settled(self.lease.decision.source()));
         }
@@ -1537,13 +1543,7 @@ impl<C: LimiterConnection> Reservation<C> {
         match within(limiter.config.timeout, send(&mut conn, &cmd)).await {
             Some(Ok(v)) => {
                 limiter.config.mark_up(&limiter.shared);
-                let mut s = Settlement::from_reply(&v)?;
-                s.decision.binding = self
-                    .positions
-                    .get(s.decision.binding)
-                    .copied()
-                    .unwrap_or_default();
-                Ok(s)
+                Ok(settlement(&v, &self.positions)?)
             }
             Some(Err(e)) if is_outage(&e) => {
                 limiter.config.mark_down(&limiter.shared);
@@ -1562,6 +1562,17 @@ impl<C: LimiterConnection> Reservation<C> {
     pub async fn release(self) -> Result<bool, Error> {
         self.lease.release().await
     }
+}
+
+/// An `RL.SETTLE` reply, its binding key's position made the limit's
+/// position in the limiter's limits (`positions`: each reserved key's).
+pub(crate) fn settlement(v: &Value, positions: &[usize]) -> Result<Settlement, Error> {
+    let mut s = Settlement::from_reply(v)?;
+    s.decision.binding = positions
+        .get(s.decision.binding)
+        .copied()
+        .unwrap_or_default();
+    Ok(s)
 }
 
 async fn release_lease<C: LimiterConnection>(

@@ -413,3 +413,37 @@ mod layer {
         assert_eq!(built.err(), Some(BuildError::ChargeWithoutReserve));
     }
 }
+
+/// The blocking limiter reserves and settles the same way.
+#[test]
+fn the_blocking_limiter_reserves_and_settles() {
+    use redis_ratelimit_client::blocking;
+    let s = Server::start();
+    let mut c = s.connect();
+    let client = redis::Client::open(s.url()).unwrap();
+    let limiter = blocking::Limiter::connect(&client, gateway(), FailurePolicy::FailClosed);
+    let est = Estimate::new(10).on("tokens");
+    let r = limiter.reserve("b1", est.clone()).unwrap().unwrap();
+    assert_eq!(r.keys(), ["rl:{b1}:tokens"]);
+    assert_eq!(r.positions(), [2]);
+    assert_eq!(tokens_left(&mut c, "b1"), 90);
+    let settled = r.settle(4).unwrap();
+    assert!(settled.settled && settled.decision.allowed(), "{settled:?}");
+    assert_eq!(tokens_left(&mut c, "b1"), 96);
+    // Dropped unsettled: released at once, the estimate stays charged.
+    let r = limiter.reserve("b1", est.clone()).unwrap().unwrap();
+    assert_eq!(free_slots(&mut c, "b1"), 4);
+    drop(r);
+    assert_eq!(free_slots(&mut c, "b1"), 5);
+    assert_eq!(tokens_left(&mut c, "b1"), 86);
+    // Into debt, then denied with the debt's wait.
+    let r = limiter.reserve("b1", est.clone()).unwrap().unwrap();
+    let settled = r.settle(200).unwrap();
+    assert!(settled.settled && !settled.decision.allowed());
+    assert_eq!(settled.decision.binding, 2);
+    let denied = limiter.reserve("b1", est).unwrap().unwrap_err();
+    assert_eq!((denied.binding, denied.remaining()), (2, 0));
+    // 114 tokens of debt, then the estimate of 10: 36 s each.
+    let w = denied.retry_after().unwrap();
+    assert!(w > S(123 * 36) && w <= S(124 * 36), "{denied:?}");
+}
