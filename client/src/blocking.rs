@@ -31,14 +31,14 @@ use std::time::{Duration, Instant};
 
 use redis::{Cmd, ConnectionLike, RedisError, Value};
 
-use crate::commands::{cmd_release, cmd_renew, Mode, Request};
+use crate::commands::{cmd_release, cmd_renew, cmd_settle, Mode, Request};
 use crate::error::{Error, PolicyError};
 use crate::limiter::{
-    is_outage, is_unknown_option, wall_clock, without_block, Config, FailurePolicy, Health, Shared,
-    CONNECT_TIMEOUT,
+    is_outage, is_unknown_option, settlement, wall_clock, without_block, Config, Estimate,
+    FailurePolicy, Health, Shared, CONNECT_TIMEOUT,
 };
 use crate::limits::Limits;
-use crate::reply::{AllDecision, Source};
+use crate::reply::{AllDecision, Settlement, Source};
 use crate::wait::{next_sleep, random, Wait};
 
 /// Idle connections kept for reuse.
@@ -464,6 +464,53 @@ impl Limiter {
         Ok(self.lease(key, d))
     }
 
+    /// Reserves `estimate` for `key` (see [`crate::Limiter::reserve`]):
+    /// a [`Reservation`] to [`settle`](Reservation::settle) with the actual
+    /// cost, or the denial. Outages as the async limiter's.
+    pub fn reserve(
+        &self,
+        key: &str,
+        estimate: impl Into<Estimate>,
+    ) -> Result<Result<Reservation, AllDecision>, Error> {
+        let estimate = estimate.into();
+        let keys = self.config.keys(key)?;
+        let (anchor, reserved, cmd) = self.config.reservation(&keys, &estimate)?;
+        let one = Request::new(1);
+        let d = if self.config.skipping_redis(&self.shared) {
+            self.config.unavailable(&self.shared, &keys, one)
+        } else {
+            let sent = wall_clock();
+            let reply = match self.send(&cmd, self.config.timeout) {
+                Err(e) if e.is_timeout() => None,
+                r => Some(r),
+            };
+            self.config.outcome(&self.shared, &keys, one, sent, reply)?
+        };
+        if !d.decision.allowed {
+            return Ok(Err(d));
+        }
+        let (_, lease) = self.config.lease_of(key);
+        let mut held = Lease {
+            limiter: self.clone(),
+            key: anchor,
+            id: d.decision.lease.unwrap_or(0),
+            lease,
+            decision: d,
+            released: false,
+            renewal: None,
+        };
+        if self.config.lease_keep_alive {
+            held = held.keep_alive();
+        }
+        let (positions, keys) = reserved.into_iter().unzip();
+        Ok(Ok(Reservation {
+            lease: held,
+            keys,
+            positions,
+            estimate: estimate.units(),
+        }))
+    }
+
     /// [`acquire`](Self::acquire), waiting up to `max_wait` for a slot.
     pub fn acquire_wait(&self, key: &str, max_wait: Duration) -> Result<Lease, Error> {
         let d = self.wait(key, max_wait)?;
@@ -705,6 +752,93 @@ impl Drop for Lease {
         if !self.released && self.holds_slot() {
             let _ = self.limiter.release_lease(&self.key, self.id, self.local());
         }
+    }
+}
+
+/// Units reserved at admission, settled with the actual cost: see
+/// [`crate::Reservation`]. Dropped unsettled, its lease is released at
+/// once (settled at its estimate).
+#[must_use = "a reservation is settled at its estimate when dropped"]
+pub struct Reservation {
+    lease: Lease,
+    keys: Vec<String>,
+    positions: Vec<usize>,
+    estimate: u64,
+}
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation")
+            .field("anchor", &self.lease.key)
+            .field("keys", &self.keys)
+            .field("id", &self.lease.id)
+            .field("estimate", &self.estimate)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reservation {
+    /// The handle (the anchor's lease id; 0 for one that holds nothing).
+    pub fn id(&self) -> u64 {
+        self.lease.id
+    }
+    /// The Redis key of the CONCURRENCY limit (the anchor).
+    pub fn anchor(&self) -> &str {
+        &self.lease.key
+    }
+    /// The Redis keys the estimate was reserved on.
+    pub fn keys(&self) -> &[String] {
+        &self.keys
+    }
+    /// The positions, in the limiter's [`Limits`], of the limits reserved on.
+    pub fn positions(&self) -> &[usize] {
+        &self.positions
+    }
+    /// The units reserved on each key.
+    pub fn estimate(&self) -> u64 {
+        self.estimate
+    }
+    /// The decision that admitted it.
+    pub fn decision(&self) -> &AllDecision {
+        &self.lease.decision
+    }
+
+    /// Settles it at `actual` units: see [`crate::Reservation::settle`].
+    pub fn settle(mut self, actual: u64) -> Result<Settlement, Error> {
+        self.lease.released = true;
+        self.lease.stop_renewing();
+        let limiter = &self.lease.limiter;
+        if !self.lease.holds_slot() {
+            return Ok(Settlement::not_settled(self.lease.decision.source()));
+        }
+        if self.lease.local() {
+            limiter
+                .config
+                .release_local(&limiter.shared, &self.lease.key, self.lease.id);
+            return Ok(Settlement::not_settled(Source::Fallback));
+        }
+        let cmd = cmd_settle(
+            self.lease.key.as_str(),
+            self.keys.iter().map(String::as_str),
+            self.lease.id,
+            actual,
+        );
+        match limiter.send(&cmd, limiter.config.timeout) {
+            Ok(v) => {
+                limiter.config.mark_up(&limiter.shared);
+                settlement(&v, &self.positions)
+            }
+            Err(e) if is_outage(&e) => {
+                limiter.config.mark_down(&limiter.shared);
+                Ok(Settlement::not_settled(limiter.config.failure_source()))
+            }
+            Err(e) => Err(Error::Redis(e)),
+        }
+    }
+
+    /// Settles it at its estimate now (`RL.RELEASE`): true if still live.
+    pub fn release(self) -> Result<bool, Error> {
+        self.lease.release()
     }
 }
 

@@ -18,11 +18,11 @@ use std::time::Duration;
 use crate::limits::{
     Concurrency, FixedWindow, Gcra, NamedPolicy, Policy, SlidingWindow, Throttle, TokenBucket,
 };
-use crate::reply::{AllDecision, Decision};
+use crate::reply::{AllDecision, Decision, Settlement};
 use redis_ratelimit_core::bounds::MAX_BLOCK_MS;
 use redis_ratelimit_core::grammar::{RequestArgs, DEFAULT_COST};
 use redis_ratelimit_core::num::Decimal;
-use redis_ratelimit_core::render::{self, ClauseArgs, LimitArgs};
+use redis_ratelimit_core::render::{self, Charge, ClauseArgs, LimitArgs};
 
 /// The commands' names, as the module registers them (an algorithm's own
 /// command is its syntax's, in core).
@@ -33,6 +33,7 @@ pub(crate) mod name {
     pub const RELEASE: &str = names::RELEASE.as_str();
     pub const RENEW: &str = names::RENEW.as_str();
     pub const THROTTLE: &str = names::THROTTLE.as_str();
+    pub const SETTLE: &str = names::SETTLE.as_str();
     /// `RL.POLICY`'s subcommands, as `COMMAND INFO` names them.
     pub const SET: names::Name = names::POLICY_SET;
     pub const GET: names::Name = names::POLICY_GET;
@@ -171,7 +172,7 @@ impl From<u64> for Request {
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct All {
     request: Request,
-    limits: Vec<(Vec<u8>, Policy, Option<u64>)>,
+    limits: Vec<(Vec<u8>, Policy, Charge)>,
 }
 
 impl All {
@@ -179,13 +180,13 @@ impl All {
     pub fn new(key: impl AsRef<[u8]>, policy: impl Into<Policy>) -> All {
         All {
             request: Request::new(1),
-            limits: vec![(key.as_ref().to_vec(), policy.into(), None)],
+            limits: vec![(key.as_ref().to_vec(), policy.into(), Charge::Call)],
         }
     }
     /// Another limit.
     pub fn and(mut self, key: impl AsRef<[u8]>, policy: impl Into<Policy>) -> All {
         self.limits
-            .push((key.as_ref().to_vec(), policy.into(), None));
+            .push((key.as_ref().to_vec(), policy.into(), Charge::Call));
         self
     }
     /// Another limit with its own cost (overrides the call's cost).
@@ -196,7 +197,25 @@ impl All {
         cost: u64,
     ) -> All {
         self.limits
-            .push((key.as_ref().to_vec(), policy.into(), Some(cost)));
+            .push((key.as_ref().to_vec(), policy.into(), Charge::Cost(cost)));
+        self
+    }
+    /// Another limit on which the call reserves `estimate` units
+    /// (`ESTIMATE n`), settled later with the actual cost by
+    /// [`settle`](RateLimitCommands::settle). A reservation needs exactly one
+    /// [`Concurrency`] limit in the call: its lease id (the reply's
+    /// [`lease`](AllDecision::lease)) is the handle.
+    pub fn and_with_estimate(
+        mut self,
+        key: impl AsRef<[u8]>,
+        policy: impl Into<Policy>,
+        estimate: u64,
+    ) -> All {
+        self.limits.push((
+            key.as_ref().to_vec(),
+            policy.into(),
+            Charge::Estimate(estimate),
+        ));
         self
     }
     /// The cost for every limit without its own (default 1).
@@ -353,16 +372,17 @@ pub fn cmd_throttle<K: ToSingleRedisArg>(key: K, p: &Throttle, quantity: u64) ->
     c
 }
 
-/// `RL.ALL [COST n] [DRYRUN|REFUND|BLOCK ms] LIMIT key <spec> [COST n] ...`
+/// `RL.ALL [COST n] [DRYRUN|REFUND|BLOCK ms] LIMIT key <spec> [COST n | ESTIMATE n] ...`
 pub fn cmd_all(all: &All) -> Cmd {
     let limits = all.limits.iter().map(|(k, p, c)| (k.as_slice(), p, *c));
     all_parts(all.request, limits)
 }
 
-/// `RL.ALL` from its parts: the call's request, then (key, policy, own cost).
+/// `RL.ALL` from its parts: the call's request, then (key, policy, own
+/// cost or estimate).
 pub(crate) fn all_parts<'a>(
     request: Request,
-    limits: impl Iterator<Item = (&'a [u8], &'a Policy, Option<u64>)>,
+    limits: impl Iterator<Item = (&'a [u8], &'a Policy, Charge)>,
 ) -> Cmd {
     let clauses = limits.map(|(key, policy, cost)| {
         let limit = match policy {
@@ -370,12 +390,35 @@ pub(crate) fn all_parts<'a>(
             other => ClauseArgs::Inline(other.args()),
         };
         // A lease limit takes one slot a request: no COST of its own.
-        (key, limit, cost.filter(|_| !policy.is_concurrency()))
+        let cost = if policy.is_concurrency() {
+            Charge::Call
+        } else {
+            cost
+        };
+        (key, limit, cost)
     });
     let req = request.args(true);
     with(redis::cmd(name::ALL), |out| {
         render::all(&req, clauses, &mut |w| out(w))
     })
+}
+
+/// `RL.SETTLE anchor key [key ...] LEASE lease_id ACTUAL n`: settles the
+/// reservation `lease_id` (made by `RL.ALL` with `ESTIMATE` clauses) at
+/// `actual` units. `keys` are every key it reserved on (its ESTIMATE
+/// clauses'), `anchor` the key of its CONCURRENCY limit.
+pub fn cmd_settle<K: ToSingleRedisArg>(
+    anchor: K,
+    keys: impl IntoIterator<Item = K>,
+    lease_id: u64,
+    actual: u64,
+) -> Cmd {
+    let mut c = redis::cmd(name::SETTLE);
+    c.arg(anchor);
+    for k in keys {
+        c.arg(k);
+    }
+    with(c, |out| render::settle(lease_id, actual, &mut |w| out(w)))
 }
 
 /// `CL.THROTTLE`'s reply (redis-cell's five integers) as a decision.
@@ -563,6 +606,11 @@ rate_limit_commands! {
     /// `RL.RENEW`: true if the lease was live (it now ends `lease` from now).
     fn renew<K: ToSingleRedisArg>(key: K, lease_id: u64, lease: Duration)
         -> bool = cmd_renew(key, lease_id, lease);
+
+    /// `RL.SETTLE`: settles a reservation (see [`cmd_settle`]); `settled`
+    /// is false when the handle is unknown, already settled or ended.
+    fn settle<K: ToSingleRedisArg>(anchor: K, keys: impl IntoIterator<Item = K>, lease_id: u64, actual: u64)
+        -> Settlement = cmd_settle(anchor, keys, lease_id, actual);
 
     /// `RL.TAKE`: the named policy `policy` on `key`.
     fn take<K: ToSingleRedisArg>(key: K, policy: &str, req: impl Into<Request>)
@@ -803,6 +851,31 @@ mod tests {
         assert_eq!(
             argv(&cmd_all(&r)),
             ["RL.ALL", "REFUND", "LIMIT", "a", "SLIDING", "1", "1"]
+        );
+    }
+
+    #[test]
+    fn reservations_argv() {
+        let a = All::new("{k}:in", Concurrency::new(10, S(120)).unwrap())
+            .and("{k}:rpm", SlidingWindow::new(60, S(60)).unwrap())
+            .and_with_estimate("{k}:tpm", TokenBucket::new(100, 100, S(60)).unwrap(), 2000);
+        assert_eq!(
+            argv(&cmd_all(&a)).join(" "),
+            "RL.ALL LIMIT {k}:in CONCURRENCY 10 120 LIMIT {k}:rpm SLIDING 60 60 \
+             LIMIT {k}:tpm TOKENBUCKET 100 100 PERIOD 60 ESTIMATE 2000"
+        );
+        assert_eq!(
+            argv(&cmd_settle("{k}:in", ["{k}:tpm", "{k}:tpd"], 17, 3500)),
+            [
+                "RL.SETTLE",
+                "{k}:in",
+                "{k}:tpm",
+                "{k}:tpd",
+                "LEASE",
+                "17",
+                "ACTUAL",
+                "3500"
+            ]
         );
     }
 

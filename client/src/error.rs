@@ -153,6 +153,12 @@ pub enum Error {
     /// (under `#[tokio::main]`, or inside `Runtime::enter`), or use
     /// [`blocking::Limiter`](crate::blocking::Limiter) in code without one.
     NoRuntime,
+    /// [`Limiter::reserve`](crate::Limiter::reserve): the limiter's limits
+    /// or the estimate cannot make a reservation.
+    NotReservable {
+        /// Why.
+        reason: &'static str,
+    },
 }
 
 impl fmt::Display for Error {
@@ -177,6 +183,7 @@ impl fmt::Display for Error {
                 f,
                 "policy {name:?} differs on {node}: it holds {held:?}, expected {want:?}"
             ),
+            Error::NotReservable { reason } => write!(f, "cannot reserve: {reason}"),
             Error::NoRuntime => f.write_str(
                 "Limiter::connect must be called inside a tokio runtime (from async code, or \
                  within Runtime::enter); without one, use blocking::Limiter",

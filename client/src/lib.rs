@@ -237,15 +237,16 @@ pub mod wait;
 pub use cluster::{slot, ClusterRouted};
 pub use commands::{
     cmd_acquire, cmd_all, cmd_fixed, cmd_gcra, cmd_limit, cmd_policy_del, cmd_policy_get,
-    cmd_policy_list, cmd_policy_set, cmd_release, cmd_renew, cmd_sliding, cmd_take, cmd_throttle,
-    cmd_token_bucket, All, AsyncRateLimitCommands, Mode, RateLimitCommands, RateLimitPipeline,
-    Request, MAX_BLOCK,
+    cmd_policy_list, cmd_policy_set, cmd_release, cmd_renew, cmd_settle, cmd_sliding, cmd_take,
+    cmd_throttle, cmd_token_bucket, All, AsyncRateLimitCommands, Mode, RateLimitCommands,
+    RateLimitPipeline, Request, MAX_BLOCK,
 };
 pub use error::{Error, PolicyError};
 pub use limiter::{
-    check_policy, policies_everywhere, store_policy, Acquired, FailurePolicy, Health, Lease,
-    Limiter, LimiterConnection, Reconnecting, BACK_TO_REDIS, CONNECT_TIMEOUT, DEFAULT_COOLDOWN,
-    DEFAULT_FALLBACK_KEYS, DEFAULT_PREFIX, DEFAULT_TIMEOUT, RECONNECT_MAX_DELAY,
+    check_policy, policies_everywhere, store_policy, Acquired, Estimate, FailurePolicy, Health,
+    Lease, Limiter, LimiterConnection, Reconnecting, Reservation, Reserved, BACK_TO_REDIS,
+    CONNECT_TIMEOUT, DEFAULT_COOLDOWN, DEFAULT_FALLBACK_KEYS, DEFAULT_PREFIX, DEFAULT_TIMEOUT,
+    RECONNECT_MAX_DELAY,
 };
 pub use limits::{
     CalendarUnit, Concurrency, FixedSpan, FixedWindow, Gcra, Limit, Limits, LimitsBuilder,
@@ -256,4 +257,4 @@ pub use local::Share;
 /// (`redis_ratelimit_client::redis::Client`) so both agree on its version.
 pub use redis;
 pub use redis_ratelimit_core::num::{Decimal, DecimalError};
-pub use reply::{AllDecision, Decision, Source};
+pub use reply::{AllDecision, Decision, Settlement, Source};

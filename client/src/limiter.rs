@@ -20,16 +20,18 @@ use redis::aio::{
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
 use redis::{AsyncConnectionConfig, Cmd, RedisError, RedisFuture, Value};
 use redis_ratelimit_core::limit::{Rules, Spec};
+use redis_ratelimit_core::render::Charge;
 use redis_ratelimit_core::time::Nanos;
 
 use crate::cluster::ClusterRouted;
 use crate::commands::{
-    all_parts, cmd_limit, cmd_policy_list, cmd_policy_set, cmd_release, cmd_renew, Mode, Request,
+    all_parts, cmd_limit, cmd_policy_list, cmd_policy_set, cmd_release, cmd_renew, cmd_settle,
+    Mode, Request,
 };
 use crate::error::{Error, PolicyError};
 use crate::limits::{Limit, Limits, NamedPolicy, Policy};
 use crate::local::{self, Local, Share};
-use crate::reply::{AllDecision, Decision, Source};
+use crate::reply::{AllDecision, Decision, Settlement, Source};
 use crate::wait::{Wait, WaitError};
 
 /// What a [`Limiter`] answers when Redis cannot be reached, fails with an
@@ -224,6 +226,10 @@ pub(crate) struct Config {
     pub(crate) lease_keep_alive: bool,
 }
 
+/// A reservation's `RL.ALL`: the anchor's key, the (position, key) of each
+/// limit reserved on, and the command.
+pub(crate) type ReservationPlan = (String, Vec<(usize, String)>, Cmd);
+
 /// Whether the server takes `BLOCK` (older modules answer `ERR syntax
 /// error`): not known yet, yes, no.
 const BLOCK_UNKNOWN: u8 = 0;
@@ -347,8 +353,63 @@ impl Config {
         }
         all_parts(
             request,
-            pairs.map(|(l, k)| (k.as_bytes(), l.policy(), None)),
+            pairs.map(|(l, k)| (k.as_bytes(), l.policy(), Charge::Call)),
         )
+    }
+
+    /// The `RL.ALL` of a reservation for `keys`: the CONCURRENCY limit's
+    /// key (the anchor), the keys the estimate is reserved on, and the
+    /// command.
+    pub(crate) fn reservation(
+        &self,
+        keys: &[String],
+        estimate: &Estimate,
+    ) -> Result<ReservationPlan, Error> {
+        let Some((anchor, _)) = self.lease_limit(keys) else {
+            return Err(Error::NotReservable {
+                reason: "a reservation needs a CONCURRENCY limit: its lease is the reservation",
+            });
+        };
+        if let Some(name) = estimate
+            .on
+            .iter()
+            .find(|n| !self.limits.iter().any(|l| l.name() == n.as_str()))
+        {
+            return Err(Error::NotReservable {
+                reason: if name.is_empty() {
+                    "an estimate names an empty limit name"
+                } else {
+                    "an estimate names a limit the limiter does not have"
+                },
+            });
+        }
+        let estimated = |l: &Limit| {
+            !l.policy().is_concurrency()
+                && (estimate.on.is_empty() || estimate.on.iter().any(|n| n == l.name()))
+        };
+        let reserved: Vec<(usize, String)> = self
+            .limits
+            .iter()
+            .zip(keys)
+            .enumerate()
+            .filter(|(_, (l, _))| estimated(l))
+            .map(|(i, (_, k))| (i, k.clone()))
+            .collect();
+        if reserved.is_empty() {
+            return Err(Error::NotReservable {
+                reason: "a reservation needs a limit other than its CONCURRENCY one to estimate",
+            });
+        }
+        let clauses = self.limits.iter().zip(keys).map(|(l, k)| {
+            let charge = if estimated(l) {
+                Charge::Estimate(estimate.units)
+            } else {
+                Charge::Call
+            };
+            (k.as_bytes(), l.policy(), charge)
+        });
+        let cmd = all_parts(Request::new(1), clauses);
+        Ok((anchor.clone(), reserved, cmd))
     }
 
     /// Reads the reply to [`command`](Self::command).
@@ -527,6 +588,15 @@ impl Config {
                         )
                     })
             }
+        }
+    }
+
+    /// Who answers while Redis cannot: the failure policy, as a source.
+    pub(crate) fn failure_source(&self) -> Source {
+        match self.failure {
+            FailurePolicy::FailOpen => Source::FailOpen,
+            FailurePolicy::FailClosed => Source::FailClosed,
+            FailurePolicy::Fallback(_) => Source::Fallback,
         }
     }
 
@@ -1004,6 +1074,71 @@ impl<C: LimiterConnection> Limiter<C> {
         }
     }
 
+    /// Reserves `estimate` units for `key` on the limits it names (every
+    /// limit but the CONCURRENCY one, unless [`Estimate::on`] says which),
+    /// one unit on the others and a slot of the CONCURRENCY limit (the
+    /// anchor), all or nothing, in one `RL.ALL`: a [`Reservation`] to
+    /// [`settle`](Reservation::settle) with the actual cost when the work
+    /// is done, or the denial (a limit in debt denies, with the wait until
+    /// the debt is paid back as `retry_after`).
+    ///
+    /// The limits need a [`Concurrency`](crate::Concurrency) limit
+    /// ([`Error::NotReservable`] otherwise): its lease is the reservation.
+    /// The reservation renews its lease while held, as a [`Lease`] does
+    /// (see [`with_lease_keep_alive`](Self::with_lease_keep_alive)); one
+    /// dropped without settling is settled at its estimate (its lease
+    /// released); one whose process died ends with its lease, at its
+    /// estimate.
+    ///
+    /// While Redis cannot answer, the [`FailurePolicy`] decides:
+    /// `FailOpen` admits with a reservation that holds nothing (id 0: its
+    /// settlement sends nothing and answers `settled: false`); `FailClosed`
+    /// denies; `Fallback` decides in this process as [`acquire`](Self::acquire)
+    /// does (one unit on every limit, a slot of the in-flight cap: the
+    /// estimate and the settlement are not counted, Redis never hears of
+    /// them, and the settlement answers `settled: false`).
+    pub async fn reserve(
+        &self,
+        key: &str,
+        estimate: impl Into<Estimate>,
+    ) -> Result<Reserved<C>, Error> {
+        let estimate = estimate.into();
+        let keys = self.config.keys(key)?;
+        let (anchor, reserved, cmd) = self.config.reservation(&keys, &estimate)?;
+        let one = Request::new(1);
+        let d = if self.config.skipping_redis(&self.shared) {
+            self.config.unavailable(&self.shared, &keys, one)
+        } else {
+            let mut conn = self.conn.clone();
+            let sent = wall_clock();
+            let reply = within(self.config.timeout, send(&mut conn, &cmd)).await;
+            self.config.outcome(&self.shared, &keys, one, sent, reply)?
+        };
+        if !d.decision.allowed {
+            return Ok(Reserved::Denied(d));
+        }
+        let (_, lease) = self.config.lease_of(key);
+        let mut held = Lease {
+            limiter: self.clone(),
+            key: anchor,
+            id: d.decision.lease.unwrap_or(0),
+            lease,
+            decision: d,
+            released: false,
+            renewer: None,
+        };
+        if self.config.lease_keep_alive {
+            held = held.keep_alive();
+        }
+        let (positions, keys) = reserved.into_iter().unzip();
+        Ok(Reserved::Granted(Reservation {
+            lease: held,
+            keys,
+            positions,
+            estimate: estimate.units,
+        }))
+    }
+
     /// An allowed decision is a lease, with or without a slot (see
     /// [`Lease::id`]): "allowed, lease id 0" is an admission, never a
     /// denial.
@@ -1255,6 +1390,189 @@ impl<C: LimiterConnection> Drop for Lease<C> {
             });
         }
     }
+}
+
+/// How many units a reservation holds ([`Limiter::reserve`]), and on
+/// which of the limiter's limits. A bare integer converts: every limit but
+/// the CONCURRENCY one.
+///
+/// ```
+/// # use redis_ratelimit_client::Estimate;
+/// // 2000 tokens on the token budgets; the requests-per-minute limit
+/// // takes one request as usual.
+/// let e = Estimate::new(2000).on("tpm").on("tpd");
+/// assert_eq!(e.units(), 2000);
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct Estimate {
+    units: u64,
+    on: Vec<String>,
+}
+
+impl Estimate {
+    /// `units` on every limit but the CONCURRENCY one (0: "admit if any
+    /// budget is left", refused by a limit in debt).
+    pub fn new(units: u64) -> Estimate {
+        Estimate {
+            units,
+            on: Vec::new(),
+        }
+    }
+    /// Reserves on the limit named `limit` (by its name in the
+    /// [`Limits`]); once any is named, only the named ones are reserved
+    /// on, and the others take one unit as a plain call does.
+    pub fn on(mut self, limit: impl Into<String>) -> Estimate {
+        self.on.push(limit.into());
+        self
+    }
+    /// The units reserved.
+    pub fn units(&self) -> u64 {
+        self.units
+    }
+}
+
+impl From<u64> for Estimate {
+    fn from(units: u64) -> Estimate {
+        Estimate::new(units)
+    }
+}
+
+/// What [`Limiter::reserve`] gives: a reservation, or the denial.
+#[derive(Debug)]
+#[must_use = "a reservation is settled at its estimate when dropped"]
+// Matched at once by the caller, as `Acquired`: boxing would only add an
+// allocation per request.
+#[allow(clippy::large_enum_variant)]
+pub enum Reserved<C: LimiterConnection> {
+    /// Admitted: the reservation to settle.
+    Granted(Reservation<C>),
+    /// Denied: the binding limit's decision.
+    Denied(AllDecision),
+}
+
+/// Units reserved at admission ([`Limiter::reserve`]; the blocking
+/// limiter's is [`blocking::Reservation`](crate::blocking::Reservation)), to settle with the
+/// actual cost when the work is done ([`settle`](Self::settle)): the
+/// difference is charged (beyond the limit if need be: debt) or given back
+/// on every limit it reserved on, and its slot freed, in one atomic step.
+///
+/// It holds a lease of the CONCURRENCY limit (the handle), renewed in the
+/// background while held as a [`Lease`] is. Dropped without settling, it
+/// is settled at its estimate: its lease is released in the background
+/// (`RL.RELEASE`), and the estimate stays charged. A process that dies
+/// holding one leaves it to end with its lease, at its estimate too.
+#[must_use = "a reservation is settled at its estimate when dropped"]
+pub struct Reservation<C: LimiterConnection> {
+    lease: Lease<C>,
+    keys: Vec<String>,
+    /// Each key's limit's position in the limiter's limits.
+    positions: Vec<usize>,
+    estimate: u64,
+}
+
+impl<C: LimiterConnection> std::fmt::Debug for Reservation<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation")
+            .field("anchor", &self.lease.key)
+            .field("keys", &self.keys)
+            .field("id", &self.lease.id)
+            .field("estimate", &self.estimate)
+            .field("decision", &self.lease.decision)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: LimiterConnection> Reservation<C> {
+    /// The handle: the lease id of the CONCURRENCY limit (0 for an
+    /// admission that holds nothing in Redis, see [`Limiter::reserve`]).
+    pub fn id(&self) -> u64 {
+        self.lease.id
+    }
+    /// The Redis key of the CONCURRENCY limit (the anchor).
+    pub fn anchor(&self) -> &str {
+        &self.lease.key
+    }
+    /// The Redis keys the estimate was reserved on.
+    pub fn keys(&self) -> &[String] {
+        &self.keys
+    }
+    /// The positions, in the limiter's [`Limits`], of the limits reserved
+    /// on (one per key of [`keys`](Self::keys)).
+    pub fn positions(&self) -> &[usize] {
+        &self.positions
+    }
+    /// The units reserved on each of [`keys`](Self::keys).
+    pub fn estimate(&self) -> u64 {
+        self.estimate
+    }
+    /// The decision that admitted it.
+    pub fn decision(&self) -> &AllDecision {
+        &self.lease.decision
+    }
+
+    /// Settles the reservation at `actual` units (`RL.SETTLE`); the
+    /// settlement's `binding` is the position of its binding limit in the
+    /// limiter's [`Limits`] (as an admission's is). `settled`
+    /// is false when it had already ended (its lease expired: settled at
+    /// its estimate), or was not made in Redis; while Redis cannot answer,
+    /// false too, with the failure policy's [`Source`]: the reservation
+    /// then ends with its lease, at its estimate.
+    pub async fn settle(mut self, actual: u64) -> Result<Settlement, Error> {
+        self.lease.released = true;
+        if let Some(r) = self.lease.renewer.take() {
+            r.abort();
+        }
+        let limiter = &self.lease.limiter;
+        let failed = limiter.config.failure_source();
+        if !self.lease.holds_slot() {
+            return Ok(Settlement::not_settled(self.lease.decision.source()));
+        }
+        if self.lease.local() {
+            limiter
+                .config
+                .release_local(&limiter.shared, &self.lease.key, self.lease.id);
+            return Ok(Settlement::not_settled(Source::Fallback));
+        }
+        let cmd = cmd_settle(
+            self.lease.key.as_str(),
+            self.keys.iter().map(String::as_str),
+            self.lease.id,
+            actual,
+        );
+        let mut conn = limiter.conn.clone();
+        match within(limiter.config.timeout, send(&mut conn, &cmd)).await {
+            Some(Ok(v)) => {
+                limiter.config.mark_up(&limiter.shared);
+                Ok(settlement(&v, &self.positions)?)
+            }
+            Some(Err(e)) if is_outage(&e) => {
+                limiter.config.mark_down(&limiter.shared);
+                Ok(Settlement::not_settled(failed))
+            }
+            Some(Err(e)) => Err(Error::Redis(e)),
+            None => {
+                limiter.config.mark_down(&limiter.shared);
+                Ok(Settlement::not_settled(failed))
+            }
+        }
+    }
+
+    /// Settles it at its estimate now (`RL.RELEASE`): true if it was
+    /// still live.
+    pub async fn release(self) -> Result<bool, Error> {
+        self.lease.release().await
+    }
+}
+
+/// An `RL.SETTLE` reply, its binding key's position made the limit's
+/// position in the limiter's limits (`positions`: each reserved key's).
+pub(crate) fn settlement(v: &Value, positions: &[usize]) -> Result<Settlement, Error> {
+    let mut s = Settlement::from_reply(v)?;
+    s.decision.binding = positions
+        .get(s.decision.binding)
+        .copied()
+        .unwrap_or_default();
+    Ok(s)
 }
 
 async fn release_lease<C: LimiterConnection>(

@@ -31,9 +31,9 @@ use tower_service::Service;
 
 use crate::error::Error;
 use crate::headers::{ceil_secs, RateLimitHeaders};
-use crate::limiter::Limiter;
+use crate::limiter::{Estimate, Limiter, Reserved};
 use crate::limits::{valid_name, Limits, Policy};
-use crate::reply::{AllDecision, Source};
+use crate::reply::{AllDecision, Settlement, Source};
 
 /// A boxed future, as [`AsyncKeyExtractor`] returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -222,6 +222,10 @@ pub enum BuildError {
     },
     /// [`NoKey::Shared`] with an empty key.
     EmptySharedKey,
+    /// [`charge`](RateLimitLayerBuilder::charge) without
+    /// [`reserve`](RateLimitLayerBuilder::reserve): a cost read from the
+    /// response settles a reservation.
+    ChargeWithoutReserve,
     /// A layer built earlier, and still alive in this process, uses the
     /// same Redis keys for a limit of the same name with another policy.
     SharedKeys {
@@ -250,6 +254,9 @@ impl fmt::Display for BuildError {
                 "namespace {namespace:?} must be 1 to 64 characters of A-Z a-z 0-9 _ - . :"
             ),
             BuildError::EmptySharedKey => f.write_str("NoKey::Shared needs a non-empty key"),
+            BuildError::ChargeWithoutReserve => {
+                f.write_str("charge(..) settles a reservation: call .reserve(..) too")
+            }
             BuildError::SharedKeys {
                 keys,
                 namespace,
@@ -282,6 +289,8 @@ type OnUnavailable<RB> = OnLimited<RB>;
 type OnError<RB> = Box<dyn Fn(&Failed<'_>) -> Response<RB> + Send + Sync>;
 type OnNoKey<RB> = Box<dyn Fn(&Parts) -> Response<RB> + Send + Sync>;
 type Cost<B> = Box<dyn Fn(&Request<B>) -> u64 + Send + Sync>;
+type Reserve<B> = Box<dyn Fn(&Request<B>) -> Estimate + Send + Sync>;
+type Charge<RB> = Box<dyn Fn(&Response<RB>) -> Option<u64> + Send + Sync>;
 
 enum KeySource<B> {
     Sync(Box<dyn KeyExtractor<B>>),
@@ -292,6 +301,8 @@ enum KeySource<B> {
 struct Config<B, RB> {
     key: KeySource<B>,
     cost: Cost<B>,
+    reserve: Option<Reserve<B>>,
+    charge: Option<Charge<RB>>,
     no_key: NoKey,
     on_limited: OnLimited<RB>,
     on_unavailable: OnUnavailable<RB>,
@@ -361,6 +372,8 @@ impl<C, B, RB> RateLimitLayer<C, B, RB> {
             namespace: None,
             key: None,
             cost: None,
+            reserve: None,
+            charge: None,
             no_key: NoKey::default(),
             on_limited: None,
             on_unavailable: None,
@@ -396,6 +409,8 @@ pub struct RateLimitLayerBuilder<C, B, RB> {
     namespace: Option<String>,
     key: Option<KeySource<B>>,
     cost: Option<Cost<B>>,
+    reserve: Option<Reserve<B>>,
+    charge: Option<Charge<RB>>,
     no_key: NoKey,
     on_limited: Option<OnLimited<RB>>,
     on_unavailable: Option<OnUnavailable<RB>>,
@@ -450,6 +465,36 @@ impl<C, B, RB> RateLimitLayerBuilder<C, B, RB> {
     /// (a peek); a cost above a limit is denied with no `Retry-After`.
     pub fn cost(mut self, cost: impl Fn(&Request<B>) -> u64 + Send + Sync + 'static) -> Self {
         self.cost = Some(Box::new(cost));
+        self
+    }
+
+    /// Costs known only from the response (tokens of a language-model
+    /// call, bytes of a download): each request reserves the estimate this
+    /// closure gives ([`Limiter::reserve`]: the limiter's limits need a
+    /// CONCURRENCY limit, whose slot the request holds while the inner
+    /// service works), and is settled when the inner service has answered,
+    /// at what [`charge`](Self::charge) reads from the response (at the
+    /// estimate if it reads nothing, or if the service fails). Replaces
+    /// [`cost`](Self::cost). The `RateLimit` field of the response is the
+    /// settlement's when it binds: a settlement beyond the limit (debt)
+    /// shows `r=0` and `t` the wait the module answered.
+    pub fn reserve(
+        mut self,
+        estimate: impl Fn(&Request<B>) -> Estimate + Send + Sync + 'static,
+    ) -> Self {
+        self.reserve = Some(Box::new(estimate));
+        self
+    }
+
+    /// The actual cost of a request, read from its response (a usage
+    /// header, an extension the handler set): `None` settles at the
+    /// estimate. Needs [`reserve`](Self::reserve)
+    /// ([`BuildError::ChargeWithoutReserve`] otherwise).
+    pub fn charge(
+        mut self,
+        actual: impl Fn(&Response<RB>) -> Option<u64> + Send + Sync + 'static,
+    ) -> Self {
+        self.charge = Some(Box::new(actual));
         self
     }
 
@@ -528,6 +573,9 @@ where
     /// (`RB: From<String>`): axum's `Body`, `String`, `Full<Bytes>`.
     pub fn build(self) -> Result<RateLimitLayer<C, B, RB>, BuildError> {
         let key = self.key.ok_or(BuildError::NoKeyExtractor)?;
+        if self.charge.is_some() && self.reserve.is_none() {
+            return Err(BuildError::ChargeWithoutReserve);
+        }
         if let NoKey::Shared(k) = &self.no_key {
             if k.is_empty() {
                 return Err(BuildError::EmptySharedKey);
@@ -550,6 +598,8 @@ where
         let config = Config {
             key,
             cost: self.cost.unwrap_or_else(|| Box::new(|_: &Request<B>| 1)),
+            reserve: self.reserve,
+            charge: self.charge,
             no_key: self.no_key,
             on_limited: self.on_limited.unwrap_or_else(|| Box::new(default_limited)),
             on_unavailable: self
@@ -777,7 +827,11 @@ where
         let limiter = self.limiter.clone();
         let config = self.config.clone();
         Box::pin(async move {
-            let cost = (config.cost)(&request);
+            let estimate = config.reserve.as_ref().map(|r| r(&request));
+            let cost = match &estimate {
+                Some(e) => e.units(),
+                None => (config.cost)(&request),
+            };
             let key = match &config.key {
                 KeySource::Sync(k) => k.key(&request),
                 KeySource::Async(k) => {
@@ -798,11 +852,17 @@ where
                 }
             };
             let (parts, body) = request.into_parts();
-            let verdict = match limiter
-                .check_with(&key, crate::commands::Request::new(cost))
-                .await
-            {
-                Ok(v) => v,
+            let outcome = match estimate {
+                Some(estimate) => limiter.reserve(&key, estimate).await,
+                None => limiter
+                    .check_with(&key, crate::commands::Request::new(cost))
+                    .await
+                    .map(Reserved::Denied),
+            };
+            let (verdict, reservation) = match outcome {
+                // A plain check comes back as `Denied` whatever it says.
+                Ok(Reserved::Denied(v)) => (v, None),
+                Ok(Reserved::Granted(r)) => (*r.decision(), Some(r)),
                 Err(error) => {
                     tracing::error!(
                         error = %error,
@@ -837,10 +897,73 @@ where
                 insert(r.headers_mut(), &headers);
                 return Ok(r);
             }
-            let mut r = inner.call(Request::from_parts(parts, body)).await?;
+            let mut r = match inner.call(Request::from_parts(parts, body)).await {
+                Ok(r) => r,
+                Err(e) => {
+                    // A reservation dropped is settled at its estimate
+                    // (released) in the background.
+                    drop(reservation);
+                    return Err(e);
+                }
+            };
+            let Some(reservation) = reservation else {
+                insert(r.headers_mut(), &headers);
+                return Ok(r);
+            };
+            let actual = config.charge.as_ref().and_then(|charge| charge(&r));
+            let reserved = reservation.positions().to_vec();
+            let settled = reservation.settle(actual.unwrap_or(cost)).await;
+            let after = match settled {
+                Ok(s) => after_settlement(limiter.limits(), &reserved, &verdict, &s),
+                Err(error) => {
+                    tracing::error!(
+                        error = %error,
+                        keys = %config.pattern,
+                        "settling a reservation failed",
+                    );
+                    verdict
+                }
+            };
+            let mut headers = RateLimitHeaders::new(limiter.limits(), &after);
+            // The request was served: a wait is the next request's, told
+            // by `RateLimit`'s `t`.
+            headers.retry_after = None;
             insert(r.headers_mut(), &headers);
             Ok(r)
         })
+    }
+}
+
+/// What a served request's headers tell once its reservation is settled:
+/// the settlement's answer (what the next request would see on the limits
+/// it settled: `r=0` and the module's wait while one is in debt) when the
+/// admission's binding limit was one the settlement changed (a reserved
+/// one, or the CONCURRENCY slot it freed) or when it binds harder (in
+/// debt, or less remaining); the admission's otherwise.
+fn after_settlement(
+    limits: &Limits,
+    reserved: &[usize],
+    admitted: &AllDecision,
+    s: &Settlement,
+) -> AllDecision {
+    if !s.settled {
+        return *admitted;
+    }
+    let d = &s.decision;
+    let stale = reserved.contains(&admitted.binding)
+        || limits
+            .get(admitted.binding)
+            .is_some_and(|l| l.policy().is_concurrency());
+    // The settlement answers what a one-unit request would leave; the
+    // header tells what is left now: that unit more, unless in debt.
+    let mut now = *d;
+    if now.decision.allowed {
+        now.decision.remaining = now.decision.remaining.saturating_add(1);
+    }
+    if stale || !now.allowed() || now.remaining() < admitted.remaining() {
+        now
+    } else {
+        *admitted
     }
 }
 

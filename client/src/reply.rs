@@ -229,6 +229,84 @@ impl FromRedisValue for AllDecision {
     }
 }
 
+/// The answer of `RL.SETTLE` (or of [`Reservation::settle`](crate::Reservation::settle)).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[non_exhaustive]
+pub struct Settlement {
+    /// The reservation was live and is now settled at the actual cost
+    /// (its slot freed). False when the handle is unknown, already
+    /// settled, released or ended (nothing changed: never a double charge
+    /// or refund), or when Redis did not settle it (then
+    /// [`source`](Self::source) is not [`Source::Redis`]).
+    pub settled: bool,
+    /// When settled: what a one-unit request would see on the limits just
+    /// settled, combined as `RL.ALL` combines them (`allowed` false while
+    /// a limit is in debt, `retry_after` when it is paid back by time).
+    /// `binding` is the binding key's position among the keys reserved on
+    /// (0: the first reserved key) in the reply of `RL.SETTLE`; from
+    /// [`Reservation::settle`](crate::Reservation::settle), the binding
+    /// limit's position in the limiter's limits. All zero when not settled.
+    pub decision: AllDecision,
+    /// Who answered: Redis, or the failure policy when Redis could not
+    /// (the reservation then ends with its lease, at its estimate).
+    pub source: Source,
+}
+
+impl Settlement {
+    /// A settlement Redis did not make (`source` says why).
+    pub(crate) fn not_settled(source: Source) -> Settlement {
+        let mut decision =
+            Decision::local(false, 0, 0, Some(Duration::ZERO), Duration::ZERO, source);
+        decision.source = source;
+        Settlement {
+            settled: false,
+            decision: AllDecision::new(decision, 0),
+            source,
+        }
+    }
+
+    /// Read an `RL.SETTLE` reply: `[settled, limit, remaining,
+    /// retry_after_ms, reset_after_ms, index]` (all zero when not settled).
+    pub fn from_reply(v: &Value) -> Result<Settlement, ParsingError> {
+        let f: [i64; 6] = fields(v, &SETTLE_FIELDS)?;
+        let [settled, limit, remaining, retry, reset, index] = f;
+        let settled = match settled {
+            1 => true,
+            0 => false,
+            other => return Err(bad(format!("settled must be 0 or 1, got {other}"))),
+        };
+        let mut d = decision(&[0, limit, remaining, retry, reset])?;
+        // A one-unit request would be allowed when nothing has to wait.
+        d.allowed = settled && d.retry_after == Some(Duration::ZERO);
+        let binding = usize::try_from(index)
+            .ok()
+            .map_or(0, |i| i.saturating_sub(1));
+        Ok(Settlement {
+            settled,
+            decision: AllDecision::new(d, binding),
+            source: Source::Redis,
+        })
+    }
+}
+
+impl FromRedisValue for Settlement {
+    fn from_redis_value_ref(v: &Value) -> Result<Settlement, ParsingError> {
+        Settlement::from_reply(v)
+    }
+    fn from_redis_value(v: Value) -> Result<Settlement, ParsingError> {
+        Settlement::from_reply(&v)
+    }
+}
+
+const SETTLE_FIELDS: [&str; 6] = [
+    "settled",
+    "limit",
+    "remaining",
+    "retry_after_ms",
+    "reset_after_ms",
+    "index",
+];
+
 /// Field names, for replies that come as maps.
 const FIELDS: [&str; 6] = [
     "allowed",

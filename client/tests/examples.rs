@@ -1,7 +1,8 @@
 #![cfg(test)]
 //! The examples run, against a real server: `worker_pool` (the partner
 //! API's quota shared by a pool of workers) holds the quota and serves
-//! the workers in turn.
+//! the workers in turn; `axum_api` limits per key; `ai_gateway` reserves
+//! token estimates and settles them from the model's usage.
 
 use redis_ratelimit_testkit::{workspace_root, Server};
 use std::process::Command;
@@ -156,4 +157,94 @@ fn axum_api_limits_per_key_and_answers_429_with_headers() {
     let mut c = s.connect();
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
     assert!(keys.iter().all(|k| k.starts_with("rl:api:")), "{keys:?}");
+}
+
+#[test]
+fn ai_gateway_reserves_settles_from_the_usage_and_denies_during_debt() {
+    let s = Server::start();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let _app = Running(
+        Command::new(example("ai_gateway"))
+            .env("REDIS_URL", s.url())
+            .env("LISTEN", &addr)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let up = std::time::Instant::now();
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(
+            up.elapsed() < std::time::Duration::from_secs(20),
+            "the example did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut c = s.connect();
+    let tokens_left = |c: &mut redis::Connection, key: &str| -> i64 {
+        let k = format!("rl:ai:{{{key}}}:tpm");
+        let r: Vec<i64> = redis::cmd("RL.TOKENBUCKET")
+            .arg(&k)
+            .arg(10_000)
+            .arg(10_000)
+            .arg(0)
+            .arg("PERIOD")
+            .arg(60)
+            .query(c)
+            .unwrap();
+        r[2]
+    };
+    // 700 used of the 500 reserved: 9300 left on the minute's budget.
+    let (status, raw) = http_get(&addr, "/v1/chat?tokens=700", "alice");
+    assert_eq!(status, 200, "{raw}");
+    let left = tokens_left(&mut c, "alice");
+    assert!((9300..=9302).contains(&left), "{left}");
+    // The day's budget counted the same 700.
+    let day: Vec<i64> = redis::cmd("RL.FIXED")
+        .arg("rl:ai:{alice}:tpd")
+        .arg(200_000)
+        .arg("DAY")
+        .arg("TZ")
+        .arg("America/New_York")
+        .arg("COST")
+        .arg(0)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(day[2], 200_000 - 700);
+    // 12000 used: served (the tokens were spent), the budget in debt, and
+    // the response says nothing is left.
+    let (status, raw) = http_get(&addr, "/v1/chat?tokens=12000", "alice");
+    assert_eq!(status, 200, "{raw}");
+    let lower = raw.to_ascii_lowercase();
+    assert!(lower.contains("ratelimit: \"tpm\";r=0;"), "{raw}");
+    // The next request waits for the debt: 429 with a Retry-After.
+    let (status, raw) = http_get(&addr, "/v1/chat?tokens=1", "alice");
+    assert_eq!(status, 429, "{raw}");
+    let retry: u64 = raw
+        .to_ascii_lowercase()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("retry-after: ")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap();
+    // About 2700 tokens of debt and the 500 estimate, 6 ms each.
+    assert!((15..=21).contains(&retry), "{retry}\n{raw}");
+    // Another key has its own budgets.
+    assert_eq!(http_get(&addr, "/v1/chat?tokens=5", "bob").0, 200);
+    // No slot leaked: both keys' in-flight caps are free again.
+    for key in ["alice", "bob"] {
+        let r: Vec<i64> = redis::cmd("RL.ACQUIRE")
+            .arg(format!("rl:ai:{{{key}}}:inflight"))
+            .arg(4)
+            .arg(120)
+            .arg("DRYRUN")
+            .query(&mut c)
+            .unwrap();
+        assert_eq!((r[0], r[2]), (1, 3), "{key}: {r:?}");
+    }
 }

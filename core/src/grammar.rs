@@ -921,6 +921,12 @@ pub struct Clause<P> {
 /// The keyword of a clause's estimate (a reservation's cost, settled later).
 pub const ESTIMATE: &str = "ESTIMATE";
 
+/// RL.SETTLE's keyword before the reservation's handle (its lease id).
+pub const SETTLE_LEASE: &str = "LEASE";
+
+/// RL.SETTLE's keyword before the actual cost.
+pub const SETTLE_ACTUAL: &str = "ACTUAL";
+
 /// The keyword of an RL.ALL clause that names a policy.
 pub const POLICY_CLAUSE: &str = "POLICY";
 

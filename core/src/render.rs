@@ -17,8 +17,8 @@ use crate::algo::calendar::Unit;
 use crate::error::CmdError;
 use crate::grammar::{
     read_definition, RequestArgs, Settings, Syntax, BLOCK, CONCURRENCY, COST, DEFAULT_COST, DRYRUN,
-    FIXED, GCRA, LIMIT_CLAUSE, MAX_OPTIONS, MAX_PARAMS, POLICY_CLAUSE, REFUND, SLIDING,
-    TOKENBUCKET, TOKENBUCKET_PERIOD,
+    ESTIMATE, FIXED, GCRA, LIMIT_CLAUSE, MAX_OPTIONS, MAX_PARAMS, POLICY_CLAUSE, REFUND,
+    SETTLE_ACTUAL, SETTLE_LEASE, SLIDING, TOKENBUCKET, TOKENBUCKET_PERIOD,
 };
 use crate::limit::Spec;
 use crate::num::Decimal;
@@ -196,11 +196,31 @@ pub enum ClauseArgs<'a> {
     Policy(&'a str),
 }
 
+/// What an RL.ALL clause charges, after its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Charge {
+    /// Nothing written: the call's cost.
+    #[default]
+    Call,
+    /// `COST n`: the clause's own cost.
+    Cost(u64),
+    /// `ESTIMATE n`: a reservation of `n` units, settled later (RL.SETTLE).
+    Estimate(u64),
+}
+
+impl From<Option<u64>> for Charge {
+    /// A clause's own cost, if any.
+    fn from(cost: Option<u64>) -> Charge {
+        cost.map_or(Charge::Call, Charge::Cost)
+    }
+}
+
 /// RL.ALL's arguments: the request's options, then a clause per limit,
-/// `LIMIT key <limit> [COST n]` (a clause's own cost).
+/// `LIMIT key <limit> [COST n | ESTIMATE n]` (a clause's own cost, or its
+/// estimate).
 pub fn all<'a>(
     request: &RequestArgs,
-    clauses: impl IntoIterator<Item = (&'a [u8], ClauseArgs<'a>, Option<u64>)>,
+    clauses: impl IntoIterator<Item = (&'a [u8], ClauseArgs<'a>, Charge)>,
     out: &mut impl FnMut(&[u8]),
 ) {
     request.render(true, out);
@@ -214,11 +234,23 @@ pub fn all<'a>(
                 out(name.as_bytes());
             }
         }
-        if let Some(n) = cost {
-            out(COST.as_bytes());
-            Arg::Int(n).write(out);
-        }
+        let (word, n) = match cost {
+            Charge::Call => continue,
+            Charge::Cost(n) => (COST, n),
+            Charge::Estimate(n) => (ESTIMATE, n),
+        };
+        out(word.as_bytes());
+        Arg::Int(n).write(out);
     }
+}
+
+/// RL.SETTLE's arguments after its keys (`RL.SETTLE anchor key [key ...]
+/// LEASE lease_id ACTUAL n`): the reservation's handle and the actual cost.
+pub fn settle(lease_id: u64, actual: u64, out: &mut impl FnMut(&[u8])) {
+    out(SETTLE_LEASE.as_bytes());
+    Arg::Int(lease_id).write(out);
+    out(SETTLE_ACTUAL.as_bytes());
+    Arg::Int(actual).write(out);
 }
 
 /// A policy's definition, as `RL.POLICY SET name` takes it and `RL.POLICY
@@ -388,12 +420,12 @@ mod tests {
             ..RequestArgs::default()
         };
         let keys: Vec<String> = (0..ls.len()).map(|i| format!("k{i}")).collect();
-        let mut clauses: Vec<(&[u8], ClauseArgs<'_>, Option<u64>)> = keys
+        let mut clauses: Vec<(&[u8], ClauseArgs<'_>, Charge)> = keys
             .iter()
             .zip(&ls)
-            .map(|(k, l)| (k.as_bytes(), ClauseArgs::Inline(*l), None))
+            .map(|(k, l)| (k.as_bytes(), ClauseArgs::Inline(*l), Charge::Call))
             .collect();
-        clauses.push((b"p", ClauseArgs::Policy("api"), Some(0)));
+        clauses.push((b"p", ClauseArgs::Policy("api"), Charge::Cost(0)));
         let mut words = vec![b"RL.ALL".to_vec()];
         all(&request, clauses, &mut |w| words.push(w.to_vec()));
         let w: Vec<&[u8]> = words.iter().map(Vec::as_slice).collect();
@@ -410,5 +442,30 @@ mod tests {
         throttle(15, 30, dec("60"), 1, &mut |w| words.push(w.to_vec()));
         let w: Vec<&[u8]> = words.iter().map(Vec::as_slice).collect();
         assert_eq!(read_throttle(&w[..]).unwrap().1, 1);
+    }
+
+    #[test]
+    fn reservations_read_back_as_rendered() {
+        let anchor = LimitArgs::concurrency(3, dec("30"));
+        let tpm = LimitArgs::token_bucket(100, dec("100"), dec("60"));
+        let clauses = [
+            (&b"a"[..], ClauseArgs::Inline(anchor), Charge::Call),
+            (&b"b"[..], ClauseArgs::Inline(tpm), Charge::Estimate(70)),
+            (&b"c"[..], ClauseArgs::Policy("rpm"), Charge::Cost(1)),
+        ];
+        let mut words = vec![b"RL.ALL".to_vec()];
+        all(&RequestArgs::default(), clauses, &mut |w| {
+            words.push(w.to_vec())
+        });
+        let w: Vec<&[u8]> = words.iter().map(Vec::as_slice).collect();
+        let lookup = PolicyLookup {
+            resolve: |_: &[u8]| LimitArgs::sliding(1, dec("1")).read(Settings::default()),
+            spec: |s: &Spec| s,
+        };
+        let read = read_all(&w[..], Settings::default(), lookup).unwrap();
+        let got: Vec<(Option<u64>, Option<u64>)> =
+            read.clauses.iter().map(|c| (c.cost, c.estimate)).collect();
+        assert_eq!(got, [(None, None), (None, Some(70)), (Some(1), None)]);
+        assert_eq!(text(|o| settle(7, 90, &mut |w| o(w))), "LEASE 7 ACTUAL 90");
     }
 }
