@@ -49,7 +49,11 @@ pub fn settle(
         ctx.reply_ints(&[0; 6]);
         return Ok(());
     };
-    // The keys named are the record's, exactly: checked before any write.
+    // The keys named are the record's, exactly: checked before any write
+    // (the count first: a caller's long list costs no sort).
+    if keys.len() != record.holds.len() {
+        return Err(SETTLE_KEYS);
+    }
     let mut named: Vec<&[u8]> = keys.iter().map(|k| k.bytes()).collect();
     let mut held: Vec<&[u8]> = record.holds.iter().map(|h| h.key.as_slice()).collect();
     named.sort_unstable();

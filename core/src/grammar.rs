@@ -927,6 +927,28 @@ pub const SETTLE_LEASE: &str = "LEASE";
 /// RL.SETTLE's keyword before the actual cost.
 pub const SETTLE_ACTUAL: &str = "ACTUAL";
 
+/// RL.SETTLE's arity: the name, the anchor, at least one key, then
+/// `LEASE id ACTUAL n`.
+pub const SETTLE_ARITY: i32 = -7;
+
+/// `RL.SETTLE anchor key [key ...] LEASE lease_id ACTUAL n`: the handle and
+/// the actual cost (the keys are words 1 to count - 5).
+pub fn read_settle<'a, W: Words<'a> + ?Sized>(words: &W) -> Result<(u64, u64), CmdError> {
+    let n = words.count();
+    if !fits_arity(SETTLE_ARITY, n) {
+        return Err(CmdError::WrongArity);
+    }
+    let word = |back: usize| n.checked_sub(back).and_then(|i| words.word(i));
+    if !word(4).is_some_and(|w| is(w, SETTLE_LEASE))
+        || !word(2).is_some_and(|w| is(w, SETTLE_ACTUAL))
+    {
+        return Err(error::SYNTAX);
+    }
+    let id = word(3).and_then(|w| int(w, 1)).ok_or(error::LEASE_ID)?;
+    let actual = word(1).and_then(|w| int(w, 0)).ok_or(error::ACTUAL)?;
+    Ok((id, actual))
+}
+
 /// The keyword of an RL.ALL clause that names a policy.
 pub const POLICY_CLAUSE: &str = "POLICY";
 

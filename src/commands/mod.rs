@@ -97,7 +97,7 @@ pub const COMMANDS: &[Command] = &[
     },
     Command {
         name: names::SETTLE.as_cstr(), body: Body::Handler(settle::settle),
-        flags: c"write fast", keys: Keys::Range { last: -5 }, key_flags: RW | ACCESS | UPDATE, arity: Some(-7),
+        flags: c"write fast", keys: Keys::Range { last: -5 }, key_flags: RW | ACCESS | UPDATE, arity: Some(grammar::SETTLE_ARITY),
         summary: c"Settles a reservation (RL.ALL or RL.TAKEALL with ESTIMATE) at its actual cost on every key it reserved on, and frees its lease: 1 if it was live, 0 if unknown, settled or expired.",
         complexity: c"O(k + n) for k limits reserved on and n leases of the anchor",
         args: Args::Listed(&[(c"anchor", KeyArg, false), (c"key", KeyArg, false), (c"LEASE", Str, false), (c"lease_id", Int, false), (c"ACTUAL", Str, false), (c"actual", Int, false)]),
