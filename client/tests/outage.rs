@@ -11,9 +11,13 @@
 //!
 //! "Back to Redis" is judged on the server's clock: from a `TIME` the
 //! restarted server answered (it was answering the limiter by then) to its
-//! first decision for the limiter, which the AOF records with its instant
-//! (the window is empty again after the 4 s outage: that decision is an
-//! admission). The limiter's own waits (the cooldown, a reconnection
+//! first decision for the limiter after the restart (the first admission
+//! the AOF holds past what it held when the server was killed), with its
+//! instant (the window is empty again after the 4 s
+//! outage: that decision is an admission). A decision made before that
+//! `TIME` (the limiter reconnected first) is back at once: counting only
+//! decisions after it would skip the limiter's first burst and see the
+//! next admission a window later. The limiter's own waits (the cooldown, a reconnection
 //! pause, a connection attempt) run on this machine, which may be loaded:
 //! the time this test process could not run in that interval (a thread
 //! that sleeps 2 ms at a time and records how late it wakes) is not
@@ -130,15 +134,16 @@ fn held_up_in(late: &[(u64, u64)], from: u64, to: u64) -> Duration {
     Duration::from_nanos(ns)
 }
 
-/// The server's first decision for the limiter at or after `up_ns` (its
-/// clock), from the AOF: every admission is an `RL.WINDOWADD` whose
+/// The instant (the server's clock) of the first decision for the limiter
+/// among the AOF's commands past the first `before` (those written before
+/// the server was killed): every admission is an `RL.WINDOWADD` whose
 /// payload starts with the instant of the decision (µs).
-fn first_decision_since(dir: &std::path::Path, up_ns: u64) -> Option<u64> {
+fn first_decision_after(dir: &std::path::Path, before: usize) -> Option<u64> {
     aof_commands(dir)
         .into_iter()
+        .skip(before)
         .filter(|a| a[0].eq_ignore_ascii_case(b"RL.WINDOWADD"))
         .map(|a| u64::from_le_bytes(a[2][0..8].try_into().unwrap()) * 1000)
-        .filter(|&at| at >= up_ns)
         .min()
 }
 
@@ -187,7 +192,7 @@ fn summarize(
         first_ns,
         late,
     } = back_to_redis;
-    let back_on_server = first_ns.map(|f| Duration::from_nanos(f - up_ns));
+    let back_on_server = first_ns.map(|f| Duration::from_nanos(f.saturating_sub(up_ns)));
     let held_up = held_up_in(&late, up_ns, first_ns.unwrap_or(u64::MAX));
     let log = log.lock().unwrap().clone();
     let during = log
@@ -377,6 +382,9 @@ async fn async_run(policy: FailurePolicy) -> Row {
     }
     tokio::time::sleep(DOWN_AT).await;
     let stopped = server.stop();
+    // What the AOF held when the server was killed: later commands are the
+    // restarted server's.
+    let before = aof_commands(&stopped.dir).len();
     let down = start.elapsed();
     tokio::time::sleep(UP_AT - DOWN_AT).await;
     let (server, up_ns) = tokio::task::spawn_blocking(move || {
@@ -392,7 +400,7 @@ async fn async_run(policy: FailurePolicy) -> Row {
     }
     let back = Return {
         up_ns,
-        first_ns: first_decision_since(&server.dir, up_ns),
+        first_ns: first_decision_after(&server.dir, before),
         late: lateness.stop(),
     };
     drop(server);
@@ -455,6 +463,9 @@ fn blocking_run(policy: FailurePolicy) -> Row {
         .collect();
     std::thread::sleep(DOWN_AT);
     let stopped = server.stop();
+    // What the AOF held when the server was killed: later commands are the
+    // restarted server's.
+    let before = aof_commands(&stopped.dir).len();
     let down = start.elapsed();
     std::thread::sleep(UP_AT - DOWN_AT);
     let server = stopped.start();
@@ -465,7 +476,7 @@ fn blocking_run(policy: FailurePolicy) -> Row {
     }
     let back = Return {
         up_ns,
-        first_ns: first_decision_since(&server.dir, up_ns),
+        first_ns: first_decision_after(&server.dir, before),
         late: lateness.stop(),
     };
     drop(server);
