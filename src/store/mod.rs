@@ -179,45 +179,8 @@ pub fn write(key: &mut Key<'_>, effect: &Effect) {
                 key.expire_at(expiry_ms(last.saturating_add(r.span())));
             }
         }
-        Effect::Lease(op) => {
-            unlock_unless(key, &LEASES);
-            let last = match key.boxed_mut(&LEASES) {
-                Some(leases) => {
-                    leases.apply(op);
-                    leases.last_expiry()
-                }
-                None => {
-                    let leases = Leases::from_op(op);
-                    let last = leases.last_expiry();
-                    counted(key.set_boxed(&LEASES, leases), &KEYS_LEASES);
-                    last
-                }
-            };
-            match last {
-                // The last lease ended: the key goes.
-                None => key.delete(),
-                Some(t) => key.expire_at(expiry_ms(t)),
-            }
-        }
-        Effect::Reserve(r) => {
-            unlock_unless(key, &LEASES);
-            let last = match key.boxed_mut(&LEASES) {
-                Some(leases) => {
-                    leases.reserve(r);
-                    leases.last_expiry()
-                }
-                None => {
-                    let leases = Leases::from_reservation(r);
-                    let last = leases.last_expiry();
-                    counted(key.set_boxed(&LEASES, leases), &KEYS_LEASES);
-                    last
-                }
-            };
-            match last {
-                None => key.delete(),
-                Some(t) => key.expire_at(expiry_ms(t)),
-            }
-        }
+        Effect::Lease(op) => write_leases(key, |l| l.apply(op), || Leases::from_op(op)),
+        Effect::Reserve(r) => write_leases(key, |l| l.reserve(r), || Leases::from_reservation(r)),
         Effect::Lockout { until, own } => {
             // The limit's state stays under the lock; the key lives until
             // both are over. A key not locked yet keeps at least its
@@ -263,6 +226,34 @@ fn current(key: &Key<'_>) -> State {
             }
         }
         Read::Nothing | Read::Other => State::Empty,
+    }
+}
+
+/// A lease key's change: `change` on the leases it holds, or `fresh` ones
+/// if it holds none (a lock over other state is lifted first). The key
+/// lives until its last lease ends, and goes when none is left.
+fn write_leases(
+    key: &mut Key<'_>,
+    change: impl FnOnce(&mut Leases),
+    fresh: impl FnOnce() -> Leases,
+) {
+    unlock_unless(key, &LEASES);
+    let last = match key.boxed_mut(&LEASES) {
+        Some(leases) => {
+            change(leases);
+            leases.last_expiry()
+        }
+        None => {
+            let leases = fresh();
+            let last = leases.last_expiry();
+            counted(key.set_boxed(&LEASES, leases), &KEYS_LEASES);
+            last
+        }
+    };
+    match last {
+        // The last lease ended: the key goes.
+        None => key.delete(),
+        Some(t) => key.expire_at(expiry_ms(t)),
     }
 }
 
