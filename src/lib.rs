@@ -44,13 +44,21 @@ use redis_module::raw;
 pub const MODULE_NAME: &CStr = c"ratelimit";
 /// `MODULE LIST` shows this version: major * 10000 + minor * 100 + patch,
 /// from the crate's version.
-pub const MODULE_VERSION: i32 = module_version(env!("CARGO_PKG_VERSION").as_bytes());
+pub const MODULE_VERSION: i32 = match module_version(env!("CARGO_PKG_VERSION").as_bytes()) {
+    Some(v) => v,
+    None => 0,
+};
+
+// Evaluated while building: a crate version of another form fails the build.
+const _: () = assert!(
+    MODULE_VERSION > 0,
+    "the crate version is not major.minor.patch, minor and patch below 100"
+);
 
 /// `major.minor.patch` (anything after a `-` or `+` ignored) as
-/// major * 10000 + minor * 100 + patch. Evaluated while building: a
-/// version of another form fails the build.
-#[allow(clippy::panic)]
-const fn module_version(mut v: &[u8]) -> i32 {
+/// major * 10000 + minor * 100 + patch; `None` for any other form, or a
+/// minor or patch of 100 or more.
+const fn module_version(mut v: &[u8]) -> Option<i32> {
     let mut parts = (0i32, 0i32, 0i32);
     let mut part = 0;
     while let [c, rest @ ..] = v {
@@ -65,14 +73,14 @@ const fn module_version(mut v: &[u8]) -> i32 {
         match *c {
             b'.' if part < 2 => part += 1,
             d @ b'0'..=b'9' if *n < 100 => *n = *n * 10 + (d - b'0') as i32,
-            _ => panic!("the crate version is not major.minor.patch"),
+            _ => return None,
         }
         v = rest;
     }
     if part != 2 || parts.1 >= 100 || parts.2 >= 100 {
-        panic!("the crate version is not major.minor.patch, minor and patch below 100");
+        return None;
     }
-    parts.0 * 10_000 + parts.1 * 100 + parts.2
+    Some(parts.0 * 10_000 + parts.1 * 100 + parts.2)
 }
 
 /// The entry point Redis calls on `loadmodule` / `MODULE LOAD`: the API is
@@ -137,7 +145,11 @@ fn init(ctx: &api::Ctx<'_>, args: &[Vec<u8>]) -> Result<(), String> {
 mod tests {
     #[test]
     fn the_module_version_is_the_crates() {
-        assert_eq!(super::module_version(b"0.1.0"), 100);
-        assert_eq!(super::module_version(b"1.23.4-rc.1"), 12_304);
+        assert_eq!(super::module_version(b"0.1.0"), Some(100));
+        assert_eq!(super::module_version(b"1.23.4-rc.1"), Some(12_304));
+        assert_eq!(super::MODULE_VERSION, 100);
+        for bad in [&b"1.2"[..], b"1.2.3.4", b"1.100.0", b"1.x.0", b""] {
+            assert_eq!(super::module_version(bad), None, "{bad:?}");
+        }
     }
 }
